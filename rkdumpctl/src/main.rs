@@ -1,0 +1,2 @@
+//! rkdumpctl
+fn main() {}

@@ -1,0 +1,26 @@
+//! xtask: the one place that knows how to build, package, boot and test rkdump.
+//!
+//! Subcommands: `build`, `run`, `test`, `e2e`, `demo`, `bench`. Each QEMU run has a timeout.
+
+mod e2e;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cmd, rest)) = args.split_first() else {
+        eprintln!("usage: cargo xtask <build|run|test|e2e|demo|bench> [options]");
+        return ExitCode::from(2);
+    };
+    let result = match cmd.as_str() {
+        "e2e" => e2e::main(rest),
+        other => Err(format!("unknown xtask command `{other}`")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {cmd}: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
