@@ -1,4 +1,23 @@
-//! kernel
+//! rkdump: a bare-metal x86_64 kdump capture kernel.
+//!
+//! `kexec -p` (or QEMU's PVH loader) jumps into `arch::entry`; `rkdump_main` then takes over the
+//! CPU (GDT, IDT, page tables), reads the boot information and command line, and runs the job:
+//! boot info -> devices -> dump -> final action. This crate is orchestration and hardware access
+//! only; parsing and policy live in the host-tested `rkdump-boot`, `rkdump-vmcore` and
+//! `rkdump-devices` crates.
+
 #![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+mod arch;
+#[cfg(target_os = "none")]
+mod console;
+#[cfg(target_os = "none")]
+mod kmain;
+#[cfg(target_os = "none")]
+mod power;
+
+/// Host builds (`cargo clippy --workspace`) get an empty program: the kernel only exists for
+/// `x86_64-unknown-none`.
 #[cfg(not(target_os = "none"))]
 fn main() {}

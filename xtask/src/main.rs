@@ -2,7 +2,9 @@
 //!
 //! Subcommands: `build`, `run`, `test`, `e2e`, `demo`, `bench`. Each QEMU run has a timeout.
 
+mod build;
 mod e2e;
+mod image;
 
 use std::process::ExitCode;
 
@@ -13,6 +15,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let result = match cmd.as_str() {
+        "build" => build::main(rest),
         "e2e" => e2e::main(rest),
         other => Err(format!("unknown xtask command `{other}`")),
     };

@@ -1,0 +1,95 @@
+//! `cargo xtask build`: cross-builds the kernel for x86_64-unknown-none and writes the two
+//! artefacts of interfaces.md, `target/rkdump/bzImage` and `target/rkdump/rkdump.elf`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::image;
+
+/// Paths of the built artefacts.
+#[derive(Clone, Debug)]
+pub struct Artefacts {
+    /// Linux boot-protocol image for `kexec -p`.
+    pub bzimage: PathBuf,
+    /// ELF with a PVH note for `qemu-system-x86_64 -kernel`.
+    pub elf: PathBuf,
+    /// The linked kernel (static PIE at 0), with symbols.
+    pub kernel: PathBuf,
+}
+
+/// Root of the workspace (xtask lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits inside the workspace")
+        .to_path_buf()
+}
+
+/// The workspace target directory.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { workspace_root().join(p) })
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// A `cargo` command with the environment of the outer cargo run cleared, so nested builds do
+/// not inherit flags meant for xtask itself.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let inherited_flag = key.starts_with("CARGO_")
+            && key != "CARGO_HOME"
+            && key != "CARGO_TARGET_DIR"
+            && key != "CARGO_TERM_COLOR";
+        if inherited_flag || key == "RUSTFLAGS" || key == "RUSTC_WRAPPER" {
+            cmd.env_remove(&*key);
+        }
+    }
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+/// Builds the kernel (release unless `debug`) and writes both artefacts.
+pub fn build(debug: bool) -> Result<Artefacts, String> {
+    let mut cmd = cargo();
+    cmd.args(["build", "--package", "rkdump-kernel", "--target", "x86_64-unknown-none"]);
+    if !debug {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().map_err(|e| format!("running cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("kernel build failed ({status})"));
+    }
+    let profile = if debug { "debug" } else { "release" };
+    let kernel = target_dir().join("x86_64-unknown-none").join(profile).join("rkdump");
+    let elf_bytes = std::fs::read(&kernel).map_err(|e| format!("{}: {e}", kernel.display()))?;
+    let images = image::make_images(&elf_bytes)?;
+    let out = target_dir().join("rkdump");
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let bzimage = out.join("bzImage");
+    let elf = out.join("rkdump.elf");
+    write(&bzimage, &images.bzimage)?;
+    write(&elf, &images.pvh_elf)?;
+    eprintln!(
+        "rkdump: bzImage {} bytes (payload {} bytes, init_size {} bytes), rkdump.elf {} bytes",
+        images.bzimage.len(),
+        images.payload_len,
+        images.init_size,
+        images.pvh_elf.len()
+    );
+    Ok(Artefacts { bzimage, elf, kernel })
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `cargo xtask build [--debug]`.
+pub fn main(args: &[String]) -> Result<(), String> {
+    let debug = args.iter().any(|a| a == "--debug");
+    let a = build(debug)?;
+    println!("{}\n{}", a.bzimage.display(), a.elf.display());
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! Turns the linked kernel (a static PIE linked at 0) into the two boot artefacts:
+//!
+//! - `bzImage`: a 1 KiB setup area carrying the Linux boot-protocol header (kdump-contract §3,
+//!   §14.1) followed by the flat payload; kexec jumps to payload + 0x200 in 64-bit mode.
+//! - `rkdump.elf`: one PT_LOAD of the same payload at [`PVH_LOAD_ADDR`] plus a PT_NOTE with the
+//!   Xen PVH entry note, for QEMU `-kernel`. The payload's first instruction
+//!   (`mov $imm32, %ebp`) gets the load address patched in, since 32-bit code cannot find its
+//!   own address without a stack.
+//!
+//! The payload is checked on the way: only R_X86_64_RELATIVE dynamic relocations (the entry stub
+//! applies those and nothing else), entries at the offsets the stubs assume, no multiboot magic.
+
+use goblin::elf::{Elf, program_header::PT_LOAD, reloc::R_X86_64_RELATIVE};
+
+/// Physical load address of the PVH payload in rkdump.elf.
+pub const PVH_LOAD_ADDR: u64 = 0x20_0000;
+
+/// Bytes of `mov $0x0badb0d1, %ebp`, the unpatched first instruction of the payload.
+const PVH_MARKER: [u8; 5] = [0xBD, 0xD1, 0xB0, 0xAD, 0x0B];
+
+/// Setup sectors after the boot sector (real-mode part = (1 + SETUP_SECTS) * 512 bytes).
+const SETUP_SECTS: u8 = 1;
+const SETUP_LEN: usize = (1 + SETUP_SECTS as usize) * 512;
+/// Header length byte at 0x201: the header runs to 0x202 + 0x6A = 0x26C, covering init_size
+/// (0x260) even in kexec-tools' capped copy and kernel_info_offset (0x268).
+const JUMP_LEN: u8 = 0x6A;
+const VERSION_STRING: &[u8] = concat!("rkdump ", env!("CARGO_PKG_VERSION"), "\0").as_bytes();
+const VERSION_AT: usize = 0x300;
+
+/// The boot artefacts built from one kernel.
+pub struct Images {
+    /// Linux boot-protocol image.
+    pub bzimage: Vec<u8>,
+    /// PVH-bootable ELF.
+    pub pvh_elf: Vec<u8>,
+    /// Bytes of payload in the file.
+    pub payload_len: usize,
+    /// Memory the payload needs from its load address (file + bss + stacks + early tables).
+    pub init_size: u64,
+}
+
+/// Builds both artefacts from the linked kernel ELF.
+pub fn make_images(kernel_elf: &[u8]) -> Result<Images, String> {
+    let elf = Elf::parse(kernel_elf).map_err(|e| format!("kernel ELF: {e}"))?;
+    check_relocations(&elf)?;
+    check_symbol(&elf, "rkdump_pvh_entry", 0)?;
+    check_symbol(&elf, "rkdump_entry64", 0x200)?;
+
+    let mut file_end = 0u64;
+    let mut mem_end = 0u64;
+    for ph in elf.program_headers.iter().filter(|p| p.p_type == PT_LOAD) {
+        file_end = file_end.max(ph.p_vaddr + ph.p_filesz);
+        mem_end = mem_end.max(ph.p_vaddr + ph.p_memsz);
+    }
+    let payload_len = round_up(file_end, 4096) as usize;
+    let init_size = round_up(mem_end, 4096);
+    let mut payload = vec![0u8; payload_len];
+    for ph in elf.program_headers.iter().filter(|p| p.p_type == PT_LOAD && p.p_filesz > 0) {
+        let src = kernel_elf
+            .get(ph.p_offset as usize..(ph.p_offset + ph.p_filesz) as usize)
+            .ok_or("PT_LOAD outside the file")?;
+        payload[ph.p_vaddr as usize..(ph.p_vaddr + ph.p_filesz) as usize].copy_from_slice(src);
+    }
+    if payload.get(..5) != Some(&PVH_MARKER[..]) {
+        return Err("payload does not start with the PVH load-address marker".into());
+    }
+
+    let bzimage = make_bzimage(&payload, init_size)?;
+    let pvh_elf = make_pvh_elf(&payload, init_size);
+    Ok(Images { bzimage, pvh_elf, payload_len, init_size })
+}
+
+fn round_up(v: u64, align: u64) -> u64 {
+    v.div_ceil(align) * align
+}
+
+fn check_relocations(elf: &Elf<'_>) -> Result<(), String> {
+    if !elf.pltrelocs.is_empty() || !elf.dynrels.is_empty() {
+        return Err("kernel has PLT or REL relocations; only RELA RELATIVE is supported".into());
+    }
+    if let Some(bad) = elf.dynrelas.iter().find(|r| r.r_type != R_X86_64_RELATIVE) {
+        return Err(format!(
+            "kernel has a dynamic relocation of type {} at {:#x}; the entry stub applies only R_X86_64_RELATIVE",
+            bad.r_type, bad.r_offset
+        ));
+    }
+    Ok(())
+}
+
+fn check_symbol(elf: &Elf<'_>, name: &str, want: u64) -> Result<(), String> {
+    let sym = elf
+        .syms
+        .iter()
+        .find(|s| elf.strtab.get_at(s.st_name) == Some(name))
+        .ok_or_else(|| format!("symbol {name} missing from the kernel"))?;
+    if sym.st_value != want {
+        return Err(format!("symbol {name} at {:#x}, expected {want:#x}", sym.st_value));
+    }
+    Ok(())
+}
+
+fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
+    buf[at..at + bytes.len()].copy_from_slice(bytes);
+}
+
+fn make_bzimage(payload: &[u8], init_size: u64) -> Result<Vec<u8>, String> {
+    let mut setup = vec![0u8; SETUP_LEN];
+    let init_size = u32::try_from(init_size).map_err(|_| "init_size above 4 GiB")?;
+    let syssize = u32::try_from(payload.len().div_ceil(16)).map_err(|_| "payload too large")?;
+    setup[0x1F1] = SETUP_SECTS;
+    put(&mut setup, 0x1F4, &syssize.to_le_bytes());
+    put(&mut setup, 0x1FE, &0xAA55u16.to_le_bytes());
+    setup[0x200] = 0xEB;
+    setup[0x201] = JUMP_LEN;
+    // The real-mode jump target: nobody should run real-mode code here (QEMU boots rkdump.elf
+    // through PVH); if a BIOS loader does, stop instead of running garbage: cli; hlt; jmp $-1.
+    put(&mut setup, 0x202 + JUMP_LEN as usize, &[0xFA, 0xF4, 0xEB, 0xFD]);
+    put(&mut setup, 0x202, b"HdrS");
+    put(&mut setup, 0x206, &0x020Fu16.to_le_bytes());
+    put(&mut setup, 0x20E, &((VERSION_AT - 0x200) as u16).to_le_bytes());
+    setup[0x211] = 0x01; // LOADED_HIGH
+    put(&mut setup, 0x214, &0x10_0000u32.to_le_bytes()); // code32_start
+    put(&mut setup, 0x22C, &0x7FFF_FFFFu32.to_le_bytes()); // initrd_addr_max
+    put(&mut setup, 0x230, &0x20_0000u32.to_le_bytes()); // kernel_alignment: 2 MiB
+    setup[0x234] = 1; // relocatable_kernel
+    setup[0x235] = 12; // min_alignment: 4 KiB (the kernel maps itself, any page works)
+    // XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G | XLF_5LEVEL (entry copes with CR4.LA57 = 1).
+    put(&mut setup, 0x236, &(0x01u16 | 0x02 | 0x20).to_le_bytes());
+    put(&mut setup, 0x238, &4095u32.to_le_bytes()); // cmdline_size
+    put(&mut setup, 0x258, &0x10_0000u64.to_le_bytes()); // pref_address: 1 MiB
+    put(&mut setup, 0x260, &init_size.to_le_bytes());
+    put(&mut setup, VERSION_AT, VERSION_STRING);
+
+    let mut image = setup;
+    image.extend_from_slice(payload);
+    Ok(image)
+}
+
+fn make_pvh_elf(payload: &[u8], init_size: u64) -> Vec<u8> {
+    const EHDR: usize = 64;
+    const PHDR: usize = 56;
+    const NOTE_AT: usize = EHDR + 2 * PHDR;
+    const NOTE_LEN: usize = 12 + 4 + 4; // header + "Xen\0" + u32 entry
+    const LOAD_AT: usize = 0x1000;
+
+    let mut payload = payload.to_vec();
+    let load = u32::try_from(PVH_LOAD_ADDR).expect("PVH load address below 4 GiB");
+    put(&mut payload, 1, &load.to_le_bytes());
+
+    let mut out = vec![0u8; LOAD_AT];
+    put(&mut out, 0, b"\x7fELF");
+    out[4] = 2; // ELFCLASS64
+    out[5] = 1; // little endian
+    out[6] = 1; // EV_CURRENT
+    put(&mut out, 16, &2u16.to_le_bytes()); // ET_EXEC
+    put(&mut out, 18, &62u16.to_le_bytes()); // EM_X86_64
+    put(&mut out, 20, &1u32.to_le_bytes());
+    put(&mut out, 24, &(PVH_LOAD_ADDR + 0x200).to_le_bytes()); // e_entry (unused by PVH)
+    put(&mut out, 32, &(EHDR as u64).to_le_bytes()); // e_phoff
+    put(&mut out, 52, &(EHDR as u16).to_le_bytes());
+    put(&mut out, 54, &(PHDR as u16).to_le_bytes());
+    put(&mut out, 56, &2u16.to_le_bytes()); // e_phnum
+
+    let mut ph = Vec::with_capacity(2 * PHDR);
+    // PT_LOAD, RWX
+    ph.extend_from_slice(&1u32.to_le_bytes());
+    ph.extend_from_slice(&7u32.to_le_bytes());
+    ph.extend_from_slice(&(LOAD_AT as u64).to_le_bytes());
+    ph.extend_from_slice(&PVH_LOAD_ADDR.to_le_bytes());
+    ph.extend_from_slice(&PVH_LOAD_ADDR.to_le_bytes());
+    ph.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    ph.extend_from_slice(&init_size.to_le_bytes());
+    ph.extend_from_slice(&0x1000u64.to_le_bytes());
+    // PT_NOTE
+    ph.extend_from_slice(&4u32.to_le_bytes());
+    ph.extend_from_slice(&4u32.to_le_bytes());
+    ph.extend_from_slice(&(NOTE_AT as u64).to_le_bytes());
+    ph.extend_from_slice(&0u64.to_le_bytes());
+    ph.extend_from_slice(&0u64.to_le_bytes());
+    ph.extend_from_slice(&(NOTE_LEN as u64).to_le_bytes());
+    ph.extend_from_slice(&(NOTE_LEN as u64).to_le_bytes());
+    ph.extend_from_slice(&4u64.to_le_bytes());
+    put(&mut out, EHDR, &ph);
+
+    // XEN_ELFNOTE_PHYS32_ENTRY (18): 32-bit physical entry point.
+    let mut note = Vec::with_capacity(NOTE_LEN);
+    note.extend_from_slice(&4u32.to_le_bytes());
+    note.extend_from_slice(&4u32.to_le_bytes());
+    note.extend_from_slice(&18u32.to_le_bytes());
+    note.extend_from_slice(b"Xen\0");
+    note.extend_from_slice(&load.to_le_bytes());
+    put(&mut out, NOTE_AT, &note);
+
+    out.extend_from_slice(&payload);
+    out
+}
