@@ -1,3 +1,18 @@
-//! placeholder
+//! Devices for rkdump: PCI configuration access and enumeration, device reinitialisation, the
+//! dump-disk label, and polled block drivers (virtio-blk, NVMe, AHCI).
+//!
+//! Trust layering: everything here except [`hw`] is safe code that treats device registers and
+//! firmware data as untrusted input. [`hw`] owns the `unsafe` (port I/O, MMIO, physical memory
+//! windows); the kernel supplies DMA memory and a clock through the small traits in [`dma`] and
+//! [`time`], and host tests supply fakes.
+
 #![no_std]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+pub mod acpi_s5;
+pub mod block;
+pub mod dma;
+pub mod hw;
+pub mod time;

@@ -1,0 +1,76 @@
+//! The block-device interface the dump writer uses. Drivers write straight from physical
+//! addresses (old-kernel memory or rkdump's own buffers), so page data is never copied; a driver
+//! keeps as many requests in flight as its queue allows.
+
+use core::fmt;
+
+/// One write: `len` bytes from physical address `phys` to the device starting at `lba`.
+/// `len` is a multiple of the sector size; `phys` is at least 4-byte aligned (drivers needing
+/// more split or bounce as required).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteReq {
+    /// First logical block.
+    pub lba: u64,
+    /// Source physical address.
+    pub phys: u64,
+    /// Bytes to write.
+    pub len: u64,
+}
+
+/// What a block device reports about itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockInfo {
+    /// Bytes per logical block (512 or 4096).
+    pub block_size: u32,
+    /// Number of logical blocks.
+    pub blocks: u64,
+    /// Largest single transfer the driver accepts in one request, in bytes.
+    pub max_transfer: u64,
+    /// Requests the driver can keep in flight.
+    pub queue_depth: u16,
+}
+
+/// Block-device failures. Every variant is recoverable from the caller's view: the device is
+/// skipped or the dump falls back to serial.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockError {
+    /// The device did not complete in time.
+    Timeout {
+        /// What was being waited for.
+        what: &'static str,
+    },
+    /// The device reported an error status.
+    DeviceError {
+        /// Driver-specific status value.
+        status: u32,
+    },
+    /// The request lies outside the device or is misaligned.
+    BadRequest,
+    /// The driver has no DMA memory for the request.
+    NoMemory,
+}
+
+impl fmt::Display for BlockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlockError::Timeout { what } => write!(f, "timeout waiting for {what}"),
+            BlockError::DeviceError { status } => write!(f, "device error status {status:#x}"),
+            BlockError::BadRequest => write!(f, "request outside the device or misaligned"),
+            BlockError::NoMemory => write!(f, "out of DMA memory"),
+        }
+    }
+}
+
+/// A polled block device.
+pub trait BlockDevice {
+    /// Geometry and limits.
+    fn info(&self) -> BlockInfo;
+    /// Short name for logs, e.g. "virtio-blk 00:03.0".
+    fn name(&self) -> &str;
+    /// Writes every request, pipelining up to the queue depth; returns when all completed.
+    fn write(&mut self, reqs: &[WriteReq]) -> Result<(), BlockError>;
+    /// Reads `len` bytes at `lba` into physical address `phys` (a DMA buffer).
+    fn read(&mut self, lba: u64, phys: u64, len: u64) -> Result<(), BlockError>;
+    /// Makes completed writes durable (cache flush).
+    fn flush(&mut self) -> Result<(), BlockError>;
+}

@@ -1,0 +1,194 @@
+//! The QEMU scenario list: each boots `rkdump.elf` with a command line (and optional extra
+//! devices or memory contents), then checks the console and the exit status. A scenario passes
+//! only if every check holds; failures carry the reason and the console tail.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::qemu::{self, EXIT_FAIL, EXIT_PASS, Outcome, Qemu};
+
+/// Inputs shared by all scenarios.
+#[derive(Clone, Debug)]
+pub struct Env {
+    /// The PVH image.
+    pub elf: PathBuf,
+    /// The bzImage.
+    pub bzimage: PathBuf,
+    /// Workspace target directory (artefacts go below `scenarios/`).
+    pub target: PathBuf,
+}
+
+/// A scenario's verdict.
+#[derive(Debug)]
+pub struct Verdict {
+    /// Scenario name.
+    pub name: &'static str,
+    /// `Ok` or the failure reason (with console tail).
+    pub result: Result<(), String>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+type Check = fn(&Env, &Path) -> Result<(), String>;
+
+/// One scenario.
+pub struct Scenario {
+    /// Name used by `--scenario` and in reports.
+    pub name: &'static str,
+    /// What it proves.
+    pub about: &'static str,
+    /// The test body.
+    pub run: Check,
+}
+
+/// All scenarios, in run order.
+pub fn all() -> Vec<Scenario> {
+    vec![
+        Scenario { name: "boot-echo", about: "PVH boot prints entered, parsed options and e820, exits with the pass code", run: boot_echo },
+        Scenario { name: "poweroff", about: "rkdump.action=poweroff enters ACPI S5 and QEMU exits by itself", run: poweroff },
+        Scenario { name: "reboot", about: "default action resets the machine (QEMU -no-reboot exits)", run: reboot },
+        Scenario { name: "selftest-pagefault", about: "a deliberate #PF prints the exception report, then follows rkdump.action", run: selftest_pagefault },
+        Scenario { name: "selftest-divide", about: "a deliberate #DE is reported, never a silent triple fault", run: selftest_divide },
+        Scenario { name: "bad-cmdline", about: "empty, unknown and malformed parameters give clear lines and a defined end", run: bad_cmdline },
+    ]
+}
+
+/// Runs the named scenarios (all when `only` is empty) and returns verdicts.
+pub fn run(env: &Env, only: &[String]) -> Vec<Verdict> {
+    let mut out = Vec::new();
+    for s in all() {
+        if !only.is_empty() && !only.iter().any(|o| o == s.name) {
+            continue;
+        }
+        let start = std::time::Instant::now();
+        let result = qemu::artefact_dir(&env.target, s.name).and_then(|dir| (s.run)(env, &dir));
+        let v = Verdict { name: s.name, result, elapsed: start.elapsed() };
+        match &v.result {
+            Ok(()) => println!("scenario {} ... ok ({:.1} s)", v.name, v.elapsed.as_secs_f64()),
+            Err(e) => println!("scenario {} ... FAILED ({:.1} s)\n{e}", v.name, v.elapsed.as_secs_f64()),
+        }
+        out.push(v);
+    }
+    out
+}
+
+/// Generous: TCG timing varies by 25 % and more with load.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn boot(env: &Env, dir: &Path, append: &str, memory_mib: u32) -> Result<Outcome, String> {
+    let q = Qemu::q35(memory_mib).kernel(&env.elf, append).timeout(BOOT_TIMEOUT);
+    run_logged(&q, dir)
+}
+
+/// Runs and keeps the command line and console under the scenario directory.
+pub fn run_logged(q: &Qemu, dir: &Path) -> Result<Outcome, String> {
+    let _ = std::fs::write(dir.join("qemu-cmdline.txt"), q.command_line());
+    let o = q.run()?;
+    let log: String = o.console.iter().map(|l| format!("[{:8.3}] {}\n", l.at.as_secs_f64(), l.text)).collect();
+    let _ = std::fs::write(dir.join("console.log"), log);
+    let _ = std::fs::write(dir.join("qemu-stderr.log"), &o.stderr);
+    Ok(o)
+}
+
+/// Fails with context unless `cond`.
+pub fn ensure(cond: bool, what: &str, o: &Outcome) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(format!(
+            "  check failed: {what}\n  exit={:?} timed_out={} elapsed={:.1}s\n  console tail:\n{}  qemu stderr: {}",
+            o.exit_code,
+            o.timed_out,
+            o.elapsed.as_secs_f64(),
+            o.tail(25),
+            o.stderr.trim()
+        ))
+    }
+}
+
+/// Every run must reach a defined end: no timeout, and `rkdump: finish` printed.
+fn defined_end(o: &Outcome) -> Result<(), String> {
+    ensure(!o.timed_out, "QEMU ended by itself before the timeout", o)?;
+    ensure(o.rk_lines().any(|l| l.starts_with("finish ")), "a `rkdump: finish` line", o)
+}
+
+fn has(o: &Outcome, prefix: &str) -> bool {
+    o.rk_lines().any(|l| l.starts_with(prefix))
+}
+
+fn boot_echo(env: &Env, dir: &Path) -> Result<(), String> {
+    let o = boot(env, dir, "reset_devices elfcorehdr=0x1000000 rkdump.action=poweroff rkdump.exit=qemu", 256)?;
+    defined_end(&o)?;
+    ensure(has(&o, "entered"), "`rkdump: entered`", &o)?;
+    ensure(has(&o, "boot source=pvh"), "boot source reported as pvh", &o)?;
+    ensure(
+        has(&o, "cmdline \"reset_devices elfcorehdr=0x1000000 rkdump.action=poweroff rkdump.exit=qemu\""),
+        "the command line echoed verbatim",
+        &o,
+    )?;
+    ensure(has(&o, "option reset_devices=yes"), "reset_devices parsed", &o)?;
+    ensure(has(&o, "option elfcorehdr=0x1000000"), "elfcorehdr parsed as 0x1000000", &o)?;
+    ensure(has(&o, "option action=poweroff"), "action parsed as poweroff", &o)?;
+    ensure(has(&o, "option reset=auto"), "reset policy auto (reset_devices present)", &o)?;
+    // 256 MiB guest: QEMU reports low RAM 0..0x9fbff and RAM from 1 MiB to the top.
+    ensure(has(&o, "e820 0x0000000000100000-0x000000000fffffff ram"), "e820 RAM above 1 MiB up to 256 MiB", &o)?;
+    ensure(o.exit_code == Some(EXIT_PASS), "QEMU exit code 33 (pass)", &o)
+}
+
+fn poweroff(env: &Env, dir: &Path) -> Result<(), String> {
+    let o = boot(env, dir, "rkdump.action=poweroff", 256)?;
+    defined_end(&o)?;
+    ensure(has(&o, "finish outcome=success action=poweroff"), "finish line names poweroff", &o)?;
+    ensure(has(&o, "acpi pm1a_cnt="), "ACPI PM1 control block found through the RSDP", &o)?;
+    ensure(o.exit_code == Some(0), "QEMU exited 0 (ACPI S5 power-off)", &o)
+}
+
+fn reboot(env: &Env, dir: &Path) -> Result<(), String> {
+    let o = boot(env, dir, "console=ttyS0", 256)?;
+    defined_end(&o)?;
+    ensure(has(&o, "finish outcome=success action=reboot"), "finish line names reboot", &o)?;
+    ensure(o.exit_code == Some(0), "QEMU exited 0 on reset (-no-reboot)", &o)
+}
+
+fn selftest(env: &Env, dir: &Path, which: &str, vector: &str) -> Result<(), String> {
+    let o = boot(env, dir, &format!("rkdump.selftest={which} rkdump.exit=qemu rkdump.action=halt"), 256)?;
+    defined_end(&o)?;
+    ensure(has(&o, &format!("error: exception vector={vector}")), "exception report with the vector", &o)?;
+    ensure(o.rk_lines().any(|l| l.starts_with("regs rax=")), "register dump", &o)?;
+    ensure(has(&o, "finish outcome=failed action=halt"), "finish follows rkdump.action after the fault", &o)?;
+    ensure(o.exit_code == Some(EXIT_FAIL), "QEMU exit code 35 (fail reported)", &o)
+}
+
+fn selftest_pagefault(env: &Env, dir: &Path) -> Result<(), String> {
+    selftest(env, dir, "pagefault", "14 (#PF)")
+}
+
+fn selftest_divide(env: &Env, dir: &Path) -> Result<(), String> {
+    selftest(env, dir, "divide", "0 (#DE)")
+}
+
+fn bad_cmdline(env: &Env, dir: &Path) -> Result<(), String> {
+    // Empty command line: defaults, defined end (reboot, QEMU exits).
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).map_err(|e| e.to_string())?;
+    let o = boot(env, &empty, "", 256)?;
+    defined_end(&o)?;
+    ensure(has(&o, "cmdline \"\""), "empty command line echoed", &o)?;
+    ensure(has(&o, "error: no elfcorehdr="), "missing elfcorehdr reported as an error", &o)?;
+
+    let bad = dir.join("malformed");
+    std::fs::create_dir_all(&bad).map_err(|e| e.to_string())?;
+    let o = boot(
+        env,
+        &bad,
+        "quiet irqpoll nr_cpus=1 rkdump.bogus=1 elfcorehdr=zz rkdump.action=sideways rkdump.exit=qemu",
+        256,
+    )?;
+    defined_end(&o)?;
+    ensure(has(&o, "note: ignored unknown parameter irqpoll"), "unknown parameter noted, not an error", &o)?;
+    ensure(has(&o, "note: ignored unknown parameter rkdump.bogus=1"), "unknown rkdump.* parameter noted", &o)?;
+    ensure(has(&o, "error: malformed parameter elfcorehdr=zz"), "malformed elfcorehdr is an error line", &o)?;
+    ensure(has(&o, "error: malformed parameter rkdump.action=sideways"), "malformed action is an error line", &o)?;
+    ensure(has(&o, "option action=reboot"), "malformed action falls back to the default", &o)?;
+    ensure(o.exit_code == Some(EXIT_FAIL), "run ends with failure (nothing to dump)", &o)
+}

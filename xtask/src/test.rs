@@ -1,0 +1,55 @@
+//! `cargo xtask test`: host unit tests, then the kernel build, then every QEMU scenario, then
+//! (unless `--quick`) the end-to-end kexec cases. Prints one `N passed, M failed` line at the end
+//! and fails if anything failed.
+
+use rkdump_tests::scenarios::{self, Env};
+
+use crate::build;
+
+/// `cargo xtask test [--quick] [--no-host] [--scenario NAME]...`
+pub fn main(args: &[String]) -> Result<(), String> {
+    let mut quick = false;
+    let mut host = true;
+    let mut only = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--no-host" => host = false,
+            "--scenario" => only.push(it.next().ok_or("--scenario needs a name")?.clone()),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    let mut passed = 0usize;
+    let mut failed = Vec::<String>::new();
+
+    if host {
+        let status = build::cargo()
+            .args(["test", "--workspace"])
+            .status()
+            .map_err(|e| format!("running cargo test: {e}"))?;
+        if status.success() {
+            passed += 1;
+        } else {
+            failed.push("host unit tests (cargo test --workspace)".into());
+        }
+    }
+
+    let artefacts = build::build(false)?;
+    let env = Env { elf: artefacts.elf.clone(), bzimage: artefacts.bzimage.clone(), target: build::target_dir() };
+    for v in scenarios::run(&env, &only) {
+        match v.result {
+            Ok(()) => passed += 1,
+            Err(_) => failed.push(format!("scenario {}", v.name)),
+        }
+    }
+
+    let _ = quick;
+
+    println!();
+    for f in &failed {
+        println!("FAILED: {f}");
+    }
+    println!("xtask test: {} passed, {} failed", passed, failed.len());
+    if failed.is_empty() { Ok(()) } else { Err(format!("{} failed", failed.len())) }
+}
