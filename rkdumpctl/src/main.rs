@@ -1,2 +1,40 @@
-//! rkdumpctl
-fn main() {}
+//! rkdumpctl: the Linux-side rkdump tool. This file owns the command line; each command lives in its own
+//! module (docs/interfaces.md "rkdumpctl").
+
+mod inspect;
+mod recv;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Linux-side companion of the rkdump capture kernel.
+#[derive(Debug, Parser)]
+#[command(name = "rkdumpctl", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decode a serial dump stream into an ELF vmcore file, checking every frame.
+    Recv(recv::Args),
+    /// Print the notes (CPUs, VMCOREINFO keys), PT_LOAD ranges and sizes of a vmcore.
+    Inspect(inspect::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (name, result) = match cli.command {
+        Command::Recv(args) => ("recv", recv::run(&args).map_err(|e| e.to_string())),
+        Command::Inspect(args) => ("inspect", inspect::run(&args).map_err(|e| e.to_string())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rkdumpctl {name}: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! `rkdumpctl inspect`: summarises a vmcore file: ELF header, notes (CPUs with pid and RIP, VMCOREINFO
+//! keys), PT_LOAD ranges and sizes. Parsing is rkdump-vmcore's; this module only reads files and prints.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use rkdump_vmcore::elf::{EHDR_SIZE, NT_PRSTATUS, NT_VMCOREINFO, PHDR_SIZE, PT_NOTE};
+use rkdump_vmcore::header::{self, ElfCoreHeader, is_kernel_text};
+use rkdump_vmcore::notes::Notes;
+
+/// VMCOREINFO keys always shown (when present); `--vmcoreinfo` prints the whole text.
+const KEYS: [&str; 9] = [
+    "OSRELEASE",
+    "BUILD-ID",
+    "PAGESIZE",
+    "CRASHTIME",
+    "KERNELOFFSET",
+    "NUMBER(phys_base)",
+    "NUMBER(pgtable_l5_enabled)",
+    "NUMBER(MAX_PHYSMEM_BITS)",
+    "SYMBOL(init_uts_ns)",
+];
+
+/// Largest note segment read.
+const MAX_NOTES: u64 = 64 << 20;
+
+/// Arguments of `rkdumpctl inspect`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The vmcore file (ELF core, as written by rkdump or copied from /proc/vmcore).
+    vmcore: PathBuf,
+    /// Print the complete VMCOREINFO text.
+    #[arg(long)]
+    vmcoreinfo: bool,
+}
+
+/// Why `inspect` failed.
+#[derive(Debug)]
+pub enum Error {
+    /// The file could not be read.
+    Io(PathBuf, io::Error),
+    /// The ELF headers are not a valid x86_64 core.
+    Header(header::Error),
+    /// A PT_NOTE lies outside the file or is implausibly large.
+    NoteOutOfFile {
+        /// Program header index.
+        index: usize,
+        /// File offset.
+        offset: u64,
+        /// Size.
+        size: u64,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(p, e) => write!(f, "reading {}: {e}", p.display()),
+            Error::Header(e) => write!(f, "not a valid x86_64 ELF core: {e}"),
+            Error::NoteOutOfFile {
+                index,
+                offset,
+                size,
+            } => write!(
+                f,
+                "PT_NOTE phdr {index} ({size:#x} bytes at {offset:#x}) lies outside the file"
+            ),
+        }
+    }
+}
+
+/// Runs `rkdumpctl inspect`.
+pub fn run(args: &Args) -> Result<(), Error> {
+    let io_err = |e| Error::Io(args.vmcore.clone(), e);
+    let file = File::open(&args.vmcore).map_err(io_err)?;
+    let file_size = file.metadata().map_err(io_err)?.len();
+    let mut ehdr = vec![0u8; EHDR_SIZE.min(file_size as usize)];
+    file.read_exact_at(&mut ehdr, 0).map_err(io_err)?;
+    let phnum = ehdr
+        .get(0x38..0x3a)
+        .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]));
+    let want = (EHDR_SIZE + PHDR_SIZE * usize::from(phnum)).min(file_size as usize);
+    let mut head = vec![0u8; want];
+    file.read_exact_at(&mut head, 0).map_err(io_err)?;
+    let core = ElfCoreHeader::parse(&head).map_err(Error::Header)?;
+    let phdrs = core.phdrs();
+
+    let loads = core.loads().count();
+    let pt_notes = core.notes().count();
+    println!("vmcore: {} ({file_size} bytes)", args.vmcore.display());
+    println!(
+        "ELF: ELFCLASS64 LSB ET_CORE EM_X86_64, {} program headers ({pt_notes} PT_NOTE, {loads} PT_LOAD, {} other)",
+        phdrs.len(),
+        phdrs.len() - pt_notes - loads
+    );
+    if phdrs.first().is_none_or(|p| p.p_type != PT_NOTE) {
+        println!("warning: program header 0 is not PT_NOTE (crash expects it there)");
+    }
+
+    let mut note_bytes = Vec::new();
+    for (index, p) in core.notes() {
+        let bad = Error::NoteOutOfFile {
+            index,
+            offset: p.p_offset,
+            size: p.p_filesz,
+        };
+        if p.p_filesz > MAX_NOTES || p.p_offset.saturating_add(p.p_filesz) > file_size {
+            return Err(bad);
+        }
+        let mut b = vec![0u8; p.p_filesz as usize];
+        file.read_exact_at(&mut b, p.p_offset).map_err(io_err)?;
+        note_bytes.extend_from_slice(&b);
+    }
+    let notes = Notes::parse_merged(&note_bytes);
+    print_notes(&notes, note_bytes.len(), args.vmcoreinfo);
+
+    println!("PT_LOAD ({loads}):");
+    println!(
+        "  {:>5}  {:>18}  {:>18}  {:>14}  {:>14}",
+        "phdr", "paddr", "vaddr", "size", "file offset"
+    );
+    let mut mem_total = 0u64;
+    let mut file_end = 0u64;
+    let mut truncated = Vec::new();
+    for (i, p) in core.loads() {
+        mem_total = mem_total.saturating_add(p.p_memsz);
+        let end = p.p_offset.saturating_add(p.p_filesz);
+        file_end = file_end.max(end);
+        if end > file_size {
+            truncated.push(i);
+        }
+        println!(
+            "  {i:>5}  {:#018x}  {:#018x}  {:>#14x}  {:>#14x}{}",
+            p.p_paddr,
+            p.p_vaddr,
+            p.p_memsz,
+            p.p_offset,
+            if is_kernel_text(p) {
+                "  kernel text"
+            } else {
+                ""
+            }
+        );
+    }
+    println!(
+        "sizes: memory in PT_LOADs {mem_total} bytes ({:.1} MiB), file {file_size} bytes, last PT_LOAD ends at {file_end}",
+        mem_total as f64 / f64::from(1u32 << 20)
+    );
+    for i in truncated {
+        println!("warning: PT_LOAD phdr {i} extends beyond the end of the file (truncated dump)");
+    }
+    Ok(())
+}
+
+fn print_notes(notes: &Notes, size: usize, full_vmcoreinfo: bool) {
+    println!("notes: {} in {size} bytes", notes.len());
+    for (i, n) in notes.iter().enumerate() {
+        let name = String::from_utf8_lossy(n.name);
+        let kind = match (n.name, n.n_type) {
+            (b"CORE", NT_PRSTATUS) => "NT_PRSTATUS",
+            (b"VMCOREINFO", NT_VMCOREINFO) => "VMCOREINFO",
+            _ => "",
+        };
+        let regs = n
+            .prstatus()
+            .map(|p| {
+                format!(
+                    "  pid {} rip {:#018x} rsp {:#018x}",
+                    p.pr_pid,
+                    p.rip(),
+                    p.rsp()
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "  [{i}] {name:<10} type {:<3} {kind:<11} desc {:>5} bytes{regs}",
+            n.n_type,
+            n.desc.len()
+        );
+    }
+    for w in notes.warnings() {
+        println!("warning: {w}");
+    }
+    println!("CPUs (CORE/NT_PRSTATUS notes): {}", notes.prstatus_count());
+    let Some(info) = notes.vmcoreinfo() else {
+        println!("VMCOREINFO: absent (makedumpfile needs it for dump levels above 1)");
+        return;
+    };
+    println!("VMCOREINFO: {} keys", info.entries().count());
+    if full_vmcoreinfo {
+        for (k, v) in info.entries() {
+            println!("  {k}={v}");
+        }
+        return;
+    }
+    for key in KEYS {
+        if let Some(v) = info.get(key) {
+            let extra = match key {
+                "CRASHTIME" => info.crash_time().map(|t| format!("  ({})", utc(t))),
+                "NUMBER(phys_base)" => info.phys_base().map(|b| format!("  ({b:#x})")),
+                _ => None,
+            };
+            println!("  {key}={v}{}", extra.unwrap_or_default());
+        }
+    }
+    for key in ["OSRELEASE", "PAGESIZE"] {
+        if info.get(key).is_none() {
+            println!("warning: VMCOREINFO lacks {key}, which makedumpfile requires");
+        }
+    }
+}
+
+/// Formats seconds since the epoch as a UTC date and time.
+fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (proleptic Gregorian), days since 1970-01-01.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_735_689_600), "2025-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400 + 3661), "2000-02-29 01:01:01 UTC");
+    }
+}

@@ -1,0 +1,221 @@
+//! End-to-end tests of `rkdumpctl recv` and `inspect` on dumps built by rkdump-vmcore from fake old memory.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rkdump_vmcore::stream::{FRAME_HEADER_SIZE, FrameEncoder};
+use rkdump_vmcore::testing::{
+    FakeMemory, VMCOREINFO_TEXT, cpu_note_buffer, header_blob, load_phdr, note_phdr,
+    vmcoreinfo_buffer,
+};
+use rkdump_vmcore::{prepare_dump, write_vmcore};
+
+const HDR: u64 = 0x2f00_0000;
+const DM: u64 = 0xffff_8880_0000_0000;
+
+/// A KF-style dump: 3 possible CPUs (CPU 1 saved nothing), VMCOREINFO, kernel text, two RAM ranges.
+/// Returns the vmcore bytes and the serial stream (with console noise before and after).
+fn dump() -> (Vec<u8>, Vec<u8>) {
+    let mut mem = FakeMemory::new();
+    let mut phdrs = Vec::new();
+    for cpu in 0..3u64 {
+        let addr = 0x7e00_0000 + cpu * 0x1000;
+        let regs = (cpu != 1).then_some((4000 + cpu as i32, 0xffff_ffff_8123_4560 + cpu));
+        mem.insert(addr, cpu_note_buffer(regs));
+        phdrs.push(note_phdr(addr, 368));
+    }
+    mem.insert(0x7f00_0000, vmcoreinfo_buffer(VMCOREINFO_TEXT, 4132));
+    phdrs.push(note_phdr(0x7f00_0000, 4132));
+    phdrs.push(load_phdr(
+        0x100_0000,
+        0x100_0000,
+        0xffff_ffff_8100_0000,
+        0x1_8000,
+    ));
+    phdrs.push(load_phdr(0x10_0000, 0x10_0000, DM + 0x10_0000, 0x2_0000));
+    phdrs.push(load_phdr(0x100_0000, 0x100_0000, DM + 0x100_0000, 0x4_0800));
+    mem.add_pattern(0x10_0000, 0x30_0000);
+    mem.add_pattern(0x100_0000, 0x110_0000);
+    mem.insert(HDR, header_blob(&phdrs));
+
+    let plan = prepare_dump(&mut mem, HDR, None).unwrap();
+    let mut buf = vec![0u8; 16384];
+    let mut file = Vec::new();
+    write_vmcore(&plan.layout, &mut mem, &mut file, &mut buf, &mut |_, _| {}).unwrap();
+    let mut stream = b"rkdump: entered\r\nrkdump: dump start bytes=1 target=serial\r\n".to_vec();
+    let mut enc = FrameEncoder::new(&mut stream);
+    enc.begin(plan.layout.total_size, *b"rkdump-test-run!")
+        .unwrap();
+    write_vmcore(&plan.layout, &mut mem, &mut enc, &mut buf, &mut |_, _| {}).unwrap();
+    enc.end().unwrap();
+    stream.extend_from_slice(b"\r\nrkdump: dump complete\r\n");
+    (file, stream)
+}
+
+/// A fresh directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("rkdumpctl-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn rkdumpctl(args: &[&Path]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rkdumpctl"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Offset in `stream` of the first byte of the `n`th data frame's payload.
+fn data_payload(stream: &[u8], n: usize) -> usize {
+    let mut at = stream
+        .windows(4)
+        .position(|w| w == rkdump_vmcore::stream::MAGIC)
+        .unwrap();
+    for _ in 0..=n {
+        let len = u16::from_le_bytes([stream[at + 6], stream[at + 7]]) as usize;
+        at += FRAME_HEADER_SIZE + len;
+    }
+    at + FRAME_HEADER_SIZE
+}
+
+#[test]
+fn recv_rebuilds_the_vmcore_byte_for_byte() {
+    let (file, stream) = dump();
+    let dir = scratch("ok");
+    let (input, out) = (dir.join("serial.bin"), dir.join("vmcore"));
+    std::fs::write(&input, &stream).unwrap();
+    let o = rkdumpctl(&[Path::new("recv"), &input, Path::new("-o"), &out]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("CRC32 verified"));
+    assert!(std::fs::read(&out).unwrap() == file);
+    assert!(!dir.join("vmcore.incomplete").exists());
+
+    let o = rkdumpctl(&[Path::new("inspect"), &out]);
+    let s = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for want in [
+        "CPUs (CORE/NT_PRSTATUS notes): 2",
+        "pid 4000 rip 0xffffffff81234560",
+        "pid 4002 rip 0xffffffff81234562",
+        "OSRELEASE=6.1.0-56-cloud-amd64",
+        "PAGESIZE=4096",
+        "CRASHTIME=1735689600  (2025-01-01 00:00:00 UTC)",
+        "KERNELOFFSET=1c000000",
+        "NUMBER(phys_base)=-1056964608",
+        "PT_LOAD (3):",
+        "kernel text",
+        "0xffff888000100000",
+    ] {
+        assert!(s.contains(want), "missing {want:?} in:\n{s}");
+    }
+    assert!(!s.contains("warning"), "{s}");
+}
+
+#[test]
+fn recv_refuses_a_corrupt_frame_unless_partial() {
+    let (file, mut stream) = dump();
+    let at = data_payload(&stream, 2);
+    stream[at + 100] ^= 0x01;
+    let dir = scratch("corrupt");
+    let (input, out) = (dir.join("serial.bin"), dir.join("vmcore"));
+    std::fs::write(&input, &stream).unwrap();
+
+    let o = rkdumpctl(&[Path::new("recv"), &input, Path::new("-o"), &out]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("bad frame at stream byte"), "{err}");
+    assert!(err.contains("CRC mismatch"), "{err}");
+    assert!(err.contains("missing file bytes 0x2000..0x3000"), "{err}");
+    assert!(err.contains("--partial"), "{err}");
+    assert!(!out.exists());
+    assert!(!dir.join("vmcore.incomplete").exists());
+
+    let o = rkdumpctl(&[
+        Path::new("recv"),
+        &input,
+        Path::new("-o"),
+        &out,
+        Path::new("--partial"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("PARTIAL"), "{}", text(&o.stdout));
+    let got = std::fs::read(&out).unwrap();
+    assert_eq!(got.len(), file.len());
+    assert!(got[0x2000..0x3000].iter().all(|&b| b == 0));
+    assert!(got[..0x2000] == file[..0x2000] && got[0x3000..] == file[0x3000..]);
+}
+
+#[test]
+fn recv_refuses_a_truncated_stream() {
+    let (_, stream) = dump();
+    let dir = scratch("truncated");
+    let (input, out) = (dir.join("serial.bin"), dir.join("vmcore"));
+    std::fs::write(&input, &stream[..stream.len() / 2]).unwrap();
+    let o = rkdumpctl(&[Path::new("recv"), &input, Path::new("-o"), &out]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("no valid End frame"));
+
+    std::fs::write(&input, b"just console text, no dump\n").unwrap();
+    let o = rkdumpctl(&[Path::new("recv"), &input, Path::new("-o"), &out]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("no rkdump stream frame found"));
+}
+
+#[test]
+fn recv_from_a_pipe_stops_at_end_or_idle_timeout() {
+    let (file, stream) = dump();
+    let dir = scratch("pipe");
+    let out = dir.join("vmcore");
+    // Whole stream on stdin, writer kept open: recv must stop at the End frame by itself.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rkdumpctl"))
+        .args(["recv", "-", "--timeout-s", "30", "-o"])
+        .arg(&out)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&stream).unwrap();
+    let o = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(std::fs::read(&out).unwrap() == file);
+
+    // Half a stream, writer kept open: the idle timeout ends the wait.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rkdumpctl"))
+        .args(["recv", "-", "--timeout-s", "1", "-o"])
+        .arg(dir.join("half"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&stream[..stream.len() / 2]).unwrap();
+    let started = Instant::now();
+    let o = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let err = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("no input for 1 s"), "{err}");
+}
+
+#[test]
+fn inspect_rejects_non_cores() {
+    let dir = scratch("inspect-bad");
+    let p = dir.join("not-a-core");
+    std::fs::write(&p, b"hello").unwrap();
+    let o = rkdumpctl(&[Path::new("inspect"), &p]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("not a valid x86_64 ELF core"));
+}
