@@ -1,36 +1,248 @@
 //! The run itself: from the entry stub's hand-off to the final action.
+//!
+//! Order matters: the CPU tables first (so faults are reported), then the boot data is copied
+//! out while the loader's mappings still hold, then rkdump's own page tables and memory, ACPI
+//! (clock, power-off), and only then the job.
+
+use rkdump_boot::cmdline::{Action, DiagKind, Options, ResetPolicy, SelfTest};
+use rkdump_boot::info::{BootInfo, BootSource};
+use rkdump_boot::mem::PhysRange;
+use rkdump_boot::memmap::MemKind;
+use spin::Mutex;
 
 use crate::arch::{self, cpu};
+use crate::physmem::BootMem;
 use crate::power::{self, Outcome};
-use crate::{rkerror, rkline};
+use crate::{acpi, clock, dump, memory, rkerror, rkline};
 
 /// How the kernel was entered (set by the entry stub in `rdi`).
 const ENTRY_ZERO_PAGE: u64 = 0;
 const ENTRY_PVH: u64 = 1;
 
+/// The boot information, filled in place (it is ~25 KiB, too large to move around the stack).
+static BOOT: Mutex<BootInfo> = Mutex::new(BootInfo::new());
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+/// The image's physical extent: the loaded payload plus .bss, stacks and early tables.
+fn image_range() -> PhysRange {
+    let start = core::ptr::addr_of!(__image_start) as u64;
+    let end = core::ptr::addr_of!(__image_end) as u64;
+    PhysRange::new(start, end - start)
+}
+
+fn kind_name(kind: MemKind) -> &'static str {
+    match kind {
+        MemKind::Ram => "ram",
+        MemKind::Reserved => "reserved",
+        MemKind::AcpiReclaimable => "acpi",
+        MemKind::AcpiNvs => "nvs",
+        MemKind::Unusable => "unusable",
+        MemKind::Pmem => "pmem",
+        MemKind::Pram => "pram",
+        MemKind::Unknown(_) => "type",
+    }
+}
+
 #[unsafe(no_mangle)]
-extern "C" fn rkdump_main(kind: u64, info: u64, base: u64) -> ! {
+extern "C" fn rkdump_main(kind: u64, info: u64, _base: u64) -> ! {
     crate::console::init(0x3F8, 115_200);
     arch::gdt::init();
     arch::idt::init();
-    rkline!("entered");
-    rkline!(
-        "image base={:#x} entry={} info={:#x} cr4={:#x}",
-        base,
-        match kind {
-            ENTRY_ZERO_PAGE => "zeropage",
-            ENTRY_PVH => "pvh",
-            _ => "unknown",
+
+    let mut boot = BOOT.lock();
+    let loaded = match kind {
+        ENTRY_ZERO_PAGE => boot.load_zero_page(info, &BootMem),
+        ENTRY_PVH => boot.load_pvh(info, &BootMem),
+        _ => {
+            rkline!("entered");
+            rkerror!("unknown entry kind {kind}");
+            power::finish(Outcome::Failed);
+        }
+    };
+    let opts = Options::parse(boot.cmdline());
+    if let Some(c) = opts.console {
+        crate::console::init(c.port.io_base(), c.baud.unwrap_or(115_200));
+    }
+    power::configure(
+        match opts.action {
+            Action::Reboot => power::Action::Reboot,
+            Action::Poweroff => power::Action::Poweroff,
+            Action::Halt => power::Action::Halt,
         },
-        info,
-        cpu::cr4()
+        opts.qemu_exit,
     );
+    crate::console::init_logger(log::LevelFilter::Info);
+    rkline!("entered");
+    if let Err(e) = loaded {
+        rkerror!("boot information unreadable: {e}");
+        power::finish(Outcome::Failed);
+    }
+    report_boot(&boot, &opts);
+
     if let Err(e) = arch::paging::init() {
         rkerror!("page tables: {e}");
         power::finish(Outcome::Failed);
     }
-    rkline!("paging ok");
-    power::finish(Outcome::Success)
+    let image = image_range();
+    // No heap yet: a fixed array. Until the header is parsed its size is unknown; 64 KiB covers
+    // KL's and KF's headers for hundreds of CPUs and memory ranges.
+    let mut reserved = [PhysRange::new(0, 0); 160];
+    let mut n = 0;
+    let elfcorehdr = opts.elfcorehdr.map(|h| PhysRange::new(h.addr, h.size.unwrap_or(64 << 10)));
+    for r in boot.reserved_ranges().chain([image]).chain(elfcorehdr) {
+        if n < reserved.len() {
+            reserved[n] = r;
+            n += 1;
+        }
+    }
+    if let Err(e) = memory::init(boot.memory_map(), &reserved[..n]) {
+        rkerror!("memory: {e:?}");
+        power::finish(Outcome::Failed);
+    }
+    rkline!(
+        "memory image={:#x}+{:#x} heap={} KiB page-tables={}",
+        image.start,
+        image.len,
+        memory::HEAP_SIZE >> 10,
+        arch::paging::table_pages()
+    );
+
+    let rsdp = acpi::find_rsdp(&[opts.acpi_rsdp, boot.acpi_rsdp()]);
+    let acpi_info = match rsdp.map(acpi::parse) {
+        Some(Ok(a)) => Some(a),
+        Some(Err(e)) => {
+            rkerror!("ACPI tables unreadable: {e:?}");
+            None
+        }
+        None => {
+            rkline!("note: no ACPI RSDP found");
+            None
+        }
+    };
+    if let Some(a) = &acpi_info {
+        rkline!(
+            "acpi rsdp={:#x} pm1a_cnt={} pm_timer={} s5={} ecam={}",
+            a.rsdp,
+            Hex(a.pm1a_cnt.map(u64::from)),
+            Hex(a.pm_timer.map(|t| u64::from(t.0))),
+            a.s5.map_or(alloc::format!("none"), |s| alloc::format!("{}/{}", s.slp_typ_a, s.slp_typ_b)),
+            Hex(a.ecam.map(|e| e.0))
+        );
+        if let (Some(pm1a), Some(s5)) = (a.pm1a_cnt, a.s5) {
+            power::set_acpi_poweroff(power::AcpiPowerOff {
+                pm1a_cnt: pm1a,
+                pm1b_cnt: a.pm1b_cnt,
+                slp_typ_a: s5.slp_typ_a,
+                slp_typ_b: s5.slp_typ_b,
+            });
+        }
+    }
+    let tsc_mhz = clock::calibrate(acpi_info.and_then(|a| a.pm_timer));
+    rkline!("clock tsc={} MHz", tsc_mhz);
+
+    if let Some(t) = opts.selftest {
+        selftest(t);
+    }
+
+    let outcome = dump::run(&boot, &opts, image, acpi_info);
+    drop(boot);
+    power::finish(outcome)
+}
+
+/// `0x…` or `none` for optional addresses in console lines.
+struct Hex(Option<u64>);
+
+impl core::fmt::Display for Hex {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(v) => write!(f, "{v:#x}"),
+            None => f.write_str("none"),
+        }
+    }
+}
+
+fn report_boot(boot: &BootInfo, opts: &Options) {
+    rkline!(
+        "boot source={} cr4={:#x}",
+        match boot.source() {
+            BootSource::LinuxZeroPage => "zeropage",
+            BootSource::Pvh => "pvh",
+        },
+        cpu::cr4()
+    );
+    rkline!("cmdline \"{}\"", boot.cmdline());
+    if boot.cmdline().is_truncated() {
+        rkerror!("command line truncated");
+    }
+    for d in opts.diagnostics() {
+        match d.kind {
+            DiagKind::Malformed(_) => rkerror!("{d}"),
+            DiagKind::Unknown | DiagKind::Duplicate => rkline!("note: {d}"),
+        }
+    }
+    rkline!("option reset_devices={}", if opts.reset_devices { "yes" } else { "no" });
+    match opts.elfcorehdr {
+        Some(h) => match h.size {
+            Some(s) => rkline!("option elfcorehdr={:#x} size={:#x}", h.addr, s),
+            None => rkline!("option elfcorehdr={:#x}", h.addr),
+        },
+        None => rkline!("option elfcorehdr=none"),
+    }
+    rkline!("option target={}", opts.target);
+    rkline!(
+        "option action={}",
+        match opts.action {
+            Action::Reboot => "reboot",
+            Action::Poweroff => "poweroff",
+            Action::Halt => "halt",
+        }
+    );
+    rkline!(
+        "option reset={}",
+        match opts.effective_reset() {
+            ResetPolicy::Auto => "auto",
+            ResetPolicy::None => "none",
+            ResetPolicy::Methods(_) => "methods",
+        }
+    );
+    for r in boot.memory_map().regions() {
+        let end = r.start.saturating_add(r.len).saturating_sub(1);
+        match r.kind {
+            MemKind::Unknown(raw) => rkline!("e820 {:#018x}-{:#018x} type{}", r.start, end, raw),
+            k => rkline!("e820 {:#018x}-{:#018x} {}", r.start, end, kind_name(k)),
+        }
+    }
+    match boot.initrd() {
+        Some(i) => rkline!("initrd {:#x} size={}", i.start, i.len),
+        None => rkline!("initrd none"),
+    }
+    for n in boot.notes() {
+        rkline!("note: boot data: {n}");
+    }
+}
+
+fn selftest(t: SelfTest) {
+    rkline!("selftest {t:?}");
+    match t {
+        SelfTest::PageFault => {
+            // An address far beyond anything mapped (2^47 - 4 KiB, canonical, never mapped).
+            let p = 0x0000_7fff_ffff_f000u64 as *const u64;
+            // SAFETY: deliberately faulting read for the exception-report self-test.
+            let v = unsafe { core::ptr::read_volatile(p) };
+            rkerror!("selftest: read of unmapped memory returned {v:#x}");
+        }
+        SelfTest::Divide => {
+            // SAFETY: deliberately executes a divide by zero (#DE) for the self-test.
+            unsafe { core::arch::asm!("xor edx, edx", "xor eax, eax", "xor ecx, ecx", "div ecx", out("eax") _, out("ecx") _, out("edx") _) };
+        }
+        SelfTest::Breakpoint => x86_64::instructions::interrupts::int3(),
+        SelfTest::Panic => panic!("selftest"),
+        _ => rkline!("note: unknown selftest"),
+    }
 }
 
 #[panic_handler]

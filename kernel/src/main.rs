@@ -9,11 +9,24 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+mod acpi;
+#[cfg(target_os = "none")]
 mod arch;
+#[cfg(target_os = "none")]
+mod clock;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod dump;
+#[cfg(target_os = "none")]
 mod kmain;
+#[cfg(target_os = "none")]
+mod memory;
+#[cfg(target_os = "none")]
+mod physmem;
 #[cfg(target_os = "none")]
 mod power;
 

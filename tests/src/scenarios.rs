@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::fabricate;
 use crate::qemu::{self, EXIT_FAIL, EXIT_PASS, Outcome, Qemu};
 
 /// Inputs shared by all scenarios.
@@ -16,6 +17,8 @@ pub struct Env {
     pub bzimage: PathBuf,
     /// Workspace target directory (artefacts go below `scenarios/`).
     pub target: PathBuf,
+    /// The host tool, for `recv`/`save`/`inspect`.
+    pub rkdumpctl: PathBuf,
 }
 
 /// A scenario's verdict.
@@ -50,6 +53,9 @@ pub fn all() -> Vec<Scenario> {
         Scenario { name: "selftest-pagefault", about: "a deliberate #PF prints the exception report, then follows rkdump.action", run: selftest_pagefault },
         Scenario { name: "selftest-divide", about: "a deliberate #DE is reported, never a silent triple fault", run: selftest_divide },
         Scenario { name: "bad-cmdline", about: "empty, unknown and malformed parameters give clear lines and a defined end", run: bad_cmdline },
+        Scenario { name: "serial-dump-low", about: "fabricated crash below 4 GiB dumped over COM2; rkdumpctl recv output is byte-identical to the host's vmcore", run: serial_dump_low },
+        Scenario { name: "serial-dump-high", about: "fabricated crash with a RAM range above 4 GiB, same byte-for-byte check", run: serial_dump_high },
+        Scenario { name: "corrupt-elfcorehdr", about: "a corrupted elfcorehdr gives rkdump: error: and a defined end", run: corrupt_elfcorehdr },
     ]
 }
 
@@ -117,7 +123,15 @@ fn has(o: &Outcome, prefix: &str) -> bool {
 }
 
 fn boot_echo(env: &Env, dir: &Path) -> Result<(), String> {
-    let o = boot(env, dir, "reset_devices elfcorehdr=0x1000000 rkdump.action=poweroff rkdump.exit=qemu", 256)?;
+    // A tiny fabricated crash at 0x1000000 so the run has something to dump and can pass.
+    let crash = fabricate::build(dir, fabricate::Layout::Tiny)?;
+    let append = "reset_devices elfcorehdr=0x1000000 rkdump.action=poweroff rkdump.exit=qemu";
+    let q = Qemu::q35(256)
+        .kernel(&env.elf, append)
+        .com2_file(&dir.join("com2.bin"))
+        .args(crash.qemu_args.clone())
+        .timeout(BOOT_TIMEOUT);
+    let o = run_logged(&q, dir)?;
     defined_end(&o)?;
     ensure(has(&o, "entered"), "`rkdump: entered`", &o)?;
     ensure(has(&o, "boot source=pvh"), "boot source reported as pvh", &o)?;
@@ -131,22 +145,24 @@ fn boot_echo(env: &Env, dir: &Path) -> Result<(), String> {
     ensure(has(&o, "option action=poweroff"), "action parsed as poweroff", &o)?;
     ensure(has(&o, "option reset=auto"), "reset policy auto (reset_devices present)", &o)?;
     // 256 MiB guest: QEMU reports low RAM 0..0x9fbff and RAM from 1 MiB to the top.
-    ensure(has(&o, "e820 0x0000000000100000-0x000000000fffffff ram"), "e820 RAM above 1 MiB up to 256 MiB", &o)?;
+    ensure(has(&o, "e820 0x0000000000100000-0x000000000ffdefff ram"), "e820 RAM from 1 MiB to just below 256 MiB", &o)?;
+    ensure(has(&o, "initrd none"), "no initrd reported", &o)?;
+    ensure(has(&o, "dump complete bytes="), "the tiny dump completed", &o)?;
     ensure(o.exit_code == Some(EXIT_PASS), "QEMU exit code 33 (pass)", &o)
 }
 
 fn poweroff(env: &Env, dir: &Path) -> Result<(), String> {
     let o = boot(env, dir, "rkdump.action=poweroff", 256)?;
     defined_end(&o)?;
-    ensure(has(&o, "finish outcome=success action=poweroff"), "finish line names poweroff", &o)?;
-    ensure(has(&o, "acpi pm1a_cnt="), "ACPI PM1 control block found through the RSDP", &o)?;
+    ensure(o.rk_lines().any(|l| l.starts_with("finish ") && l.ends_with("action=poweroff")), "finish line names poweroff", &o)?;
+    ensure(o.rk_lines().any(|l| l.starts_with("acpi rsdp=") && l.contains("pm1a_cnt=0x")), "ACPI PM1 control block found through the RSDP", &o)?;
     ensure(o.exit_code == Some(0), "QEMU exited 0 (ACPI S5 power-off)", &o)
 }
 
 fn reboot(env: &Env, dir: &Path) -> Result<(), String> {
     let o = boot(env, dir, "console=ttyS0", 256)?;
     defined_end(&o)?;
-    ensure(has(&o, "finish outcome=success action=reboot"), "finish line names reboot", &o)?;
+    ensure(o.rk_lines().any(|l| l.starts_with("finish ") && l.ends_with("action=reboot")), "finish line names reboot", &o)?;
     ensure(o.exit_code == Some(0), "QEMU exited 0 on reset (-no-reboot)", &o)
 }
 
@@ -174,7 +190,7 @@ fn bad_cmdline(env: &Env, dir: &Path) -> Result<(), String> {
     let o = boot(env, &empty, "", 256)?;
     defined_end(&o)?;
     ensure(has(&o, "cmdline \"\""), "empty command line echoed", &o)?;
-    ensure(has(&o, "error: no elfcorehdr="), "missing elfcorehdr reported as an error", &o)?;
+    ensure(has(&o, "error: no elfcorehdr= on the command line"), "missing elfcorehdr reported as an error", &o)?;
 
     let bad = dir.join("malformed");
     std::fs::create_dir_all(&bad).map_err(|e| e.to_string())?;
@@ -185,10 +201,83 @@ fn bad_cmdline(env: &Env, dir: &Path) -> Result<(), String> {
         256,
     )?;
     defined_end(&o)?;
-    ensure(has(&o, "note: ignored unknown parameter irqpoll"), "unknown parameter noted, not an error", &o)?;
-    ensure(has(&o, "note: ignored unknown parameter rkdump.bogus=1"), "unknown rkdump.* parameter noted", &o)?;
-    ensure(has(&o, "error: malformed parameter elfcorehdr=zz"), "malformed elfcorehdr is an error line", &o)?;
-    ensure(has(&o, "error: malformed parameter rkdump.action=sideways"), "malformed action is an error line", &o)?;
+    ensure(has(&o, "note: unknown parameter \"irqpoll\" ignored"), "unknown parameter noted, not an error", &o)?;
+    ensure(has(&o, "note: unknown parameter \"rkdump.bogus=1\" ignored"), "unknown rkdump.* parameter noted", &o)?;
+    ensure(has(&o, "error: malformed \"elfcorehdr=zz\" ignored"), "malformed elfcorehdr is an error line", &o)?;
+    ensure(has(&o, "error: malformed \"rkdump.action=sideways\" ignored"), "malformed action is an error line", &o)?;
     ensure(has(&o, "option action=reboot"), "malformed action falls back to the default", &o)?;
     ensure(o.exit_code == Some(EXIT_FAIL), "run ends with failure (nothing to dump)", &o)
+}
+
+fn serial_dump(env: &Env, dir: &Path, layout: fabricate::Layout) -> Result<(), String> {
+    let crash = fabricate::build(dir, layout)?;
+    let com2 = dir.join("com2.bin");
+    let _ = std::fs::remove_file(&com2);
+    let append = format!("console=ttyS0 elfcorehdr={:#x} rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff", crash.elfcorehdr);
+    let q = Qemu::q35(crash.memory_mib).kernel(&env.elf, &append).com2_file(&com2).args(crash.qemu_args.clone()).timeout(BOOT_TIMEOUT * 3);
+    let o = run_logged(&q, dir)?;
+    defined_end(&o)?;
+    ensure(has(&o, "elfcorehdr addr=0x1000000 phnum="), "elfcorehdr summary line", &o)?;
+    ensure(has(&o, &format!("dump start bytes={} target=serial:ttyS1", crash.expected.len())), "dump start with the expected size", &o)?;
+    ensure(o.rk_lines().any(|l| l.starts_with("progress ")), "at least one progress line", &o)?;
+    ensure(has(&o, &format!("dump complete bytes={}", crash.expected.len())), "dump complete line", &o)?;
+    ensure(o.exit_code == Some(EXIT_PASS), "QEMU exit code 33 (pass)", &o)?;
+    let out = dir.join("vmcore");
+    let recv = std::process::Command::new(&env.rkdumpctl)
+        .arg("recv")
+        .arg(&com2)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .map_err(|e| format!("running rkdumpctl: {e}"))?;
+    if !recv.status.success() {
+        return Err(format!("rkdumpctl recv failed: {}{}", String::from_utf8_lossy(&recv.stdout), String::from_utf8_lossy(&recv.stderr)));
+    }
+    let got = std::fs::read(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let _ = std::fs::write(dir.join("expected.vmcore"), &crash.expected);
+    if got != crash.expected {
+        let first = got.iter().zip(&crash.expected).position(|(a, b)| a != b);
+        return Err(format!(
+            "  vmcore differs from the host model: got {} bytes, expected {}; first difference at {:?}",
+            got.len(),
+            crash.expected.len(),
+            first
+        ));
+    }
+    println!("    {} bytes byte-identical; loads {:x?}", got.len(), crash.loads);
+    Ok(())
+}
+
+fn serial_dump_low(env: &Env, dir: &Path) -> Result<(), String> {
+    serial_dump(env, dir, fabricate::Layout::Low)
+}
+
+fn serial_dump_high(env: &Env, dir: &Path) -> Result<(), String> {
+    serial_dump(env, dir, fabricate::Layout::High)
+}
+
+fn corrupt_elfcorehdr(env: &Env, dir: &Path) -> Result<(), String> {
+    // A header-shaped blob with a broken e_phentsize.
+    let mut blob = vec![0u8; 4096];
+    blob[..4].copy_from_slice(b"\x7fELF");
+    blob[4] = 2;
+    blob[5] = 1;
+    blob[6] = 1;
+    blob[16] = 4; // ET_CORE
+    blob[18] = 62; // EM_X86_64
+    blob[20] = 1;
+    blob[32] = 64; // e_phoff
+    blob[52] = 64; // e_ehsize
+    blob[54] = 55; // e_phentsize: wrong on purpose
+    blob[56] = 3; // e_phnum
+    let file = dir.join("corrupt-hdr.bin");
+    std::fs::write(&file, &blob).map_err(|e| e.to_string())?;
+    let q = Qemu::q35(256)
+        .kernel(&env.elf, "elfcorehdr=0x1000000 rkdump.exit=qemu rkdump.action=poweroff")
+        .args(["-device".to_string(), format!("loader,file={},addr=0x1000000,force-raw=on", file.display())])
+        .timeout(BOOT_TIMEOUT);
+    let o = run_logged(&q, dir)?;
+    defined_end(&o)?;
+    ensure(has(&o, "error: elfcorehdr at 0x1000000 unusable"), "typed rejection of the corrupted header", &o)?;
+    ensure(o.exit_code == Some(EXIT_FAIL), "QEMU exit code 35 (failure reported)", &o)
 }

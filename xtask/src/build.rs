@@ -93,3 +93,15 @@ pub fn main(args: &[String]) -> Result<(), String> {
     println!("{}\n{}", a.bzimage.display(), a.elf.display());
     Ok(())
 }
+
+/// Builds the host tool and returns its path.
+pub fn rkdumpctl() -> Result<PathBuf, String> {
+    let status = cargo()
+        .args(["build", "--release", "--package", "rkdumpctl"])
+        .status()
+        .map_err(|e| format!("running cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("rkdumpctl build failed ({status})"));
+    }
+    Ok(target_dir().join("release").join("rkdumpctl"))
+}

@@ -5,6 +5,8 @@
 mod build;
 mod e2e;
 mod image;
+mod run;
+mod test;
 
 use std::process::ExitCode;
 
@@ -17,6 +19,8 @@ fn main() -> ExitCode {
     let result = match cmd.as_str() {
         "build" => build::main(rest),
         "e2e" => e2e::main(rest),
+        "run" => run::main(rest),
+        "test" => test::main(rest),
         other => Err(format!("unknown xtask command `{other}`")),
     };
     match result {

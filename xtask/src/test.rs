@@ -36,7 +36,8 @@ pub fn main(args: &[String]) -> Result<(), String> {
     }
 
     let artefacts = build::build(false)?;
-    let env = Env { elf: artefacts.elf.clone(), bzimage: artefacts.bzimage.clone(), target: build::target_dir() };
+    let rkdumpctl = build::rkdumpctl()?;
+    let env = Env { elf: artefacts.elf.clone(), bzimage: artefacts.bzimage.clone(), target: build::target_dir(), rkdumpctl };
     for v in scenarios::run(&env, &only) {
         match v.result {
             Ok(()) => passed += 1,

@@ -1,6 +1,529 @@
-//! End-to-end harness: Linux first kernel in QEMU, `kexec -p` loads rkdump, sysrq crash.
+//! End-to-end harness: Linux first kernel in QEMU (TCG), `kexec -p` loads the capture kernel,
+//! sysrq crash, and the capture kernel's console is checked against the kdump contract.
+//!
+//! `cargo xtask e2e [--case NAME]... [--kernel PATH] [--linux-capture] [--keep] ...` (see `USAGE`).
+//! Everything of a run lands in `target/e2e/<case>/`: `console.log` (host-timestamped COM1),
+//! `qemu-cmdline.txt`, `qemu-stderr.log`, `com2.bin` (COM2, the future dump stream),
+//! `initramfs.cpio` (the archive used) and `result.txt`.
+//!
+//! Library use (demo, dump verification, benchmark): build a [`Harness`] with [`Harness::setup`],
+//! pick or build a [`Case`], and call [`run_case`]; the [`CaseResult`] has the parsed console and
+//! timings.
+
+pub mod case;
+pub mod checks;
+pub mod console;
+mod cpio;
+pub mod initramfs;
+pub mod qemu;
+
+use std::cell::Cell;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use case::{CASE_NAMES, CaptureKind, Case};
+use checks::{Check, RunEnd};
+use console::{ConsoleLog, FirstKernel, Line, SYSRQ_LINE};
+use initramfs::{INITRD_BLOB_LEN, Initramfs};
+
+const USAGE: &str = "\
+usage: cargo xtask e2e [options]
+  --case NAME        run only this case (repeatable, or comma list); default: all
+  --kernel PATH      capture kernel image (default: `cargo xtask build`'s
+                     target/rkdump/bzImage, built first; with --linux-capture:
+                     the first kernel's image)
+  --no-build         use the existing target/rkdump/bzImage without building
+  --linux-capture    the capture kernel is Linux: check it boots and has /proc/vmcore
+  --first-kernel P   first kernel (default: newest /boot/vmlinuz-*)
+  --crashkernel S    override the first kernel's crashkernel= parameter(s)
+  --keep             keep bulky artefacts (initramfs.cpio, com2.bin) of passing cases too
+  --timeout SECS     hard timeout per case (default 120)
+  --kexec-debug      run kexec with -d (segment placement on the console)
+  --verbose          echo the whole console live (default: key lines only)
+  --list             list the cases and exit";
+
+/// Locations and tools shared by all cases of one harness run.
+#[derive(Clone, Debug)]
+pub struct Harness {
+    /// `target/e2e` in the workspace.
+    pub out_root: PathBuf,
+    /// qemu-system-x86_64.
+    pub qemu: PathBuf,
+    /// The first (crashing) kernel.
+    pub first_kernel: PathBuf,
+    /// The capture kernel image inside the initramfs.
+    pub capture_kernel: PathBuf,
+    /// The first kernel's initramfs.
+    pub initramfs: Initramfs,
+    /// Keep bulky artefacts of passing cases.
+    pub keep: bool,
+    /// Echo the whole console.
+    pub verbose: bool,
+}
+
+/// Host-clock milestones of one run (since QEMU start).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    /// The first kernel's /init reported.
+    pub first_up: Option<Duration>,
+    /// `sysrq: Trigger a crash`.
+    pub sysrq: Option<Duration>,
+    /// `rkdump: entered`, or a Linux capture kernel's `Linux version` line.
+    pub capture_entered: Option<Duration>,
+    /// A Linux capture kernel's /init started.
+    pub capture_init: Option<Duration>,
+    /// QEMU ended.
+    pub end: Duration,
+}
+
+impl Timings {
+    /// Crash line to the capture kernel's first own line.
+    pub fn crash_to_capture(&self) -> Option<Duration> {
+        Some(self.capture_entered?.checked_sub(self.sysrq?)?)
+    }
+    /// Crash line to QEMU's end.
+    pub fn crash_to_end(&self) -> Option<Duration> {
+        self.end.checked_sub(self.sysrq?)
+    }
+}
+
+/// The outcome of one case.
+#[derive(Clone, Debug)]
+pub struct CaseResult {
+    /// The case as run.
+    pub case: Case,
+    /// Its artefact directory.
+    pub dir: PathBuf,
+    /// The timestamped console.
+    pub log: ConsoleLog,
+    /// What the first kernel reported.
+    pub first: FirstKernel,
+    /// How QEMU ended.
+    pub end: RunEnd,
+    /// All checks.
+    pub checks: Vec<Check>,
+    /// Milestones.
+    pub timings: Timings,
+    /// What the loader did to the command line, when known.
+    pub loader_edit: Option<String>,
+}
+
+impl CaseResult {
+    /// All checks passed.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.result.is_ok())
+    }
+
+    /// Multi-line human report.
+    pub fn report(&self) -> String {
+        let c = &self.case;
+        let mut s = format!(
+            "== {} ({:?} capture, {}, -m {}, {}) ==\n",
+            c.name,
+            c.capture,
+            c.loaders.iter().map(|l| l.syscall()).collect::<Vec<_>>().join("+"),
+            c.memory,
+            c.crashkernel
+        );
+        for ch in &self.checks {
+            match &ch.result {
+                Ok(note) => {
+                    let _ = writeln!(s, "  ok   {:<28} {note}", ch.name);
+                }
+                Err(why) => {
+                    let _ = writeln!(s, "  FAIL {:<28} {why}", ch.name);
+                }
+            }
+        }
+        let t = &self.timings;
+        let _ = writeln!(
+            s,
+            "  time: first /init {}, crash {}, crash->capture {}, crash->capture /init {}, crash->end {}, total {:.2} s",
+            secs(t.first_up),
+            secs(t.sysrq),
+            secs(t.crash_to_capture()),
+            secs(t.capture_init.and_then(|i| i.checked_sub(t.sysrq?))),
+            secs(t.crash_to_end()),
+            t.end.as_secs_f64()
+        );
+        let _ = writeln!(s, "  end: {:?}; {} console lines in {}", self.end, self.log.lines.len(), self.dir.display());
+        s
+    }
+}
+
+fn secs(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| format!("{:.3} s", d.as_secs_f64()))
+}
+
+/// Finds `name` in PATH or the sbin directories.
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// The newest /boot/vmlinuz-*.
+fn default_first_kernel() -> Result<PathBuf, String> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/boot")
+        .map_err(|e| format!("reading /boot: {e}"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        .collect();
+    found.sort();
+    found.pop().ok_or_else(|| {
+        "no /boot/vmlinuz-* (install linux-image-cloud-amd64, see README) or pass --first-kernel".to_string()
+    })
+}
+
+/// Builds the static marker for the host and returns its path.
+pub fn build_marker() -> Result<PathBuf, String> {
+    let target_dir = crate::build::target_dir();
+    let triple = "x86_64-unknown-linux-gnu";
+    eprintln!("e2e: building rkdump-marker (static, {triple}) in {}", target_dir.display());
+    let status = crate::build::cargo()
+        .args(["build", "--quiet", "-p", "rkdump-marker", "--release", "--target", triple])
+        .env("RUSTFLAGS", "-C target-feature=+crt-static -C strip=debuginfo")
+        .status()
+        .map_err(|e| format!("running cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building rkdump-marker failed ({status})"));
+    }
+    let bin = target_dir.join(triple).join("release").join("rkdump-marker");
+    let bytes = std::fs::read(&bin).map_err(|e| format!("reading {}: {e}", bin.display()))?;
+    let elf = goblin::elf::Elf::parse(&bytes).map_err(|e| format!("{}: {e}", bin.display()))?;
+    if elf.interpreter.is_some() {
+        return Err(format!("{} is dynamically linked; it must run in a bare initramfs", bin.display()));
+    }
+    Ok(bin)
+}
+
+impl Harness {
+    /// Finds the tools, builds the marker and the initramfs for `capture_kernel`.
+    pub fn setup(
+        capture_kernel: &Path,
+        first_kernel: Option<&Path>,
+        keep: bool,
+        verbose: bool,
+    ) -> Result<Harness, String> {
+        let out_root = crate::build::workspace_root().join("target").join("e2e");
+        let qemu = which("qemu-system-x86_64").ok_or("qemu-system-x86_64 not found (apt-get install qemu-system-x86)")?;
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .or_else(|| which("busybox"))
+            .ok_or("busybox not found (apt-get install busybox-static)")?;
+        let kexec = which("kexec").ok_or("kexec not found (apt-get install kexec-tools)")?;
+        let first_kernel = match first_kernel {
+            Some(p) => p.to_path_buf(),
+            None => default_first_kernel()?,
+        };
+        for (what, p) in [("first kernel", &first_kernel), ("capture kernel", &capture_kernel.to_path_buf())] {
+            if !p.is_file() {
+                return Err(format!("{what} {} not found", p.display()));
+            }
+            std::fs::File::open(p).map_err(|e| format!("{what} {}: {e}", p.display()))?;
+        }
+        let marker = build_marker()?;
+        let inputs = initramfs::Inputs {
+            busybox,
+            kexec,
+            marker,
+            capture_kernel: capture_kernel.to_path_buf(),
+        };
+        let initramfs = initramfs::build(&inputs, &out_root.join("initramfs.cpio"))?;
+        eprintln!(
+            "e2e: initramfs {} ({} KiB), first kernel {}, capture kernel {}",
+            initramfs.path.display(),
+            std::fs::metadata(&initramfs.path).map(|m| m.len() / 1024).unwrap_or(0),
+            first_kernel.display(),
+            capture_kernel.display()
+        );
+        Ok(Harness {
+            out_root,
+            qemu,
+            first_kernel,
+            capture_kernel: capture_kernel.to_path_buf(),
+            initramfs,
+            keep,
+            verbose,
+        })
+    }
+
+    /// The QEMU command line of `case`, with its artefacts in `dir`.
+    pub fn qemu_argv(&self, case: &Case, dir: &Path) -> Result<Vec<String>, String> {
+        let mut v: Vec<String> = [
+            self.qemu.to_string_lossy().as_ref(),
+            "-machine",
+            "q35",
+            "-accel",
+            "tcg,thread=multi",
+            "-smp",
+            &case.smp.to_string(),
+            "-m",
+            &case.memory,
+            "-nodefaults",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-serial",
+            "stdio",
+            "-serial",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.push(format!("file:{}", dir.join("com2.bin").display()));
+        v.push("-kernel".into());
+        v.push(self.first_kernel.to_string_lossy().into_owned());
+        v.push("-initrd".into());
+        v.push(dir.join("initramfs.cpio").to_string_lossy().into_owned());
+        v.push("-append".into());
+        v.push(case.first_kernel_cmdline()?);
+        v.extend(case.extra_qemu_args.iter().cloned());
+        Ok(v)
+    }
+}
+
+fn shell_quote(a: &str) -> String {
+    if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', "'\\''"))
+    }
+}
+
+/// Lines worth echoing live when not verbose.
+fn interesting(text: &str) -> bool {
+    ["E2E: ", "rkdump: ", SYSRQ_LINE, "Kernel panic", "Linux version", "crashkernel", "marker tag=", "marker done", "marker error", "marker moved"]
+        .iter()
+        .any(|k| text.contains(k))
+}
+
+/// Runs one case end to end and checks it. `Err` only for harness failures (QEMU not startable,
+/// files not writable); a failing guest is a `CaseResult` whose checks failed.
+pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
+    let dir = h.out_root.join(&case.name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("cleaning {}: {e}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let cpio = dir.join("initramfs.cpio");
+    if std::fs::hard_link(&h.initramfs.path, &cpio).is_err() {
+        std::fs::copy(&h.initramfs.path, &cpio).map_err(|e| format!("copying the initramfs: {e}"))?;
+    }
+    let argv = h.qemu_argv(case, &dir)?;
+    let quoted: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
+    std::fs::write(dir.join("qemu-cmdline.txt"), format!("{}\n", quoted.join(" ")))
+        .map_err(|e| format!("writing qemu-cmdline.txt: {e}"))?;
+    eprintln!("e2e: case {} ({} s timeout)", case.name, case.timeout.as_secs());
+
+    // Stop early when the outcome is already clear: a first-kernel panic before the crash,
+    // an rkdump exception, or a capture kernel that stays silent after the crash.
+    let crashed_at: Cell<Option<Duration>> = Cell::new(None);
+    let captured = Cell::new(false);
+    let silence = case.capture_silence;
+    let stop = |l: &Line| -> Option<String> {
+        let t = &l.text;
+        if t.contains(SYSRQ_LINE) {
+            crashed_at.set(Some(l.t));
+            return None;
+        }
+        match crashed_at.get() {
+            None if t.contains("Kernel panic") => Some(format!("first kernel panicked before the crash: {t}")),
+            None => None,
+            Some(at) => {
+                if t.contains("rkdump: ") || t.contains("Linux version") {
+                    captured.set(true);
+                }
+                if t.contains("rkdump: exception") || t.contains("rkdump: panic") {
+                    Some(format!("rkdump failed: {t}"))
+                } else if !captured.get() && l.t.saturating_sub(at) > silence {
+                    Some(format!("no capture kernel output {} s after the crash", silence.as_secs()))
+                } else {
+                    None
+                }
+            }
+        }
+    };
+    let verbose = h.verbose;
+    let echo = move |t: &str| verbose || interesting(t);
+    let outcome = qemu::run(&qemu::Run {
+        argv: &argv,
+        timeout: case.timeout,
+        console_log: &dir.join("console.log"),
+        stderr_log: &dir.join("qemu-stderr.log"),
+        echo: &echo,
+        stop: &stop,
+    })?;
+    let end = match (&outcome.stopped, outcome.timed_out) {
+        (Some(why), _) => RunEnd::Stopped(why.clone()),
+        (None, true) => RunEnd::TimedOut(case.timeout.as_secs()),
+        (None, false) => RunEnd::Exited(outcome.exit_code),
+    };
+    let log = outcome.log;
+    let initrd_len = match case.initrd_kind() {
+        "blob" => Some(INITRD_BLOB_LEN as u64),
+        "cpio" => Some(h.initramfs.capture_cpio_len),
+        _ => None,
+    };
+    let mut checks = checks::evaluate(case, &log, &end, initrd_len);
+    let stderr = std::fs::read_to_string(dir.join("qemu-stderr.log")).unwrap_or_default();
+    if !stderr.trim().is_empty() {
+        let lines: Vec<&str> = stderr.lines().take(5).collect();
+        checks.push(Check { name: "qemu stderr (info)".into(), result: Ok(lines.join(" | ")) });
+    }
+    let first = log.first_kernel();
+    let (capture_entered, capture_init, cmdline) = match case.capture {
+        CaptureKind::Rkdump => {
+            let rk = log.rkdump();
+            (rk.entered_at, None, rk.cmdline)
+        }
+        CaptureKind::Linux => {
+            let lc = log.linux_capture();
+            (lc.version_at, lc.init_at, lc.cmdline)
+        }
+    };
+    let loader_edit = cmdline
+        .and_then(|c| checks::check_cmdline(case.loader(), &c, &case.capture_cmdline()).ok())
+        .map(|(note, _)| note);
+    let timings = Timings { first_up: first.up_at, sysrq: first.sysrq_at, capture_entered, capture_init, end: outcome.wall };
+    let result = CaseResult { case: case.clone(), dir: dir.clone(), log, first, end, checks, timings, loader_edit };
+    let report = result.report();
+    std::fs::write(dir.join("result.txt"), format!("{}\n{report}", if result.passed() { "PASS" } else { "FAIL" }))
+        .map_err(|e| format!("writing result.txt: {e}"))?;
+    if result.passed() && !h.keep {
+        let _ = std::fs::remove_file(&cpio);
+        let _ = std::fs::remove_file(dir.join("com2.bin"));
+    }
+    Ok(result)
+}
+
+/// The summary table of a set of results.
+pub fn summary(results: &[CaseResult]) -> String {
+    let mut s = format!(
+        "{:<15} {:<7} {:<16} {:<5} {:<46} {:>14} {:>10} {:>8}  {}\n",
+        "case", "capture", "loader", "res", "crash region(s)", "crash->capture", "crash->end", "total", "loader edit / first failure"
+    );
+    for r in results {
+        let regions: Vec<String> = r.first.crash_regions.iter().map(|x| x.to_string()).collect();
+        let note = match r.checks.iter().find(|c| c.result.is_err()) {
+            Some(c) => format!("{}: {}", c.name, c.result.as_ref().err().map_or("", |e| e.lines().next().unwrap_or(""))),
+            None => r.loader_edit.clone().unwrap_or_default(),
+        };
+        let _ = writeln!(
+            s,
+            "{:<15} {:<7} {:<16} {:<5} {:<46} {:>14} {:>10} {:>8}  {}",
+            r.case.name,
+            match r.case.capture {
+                CaptureKind::Rkdump => "rkdump",
+                CaptureKind::Linux => "linux",
+            },
+            match r.case.loaders.as_slice() {
+                [one] => one.syscall().to_string(),
+                many => many.iter().map(|l| format!("-{}", l.flag())).collect::<Vec<_>>().join(","),
+            },
+            if r.passed() { "PASS" } else { "FAIL" },
+            if regions.is_empty() { "-".into() } else { regions.join(",") },
+            secs(r.timings.crash_to_capture()),
+            secs(r.timings.crash_to_end()),
+            format!("{:.1} s", r.timings.end.as_secs_f64()),
+            note
+        );
+    }
+    s
+}
 
 /// Entry point of `cargo xtask e2e`.
-pub fn main(_args: &[String]) -> Result<(), String> {
-    Err("e2e harness not written yet".into())
+pub fn main(args: &[String]) -> Result<(), String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut kernel: Option<PathBuf> = None;
+    let mut first: Option<PathBuf> = None;
+    let mut linux = false;
+    let mut keep = false;
+    let mut verbose = false;
+    let mut kexec_debug = false;
+    let mut no_build = false;
+    let mut crashkernel: Option<String> = None;
+    let mut timeout: Option<u64> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |what: &str| it.next().cloned().ok_or(format!("{a} needs {what}"));
+        match a.as_str() {
+            "--case" => names.extend(value("a case name")?.split(',').map(str::to_string)),
+            "--kernel" => kernel = Some(PathBuf::from(value("a path")?)),
+            "--first-kernel" => first = Some(PathBuf::from(value("a path")?)),
+            "--timeout" => timeout = Some(value("seconds")?.parse().map_err(|e| format!("--timeout: {e}"))?),
+            "--linux-capture" => linux = true,
+            "--crashkernel" => crashkernel = Some(value("crashkernel= parameter(s)")?),
+            "--keep" => keep = true,
+            "--no-build" => no_build = true,
+            "--verbose" | "-v" => verbose = true,
+            "--kexec-debug" => kexec_debug = true,
+            "--list" => {
+                for n in CASE_NAMES {
+                    println!("{n}");
+                }
+                return Ok(());
+            }
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(format!("unknown option `{other}`\n{USAGE}")),
+        }
+    }
+    let capture = if linux { CaptureKind::Linux } else { CaptureKind::Rkdump };
+    if names.is_empty() {
+        names = CASE_NAMES.iter().map(|s| s.to_string()).collect();
+    }
+    let mut cases = Vec::new();
+    for n in &names {
+        let mut c = Case::standard(n, capture).ok_or_else(|| format!("unknown case `{n}` (try --list)"))?;
+        c.kexec_debug = kexec_debug;
+        if let Some(ck) = &crashkernel {
+            c.crashkernel = ck.clone();
+        }
+        if let Some(t) = timeout {
+            c.timeout = Duration::from_secs(t);
+        }
+        cases.push(c);
+    }
+    let first_kernel = match &first {
+        Some(p) => p.clone(),
+        None => default_first_kernel()?,
+    };
+    let capture_kernel = match (kernel, capture) {
+        (Some(k), _) => k,
+        (None, CaptureKind::Linux) => first_kernel.clone(),
+        (None, CaptureKind::Rkdump) if no_build => {
+            let k = crate::build::target_dir().join("rkdump").join("bzImage");
+            if !k.is_file() {
+                return Err(format!("{} not found: run `cargo xtask build` or drop --no-build", k.display()));
+            }
+            k
+        }
+        (None, CaptureKind::Rkdump) => crate::build::build(false)?.bzimage,
+    };
+    let h = Harness::setup(&capture_kernel, Some(&first_kernel), keep, verbose)?;
+    let mut results = Vec::new();
+    for c in &cases {
+        let r = run_case(c, &h)?;
+        eprintln!("{}", r.report());
+        results.push(r);
+    }
+    let table = format!("capture kernel: {}\n{}", h.capture_kernel.display(), summary(&results));
+    println!("\n{table}");
+    let _ = std::fs::write(h.out_root.join("summary.txt"), &table);
+    let failed: Vec<&str> = results.iter().filter(|r| !r.passed()).map(|r| r.case.name.as_str()).collect();
+    if failed.is_empty() {
+        println!("e2e: {} passed, 0 failed", results.len());
+        Ok(())
+    } else {
+        println!("e2e: {} passed, {} failed", results.len() - failed.len(), failed.len());
+        Err(format!("failed: {}", failed.join(", ")))
+    }
 }

@@ -1,0 +1,482 @@
+//! Kernel command line: fixed-size buffer, Linux tokenisation and the options rkdump honours.
+//!
+//! Parsing never fails and never panics: unknown parameters and malformed values become
+//! [`Diag`]nostics (the kernel prints them as "ignored") and leave the option as it was (the
+//! default unless an earlier valid occurrence set it). A later valid occurrence overrides an earlier
+//! one, as in Linux. Grammar per docs/interfaces.md and contract §6/§14.
+
+use core::fmt;
+
+mod num;
+mod types;
+
+pub use num::{NumError, memparse, parse_hex, parse_int};
+pub use types::{
+    Action, Console, DEVICE_LIST_CAPACITY, DeviceList, DeviceMatch, ElfCoreHdrArg, PciAddr,
+    ResetMethods, ResetPolicy, SelfTest, SerialPort, ShortBytes, Target,
+};
+use types::{ConsoleArg, write_escaped};
+
+/// Capacity of a [`CmdlineBuf`] including the terminating NUL (at most 4095 characters are kept).
+pub const CMDLINE_CAPACITY: usize = 4096;
+
+/// The raw command line, copied out of loader memory into a fixed buffer.
+#[derive(Clone)]
+pub struct CmdlineBuf {
+    bytes: [u8; CMDLINE_CAPACITY],
+    len: usize,
+    truncated: bool,
+}
+
+impl Default for CmdlineBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CmdlineBuf {
+    /// An empty command line.
+    pub const fn new() -> Self {
+        Self {
+            bytes: [0; CMDLINE_CAPACITY],
+            len: 0,
+            truncated: false,
+        }
+    }
+
+    /// Copies `src` up to its first NUL, keeping at most 4095 bytes.
+    pub fn from_bytes(src: &[u8]) -> Self {
+        let mut buf = Self::new();
+        buf.push(src.split(|&b| b == 0).next().unwrap_or_default());
+        buf
+    }
+
+    /// Appends `text` (no NUL inside); what does not fit is dropped and marks the line truncated.
+    pub(crate) fn push(&mut self, text: &[u8]) {
+        let room = CMDLINE_CAPACITY - 1 - self.len;
+        let n = text.len().min(room);
+        self.bytes[self.len..self.len + n].copy_from_slice(&text[..n]);
+        self.len += n;
+        self.truncated |= text.len() > room;
+    }
+
+    /// Empties the line.
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.truncated = false;
+    }
+
+    /// The bytes, without a NUL.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    /// The text, if valid UTF-8.
+    pub fn as_str(&self) -> Option<&str> {
+        core::str::from_utf8(self.as_bytes()).ok()
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the line is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the source line was longer than 4095 bytes (or unterminated) and was cut.
+    pub fn is_truncated(&self) -> bool {
+        self.truncated
+    }
+}
+
+impl AsRef<[u8]> for CmdlineBuf {
+    fn as_ref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl fmt::Display for CmdlineBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_escaped(f, self.as_bytes())
+    }
+}
+
+impl fmt::Debug for CmdlineBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "CmdlineBuf(\"{self}\"{})",
+            if self.truncated { ", truncated" } else { "" }
+        )
+    }
+}
+
+/// One `key[=value]` token as Linux's `next_arg` splits it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Token<'a> {
+    raw: &'a [u8],
+    key: &'a [u8],
+    value: Option<&'a [u8]>,
+}
+
+/// Linux `isspace` in the kernel's C locale.
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r')
+}
+
+/// Whitespace-separated tokens; double quotes group whitespace and are stripped around a value
+/// (`key="a b"`) or around a whole token (`"key=a b"`), like the kernel's `next_arg`.
+struct Tokens<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Tokens<'a> {
+    type Item = Token<'a>;
+
+    fn next(&mut self) -> Option<Token<'a>> {
+        let start = self.rest.iter().position(|&b| !is_space(b))?;
+        let s = &self.rest[start..];
+        let mut in_quote = false;
+        let mut equals = None;
+        let mut end = s.len();
+        for (i, &b) in s.iter().enumerate() {
+            if is_space(b) && !in_quote {
+                end = i;
+                break;
+            }
+            if b == b'=' && equals.is_none() {
+                equals = Some(i);
+            }
+            if b == b'"' {
+                in_quote = !in_quote;
+            }
+        }
+        self.rest = &s[end..];
+        let raw = &s[..end];
+        let quoted = raw.first() == Some(&b'"');
+        let strip_tail = |p: &'a [u8]| p.strip_suffix(b"\"").unwrap_or(p);
+        let (mut key, mut value) = match equals {
+            Some(eq) => (&raw[..eq], Some(&raw[eq + 1..])),
+            None => (raw, None),
+        };
+        if quoted {
+            key = &key[1..];
+        }
+        if let Some(v) = value.as_mut()
+            && let Some(unquoted) = v.strip_prefix(b"\"")
+        {
+            *v = strip_tail(unquoted);
+        } else if quoted {
+            match value.as_mut() {
+                Some(v) => *v = strip_tail(v),
+                None => key = strip_tail(key),
+            }
+        }
+        Some(Token { raw, key, value })
+    }
+}
+
+/// What is wrong with one token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiagKind {
+    /// Not a parameter rkdump knows (most Linux parameters); ignored.
+    Unknown,
+    /// A known parameter with a bad value; ignored.
+    Malformed(&'static str),
+    /// A known parameter given again; this later value wins.
+    Duplicate,
+}
+
+/// Length of the token copy kept in a [`Diag`].
+pub const DIAG_TOKEN_LEN: usize = 40;
+/// Maximum number of diagnostics kept; the rest are only counted.
+pub const DIAG_CAPACITY: usize = 48;
+
+/// A diagnostic about one command-line token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Diag {
+    /// The token as written (copied, possibly truncated).
+    pub token: ShortBytes<DIAG_TOKEN_LEN>,
+    /// What is wrong.
+    pub kind: DiagKind,
+}
+
+impl fmt::Display for Diag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            DiagKind::Unknown => write!(f, "unknown parameter \"{}\" ignored", self.token),
+            DiagKind::Malformed(why) => write!(f, "malformed \"{}\" ignored: {why}", self.token),
+            DiagKind::Duplicate => write!(f, "\"{}\" overrides an earlier value", self.token),
+        }
+    }
+}
+
+/// Default of [`Options::budget_ms`].
+pub const DEFAULT_RESET_BUDGET_MS: u32 = 5000;
+
+/// Parameters rkdump knows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Key {
+    ResetDevices,
+    ElfCoreHdr,
+    Console,
+    AcpiRsdp,
+    DisableCpuApicid,
+    Target,
+    Action,
+    Reset,
+    Deny,
+    Allow,
+    SelfTest,
+    Exit,
+    NoPreinit,
+    BudgetMs,
+    SerialBaud,
+}
+
+const KEYS: [(&str, Key); 15] = [
+    ("reset_devices", Key::ResetDevices),
+    ("elfcorehdr", Key::ElfCoreHdr),
+    ("console", Key::Console),
+    ("acpi_rsdp", Key::AcpiRsdp),
+    ("disable_cpu_apicid", Key::DisableCpuApicid),
+    ("rkdump.target", Key::Target),
+    ("rkdump.action", Key::Action),
+    ("rkdump.reset", Key::Reset),
+    ("rkdump.deny", Key::Deny),
+    ("rkdump.allow", Key::Allow),
+    ("rkdump.selftest", Key::SelfTest),
+    ("rkdump.exit", Key::Exit),
+    ("rkdump.nopreinit", Key::NoPreinit),
+    ("rkdump.budget_ms", Key::BudgetMs),
+    ("rkdump.serial_baud", Key::SerialBaud),
+];
+
+/// Parameter names compare with `-` and `_` equivalent, as in the kernel's `parameq`.
+fn key_eq(key: &[u8], name: &str) -> bool {
+    let norm = |b: u8| if b == b'-' { b'_' } else { b };
+    key.len() == name.len()
+        && key
+            .iter()
+            .zip(name.bytes())
+            .all(|(&a, b)| norm(a) == norm(b))
+}
+
+/// Result of applying one known parameter.
+enum Applied {
+    Set,
+    /// Set, but something was left out.
+    Partly(&'static str),
+}
+
+/// The options rkdump takes from its command line (docs/interfaces.md).
+///
+/// Built with [`Options::parse`]; owns everything (no borrow of the input).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// `reset_devices` is present (makes [`Options::effective_reset`] default to `Auto`).
+    pub reset_devices: bool,
+    /// `elfcorehdr=`: KL appends `NNNK`, KF prefixes `0xADDR` (contract §0.2).
+    pub elfcorehdr: Option<ElfCoreHdrArg>,
+    /// The last serial `console=` (`ttyS<n>[,baud]`, `uart8250,io,<port>[,baud]`).
+    pub console: Option<Console>,
+    /// The last non-serial `console=` name (e.g. `tty0`), recorded but not used.
+    pub other_console: Option<ShortBytes<16>>,
+    /// `acpi_rsdp=` (hex, as the kernel parses it).
+    pub acpi_rsdp: Option<u64>,
+    /// `disable_cpu_apicid=`: the crashed kernel's BSP, which must never be sent INIT.
+    pub disable_cpu_apicid: Option<u32>,
+    /// `rkdump.target=` (default [`Target::Auto`]).
+    pub target: Target,
+    /// `rkdump.action=` (default [`Action::Reboot`]).
+    pub action: Action,
+    /// `rkdump.reset=` as given; use [`Options::effective_reset`].
+    pub reset: Option<ResetPolicy>,
+    /// `rkdump.deny=`: devices never to touch.
+    pub deny: DeviceList,
+    /// `rkdump.allow=`: devices allowed despite the defaults.
+    pub allow: DeviceList,
+    /// `rkdump.selftest=` (test-only): raise this fault on purpose.
+    pub selftest: Option<SelfTest>,
+    /// `rkdump.exit=qemu` (test-only): leave through QEMU's isa-debug-exit.
+    pub qemu_exit: bool,
+    /// `rkdump.nopreinit` (test-only): skip the pre-crash config restore.
+    pub nopreinit: bool,
+    /// `rkdump.budget_ms=` (test/diagnostic): total time budget for device resets.
+    pub budget_ms: u32,
+    /// `rkdump.serial_baud=` (test/diagnostic): baud rate for the dump serial port.
+    pub serial_baud: Option<u32>,
+    diags: [Option<Diag>; DIAG_CAPACITY],
+    diag_len: usize,
+    diags_dropped: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            reset_devices: false,
+            elfcorehdr: None,
+            console: None,
+            other_console: None,
+            acpi_rsdp: None,
+            disable_cpu_apicid: None,
+            target: Target::Auto,
+            action: Action::Reboot,
+            reset: None,
+            deny: DeviceList::new(),
+            allow: DeviceList::new(),
+            selftest: None,
+            qemu_exit: false,
+            nopreinit: false,
+            budget_ms: DEFAULT_RESET_BUDGET_MS,
+            serial_baud: None,
+            diags: [None; DIAG_CAPACITY],
+            diag_len: 0,
+            diags_dropped: 0,
+        }
+    }
+}
+
+impl Options {
+    /// Parses a command line given as `&str`, bytes or a [`CmdlineBuf`]; stops at the first NUL and
+    /// at `--` (the rest belongs to init). Never fails.
+    pub fn parse(cmdline: &(impl AsRef<[u8]> + ?Sized)) -> Self {
+        Self::from_bytes(cmdline.as_ref())
+    }
+
+    /// Parses raw bytes; tokens that are not UTF-8 become [`DiagKind::Malformed`] diagnostics.
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        let bytes = bytes.split(|&b| b == 0).next().unwrap_or_default();
+        let mut opts = Self::default();
+        let mut seen = 0u32;
+        for tok in (Tokens { rest: bytes }) {
+            if tok.raw == b"--" {
+                break;
+            }
+            let Some(&(_, key)) = KEYS.iter().find(|(name, _)| key_eq(tok.key, name)) else {
+                let kind = if core::str::from_utf8(tok.raw).is_ok() {
+                    DiagKind::Unknown
+                } else {
+                    DiagKind::Malformed("not valid UTF-8")
+                };
+                opts.diag(tok, kind);
+                continue;
+            };
+            match opts.apply(key, tok.value) {
+                Ok(applied) => {
+                    let bit = 1u32 << key as u32;
+                    if seen & bit != 0 && key != Key::Console {
+                        opts.diag(tok, DiagKind::Duplicate);
+                    }
+                    seen |= bit;
+                    if let Applied::Partly(why) = applied {
+                        opts.diag(tok, DiagKind::Malformed(why));
+                    }
+                }
+                Err(why) => opts.diag(tok, DiagKind::Malformed(why)),
+            }
+        }
+        opts
+    }
+
+    fn apply(&mut self, key: Key, value: Option<&[u8]>) -> Result<Applied, &'static str> {
+        if key == Key::ResetDevices {
+            // Like the kernel's __setup prefix match, `reset_devices=<anything>` also counts.
+            self.reset_devices = true;
+            return Ok(Applied::Set);
+        }
+        if key == Key::NoPreinit {
+            if value.is_some() {
+                return Err("takes no value");
+            }
+            self.nopreinit = true;
+            return Ok(Applied::Set);
+        }
+        let v = match value {
+            None => return Err("missing value"),
+            Some([]) => return Err("empty value"),
+            Some(v) => core::str::from_utf8(v).map_err(|_| "not valid UTF-8")?,
+        };
+        let u32_of = |v: &str| -> Result<u32, &'static str> {
+            let n = parse_int(v).map_err(|e| e.reason())?;
+            u32::try_from(n).map_err(|_| "value above 32 bits")
+        };
+        match key {
+            Key::ResetDevices | Key::NoPreinit => {}
+            Key::ElfCoreHdr => self.elfcorehdr = Some(ElfCoreHdrArg::parse(v)?),
+            Key::Console => match ConsoleArg::parse(v)? {
+                ConsoleArg::Serial(c) => self.console = Some(c),
+                ConsoleArg::Other => self.other_console = Some(ShortBytes::new(v.as_bytes())),
+            },
+            Key::AcpiRsdp => {
+                let addr = parse_hex(v).map_err(|e| e.reason())?;
+                self.acpi_rsdp = Some(addr).filter(|&a| a != 0);
+            }
+            Key::DisableCpuApicid => self.disable_cpu_apicid = Some(u32_of(v)?),
+            Key::Target => self.target = Target::parse(v)?,
+            Key::Action => self.action = Action::parse(v)?,
+            Key::Reset => self.reset = Some(ResetPolicy::parse(v)?),
+            Key::Deny | Key::Allow => {
+                let (list, overflow) = DeviceList::parse(v)?;
+                *if key == Key::Deny {
+                    &mut self.deny
+                } else {
+                    &mut self.allow
+                } = list;
+                if overflow {
+                    return Ok(Applied::Partly(
+                        "more than 32 entries; the rest are ignored",
+                    ));
+                }
+            }
+            Key::SelfTest => self.selftest = Some(SelfTest::parse(v)),
+            Key::Exit if v == "qemu" => self.qemu_exit = true,
+            Key::Exit => return Err("expected qemu"),
+            Key::BudgetMs => self.budget_ms = u32_of(v)?,
+            Key::SerialBaud => match u32_of(v)? {
+                0 => return Err("baud rate 0"),
+                baud => self.serial_baud = Some(baud),
+            },
+        }
+        Ok(Applied::Set)
+    }
+
+    fn diag(&mut self, tok: Token<'_>, kind: DiagKind) {
+        match self.diags.get_mut(self.diag_len) {
+            Some(slot) => {
+                *slot = Some(Diag {
+                    token: ShortBytes::new(tok.raw),
+                    kind,
+                });
+                self.diag_len += 1;
+            }
+            None => self.diags_dropped = self.diags_dropped.saturating_add(1),
+        }
+    }
+
+    /// The reset policy in force: `rkdump.reset=` if given, else `Auto` with `reset_devices`,
+    /// else `None`.
+    pub fn effective_reset(&self) -> ResetPolicy {
+        match self.reset {
+            Some(policy) => policy,
+            None if self.reset_devices => ResetPolicy::Auto,
+            None => ResetPolicy::None,
+        }
+    }
+
+    /// Diagnostics in command-line order.
+    pub fn diagnostics(&self) -> impl Iterator<Item = &Diag> + '_ {
+        self.diags[..self.diag_len].iter().flatten()
+    }
+
+    /// Diagnostics that did not fit (beyond [`DIAG_CAPACITY`]).
+    pub fn diagnostics_dropped(&self) -> u32 {
+        self.diags_dropped
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,650 @@
+//! Typed values of the parameters rkdump honours, and their parsers (docs/interfaces.md).
+
+use core::fmt;
+
+use bitflags::bitflags;
+
+use super::num::{memparse, parse_int};
+
+/// Writes bytes with printable ASCII as is and everything else as `\xNN`.
+pub(crate) fn write_escaped(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    for &b in bytes {
+        if b == b' ' || b.is_ascii_graphic() {
+            fmt::Write::write_char(f, char::from(b))?;
+        } else {
+            write!(f, "\\x{b:02x}")?;
+        }
+    }
+    Ok(())
+}
+
+/// A short byte string copied from the command line (no heap), truncated to `N` bytes (N ≤ 255).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ShortBytes<const N: usize> {
+    bytes: [u8; N],
+    len: u8,
+    truncated: bool,
+}
+
+impl<const N: usize> ShortBytes<N> {
+    const LEN_FITS_U8: () = assert!(N <= u8::MAX as usize, "ShortBytes holds at most 255 bytes");
+
+    /// Copies up to `N` bytes of `src`.
+    pub fn new(src: &[u8]) -> Self {
+        let () = Self::LEN_FITS_U8;
+        let n = src.len().min(N);
+        let mut bytes = [0; N];
+        bytes[..n].copy_from_slice(&src[..n]);
+        Self {
+            bytes,
+            len: n as u8,
+            truncated: src.len() > N,
+        }
+    }
+
+    /// The copied bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// The copied bytes as text, if valid UTF-8.
+    pub fn as_str(&self) -> Option<&str> {
+        core::str::from_utf8(self.as_bytes()).ok()
+    }
+
+    /// Whether the source was longer than `N` bytes.
+    pub fn is_truncated(&self) -> bool {
+        self.truncated
+    }
+}
+
+impl<const N: usize> fmt::Display for ShortBytes<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_escaped(f, self.as_bytes())?;
+        if self.truncated {
+            f.write_str("...")?;
+        }
+        Ok(())
+    }
+}
+
+impl<const N: usize> fmt::Debug for ShortBytes<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+/// `elfcorehdr=[size[KMG]@]offset[KMG]`: where the crashed kernel left the ELF core header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ElfCoreHdrArg {
+    /// Physical address in old memory.
+    pub addr: u64,
+    /// Size, when given as `size@addr`.
+    pub size: Option<u64>,
+}
+
+impl ElfCoreHdrArg {
+    pub(crate) fn parse(v: &str) -> Result<Self, &'static str> {
+        let (size, addr) = match v.split_once('@') {
+            Some((size, addr)) => (Some(memparse(size).map_err(|e| e.reason())?), addr),
+            None => (None, v),
+        };
+        let addr = memparse(addr).map_err(|e| e.reason())?;
+        Ok(Self { addr, size })
+    }
+}
+
+/// A legacy I/O-port serial port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SerialPort {
+    /// ttyS0, 0x3F8.
+    Com1,
+    /// ttyS1, 0x2F8.
+    Com2,
+    /// ttyS2, 0x3E8.
+    Com3,
+    /// ttyS3, 0x2E8.
+    Com4,
+    /// A UART at this I/O port (`console=uart8250,io,<port>`).
+    Io(u16),
+}
+
+impl SerialPort {
+    /// The UART's base I/O port.
+    pub const fn io_base(self) -> u16 {
+        match self {
+            Self::Com1 => 0x3F8,
+            Self::Com2 => 0x2F8,
+            Self::Com3 => 0x3E8,
+            Self::Com4 => 0x2E8,
+            Self::Io(port) => port,
+        }
+    }
+
+    /// `ttyS<index>` for index 0..=3.
+    pub const fn from_index(index: u8) -> Option<Self> {
+        match index {
+            0 => Some(Self::Com1),
+            1 => Some(Self::Com2),
+            2 => Some(Self::Com3),
+            3 => Some(Self::Com4),
+            _ => None,
+        }
+    }
+
+    /// Parses `ttyS0` .. `ttyS3`.
+    fn parse_tty(name: &str) -> Result<Self, &'static str> {
+        let index = name.strip_prefix("ttyS").ok_or("expected ttyS<n>")?;
+        let index: u8 = index.parse().map_err(|_| "expected ttyS<n>")?;
+        Self::from_index(index).ok_or("ttyS index above 3 has no legacy I/O port")
+    }
+}
+
+impl fmt::Display for SerialPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Com1 => f.write_str("ttyS0"),
+            Self::Com2 => f.write_str("ttyS1"),
+            Self::Com3 => f.write_str("ttyS2"),
+            Self::Com4 => f.write_str("ttyS3"),
+            Self::Io(port) => write!(f, "io:{port:#x}"),
+        }
+    }
+}
+
+/// A serial console from `console=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Console {
+    /// The port.
+    pub port: SerialPort,
+    /// Baud rate, when given (`ttyS1,115200n8`).
+    pub baud: Option<u32>,
+}
+
+/// What one `console=` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConsoleArg {
+    Serial(Console),
+    Other,
+}
+
+impl ConsoleArg {
+    /// `ttyS<n>[,opts]`, `uart[8250],io,<port>[,opts]`; other device names are non-serial consoles.
+    pub(crate) fn parse(v: &str) -> Result<Self, &'static str> {
+        let (name, rest) = v.split_once(',').unwrap_or((v, ""));
+        let (port, opts) = match name {
+            "uart" | "uart8250" => {
+                let (space, rest) = rest.split_once(',').unwrap_or((rest, ""));
+                if space != "io" {
+                    return Err("only uart8250,io,<port> is supported (no MMIO)");
+                }
+                let (addr, opts) = rest.split_once(',').unwrap_or((rest, ""));
+                let addr = parse_int(addr).map_err(|e| e.reason())?;
+                let port = u16::try_from(addr).map_err(|_| "I/O port above 0xffff")?;
+                (SerialPort::Io(port), opts)
+            }
+            _ if name.starts_with("ttyS") => (SerialPort::parse_tty(name)?, rest),
+            _ => return Ok(Self::Other),
+        };
+        Ok(Self::Serial(Console {
+            port,
+            baud: parse_serial_options(opts)?,
+        }))
+    }
+}
+
+/// `<baud><parity><bits><flow>` as in `115200n8r`; returns the baud rate.
+fn parse_serial_options(opts: &str) -> Result<Option<u32>, &'static str> {
+    const BAD: &str = "bad serial options (expected e.g. 115200n8)";
+    let split = opts
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(opts.len());
+    let (baud, mut rest) = opts.split_at(split);
+    let baud = match baud {
+        "" => None,
+        digits => Some(digits.parse::<u32>().ok().filter(|&b| b > 0).ok_or(BAD)?),
+    };
+    for allowed in ["noems", "5678", "r"] {
+        if let Some(c) = rest.chars().next()
+            && allowed.contains(c)
+        {
+            rest = &rest[1..];
+        }
+    }
+    if !rest.is_empty() || (baud.is_none() && !opts.is_empty()) {
+        return Err(BAD);
+    }
+    Ok(baud)
+}
+
+/// A PCI function address (`[segment:]bus:device.function`, hex).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PciAddr {
+    /// PCI segment (domain).
+    pub segment: u16,
+    /// Bus number.
+    pub bus: u8,
+    /// Device number, below 32.
+    pub dev: u8,
+    /// Function number, below 8.
+    pub func: u8,
+}
+
+impl PciAddr {
+    /// Parses `00:04.0` or `0000:01:00.0`.
+    pub fn parse(s: &str) -> Result<Self, &'static str> {
+        const BAD: &str = "bad PCI address (expected [ssss:]bb:dd.f)";
+        fn hex(s: &str, max_digits: usize) -> Result<u16, &'static str> {
+            if s.is_empty() || s.len() > max_digits || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(BAD);
+            }
+            u16::from_str_radix(s, 16).map_err(|_| BAD)
+        }
+        let (head, dev_func) = s.rsplit_once(':').ok_or(BAD)?;
+        let (segment, bus) = match head.split_once(':') {
+            Some((seg, bus)) => (hex(seg, 4)?, bus),
+            None => (0, head),
+        };
+        let (dev, func) = dev_func.split_once('.').ok_or(BAD)?;
+        let (bus, dev, func) = (hex(bus, 2)?, hex(dev, 2)?, hex(func, 1)?);
+        if dev >= 32 {
+            return Err("PCI device number above 0x1f");
+        }
+        if func >= 8 {
+            return Err("PCI function number above 7");
+        }
+        // The digit limits above keep bus, dev and func below 256.
+        Ok(Self {
+            segment,
+            bus: bus as u8,
+            dev: dev as u8,
+            func: func as u8,
+        })
+    }
+}
+
+impl fmt::Display for PciAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{:x}",
+            self.segment, self.bus, self.dev, self.func
+        )
+    }
+}
+
+/// `rkdump.target=`: where the dump goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Target {
+    /// The first disk with an rkdump dump label if one exists, else serial COM2 (default).
+    #[default]
+    Auto,
+    /// `disk`: the first disk carrying an rkdump dump label.
+    Disk,
+    /// `disk:<pci>`: the disk behind this PCI function.
+    DiskAt(PciAddr),
+    /// `serial` (COM2) or `serial:ttyS<n>`.
+    Serial(SerialPort),
+}
+
+impl Target {
+    pub(crate) fn parse(v: &str) -> Result<Self, &'static str> {
+        match v {
+            "auto" => Ok(Self::Auto),
+            "disk" => Ok(Self::Disk),
+            "serial" => Ok(Self::Serial(SerialPort::Com2)),
+            _ => {
+                if let Some(pci) = v.strip_prefix("disk:") {
+                    Ok(Self::DiskAt(PciAddr::parse(pci)?))
+                } else if let Some(tty) = v.strip_prefix("serial:") {
+                    Ok(Self::Serial(SerialPort::parse_tty(tty)?))
+                } else {
+                    Err("expected auto, disk, disk:<pci>, serial or serial:ttyS<n>")
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Disk => f.write_str("disk"),
+            Self::DiskAt(pci) => write!(f, "disk:{pci}"),
+            Self::Serial(port) => write!(f, "serial:{port}"),
+        }
+    }
+}
+
+/// `rkdump.action=`: what to do when the dump is finished (or failed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Action {
+    /// Reset the machine (default).
+    #[default]
+    Reboot,
+    /// ACPI power off.
+    Poweroff,
+    /// Halt all CPUs.
+    Halt,
+}
+
+impl Action {
+    pub(crate) fn parse(v: &str) -> Result<Self, &'static str> {
+        match v {
+            "reboot" => Ok(Self::Reboot),
+            "poweroff" => Ok(Self::Poweroff),
+            "halt" => Ok(Self::Halt),
+            _ => Err("expected reboot, poweroff or halt"),
+        }
+    }
+}
+
+bitflags! {
+    /// Device reset methods rkdump may use (`rkdump.reset=preinit,flr,...`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub struct ResetMethods: u8 {
+        /// Restore the pre-crash config-space snapshot without resetting.
+        const PREINIT = 1 << 0;
+        /// PCIe function-level reset.
+        const FLR = 1 << 1;
+        /// Advanced-features (conventional PCI) FLR.
+        const AFFLR = 1 << 2;
+        /// Power-management D3hot → D0 reset.
+        const PM = 1 << 3;
+        /// Secondary bus reset through the parent bridge.
+        const SBR = 1 << 4;
+    }
+}
+
+/// `rkdump.reset=`: which device resets are allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetPolicy {
+    /// Pick methods per device.
+    Auto,
+    /// Reset nothing.
+    None,
+    /// Only these methods.
+    Methods(ResetMethods),
+}
+
+impl ResetPolicy {
+    pub(crate) fn parse(v: &str) -> Result<Self, &'static str> {
+        match v {
+            "auto" => return Ok(Self::Auto),
+            "none" => return Ok(Self::None),
+            _ => {}
+        }
+        let mut methods = ResetMethods::empty();
+        for item in v.split(',') {
+            methods |= match item {
+                "preinit" => ResetMethods::PREINIT,
+                "flr" => ResetMethods::FLR,
+                "afflr" => ResetMethods::AFFLR,
+                "pm" => ResetMethods::PM,
+                "sbr" => ResetMethods::SBR,
+                _ => return Err("expected auto, none or a list of preinit,flr,afflr,pm,sbr"),
+            };
+        }
+        Ok(Self::Methods(methods))
+    }
+}
+
+/// One `rkdump.deny=` / `rkdump.allow=` item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceMatch {
+    /// `vvvv:dddd`: vendor and device ID.
+    Id {
+        /// Vendor ID.
+        vendor: u16,
+        /// Device ID.
+        device: u16,
+    },
+    /// `class:cc`: base class.
+    Class {
+        /// Base class code.
+        class: u8,
+    },
+    /// `class:ccss`: base class and subclass.
+    ClassSub {
+        /// Base class code.
+        class: u8,
+        /// Subclass code.
+        subclass: u8,
+    },
+}
+
+impl DeviceMatch {
+    /// Whether a function with these IDs and class matches.
+    pub fn matches(&self, vendor: u16, device: u16, class_code: u8, subclass: u8) -> bool {
+        match *self {
+            Self::Id {
+                vendor: v,
+                device: d,
+            } => v == vendor && d == device,
+            Self::Class { class } => class == class_code,
+            Self::ClassSub { class, subclass: s } => class == class_code && s == subclass,
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, &'static str> {
+        const BAD: &str = "expected vvvv:dddd, class:cc or class:ccss (hex)";
+        fn hex(s: &str, digits: core::ops::RangeInclusive<usize>) -> Result<u16, &'static str> {
+            if !digits.contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(BAD);
+            }
+            u16::from_str_radix(s, 16).map_err(|_| BAD)
+        }
+        if let Some(class) = s.strip_prefix("class:") {
+            let v = hex(class, 2..=4)?;
+            return match class.len() {
+                2 => Ok(Self::Class { class: v as u8 }),
+                4 => Ok(Self::ClassSub {
+                    class: (v >> 8) as u8,
+                    subclass: v as u8,
+                }),
+                _ => Err(BAD),
+            };
+        }
+        let (vendor, device) = s.split_once(':').ok_or(BAD)?;
+        Ok(Self::Id {
+            vendor: hex(vendor, 1..=4)?,
+            device: hex(device, 1..=4)?,
+        })
+    }
+}
+
+impl fmt::Display for DeviceMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Id { vendor, device } => write!(f, "{vendor:04x}:{device:04x}"),
+            Self::Class { class } => write!(f, "class:{class:02x}"),
+            Self::ClassSub { class, subclass } => write!(f, "class:{class:02x}{subclass:02x}"),
+        }
+    }
+}
+
+/// Capacity of a [`DeviceList`].
+pub const DEVICE_LIST_CAPACITY: usize = 32;
+
+/// A fixed-capacity list of [`DeviceMatch`] items.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceList {
+    items: [DeviceMatch; DEVICE_LIST_CAPACITY],
+    len: usize,
+}
+
+impl Default for DeviceList {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DeviceList {
+    /// An empty list.
+    pub const fn new() -> Self {
+        Self {
+            items: [DeviceMatch::Class { class: 0 }; DEVICE_LIST_CAPACITY],
+            len: 0,
+        }
+    }
+
+    /// The items.
+    pub fn as_slice(&self) -> &[DeviceMatch] {
+        &self.items[..self.len]
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether any item matches.
+    pub fn matches(&self, vendor: u16, device: u16, class_code: u8, subclass: u8) -> bool {
+        self.as_slice()
+            .iter()
+            .any(|m| m.matches(vendor, device, class_code, subclass))
+    }
+
+    /// Parses a comma list; a bad item rejects the whole list. Returns the list and whether items
+    /// beyond the capacity were left out.
+    pub(crate) fn parse(v: &str) -> Result<(Self, bool), &'static str> {
+        let mut list = Self::new();
+        let mut overflow = false;
+        for item in v.split(',') {
+            let m = DeviceMatch::parse(item)?;
+            match list.items.get_mut(list.len) {
+                Some(slot) => {
+                    *slot = m;
+                    list.len += 1;
+                }
+                None => overflow = true,
+            }
+        }
+        Ok((list, overflow))
+    }
+}
+
+/// `rkdump.selftest=` (test-only): fault to raise on purpose to exercise the handlers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelfTest {
+    /// Touch an unmapped page (#PF).
+    PageFault,
+    /// Divide by zero (#DE).
+    Divide,
+    /// `int3` (#BP).
+    Breakpoint,
+    /// Call the panic handler.
+    Panic,
+    /// Anything else, kept as given.
+    Unknown(ShortBytes<16>),
+}
+
+impl SelfTest {
+    pub(crate) fn parse(v: &str) -> Self {
+        match v {
+            "pagefault" => Self::PageFault,
+            "divide" => Self::Divide,
+            "breakpoint" => Self::Breakpoint,
+            "panic" => Self::Panic,
+            other => Self::Unknown(ShortBytes::new(other.as_bytes())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pci_addresses() {
+        let p = |s| PciAddr::parse(s);
+        assert_eq!(
+            p("00:04.0"),
+            Ok(PciAddr {
+                segment: 0,
+                bus: 0,
+                dev: 4,
+                func: 0
+            })
+        );
+        assert_eq!(
+            p("0000:01:00.0"),
+            Ok(PciAddr {
+                segment: 0,
+                bus: 1,
+                dev: 0,
+                func: 0
+            })
+        );
+        assert_eq!(
+            p("abcd:ff:1f.7"),
+            Ok(PciAddr {
+                segment: 0xABCD,
+                bus: 0xFF,
+                dev: 31,
+                func: 7
+            })
+        );
+        assert_eq!(p("00:20.0"), Err("PCI device number above 0x1f"));
+        assert_eq!(p("00:04.8"), Err("PCI function number above 7"));
+        for bad in [
+            "",
+            "04.0",
+            "00:04",
+            "100:04.0",
+            "0:0:0:0.0",
+            "00:04.0x",
+            "g0:04.0",
+            "00:+4.0",
+        ] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
+        assert_eq!(std::format!("{}", p("1:2.3").unwrap()), "0000:01:02.3");
+    }
+
+    #[test]
+    fn device_matches() {
+        let (list, over) = DeviceList::parse("8086:100e,class:01,class:0c03,1af4:1042").unwrap();
+        assert!(!over);
+        assert_eq!(list.as_slice().len(), 4);
+        assert!(list.matches(0x8086, 0x100E, 2, 0));
+        assert!(list.matches(0x1234, 0x5678, 1, 6));
+        assert!(list.matches(0x1234, 0x5678, 0x0C, 0x03));
+        assert!(!list.matches(0x1234, 0x5678, 0x0C, 0x05));
+        assert!(!list.matches(0x8086, 0x100F, 2, 0));
+        for bad in [
+            "",
+            "8086",
+            "class:1",
+            "class:123",
+            "class:0c03x",
+            "80865:1",
+            "8086:zz",
+            "a,",
+        ] {
+            assert!(DeviceList::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn serial_options() {
+        assert_eq!(parse_serial_options(""), Ok(None));
+        assert_eq!(parse_serial_options("115200"), Ok(Some(115_200)));
+        assert_eq!(parse_serial_options("115200n8"), Ok(Some(115_200)));
+        assert_eq!(parse_serial_options("9600e7r"), Ok(Some(9600)));
+        assert!(parse_serial_options("n8").is_err());
+        assert!(parse_serial_options("0").is_err());
+        assert!(parse_serial_options("115200x").is_err());
+        assert!(parse_serial_options("99999999999").is_err());
+    }
+
+    #[test]
+    fn short_bytes() {
+        let s = ShortBytes::<4>::new(b"ab\xffcdef");
+        assert_eq!(s.as_bytes(), b"ab\xffc");
+        assert!(s.is_truncated());
+        assert_eq!(s.as_str(), None);
+        assert_eq!(std::format!("{s}"), "ab\\xffc...");
+    }
+}

@@ -1,0 +1,177 @@
+//! The job: read the crashed kernel's ELF core header, lay out the `/proc/vmcore`-identical
+//! file, and stream it to the chosen target with the console lines of interfaces.md
+//! (`dump start`, `progress`, `dump complete`). Only "nothing to dump" is fatal; a target that
+//! fails falls back to the next one.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use rkdump_boot::cmdline::{Options, SerialPort, Target};
+use rkdump_boot::info::BootInfo;
+use rkdump_boot::mem::PhysRange;
+use rkdump_vmcore::stream::FrameEncoder;
+use rkdump_vmcore::{DumpSink, SinkError};
+use uart_16550::backend::PioBackend;
+use uart_16550::{BaudRate, Config, Uart16550};
+
+use crate::acpi::AcpiInfo;
+use crate::clock;
+use crate::memory;
+use crate::physmem::OldMem;
+use crate::power::Outcome;
+use crate::{rkerror, rkline};
+
+/// Bounce-buffer size for copying old memory to byte-oriented sinks (page multiple, so reads
+/// stay page-aligned).
+const BOUNCE: usize = 64 * 1024;
+
+/// Runs the dump; returns the outcome for the final action.
+pub fn run(boot: &BootInfo, opts: &Options, image: PhysRange, _acpi: Option<AcpiInfo>) -> Outcome {
+    let _ = boot;
+    let Some(hdr) = opts.elfcorehdr else {
+        rkerror!("no elfcorehdr= on the command line: nothing to dump");
+        return Outcome::Failed;
+    };
+    let owned = vec![(image.start, image.start + image.len)];
+    let mut mem = OldMem::new(owned);
+    let plan = match rkdump_vmcore::prepare_dump(&mut mem, hdr.addr, hdr.size) {
+        Ok(p) => p,
+        Err(e) => {
+            rkerror!("elfcorehdr at {:#x} unusable: {e}: nothing to dump", hdr.addr);
+            return Outcome::Failed;
+        }
+    };
+    let s = plan.layout.summary;
+    rkline!("elfcorehdr addr={:#x} phnum={} notes={} loads={}", hdr.addr, s.input_phnum, s.pt_notes, s.loads);
+    rkline!(
+        "vmcore cpus={} vmcoreinfo={} note_bytes={} old_memory={} MiB size={}",
+        s.cpus,
+        if s.vmcoreinfo { "yes" } else { "no" },
+        s.note_size,
+        s.chunk_bytes >> 20,
+        s.total_size
+    );
+    if let Some(info) = plan.notes.vmcoreinfo()
+        && let Some(rel) = info.osrelease()
+    {
+        rkline!("crashed kernel {rel}");
+    }
+    for w in plan.notes.warnings() {
+        rkline!("note: notes: {w:?}");
+    }
+    // Never hand out memory the header lives in or that the dump reads.
+    for p in plan.header.notes().map(|(_, p)| p).chain(plan.header.loads().map(|(_, p)| p)) {
+        memory::reserve(PhysRange::new(p.p_offset, p.p_memsz));
+    }
+
+    let target = match opts.target {
+        Target::Serial(port) => port,
+        Target::Auto => SerialPort::Com2,
+        Target::Disk | Target::DiskAt(_) => {
+            rkerror!("disk target not available in this build; falling back to serial");
+            SerialPort::Com2
+        }
+    };
+    if opts.console.map(|c| c.port) == Some(target) || (opts.console.is_none() && target == SerialPort::Com1) {
+        rkerror!("dump serial port {target} is also the console; refusing to mix them");
+        return Outcome::Failed;
+    }
+    match dump_serial(&plan, &mut mem, target, opts.serial_baud.unwrap_or(115_200)) {
+        Ok(()) => Outcome::Success,
+        Err(e) => {
+            rkerror!("serial dump failed: {e}");
+            Outcome::Failed
+        }
+    }
+}
+
+/// Progress reporting: a line at least every 2 s, or every 5 % on fast dumps.
+struct Progress {
+    start_us: u64,
+    last_us: u64,
+    last_pct: u64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let now = clock::now_us();
+        Progress { start_us: now, last_us: now, last_pct: 0 }
+    }
+
+    fn update(&mut self, done: u64, total: u64) {
+        let now = clock::now_us();
+        let pct = done.saturating_mul(100).checked_div(total).unwrap_or(100);
+        if now - self.last_us < 2_000_000 && pct < self.last_pct + 5 {
+            return;
+        }
+        self.last_us = now;
+        self.last_pct = pct;
+        let secs = (now - self.start_us).max(1) as f64 / 1e6;
+        let rate = done as f64 / secs / (1 << 20) as f64;
+        let eta = if done == 0 { 0 } else { ((total - done) as f64 / (done as f64 / secs)) as u64 };
+        rkline!("progress {}% {:.1} MiB/s eta={}s", pct, rate, eta);
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        (clock::now_us() - self.start_us) / 1000
+    }
+}
+
+/// The dump UART as a [`DumpSink`]; every wait is bounded.
+struct SerialSink {
+    uart: Uart16550<PioBackend>,
+}
+
+impl DumpSink for SerialSink {
+    fn write(&mut self, mut data: &[u8]) -> Result<(), SinkError> {
+        let mut spins = 0u32;
+        while !data.is_empty() {
+            let n = self.uart.send_bytes(data);
+            if n == 0 {
+                spins += 1;
+                if spins > 5_000_000 {
+                    return Err(SinkError::Timeout);
+                }
+                core::hint::spin_loop();
+            } else {
+                spins = 0;
+                data = &data[n..];
+            }
+        }
+        Ok(())
+    }
+}
+
+fn dump_serial(
+    plan: &rkdump_vmcore::DumpPlan,
+    mem: &mut OldMem,
+    port: SerialPort,
+    baud: u32,
+) -> Result<(), &'static str> {
+    // SAFETY: the dump port is not the console (checked by the caller) and nothing else in
+    // rkdump drives it.
+    let mut uart = unsafe { Uart16550::new_port(port.io_base()) }.map_err(|_| "bad serial port")?;
+    let config = Config { baud_rate: BaudRate::from_integer(baud), ..Config::DEFAULT };
+    uart.init(config).map_err(|_| "serial port does not answer")?;
+    let total = plan.layout.total_size;
+    let target = alloc::format!("serial:{port}");
+    rkline!("dump start bytes={} target={}", total, target);
+    let mut enc = FrameEncoder::new(SerialSink { uart });
+    let mut run_id = [0u8; 16];
+    run_id[..8].copy_from_slice(&crate::arch::cpu::rdtsc().to_le_bytes());
+    if let Some(t) = plan.notes.vmcoreinfo().and_then(|v| v.crash_time()) {
+        run_id[8..].copy_from_slice(&t.to_le_bytes());
+    }
+    enc.begin(total, run_id).map_err(|_| "stream begin failed")?;
+    let mut buf: Vec<u8> = vec![0; BOUNCE];
+    let mut progress = Progress::new();
+    rkdump_vmcore::write_vmcore(&plan.layout, mem, &mut enc, &mut buf, &mut |d, t| progress.update(d, t))
+        .map_err(|e| {
+            rkerror!("writing vmcore: {e}");
+            "vmcore write failed"
+        })?;
+    enc.end().map_err(|_| "stream end failed")?;
+    rkline!("dump complete bytes={} ms={} target={}", total, progress.elapsed_ms(), target);
+    rkline!("memory peak={} KiB", memory::peak_bytes() >> 10);
+    Ok(())
+}

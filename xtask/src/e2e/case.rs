@@ -1,0 +1,230 @@
+//! The e2e cases: loader, memory size, crashkernel reservation, initrd, image and expectation.
+
+use std::time::Duration;
+
+/// Which `kexec -p` loader a case uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loader {
+    /// `kexec -p -c`: kexec-tools builds everything, `kexec_load` syscall.
+    Kl,
+    /// `kexec -p -s`: the running kernel builds everything, `kexec_file_load` syscall.
+    Kf,
+}
+
+impl Loader {
+    /// The kexec flag letter.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Loader::Kl => "c",
+            Loader::Kf => "s",
+        }
+    }
+    /// The syscall name.
+    pub fn syscall(self) -> &'static str {
+        match self {
+            Loader::Kl => "kexec_load",
+            Loader::Kf => "kexec_file_load",
+        }
+    }
+}
+
+/// What kernel `kexec -p` loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaptureKind {
+    /// rkdump: checks its `rkdump: ...` lines.
+    Rkdump,
+    /// A Linux kernel (the peer): checks that it boots and exposes /proc/vmcore.
+    Linux,
+}
+
+/// One e2e scenario.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// Name, also the directory under target/e2e/.
+    pub name: String,
+    /// Capture kernel kind.
+    pub capture: CaptureKind,
+    /// Loaders /init tries, in order (normal cases: exactly one).
+    pub loaders: Vec<Loader>,
+    /// Guest memory (`-m`).
+    pub memory: String,
+    /// vCPUs (`-smp`).
+    pub smp: u32,
+    /// The first kernel's crashkernel parameter(s).
+    pub crashkernel: String,
+    /// Pass a file as `--initrd` (the blob for rkdump; a Linux capture kernel always gets its cpio).
+    pub initrd: bool,
+    /// Corrupt the image header and expect every loader to refuse it.
+    pub broken_image: bool,
+    /// Extra capture kernel parameters.
+    pub capture_extra: String,
+    /// Marker size in MiB (0: no marker).
+    pub marker_mib: u32,
+    /// Pass `-d` to kexec.
+    pub kexec_debug: bool,
+    /// Hard timeout for the whole QEMU run.
+    pub timeout: Duration,
+    /// Give up this long after the crash if the capture kernel printed nothing of its own.
+    pub capture_silence: Duration,
+    /// Extra QEMU arguments (devices for later cases).
+    pub extra_qemu_args: Vec<String>,
+    /// The marker tag.
+    pub tag: u64,
+}
+
+/// Names of the standard cases, in run order.
+pub const CASE_NAMES: [&str; 9] = [
+    "kl-low",
+    "kf-low",
+    "kl-low-initrd",
+    "kf-low-initrd",
+    "kl-high",
+    "kf-high",
+    "kl-high-only",
+    "kf-high-only",
+    "broken-image",
+];
+
+/// The capture kernel command line a Linux peer gets (Debian kdump-tools' defaults + serial
+/// console + immediate reboot on panic so a failing capture ends the run).
+pub const LINUX_CAPTURE_APPEND: &str = "console=ttyS0 reset_devices nr_cpus=1 irqpoll nousb panic=-1";
+
+/// The capture kernel command line rkdump gets (kexec adds `elfcorehdr=`).
+pub const RKDUMP_APPEND: &str = "console=ttyS0 reset_devices rkdump.action=poweroff";
+
+fn fresh_tag(name: &str) -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    name.bytes().fold(t, |h, b| h.rotate_left(5) ^ u64::from(b))
+}
+
+impl Case {
+    /// A standard case by name.
+    pub fn standard(name: &str, capture: CaptureKind) -> Option<Case> {
+        let linux = capture == CaptureKind::Linux;
+        // Linux needs >= 80M with a busybox initrd (measured-facts.md); 256M matches the peer baseline.
+        let low = if linux { "crashkernel=256M" } else { "crashkernel=64M" };
+        #[derive(Clone, Copy, PartialEq)]
+        enum Region {
+            Low,
+            HighPlusLow,
+            HighOnly,
+        }
+        let (loaders, region, initrd, broken) = match name {
+            "kl-low" => (vec![Loader::Kl], Region::Low, false, false),
+            "kf-low" => (vec![Loader::Kf], Region::Low, false, false),
+            "kl-low-initrd" => (vec![Loader::Kl], Region::Low, true, false),
+            "kf-low-initrd" => (vec![Loader::Kf], Region::Low, true, false),
+            "kl-high" => (vec![Loader::Kl], Region::HighPlusLow, false, false),
+            "kf-high" => (vec![Loader::Kf], Region::HighPlusLow, false, false),
+            "kl-high-only" => (vec![Loader::Kl], Region::HighOnly, false, false),
+            "kf-high-only" => (vec![Loader::Kf], Region::HighOnly, false, false),
+            "broken-image" => (vec![Loader::Kl, Loader::Kf], Region::Low, false, true),
+            _ => return None,
+        };
+        // Above 4 GiB (guest -m 5G: RAM 0x100000000-0x1bfffffff), Debian 6.1 reserves `,high`
+        // top-down (e.g. 0x1bb000000 for 64M) plus a low region: `,low` sized, 256M by default,
+        // none with `crashkernel=0,low`. (`crashkernel=64M@4608M` also gets the automatic 256M low.)
+        // kexec-tools 2.0.25 (-c) loads into the highest region, kexec_file_load into crashk_res.
+        let crashkernel = match (region, linux) {
+            (Region::Low, _) => low,
+            (Region::HighPlusLow, false) => "crashkernel=64M,high crashkernel=16M,low",
+            (Region::HighPlusLow, true) => "crashkernel=256M,high crashkernel=64M,low",
+            (Region::HighOnly, false) => "crashkernel=64M,high crashkernel=0,low",
+            (Region::HighOnly, true) => "crashkernel=256M,high crashkernel=0,low",
+        };
+        let high = region != Region::Low;
+        Some(Case {
+            name: name.to_string(),
+            capture,
+            loaders,
+            memory: if high { "5G" } else { "1G" }.to_string(),
+            smp: 2,
+            crashkernel: crashkernel.to_string(),
+            initrd,
+            broken_image: broken,
+            capture_extra: String::new(),
+            marker_mib: if broken { 0 } else { 64 },
+            kexec_debug: false,
+            timeout: Duration::from_secs(120),
+            capture_silence: Duration::from_secs(40),
+            extra_qemu_args: Vec::new(),
+            tag: fresh_tag(name),
+        })
+    }
+
+    /// The loader of a normal case (the first one tried).
+    pub fn loader(&self) -> Loader {
+        self.loaders.first().copied().unwrap_or(Loader::Kl)
+    }
+
+    /// What /init passes as `--initrd`: `none`, `blob` (/e2e/initrd.bin) or `cpio` (/e2e/capture.cpio).
+    pub fn initrd_kind(&self) -> &'static str {
+        match (self.capture, self.initrd) {
+            (CaptureKind::Linux, _) => "cpio",
+            (CaptureKind::Rkdump, true) => "blob",
+            (CaptureKind::Rkdump, false) => "none",
+        }
+    }
+
+    /// The `--append` text given to kexec (the loader then adds `elfcorehdr=`).
+    pub fn capture_cmdline(&self) -> String {
+        let base = match self.capture {
+            CaptureKind::Rkdump => RKDUMP_APPEND,
+            CaptureKind::Linux => LINUX_CAPTURE_APPEND,
+        };
+        let extra = self.capture_extra.trim();
+        if extra.is_empty() { base.to_string() } else { format!("{base} {extra}") }
+    }
+
+    /// The first kernel's command line, carrying the case parameters for /init.
+    pub fn first_kernel_cmdline(&self) -> Result<String, String> {
+        let append = self.capture_cmdline();
+        if append.contains('"') {
+            return Err(format!("case {}: capture command line must not contain '\"'", self.name));
+        }
+        let modes: Vec<&str> = self.loaders.iter().map(|l| l.flag()).collect();
+        Ok(format!(
+            "console=ttyS0 {} e2e.mode={} e2e.initrd={} e2e.broken={} e2e.marker={} e2e.tag={:x}{} e2e.append=\"{}\"",
+            self.crashkernel,
+            modes.join(","),
+            self.initrd_kind(),
+            u8::from(self.broken_image),
+            self.marker_mib,
+            self.tag,
+            if self.kexec_debug { " e2e.kexecdebug=1" } else { "" },
+            append
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_standard_cases_exist() {
+        for name in CASE_NAMES {
+            for kind in [CaptureKind::Rkdump, CaptureKind::Linux] {
+                let c = Case::standard(name, kind).unwrap();
+                let cmd = c.first_kernel_cmdline().unwrap();
+                assert!(cmd.contains("crashkernel="), "{cmd}");
+                assert!(cmd.ends_with('"'), "{cmd}");
+            }
+        }
+        assert!(Case::standard("nope", CaptureKind::Rkdump).is_none());
+    }
+
+    #[test]
+    fn case_parameters_reach_init() {
+        let c = Case::standard("kf-low-initrd", CaptureKind::Rkdump).unwrap();
+        let cmd = c.first_kernel_cmdline().unwrap();
+        assert!(cmd.contains(" e2e.mode=s "));
+        assert!(cmd.contains(" e2e.initrd=blob "));
+        assert!(cmd.contains(&format!("e2e.append=\"{RKDUMP_APPEND}\"")));
+        let b = Case::standard("broken-image", CaptureKind::Rkdump).unwrap();
+        assert!(b.first_kernel_cmdline().unwrap().contains(" e2e.mode=c,s "));
+    }
+}

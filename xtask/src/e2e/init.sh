@@ -1,0 +1,113 @@
+#!/bin/sh
+# rkdump e2e /init (busybox sh). Two roles, chosen by /proc/cmdline:
+#  * first kernel: report facts, start the marker, `kexec -p` the capture kernel, crash with sysrq;
+#  * Linux capture kernel (elfcorehdr= present): report /proc/vmcore, power off.
+# Every line the host parses starts with "E2E: " (see xtask/src/e2e/console.rs).
+# Case parameters come from the first kernel's command line:
+#   e2e.mode=c|s|c,s   loader(s): kexec_load (-c) / kexec_file_load (-s); several = try each (broken image)
+#   e2e.initrd=none|blob|cpio   --initrd: nothing, /e2e/initrd.bin, /e2e/capture.cpio
+#   e2e.broken=1       corrupt the image header ("HdrS" at 0x202) and expect kexec to refuse
+#   e2e.marker=<MiB>   marker size (0 = no marker)     e2e.tag=<hex>  marker tag
+#   e2e.kexecdebug=1   pass -d to kexec
+#   e2e.append="<capture kernel command line>"
+
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:/lib64
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /tmp
+# Kernel messages would interleave with our lines on the shared console: keep only emergencies
+# (sysrq and panic output force their way through regardless).
+dmesg -n 1 2>/dev/null
+
+say() { echo "E2E: $*"; }
+off() { sync; poweroff -f; sleep 5; echo o > /proc/sysrq-trigger; }
+
+CMDLINE=$(cat /proc/cmdline)
+
+if grep -q 'elfcorehdr=' /proc/cmdline; then
+    read up _ < /proc/uptime
+    say "capture-init release=$(uname -r) nproc=$(nproc) uptime=$up"
+    say "capture-cmdline $CMDLINE"
+    if [ -e /proc/vmcore ]; then
+        size=$(stat -c %s /proc/vmcore)
+        phnum=$(od -An -tu2 -j56 -N2 /proc/vmcore | tr -d ' ')
+        say "vmcore size=$size phnum=$phnum"
+    else
+        say "vmcore missing"
+    fi
+    say "capture-done"
+    off
+fi
+
+MODES=c; INITRD=none; BROKEN=0; MARKER_MIB=0; TAG=0; KDEBUG=
+for w in $CMDLINE; do
+    case "$w" in
+        e2e.mode=*) MODES=${w#e2e.mode=} ;;
+        e2e.initrd=*) INITRD=${w#e2e.initrd=} ;;
+        e2e.broken=*) BROKEN=${w#e2e.broken=} ;;
+        e2e.marker=*) MARKER_MIB=${w#e2e.marker=} ;;
+        e2e.tag=*) TAG=${w#e2e.tag=} ;;
+        e2e.kexecdebug=1) KDEBUG=-d ;;
+    esac
+done
+APPEND=$(sed -n 's/.*e2e\.append="\([^"]*\)".*/\1/p' /proc/cmdline)
+
+say "first-kernel release=$(uname -r) nproc=$(nproc) possible=$(cat /sys/devices/system/cpu/possible) present=$(cat /sys/devices/system/cpu/present)"
+grep 'Crash kernel' /proc/iomem > /tmp/crash.txt
+while read -r range _; do say "crash-region $range"; done < /tmp/crash.txt
+[ -s /tmp/crash.txt ] || say "crash-region none"
+
+# Keep the marker's pages where it reported them: no THP collapse, no compaction of locked pages.
+echo never > /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null
+echo 0 > /proc/sys/vm/compact_unevictable_allowed 2>/dev/null
+if [ "$MARKER_MIB" != 0 ]; then
+    /e2e/rkdump-marker "$MARKER_MIB" --tag "$TAG" --ready /tmp/marker.ready &
+    i=0
+    while [ ! -e /tmp/marker.ready ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+    [ -e /tmp/marker.ready ] || say "marker-timeout"
+fi
+
+IMG=/e2e/capture.bzImage
+if [ "$BROKEN" = 1 ]; then
+    cp $IMG /tmp/broken.bzImage
+    printf 'XXXX' | dd of=/tmp/broken.bzImage bs=1 seek=514 conv=notrunc 2>/dev/null
+    IMG=/tmp/broken.bzImage
+    say "broken-image header@0x202=$(dd if=$IMG bs=1 skip=514 count=4 2>/dev/null)"
+fi
+case "$INITRD" in
+    blob) INITRD_ARG=--initrd=/e2e/initrd.bin ;;
+    cpio) INITRD_ARG=--initrd=/e2e/capture.cpio ;;
+    *) INITRD_ARG= ;;
+esac
+
+ok=0
+for m in $(echo "$MODES" | tr ',' ' '); do
+    say "kexec-cmd mode=$m kexec $KDEBUG -p $IMG -$m $INITRD_ARG --append=\"$APPEND\""
+    before=$(dmesg | wc -l)
+    /usr/sbin/kexec $KDEBUG -p "$IMG" -$m $INITRD_ARG --append="$APPEND" > /tmp/kexec.out 2>&1
+    rc=$?
+    # The kernel's own messages about the load (kexec_file_load reasons) belong to kexec's answer.
+    dmesg | tail -n +$((before + 1)) | grep -i -e kexec -e crash -e bzimage | sed 's/^/kernel: /' >> /tmp/kexec.out
+    while IFS= read -r l || [ -n "$l" ]; do say "kexec-out mode=$m $l"; done < /tmp/kexec.out
+    loaded=$(cat /sys/kernel/kexec_crash_loaded)
+    say "kexec mode=$m rc=$rc loaded=$loaded"
+    if [ "$BROKEN" = 1 ] && [ "$loaded" = 1 ]; then /usr/sbin/kexec -p -u; fi
+    if [ "$rc" = 0 ] && [ "$loaded" = 1 ]; then ok=1; fi
+done
+
+if [ "$BROKEN" = 1 ]; then
+    say "broken-done"
+    off
+fi
+if [ $ok != 1 ]; then
+    say "error kexec did not load a crash kernel"
+    off
+fi
+say "crash now"
+# Let the tty drain: the panic's console output would overtake lines still queued in it.
+sleep 0.5
+echo c > /proc/sysrq-trigger
+say "error still alive after sysrq-trigger"
+off
