@@ -66,8 +66,25 @@ pub fn make_images(kernel_elf: &[u8]) -> Result<Images, String> {
     }
 
     let bzimage = make_bzimage(&payload, init_size)?;
+    check_bzimage(&bzimage, &payload)?;
     let pvh_elf = make_pvh_elf(&payload, init_size);
     Ok(Images { bzimage, pvh_elf, payload_len, init_size })
+}
+
+/// Reads the finished bzImage the way kexec-tools' and the kernel's bzImage64 loaders do
+/// (kdump-contract §3) and checks what they would take from it.
+pub fn check_bzimage(image: &[u8], payload: &[u8]) -> Result<rkdump_boot::bootparam::HeaderSummary, String> {
+    let s = rkdump_boot::bootparam::check_kexec_header(image).map_err(|e| format!("bzImage refused: {e}"))?;
+    if s.payload_len != payload.len() || image.get(s.payload_offset..) != Some(payload) {
+        return Err("bzImage payload is not the kernel payload".into());
+    }
+    if image.get(s.entry64_offset()..s.entry64_offset() + 4) != payload.get(0x200..0x204) {
+        return Err("64-bit entry is not at payload + 0x200".into());
+    }
+    if !s.supports_5level() {
+        return Err("XLF_5LEVEL missing: kexec_file_load refuses the image on 5-level hosts".into());
+    }
+    Ok(s)
 }
 
 fn round_up(v: u64, align: u64) -> u64 {
@@ -193,4 +210,59 @@ fn make_pvh_elf(payload: &[u8], init_size: u64) -> Vec<u8> {
 
     out.extend_from_slice(&payload);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload() -> Vec<u8> {
+        let mut p = vec![0u8; 8192];
+        p[..5].copy_from_slice(&PVH_MARKER);
+        p[0x200] = 0xFA;
+        p
+    }
+
+    #[test]
+    fn bzimage_passes_both_loaders_rules() {
+        let p = payload();
+        let img = make_bzimage(&p, 64 * 1024).unwrap();
+        let s = check_bzimage(&img, &p).unwrap();
+        assert_eq!(s.payload_offset, 1024);
+        assert_eq!(s.init_size, 64 * 1024);
+        assert_eq!(s.version, 0x020F);
+        assert!(s.cmdline_size >= 2047);
+        assert_eq!(s.kernel_alignment, 0x20_0000);
+    }
+
+    #[test]
+    fn corrupted_headers_are_refused() {
+        let p = payload();
+        let good = make_bzimage(&p, 64 * 1024).unwrap();
+        for (at, byte) in [(0x202usize, b'X'), (0x1FE, 0), (0x211, 0), (0x236, 0), (0x201, 0x10)] {
+            let mut bad = good.clone();
+            bad[at] = byte;
+            assert!(check_bzimage(&bad, &p).is_err(), "byte {at:#x} = {byte:#x} accepted");
+        }
+        // init_size smaller than the payload: kexec would drop or truncate the kernel.
+        assert!(check_bzimage(&make_bzimage(&p, 4096).unwrap(), &p).is_err());
+    }
+
+    #[test]
+    fn pvh_elf_has_note_and_patched_entry() {
+        let p = payload();
+        let elf = make_pvh_elf(&p, 64 * 1024);
+        let parsed = Elf::parse(&elf).unwrap();
+        assert_eq!(parsed.program_headers.len(), 2);
+        let load = &parsed.program_headers[0];
+        assert_eq!(load.p_paddr, PVH_LOAD_ADDR);
+        assert_eq!(load.p_memsz, 64 * 1024);
+        let code = &elf[load.p_offset as usize..];
+        assert_eq!(code[0], 0xBD);
+        assert_eq!(u32::from_le_bytes(code[1..5].try_into().unwrap()) as u64, PVH_LOAD_ADDR);
+        let note = &parsed.program_headers[1];
+        let n = &elf[note.p_offset as usize..(note.p_offset + note.p_filesz) as usize];
+        assert_eq!(&n[12..16], b"Xen\0");
+        assert_eq!(u32::from_le_bytes(n[8..12].try_into().unwrap()), 18);
+    }
 }

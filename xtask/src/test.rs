@@ -36,6 +36,23 @@ pub fn main(args: &[String]) -> Result<(), String> {
     }
 
     let artefacts = build::build(false)?;
+    // The artefact itself, read back from disk as a loader would.
+    match std::fs::read(&artefacts.bzimage).map_err(|e| e.to_string()).and_then(|img| {
+        let payload = img.get(1024..).unwrap_or_default().to_vec();
+        crate::image::check_bzimage(&img, &payload)
+    }) {
+        Ok(s) => {
+            println!(
+                "bzImage header ... ok (version {:#x}, xloadflags {:#x}, init_size {}, alignment {:#x}, cmdline_size {})",
+                s.version, s.xloadflags, s.init_size, s.kernel_alignment, s.cmdline_size
+            );
+            passed += 1;
+        }
+        Err(e) => {
+            println!("bzImage header ... FAILED: {e}");
+            failed.push("bzImage header check".into());
+        }
+    }
     let rkdumpctl = build::rkdumpctl()?;
     let env = Env { elf: artefacts.elf.clone(), bzimage: artefacts.bzimage.clone(), target: build::target_dir(), rkdumpctl };
     for v in scenarios::run(&env, &only) {

@@ -87,7 +87,8 @@ pub const CASE_NAMES: [&str; 9] = [
 
 /// The capture kernel command line a Linux peer gets (Debian kdump-tools' defaults + serial
 /// console + immediate reboot on panic so a failing capture ends the run).
-pub const LINUX_CAPTURE_APPEND: &str = "console=ttyS0 reset_devices nr_cpus=1 irqpoll nousb panic=-1";
+pub const LINUX_CAPTURE_APPEND: &str =
+    "console=ttyS0 reset_devices nr_cpus=1 irqpoll nousb panic=-1";
 
 /// The capture kernel command line rkdump gets (kexec adds `elfcorehdr=`).
 pub const RKDUMP_APPEND: &str = "console=ttyS0 reset_devices rkdump.action=poweroff";
@@ -105,7 +106,11 @@ impl Case {
     pub fn standard(name: &str, capture: CaptureKind) -> Option<Case> {
         let linux = capture == CaptureKind::Linux;
         // Linux needs >= 80M with a busybox initrd (measured-facts.md); 256M matches the peer baseline.
-        let low = if linux { "crashkernel=256M" } else { "crashkernel=64M" };
+        let low = if linux {
+            "crashkernel=256M"
+        } else {
+            "crashkernel=64M"
+        };
         #[derive(Clone, Copy, PartialEq)]
         enum Region {
             Low,
@@ -176,14 +181,21 @@ impl Case {
             CaptureKind::Linux => LINUX_CAPTURE_APPEND,
         };
         let extra = self.capture_extra.trim();
-        if extra.is_empty() { base.to_string() } else { format!("{base} {extra}") }
+        if extra.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base} {extra}")
+        }
     }
 
     /// The first kernel's command line, carrying the case parameters for /init.
     pub fn first_kernel_cmdline(&self) -> Result<String, String> {
         let append = self.capture_cmdline();
         if append.contains('"') {
-            return Err(format!("case {}: capture command line must not contain '\"'", self.name));
+            return Err(format!(
+                "case {}: capture command line must not contain '\"'",
+                self.name
+            ));
         }
         let modes: Vec<&str> = self.loaders.iter().map(|l| l.flag()).collect();
         Ok(format!(
@@ -194,7 +206,11 @@ impl Case {
             u8::from(self.broken_image),
             self.marker_mib,
             self.tag,
-            if self.kexec_debug { " e2e.kexecdebug=1" } else { "" },
+            if self.kexec_debug {
+                " e2e.kexecdebug=1"
+            } else {
+                ""
+            },
             append
         ))
     }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::case::{Case, CaptureKind, Loader};
+use super::case::{CaptureKind, Case, Loader};
 use super::console::{
     ConsoleLog, E820Entry, E820Kind, ElfcorehdrLine, FirstKernel, InitrdLine, Range,
 };
@@ -33,7 +33,10 @@ pub struct Check {
 
 impl Check {
     fn new(name: &str, result: Result<String, String>) -> Check {
-        Check { name: name.to_string(), result }
+        Check {
+            name: name.to_string(),
+            result,
+        }
     }
 }
 
@@ -47,21 +50,30 @@ pub fn load_region(regions: &[Range]) -> Option<Range> {
 /// KL appends ` elfcorehdr=<KiB>K` (after an optional ` acpi_rsdp=...`); KF prefixes `elfcorehdr=0x<hex> `.
 pub fn check_cmdline(loader: Loader, cmdline: &str, append: &str) -> Result<(String, u64), String> {
     let cmdline = cmdline.trim_end();
-    let count = cmdline.split_whitespace().filter(|w| w.starts_with("elfcorehdr=")).count();
+    let count = cmdline
+        .split_whitespace()
+        .filter(|w| w.starts_with("elfcorehdr="))
+        .count();
     if count != 1 {
-        return Err(format!("expected one elfcorehdr= in {cmdline:?}, found {count}"));
+        return Err(format!(
+            "expected one elfcorehdr= in {cmdline:?}, found {count}"
+        ));
     }
     match loader {
         Loader::Kl => {
             let Some(suffix) = cmdline.strip_prefix(append) else {
-                return Err(format!("-c: command line {cmdline:?} does not start with the --append text {append:?}"));
+                return Err(format!(
+                    "-c: command line {cmdline:?} does not start with the --append text {append:?}"
+                ));
             };
             let last = cmdline.split_whitespace().last().unwrap_or("");
             let kib = last
                 .strip_prefix("elfcorehdr=")
                 .and_then(|v| v.strip_suffix('K'))
                 .and_then(|v| v.parse::<u64>().ok())
-                .ok_or_else(|| format!("-c: command line must end with elfcorehdr=<N>K, ends with {last:?}"))?;
+                .ok_or_else(|| {
+                    format!("-c: command line must end with elfcorehdr=<N>K, ends with {last:?}")
+                })?;
             Ok((format!("kexec_load appended {suffix:?}"), kib * 1024))
         }
         Loader::Kf => {
@@ -69,12 +81,21 @@ pub fn check_cmdline(loader: Loader, cmdline: &str, append: &str) -> Result<(Str
             let addr = first
                 .strip_prefix("elfcorehdr=0x")
                 .and_then(|h| u64::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("-s: command line must start with elfcorehdr=0x<hex>, starts with {first:?}"))?;
+                .ok_or_else(|| {
+                    format!(
+                        "-s: command line must start with elfcorehdr=0x<hex>, starts with {first:?}"
+                    )
+                })?;
             let rest = cmdline[first.len()..].strip_prefix(' ').unwrap_or("");
             if !rest.starts_with(append) {
-                return Err(format!("-s: after the elfcorehdr= prefix expected {append:?}, got {rest:?}"));
+                return Err(format!(
+                    "-s: after the elfcorehdr= prefix expected {append:?}, got {rest:?}"
+                ));
             }
-            Ok((format!("kexec_file_load prefixed {:?}", format!("{first} ")), addr))
+            Ok((
+                format!("kexec_file_load prefixed {:?}", format!("{first} ")),
+                addr,
+            ))
         }
     }
 }
@@ -86,11 +107,18 @@ pub fn check_e820(e820: &[E820Entry], regions: &[Range]) -> Result<String, Strin
         return Err("no e820 entries reported".into());
     }
     let ram: Vec<&E820Entry> = e820.iter().filter(|e| e.kind == E820Kind::Ram).collect();
-    let inside = ram.iter().filter(|e| regions.iter().any(|r| r.contains_range(&e.range))).count();
+    let inside = ram
+        .iter()
+        .filter(|e| regions.iter().any(|r| r.contains_range(&e.range)))
+        .count();
     if inside == 0 {
         let list: Vec<String> = ram.iter().map(|e| e.range.to_string()).collect();
         let crash: Vec<String> = regions.iter().map(Range::to_string).collect();
-        return Err(format!("no RAM entry inside the crash region(s) [{}]; RAM: [{}]", crash.join(", "), list.join(", ")));
+        return Err(format!(
+            "no RAM entry inside the crash region(s) [{}]; RAM: [{}]",
+            crash.join(", "),
+            list.join(", ")
+        ));
     }
     let stray: Vec<String> = ram
         .iter()
@@ -98,21 +126,35 @@ pub fn check_e820(e820: &[E820Entry], regions: &[Range]) -> Result<String, Strin
         .map(|e| e.range.to_string())
         .collect();
     if !stray.is_empty() {
-        return Err(format!("RAM outside the crash region(s) and above 1 MiB: {}", stray.join(", ")));
+        return Err(format!(
+            "RAM outside the crash region(s) and above 1 MiB: {}",
+            stray.join(", ")
+        ));
     }
     let ram_bytes: u64 = ram.iter().map(|e| e.range.size()).sum();
-    Ok(format!("{} entries, {} RAM ({} KiB), {inside} inside the crash region(s)", e820.len(), ram.len(), ram_bytes / 1024))
+    Ok(format!(
+        "{} entries, {} RAM ({} KiB), {inside} inside the crash region(s)",
+        e820.len(),
+        ram.len(),
+        ram_bytes / 1024
+    ))
 }
 
 /// Checks rkdump's initrd line against the case (`expected` = size of the file passed, if any).
-pub fn check_initrd(expected: Option<u64>, got: Option<InitrdLine>, region: Option<Range>) -> Result<String, String> {
+pub fn check_initrd(
+    expected: Option<u64>,
+    got: Option<InitrdLine>,
+    region: Option<Range>,
+) -> Result<String, String> {
     match (expected, got) {
         (_, None) => Err("no `rkdump: initrd` line".into()),
         (None, Some(InitrdLine::None)) => Ok("none, as passed".into()),
-        (None, Some(InitrdLine::At { start, size })) => {
-            Err(format!("no --initrd was passed but rkdump reports one at {start:#x} size={size}"))
-        }
-        (Some(len), Some(InitrdLine::None)) => Err(format!("--initrd of {len} bytes was passed but rkdump reports none")),
+        (None, Some(InitrdLine::At { start, size })) => Err(format!(
+            "no --initrd was passed but rkdump reports one at {start:#x} size={size}"
+        )),
+        (Some(len), Some(InitrdLine::None)) => Err(format!(
+            "--initrd of {len} bytes was passed but rkdump reports none"
+        )),
         (Some(len), Some(InitrdLine::At { start, size })) => {
             if size != len {
                 return Err(format!("initrd size={size}, the file has {len} bytes"));
@@ -121,7 +163,10 @@ pub fn check_initrd(expected: Option<u64>, got: Option<InitrdLine>, region: Opti
                 return Err(format!("initrd at {start:#x} is not page aligned"));
             }
             let r = region.ok_or("no crash region to compare with")?;
-            let span = Range { start, end: start + size.max(1) - 1 };
+            let span = Range {
+                start,
+                end: start + size.max(1) - 1,
+            };
             if !r.contains_range(&span) {
                 return Err(format!("initrd {span} is not inside the crash region {r}"));
             }
@@ -141,10 +186,13 @@ pub fn check_elfcorehdr(
 ) -> Result<String, String> {
     let h = hdr.ok_or("no `rkdump: elfcorehdr` line")?;
     let mut problems = Vec::new();
-    if let Some(a) = cmdline_addr {
-        if a != h.addr {
-            problems.push(format!("addr {:#x} differs from the command line's {a:#x}", h.addr));
-        }
+    if let Some(a) = cmdline_addr
+        && a != h.addr
+    {
+        problems.push(format!(
+            "addr {:#x} differs from the command line's {a:#x}",
+            h.addr
+        ));
     }
     let place = match region {
         None => {
@@ -159,11 +207,13 @@ pub fn check_elfcorehdr(
             let off = h.addr - r.start;
             match loader {
                 // KF: bottom-up at crashk_res.start (crash_load_segments).
-                Loader::Kf if off >= MIB => problems.push(format!("-s puts elfcorehdr at the bottom, found {off:#x} above {r}")),
+                Loader::Kf if off >= MIB => problems.push(format!(
+                    "-s puts elfcorehdr at the bottom, found {off:#x} above {r}"
+                )),
                 // KL: top-down (load_crashdump_segments).
-                Loader::Kl if off < r.size() / 2 => {
-                    problems.push(format!("-c puts elfcorehdr near the top, found it {off:#x} into {r}"))
-                }
+                Loader::Kl if off < r.size() / 2 => problems.push(format!(
+                    "-c puts elfcorehdr near the top, found it {off:#x} into {r}"
+                )),
                 _ => {}
             }
             format!("region+{off:#x}")
@@ -175,20 +225,31 @@ pub fn check_elfcorehdr(
         Loader::Kl => (fk.present_cpus, "present"),
     };
     match cpus.or(fk.nproc) {
-        Some(n) if h.notes != u64::from(n) + 1 => {
-            problems.push(format!("notes={} but the first kernel has {n} {which} CPUs (+1 VMCOREINFO)", h.notes))
-        }
+        Some(n) if h.notes != u64::from(n) + 1 => problems.push(format!(
+            "notes={} but the first kernel has {n} {which} CPUs (+1 VMCOREINFO)",
+            h.notes
+        )),
         None => problems.push("first kernel CPU count unknown".into()),
         _ => {}
     }
     if h.loads < 2 {
-        problems.push(format!("loads={} (< 2: text + at least one RAM range)", h.loads));
+        problems.push(format!(
+            "loads={} (< 2: text + at least one RAM range)",
+            h.loads
+        ));
     }
     if h.phnum != h.notes + h.loads {
-        problems.push(format!("phnum={} != notes+loads={}", h.phnum, h.notes + h.loads));
+        problems.push(format!(
+            "phnum={} != notes+loads={}",
+            h.phnum,
+            h.notes + h.loads
+        ));
     }
     if problems.is_empty() {
-        Ok(format!("addr={:#x} ({place}) phnum={} notes={} loads={}", h.addr, h.phnum, h.notes, h.loads))
+        Ok(format!(
+            "addr={:#x} ({place}) phnum={} notes={} loads={}",
+            h.addr, h.phnum, h.notes, h.loads
+        ))
     } else {
         Err(problems.join("; "))
     }
@@ -207,7 +268,14 @@ fn kexec_message(output: &[String], max: usize) -> String {
 fn kexec_summary(fk: &FirstKernel) -> String {
     let mut s = String::new();
     for k in &fk.kexec {
-        let _ = write!(s, "[-{} rc={:?} loaded={:?}: {}] ", k.mode, k.rc, k.loaded, kexec_message(&k.output, 12));
+        let _ = write!(
+            s,
+            "[-{} rc={:?} loaded={:?}: {}] ",
+            k.mode,
+            k.rc,
+            k.loaded,
+            kexec_message(&k.output, 12)
+        );
     }
     s
 }
@@ -223,16 +291,25 @@ pub fn check_first_kernel(case: &Case, fk: &FirstKernel) -> Vec<Check> {
                 fk.possible_cpus.map_or("?".into(), |c| c.to_string()),
                 fk.present_cpus.map_or("?".into(), |c| c.to_string())
             )),
-            _ => Err("the first kernel's /init never reported (no `E2E: first-kernel` line)".into()),
+            _ => {
+                Err("the first kernel's /init never reported (no `E2E: first-kernel` line)".into())
+            }
         },
     ));
     out.push(Check::new(
         "crash region",
         if fk.crash_regions.is_empty() {
-            Err(format!("no \"Crash kernel\" in /proc/iomem for `{}`; kernel said: {}", case.crashkernel, fk.crashkernel_msgs.join(" | ")))
+            Err(format!(
+                "no \"Crash kernel\" in /proc/iomem for `{}`; kernel said: {}",
+                case.crashkernel,
+                fk.crashkernel_msgs.join(" | ")
+            ))
         } else {
-            let list: Vec<String> =
-                fk.crash_regions.iter().map(|r| format!("{r} ({} MiB)", r.size() / MIB)).collect();
+            let list: Vec<String> = fk
+                .crash_regions
+                .iter()
+                .map(|r| format!("{r} ({} MiB)", r.size() / MIB))
+                .collect();
             Ok(list.join(", "))
         },
     ));
@@ -243,13 +320,24 @@ pub fn check_first_kernel(case: &Case, fk: &FirstKernel) -> Vec<Check> {
                 None => Err("no marker report".into()),
                 Some(m) => m.validate().and_then(|()| {
                     if m.tag != case.tag {
-                        Err(format!("marker tag {:#x} != case tag {:#x}", m.tag, case.tag))
+                        Err(format!(
+                            "marker tag {:#x} != case tag {:#x}",
+                            m.tag, case.tag
+                        ))
                     } else if m.pages != u64::from(case.marker_mib) * 256 {
-                        Err(format!("marker has {} pages, asked for {} MiB", m.pages, case.marker_mib))
+                        Err(format!(
+                            "marker has {} pages, asked for {} MiB",
+                            m.pages, case.marker_mib
+                        ))
                     } else if m.moved > 0 {
                         Err(format!("{} marker pages moved after the report", m.moved))
                     } else {
-                        Ok(format!("{} pages in {} pfn runs, tag {:#x}", m.pages, m.runs.len(), m.tag))
+                        Ok(format!(
+                            "{} pages in {} pfn runs, tag {:#x}",
+                            m.pages,
+                            m.runs.len(),
+                            m.tag
+                        ))
                     }
                 }),
             },
@@ -263,18 +351,29 @@ pub fn check_first_kernel(case: &Case, fk: &FirstKernel) -> Vec<Check> {
             let name = format!("kexec -{} refuses broken image", loader.flag());
             let r = match fk.kexec.iter().find(|k| k.mode == loader.flag()) {
                 None => Err("not attempted".to_string()),
-                Some(k) if k.rc == Some(0) || k.loaded == Some(true) => {
-                    Err(format!("kexec ACCEPTED the corrupted image (rc={:?} loaded={:?})", k.rc, k.loaded))
-                }
+                Some(k) if k.rc == Some(0) || k.loaded == Some(true) => Err(format!(
+                    "kexec ACCEPTED the corrupted image (rc={:?} loaded={:?})",
+                    k.rc, k.loaded
+                )),
                 Some(k) if k.rc.is_none() => Err("no exit status reported".to_string()),
-                Some(k) if k.output.is_empty() => Err(format!("rc={:?} but kexec printed no message", k.rc)),
-                Some(k) => Ok(format!("rc={}: {}", k.rc.unwrap_or(-1), kexec_message(&k.output, 6))),
+                Some(k) if k.output.is_empty() => {
+                    Err(format!("rc={:?} but kexec printed no message", k.rc))
+                }
+                Some(k) => Ok(format!(
+                    "rc={}: {}",
+                    k.rc.unwrap_or(-1),
+                    kexec_message(&k.output, 6)
+                )),
             };
             out.push(Check::new(&name, r));
         }
         out.push(Check::new(
             "no crash",
-            if fk.sysrq_at.is_some() { Err("the guest crashed although kexec refused".into()) } else { Ok("none".into()) },
+            if fk.sysrq_at.is_some() {
+                Err("the guest crashed although kexec refused".into())
+            } else {
+                Ok("none".into())
+            },
         ));
         return out;
     }
@@ -293,13 +392,22 @@ pub fn check_first_kernel(case: &Case, fk: &FirstKernel) -> Vec<Check> {
     ));
     out.push(Check::new(
         "crash triggered",
-        if fk.sysrq_at.is_some() { Ok("sysrq: Trigger a crash".into()) } else { Err("no `sysrq: Trigger a crash` line".into()) },
+        if fk.sysrq_at.is_some() {
+            Ok("sysrq: Trigger a crash".into())
+        } else {
+            Err("no `sysrq: Trigger a crash` line".into())
+        },
     ));
     out
 }
 
 /// Checks everything the case predicts; `initrd_len` is the size of the file /init passes as `--initrd`.
-pub fn evaluate(case: &Case, log: &ConsoleLog, end: &RunEnd, initrd_len: Option<u64>) -> Vec<Check> {
+pub fn evaluate(
+    case: &Case,
+    log: &ConsoleLog,
+    end: &RunEnd,
+    initrd_len: Option<u64>,
+) -> Vec<Check> {
     let fk = log.first_kernel();
     let mut out = check_first_kernel(case, &fk);
     let crashed = fk.sysrq_at.is_some();
@@ -312,16 +420,28 @@ pub fn evaluate(case: &Case, log: &ConsoleLog, end: &RunEnd, initrd_len: Option<
                 out.push(Check::new(
                     "rkdump entered",
                     match rk.entered_at {
-                        Some(t) => Ok(format!("{:.3} s after the crash", (t - fk.sysrq_at.unwrap_or_default()).as_secs_f64())),
-                        None => Err(format!("rkdump never printed `rkdump: entered`; last console lines:\n{}", log.tail(25))),
+                        Some(t) => Ok(format!(
+                            "{:.3} s after the crash",
+                            (t - fk.sysrq_at.unwrap_or_default()).as_secs_f64()
+                        )),
+                        None => Err(format!(
+                            "rkdump never printed `rkdump: entered`; last console lines:\n{}",
+                            log.tail(25)
+                        )),
                     },
                 ));
                 let mut bad: Vec<String> = rk.errors.clone();
                 bad.extend(rk.malformed.iter().map(|m| format!("malformed: {m}")));
                 out.push(Check::new(
                     "no rkdump errors",
-                    if bad.is_empty() { Ok(format!("{} rkdump lines", rk.lines)) } else {
-                        Err(format!("{}\nlast console lines:\n{}", bad.join("\n"), log.tail(25)))
+                    if bad.is_empty() {
+                        Ok(format!("{} rkdump lines", rk.lines))
+                    } else {
+                        Err(format!(
+                            "{}\nlast console lines:\n{}",
+                            bad.join("\n"),
+                            log.tail(25)
+                        ))
                     },
                 ));
                 let cmd = match &rk.cmdline {
@@ -329,10 +449,16 @@ pub fn evaluate(case: &Case, log: &ConsoleLog, end: &RunEnd, initrd_len: Option<
                     Some(c) => check_cmdline(case.loader(), c, &append),
                 };
                 let cmd_addr = cmd.as_ref().ok().map(|(_, a)| *a);
-                out.push(Check::new("cmdline", cmd.map(|(n, a)| format!("{n} (elfcorehdr {a:#x})"))));
+                out.push(Check::new(
+                    "cmdline",
+                    cmd.map(|(n, a)| format!("{n} (elfcorehdr {a:#x})")),
+                ));
                 out.push(Check::new("e820", check_e820(&rk.e820, &fk.crash_regions)));
                 let expected = if case.initrd { initrd_len } else { None };
-                out.push(Check::new("initrd", check_initrd(expected, rk.initrd, region)));
+                out.push(Check::new(
+                    "initrd",
+                    check_initrd(expected, rk.initrd, region),
+                ));
                 out.push(Check::new(
                     "elfcorehdr",
                     check_elfcorehdr(case.loader(), rk.elfcorehdr, cmd_addr, region, &fk),
@@ -348,34 +474,47 @@ pub fn evaluate(case: &Case, log: &ConsoleLog, end: &RunEnd, initrd_len: Option<
                             lc.version.as_deref().unwrap_or("?"),
                             (t - fk.sysrq_at.unwrap_or_default()).as_secs_f64()
                         )),
-                        (_, false) => Err(format!("capture kernel panicked: {}\n{}", lc.panics.join(" | "), log.tail(25))),
-                        (None, true) => Err(format!("no capture `Linux version` line; last console lines:\n{}", log.tail(25))),
+                        (_, false) => Err(format!(
+                            "capture kernel panicked: {}\n{}",
+                            lc.panics.join(" | "),
+                            log.tail(25)
+                        )),
+                        (None, true) => Err(format!(
+                            "no capture `Linux version` line; last console lines:\n{}",
+                            log.tail(25)
+                        )),
                     },
                 ));
                 out.push(Check::new(
                     "cmdline",
                     match &lc.cmdline {
                         None => Err("the capture /init never reported /proc/cmdline".into()),
-                        Some(c) => check_cmdline(case.loader(), c, &append).map(|(n, a)| format!("{n} (elfcorehdr {a:#x})")),
+                        Some(c) => check_cmdline(case.loader(), c, &append)
+                            .map(|(n, a)| format!("{n} (elfcorehdr {a:#x})")),
                     },
                 ));
                 out.push(Check::new("e820", check_e820(&lc.e820, &fk.crash_regions)));
                 out.push(Check::new(
                     "initrd",
                     match (lc.ramdisk, initrd_len, region) {
-                        (Some(rd), Some(len), Some(r)) if rd.size() == len.next_multiple_of(4096) && r.contains_range(&rd) => {
+                        (Some(rd), Some(len), Some(r))
+                            if rd.size() == len.next_multiple_of(4096) && r.contains_range(&rd) =>
+                        {
                             Ok(format!("RAMDISK {rd} inside {r}"))
                         }
-                        (rd, len, r) => Err(format!("RAMDISK {rd:?}, expected {len:?} bytes inside {r:?}")),
+                        (rd, len, r) => Err(format!(
+                            "RAMDISK {rd:?}, expected {len:?} bytes inside {r:?}"
+                        )),
                     },
                 ));
                 out.push(Check::new(
                     "/proc/vmcore",
                     match (lc.vmcore_size, lc.vmcore_phnum, lc.vmcore_missing) {
                         (_, _, true) => Err("/proc/vmcore missing in the capture kernel".into()),
-                        (Some(s), Some(p), false) if s > 0 && p >= 3 => {
-                            Ok(format!("{s} bytes, phnum={p} (1 merged PT_NOTE + {} PT_LOAD)", p - 1))
-                        }
+                        (Some(s), Some(p), false) if s > 0 && p >= 3 => Ok(format!(
+                            "{s} bytes, phnum={p} (1 merged PT_NOTE + {} PT_LOAD)",
+                            p - 1
+                        )),
                         (s, p, _) => Err(format!("vmcore size={s:?} phnum={p:?}")),
                     },
                 ));
@@ -386,8 +525,14 @@ pub fn evaluate(case: &Case, log: &ConsoleLog, end: &RunEnd, initrd_len: Option<
         "run ended",
         match end {
             RunEnd::Exited(code) => Ok(format!("QEMU exited by itself (status {code:?})")),
-            RunEnd::TimedOut(s) => Err(format!("QEMU still running after {s} s: killed; last console lines:\n{}", log.tail(25))),
-            RunEnd::Stopped(why) => Err(format!("stopped early: {why}; last console lines:\n{}", log.tail(25))),
+            RunEnd::TimedOut(s) => Err(format!(
+                "QEMU still running after {s} s: killed; last console lines:\n{}",
+                log.tail(25)
+            )),
+            RunEnd::Stopped(why) => Err(format!(
+                "stopped early: {why}; last console lines:\n{}",
+                log.tail(25)
+            )),
         },
     ));
     out
@@ -401,7 +546,13 @@ mod tests {
 
     fn log(lines: &[(f64, &str)]) -> ConsoleLog {
         ConsoleLog {
-            lines: lines.iter().map(|(t, s)| Line { t: Duration::from_secs_f64(*t), text: s.to_string() }).collect(),
+            lines: lines
+                .iter()
+                .map(|(t, s)| Line {
+                    t: Duration::from_secs_f64(*t),
+                    text: s.to_string(),
+                })
+                .collect(),
         }
     }
 
@@ -434,13 +585,22 @@ mod tests {
         let mut v = first("s");
         v.extend([
             (6.75, "rkdump: entered".to_string()),
-            (6.76, format!("rkdump: cmdline \"elfcorehdr=0x2e000000 {}\"", crate::e2e::case::RKDUMP_APPEND)),
+            (
+                6.76,
+                format!(
+                    "rkdump: cmdline \"elfcorehdr=0x2e000000 {}\"",
+                    crate::e2e::case::RKDUMP_APPEND
+                ),
+            ),
             (6.77, "rkdump: e820 0x0-0x9fbff ram".into()),
             (6.77, "rkdump: e820 0x9fc00-0x9ffff reserved".into()),
             (6.77, "rkdump: e820 0x2e001000-0x31ffffff ram".into()),
             (6.77, "rkdump: e820 0xfeffc000-0xfeffffff reserved".into()),
             (6.78, "rkdump: initrd none".into()),
-            (6.79, "rkdump: elfcorehdr addr=0x2e000000 phnum=7 notes=3 loads=4".into()),
+            (
+                6.79,
+                "rkdump: elfcorehdr addr=0x2e000000 phnum=7 notes=3 loads=4".into(),
+            ),
         ]);
         v
     }
@@ -451,16 +611,30 @@ mod tests {
     }
 
     fn failures(checks: &[Check]) -> Vec<String> {
-        checks.iter().filter_map(|c| c.result.as_ref().err().map(|e| format!("{}: {e}", c.name))).collect()
+        checks
+            .iter()
+            .filter_map(|c| c.result.as_ref().err().map(|e| format!("{}: {e}", c.name)))
+            .collect()
     }
 
     #[test]
     fn good_kf_rkdump_passes() {
         let c = case("kf-low", CaptureKind::Rkdump);
-        let checks = evaluate(&c, &to_log(&rkdump_good_kf()), &RunEnd::Exited(Some(0)), None);
+        let checks = evaluate(
+            &c,
+            &to_log(&rkdump_good_kf()),
+            &RunEnd::Exited(Some(0)),
+            None,
+        );
         assert_eq!(failures(&checks), Vec::<String>::new());
         let fk = to_log(&rkdump_good_kf()).first_kernel();
-        assert_eq!(fk.crash_regions, vec![Range { start: 0x2e00_0000, end: 0x31ff_ffff }]);
+        assert_eq!(
+            fk.crash_regions,
+            vec![Range {
+                start: 0x2e00_0000,
+                end: 0x31ff_ffff
+            }]
+        );
         assert_eq!(fk.crashkernel_msgs.len(), 1);
     }
 
@@ -472,7 +646,11 @@ mod tests {
         v.push((7.0, "rkdump: exception #GP at 0x1234".into()));
         let f = failures(&evaluate(&c, &to_log(&v), &RunEnd::Exited(Some(0)), None));
         assert!(f.iter().any(|s| s.starts_with("rkdump entered")), "{f:?}");
-        assert!(f.iter().any(|s| s.starts_with("no rkdump errors") && s.contains("#GP")), "{f:?}");
+        assert!(
+            f.iter()
+                .any(|s| s.starts_with("no rkdump errors") && s.contains("#GP")),
+            "{f:?}"
+        );
     }
 
     #[test]
@@ -480,7 +658,10 @@ mod tests {
         // Seen for real: tty-queued /init lines came out after the synchronous sysrq printk.
         let c = case("kf-low", CaptureKind::Rkdump);
         let mut v = rkdump_good_kf();
-        let i = v.iter().position(|(_, s)| s.contains("E2E: kexec mode=s")).unwrap();
+        let i = v
+            .iter()
+            .position(|(_, s)| s.contains("E2E: kexec mode=s"))
+            .unwrap();
         let line = v.remove(i);
         let j = v.iter().position(|(_, s)| s.contains("sysrq")).unwrap();
         v.insert(j + 1, line);
@@ -491,7 +672,12 @@ mod tests {
     #[test]
     fn timeout_fails() {
         let c = case("kf-low", CaptureKind::Rkdump);
-        let f = failures(&evaluate(&c, &to_log(&rkdump_good_kf()), &RunEnd::TimedOut(120), None));
+        let f = failures(&evaluate(
+            &c,
+            &to_log(&rkdump_good_kf()),
+            &RunEnd::TimedOut(120),
+            None,
+        ));
         assert_eq!(f.len(), 1);
         assert!(f[0].starts_with("run ended"));
     }
@@ -500,11 +686,20 @@ mod tests {
     fn kexec_refusal_in_normal_case_fails_loudly() {
         let c = case("kl-low", CaptureKind::Rkdump);
         let mut v = first("c");
-        v.retain(|(_, s)| !s.contains("kexec mode=c rc=0") && !s.contains("sysrq") && !s.contains("Kernel panic"));
-        v.push((6.4, "E2E: kexec-out mode=c Cannot determine the file type of /e2e/capture.bzImage".into()));
+        v.retain(|(_, s)| {
+            !s.contains("kexec mode=c rc=0") && !s.contains("sysrq") && !s.contains("Kernel panic")
+        });
+        v.push((
+            6.4,
+            "E2E: kexec-out mode=c Cannot determine the file type of /e2e/capture.bzImage".into(),
+        ));
         v.push((6.5, "E2E: kexec mode=c rc=255 loaded=0".into()));
         let f = failures(&evaluate(&c, &to_log(&v), &RunEnd::Exited(Some(0)), None));
-        assert!(f.iter().any(|s| s.contains("KEXEC REFUSED") && s.contains("Cannot determine")), "{f:?}");
+        assert!(
+            f.iter()
+                .any(|s| s.contains("KEXEC REFUSED") && s.contains("Cannot determine")),
+            "{f:?}"
+        );
         assert!(f.iter().any(|s| s.starts_with("crash triggered")), "{f:?}");
     }
 
@@ -512,17 +707,29 @@ mod tests {
     fn broken_image_needs_refusal_with_message() {
         let c = case("broken-image", CaptureKind::Rkdump);
         let mut v: Vec<(f64, String)> = first("c").into_iter().take(4).collect();
-        v.push((6.0, "E2E: kexec-cmd mode=c kexec -p /tmp/broken.bzImage -c".into()));
-        v.push((6.1, "E2E: kexec-out mode=c Cannot determine the file type of /tmp/broken.bzImage".into()));
+        v.push((
+            6.0,
+            "E2E: kexec-cmd mode=c kexec -p /tmp/broken.bzImage -c".into(),
+        ));
+        v.push((
+            6.1,
+            "E2E: kexec-out mode=c Cannot determine the file type of /tmp/broken.bzImage".into(),
+        ));
         v.push((6.2, "E2E: kexec mode=c rc=255 loaded=0".into()));
-        v.push((6.3, "E2E: kexec-cmd mode=s kexec -p /tmp/broken.bzImage -s".into()));
+        v.push((
+            6.3,
+            "E2E: kexec-cmd mode=s kexec -p /tmp/broken.bzImage -s".into(),
+        ));
         v.push((6.4, "E2E: kexec mode=s rc=0 loaded=1".into()));
         let f = failures(&evaluate(&c, &to_log(&v), &RunEnd::Exited(Some(0)), None));
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(f[0].contains("ACCEPTED"), "{f:?}");
         // Both refuse with a message: pass.
         v.truncate(v.len() - 1);
-        v.push((6.35, "E2E: kexec-out mode=s Cannot determine the file type of /tmp/broken.bzImage".into()));
+        v.push((
+            6.35,
+            "E2E: kexec-out mode=s Cannot determine the file type of /tmp/broken.bzImage".into(),
+        ));
         v.push((6.4, "E2E: kexec mode=s rc=255 loaded=0".into()));
         let f = failures(&evaluate(&c, &to_log(&v), &RunEnd::Exited(Some(0)), None));
         assert!(f.is_empty(), "{f:?}");
@@ -531,10 +738,20 @@ mod tests {
     #[test]
     fn cmdline_forms() {
         let a = "console=ttyS0 reset_devices";
-        let (note, addr) = check_cmdline(Loader::Kl, &format!("{a} acpi_rsdp=0xf59e0 elfcorehdr=720308K"), a).unwrap();
+        let (note, addr) = check_cmdline(
+            Loader::Kl,
+            &format!("{a} acpi_rsdp=0xf59e0 elfcorehdr=720308K"),
+            a,
+        )
+        .unwrap();
         assert_eq!(addr, 720_308 * 1024);
         assert!(note.contains("acpi_rsdp"));
-        assert_eq!(check_cmdline(Loader::Kf, &format!("elfcorehdr=0x2f000000 {a}"), a).unwrap().1, 0x2f00_0000);
+        assert_eq!(
+            check_cmdline(Loader::Kf, &format!("elfcorehdr=0x2f000000 {a}"), a)
+                .unwrap()
+                .1,
+            0x2f00_0000
+        );
         // Wrong forms for the loader.
         assert!(check_cmdline(Loader::Kl, &format!("elfcorehdr=0x2f000000 {a}"), a).is_err());
         assert!(check_cmdline(Loader::Kf, &format!("{a} elfcorehdr=720308K"), a).is_err());
@@ -546,9 +763,18 @@ mod tests {
 
     #[test]
     fn e820_rules() {
-        let crash = [Range { start: 0x2e00_0000, end: 0x31ff_ffff }];
-        let e = |s, e, k| E820Entry { range: Range { start: s, end: e }, kind: k };
-        let good = [e(0, 0x9_fbff, E820Kind::Ram), e(0x2e00_1000, 0x31ff_ffff, E820Kind::Ram)];
+        let crash = [Range {
+            start: 0x2e00_0000,
+            end: 0x31ff_ffff,
+        }];
+        let e = |s, e, k| E820Entry {
+            range: Range { start: s, end: e },
+            kind: k,
+        };
+        let good = [
+            e(0, 0x9_fbff, E820Kind::Ram),
+            e(0x2e00_1000, 0x31ff_ffff, E820Kind::Ram),
+        ];
         assert!(check_e820(&good, &crash).is_ok());
         assert!(check_e820(&good[..1], &crash).is_err());
         let stray = [good[0], good[1], e(0x10_0000, 0x2dff_ffff, E820Kind::Ram)];
@@ -558,13 +784,56 @@ mod tests {
 
     #[test]
     fn initrd_rules() {
-        let r = Some(Range { start: 0x2e00_0000, end: 0x31ff_ffff });
+        let r = Some(Range {
+            start: 0x2e00_0000,
+            end: 0x31ff_ffff,
+        });
         assert!(check_initrd(None, Some(InitrdLine::None), r).is_ok());
-        assert!(check_initrd(Some(12_345), Some(InitrdLine::At { start: 0x31f0_0000, size: 12_345 }), r).is_ok());
-        assert!(check_initrd(Some(12_345), Some(InitrdLine::At { start: 0x31f0_0000, size: 12_288 }), r).is_err());
-        assert!(check_initrd(Some(12_345), Some(InitrdLine::At { start: 0x1000, size: 12_345 }), r).is_err());
+        assert!(
+            check_initrd(
+                Some(12_345),
+                Some(InitrdLine::At {
+                    start: 0x31f0_0000,
+                    size: 12_345
+                }),
+                r
+            )
+            .is_ok()
+        );
+        assert!(
+            check_initrd(
+                Some(12_345),
+                Some(InitrdLine::At {
+                    start: 0x31f0_0000,
+                    size: 12_288
+                }),
+                r
+            )
+            .is_err()
+        );
+        assert!(
+            check_initrd(
+                Some(12_345),
+                Some(InitrdLine::At {
+                    start: 0x1000,
+                    size: 12_345
+                }),
+                r
+            )
+            .is_err()
+        );
         assert!(check_initrd(Some(12_345), Some(InitrdLine::None), r).is_err());
-        assert!(check_initrd(None, Some(InitrdLine::At { start: 0x31f0_0000, size: 1 }), r).is_err());
+        assert!(
+            check_initrd(
+                None,
+                Some(InitrdLine::At {
+                    start: 0x31f0_0000,
+                    size: 1
+                }),
+                r
+            )
+            .is_err()
+        );
         assert!(check_initrd(None, None, r).is_err());
     }
 
@@ -572,24 +841,100 @@ mod tests {
     fn elfcorehdr_rules() {
         let fk = to_log(&first("c")).first_kernel();
         let r = load_region(&fk.crash_regions);
-        let h = |addr, phnum, notes, loads| Some(ElfcorehdrLine { addr, phnum, notes, loads });
+        let h = |addr, phnum, notes, loads| {
+            Some(ElfcorehdrLine {
+                addr,
+                phnum,
+                notes,
+                loads,
+            })
+        };
         // KL: top of the region, 2 CPUs + VMCOREINFO.
-        assert!(check_elfcorehdr(Loader::Kl, h(0x31ff_c000, 7, 3, 4), Some(0x31ff_c000), r, &fk).is_ok());
-        assert!(check_elfcorehdr(Loader::Kl, h(0x2e00_0000, 7, 3, 4), Some(0x2e00_0000), r, &fk).is_err());
-        assert!(check_elfcorehdr(Loader::Kl, h(0x31ff_c000, 7, 3, 4), Some(0x31ff_8000), r, &fk).is_err());
-        assert!(check_elfcorehdr(Loader::Kl, h(0x31ff_c000, 6, 2, 4), Some(0x31ff_c000), r, &fk).is_err());
-        assert!(check_elfcorehdr(Loader::Kl, h(0x31ff_c000, 4, 3, 1), Some(0x31ff_c000), r, &fk).is_err());
+        assert!(
+            check_elfcorehdr(
+                Loader::Kl,
+                h(0x31ff_c000, 7, 3, 4),
+                Some(0x31ff_c000),
+                r,
+                &fk
+            )
+            .is_ok()
+        );
+        assert!(
+            check_elfcorehdr(
+                Loader::Kl,
+                h(0x2e00_0000, 7, 3, 4),
+                Some(0x2e00_0000),
+                r,
+                &fk
+            )
+            .is_err()
+        );
+        assert!(
+            check_elfcorehdr(
+                Loader::Kl,
+                h(0x31ff_c000, 7, 3, 4),
+                Some(0x31ff_8000),
+                r,
+                &fk
+            )
+            .is_err()
+        );
+        assert!(
+            check_elfcorehdr(
+                Loader::Kl,
+                h(0x31ff_c000, 6, 2, 4),
+                Some(0x31ff_c000),
+                r,
+                &fk
+            )
+            .is_err()
+        );
+        assert!(
+            check_elfcorehdr(
+                Loader::Kl,
+                h(0x31ff_c000, 4, 3, 1),
+                Some(0x31ff_c000),
+                r,
+                &fk
+            )
+            .is_err()
+        );
         assert!(check_elfcorehdr(Loader::Kl, h(0x1000, 7, 3, 4), None, r, &fk).is_err());
         // KF: bottom.
-        assert!(check_elfcorehdr(Loader::Kf, h(0x2e00_0000, 7, 3, 4), Some(0x2e00_0000), r, &fk).is_ok());
-        assert!(check_elfcorehdr(Loader::Kf, h(0x31ff_c000, 7, 3, 4), Some(0x31ff_c000), r, &fk).is_err());
+        assert!(
+            check_elfcorehdr(
+                Loader::Kf,
+                h(0x2e00_0000, 7, 3, 4),
+                Some(0x2e00_0000),
+                r,
+                &fk
+            )
+            .is_ok()
+        );
+        assert!(
+            check_elfcorehdr(
+                Loader::Kf,
+                h(0x31ff_c000, 7, 3, 4),
+                Some(0x31ff_c000),
+                r,
+                &fk
+            )
+            .is_err()
+        );
         assert!(check_elfcorehdr(Loader::Kf, None, None, r, &fk).is_err());
     }
 
     #[test]
     fn high_region_is_the_load_region() {
-        let low = Range { start: 0x3e00_0000, end: 0x3eff_ffff };
-        let high = Range { start: 0x1_bc00_0000, end: 0x1_bfff_ffff };
+        let low = Range {
+            start: 0x3e00_0000,
+            end: 0x3eff_ffff,
+        };
+        let high = Range {
+            start: 0x1_bc00_0000,
+            end: 0x1_bfff_ffff,
+        };
         assert_eq!(load_region(&[low, high]), Some(high));
     }
 
@@ -613,13 +958,30 @@ mod tests {
         let l = to_log(&v);
         let lc = l.linux_capture();
         assert_eq!(lc.e820.len(), 3);
-        let f = failures(&evaluate(&c, &l, &RunEnd::Exited(Some(0)), Some(3 * 1024 * 1024)));
+        let f = failures(&evaluate(
+            &c,
+            &l,
+            &RunEnd::Exited(Some(0)),
+            Some(3 * 1024 * 1024),
+        ));
         assert!(f.is_empty(), "{f:?}");
         // Wrong initrd size, and a capture panic.
         let f = failures(&evaluate(&c, &l, &RunEnd::Exited(Some(0)), Some(1000)));
         assert_eq!(f.len(), 1, "{f:?}");
-        v.push((12.0, "[    1.5] Kernel panic - not syncing: Out of memory".into()));
-        let f = failures(&evaluate(&c, &to_log(&v), &RunEnd::Exited(Some(0)), Some(3 * 1024 * 1024)));
-        assert!(f.iter().any(|s| s.starts_with("Linux capture kernel booted")), "{f:?}");
+        v.push((
+            12.0,
+            "[    1.5] Kernel panic - not syncing: Out of memory".into(),
+        ));
+        let f = failures(&evaluate(
+            &c,
+            &to_log(&v),
+            &RunEnd::Exited(Some(0)),
+            Some(3 * 1024 * 1024),
+        ));
+        assert!(
+            f.iter()
+                .any(|s| s.starts_with("Linux capture kernel booted")),
+            "{f:?}"
+        );
     }
 }

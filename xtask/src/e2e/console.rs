@@ -109,7 +109,10 @@ impl E820Kind {
             "persistent (type 7)" => E820Kind::Pmem,
             "persistent (type 12)" => E820Kind::Pram,
             t => E820Kind::Other(
-                t.rsplit(' ').next().and_then(|n| n.trim_end_matches(')').parse().ok()).unwrap_or(0),
+                t.rsplit(' ')
+                    .next()
+                    .and_then(|n| n.trim_end_matches(')').parse().ok())
+                    .unwrap_or(0),
             ),
         }
     }
@@ -266,7 +269,8 @@ pub fn count_cpu_list(list: &str) -> Option<u32> {
 
 /// `key=value` lookup in a whitespace-separated word list.
 fn kv<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    text.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// Text after the first occurrence of `marker` in `line`.
@@ -307,7 +311,13 @@ fn mem_range(text: &str) -> Option<(Range, &str)> {
     let rest = after(text, "[mem ")?;
     let (inner, tail) = rest.split_once(']')?;
     let (a, b) = inner.split_once('-')?;
-    Some((Range { start: num(a)?, end: num(b)? }, tail))
+    Some((
+        Range {
+            start: num(a)?,
+            end: num(b)?,
+        },
+        tail,
+    ))
 }
 
 impl ConsoleLog {
@@ -317,10 +327,19 @@ impl ConsoleLog {
         let lines = text
             .lines()
             .map(|l| {
-                let parsed = l.strip_prefix('[').and_then(|r| r.split_once("] ")).and_then(|(t, rest)| {
-                    Some(Line { t: Duration::from_secs_f64(t.trim().parse().ok()?), text: rest.to_string() })
-                });
-                parsed.unwrap_or_else(|| Line { t: Duration::ZERO, text: l.to_string() })
+                let parsed = l
+                    .strip_prefix('[')
+                    .and_then(|r| r.split_once("] "))
+                    .and_then(|(t, rest)| {
+                        Some(Line {
+                            t: Duration::from_secs_f64(t.trim().parse().ok()?),
+                            text: rest.to_string(),
+                        })
+                    });
+                parsed.unwrap_or_else(|| Line {
+                    t: Duration::ZERO,
+                    text: l.to_string(),
+                })
             })
             .collect();
         ConsoleLog { lines }
@@ -366,7 +385,10 @@ impl ConsoleLog {
     /// the whole log: user-space writes queued in the tty can come out after the panic's
     /// synchronous console output. (A Linux capture kernel's /init prints other keywords.)
     pub fn first_kernel(&self) -> FirstKernel {
-        let mut fk = FirstKernel { sysrq_at: self.sysrq_index().map(|i| self.lines[i].t), ..Default::default() };
+        let mut fk = FirstKernel {
+            sysrq_at: self.sysrq_index().map(|i| self.lines[i].t),
+            ..Default::default()
+        };
         for l in self.first_kernel_lines() {
             let text = &l.text;
             if (text.contains("crashkernel") || text.contains("Crash kernel"))
@@ -378,7 +400,9 @@ impl ConsoleLog {
             }
         }
         for l in &self.lines {
-            let Some(e2e) = after(&l.text, "E2E: ").map(cut_printk) else { continue };
+            let Some(e2e) = after(&l.text, "E2E: ").map(cut_printk) else {
+                continue;
+            };
             let (word, rest) = e2e.split_once(' ').unwrap_or((e2e, ""));
             match word {
                 "first-kernel" => {
@@ -389,20 +413,29 @@ impl ConsoleLog {
                     fk.present_cpus = kv(rest, "present").and_then(count_cpu_list);
                 }
                 "crash-region" => {
-                    if let Some((a, b)) = rest.trim().split_once('-') {
-                        if let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
-                            fk.crash_regions.push(Range { start, end });
-                        }
+                    if let Some((a, b)) = rest.trim().split_once('-')
+                        && let (Ok(start), Ok(end)) =
+                            (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16))
+                    {
+                        fk.crash_regions.push(Range { start, end });
                     }
                 }
                 "kexec-cmd" => {
                     let mode = kv(rest, "mode").unwrap_or("").to_string();
                     let cmd = rest.split_once(' ').map(|(_, c)| c.to_string());
-                    fk.kexec.push(KexecAttempt { mode, cmd, ..Default::default() });
+                    fk.kexec.push(KexecAttempt {
+                        mode,
+                        cmd,
+                        ..Default::default()
+                    });
                 }
                 "kexec-out" => {
                     let mode = kv(rest, "mode").unwrap_or("");
-                    let out = rest.split_once(' ').map(|(_, o)| o).unwrap_or("").to_string();
+                    let out = rest
+                        .split_once(' ')
+                        .map(|(_, o)| o)
+                        .unwrap_or("")
+                        .to_string();
                     if let Some(k) = fk.kexec.iter_mut().rev().find(|k| k.mode == mode) {
                         k.output.push(out);
                     }
@@ -420,7 +453,10 @@ impl ConsoleLog {
             }
         }
         fk.marker = MarkerReport::from_lines(
-            self.lines.iter().map(|l| l.text.as_str()).filter(|t| !t.contains("rkdump: ")),
+            self.lines
+                .iter()
+                .map(|l| l.text.as_str())
+                .filter(|t| !t.contains("rkdump: ")),
         );
         fk
     }
@@ -429,7 +465,9 @@ impl ConsoleLog {
     pub fn rkdump(&self) -> Rkdump {
         let mut r = Rkdump::default();
         for l in self.capture_lines() {
-            let Some(body) = after(&l.text, "rkdump: ") else { continue };
+            let Some(body) = after(&l.text, "rkdump: ") else {
+                continue;
+            };
             r.lines += 1;
             let body = body.trim_end();
             let (word, rest) = body.split_once(' ').unwrap_or((body, ""));
@@ -450,7 +488,13 @@ impl ConsoleLog {
                     let entry = (|| {
                         let (a, b) = w.next()?.split_once('-')?;
                         let kind = E820Kind::from_rkdump(w.next()?)?;
-                        Some(E820Entry { range: Range { start: num(a)?, end: num(b)? }, kind })
+                        Some(E820Entry {
+                            range: Range {
+                                start: num(a)?,
+                                end: num(b)?,
+                            },
+                            kind,
+                        })
                     })();
                     if let Some(e) = entry {
                         r.e820.push(e);
@@ -512,7 +556,10 @@ impl ConsoleLog {
                 }
             } else if let Some(rest) = after(text, "BIOS-e820: ") {
                 if let Some((range, tail)) = mem_range(rest) {
-                    c.e820.push(E820Entry { range, kind: E820Kind::from_linux(tail) });
+                    c.e820.push(E820Entry {
+                        range,
+                        kind: E820Kind::from_linux(tail),
+                    });
                 }
             } else if let Some(rest) = after(text, "RAMDISK: ") {
                 c.ramdisk = mem_range(rest).map(|(r, _)| r);
@@ -552,7 +599,10 @@ mod tests {
 
     #[test]
     fn saved_log_round_trips() {
-        let line = Line { t: Duration::from_millis(12_345), text: "hello [x] world".into() };
+        let line = Line {
+            t: Duration::from_millis(12_345),
+            text: "hello [x] world".into(),
+        };
         let log = ConsoleLog::parse_saved(&ConsoleLog::render_line(&line));
         assert_eq!(log.lines, vec![line]);
     }
@@ -560,11 +610,23 @@ mod tests {
     #[test]
     fn printk_interjections_are_cut() {
         let seen = "E2E: capture-cmdline a elfcorehdr=7322996K[    2.356287] clocksource: Switched to clocksource tsc";
-        assert_eq!(cut_printk(seen), "E2E: capture-cmdline a elfcorehdr=7322996K");
-        assert_eq!(cut_printk("E2E: kexec-out mode=c [x] 0 [1.5]"), "E2E: kexec-out mode=c [x] 0 [1.5]");
+        assert_eq!(
+            cut_printk(seen),
+            "E2E: capture-cmdline a elfcorehdr=7322996K"
+        );
+        assert_eq!(
+            cut_printk("E2E: kexec-out mode=c [x] 0 [1.5]"),
+            "E2E: kexec-out mode=c [x] 0 [1.5]"
+        );
         let lines = vec![
-            Line { t: Duration::ZERO, text: format!("[ 1.0] {SYSRQ_LINE}") },
-            Line { t: Duration::ZERO, text: seen.into() },
+            Line {
+                t: Duration::ZERO,
+                text: format!("[ 1.0] {SYSRQ_LINE}"),
+            },
+            Line {
+                t: Duration::ZERO,
+                text: seen.into(),
+            },
         ];
         let lc = ConsoleLog { lines }.linux_capture();
         assert_eq!(lc.cmdline.as_deref(), Some("a elfcorehdr=7322996K"));

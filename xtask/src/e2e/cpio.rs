@@ -22,21 +22,45 @@ pub struct Cpio {
 impl Cpio {
     /// An empty archive.
     pub fn new() -> Cpio {
-        Cpio { next_ino: 1, ..Cpio::default() }
+        Cpio {
+            next_ino: 1,
+            ..Cpio::default()
+        }
     }
 
     fn pad4(&mut self) {
-        while self.buf.len() % 4 != 0 {
+        while !self.buf.len().is_multiple_of(4) {
             self.buf.push(0);
         }
     }
 
-    fn entry(&mut self, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) -> Result<(), String> {
-        let size = u32::try_from(data.len()).map_err(|_| format!("cpio: {name} is larger than 4 GiB"))?;
+    fn entry(
+        &mut self,
+        name: &str,
+        mode: u32,
+        rdev: (u32, u32),
+        data: &[u8],
+    ) -> Result<(), String> {
+        let size =
+            u32::try_from(data.len()).map_err(|_| format!("cpio: {name} is larger than 4 GiB"))?;
         let ino = self.next_ino;
         self.next_ino += 1;
         let nlink = if mode & S_IFDIR != 0 { 2 } else { 1 };
-        let fields = [ino, mode, 0, 0, nlink, 0, size, 0, 0, rdev.0, rdev.1, name.len() as u32 + 1, 0];
+        let fields = [
+            ino,
+            mode,
+            0,
+            0,
+            nlink,
+            0,
+            size,
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            name.len() as u32 + 1,
+            0,
+        ];
         self.buf.extend_from_slice(b"070701");
         for f in fields {
             self.buf.extend_from_slice(format!("{f:08X}").as_bytes());
@@ -52,7 +76,11 @@ impl Cpio {
     /// Normalises `path` (no leading `/`) and adds its missing parent directories.
     fn prepare(&mut self, path: &str) -> Result<String, String> {
         let name = path.trim_start_matches('/').to_string();
-        if name.is_empty() || name.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        if name.is_empty()
+            || name
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
+        {
             return Err(format!("cpio: bad path `{path}`"));
         }
         if !self.names.insert(name.clone()) {
@@ -101,7 +129,13 @@ impl Cpio {
     }
 
     /// Adds a character device node.
-    pub fn char_dev(&mut self, path: &str, perm: u32, major: u32, minor: u32) -> Result<(), String> {
+    pub fn char_dev(
+        &mut self,
+        path: &str,
+        perm: u32,
+        major: u32,
+        minor: u32,
+    ) -> Result<(), String> {
         let name = self.prepare(path)?;
         self.entry(&name, S_IFCHR | (perm & 0o7777), (major, minor), &[])
     }
@@ -117,7 +151,7 @@ impl Cpio {
         self.buf.extend_from_slice(b"TRAILER!!!\0");
         self.pad4();
         // The kernel reads the archive in 512-byte blocks only for the tool's sake; pad anyway.
-        while self.buf.len() % 512 != 0 {
+        while !self.buf.len().is_multiple_of(512) {
             self.buf.push(0);
         }
         self.buf
@@ -138,9 +172,12 @@ mod tests {
                 let s = std::str::from_utf8(&buf[pos + 6 + 8 * i..pos + 14 + 8 * i]).unwrap();
                 u32::from_str_radix(s, 16).unwrap()
             };
-            let (mode, size, rmaj, rmin, namesize) = (field(1), field(6), field(9), field(10), field(11));
+            let (mode, size, rmaj, rmin, namesize) =
+                (field(1), field(6), field(9), field(10), field(11));
             let name_start = pos + 110;
-            let name = std::str::from_utf8(&buf[name_start..name_start + namesize as usize - 1]).unwrap().to_string();
+            let name = std::str::from_utf8(&buf[name_start..name_start + namesize as usize - 1])
+                .unwrap()
+                .to_string();
             let data_start = (name_start + namesize as usize).next_multiple_of(4);
             let data = buf[data_start..data_start + size as usize].to_vec();
             pos = (data_start + size as usize).next_multiple_of(4);
@@ -165,10 +202,16 @@ mod tests {
         assert_eq!(buf.len() % 512, 0);
         let entries = walk(&buf);
         let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
-        assert_eq!(names, ["bin", "bin/sh", "bin/ls", "dev", "dev/console", "proc"]);
+        assert_eq!(
+            names,
+            ["bin", "bin/sh", "bin/ls", "dev", "dev/console", "proc"]
+        );
         assert_eq!(entries[1].1, S_IFREG | 0o755);
         assert_eq!(entries[1].4, b"#!x");
         assert_eq!(entries[2].4, b"busybox");
-        assert_eq!((entries[4].1, entries[4].2, entries[4].3), (S_IFCHR | 0o600, 5, 1));
+        assert_eq!(
+            (entries[4].1, entries[4].2, entries[4].3),
+            (S_IFCHR | 0o600, 5, 1)
+        );
     }
 }

@@ -55,7 +55,10 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
 
 /// Shared libraries (absolute paths) that `ldd` lists for `bin`; empty for static binaries.
 pub fn shared_libs(bin: &Path) -> Result<Vec<PathBuf>, String> {
-    let out = Command::new("ldd").arg(bin).output().map_err(|e| format!("running ldd: {e}"))?;
+    let out = Command::new("ldd")
+        .arg(bin)
+        .output()
+        .map_err(|e| format!("running ldd: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         // "not a dynamic executable" (static) exits non-zero.
@@ -111,12 +114,25 @@ fn add_base(c: &mut Cpio, busybox: &Path, skip: &[&str]) -> Result<(), String> {
     }
     for applet in String::from_utf8_lossy(&list.stdout).lines().map(str::trim) {
         let path = format!("/{applet}");
-        if applet.is_empty() || path == "/bin/busybox" || skip.contains(&path.as_str()) || c.contains(&path) {
+        if applet.is_empty()
+            || path == "/bin/busybox"
+            || skip.contains(&path.as_str())
+            || c.contains(&path)
+        {
             continue;
         }
         c.symlink(&path, "/bin/busybox")?;
     }
-    for d in ["/proc", "/sys", "/dev", "/tmp", "/root", "/sbin", "/usr/bin", "/usr/sbin"] {
+    for d in [
+        "/proc",
+        "/sys",
+        "/dev",
+        "/tmp",
+        "/root",
+        "/sbin",
+        "/usr/bin",
+        "/usr/sbin",
+    ] {
         c.dir(d)?;
     }
     c.char_dev("/dev/console", 0o600, 5, 1)?;
@@ -137,9 +153,17 @@ pub fn build(inputs: &Inputs, out: &Path) -> Result<Initramfs, String> {
     let mut c = Cpio::new();
     // The real kexec must win over a busybox applet of the same name.
     add_program(&mut c, &inputs.kexec, "/usr/sbin/kexec")?;
-    add_base(&mut c, &inputs.busybox, &["/sbin/kexec", "/usr/sbin/kexec", "/bin/kexec"])?;
+    add_base(
+        &mut c,
+        &inputs.busybox,
+        &["/sbin/kexec", "/usr/sbin/kexec", "/bin/kexec"],
+    )?;
     c.file("/e2e/rkdump-marker", 0o755, &read(&inputs.marker)?)?;
-    c.file("/e2e/capture.bzImage", 0o644, &read(&inputs.capture_kernel)?)?;
+    c.file(
+        "/e2e/capture.bzImage",
+        0o644,
+        &read(&inputs.capture_kernel)?,
+    )?;
     c.file("/e2e/initrd.bin", 0o644, &initrd_blob())?;
     c.file("/e2e/capture.cpio", 0o644, &capture)?;
     let bytes = c.finish();
@@ -147,7 +171,10 @@ pub fn build(inputs: &Inputs, out: &Path) -> Result<Initramfs, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
     std::fs::write(out, &bytes).map_err(|e| format!("writing {}: {e}", out.display()))?;
-    Ok(Initramfs { path: out.to_path_buf(), capture_cpio_len: capture.len() as u64 })
+    Ok(Initramfs {
+        path: out.to_path_buf(),
+        capture_cpio_len: capture.len() as u64,
+    })
 }
 
 #[cfg(test)]
@@ -161,7 +188,10 @@ mod tests {
                     \t/lib64/ld-linux-x86-64.so.2 (0x00007fc6fb522000)\n";
         assert_eq!(
             parse_ldd(text).unwrap(),
-            vec![PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"), PathBuf::from("/lib64/ld-linux-x86-64.so.2")]
+            vec![
+                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2")
+            ]
         );
         assert!(parse_ldd("\tlibfoo.so => not found\n").is_err());
     }

@@ -80,7 +80,7 @@ pub struct Timings {
 impl Timings {
     /// Crash line to the capture kernel's first own line.
     pub fn crash_to_capture(&self) -> Option<Duration> {
-        Some(self.capture_entered?.checked_sub(self.sysrq?)?)
+        self.capture_entered?.checked_sub(self.sysrq?)
     }
     /// Crash line to QEMU's end.
     pub fn crash_to_end(&self) -> Option<Duration> {
@@ -122,7 +122,11 @@ impl CaseResult {
             "== {} ({:?} capture, {}, -m {}, {}) ==\n",
             c.name,
             c.capture,
-            c.loaders.iter().map(|l| l.syscall()).collect::<Vec<_>>().join("+"),
+            c.loaders
+                .iter()
+                .map(|l| l.syscall())
+                .collect::<Vec<_>>()
+                .join("+"),
             c.memory,
             c.crashkernel
         );
@@ -147,7 +151,13 @@ impl CaseResult {
             secs(t.crash_to_end()),
             t.end.as_secs_f64()
         );
-        let _ = writeln!(s, "  end: {:?}; {} console lines in {}", self.end, self.log.lines.len(), self.dir.display());
+        let _ = writeln!(
+            s,
+            "  end: {:?}; {} console lines in {}",
+            self.end,
+            self.log.lines.len(),
+            self.dir.display()
+        );
         s
     }
 }
@@ -170,7 +180,10 @@ fn default_first_kernel() -> Result<PathBuf, String> {
     let mut found: Vec<PathBuf> = std::fs::read_dir("/boot")
         .map_err(|e| format!("reading /boot: {e}"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
         .collect();
     found.sort();
     found.pop().ok_or_else(|| {
@@ -182,20 +195,40 @@ fn default_first_kernel() -> Result<PathBuf, String> {
 pub fn build_marker() -> Result<PathBuf, String> {
     let target_dir = crate::build::target_dir();
     let triple = "x86_64-unknown-linux-gnu";
-    eprintln!("e2e: building rkdump-marker (static, {triple}) in {}", target_dir.display());
+    eprintln!(
+        "e2e: building rkdump-marker (static, {triple}) in {}",
+        target_dir.display()
+    );
     let status = crate::build::cargo()
-        .args(["build", "--quiet", "-p", "rkdump-marker", "--release", "--target", triple])
-        .env("RUSTFLAGS", "-C target-feature=+crt-static -C strip=debuginfo")
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "rkdump-marker",
+            "--release",
+            "--target",
+            triple,
+        ])
+        .env(
+            "RUSTFLAGS",
+            "-C target-feature=+crt-static -C strip=debuginfo",
+        )
         .status()
         .map_err(|e| format!("running cargo: {e}"))?;
     if !status.success() {
         return Err(format!("building rkdump-marker failed ({status})"));
     }
-    let bin = target_dir.join(triple).join("release").join("rkdump-marker");
+    let bin = target_dir
+        .join(triple)
+        .join("release")
+        .join("rkdump-marker");
     let bytes = std::fs::read(&bin).map_err(|e| format!("reading {}: {e}", bin.display()))?;
     let elf = goblin::elf::Elf::parse(&bytes).map_err(|e| format!("{}: {e}", bin.display()))?;
     if elf.interpreter.is_some() {
-        return Err(format!("{} is dynamically linked; it must run in a bare initramfs", bin.display()));
+        return Err(format!(
+            "{} is dynamically linked; it must run in a bare initramfs",
+            bin.display()
+        ));
     }
     Ok(bin)
 }
@@ -209,7 +242,8 @@ impl Harness {
         verbose: bool,
     ) -> Result<Harness, String> {
         let out_root = crate::build::workspace_root().join("target").join("e2e");
-        let qemu = which("qemu-system-x86_64").ok_or("qemu-system-x86_64 not found (apt-get install qemu-system-x86)")?;
+        let qemu = which("qemu-system-x86_64")
+            .ok_or("qemu-system-x86_64 not found (apt-get install qemu-system-x86)")?;
         let busybox = ["/bin/busybox", "/usr/bin/busybox"]
             .iter()
             .map(PathBuf::from)
@@ -221,7 +255,10 @@ impl Harness {
             Some(p) => p.to_path_buf(),
             None => default_first_kernel()?,
         };
-        for (what, p) in [("first kernel", &first_kernel), ("capture kernel", &capture_kernel.to_path_buf())] {
+        for (what, p) in [
+            ("first kernel", &first_kernel),
+            ("capture kernel", &capture_kernel.to_path_buf()),
+        ] {
             if !p.is_file() {
                 return Err(format!("{what} {} not found", p.display()));
             }
@@ -238,7 +275,9 @@ impl Harness {
         eprintln!(
             "e2e: initramfs {} ({} KiB), first kernel {}, capture kernel {}",
             initramfs.path.display(),
-            std::fs::metadata(&initramfs.path).map(|m| m.len() / 1024).unwrap_or(0),
+            std::fs::metadata(&initramfs.path)
+                .map(|m| m.len() / 1024)
+                .unwrap_or(0),
             first_kernel.display(),
             capture_kernel.display()
         );
@@ -289,7 +328,10 @@ impl Harness {
 }
 
 fn shell_quote(a: &str) -> String {
-    if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+    if !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
         a.to_string()
     } else {
         format!("'{}'", a.replace('\'', "'\\''"))
@@ -298,9 +340,20 @@ fn shell_quote(a: &str) -> String {
 
 /// Lines worth echoing live when not verbose.
 fn interesting(text: &str) -> bool {
-    ["E2E: ", "rkdump: ", SYSRQ_LINE, "Kernel panic", "Linux version", "crashkernel", "marker tag=", "marker done", "marker error", "marker moved"]
-        .iter()
-        .any(|k| text.contains(k))
+    [
+        "E2E: ",
+        "rkdump: ",
+        SYSRQ_LINE,
+        "Kernel panic",
+        "Linux version",
+        "crashkernel",
+        "marker tag=",
+        "marker done",
+        "marker error",
+        "marker moved",
+    ]
+    .iter()
+    .any(|k| text.contains(k))
 }
 
 /// Runs one case end to end and checks it. `Err` only for harness failures (QEMU not startable,
@@ -313,13 +366,21 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let cpio = dir.join("initramfs.cpio");
     if std::fs::hard_link(&h.initramfs.path, &cpio).is_err() {
-        std::fs::copy(&h.initramfs.path, &cpio).map_err(|e| format!("copying the initramfs: {e}"))?;
+        std::fs::copy(&h.initramfs.path, &cpio)
+            .map_err(|e| format!("copying the initramfs: {e}"))?;
     }
     let argv = h.qemu_argv(case, &dir)?;
     let quoted: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
-    std::fs::write(dir.join("qemu-cmdline.txt"), format!("{}\n", quoted.join(" ")))
-        .map_err(|e| format!("writing qemu-cmdline.txt: {e}"))?;
-    eprintln!("e2e: case {} ({} s timeout)", case.name, case.timeout.as_secs());
+    std::fs::write(
+        dir.join("qemu-cmdline.txt"),
+        format!("{}\n", quoted.join(" ")),
+    )
+    .map_err(|e| format!("writing qemu-cmdline.txt: {e}"))?;
+    eprintln!(
+        "e2e: case {} ({} s timeout)",
+        case.name,
+        case.timeout.as_secs()
+    );
 
     // Stop early when the outcome is already clear: a first-kernel panic before the crash,
     // an rkdump exception, or a capture kernel that stays silent after the crash.
@@ -333,7 +394,9 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
             return None;
         }
         match crashed_at.get() {
-            None if t.contains("Kernel panic") => Some(format!("first kernel panicked before the crash: {t}")),
+            None if t.contains("Kernel panic") => {
+                Some(format!("first kernel panicked before the crash: {t}"))
+            }
             None => None,
             Some(at) => {
                 if t.contains("rkdump: ") || t.contains("Linux version") {
@@ -342,7 +405,10 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
                 if t.contains("rkdump: exception") || t.contains("rkdump: panic") {
                     Some(format!("rkdump failed: {t}"))
                 } else if !captured.get() && l.t.saturating_sub(at) > silence {
-                    Some(format!("no capture kernel output {} s after the crash", silence.as_secs()))
+                    Some(format!(
+                        "no capture kernel output {} s after the crash",
+                        silence.as_secs()
+                    ))
                 } else {
                     None
                 }
@@ -374,7 +440,10 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
     let stderr = std::fs::read_to_string(dir.join("qemu-stderr.log")).unwrap_or_default();
     if !stderr.trim().is_empty() {
         let lines: Vec<&str> = stderr.lines().take(5).collect();
-        checks.push(Check { name: "qemu stderr (info)".into(), result: Ok(lines.join(" | ")) });
+        checks.push(Check {
+            name: "qemu stderr (info)".into(),
+            result: Ok(lines.join(" | ")),
+        });
     }
     let first = log.first_kernel();
     let (capture_entered, capture_init, cmdline) = match case.capture {
@@ -390,11 +459,32 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
     let loader_edit = cmdline
         .and_then(|c| checks::check_cmdline(case.loader(), &c, &case.capture_cmdline()).ok())
         .map(|(note, _)| note);
-    let timings = Timings { first_up: first.up_at, sysrq: first.sysrq_at, capture_entered, capture_init, end: outcome.wall };
-    let result = CaseResult { case: case.clone(), dir: dir.clone(), log, first, end, checks, timings, loader_edit };
+    let timings = Timings {
+        first_up: first.up_at,
+        sysrq: first.sysrq_at,
+        capture_entered,
+        capture_init,
+        end: outcome.wall,
+    };
+    let result = CaseResult {
+        case: case.clone(),
+        dir: dir.clone(),
+        log,
+        first,
+        end,
+        checks,
+        timings,
+        loader_edit,
+    };
     let report = result.report();
-    std::fs::write(dir.join("result.txt"), format!("{}\n{report}", if result.passed() { "PASS" } else { "FAIL" }))
-        .map_err(|e| format!("writing result.txt: {e}"))?;
+    std::fs::write(
+        dir.join("result.txt"),
+        format!(
+            "{}\n{report}",
+            if result.passed() { "PASS" } else { "FAIL" }
+        ),
+    )
+    .map_err(|e| format!("writing result.txt: {e}"))?;
     if result.passed() && !h.keep {
         let _ = std::fs::remove_file(&cpio);
         let _ = std::fs::remove_file(dir.join("com2.bin"));
@@ -406,12 +496,32 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
 pub fn summary(results: &[CaseResult]) -> String {
     let mut s = format!(
         "{:<15} {:<7} {:<16} {:<5} {:<46} {:>14} {:>10} {:>8}  {}\n",
-        "case", "capture", "loader", "res", "crash region(s)", "crash->capture", "crash->end", "total", "loader edit / first failure"
+        "case",
+        "capture",
+        "loader",
+        "res",
+        "crash region(s)",
+        "crash->capture",
+        "crash->end",
+        "total",
+        "loader edit / first failure"
     );
     for r in results {
-        let regions: Vec<String> = r.first.crash_regions.iter().map(|x| x.to_string()).collect();
+        let regions: Vec<String> = r
+            .first
+            .crash_regions
+            .iter()
+            .map(|x| x.to_string())
+            .collect();
         let note = match r.checks.iter().find(|c| c.result.is_err()) {
-            Some(c) => format!("{}: {}", c.name, c.result.as_ref().err().map_or("", |e| e.lines().next().unwrap_or(""))),
+            Some(c) => format!(
+                "{}: {}",
+                c.name,
+                c.result
+                    .as_ref()
+                    .err()
+                    .map_or("", |e| e.lines().next().unwrap_or(""))
+            ),
             None => r.loader_edit.clone().unwrap_or_default(),
         };
         let _ = writeln!(
@@ -424,10 +534,18 @@ pub fn summary(results: &[CaseResult]) -> String {
             },
             match r.case.loaders.as_slice() {
                 [one] => one.syscall().to_string(),
-                many => many.iter().map(|l| format!("-{}", l.flag())).collect::<Vec<_>>().join(","),
+                many => many
+                    .iter()
+                    .map(|l| format!("-{}", l.flag()))
+                    .collect::<Vec<_>>()
+                    .join(","),
             },
             if r.passed() { "PASS" } else { "FAIL" },
-            if regions.is_empty() { "-".into() } else { regions.join(",") },
+            if regions.is_empty() {
+                "-".into()
+            } else {
+                regions.join(",")
+            },
             secs(r.timings.crash_to_capture()),
             secs(r.timings.crash_to_end()),
             format!("{:.1} s", r.timings.end.as_secs_f64()),
@@ -456,7 +574,13 @@ pub fn main(args: &[String]) -> Result<(), String> {
             "--case" => names.extend(value("a case name")?.split(',').map(str::to_string)),
             "--kernel" => kernel = Some(PathBuf::from(value("a path")?)),
             "--first-kernel" => first = Some(PathBuf::from(value("a path")?)),
-            "--timeout" => timeout = Some(value("seconds")?.parse().map_err(|e| format!("--timeout: {e}"))?),
+            "--timeout" => {
+                timeout = Some(
+                    value("seconds")?
+                        .parse()
+                        .map_err(|e| format!("--timeout: {e}"))?,
+                )
+            }
             "--linux-capture" => linux = true,
             "--crashkernel" => crashkernel = Some(value("crashkernel= parameter(s)")?),
             "--keep" => keep = true,
@@ -476,13 +600,18 @@ pub fn main(args: &[String]) -> Result<(), String> {
             other => return Err(format!("unknown option `{other}`\n{USAGE}")),
         }
     }
-    let capture = if linux { CaptureKind::Linux } else { CaptureKind::Rkdump };
+    let capture = if linux {
+        CaptureKind::Linux
+    } else {
+        CaptureKind::Rkdump
+    };
     if names.is_empty() {
         names = CASE_NAMES.iter().map(|s| s.to_string()).collect();
     }
     let mut cases = Vec::new();
     for n in &names {
-        let mut c = Case::standard(n, capture).ok_or_else(|| format!("unknown case `{n}` (try --list)"))?;
+        let mut c =
+            Case::standard(n, capture).ok_or_else(|| format!("unknown case `{n}` (try --list)"))?;
         c.kexec_debug = kexec_debug;
         if let Some(ck) = &crashkernel {
             c.crashkernel = ck.clone();
@@ -502,7 +631,10 @@ pub fn main(args: &[String]) -> Result<(), String> {
         (None, CaptureKind::Rkdump) if no_build => {
             let k = crate::build::target_dir().join("rkdump").join("bzImage");
             if !k.is_file() {
-                return Err(format!("{} not found: run `cargo xtask build` or drop --no-build", k.display()));
+                return Err(format!(
+                    "{} not found: run `cargo xtask build` or drop --no-build",
+                    k.display()
+                ));
             }
             k
         }
@@ -515,15 +647,27 @@ pub fn main(args: &[String]) -> Result<(), String> {
         eprintln!("{}", r.report());
         results.push(r);
     }
-    let table = format!("capture kernel: {}\n{}", h.capture_kernel.display(), summary(&results));
+    let table = format!(
+        "capture kernel: {}\n{}",
+        h.capture_kernel.display(),
+        summary(&results)
+    );
     println!("\n{table}");
     let _ = std::fs::write(h.out_root.join("summary.txt"), &table);
-    let failed: Vec<&str> = results.iter().filter(|r| !r.passed()).map(|r| r.case.name.as_str()).collect();
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| r.case.name.as_str())
+        .collect();
     if failed.is_empty() {
         println!("e2e: {} passed, 0 failed", results.len());
         Ok(())
     } else {
-        println!("e2e: {} passed, {} failed", results.len() - failed.len(), failed.len());
+        println!(
+            "e2e: {} passed, {} failed",
+            results.len() - failed.len(),
+            failed.len()
+        );
         Err(format!("failed: {}", failed.join(", ")))
     }
 }

@@ -48,9 +48,10 @@ pub struct Run<'a> {
 /// Spawns QEMU and collects its console until it exits, the timeout hits, or `stop` fires.
 pub fn run(r: &Run<'_>) -> Result<Outcome, String> {
     let (prog, args) = r.argv.split_first().ok_or("empty QEMU command")?;
-    let stderr = File::create(r.stderr_log).map_err(|e| format!("creating {}: {e}", r.stderr_log.display()))?;
-    let mut console =
-        File::create(r.console_log).map_err(|e| format!("creating {}: {e}", r.console_log.display()))?;
+    let stderr = File::create(r.stderr_log)
+        .map_err(|e| format!("creating {}: {e}", r.stderr_log.display()))?;
+    let mut console = File::create(r.console_log)
+        .map_err(|e| format!("creating {}: {e}", r.console_log.display()))?;
     let start = Instant::now();
     let mut child = Command::new(prog)
         .args(args)
@@ -98,11 +99,11 @@ pub fn run(r: &Run<'_>) -> Result<Outcome, String> {
                 if (r.echo)(&line.text) {
                     eprintln!("    {rendered}");
                 }
-                if stopped.is_none() {
-                    if let Some(reason) = (r.stop)(&line) {
-                        stopped = Some(reason);
-                        deadline = deadline.min(Instant::now() + STOP_GRACE);
-                    }
+                if stopped.is_none()
+                    && let Some(reason) = (r.stop)(&line)
+                {
+                    stopped = Some(reason);
+                    deadline = deadline.min(Instant::now() + STOP_GRACE);
                 }
                 lines.push(line);
             }
@@ -115,8 +116,14 @@ pub fn run(r: &Run<'_>) -> Result<Outcome, String> {
     }
     let exit_code = if eof {
         // stdout closed: QEMU is exiting by itself.
-        child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?.code()
-    } else if let Some(status) = child.try_wait().map_err(|e| format!("waiting for QEMU: {e}"))? {
+        child
+            .wait()
+            .map_err(|e| format!("waiting for QEMU: {e}"))?
+            .code()
+    } else if let Some(status) = child
+        .try_wait()
+        .map_err(|e| format!("waiting for QEMU: {e}"))?
+    {
         timed_out = false;
         status.code()
     } else {
@@ -135,5 +142,11 @@ pub fn run(r: &Run<'_>) -> Result<Outcome, String> {
         // It exited by itself within the grace period: not a forced stop.
         stopped = None;
     }
-    Ok(Outcome { log: ConsoleLog { lines }, exit_code, timed_out, stopped, wall })
+    Ok(Outcome {
+        log: ConsoleLog { lines },
+        exit_code,
+        timed_out,
+        stopped,
+        wall,
+    })
 }
