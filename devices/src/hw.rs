@@ -38,7 +38,7 @@ impl Mmio {
     }
 
     fn check(&self, off: usize, width: usize) -> Option<usize> {
-        if off % width == 0 && off.checked_add(width)? <= self.len {
+        if off.is_multiple_of(width) && off.checked_add(width)? <= self.len {
             Some(self.base + off)
         } else {
             None
@@ -153,7 +153,7 @@ impl DmaMem {
     /// Volatile read of a u16 the device may update.
     pub fn read16(&self, off: usize) -> u16 {
         assert!(
-            off % 2 == 0 && off + 2 <= self.len,
+            off.is_multiple_of(2) && off + 2 <= self.len,
             "DmaMem read16 out of range"
         );
         // SAFETY: in range and aligned within owned memory.
@@ -163,7 +163,7 @@ impl DmaMem {
     /// Volatile read of a u32 the device may update.
     pub fn read32(&self, off: usize) -> u32 {
         assert!(
-            off % 4 == 0 && off + 4 <= self.len,
+            off.is_multiple_of(4) && off + 4 <= self.len,
             "DmaMem read32 out of range"
         );
         // SAFETY: in range and aligned within owned memory.
@@ -173,7 +173,7 @@ impl DmaMem {
     /// Volatile write of a u16 the device reads.
     pub fn write16(&self, off: usize, v: u16) {
         assert!(
-            off % 2 == 0 && off + 2 <= self.len,
+            off.is_multiple_of(2) && off + 2 <= self.len,
             "DmaMem write16 out of range"
         );
         // SAFETY: in range and aligned within owned memory.
@@ -183,7 +183,7 @@ impl DmaMem {
     /// Volatile write of a u32 the device reads.
     pub fn write32(&self, off: usize, v: u32) {
         assert!(
-            off % 4 == 0 && off + 4 <= self.len,
+            off.is_multiple_of(4) && off + 4 <= self.len,
             "DmaMem write32 out of range"
         );
         // SAFETY: in range and aligned within owned memory.
@@ -193,7 +193,7 @@ impl DmaMem {
     /// Volatile write of a u64 the device reads.
     pub fn write64(&self, off: usize, v: u64) {
         assert!(
-            off % 8 == 0 && off + 8 <= self.len,
+            off.is_multiple_of(8) && off + 8 <= self.len,
             "DmaMem write64 out of range"
         );
         // SAFETY: in range and aligned within owned memory.
@@ -203,7 +203,7 @@ impl DmaMem {
     /// Volatile read of a u64 the device may update.
     pub fn read64(&self, off: usize) -> u64 {
         assert!(
-            off % 8 == 0 && off + 8 <= self.len,
+            off.is_multiple_of(8) && off + 8 <= self.len,
             "DmaMem read64 out of range"
         );
         // SAFETY: in range and aligned within owned memory.

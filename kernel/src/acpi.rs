@@ -15,7 +15,11 @@ use crate::arch::paging::{self, Cache};
 pub struct IdentityHandler;
 
 impl AcpiHandler for IdentityHandler {
-    unsafe fn map_physical_region<T>(&self, physical_address: usize, size: usize) -> PhysicalMapping<Self, T> {
+    unsafe fn map_physical_region<T>(
+        &self,
+        physical_address: usize,
+        size: usize,
+    ) -> PhysicalMapping<Self, T> {
         // Firmware tables sit in RAM-like regions; mapping write-back is what Linux does too.
         let _ = paging::map(physical_address as u64, size as u64, Cache::WriteBack);
         // Identity mapping: after `map` the physical address is the pointer. A zero address
@@ -54,13 +58,17 @@ pub fn find_rsdp(candidates: &[Option<u64>]) -> Option<u64> {
     }
     // SAFETY: the scan reads the BDA's EBDA pointer and the 0xE0000..0xFFFFF BIOS area, which
     // are identity-mapped RAM/ROM on every PC; it only reads.
-    unsafe { Rsdp::search_for_on_bios(IdentityHandler) }.ok().map(|m| m.physical_start() as u64)
+    unsafe { Rsdp::search_for_on_bios(IdentityHandler) }
+        .ok()
+        .map(|m| m.physical_start() as u64)
 }
 
 fn rsdp_valid(addr: u64) -> bool {
     // SAFETY: mapping only reads `size_of::<Rsdp>()` bytes at `addr` through the identity map;
     // `validate` checks signature and checksum before anything trusts it.
-    let mapping = unsafe { IdentityHandler.map_physical_region::<Rsdp>(addr as usize, core::mem::size_of::<Rsdp>()) };
+    let mapping = unsafe {
+        IdentityHandler.map_physical_region::<Rsdp>(addr as usize, core::mem::size_of::<Rsdp>())
+    };
     mapping.validate().is_ok()
 }
 
@@ -75,11 +83,20 @@ fn io_port(address: u64, space: AddressSpace) -> Option<u16> {
 pub fn parse(rsdp: u64) -> Result<AcpiInfo, acpi::AcpiError> {
     // SAFETY: `rsdp` passed `rsdp_valid` or came from the BIOS-area scan (signature checked).
     let tables = unsafe { AcpiTables::from_rsdp(IdentityHandler, rsdp as usize) }?;
-    let mut info = AcpiInfo { rsdp, ..AcpiInfo::default() };
+    let mut info = AcpiInfo {
+        rsdp,
+        ..AcpiInfo::default()
+    };
     if let Ok(fadt) = tables.find_table::<acpi::fadt::Fadt>() {
-        info.pm1a_cnt = fadt.pm1a_control_block().ok().and_then(|g| io_port(g.address, g.address_space));
-        info.pm1b_cnt =
-            fadt.pm1b_control_block().ok().flatten().and_then(|g| io_port(g.address, g.address_space));
+        info.pm1a_cnt = fadt
+            .pm1a_control_block()
+            .ok()
+            .and_then(|g| io_port(g.address, g.address_space));
+        info.pm1b_cnt = fadt
+            .pm1b_control_block()
+            .ok()
+            .flatten()
+            .and_then(|g| io_port(g.address, g.address_space));
         let flags = fadt.flags;
         let wide = flags.pm_timer_is_32_bit();
         info.pm_timer = fadt
@@ -100,11 +117,17 @@ pub fn parse(rsdp: u64) -> Result<AcpiInfo, acpi::AcpiError> {
         }
     }
     if let Ok(mcfg) = tables.find_table::<acpi::mcfg::Mcfg>()
-        && acpi::AcpiTable::header(&*mcfg).length as usize >= core::mem::size_of::<acpi::mcfg::Mcfg>()
+        && acpi::AcpiTable::header(&*mcfg).length as usize
+            >= core::mem::size_of::<acpi::mcfg::Mcfg>()
         && let Some(e) = mcfg.entries().first()
     {
         let base = e.base_address;
-        info.ecam = Some((base, e.pci_segment_group, e.bus_number_start, e.bus_number_end));
+        info.ecam = Some((
+            base,
+            e.pci_segment_group,
+            e.bus_number_start,
+            e.bus_number_end,
+        ));
     }
     Ok(info)
 }

@@ -24,10 +24,15 @@ static CONSOLE: Mutex<Console> = Mutex::new(Console { uart: None });
 pub fn init(port: u16, baud: u32) {
     // SAFETY: the legacy COM ports are owned by the console from here on; nothing else in
     // rkdump touches this port range (the dump stream uses a different UART).
-    let uart = unsafe { Uart16550::new_port(port) }.ok().and_then(|mut uart| {
-        let config = Config { baud_rate: BaudRate::from_integer(baud), ..Config::DEFAULT };
-        uart.init(config).ok().map(|()| uart)
-    });
+    let uart = unsafe { Uart16550::new_port(port) }
+        .ok()
+        .and_then(|mut uart| {
+            let config = Config {
+                baud_rate: BaudRate::from_integer(baud),
+                ..Config::DEFAULT
+            };
+            uart.init(config).ok().map(|()| uart)
+        });
     CONSOLE.lock().uart = uart;
 }
 
@@ -43,7 +48,9 @@ pub fn emergency_unlock() {
 
 impl Console {
     fn send(&mut self, mut bytes: &[u8]) {
-        let Some(uart) = self.uart.as_mut() else { return };
+        let Some(uart) = self.uart.as_mut() else {
+            return;
+        };
         let mut spins = 0;
         while !bytes.is_empty() {
             let n = uart.send_bytes(bytes);
@@ -62,7 +69,9 @@ impl Console {
     }
 
     fn drain(&mut self) {
-        let Some(uart) = self.uart.as_mut() else { return };
+        let Some(uart) = self.uart.as_mut() else {
+            return;
+        };
         for _ in 0..SEND_SPIN_LIMIT {
             if uart.lsr().contains(LSR::TRANSMITTER_EMPTY) {
                 return;

@@ -37,12 +37,21 @@ pub fn run(boot: &BootInfo, opts: &Options, image: PhysRange, _acpi: Option<Acpi
     let plan = match rkdump_vmcore::prepare_dump(&mut mem, hdr.addr, hdr.size) {
         Ok(p) => p,
         Err(e) => {
-            rkerror!("elfcorehdr at {:#x} unusable: {e}: nothing to dump", hdr.addr);
+            rkerror!(
+                "elfcorehdr at {:#x} unusable: {e}: nothing to dump",
+                hdr.addr
+            );
             return Outcome::Failed;
         }
     };
     let s = plan.layout.summary;
-    rkline!("elfcorehdr addr={:#x} phnum={} notes={} loads={}", hdr.addr, s.input_phnum, s.pt_notes, s.loads);
+    rkline!(
+        "elfcorehdr addr={:#x} phnum={} notes={} loads={}",
+        hdr.addr,
+        s.input_phnum,
+        s.pt_notes,
+        s.loads
+    );
     rkline!(
         "vmcore cpus={} vmcoreinfo={} note_bytes={} old_memory={} MiB size={}",
         s.cpus,
@@ -60,7 +69,12 @@ pub fn run(boot: &BootInfo, opts: &Options, image: PhysRange, _acpi: Option<Acpi
         rkline!("note: notes: {w:?}");
     }
     // Never hand out memory the header lives in or that the dump reads.
-    for p in plan.header.notes().map(|(_, p)| p).chain(plan.header.loads().map(|(_, p)| p)) {
+    for p in plan
+        .header
+        .notes()
+        .map(|(_, p)| p)
+        .chain(plan.header.loads().map(|(_, p)| p))
+    {
         memory::reserve(PhysRange::new(p.p_offset, p.p_memsz));
     }
 
@@ -72,7 +86,9 @@ pub fn run(boot: &BootInfo, opts: &Options, image: PhysRange, _acpi: Option<Acpi
             SerialPort::Com2
         }
     };
-    if opts.console.map(|c| c.port) == Some(target) || (opts.console.is_none() && target == SerialPort::Com1) {
+    if opts.console.map(|c| c.port) == Some(target)
+        || (opts.console.is_none() && target == SerialPort::Com1)
+    {
         rkerror!("dump serial port {target} is also the console; refusing to mix them");
         return Outcome::Failed;
     }
@@ -95,7 +111,11 @@ struct Progress {
 impl Progress {
     fn new() -> Self {
         let now = clock::now_us();
-        Progress { start_us: now, last_us: now, last_pct: 0 }
+        Progress {
+            start_us: now,
+            last_us: now,
+            last_pct: 0,
+        }
     }
 
     fn update(&mut self, done: u64, total: u64) {
@@ -108,7 +128,11 @@ impl Progress {
         self.last_pct = pct;
         let secs = (now - self.start_us).max(1) as f64 / 1e6;
         let rate = done as f64 / secs / (1 << 20) as f64;
-        let eta = if done == 0 { 0 } else { ((total - done) as f64 / (done as f64 / secs)) as u64 };
+        let eta = if done == 0 {
+            0
+        } else {
+            ((total - done) as f64 / (done as f64 / secs)) as u64
+        };
         rkline!("progress {}% {:.1} MiB/s eta={}s", pct, rate, eta);
     }
 
@@ -151,8 +175,12 @@ fn dump_serial(
     // SAFETY: the dump port is not the console (checked by the caller) and nothing else in
     // rkdump drives it.
     let mut uart = unsafe { Uart16550::new_port(port.io_base()) }.map_err(|_| "bad serial port")?;
-    let config = Config { baud_rate: BaudRate::from_integer(baud), ..Config::DEFAULT };
-    uart.init(config).map_err(|_| "serial port does not answer")?;
+    let config = Config {
+        baud_rate: BaudRate::from_integer(baud),
+        ..Config::DEFAULT
+    };
+    uart.init(config)
+        .map_err(|_| "serial port does not answer")?;
     let total = plan.layout.total_size;
     let target = alloc::format!("serial:{port}");
     rkline!("dump start bytes={} target={}", total, target);
@@ -162,16 +190,24 @@ fn dump_serial(
     if let Some(t) = plan.notes.vmcoreinfo().and_then(|v| v.crash_time()) {
         run_id[8..].copy_from_slice(&t.to_le_bytes());
     }
-    enc.begin(total, run_id).map_err(|_| "stream begin failed")?;
+    enc.begin(total, run_id)
+        .map_err(|_| "stream begin failed")?;
     let mut buf: Vec<u8> = vec![0; BOUNCE];
     let mut progress = Progress::new();
-    rkdump_vmcore::write_vmcore(&plan.layout, mem, &mut enc, &mut buf, &mut |d, t| progress.update(d, t))
-        .map_err(|e| {
-            rkerror!("writing vmcore: {e}");
-            "vmcore write failed"
-        })?;
+    rkdump_vmcore::write_vmcore(&plan.layout, mem, &mut enc, &mut buf, &mut |d, t| {
+        progress.update(d, t)
+    })
+    .map_err(|e| {
+        rkerror!("writing vmcore: {e}");
+        "vmcore write failed"
+    })?;
     enc.end().map_err(|_| "stream end failed")?;
-    rkline!("dump complete bytes={} ms={} target={}", total, progress.elapsed_ms(), target);
+    rkline!(
+        "dump complete bytes={} ms={} target={}",
+        total,
+        progress.elapsed_ms(),
+        target
+    );
     rkline!("memory peak={} KiB", memory::peak_bytes() >> 10);
     Ok(())
 }

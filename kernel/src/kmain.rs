@@ -92,7 +92,9 @@ extern "C" fn rkdump_main(kind: u64, info: u64, _base: u64) -> ! {
     // KL's and KF's headers for hundreds of CPUs and memory ranges.
     let mut reserved = [PhysRange::new(0, 0); 160];
     let mut n = 0;
-    let elfcorehdr = opts.elfcorehdr.map(|h| PhysRange::new(h.addr, h.size.unwrap_or(64 << 10)));
+    let elfcorehdr = opts
+        .elfcorehdr
+        .map(|h| PhysRange::new(h.addr, h.size.unwrap_or(64 << 10)));
     for r in boot.reserved_ranges().chain([image]).chain(elfcorehdr) {
         if n < reserved.len() {
             reserved[n] = r;
@@ -129,7 +131,11 @@ extern "C" fn rkdump_main(kind: u64, info: u64, _base: u64) -> ! {
             a.rsdp,
             Hex(a.pm1a_cnt.map(u64::from)),
             Hex(a.pm_timer.map(|t| u64::from(t.0))),
-            a.s5.map_or(alloc::format!("none"), |s| alloc::format!("{}/{}", s.slp_typ_a, s.slp_typ_b)),
+            a.s5.map_or(alloc::string::String::from("none"), |s| alloc::format!(
+                "{}/{}",
+                s.slp_typ_a,
+                s.slp_typ_b
+            )),
             Hex(a.ecam.map(|e| e.0))
         );
         if let (Some(pm1a), Some(s5)) = (a.pm1a_cnt, a.s5) {
@@ -184,7 +190,10 @@ fn report_boot(boot: &BootInfo, opts: &Options) {
             DiagKind::Unknown | DiagKind::Duplicate => rkline!("note: {d}"),
         }
     }
-    rkline!("option reset_devices={}", if opts.reset_devices { "yes" } else { "no" });
+    rkline!(
+        "option reset_devices={}",
+        if opts.reset_devices { "yes" } else { "no" }
+    );
     match opts.elfcorehdr {
         Some(h) => match h.size {
             Some(s) => rkline!("option elfcorehdr={:#x} size={:#x}", h.addr, s),
@@ -237,7 +246,9 @@ fn selftest(t: SelfTest) {
         }
         SelfTest::Divide => {
             // SAFETY: deliberately executes a divide by zero (#DE) for the self-test.
-            unsafe { core::arch::asm!("xor edx, edx", "xor eax, eax", "xor ecx, ecx", "div ecx", out("eax") _, out("ecx") _, out("edx") _) };
+            unsafe {
+                core::arch::asm!("xor edx, edx", "xor eax, eax", "xor ecx, ecx", "div ecx", out("eax") _, out("ecx") _, out("edx") _)
+            };
         }
         SelfTest::Breakpoint => x86_64::instructions::interrupts::int3(),
         SelfTest::Panic => panic!("selftest"),

@@ -29,7 +29,10 @@ pub enum MemoryError {
 }
 
 /// Creates the frame allocator and the heap.
-pub fn init(map: &rkdump_boot::memmap::MemoryMap, reserved: &[PhysRange]) -> Result<(), MemoryError> {
+pub fn init(
+    map: &rkdump_boot::memmap::MemoryMap,
+    reserved: &[PhysRange],
+) -> Result<(), MemoryError> {
     let frames = FrameAllocator::new(map, reserved.iter().copied());
     *FRAMES.lock() = Some(frames);
     paging::set_page_source(table_page);
@@ -59,7 +62,11 @@ pub fn alloc(req: AllocRequest) -> Option<PhysRange> {
 /// Page-table pages come from below 4 GiB, where the identity map always exists, so the paging
 /// code can zero them without mapping anything first.
 fn table_page() -> Option<u64> {
-    let range = FRAMES.lock().as_mut()?.alloc(AllocRequest::pages(1).below(FOUR_GIB)).ok()?;
+    let range = FRAMES
+        .lock()
+        .as_mut()?
+        .alloc(AllocRequest::pages(1).below(FOUR_GIB))
+        .ok()?;
     Some(range.start)
 }
 
@@ -79,6 +86,9 @@ impl DmaAllocator for KernelDma {
             req = req.below(FOUR_GIB);
         }
         let r = alloc(req)?;
-        Some(DmaBuf { phys: r.start, len: r.len as usize })
+        Some(DmaBuf {
+            phys: r.start,
+            len: r.len as usize,
+        })
     }
 }

@@ -7,7 +7,9 @@
 use std::path::Path;
 
 use rkdump_vmcore::mem::{OldMemError, OldMemory};
-use rkdump_vmcore::testing::{cpu_note_buffer, header_blob, load_phdr, note_phdr, vmcoreinfo_buffer};
+use rkdump_vmcore::testing::{
+    cpu_note_buffer, header_blob, load_phdr, note_phdr, vmcoreinfo_buffer,
+};
 use rkdump_vmcore::{DumpSink, SinkError};
 
 /// Direct-map base the fabricated loads use for p_vaddr (like x86_64 Linux without KASLR).
@@ -86,10 +88,20 @@ pub fn build(dir: &Path, layout: Layout) -> Result<Crash, String> {
     let cpu0 = 0x0101_0000u64;
     let cpu1 = 0x0101_1000u64;
     let vmcoreinfo = 0x0102_0000u64;
-    let text = (0x0300_0000u64, if let Layout::Tiny = layout { 0x1000 } else { 0x20_0000u64 });
+    let text = (
+        0x0300_0000u64,
+        if let Layout::Tiny = layout {
+            0x1000
+        } else {
+            0x20_0000u64
+        },
+    );
     let mut ram = match layout {
         Layout::Tiny => vec![(0x0300_0000u64, 0x2000u64)],
-        _ => vec![(0x0300_0000u64, 0x40_0000u64), (0x0800_0123u64, 0x10_0321u64)],
+        _ => vec![
+            (0x0300_0000u64, 0x40_0000u64),
+            (0x0800_0123u64, 0x10_0321u64),
+        ],
     };
     if let Layout::High = layout {
         ram.push((0x1_2000_0000, 0x20_0000));
@@ -109,9 +121,11 @@ pub fn build(dir: &Path, layout: Layout) -> Result<Crash, String> {
 
     let mut mem = GuestMem::default();
     mem.regions.push((elfcorehdr, header));
-    mem.regions.push((cpu0, cpu_note_buffer(Some((1, 0xffff_ffff_8123_4567)))));
+    mem.regions
+        .push((cpu0, cpu_note_buffer(Some((1, 0xffff_ffff_8123_4567)))));
     mem.regions.push((cpu1, cpu_note_buffer(None)));
-    mem.regions.push((vmcoreinfo, vmcoreinfo_buffer(info, 4132)));
+    mem.regions
+        .push((vmcoreinfo, vmcoreinfo_buffer(info, 4132)));
     for &(start, len) in &ram {
         // Pattern over the whole page-rounded chunk, so bytes outside the PT_LOAD but inside its
         // rounded pages are non-zero too (/proc/vmcore exposes them; so must rkdump).
@@ -125,14 +139,24 @@ pub fn build(dir: &Path, layout: Layout) -> Result<Crash, String> {
         let file = dir.join(format!("region{i}-{base:#x}.bin"));
         std::fs::write(&file, bytes).map_err(|e| format!("{}: {e}", file.display()))?;
         qemu_args.push("-device".to_string());
-        qemu_args.push(format!("loader,file={},addr={base:#x},force-raw=on", file.display()));
+        qemu_args.push(format!(
+            "loader,file={},addr={base:#x},force-raw=on",
+            file.display()
+        ));
     }
 
-    let plan = rkdump_vmcore::prepare_dump(&mut mem, elfcorehdr, None).map_err(|e| format!("host model: {e}"))?;
+    let plan = rkdump_vmcore::prepare_dump(&mut mem, elfcorehdr, None)
+        .map_err(|e| format!("host model: {e}"))?;
     let mut sink = VecSink(Vec::new());
     let mut buf = vec![0u8; 64 * 1024];
-    rkdump_vmcore::writer::write_vmcore(&plan.layout, &mut mem, &mut sink, &mut buf, &mut |_, _| {})
-        .map_err(|e| format!("host model write: {e}"))?;
+    rkdump_vmcore::writer::write_vmcore(
+        &plan.layout,
+        &mut mem,
+        &mut sink,
+        &mut buf,
+        &mut |_, _| {},
+    )
+    .map_err(|e| format!("host model write: {e}"))?;
 
     Ok(Crash {
         qemu_args,

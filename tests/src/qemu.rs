@@ -45,13 +45,18 @@ impl Outcome {
 
     /// All `rkdump: ` lines with the prefix removed.
     pub fn rk_lines(&self) -> impl Iterator<Item = &str> {
-        self.console.iter().filter_map(|l| l.text.trim_end_matches('\r').strip_prefix("rkdump: "))
+        self.console
+            .iter()
+            .filter_map(|l| l.text.trim_end_matches('\r').strip_prefix("rkdump: "))
     }
 
     /// The last `n` console lines, for failure reports.
     pub fn tail(&self, n: usize) -> String {
         let start = self.console.len().saturating_sub(n);
-        self.console[start..].iter().map(|l| format!("  [{:7.3}] {}\n", l.at.as_secs_f64(), l.text)).collect()
+        self.console[start..]
+            .iter()
+            .map(|l| format!("  [{:7.3}] {}\n", l.at.as_secs_f64(), l.text))
+            .collect()
     }
 }
 
@@ -67,16 +72,40 @@ pub struct Qemu {
 impl Qemu {
     /// q35 machine under TCG (KVM with `RKDUMP_KVM=1`), no display, COM1 to the runner.
     pub fn q35(memory_mib: u32) -> Self {
-        let accel = if std::env::var("RKDUMP_KVM").as_deref() == Ok("1") { "kvm" } else { "tcg,thread=multi" };
+        let accel = if std::env::var("RKDUMP_KVM").as_deref() == Ok("1") {
+            "kvm"
+        } else {
+            "tcg,thread=multi"
+        };
         let args = [
-            "-machine", "q35", "-accel", accel, "-cpu", "max", "-m", &format!("{memory_mib}M"),
-            "-smp", "1", "-display", "none", "-monitor", "none", "-no-reboot", "-serial", "stdio",
-            "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
+            "-machine",
+            "q35",
+            "-accel",
+            accel,
+            "-cpu",
+            "max",
+            "-m",
+            &format!("{memory_mib}M"),
+            "-smp",
+            "1",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-no-reboot",
+            "-serial",
+            "stdio",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=4",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        Qemu { args, timeout: Duration::from_secs(60), stop_on: None }
+        Qemu {
+            args,
+            timeout: Duration::from_secs(60),
+            stop_on: None,
+        }
     }
 
     /// Adds raw arguments.
@@ -91,7 +120,12 @@ impl Qemu {
 
     /// Boots `kernel` with `-kernel` and the given command line.
     pub fn kernel(self, kernel: &std::path::Path, append: &str) -> Self {
-        self.args(["-kernel".to_string(), kernel.display().to_string(), "-append".into(), append.into()])
+        self.args([
+            "-kernel".to_string(),
+            kernel.display().to_string(),
+            "-append".into(),
+            append.into(),
+        ])
     }
 
     /// Sends COM2 to a file.
@@ -130,8 +164,16 @@ impl Qemu {
                 if n == 0 {
                     break;
                 }
-                let text = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
-                if tx.send(Line { at: start.elapsed(), text }).is_err() {
+                let text = String::from_utf8_lossy(&buf)
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string();
+                if tx
+                    .send(Line {
+                        at: start.elapsed(),
+                        text,
+                    })
+                    .is_err()
+                {
                     break;
                 }
                 buf.clear();
@@ -147,7 +189,10 @@ impl Qemu {
         let exit_code;
         loop {
             while let Ok(line) = rx.try_recv() {
-                let stop = self.stop_on.as_deref().is_some_and(|s| line.text.contains(s));
+                let stop = self
+                    .stop_on
+                    .as_deref()
+                    .is_some_and(|s| line.text.contains(s));
                 console.push(line);
                 if stop {
                     let _ = child.kill();
@@ -169,7 +214,13 @@ impl Qemu {
         let _ = reader.join();
         console.extend(rx.try_iter());
         let stderr = err_reader.join().unwrap_or_default();
-        Ok(Outcome { exit_code, timed_out, console, stderr, elapsed: start.elapsed() })
+        Ok(Outcome {
+            exit_code,
+            timed_out,
+            console,
+            stderr,
+            elapsed: start.elapsed(),
+        })
     }
 }
 

@@ -47,15 +47,51 @@ pub struct Scenario {
 /// All scenarios, in run order.
 pub fn all() -> Vec<Scenario> {
     vec![
-        Scenario { name: "boot-echo", about: "PVH boot prints entered, parsed options and e820, exits with the pass code", run: boot_echo },
-        Scenario { name: "poweroff", about: "rkdump.action=poweroff enters ACPI S5 and QEMU exits by itself", run: poweroff },
-        Scenario { name: "reboot", about: "default action resets the machine (QEMU -no-reboot exits)", run: reboot },
-        Scenario { name: "selftest-pagefault", about: "a deliberate #PF prints the exception report, then follows rkdump.action", run: selftest_pagefault },
-        Scenario { name: "selftest-divide", about: "a deliberate #DE is reported, never a silent triple fault", run: selftest_divide },
-        Scenario { name: "bad-cmdline", about: "empty, unknown and malformed parameters give clear lines and a defined end", run: bad_cmdline },
-        Scenario { name: "serial-dump-low", about: "fabricated crash below 4 GiB dumped over COM2; rkdumpctl recv output is byte-identical to the host's vmcore", run: serial_dump_low },
-        Scenario { name: "serial-dump-high", about: "fabricated crash with a RAM range above 4 GiB, same byte-for-byte check", run: serial_dump_high },
-        Scenario { name: "corrupt-elfcorehdr", about: "a corrupted elfcorehdr gives rkdump: error: and a defined end", run: corrupt_elfcorehdr },
+        Scenario {
+            name: "boot-echo",
+            about: "PVH boot prints entered, parsed options and e820, exits with the pass code",
+            run: boot_echo,
+        },
+        Scenario {
+            name: "poweroff",
+            about: "rkdump.action=poweroff enters ACPI S5 and QEMU exits by itself",
+            run: poweroff,
+        },
+        Scenario {
+            name: "reboot",
+            about: "default action resets the machine (QEMU -no-reboot exits)",
+            run: reboot,
+        },
+        Scenario {
+            name: "selftest-pagefault",
+            about: "a deliberate #PF prints the exception report, then follows rkdump.action",
+            run: selftest_pagefault,
+        },
+        Scenario {
+            name: "selftest-divide",
+            about: "a deliberate #DE is reported, never a silent triple fault",
+            run: selftest_divide,
+        },
+        Scenario {
+            name: "bad-cmdline",
+            about: "empty, unknown and malformed parameters give clear lines and a defined end",
+            run: bad_cmdline,
+        },
+        Scenario {
+            name: "serial-dump-low",
+            about: "fabricated crash below 4 GiB dumped over COM2; rkdumpctl recv output is byte-identical to the host's vmcore",
+            run: serial_dump_low,
+        },
+        Scenario {
+            name: "serial-dump-high",
+            about: "fabricated crash with a RAM range above 4 GiB, same byte-for-byte check",
+            run: serial_dump_high,
+        },
+        Scenario {
+            name: "corrupt-elfcorehdr",
+            about: "a corrupted elfcorehdr gives rkdump: error: and a defined end",
+            run: corrupt_elfcorehdr,
+        },
     ]
 }
 
@@ -68,10 +104,22 @@ pub fn run(env: &Env, only: &[String]) -> Vec<Verdict> {
         }
         let start = std::time::Instant::now();
         let result = qemu::artefact_dir(&env.target, s.name).and_then(|dir| (s.run)(env, &dir));
-        let v = Verdict { name: s.name, result, elapsed: start.elapsed() };
+        let v = Verdict {
+            name: s.name,
+            result,
+            elapsed: start.elapsed(),
+        };
         match &v.result {
-            Ok(()) => println!("scenario {} ... ok ({:.1} s)", v.name, v.elapsed.as_secs_f64()),
-            Err(e) => println!("scenario {} ... FAILED ({:.1} s)\n{e}", v.name, v.elapsed.as_secs_f64()),
+            Ok(()) => println!(
+                "scenario {} ... ok ({:.1} s)",
+                v.name,
+                v.elapsed.as_secs_f64()
+            ),
+            Err(e) => println!(
+                "scenario {} ... FAILED ({:.1} s)\n{e}",
+                v.name,
+                v.elapsed.as_secs_f64()
+            ),
         }
         out.push(v);
     }
@@ -82,7 +130,9 @@ pub fn run(env: &Env, only: &[String]) -> Vec<Verdict> {
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn boot(env: &Env, dir: &Path, append: &str, memory_mib: u32) -> Result<Outcome, String> {
-    let q = Qemu::q35(memory_mib).kernel(&env.elf, append).timeout(BOOT_TIMEOUT);
+    let q = Qemu::q35(memory_mib)
+        .kernel(&env.elf, append)
+        .timeout(BOOT_TIMEOUT);
     run_logged(&q, dir)
 }
 
@@ -90,7 +140,11 @@ fn boot(env: &Env, dir: &Path, append: &str, memory_mib: u32) -> Result<Outcome,
 pub fn run_logged(q: &Qemu, dir: &Path) -> Result<Outcome, String> {
     let _ = std::fs::write(dir.join("qemu-cmdline.txt"), q.command_line());
     let o = q.run()?;
-    let log: String = o.console.iter().map(|l| format!("[{:8.3}] {}\n", l.at.as_secs_f64(), l.text)).collect();
+    let log: String = o
+        .console
+        .iter()
+        .map(|l| format!("[{:8.3}] {}\n", l.at.as_secs_f64(), l.text))
+        .collect();
     let _ = std::fs::write(dir.join("console.log"), log);
     let _ = std::fs::write(dir.join("qemu-stderr.log"), &o.stderr);
     Ok(o)
@@ -115,7 +169,11 @@ pub fn ensure(cond: bool, what: &str, o: &Outcome) -> Result<(), String> {
 /// Every run must reach a defined end: no timeout, and `rkdump: finish` printed.
 fn defined_end(o: &Outcome) -> Result<(), String> {
     ensure(!o.timed_out, "QEMU ended by itself before the timeout", o)?;
-    ensure(o.rk_lines().any(|l| l.starts_with("finish ")), "a `rkdump: finish` line", o)
+    ensure(
+        o.rk_lines().any(|l| l.starts_with("finish ")),
+        "a `rkdump: finish` line",
+        o,
+    )
 }
 
 fn has(o: &Outcome, prefix: &str) -> bool {
@@ -134,45 +192,124 @@ fn boot_echo(env: &Env, dir: &Path) -> Result<(), String> {
     let o = run_logged(&q, dir)?;
     defined_end(&o)?;
     ensure(has(&o, "entered"), "`rkdump: entered`", &o)?;
-    ensure(has(&o, "boot source=pvh"), "boot source reported as pvh", &o)?;
     ensure(
-        has(&o, "cmdline \"reset_devices elfcorehdr=0x1000000 rkdump.action=poweroff rkdump.exit=qemu\""),
+        has(&o, "boot source=pvh"),
+        "boot source reported as pvh",
+        &o,
+    )?;
+    ensure(
+        has(
+            &o,
+            "cmdline \"reset_devices elfcorehdr=0x1000000 rkdump.action=poweroff rkdump.exit=qemu\"",
+        ),
         "the command line echoed verbatim",
         &o,
     )?;
-    ensure(has(&o, "option reset_devices=yes"), "reset_devices parsed", &o)?;
-    ensure(has(&o, "option elfcorehdr=0x1000000"), "elfcorehdr parsed as 0x1000000", &o)?;
-    ensure(has(&o, "option action=poweroff"), "action parsed as poweroff", &o)?;
-    ensure(has(&o, "option reset=auto"), "reset policy auto (reset_devices present)", &o)?;
+    ensure(
+        has(&o, "option reset_devices=yes"),
+        "reset_devices parsed",
+        &o,
+    )?;
+    ensure(
+        has(&o, "option elfcorehdr=0x1000000"),
+        "elfcorehdr parsed as 0x1000000",
+        &o,
+    )?;
+    ensure(
+        has(&o, "option action=poweroff"),
+        "action parsed as poweroff",
+        &o,
+    )?;
+    ensure(
+        has(&o, "option reset=auto"),
+        "reset policy auto (reset_devices present)",
+        &o,
+    )?;
     // 256 MiB guest: QEMU reports low RAM 0..0x9fbff and RAM from 1 MiB to the top.
-    ensure(has(&o, "e820 0x0000000000100000-0x000000000ffdefff ram"), "e820 RAM from 1 MiB to just below 256 MiB", &o)?;
+    ensure(
+        has(&o, "e820 0x0000000000100000-0x000000000ffdefff ram"),
+        "e820 RAM from 1 MiB to just below 256 MiB",
+        &o,
+    )?;
     ensure(has(&o, "initrd none"), "no initrd reported", &o)?;
-    ensure(has(&o, "dump complete bytes="), "the tiny dump completed", &o)?;
-    ensure(o.exit_code == Some(EXIT_PASS), "QEMU exit code 33 (pass)", &o)
+    ensure(
+        has(&o, "dump complete bytes="),
+        "the tiny dump completed",
+        &o,
+    )?;
+    ensure(
+        o.exit_code == Some(EXIT_PASS),
+        "QEMU exit code 33 (pass)",
+        &o,
+    )
 }
 
 fn poweroff(env: &Env, dir: &Path) -> Result<(), String> {
     let o = boot(env, dir, "rkdump.action=poweroff", 256)?;
     defined_end(&o)?;
-    ensure(o.rk_lines().any(|l| l.starts_with("finish ") && l.ends_with("action=poweroff")), "finish line names poweroff", &o)?;
-    ensure(o.rk_lines().any(|l| l.starts_with("acpi rsdp=") && l.contains("pm1a_cnt=0x")), "ACPI PM1 control block found through the RSDP", &o)?;
-    ensure(o.exit_code == Some(0), "QEMU exited 0 (ACPI S5 power-off)", &o)
+    ensure(
+        o.rk_lines()
+            .any(|l| l.starts_with("finish ") && l.ends_with("action=poweroff")),
+        "finish line names poweroff",
+        &o,
+    )?;
+    ensure(
+        o.rk_lines()
+            .any(|l| l.starts_with("acpi rsdp=") && l.contains("pm1a_cnt=0x")),
+        "ACPI PM1 control block found through the RSDP",
+        &o,
+    )?;
+    ensure(
+        o.exit_code == Some(0),
+        "QEMU exited 0 (ACPI S5 power-off)",
+        &o,
+    )
 }
 
 fn reboot(env: &Env, dir: &Path) -> Result<(), String> {
     let o = boot(env, dir, "console=ttyS0", 256)?;
     defined_end(&o)?;
-    ensure(o.rk_lines().any(|l| l.starts_with("finish ") && l.ends_with("action=reboot")), "finish line names reboot", &o)?;
-    ensure(o.exit_code == Some(0), "QEMU exited 0 on reset (-no-reboot)", &o)
+    ensure(
+        o.rk_lines()
+            .any(|l| l.starts_with("finish ") && l.ends_with("action=reboot")),
+        "finish line names reboot",
+        &o,
+    )?;
+    ensure(
+        o.exit_code == Some(0),
+        "QEMU exited 0 on reset (-no-reboot)",
+        &o,
+    )
 }
 
 fn selftest(env: &Env, dir: &Path, which: &str, vector: &str) -> Result<(), String> {
-    let o = boot(env, dir, &format!("rkdump.selftest={which} rkdump.exit=qemu rkdump.action=halt"), 256)?;
+    let o = boot(
+        env,
+        dir,
+        &format!("rkdump.selftest={which} rkdump.exit=qemu rkdump.action=halt"),
+        256,
+    )?;
     defined_end(&o)?;
-    ensure(has(&o, &format!("error: exception vector={vector}")), "exception report with the vector", &o)?;
-    ensure(o.rk_lines().any(|l| l.starts_with("regs rax=")), "register dump", &o)?;
-    ensure(has(&o, "finish outcome=failed action=halt"), "finish follows rkdump.action after the fault", &o)?;
-    ensure(o.exit_code == Some(EXIT_FAIL), "QEMU exit code 35 (fail reported)", &o)
+    ensure(
+        has(&o, &format!("error: exception vector={vector}")),
+        "exception report with the vector",
+        &o,
+    )?;
+    ensure(
+        o.rk_lines().any(|l| l.starts_with("regs rax=")),
+        "register dump",
+        &o,
+    )?;
+    ensure(
+        has(&o, "finish outcome=failed action=halt"),
+        "finish follows rkdump.action after the fault",
+        &o,
+    )?;
+    ensure(
+        o.exit_code == Some(EXIT_FAIL),
+        "QEMU exit code 35 (fail reported)",
+        &o,
+    )
 }
 
 fn selftest_pagefault(env: &Env, dir: &Path) -> Result<(), String> {
@@ -190,7 +327,11 @@ fn bad_cmdline(env: &Env, dir: &Path) -> Result<(), String> {
     let o = boot(env, &empty, "", 256)?;
     defined_end(&o)?;
     ensure(has(&o, "cmdline \"\""), "empty command line echoed", &o)?;
-    ensure(has(&o, "error: no elfcorehdr= on the command line"), "missing elfcorehdr reported as an error", &o)?;
+    ensure(
+        has(&o, "error: no elfcorehdr= on the command line"),
+        "missing elfcorehdr reported as an error",
+        &o,
+    )?;
 
     let bad = dir.join("malformed");
     std::fs::create_dir_all(&bad).map_err(|e| e.to_string())?;
@@ -201,27 +342,84 @@ fn bad_cmdline(env: &Env, dir: &Path) -> Result<(), String> {
         256,
     )?;
     defined_end(&o)?;
-    ensure(has(&o, "note: unknown parameter \"irqpoll\" ignored"), "unknown parameter noted, not an error", &o)?;
-    ensure(has(&o, "note: unknown parameter \"rkdump.bogus=1\" ignored"), "unknown rkdump.* parameter noted", &o)?;
-    ensure(has(&o, "error: malformed \"elfcorehdr=zz\" ignored"), "malformed elfcorehdr is an error line", &o)?;
-    ensure(has(&o, "error: malformed \"rkdump.action=sideways\" ignored"), "malformed action is an error line", &o)?;
-    ensure(has(&o, "option action=reboot"), "malformed action falls back to the default", &o)?;
-    ensure(o.exit_code == Some(EXIT_FAIL), "run ends with failure (nothing to dump)", &o)
+    ensure(
+        has(&o, "note: unknown parameter \"irqpoll\" ignored"),
+        "unknown parameter noted, not an error",
+        &o,
+    )?;
+    ensure(
+        has(&o, "note: unknown parameter \"rkdump.bogus=1\" ignored"),
+        "unknown rkdump.* parameter noted",
+        &o,
+    )?;
+    ensure(
+        has(&o, "error: malformed \"elfcorehdr=zz\" ignored"),
+        "malformed elfcorehdr is an error line",
+        &o,
+    )?;
+    ensure(
+        has(&o, "error: malformed \"rkdump.action=sideways\" ignored"),
+        "malformed action is an error line",
+        &o,
+    )?;
+    ensure(
+        has(&o, "option action=reboot"),
+        "malformed action falls back to the default",
+        &o,
+    )?;
+    ensure(
+        o.exit_code == Some(EXIT_FAIL),
+        "run ends with failure (nothing to dump)",
+        &o,
+    )
 }
 
 fn serial_dump(env: &Env, dir: &Path, layout: fabricate::Layout) -> Result<(), String> {
     let crash = fabricate::build(dir, layout)?;
     let com2 = dir.join("com2.bin");
     let _ = std::fs::remove_file(&com2);
-    let append = format!("console=ttyS0 elfcorehdr={:#x} rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff", crash.elfcorehdr);
-    let q = Qemu::q35(crash.memory_mib).kernel(&env.elf, &append).com2_file(&com2).args(crash.qemu_args.clone()).timeout(BOOT_TIMEOUT * 3);
+    let append = format!(
+        "console=ttyS0 elfcorehdr={:#x} rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff",
+        crash.elfcorehdr
+    );
+    let q = Qemu::q35(crash.memory_mib)
+        .kernel(&env.elf, &append)
+        .com2_file(&com2)
+        .args(crash.qemu_args.clone())
+        .timeout(BOOT_TIMEOUT * 3);
     let o = run_logged(&q, dir)?;
     defined_end(&o)?;
-    ensure(has(&o, "elfcorehdr addr=0x1000000 phnum="), "elfcorehdr summary line", &o)?;
-    ensure(has(&o, &format!("dump start bytes={} target=serial:ttyS1", crash.expected.len())), "dump start with the expected size", &o)?;
-    ensure(o.rk_lines().any(|l| l.starts_with("progress ")), "at least one progress line", &o)?;
-    ensure(has(&o, &format!("dump complete bytes={}", crash.expected.len())), "dump complete line", &o)?;
-    ensure(o.exit_code == Some(EXIT_PASS), "QEMU exit code 33 (pass)", &o)?;
+    ensure(
+        has(&o, "elfcorehdr addr=0x1000000 phnum="),
+        "elfcorehdr summary line",
+        &o,
+    )?;
+    ensure(
+        has(
+            &o,
+            &format!(
+                "dump start bytes={} target=serial:ttyS1",
+                crash.expected.len()
+            ),
+        ),
+        "dump start with the expected size",
+        &o,
+    )?;
+    ensure(
+        o.rk_lines().any(|l| l.starts_with("progress ")),
+        "at least one progress line",
+        &o,
+    )?;
+    ensure(
+        has(&o, &format!("dump complete bytes={}", crash.expected.len())),
+        "dump complete line",
+        &o,
+    )?;
+    ensure(
+        o.exit_code == Some(EXIT_PASS),
+        "QEMU exit code 33 (pass)",
+        &o,
+    )?;
     let out = dir.join("vmcore");
     let recv = std::process::Command::new(&env.rkdumpctl)
         .arg("recv")
@@ -231,7 +429,11 @@ fn serial_dump(env: &Env, dir: &Path, layout: fabricate::Layout) -> Result<(), S
         .output()
         .map_err(|e| format!("running rkdumpctl: {e}"))?;
     if !recv.status.success() {
-        return Err(format!("rkdumpctl recv failed: {}{}", String::from_utf8_lossy(&recv.stdout), String::from_utf8_lossy(&recv.stderr)));
+        return Err(format!(
+            "rkdumpctl recv failed: {}{}",
+            String::from_utf8_lossy(&recv.stdout),
+            String::from_utf8_lossy(&recv.stderr)
+        ));
     }
     let got = std::fs::read(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let _ = std::fs::write(dir.join("expected.vmcore"), &crash.expected);
@@ -244,7 +446,11 @@ fn serial_dump(env: &Env, dir: &Path, layout: fabricate::Layout) -> Result<(), S
             first
         ));
     }
-    println!("    {} bytes byte-identical; loads {:x?}", got.len(), crash.loads);
+    println!(
+        "    {} bytes byte-identical; loads {:x?}",
+        got.len(),
+        crash.loads
+    );
     Ok(())
 }
 
@@ -273,11 +479,25 @@ fn corrupt_elfcorehdr(env: &Env, dir: &Path) -> Result<(), String> {
     let file = dir.join("corrupt-hdr.bin");
     std::fs::write(&file, &blob).map_err(|e| e.to_string())?;
     let q = Qemu::q35(256)
-        .kernel(&env.elf, "elfcorehdr=0x1000000 rkdump.exit=qemu rkdump.action=poweroff")
-        .args(["-device".to_string(), format!("loader,file={},addr=0x1000000,force-raw=on", file.display())])
+        .kernel(
+            &env.elf,
+            "elfcorehdr=0x1000000 rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .args([
+            "-device".to_string(),
+            format!("loader,file={},addr=0x1000000,force-raw=on", file.display()),
+        ])
         .timeout(BOOT_TIMEOUT);
     let o = run_logged(&q, dir)?;
     defined_end(&o)?;
-    ensure(has(&o, "error: elfcorehdr at 0x1000000 unusable"), "typed rejection of the corrupted header", &o)?;
-    ensure(o.exit_code == Some(EXIT_FAIL), "QEMU exit code 35 (failure reported)", &o)
+    ensure(
+        has(&o, "error: elfcorehdr at 0x1000000 unusable"),
+        "typed rejection of the corrupted header",
+        &o,
+    )?;
+    ensure(
+        o.exit_code == Some(EXIT_FAIL),
+        "QEMU exit code 35 (failure reported)",
+        &o,
+    )
 }

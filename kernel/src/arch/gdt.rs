@@ -61,14 +61,25 @@ pub fn init() {
         let code = table.append(Descriptor::kernel_code_segment());
         let data = table.append(Descriptor::kernel_data_segment());
         let tss = table.append(Descriptor::tss_segment(tss));
-        Gdt { table, code, data, tss }
+        Gdt {
+            table,
+            code,
+            data,
+            tss,
+        }
     });
     gdt.table.load();
     // SAFETY: the selectors index descriptors of the GDT just loaded, which lives in a static
     // `Once` for the rest of the kernel's life; the TSS descriptor points at a static TSS.
     unsafe {
         CS::set_reg(gdt.code);
-        for set in [DS::set_reg, ES::set_reg, SS::set_reg, FS::set_reg, GS::set_reg] {
+        for set in [
+            DS::set_reg,
+            ES::set_reg,
+            SS::set_reg,
+            FS::set_reg,
+            GS::set_reg,
+        ] {
             set(gdt.data);
         }
         load_tss(gdt.tss);

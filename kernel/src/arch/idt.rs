@@ -193,7 +193,15 @@ struct Idt(UnsafeCell<[Gate; 32]>);
 unsafe impl Sync for Idt {}
 
 static IDT: Idt = Idt(UnsafeCell::new(
-    [Gate { offset_low: 0, selector: 0, ist: 0, type_attr: 0, offset_mid: 0, offset_high: 0, reserved: 0 }; 32],
+    [Gate {
+        offset_low: 0,
+        selector: 0,
+        ist: 0,
+        type_attr: 0,
+        offset_mid: 0,
+        offset_high: 0,
+        reserved: 0,
+    }; 32],
 ));
 
 /// Installs a gate for each of the 32 exception vectors and loads the IDT.
@@ -234,9 +242,8 @@ pub fn init() {
 pub fn vector_name(vector: u64) -> &'static str {
     const NAMES: [&str; 32] = [
         "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS",
-        "#GP", "#PF", "reserved", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "reserved",
-        "reserved", "reserved", "reserved", "reserved", "reserved", "#HV", "#VC", "#SX",
-        "reserved",
+        "#GP", "#PF", "reserved", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "reserved", "reserved",
+        "reserved", "reserved", "reserved", "reserved", "#HV", "#VC", "#SX", "reserved",
     ];
     NAMES.get(vector as usize).copied().unwrap_or("unknown")
 }
@@ -261,11 +268,25 @@ extern "C" fn rkdump_exception(frame: &mut TrapFrame) {
     );
     crate::rkline!(
         "regs rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x} rsi={:#x} rdi={:#x} rbp={:#x} rsp={:#x}",
-        frame.rax, frame.rbx, frame.rcx, frame.rdx, frame.rsi, frame.rdi, frame.rbp, frame.rsp
+        frame.rax,
+        frame.rbx,
+        frame.rcx,
+        frame.rdx,
+        frame.rsi,
+        frame.rdi,
+        frame.rbp,
+        frame.rsp
     );
     crate::rkline!(
         "regs r8={:#x} r9={:#x} r10={:#x} r11={:#x} r12={:#x} r13={:#x} r14={:#x} r15={:#x}",
-        frame.r8, frame.r9, frame.r10, frame.r11, frame.r12, frame.r13, frame.r14, frame.r15
+        frame.r8,
+        frame.r9,
+        frame.r10,
+        frame.r11,
+        frame.r12,
+        frame.r13,
+        frame.r14,
+        frame.r15
     );
     crate::rkline!(
         "regs cs={:#x} ss={:#x} rflags={:#x} cr3={:#x} cr4={:#x}",

@@ -143,7 +143,11 @@ impl Tables {
             let pdpt_slot = (pdpt + 8 * pdpt_index as u64) as *mut u64;
             // SAFETY: live table page owned by this struct.
             let pdpt_entry = unsafe { pdpt_slot.read_volatile() };
-            if self.gig_pages && addr % SIZE_1G == 0 && end - addr >= SIZE_1G && pdpt_entry & PRESENT == 0 {
+            if self.gig_pages
+                && addr.is_multiple_of(SIZE_1G)
+                && end - addr >= SIZE_1G
+                && pdpt_entry & PRESENT == 0
+            {
                 // SAFETY: as above.
                 unsafe { pdpt_slot.write_volatile(addr | flags) };
                 addr += SIZE_1G;
@@ -160,7 +164,9 @@ impl Tables {
                 let old = pdpt_entry & !ADDR_MASK;
                 for i in 0..512u64 {
                     // SAFETY: fresh table page owned by this struct.
-                    unsafe { ((pd + 8 * i) as *mut u64).write_volatile((base + i * SIZE_2M) | old) };
+                    unsafe {
+                        ((pd + 8 * i) as *mut u64).write_volatile((base + i * SIZE_2M) | old)
+                    };
                 }
                 // SAFETY: as above.
                 unsafe { pdpt_slot.write_volatile(pd | PRESENT | WRITABLE) };

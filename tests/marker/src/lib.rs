@@ -86,7 +86,11 @@ pub fn runs_from_pfns(pfns: &[u64]) -> Vec<Run> {
             Some(r) if r.first_index + r.count == index && r.first_pfn + r.count == pfn => {
                 r.count += 1;
             }
-            _ => runs.push(Run { first_index: index, first_pfn: pfn, count: 1 }),
+            _ => runs.push(Run {
+                first_index: index,
+                first_pfn: pfn,
+                count: 1,
+            }),
         }
     }
     runs
@@ -163,7 +167,11 @@ impl core::fmt::Display for ReportLine {
                 write!(f, "marker tag={tag:#018x} pages={pages} runs={runs}")
             }
             ReportLine::Run(r) => {
-                write!(f, "marker run {} {:#x} {}", r.first_index, r.first_pfn, r.count)
+                write!(
+                    f,
+                    "marker run {} {:#x} {}",
+                    r.first_index, r.first_pfn, r.count
+                )
             }
             ReportLine::Done => write!(f, "marker done"),
             ReportLine::Moved(n) => write!(f, "marker moved {n}"),
@@ -194,10 +202,16 @@ impl Report {
     pub fn from_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Option<Report> {
         let mut report: Option<Report> = None;
         for line in lines {
-            let Some(parsed) = ReportLine::parse(line) else { continue };
+            let Some(parsed) = ReportLine::parse(line) else {
+                continue;
+            };
             match (parsed, report.as_mut()) {
                 (ReportLine::Header { tag, pages, .. }, None) => {
-                    report = Some(Report { tag, pages, ..Report::default() });
+                    report = Some(Report {
+                        tag,
+                        pages,
+                        ..Report::default()
+                    });
                 }
                 (ReportLine::Header { .. }, Some(_)) => {}
                 (ReportLine::Run(run), Some(r)) => r.runs.push(run),
@@ -205,7 +219,10 @@ impl Report {
                 (ReportLine::Moved(n), Some(r)) => r.moved = r.moved.max(n),
                 (ReportLine::Error(e), Some(r)) => r.errors.push(e),
                 (ReportLine::Error(e), None) => {
-                    report = Some(Report { errors: vec![e], ..Report::default() });
+                    report = Some(Report {
+                        errors: vec![e],
+                        ..Report::default()
+                    });
                 }
                 (_, None) => {}
             }
@@ -216,7 +233,10 @@ impl Report {
     /// Checks that the runs cover pages `0..pages` exactly once, in order.
     pub fn validate(&self) -> Result<(), String> {
         if !self.errors.is_empty() {
-            return Err(format!("marker reported errors: {}", self.errors.join("; ")));
+            return Err(format!(
+                "marker reported errors: {}",
+                self.errors.join("; ")
+            ));
         }
         if !self.done {
             return Err("marker report incomplete (no `marker done`)".into());
@@ -224,12 +244,18 @@ impl Report {
         let mut next = 0u64;
         for r in &self.runs {
             if r.first_index != next || r.count == 0 {
-                return Err(format!("marker run at index {} breaks coverage (expected {next})", r.first_index));
+                return Err(format!(
+                    "marker run at index {} breaks coverage (expected {next})",
+                    r.first_index
+                ));
             }
             next += r.count;
         }
         if next != self.pages {
-            return Err(format!("marker runs cover {next} pages, header says {}", self.pages));
+            return Err(format!(
+                "marker runs cover {next} pages, header says {}",
+                self.pages
+            ));
         }
         Ok(())
     }
@@ -263,9 +289,21 @@ mod tests {
         assert_eq!(
             runs,
             vec![
-                Run { first_index: 0, first_pfn: 10, count: 3 },
-                Run { first_index: 3, first_pfn: 5, count: 1 },
-                Run { first_index: 4, first_pfn: 7, count: 2 },
+                Run {
+                    first_index: 0,
+                    first_pfn: 10,
+                    count: 3
+                },
+                Run {
+                    first_index: 3,
+                    first_pfn: 5,
+                    count: 1
+                },
+                Run {
+                    first_index: 4,
+                    first_pfn: 7,
+                    count: 2
+                },
             ]
         );
         assert_eq!(pfn_of(&runs, 2), Some(12));
@@ -276,9 +314,21 @@ mod tests {
     #[test]
     fn report_round_trips() {
         let lines = [
-            ReportLine::Header { tag: 0xdead_beef, pages: 3, runs: 2 },
-            ReportLine::Run(Run { first_index: 0, first_pfn: 0x1000, count: 2 }),
-            ReportLine::Run(Run { first_index: 2, first_pfn: 0x3000, count: 1 }),
+            ReportLine::Header {
+                tag: 0xdead_beef,
+                pages: 3,
+                runs: 2,
+            },
+            ReportLine::Run(Run {
+                first_index: 0,
+                first_pfn: 0x1000,
+                count: 2,
+            }),
+            ReportLine::Run(Run {
+                first_index: 2,
+                first_pfn: 0x3000,
+                count: 1,
+            }),
             ReportLine::Done,
         ];
         let text: Vec<String> = lines.iter().map(|l| format!("[ 1.0] {l}")).collect();

@@ -31,24 +31,37 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
-    let mut out = Args { mib: 0, tag: None, ready: None, recheck: 2 };
+    let mut out = Args {
+        mib: 0,
+        tag: None,
+        ready: None,
+        recheck: 2,
+    };
     let mut mib = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--tag" => {
                 let v = args.next().ok_or("--tag needs a value")?;
                 let hex = v.trim_start_matches("0x");
-                out.tag = Some(u64::from_str_radix(hex, 16).map_err(|e| format!("--tag {v}: {e}"))?);
+                out.tag =
+                    Some(u64::from_str_radix(hex, 16).map_err(|e| format!("--tag {v}: {e}"))?);
             }
             "--ready" => out.ready = Some(args.next().ok_or("--ready needs a path")?),
             "--recheck" => {
                 let v = args.next().ok_or("--recheck needs seconds")?;
                 out.recheck = v.parse().map_err(|e| format!("--recheck {v}: {e}"))?;
             }
-            other => mib = Some(other.parse::<u64>().map_err(|e| format!("bad MiB `{other}`: {e}"))?),
+            other => {
+                mib = Some(
+                    other
+                        .parse::<u64>()
+                        .map_err(|e| format!("bad MiB `{other}`: {e}"))?,
+                )
+            }
         }
     }
-    out.mib = mib.ok_or("usage: rkdump-marker <MiB> [--tag HEX] [--ready FILE] [--recheck SECS]")?;
+    out.mib =
+        mib.ok_or("usage: rkdump-marker <MiB> [--tag HEX] [--ready FILE] [--recheck SECS]")?;
     if out.mib == 0 {
         return Err("MiB must be at least 1".into());
     }
@@ -78,7 +91,10 @@ fn read_pfns(pagemap: &File, pages: &[Page]) -> Result<Vec<u64>, String> {
 }
 
 fn default_tag() -> u64 {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
     t ^ (u64::from(std::process::id()) << 40)
 }
 
@@ -86,14 +102,19 @@ fn run(args: &Args) -> Result<(), String> {
     let tag = args.tag.unwrap_or_else(default_tag);
     let n = usize::try_from(args.mib * 256).map_err(|_| "size too large")?;
     let mut pages: Vec<Page> = Vec::new();
-    pages.try_reserve_exact(n).map_err(|e| format!("allocating {} MiB: {e}", args.mib))?;
+    pages
+        .try_reserve_exact(n)
+        .map_err(|e| format!("allocating {} MiB: {e}", args.mib))?;
     let bytes = n * PAGE_SIZE;
     // SAFETY: the range is the Vec's own allocation (capacity n pages, page aligned by `Page`'s
     // alignment); madvise only changes the huge-page policy and cannot invalidate it.
     let rc = unsafe { madvise(pages.as_mut_ptr().cast(), bytes, MADV_NOHUGEPAGE) };
     if rc != 0 {
         // Not fatal: without THP the policy is moot.
-        eprintln!("marker: madvise(NOHUGEPAGE) failed: {}", std::io::Error::last_os_error());
+        eprintln!(
+            "marker: madvise(NOHUGEPAGE) failed: {}",
+            std::io::Error::last_os_error()
+        );
     }
     let mut page = Page([0; PAGE_SIZE]);
     for index in 0..n as u64 {
@@ -103,21 +124,32 @@ fn run(args: &Args) -> Result<(), String> {
     // SAFETY: pages.as_ptr() .. + bytes is the initialised, live allocation of `pages`, which is
     // never freed or reallocated before the process exits.
     if unsafe { mlock(pages.as_ptr().cast(), bytes) } != 0 {
-        return Err(format!("mlock {} MiB: {}", args.mib, std::io::Error::last_os_error()));
+        return Err(format!(
+            "mlock {} MiB: {}",
+            args.mib,
+            std::io::Error::last_os_error()
+        ));
     }
-    let pagemap = File::open("/proc/self/pagemap").map_err(|e| format!("open /proc/self/pagemap: {e}"))?;
+    let pagemap =
+        File::open("/proc/self/pagemap").map_err(|e| format!("open /proc/self/pagemap: {e}"))?;
     let pfns = read_pfns(&pagemap, &pages)?;
     let runs = runs_from_pfns(&pfns);
 
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let header = ReportLine::Header { tag, pages: n as u64, runs: runs.len() as u64 };
+    let header = ReportLine::Header {
+        tag,
+        pages: n as u64,
+        runs: runs.len() as u64,
+    };
     let mut text = format!("{header}\n");
     for r in &runs {
         text.push_str(&format!("{}\n", ReportLine::Run(*r)));
     }
     text.push_str(&format!("{}\n", ReportLine::Done));
-    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(|e| format!("stdout: {e}"))?;
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("stdout: {e}"))?;
     drop(out);
     if let Some(ready) = &args.ready {
         std::fs::write(ready, b"ready\n").map_err(|e| format!("writing {ready}: {e}"))?;
