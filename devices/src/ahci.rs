@@ -1,0 +1,1232 @@
+//! Polled AHCI driver for one SATA disk: HBA and port resets for what a crashed kernel left
+//! running, then IDENTIFY and DMA reads/writes whose PRDTs point straight at the dump's physical
+//! memory; NCQ with up to 32 tags when HBA and disk support it, else one command at a time.
+//!
+//! Section numbers cite AHCI 1.3.1; ATA commands and IDENTIFY words cite ACS-3, FIS layouts
+//! SATA 3.x §10.5.
+
+use alloc::format;
+use alloc::string::String;
+use core::fmt;
+
+use bitflags::bitflags;
+use log::{info, warn};
+
+use crate::block::{BlockDevice, BlockError, BlockInfo, WriteReq};
+use crate::dma::DmaAllocator;
+use crate::hw::{DmaMem, Mmio, fence};
+use crate::nvme::{Regs, Slots, alloc_dma, check_request, split};
+use crate::time::{Clock, poll_until};
+
+#[cfg(test)]
+mod tests;
+
+// ---------------------------------------------------------------------------------------------
+// Registers (§3).
+
+/// HBA Capabilities.
+const CAP: usize = 0x00;
+/// Global HBA Control.
+const GHC: usize = 0x04;
+/// Ports Implemented.
+const PI: usize = 0x0C;
+/// Version.
+const VS: usize = 0x10;
+/// HBA Capabilities Extended.
+const CAP2: usize = 0x24;
+
+/// Port registers start here, 0x80 bytes per port (§3.3).
+const PORT_BASE: usize = 0x100;
+const PORT_STRIDE: usize = 0x80;
+/// Command List Base Address (1 KiB aligned), and upper half.
+const PX_CLB: usize = 0x00;
+const PX_CLBU: usize = 0x04;
+/// FIS Base Address (256 B aligned), and upper half.
+const PX_FB: usize = 0x08;
+const PX_FBU: usize = 0x0C;
+/// Interrupt Status (RW1C).
+const PX_IS: usize = 0x10;
+/// Interrupt Enable.
+const PX_IE: usize = 0x14;
+/// Command and Status.
+const PX_CMD: usize = 0x18;
+/// Task File Data: ATA status in 7:0, error in 15:8.
+const PX_TFD: usize = 0x20;
+/// Signature of the attached device.
+const PX_SIG: usize = 0x24;
+/// SATA Status (SStatus).
+const PX_SSTS: usize = 0x28;
+/// SATA Control (SControl).
+const PX_SCTL: usize = 0x2C;
+/// SATA Error (RW1C).
+const PX_SERR: usize = 0x30;
+/// SATA Active: NCQ tags outstanding.
+const PX_SACT: usize = 0x34;
+/// Command Issue.
+const PX_CI: usize = 0x38;
+
+bitflags! {
+    /// CAP single-bit fields (§3.1.1); the NCS field (bits 12:8) is read directly.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct HbaCap: u32 {
+        /// Supports 64-bit addressing.
+        const S64A = 1 << 31;
+        /// Supports native command queuing.
+        const SNCQ = 1 << 30;
+        /// Supports staggered spin-up.
+        const SSS = 1 << 27;
+        const _ = !0;
+    }
+
+    /// GHC (§3.1.2).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Ghc: u32 {
+        /// HBA Reset.
+        const HR = 1 << 0;
+        /// Interrupt Enable.
+        const IE = 1 << 1;
+        /// AHCI Enable.
+        const AE = 1 << 31;
+    }
+
+    /// PxCMD (§3.3.7).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct PortCmd: u32 {
+        /// Start: process the command list.
+        const ST = 1 << 0;
+        /// Spin-Up Device.
+        const SUD = 1 << 1;
+        /// Power On Device.
+        const POD = 1 << 2;
+        /// FIS Receive Enable.
+        const FRE = 1 << 4;
+        /// FIS Receive Running.
+        const FR = 1 << 14;
+        /// Command List Running.
+        const CR = 1 << 15;
+        const _ = !0;
+    }
+
+    /// PxIS (§3.3.5).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct PortIs: u32 {
+        /// Task File Error Status.
+        const TFES = 1 << 30;
+        /// Host Bus Fatal Error.
+        const HBFS = 1 << 29;
+        /// Host Bus Data Error.
+        const HBDS = 1 << 28;
+        /// Interface Fatal Error.
+        const IFS = 1 << 27;
+        /// Overflow.
+        const OFS = 1 << 24;
+        const _ = !0;
+    }
+
+    /// ATA status register, as in PxTFD 7:0.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct AtaStatus: u8 {
+        /// Error.
+        const ERR = 1 << 0;
+        /// Data request.
+        const DRQ = 1 << 3;
+        /// Busy.
+        const BSY = 1 << 7;
+        const _ = !0;
+    }
+}
+
+/// PxIS bits that end a command with an error.
+const IS_ERRORS: PortIs = PortIs::TFES
+    .union(PortIs::HBFS)
+    .union(PortIs::HBDS)
+    .union(PortIs::IFS)
+    .union(PortIs::OFS);
+
+/// PxSIG of an ATA (non-packet) device (§3.3.9).
+pub const SIG_ATA: u32 = 0x0000_0101;
+/// PxSSTS.DET: device present and Phy communication established.
+const DET_PRESENT: u32 = 3;
+/// PxSSTS.IPM: interface in active state.
+const IPM_ACTIVE: u32 = 1;
+/// PxSCTL.IPM = 3: no transitions to Partial or Slumber (Linux sets the same).
+const SCTL_NO_LPM: u32 = 3 << 8;
+
+fn port_reg(port: u8, reg: usize) -> usize {
+    PORT_BASE + usize::from(port) * PORT_STRIDE + reg
+}
+
+/// Implemented ports (PI) as indices.
+fn ports_of(pi: u32) -> impl Iterator<Item = u8> {
+    (0..32u8).filter(move |p| pi & (1 << p) != 0)
+}
+
+/// SStatus DET and IPM fields.
+fn det_ipm(ssts: u32) -> (u32, u32) {
+    (ssts & 0xF, (ssts >> 8) & 0xF)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command structures (§4.2) and FISes.
+
+/// IDENTIFY DEVICE (PIO data-in, 512 bytes).
+pub const ATA_IDENTIFY: u8 = 0xEC;
+/// READ DMA EXT.
+pub const ATA_READ_DMA_EXT: u8 = 0x25;
+/// WRITE DMA EXT.
+pub const ATA_WRITE_DMA_EXT: u8 = 0x35;
+/// READ FPDMA QUEUED (NCQ).
+pub const ATA_READ_FPDMA: u8 = 0x60;
+/// WRITE FPDMA QUEUED (NCQ).
+pub const ATA_WRITE_FPDMA: u8 = 0x61;
+/// FLUSH CACHE.
+pub const ATA_FLUSH: u8 = 0xE7;
+/// FLUSH CACHE EXT.
+pub const ATA_FLUSH_EXT: u8 = 0xEA;
+
+/// Device register bit 6: LBA addressing.
+const DEV_LBA: u8 = 1 << 6;
+/// Largest sector count of one LBA48 command (encoded as 0).
+pub const MAX_SECTORS: u64 = 65536;
+/// Largest byte count of one PRDT entry (§4.2.3.3: DBC is 22 bits).
+pub const PRD_MAX: u64 = 4 << 20;
+/// PRDT entries per command table; with contiguous buffers that covers 32 MiB.
+const PRDS_PER_CMD: usize = 8;
+/// Command table: 0x80 bytes of FIS area, then the PRDT; a multiple of 128 keeps each aligned.
+const TABLE_SIZE: usize = 0x80 + PRDS_PER_CMD * 16;
+/// Received-FIS area inside the command-list page.
+const RFIS_OFFSET: usize = 0x400;
+
+/// A Register Host-to-Device FIS (SATA §10.5.5).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct H2d {
+    /// ATA command.
+    pub command: u8,
+    /// Features 15:0.
+    pub features: u16,
+    /// LBA 47:0.
+    pub lba: u64,
+    /// Device register.
+    pub device: u8,
+    /// Count 15:0.
+    pub count: u16,
+}
+
+impl H2d {
+    /// IDENTIFY DEVICE.
+    pub fn identify() -> Self {
+        H2d {
+            command: ATA_IDENTIFY,
+            ..H2d::default()
+        }
+    }
+
+    /// READ/WRITE DMA EXT of `sectors` (1..=65536, 65536 encoded as 0).
+    pub fn dma_ext(write: bool, lba: u64, sectors: u32) -> Self {
+        H2d {
+            command: if write {
+                ATA_WRITE_DMA_EXT
+            } else {
+                ATA_READ_DMA_EXT
+            },
+            lba,
+            device: DEV_LBA,
+            count: sectors as u16,
+            ..H2d::default()
+        }
+    }
+
+    /// READ/WRITE FPDMA QUEUED: the sector count goes in Features, the tag in Count 7:3
+    /// (ACS-3 §7.70, §7.71).
+    pub fn fpdma(write: bool, lba: u64, sectors: u32, tag: u8) -> Self {
+        H2d {
+            command: if write {
+                ATA_WRITE_FPDMA
+            } else {
+                ATA_READ_FPDMA
+            },
+            features: sectors as u16,
+            lba,
+            device: DEV_LBA,
+            count: u16::from(tag & 0x1F) << 3,
+        }
+    }
+
+    /// FLUSH CACHE EXT, or FLUSH CACHE for a disk without it.
+    pub fn flush(ext: bool) -> Self {
+        H2d {
+            command: if ext { ATA_FLUSH_EXT } else { ATA_FLUSH },
+            ..H2d::default()
+        }
+    }
+
+    /// The 20 FIS bytes.
+    pub fn encode(&self) -> [u8; 20] {
+        let l = self.lba.to_le_bytes();
+        let f = self.features.to_le_bytes();
+        let c = self.count.to_le_bytes();
+        [
+            0x27, // FIS type: Register H2D
+            0x80, // C: this is a command
+            self.command,
+            f[0],
+            l[0],
+            l[1],
+            l[2],
+            self.device,
+            l[3],
+            l[4],
+            l[5],
+            f[1],
+            c[0],
+            c[1],
+            0, // ICC
+            0, // Control
+            0,
+            0,
+            0,
+            0,
+        ]
+    }
+}
+
+/// A command header (§4.2.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CmdHeader {
+    /// Command FIS length in dwords.
+    pub cfl: u8,
+    /// Data flows to the device.
+    pub write: bool,
+    /// PRDT entries.
+    pub prdtl: u16,
+    /// Command table base (128-byte aligned).
+    pub ctba: u64,
+}
+
+impl CmdHeader {
+    /// The 32 header bytes; PRDBC starts at zero.
+    pub fn encode(&self) -> [u8; 32] {
+        let dw0 = u32::from(self.cfl & 0x1F)
+            | (u32::from(self.write) << 6)
+            | (u32::from(self.prdtl) << 16);
+        let mut b = [0u8; 32];
+        b[0..4].copy_from_slice(&dw0.to_le_bytes());
+        b[8..16].copy_from_slice(&self.ctba.to_le_bytes());
+        b
+    }
+}
+
+/// Why a PRDT could not be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrdtError {
+    /// Zero-length transfer.
+    Empty,
+    /// Address or length odd: PRD data must be word aligned with an even byte count.
+    Misaligned,
+    /// The buffer wraps the address space.
+    Overflow,
+    /// More entries than the table holds.
+    TooLong,
+}
+
+/// Writes PRDT entries (§4.2.3.3) for `len` contiguous bytes at `phys` into `out`, 16 bytes
+/// each, at most [`PRD_MAX`] per entry, and returns the entry count. DBC holds count − 1, so
+/// with even counts its bit 0 is always 1.
+pub fn build_prdt(phys: u64, len: u64, out: &mut [u8]) -> Result<u16, PrdtError> {
+    if len == 0 {
+        return Err(PrdtError::Empty);
+    }
+    if !phys.is_multiple_of(2) || !len.is_multiple_of(2) {
+        return Err(PrdtError::Misaligned);
+    }
+    phys.checked_add(len).ok_or(PrdtError::Overflow)?;
+    let n = len.div_ceil(PRD_MAX);
+    if n > (out.len() / 16) as u64 {
+        return Err(PrdtError::TooLong);
+    }
+    for (i, e) in out.chunks_exact_mut(16).take(n as usize).enumerate() {
+        let off = i as u64 * PRD_MAX;
+        let count = (len - off).min(PRD_MAX);
+        e[0..8].copy_from_slice(&(phys + off).to_le_bytes());
+        e[8..12].fill(0);
+        e[12..16].copy_from_slice(&((count - 1) as u32).to_le_bytes()); // I=0: polled
+    }
+    Ok(n as u16)
+}
+
+// ---------------------------------------------------------------------------------------------
+// IDENTIFY DEVICE (ACS-3 §7.12.7).
+
+/// What the driver uses from IDENTIFY DEVICE.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskId {
+    /// Model number (words 27-46).
+    pub model: String,
+    /// Serial number (words 10-19).
+    pub serial: String,
+    /// Firmware revision (words 23-26).
+    pub firmware: String,
+    /// User-addressable sectors for 48-bit commands (words 100-103).
+    pub sectors: u64,
+    /// Logical sector size in bytes (words 106, 117-118).
+    pub sector_size: u32,
+    /// NCQ queue depth (word 75 + 1), 0 without NCQ (word 76 bit 8).
+    pub ncq_depth: u8,
+    /// FLUSH CACHE EXT supported (word 83 bit 13).
+    pub flush_ext: bool,
+}
+
+/// ATA strings store two characters per word, first in the high byte.
+fn ata_string(b: &[u8]) -> String {
+    let s: String = b
+        .chunks_exact(2)
+        .flat_map(|w| [w[1], w[0]])
+        .map(|c| {
+            if (0x20..0x7F).contains(&c) {
+                c as char
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    String::from(s.trim())
+}
+
+impl DiskId {
+    /// Parses the 512-byte IDENTIFY DEVICE data; refuses packet devices, bad checksums,
+    /// disks without 48-bit addressing and sector sizes other than 512 or 4096.
+    pub fn parse(b: &[u8]) -> Result<Self, AhciError> {
+        if b.len() < 512 {
+            return Err(AhciError::BadIdentify {
+                what: "data shorter than 512 bytes",
+            });
+        }
+        // Word 255: signature A5h in 7:0 means 15:8 makes the byte sum zero.
+        if b[510] == 0xA5 && b[..512].iter().fold(0u8, |s, &x| s.wrapping_add(x)) != 0 {
+            return Err(AhciError::BadIdentify {
+                what: "checksum mismatch",
+            });
+        }
+        let w = |i: usize| u16::from_le_bytes([b[2 * i], b[2 * i + 1]]);
+        if w(0) & 0x8000 != 0 {
+            return Err(AhciError::BadIdentify {
+                what: "not an ATA device",
+            });
+        }
+        let valid = |v: u16| v != 0 && v != 0xFFFF;
+        if !(valid(w(83)) && w(83) & (1 << 10) != 0 && w(86) & (1 << 10) != 0) {
+            return Err(AhciError::Unsupported {
+                what: "disk without 48-bit addressing",
+                value: u64::from(w(83)),
+            });
+        }
+        let sectors = (0..4).fold(0u64, |s, i| s | (u64::from(w(100 + i)) << (16 * i)));
+        if sectors == 0 {
+            return Err(AhciError::BadIdentify {
+                what: "zero capacity",
+            });
+        }
+        let w106 = w(106);
+        let sector_size = if w106 & 0xC000 == 0x4000 && w106 & (1 << 12) != 0 {
+            2 * (u32::from(w(117)) | (u32::from(w(118)) << 16)) // in words
+        } else {
+            512
+        };
+        if sector_size != 512 && sector_size != 4096 {
+            return Err(AhciError::Unsupported {
+                what: "logical sector size",
+                value: u64::from(sector_size),
+            });
+        }
+        let ncq_depth = if valid(w(76)) && w(76) & (1 << 8) != 0 {
+            (w(75) & 0x1F) as u8 + 1
+        } else {
+            0
+        };
+        Ok(DiskId {
+            model: ata_string(&b[54..94]),
+            serial: ata_string(&b[20..40]),
+            firmware: ata_string(&b[46..54]),
+            sectors,
+            sector_size,
+            ncq_depth,
+            flush_ext: w(83) & (1 << 13) != 0,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors and reports.
+
+/// AHCI driver failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AhciError {
+    /// Registers read all-ones: the HBA is gone.
+    Gone,
+    /// A wait ran out.
+    Timeout {
+        /// What was waited for.
+        what: &'static str,
+        /// The port, if the wait was per port.
+        port: Option<u8>,
+        /// How long, in microseconds.
+        waited_us: u64,
+    },
+    /// No implemented port has a SATA disk.
+    NoDisk {
+        /// Ports that showed a device (PxSSTS.DET=3) but did not come up as a disk.
+        present: u32,
+    },
+    /// The port's device is not an ATA disk (ATAPI, port multiplier, nothing).
+    NotDisk {
+        /// Port.
+        port: u8,
+        /// PxSIG.
+        sig: u32,
+    },
+    /// A command ended with an error (PxIS error bits or PxTFD.ERR).
+    DeviceError {
+        /// Port.
+        port: u8,
+        /// ATA command.
+        command: u8,
+        /// PxTFD (error register in 15:8, status in 7:0).
+        tfd: u32,
+        /// PxIS.
+        is: u32,
+    },
+    /// IDENTIFY data the driver cannot use.
+    BadIdentify {
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// The HBA or disk lacks something the driver needs.
+    Unsupported {
+        /// What.
+        what: &'static str,
+        /// The offending value.
+        value: u64,
+    },
+    /// The DMA allocator ran out.
+    NoMemory,
+    /// A request outside the disk or one the HBA cannot address.
+    BadRequest {
+        /// First sector asked for.
+        lba: u64,
+        /// Why it was refused.
+        why: &'static str,
+    },
+}
+
+impl fmt::Display for AhciError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AhciError::Gone => write!(f, "ahci: HBA gone (registers read all-ones)"),
+            AhciError::Timeout {
+                what,
+                port,
+                waited_us,
+            } => {
+                write!(f, "ahci: ")?;
+                if let Some(p) = port {
+                    write!(f, "port {p}: ")?;
+                }
+                write!(
+                    f,
+                    "timeout after {} ms waiting for {what}",
+                    waited_us / 1000
+                )
+            }
+            AhciError::NoDisk { present } => {
+                write!(f, "ahci: no SATA disk (ports with a device: {present:#x})")
+            }
+            AhciError::NotDisk { port, sig } => {
+                write!(
+                    f,
+                    "ahci: port {port}: not an ATA disk (signature {sig:#010x})"
+                )
+            }
+            AhciError::DeviceError {
+                port,
+                command,
+                tfd,
+                is,
+            } => write!(
+                f,
+                "ahci: port {port}: command {command:#04x} failed, status {:#04x} error {:#04x} PxIS {is:#x}",
+                tfd & 0xFF,
+                (tfd >> 8) & 0xFF
+            ),
+            AhciError::BadIdentify { what } => write!(f, "ahci: bad IDENTIFY data: {what}"),
+            AhciError::Unsupported { what, value } => {
+                write!(f, "ahci: unsupported {what} ({value:#x})")
+            }
+            AhciError::NoMemory => write!(f, "ahci: out of DMA memory"),
+            AhciError::BadRequest { lba, why } => {
+                write!(f, "ahci: bad request at LBA {lba}: {why}")
+            }
+        }
+    }
+}
+
+impl From<AhciError> for BlockError {
+    fn from(e: AhciError) -> Self {
+        match e {
+            AhciError::Timeout { what, .. } => BlockError::Timeout { what },
+            AhciError::DeviceError { tfd, .. } => BlockError::DeviceError { status: tfd },
+            AhciError::Gone => BlockError::DeviceError { status: u32::MAX },
+            AhciError::BadRequest { .. } => BlockError::BadRequest,
+            AhciError::NoMemory => BlockError::NoMemory,
+            AhciError::NoDisk { .. }
+            | AhciError::NotDisk { .. }
+            | AhciError::BadIdentify { .. }
+            | AhciError::Unsupported { .. } => BlockError::DeviceError { status: 0 },
+        }
+    }
+}
+
+/// What [`Ahci::preinit`], [`Ahci::hba_reset`] or [`Ahci::stop_ports`] found and did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResetReport {
+    /// GHC as found.
+    pub ghc_before: u32,
+    /// CAP as found.
+    pub cap: u32,
+    /// PI as found.
+    pub pi: u32,
+    /// VS.
+    pub version: u32,
+    /// Ports whose command list or FIS receive engine was on (ST, CR, FRE or FR).
+    pub ports_running: u32,
+    /// How long GHC.HR took to clear; `None` if no HBA reset was done.
+    pub hba_reset_us: Option<u64>,
+    /// The HBA reset cleared CAP/PI bits firmware had set, and they were written back.
+    pub cap_restored: bool,
+    /// Ports whose engines would not stop: unusable.
+    pub ports_stuck: u32,
+}
+
+impl fmt::Display for ResetReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ahci {}.{}: found GHC {:#x}, ports implemented {:#x}, running {:#x}",
+            self.version >> 16,
+            (self.version >> 8) & 0xFF,
+            self.ghc_before,
+            self.pi,
+            self.ports_running
+        )?;
+        if let Some(us) = self.hba_reset_us {
+            write!(f, ", HBA reset in {us} us")?;
+        }
+        if self.cap_restored {
+            write!(f, ", CAP/PI restored")?;
+        }
+        if self.ports_stuck != 0 {
+            write!(f, ", ports {:#x} would not stop", self.ports_stuck)?;
+        }
+        Ok(())
+    }
+}
+
+/// How much reset [`Ahci::new_with`] performs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AhciReset {
+    /// HBA reset (GHC.HR), then stop every port, then COMRESET the chosen one.
+    #[default]
+    Hba,
+    /// No HBA reset (when policy forbids it): stop every port, COMRESET the chosen one.
+    Ports,
+    /// Reprogram over whatever is running. For rkdump's negative-control tests only: a port
+    /// left running keeps fetching from the crashed kernel's command list.
+    Skip,
+}
+
+/// Options for [`Ahci::new_with`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AhciOptions {
+    /// Reset depth.
+    pub reset: AhciReset,
+    /// Use this port only; `None` takes the first port with a disk.
+    pub port: Option<u8>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The driver.
+
+/// GHC.HR must clear within 1 s (§10.4.3; Linux `ahci_reset_controller`).
+const HR_TIMEOUT_US: u64 = 1_000_000;
+/// PxCMD.CR must clear within 500 ms of ST=0 (§10.1.2).
+const CR_TIMEOUT_US: u64 = 500_000;
+/// PxCMD.FR: spec says 500 ms, Linux gives it 1 s.
+const FR_TIMEOUT_US: u64 = 1_000_000;
+/// Phy link after COMRESET (Linux `sata_link_resume` debounce limit).
+const LINK_TIMEOUT_US: u64 = 1_000_000;
+/// Device ready (BSY=0) after COMRESET; a disk already spinning answers in milliseconds.
+const READY_TIMEOUT_US: u64 = 10_000_000;
+const IDENTIFY_TIMEOUT_US: u64 = 5_000_000;
+const IO_TIMEOUT_US: u64 = 30_000_000;
+
+/// Stops one port's engines (§10.1.2): ST=0 then wait CR=0, FRE=0 then wait FR=0. Returns
+/// whether anything was running.
+fn stop_port(regs: &impl Regs, clock: &dyn Clock, port: u8) -> Result<bool, AhciError> {
+    let reg = |r| port_reg(port, r);
+    let cmd = PortCmd::from_bits_retain(regs.read32(reg(PX_CMD)));
+    if cmd.bits() == u32::MAX {
+        return Err(AhciError::Gone);
+    }
+    let running = cmd.intersects(PortCmd::ST | PortCmd::CR | PortCmd::FRE | PortCmd::FR);
+    let wait = |bit: PortCmd, timeout, what| {
+        poll_until(clock, timeout, || {
+            regs.read32(reg(PX_CMD)) & bit.bits() == 0
+        })
+        .map_err(|t| AhciError::Timeout {
+            what,
+            port: Some(port),
+            waited_us: t.waited_us,
+        })
+    };
+    if cmd.intersects(PortCmd::ST | PortCmd::CR) {
+        regs.write32(reg(PX_CMD), (cmd - PortCmd::ST).bits());
+        wait(PortCmd::CR, CR_TIMEOUT_US, "PxCMD.CR=0")?;
+    }
+    let cmd = PortCmd::from_bits_retain(regs.read32(reg(PX_CMD)));
+    if cmd.intersects(PortCmd::FRE | PortCmd::FR) {
+        regs.write32(reg(PX_CMD), (cmd - PortCmd::FRE).bits());
+        wait(PortCmd::FR, FR_TIMEOUT_US, "PxCMD.FR=0")?;
+    }
+    Ok(running)
+}
+
+/// Ports of `pi` whose engines are on.
+fn running_ports(regs: &impl Regs, pi: u32) -> u32 {
+    let on = (PortCmd::ST | PortCmd::CR | PortCmd::FRE | PortCmd::FR).bits();
+    ports_of(pi)
+        .filter(|&p| regs.read32(port_reg(p, PX_CMD)) & on != 0)
+        .fold(0, |m, p| m | (1 << p))
+}
+
+/// A polled AHCI port with one SATA disk.
+pub struct Ahci<'c, R: Regs = Mmio> {
+    regs: R,
+    clock: &'c dyn Clock,
+    port: u8,
+    /// Command list (32 headers) at 0, received-FIS area at [`RFIS_OFFSET`].
+    list: DmaMem,
+    /// One command table per slot.
+    tables: DmaMem,
+    ident: DmaMem,
+    ncq: bool,
+    /// Commands in flight at most: the NCQ depth, or 1.
+    depth: u16,
+    slots: Slots,
+    /// ATA command per slot, for error reports.
+    commands: [u8; 32],
+    s64a: bool,
+    sector_shift: u32,
+    sectors: u64,
+    max_transfer: u64,
+    flush_ext: bool,
+    /// Set when a command failed or timed out: the port needs recovery this driver does not do.
+    dead: Option<AhciError>,
+    model: String,
+    serial: String,
+    name: String,
+    report: Option<ResetReport>,
+}
+
+impl<'c, R: Regs> Ahci<'c, R> {
+    /// HBA reset (§10.4.3; Linux `ahci_reset_controller`): set GHC.AE, set GHC.HR and wait for
+    /// it to clear (≤ 1 s), set AE again with interrupts off, and write back CAP/PI if the
+    /// reset cleared bits firmware had set (QEMU never does; some Intel HBAs do).
+    pub fn hba_reset(regs: &R, clock: &dyn Clock) -> Result<ResetReport, AhciError> {
+        let ghc = regs.read32(GHC);
+        if ghc == u32::MAX {
+            return Err(AhciError::Gone);
+        }
+        let (cap, cap2, pi) = (regs.read32(CAP), regs.read32(CAP2), regs.read32(PI));
+        let mut report = ResetReport {
+            ghc_before: ghc,
+            cap,
+            pi,
+            version: regs.read32(VS),
+            ports_running: running_ports(regs, pi),
+            ..ResetReport::default()
+        };
+        // Some HBAs ignore HR unless AHCI mode is on (Linux `ahci_enable_ahci`).
+        regs.write32(GHC, Ghc::AE.bits());
+        regs.write32(GHC, (Ghc::AE | Ghc::HR).bits());
+        let r = poll_until(clock, HR_TIMEOUT_US, || {
+            let g = regs.read32(GHC);
+            g != u32::MAX && g & Ghc::HR.bits() == 0
+        });
+        if regs.read32(GHC) == u32::MAX {
+            return Err(AhciError::Gone);
+        }
+        report.hba_reset_us = Some(r.map_err(|t| AhciError::Timeout {
+            what: "GHC.HR=0",
+            port: None,
+            waited_us: t.waited_us,
+        })?);
+        regs.write32(GHC, Ghc::AE.bits()); // AE again, IE=0: polled
+        if regs.read32(CAP) != cap || regs.read32(PI) != pi {
+            regs.write32(CAP, cap);
+            regs.write32(CAP2, cap2);
+            regs.write32(PI, pi);
+            report.cap_restored = true;
+        }
+        for p in ports_of(pi) {
+            regs.write32(port_reg(p, PX_IE), 0);
+        }
+        Ok(report)
+    }
+
+    /// Stops every implemented port (ST, then FRE; waits bounded by 500 ms and 1 s), masks and
+    /// clears its interrupts, and turns off GHC.IE: the sequence when an HBA reset is not
+    /// allowed, and a cheap check after one. A port that will not stop is reported, not fatal.
+    pub fn stop_ports(regs: &R, clock: &dyn Clock) -> Result<ResetReport, AhciError> {
+        let ghc = regs.read32(GHC);
+        if ghc == u32::MAX {
+            return Err(AhciError::Gone);
+        }
+        let pi = regs.read32(PI);
+        let mut report = ResetReport {
+            ghc_before: ghc,
+            cap: regs.read32(CAP),
+            pi,
+            version: regs.read32(VS),
+            ..ResetReport::default()
+        };
+        regs.write32(GHC, (ghc | Ghc::AE.bits()) & !(Ghc::IE | Ghc::HR).bits());
+        for p in ports_of(pi) {
+            regs.write32(port_reg(p, PX_IE), 0);
+            match stop_port(regs, clock, p) {
+                Ok(true) => report.ports_running |= 1 << p,
+                Ok(false) => {}
+                Err(AhciError::Gone) => return Err(AhciError::Gone),
+                Err(e) => {
+                    warn!("{e}");
+                    report.ports_stuck |= 1 << p;
+                }
+            }
+            regs.write32(port_reg(p, PX_SERR), u32::MAX);
+            regs.write32(port_reg(p, PX_IS), u32::MAX);
+        }
+        Ok(report)
+    }
+
+    /// The full reset a crashed kernel's HBA needs: [`Ahci::hba_reset`] then
+    /// [`Ahci::stop_ports`].
+    pub fn preinit(regs: &R, clock: &dyn Clock) -> Result<ResetReport, AhciError> {
+        let hr = Self::hba_reset(regs, clock)?;
+        let stop = Self::stop_ports(regs, clock)?;
+        Ok(ResetReport {
+            ports_stuck: stop.ports_stuck,
+            ..hr
+        })
+    }
+
+    /// Ports that report a device with established Phy communication (PxSSTS.DET=3), for a
+    /// caller that wants to try them one by one with [`AhciOptions::port`].
+    pub fn present_ports(regs: &R) -> u32 {
+        ports_of(regs.read32(PI))
+            .filter(|&p| det_ipm(regs.read32(port_reg(p, PX_SSTS))).0 == DET_PRESENT)
+            .fold(0, |m, p| m | (1 << p))
+    }
+
+    /// Resets the HBA and brings up the first port with a SATA disk.
+    pub fn new(
+        regs: R,
+        dma: &mut dyn DmaAllocator,
+        clock: &'c dyn Clock,
+    ) -> Result<Self, AhciError> {
+        Self::new_with(regs, dma, clock, AhciOptions::default())
+    }
+
+    /// [`Ahci::new`] with a choice of reset and port.
+    pub fn new_with(
+        regs: R,
+        dma: &mut dyn DmaAllocator,
+        clock: &'c dyn Clock,
+        opts: AhciOptions,
+    ) -> Result<Self, AhciError> {
+        let report = match opts.reset {
+            AhciReset::Hba => Some(Self::preinit(&regs, clock)?),
+            AhciReset::Ports => Some(Self::stop_ports(&regs, clock)?),
+            AhciReset::Skip => None,
+        };
+        let cap = HbaCap::from_bits_retain(regs.read32(CAP));
+        let pi = regs.read32(PI);
+        if cap.bits() == u32::MAX || pi == u32::MAX {
+            return Err(AhciError::Gone);
+        }
+        let s64a = cap.contains(HbaCap::S64A);
+        let (Some(list), Some(tables), Some(ident)) = (
+            alloc_dma(dma, 4096, 4096, !s64a),
+            alloc_dma(dma, 32 * TABLE_SIZE, 4096, !s64a),
+            alloc_dma(dma, 4096, 4096, !s64a),
+        ) else {
+            return Err(AhciError::NoMemory);
+        };
+        let mut ahci = Ahci {
+            regs,
+            clock,
+            port: 0,
+            list,
+            tables,
+            ident,
+            ncq: false,
+            depth: 1,
+            slots: Slots::new(1),
+            commands: [0; 32],
+            s64a,
+            sector_shift: 9,
+            sectors: 0,
+            max_transfer: 0,
+            flush_ext: true,
+            dead: None,
+            model: String::new(),
+            serial: String::new(),
+            name: String::new(),
+            report,
+        };
+        let stuck = report.map_or(0, |r| r.ports_stuck);
+        let mut present = 0u32;
+        let mut last = None;
+        for p in ports_of(pi & !stuck).filter(|&p| opts.port.is_none_or(|want| want == p)) {
+            if det_ipm(ahci.regs.read32(port_reg(p, PX_SSTS))).0 != DET_PRESENT {
+                continue;
+            }
+            present |= 1 << p;
+            match ahci.bring_up(p, cap, opts.reset) {
+                Ok(()) => {
+                    info!(
+                        "{}: sn {} {} x {} B, {}, max transfer {} KiB",
+                        ahci.name,
+                        ahci.serial,
+                        ahci.sectors,
+                        1u32 << ahci.sector_shift,
+                        if ahci.ncq {
+                            format!("NCQ depth {}", ahci.info().queue_depth)
+                        } else {
+                            String::from("no NCQ")
+                        },
+                        ahci.max_transfer >> 10
+                    );
+                    return Ok(ahci);
+                }
+                Err(e @ (AhciError::Gone | AhciError::NoMemory)) => return Err(e),
+                Err(e) => {
+                    warn!("{e}; trying the next port");
+                    // The buffers are reused for the next port: this one must let go of them.
+                    stop_port(&ahci.regs, clock, p)?;
+                    last = Some(e);
+                }
+            }
+        }
+        Err(match (opts.port, last) {
+            (Some(_), Some(e)) => e,
+            _ => AhciError::NoDisk { present },
+        })
+    }
+
+    /// Brings up `port`: command list and FIS area, FRE, COMRESET, wait for the disk, ST,
+    /// IDENTIFY.
+    fn bring_up(&mut self, port: u8, cap: HbaCap, reset: AhciReset) -> Result<(), AhciError> {
+        self.port = port;
+        self.dead = None;
+        let regs = &self.regs;
+        let reg = |r| port_reg(port, r);
+        let timeout = |what, t: crate::time::TimedOut| AhciError::Timeout {
+            what,
+            port: Some(port),
+            waited_us: t.waited_us,
+        };
+        if reset == AhciReset::Skip {
+            let sig = regs.read32(reg(PX_SIG));
+            let (det, ipm) = det_ipm(regs.read32(reg(PX_SSTS)));
+            if sig != SIG_ATA || det != DET_PRESENT || ipm != IPM_ACTIVE {
+                return Err(AhciError::NotDisk { port, sig });
+            }
+        } else {
+            stop_port(regs, self.clock, port)?; // CLB/FB may only change while stopped
+        }
+        let (clb, fb) = (self.list.phys(0), self.list.phys(RFIS_OFFSET));
+        regs.write32(reg(PX_CLB), clb as u32);
+        regs.write32(reg(PX_CLBU), (clb >> 32) as u32);
+        regs.write32(reg(PX_FB), fb as u32);
+        regs.write32(reg(PX_FBU), (fb >> 32) as u32);
+        regs.write32(reg(PX_IE), 0);
+        regs.write32(reg(PX_SERR), u32::MAX);
+        regs.write32(reg(PX_IS), u32::MAX);
+        let cmd = regs.read32(reg(PX_CMD));
+        regs.write32(
+            reg(PX_CMD),
+            cmd | (PortCmd::FRE | PortCmd::SUD | PortCmd::POD).bits(),
+        );
+        if reset != AhciReset::Skip {
+            // COMRESET (SATA §11.4; Linux `sata_link_hardreset`): the crashed kernel may have
+            // left NCQ commands queued in the drive itself; only a link reset drops them.
+            let sctl = regs.read32(reg(PX_SCTL)) & !0xFFF;
+            regs.write32(reg(PX_SCTL), sctl | SCTL_NO_LPM | 1);
+            self.clock.delay_us(1_000); // hold DET=1 for at least 1 ms
+            regs.write32(reg(PX_SCTL), sctl | SCTL_NO_LPM);
+            poll_until(self.clock, LINK_TIMEOUT_US, || {
+                det_ipm(regs.read32(reg(PX_SSTS))).0 == DET_PRESENT
+            })
+            .map_err(|t| timeout("Phy link after COMRESET", t))?;
+            regs.write32(reg(PX_SERR), u32::MAX);
+            // The first D2H FIS after reset updates PxSIG and clears BSY.
+            poll_until(self.clock, READY_TIMEOUT_US, || {
+                let tfd = regs.read32(reg(PX_TFD)) as u8;
+                tfd & (AtaStatus::BSY | AtaStatus::DRQ).bits() == 0
+                    && regs.read32(reg(PX_SIG)) != u32::MAX
+            })
+            .map_err(|t| timeout("disk ready after COMRESET", t))?;
+        }
+        let sig = regs.read32(reg(PX_SIG));
+        if sig != SIG_ATA {
+            return Err(AhciError::NotDisk { port, sig });
+        }
+        regs.write32(reg(PX_IS), u32::MAX);
+        let cmd = regs.read32(reg(PX_CMD));
+        regs.write32(reg(PX_CMD), cmd | PortCmd::ST.bits());
+
+        self.ncq = false;
+        self.slots = Slots::new(1);
+        self.ident.bytes_mut()[..512].fill(0);
+        let buf = self.ident.phys(0);
+        self.sync(H2d::identify(), Some((buf, 512)), IDENTIFY_TIMEOUT_US)?;
+        let id = DiskId::parse(&self.ident.bytes_mut()[..512])?;
+
+        let depth = (((cap.bits() >> 8) & 0x1F) + 1).min(u32::from(id.ncq_depth));
+        self.ncq = cap.contains(HbaCap::SNCQ) && depth > 1;
+        self.depth = if self.ncq { depth as u16 } else { 1 };
+        self.slots = Slots::new(u32::from(self.depth));
+        self.sector_shift = id.sector_size.trailing_zeros();
+        self.sectors = id.sectors;
+        self.max_transfer = (MAX_SECTORS << self.sector_shift).min(PRDS_PER_CMD as u64 * PRD_MAX);
+        self.flush_ext = id.flush_ext;
+        self.name = format!("ahci port {port} {}", id.model);
+        self.model = id.model;
+        self.serial = id.serial;
+        Ok(())
+    }
+
+    /// Fills slot `slot`'s header and table and issues it.
+    fn issue(
+        &mut self,
+        fis: H2d,
+        write: bool,
+        data: Option<(u64, u64)>,
+        slot: u16,
+    ) -> Result<(), &'static str> {
+        let s = usize::from(slot);
+        let at = s * TABLE_SIZE;
+        let table = &mut self.tables.bytes_mut()[at..at + TABLE_SIZE];
+        table[..0x80].fill(0);
+        table[..20].copy_from_slice(&fis.encode());
+        let prdtl = match data {
+            Some((phys, len)) => {
+                build_prdt(phys, len, &mut table[0x80..]).map_err(|_| "no PRDT for this buffer")?
+            }
+            None => 0,
+        };
+        let header = CmdHeader {
+            cfl: 5, // 20-byte FIS
+            write,
+            prdtl,
+            ctba: self.tables.phys(at),
+        };
+        self.list.bytes_mut()[s * 32..s * 32 + 32].copy_from_slice(&header.encode());
+        self.commands[s] = fis.command;
+        fence(); // header and table visible before the HBA is told
+        let bit = 1u32 << slot;
+        if self.ncq {
+            self.regs.write32(port_reg(self.port, PX_SACT), bit); // SACT before CI (§5.3.2)
+        }
+        self.regs.write32(port_reg(self.port, PX_CI), bit);
+        Ok(())
+    }
+
+    /// Waits until at least one issued command finishes (its PxCI and PxSACT bits clear) and
+    /// frees its slot. An error bit or a timeout marks the port dead: recovering it (stop, CLO,
+    /// READ LOG EXT for NCQ) is more than a dump needs.
+    fn reap(&mut self, timeout_us: u64) -> Result<(), AhciError> {
+        let busy = self.slots.busy() as u32;
+        let port = self.port;
+        let reg = |r| port_reg(port, r);
+        let regs = &self.regs;
+        let mut done = 0;
+        let mut failed = None;
+        let r = poll_until(self.clock, timeout_us, || {
+            let is = regs.read32(reg(PX_IS));
+            let tfd = regs.read32(reg(PX_TFD));
+            let status = AtaStatus::from_bits_retain(tfd as u8);
+            if is == u32::MAX {
+                failed = Some(AhciError::Gone);
+            } else if is & IS_ERRORS.bits() != 0
+                || (status.contains(AtaStatus::ERR) && !status.contains(AtaStatus::BSY))
+            {
+                let first = busy.trailing_zeros().min(31) as usize;
+                failed = Some(AhciError::DeviceError {
+                    port,
+                    command: self.commands[first],
+                    tfd,
+                    is,
+                });
+            } else {
+                let active = regs.read32(reg(PX_CI)) | regs.read32(reg(PX_SACT));
+                done = busy & !active;
+            }
+            failed.is_some() || done != 0
+        });
+        let err = match (failed, r) {
+            (Some(e), _) => e,
+            (None, Ok(_)) => {
+                for slot in 0..32u16 {
+                    if done & (1 << slot) != 0 {
+                        self.slots.release(slot);
+                    }
+                }
+                return Ok(());
+            }
+            (None, Err(t)) => AhciError::Timeout {
+                what: "command completion (PxCI/PxSACT)",
+                port: Some(port),
+                waited_us: t.waited_us,
+            },
+        };
+        self.dead = Some(err);
+        Err(err)
+    }
+
+    /// Runs a batch of reads or writes: with NCQ up to the queue depth in flight, else one
+    /// command at a time (ATA forbids overlapping non-queued commands).
+    fn transfer(
+        &mut self,
+        write: bool,
+        reqs: impl Iterator<Item = (u64, u64, u64)> + Clone,
+    ) -> Result<(), AhciError> {
+        if let Some(e) = self.dead {
+            return Err(e);
+        }
+        for (lba, phys, len) in reqs.clone() {
+            check_request(lba, phys, len, self.sector_shift, self.sectors, 2)
+                .map_err(|why| AhciError::BadRequest { lba, why })?;
+            if !self.s64a && phys + len > 1 << 32 {
+                return Err(AhciError::BadRequest {
+                    lba,
+                    why: "buffer above 4 GiB on an HBA without 64-bit DMA",
+                });
+            }
+        }
+        self.regs.write32(port_reg(self.port, PX_IS), u32::MAX);
+        for (lba, phys, len) in reqs {
+            for (lba, phys, len) in split(lba, phys, len, self.sector_shift, self.max_transfer) {
+                let slot = loop {
+                    if let Some(s) = self.slots.alloc() {
+                        break s;
+                    }
+                    self.reap(IO_TIMEOUT_US)?;
+                };
+                let sectors = (len >> self.sector_shift) as u32;
+                let fis = if self.ncq {
+                    H2d::fpdma(write, lba, sectors, slot as u8) // tag = slot (§8.3.1)
+                } else {
+                    H2d::dma_ext(write, lba, sectors)
+                };
+                if let Err(why) = self.issue(fis, write, Some((phys, len)), slot) {
+                    self.slots.release(slot);
+                    self.drain()?;
+                    return Err(AhciError::BadRequest { lba, why });
+                }
+            }
+        }
+        self.drain()
+    }
+
+    /// Runs one non-queued command in slot 0 (every batch has drained before, so nothing else
+    /// is outstanding), then restores the queued mode.
+    fn sync(
+        &mut self,
+        fis: H2d,
+        data: Option<(u64, u64)>,
+        timeout_us: u64,
+    ) -> Result<(), AhciError> {
+        let ncq = core::mem::replace(&mut self.ncq, false);
+        let slots = core::mem::replace(&mut self.slots, Slots::new(1));
+        let slot = self.slots.alloc().unwrap_or(0);
+        let r = self
+            .issue(fis, false, data, slot)
+            .map_err(|why| AhciError::BadRequest { lba: 0, why })
+            .and_then(|()| self.reap(timeout_us));
+        self.ncq = ncq;
+        self.slots = slots;
+        r
+    }
+
+    /// Waits for every command in flight.
+    fn drain(&mut self) -> Result<(), AhciError> {
+        while !self.slots.is_idle() {
+            self.reap(IO_TIMEOUT_US)?;
+        }
+        Ok(())
+    }
+
+    /// The port in use.
+    pub fn port(&self) -> u8 {
+        self.port
+    }
+
+    /// Model number from IDENTIFY.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Serial number from IDENTIFY.
+    pub fn serial(&self) -> &str {
+        &self.serial
+    }
+
+    /// Whether writes use NCQ.
+    pub fn ncq(&self) -> bool {
+        self.ncq
+    }
+
+    /// What the reset in the constructor found (`None` when it was skipped).
+    pub fn reset_report(&self) -> Option<&ResetReport> {
+        self.report.as_ref()
+    }
+}
+
+impl<R: Regs> BlockDevice for Ahci<'_, R> {
+    fn info(&self) -> BlockInfo {
+        BlockInfo {
+            block_size: 1 << self.sector_shift,
+            blocks: self.sectors,
+            max_transfer: self.max_transfer,
+            queue_depth: self.depth,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn write(&mut self, reqs: &[WriteReq]) -> Result<(), BlockError> {
+        Ok(self.transfer(true, reqs.iter().map(|r| (r.lba, r.phys, r.len)))?)
+    }
+
+    fn read(&mut self, lba: u64, phys: u64, len: u64) -> Result<(), BlockError> {
+        Ok(self.transfer(false, core::iter::once((lba, phys, len)))?)
+    }
+
+    fn flush(&mut self) -> Result<(), BlockError> {
+        if let Some(e) = self.dead {
+            return Err(e.into());
+        }
+        Ok(self.sync(H2d::flush(self.flush_ext), None, IO_TIMEOUT_US)?)
+    }
+}

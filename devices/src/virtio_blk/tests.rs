@@ -1,0 +1,996 @@
+//! Host tests: ring bookkeeping on a byte buffer, and the driver against a simulated
+//! virtio-blk that follows QEMU's behaviour (hw/virtio/virtio.c, virtio-pci.c) including the
+//! stale-index failure when the driver skips the reset.
+
+use alloc::collections::VecDeque;
+use alloc::rc::Rc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+
+use super::ring::*;
+use super::*;
+use crate::pci::fake::FakeConfig;
+use crate::pci::{Bdf, scan};
+
+const BASE: u64 = 0x4000_0000;
+const DATA: u64 = BASE + 0x10_0000;
+
+type Arena = Rc<RefCell<Vec<u8>>>;
+
+fn arena(len: usize) -> Arena {
+    Rc::new(RefCell::new(vec![0u8; len]))
+}
+
+/// A window of the arena standing in for DMA memory at physical `BASE + off`.
+struct ArenaMem {
+    a: Arena,
+    off: usize,
+}
+
+impl ArenaMem {
+    fn at(&self, off: usize, n: usize) -> usize {
+        let o = self.off + off;
+        assert!(o + n <= self.a.borrow().len());
+        o
+    }
+}
+
+impl DmaWindow for ArenaMem {
+    fn phys(&self, off: usize) -> u64 {
+        BASE + (self.off + off) as u64
+    }
+    fn read16(&self, off: usize) -> u16 {
+        let o = self.at(off, 2);
+        u16::from_le_bytes(self.a.borrow()[o..o + 2].try_into().unwrap())
+    }
+    fn read32(&self, off: usize) -> u32 {
+        let o = self.at(off, 4);
+        u32::from_le_bytes(self.a.borrow()[o..o + 4].try_into().unwrap())
+    }
+    fn write16(&self, off: usize, v: u16) {
+        let o = self.at(off, 2);
+        self.a.borrow_mut()[o..o + 2].copy_from_slice(&v.to_le_bytes());
+    }
+    fn write32(&self, off: usize, v: u32) {
+        let o = self.at(off, 4);
+        self.a.borrow_mut()[o..o + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    fn write64(&self, off: usize, v: u64) {
+        let o = self.at(off, 8);
+        self.a.borrow_mut()[o..o + 8].copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+struct Clk(Cell<u64>);
+impl Clock for Clk {
+    fn now_us(&self) -> u64 {
+        let t = self.0.get();
+        self.0.set(t + 100);
+        t
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ring bookkeeping on a plain buffer: the test plays the device.
+
+fn ring_mem() -> ArenaMem {
+    ArenaMem {
+        a: arena(DMA_BYTES),
+        off: 0,
+    }
+}
+
+fn seg(addr: u64, len: u32, w: bool) -> Seg {
+    Seg {
+        addr,
+        len,
+        device_writes: w,
+    }
+}
+
+/// The device side: takes the next avail entry and completes it.
+fn device_complete(m: &ArenaMem, size: u16, avail_seen: &mut u16, used_idx: &mut u16) -> u16 {
+    let slot = usize::from(*avail_seen % size);
+    let head = m.read16(AVAIL_OFF + 4 + 2 * slot);
+    *avail_seen = avail_seen.wrapping_add(1);
+    let e = USED_OFF + 4 + 8 * usize::from(*used_idx % size);
+    m.write32(e, u32::from(head));
+    m.write32(e + 4, 1);
+    *used_idx = used_idx.wrapping_add(1);
+    m.write16(USED_OFF + 2, *used_idx);
+    head
+}
+
+#[test]
+fn ring_builds_chains_with_flags_and_links() {
+    let m = ring_mem();
+    let mut q = SplitQueue::new(&m, 8, DESC_OFF, AVAIL_OFF, USED_OFF).unwrap();
+    assert_eq!(m.read16(AVAIL_OFF), VIRTQ_AVAIL_F_NO_INTERRUPT);
+    let segs = [
+        seg(0x1000, 16, false),
+        seg(0x2000, 4096, false),
+        seg(0x3000, 1, true),
+    ];
+    let head = q.push(&m, 3, segs).unwrap();
+    assert_eq!(head, 0);
+    assert_eq!(q.num_free(), 5);
+    // Not visible before publish.
+    assert_eq!(m.read16(AVAIL_OFF + 2), 0);
+    q.publish(&m);
+    assert_eq!(m.read16(AVAIL_OFF + 2), 1);
+    assert_eq!(m.read16(AVAIL_OFF + 4), 0);
+    let d = |i: usize| DESC_OFF + 16 * i;
+    assert_eq!(m.read32(d(0)), 0x1000);
+    assert_eq!(m.read16(d(0) + 12), VIRTQ_DESC_F_NEXT);
+    assert_eq!(m.read16(d(0) + 14), 1);
+    assert_eq!(m.read32(d(1) + 8), 4096);
+    assert_eq!(m.read16(d(1) + 12), VIRTQ_DESC_F_NEXT);
+    assert_eq!(m.read16(d(1) + 14), 2);
+    assert_eq!(m.read16(d(2) + 12), VIRTQ_DESC_F_WRITE);
+    // Full and empty chains are refused without side effects.
+    assert_eq!(q.push(&m, 6, [seg(0, 1, false); 6]), Err(RingError::Full));
+    assert_eq!(q.push(&m, 0, []), Err(RingError::EmptyChain));
+    assert_eq!(
+        q.push(&m, 2, [seg(0, 1, false)]),
+        Err(RingError::EmptyChain)
+    );
+    assert_eq!(q.num_free(), 5);
+    assert!(SplitQueue::new(&m, 12, DESC_OFF, AVAIL_OFF, USED_OFF).is_err());
+    assert!(SplitQueue::new(&m, 512, DESC_OFF, AVAIL_OFF, USED_OFF).is_err());
+}
+
+#[test]
+fn ring_indices_wrap_and_free_list_recycles() {
+    let m = ring_mem();
+    let size = 4;
+    let mut q = SplitQueue::new(&m, size, DESC_OFF, AVAIL_OFF, USED_OFF).unwrap();
+    let (mut seen, mut used) = (0u16, 0u16);
+    // Well past 2^16 submissions, with chains of varying length so heads move around.
+    for i in 0..70_000u32 {
+        let n = (i % 3 + 1) as u16;
+        let h = q.push(&m, n, [seg(u64::from(i), 512, false); 3]).unwrap();
+        q.publish(&m);
+        assert!(!q.has_used(&m));
+        assert_eq!(device_complete(&m, size, &mut seen, &mut used), h);
+        let u = q.pop_used(&m).unwrap().unwrap();
+        assert_eq!(u.head, h);
+        assert_eq!(q.num_free(), size);
+        assert_eq!(q.in_flight(), 0);
+    }
+    // Several in flight, completed out of order of submission is still in used-ring order.
+    let a = q.push(&m, 2, [seg(1, 1, false); 2]).unwrap();
+    let b = q.push(&m, 2, [seg(2, 1, false); 2]).unwrap();
+    assert_ne!(a, b);
+    assert_eq!(q.next_head(), None);
+    q.publish(&m);
+    device_complete(&m, size, &mut seen, &mut used);
+    device_complete(&m, size, &mut seen, &mut used);
+    assert_eq!(q.pop_used(&m).unwrap().unwrap().head, a);
+    assert_eq!(q.pop_used(&m).unwrap().unwrap().head, b);
+    assert_eq!(q.pop_used(&m).unwrap(), None);
+}
+
+#[test]
+fn ring_rejects_device_lies() {
+    let m = ring_mem();
+    let mut q = SplitQueue::new(&m, 8, DESC_OFF, AVAIL_OFF, USED_OFF).unwrap();
+    q.push(&m, 1, [seg(1, 1, false)]).unwrap();
+    q.publish(&m);
+    // Completes a descriptor that is not a head in flight.
+    m.write32(USED_OFF + 4, 5);
+    m.write16(USED_OFF + 2, 1);
+    assert_eq!(q.pop_used(&m), Err(RingError::BadUsedId(5)));
+    m.write32(USED_OFF + 4, 0x1_0000);
+    assert_eq!(q.pop_used(&m), Err(RingError::BadUsedId(0x1_0000)));
+    // Claims more completions than requests.
+    m.write32(USED_OFF + 4, 0);
+    m.write16(USED_OFF + 2, 3);
+    assert!(matches!(q.pop_used(&m), Err(RingError::UsedOverrun { .. })));
+}
+
+#[test]
+fn chunking_respects_limits() {
+    let lim = Limits {
+        seg_max: 2,
+        size_max: 4096,
+        chain_bytes: 1 << 20,
+    };
+    assert_eq!(lim.chain_max(), 8192);
+    let c: Vec<Chunk> = chunks(10, 0x10_0000, 20 * 1024, lim).collect();
+    assert_eq!(c.len(), 3);
+    assert_eq!(
+        c[1],
+        Chunk {
+            sector: 26,
+            phys: 0x10_2000,
+            len: 8192
+        }
+    );
+    assert_eq!(c[2].len, 4096);
+    let s: Vec<Seg> = data_segs(0x1000, 6144, 4096, true).collect();
+    assert_eq!(s, [seg(0x1000, 4096, true), seg(0x2000, 2048, true)]);
+    // size_max not a sector multiple is rounded by the driver; chain_max always whole sectors.
+    let odd = Limits {
+        seg_max: 3,
+        size_max: 1000,
+        chain_bytes: 1 << 20,
+    };
+    assert_eq!(odd.chain_max() % 512, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Simulated device.
+
+#[derive(Default)]
+struct Dev {
+    a: Option<Arena>,
+    status: u8,
+    dev_feat: u64,
+    drv_feat: u64,
+    dfsel: u32,
+    drvsel: u32,
+    qmax: u16,
+    qsize: u16,
+    qdesc: u64,
+    qdriver: u64,
+    qdevice: u64,
+    qenable: u16,
+    qvec: u16,
+    cfgvec: u16,
+    capacity: u64,
+    seg_max: u32,
+    size_max: u32,
+    disk: Vec<u8>,
+    last_avail: u16,
+    used_idx: u16,
+    // Knobs.
+    stuck_reset: bool,
+    reject_features: bool,
+    lazy: bool,
+    never_complete: bool,
+    bogus_used_id: bool,
+    req_status: u8,
+    // Observations.
+    resets: u32,
+    max_batch: u16,
+    chains: Vec<(u32, u64, Vec<u32>)>,
+    guest_error: bool,
+    pending: VecDeque<u16>,
+}
+
+impl Dev {
+    fn new(a: &Arena, sectors: u64) -> Self {
+        Dev {
+            a: Some(a.clone()),
+            dev_feat: (Features::VERSION_1 | Features::FLUSH | Features::BLK_SIZE).bits()
+                | (1 << 28), // INDIRECT_DESC, which rkdump must not accept
+            qmax: 16,
+            qsize: 16,
+            capacity: sectors,
+            disk: vec![0; (sectors * 512) as usize],
+            ..Dev::default()
+        }
+    }
+
+    /// What the crashed kernel left: DRIVER_OK, queue enabled, indices at `idx`.
+    fn stale(mut self, idx: u16) -> Self {
+        self.status = 0x0F;
+        self.qenable = 1;
+        self.last_avail = idx;
+        self.used_idx = idx;
+        self
+    }
+
+    fn mem(&self, phys: u64, n: usize) -> core::ops::Range<usize> {
+        let o = (phys - BASE) as usize;
+        o..o + n
+    }
+    fn rd16(&self, p: u64) -> u16 {
+        let a = self.a.as_ref().unwrap().borrow();
+        u16::from_le_bytes(a[self.mem(p, 2)].try_into().unwrap())
+    }
+    fn rd32(&self, p: u64) -> u32 {
+        let a = self.a.as_ref().unwrap().borrow();
+        u32::from_le_bytes(a[self.mem(p, 4)].try_into().unwrap())
+    }
+    fn rd64(&self, p: u64) -> u64 {
+        let a = self.a.as_ref().unwrap().borrow();
+        u64::from_le_bytes(a[self.mem(p, 8)].try_into().unwrap())
+    }
+    fn wr(&self, p: u64, b: &[u8]) {
+        let r = self.mem(p, b.len());
+        self.a.as_ref().unwrap().borrow_mut()[r].copy_from_slice(b);
+    }
+
+    fn reset(&mut self) {
+        if self.stuck_reset {
+            return;
+        }
+        self.resets += 1;
+        self.status = 0;
+        self.drv_feat = 0;
+        self.qsize = self.qmax;
+        (self.qdesc, self.qdriver, self.qdevice, self.qenable) = (0, 0, 0, 0);
+        self.last_avail = 0;
+        self.used_idx = 0;
+        self.pending.clear();
+    }
+
+    fn set_status(&mut self, v: u8) {
+        if v == 0 {
+            return self.reset();
+        }
+        let mut v = v;
+        if v & 8 != 0 && self.status & 8 == 0 {
+            let ok = !self.reject_features && self.drv_feat & !self.dev_feat == 0;
+            if !ok {
+                v &= !8;
+            }
+        }
+        // QEMU keeps NEEDS_RESET until a reset.
+        self.status = v | (self.status & 0x40);
+    }
+
+    fn notify(&mut self) {
+        if self.qenable == 0 || self.status & 4 == 0 || self.status & 0x40 != 0 {
+            return;
+        }
+        let avail_idx = self.rd16(self.qdriver + 2);
+        let n = avail_idx.wrapping_sub(self.last_avail);
+        if n > self.qsize {
+            // virtqueue_num_heads: "Guest moved used index from %u to %u".
+            self.guest_error = true;
+            self.status |= 0x40;
+            return;
+        }
+        self.max_batch = self.max_batch.max(n);
+        for _ in 0..n {
+            let slot = u64::from(self.last_avail % self.qsize);
+            let head = self.rd16(self.qdriver + 4 + 2 * slot);
+            self.last_avail = self.last_avail.wrapping_add(1);
+            self.execute(head);
+            if self.never_complete {
+                continue;
+            }
+            if self.lazy {
+                self.pending.push_back(head);
+            } else {
+                self.complete(head);
+            }
+        }
+    }
+
+    fn execute(&mut self, head: u16) {
+        let mut descs = Vec::new();
+        let mut i = head;
+        loop {
+            let d = self.qdesc + 16 * u64::from(i);
+            let (addr, len, flags, next) = (
+                self.rd64(d),
+                self.rd32(d + 8),
+                self.rd16(d + 12),
+                self.rd16(d + 14),
+            );
+            descs.push((addr, len, flags));
+            if flags & VIRTQ_DESC_F_NEXT == 0 {
+                break;
+            }
+            i = next;
+            assert!(descs.len() <= usize::from(self.qsize), "descriptor loop");
+        }
+        let (h, hl, _) = descs[0];
+        assert_eq!(hl, 16);
+        let ty = self.rd32(h);
+        let sector = self.rd64(h + 8);
+        let (st, sl, sf) = *descs.last().unwrap();
+        assert_eq!((sl, sf), (1, VIRTQ_DESC_F_WRITE));
+        let data = &descs[1..descs.len() - 1];
+        let mut pos = (sector * 512) as usize;
+        for &(addr, len, flags) in data {
+            let len = len as usize;
+            assert!(pos + len <= self.disk.len());
+            match ty {
+                1 => {
+                    assert_eq!(flags & VIRTQ_DESC_F_WRITE, 0);
+                    let r = self.mem(addr, len);
+                    let a = self.a.as_ref().unwrap().borrow();
+                    self.disk[pos..pos + len].copy_from_slice(&a[r]);
+                }
+                0 => {
+                    assert_ne!(flags & VIRTQ_DESC_F_WRITE, 0);
+                    let b = self.disk[pos..pos + len].to_vec();
+                    self.wr(addr, &b);
+                }
+                _ => panic!("data on a flush"),
+            }
+            pos += len;
+        }
+        self.chains
+            .push((ty, sector, data.iter().map(|d| d.1).collect()));
+        self.wr(st, &[self.req_status]);
+    }
+
+    fn complete(&mut self, head: u16) {
+        let e = self.qdevice + 4 + 8 * u64::from(self.used_idx % self.qsize);
+        let id = if self.bogus_used_id {
+            999
+        } else {
+            u32::from(head)
+        };
+        self.wr(e, &id.to_le_bytes());
+        self.wr(e + 4, &0u32.to_le_bytes());
+        self.used_idx = self.used_idx.wrapping_add(1);
+        let u = self.used_idx;
+        self.wr(self.qdevice + 2, &u.to_le_bytes());
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Common,
+    Notify,
+    Device,
+}
+
+struct Win {
+    d: Rc<RefCell<Dev>>,
+    kind: Kind,
+}
+
+fn lo_hi(v: &mut u64, off: usize, x: u32) {
+    if off.is_multiple_of(8) {
+        *v = (*v & !0xFFFF_FFFF) | u64::from(x);
+    } else {
+        *v = (*v & 0xFFFF_FFFF) | (u64::from(x) << 32);
+    }
+}
+
+impl Win {
+    fn rd(&self, off: usize) -> u64 {
+        let mut d = self.d.borrow_mut();
+        match self.kind {
+            Kind::Common => match off {
+                common::DEVICE_FEATURE => (d.dev_feat >> (32 * d.dfsel.min(1))) & 0xFFFF_FFFF,
+                common::NUM_QUEUES => 1,
+                common::DEVICE_STATUS => {
+                    if let Some(h) = d.pending.pop_front() {
+                        d.complete(h);
+                    }
+                    u64::from(d.status)
+                }
+                common::CONFIG_GENERATION => 0,
+                common::QUEUE_SIZE => u64::from(d.qsize),
+                common::QUEUE_ENABLE => u64::from(d.qenable),
+                common::QUEUE_NOTIFY_OFF => 3,
+                common::QUEUE_MSIX_VECTOR => u64::from(d.qvec),
+                common::MSIX_CONFIG => u64::from(d.cfgvec),
+                _ => 0,
+            },
+            Kind::Notify => 0,
+            Kind::Device => match off {
+                0 => d.capacity & 0xFFFF_FFFF,
+                4 => d.capacity >> 32,
+                blk_cfg::SIZE_MAX => u64::from(d.size_max),
+                blk_cfg::SEG_MAX => u64::from(d.seg_max),
+                blk_cfg::BLK_SIZE => 4096,
+                _ => 0,
+            },
+        }
+    }
+
+    fn wr(&self, off: usize, v: u32) {
+        let mut d = self.d.borrow_mut();
+        match self.kind {
+            Kind::Common => match off {
+                common::DEVICE_FEATURE_SELECT => d.dfsel = v,
+                common::DRIVER_FEATURE_SELECT => d.drvsel = v,
+                common::DRIVER_FEATURE => {
+                    let sh = 32 * d.drvsel.min(1);
+                    d.drv_feat = (d.drv_feat & !(0xFFFF_FFFF << sh)) | (u64::from(v) << sh);
+                }
+                common::DEVICE_STATUS => d.set_status(v as u8),
+                common::QUEUE_SELECT => assert_eq!(v, 0),
+                common::QUEUE_SIZE => d.qsize = v as u16,
+                common::QUEUE_MSIX_VECTOR => d.qvec = v as u16,
+                common::MSIX_CONFIG => d.cfgvec = v as u16,
+                common::QUEUE_ENABLE => d.qenable = v as u16,
+                0x20 | 0x24 => lo_hi(&mut d.qdesc, off - 0x20, v),
+                0x28 | 0x2C => lo_hi(&mut d.qdriver, off - 0x28, v),
+                0x30 | 0x34 => lo_hi(&mut d.qdevice, off - 0x30, v),
+                _ => panic!("write to common {off:#x}"),
+            },
+            Kind::Notify => {
+                assert_eq!(
+                    (off, v),
+                    (12, 0),
+                    "notify address = 3 * multiplier 4, queue 0"
+                );
+                d.notify();
+            }
+            Kind::Device => panic!("write to device config"),
+        }
+    }
+}
+
+impl Regs for Win {
+    fn size(&self) -> usize {
+        match self.kind {
+            Kind::Common => 0x38,
+            Kind::Notify => 0x1000,
+            Kind::Device => 0x18,
+        }
+    }
+    fn read8(&self, off: usize) -> u8 {
+        self.rd(off) as u8
+    }
+    fn read16(&self, off: usize) -> u16 {
+        self.rd(off) as u16
+    }
+    fn read32(&self, off: usize) -> u32 {
+        self.rd(off) as u32
+    }
+    fn write8(&self, off: usize, v: u8) {
+        self.wr(off, u32::from(v));
+    }
+    fn write16(&self, off: usize, v: u16) {
+        self.wr(off, u32::from(v));
+    }
+    fn write32(&self, off: usize, v: u32) {
+        self.wr(off, v);
+    }
+}
+
+struct Rig {
+    a: Arena,
+    d: Rc<RefCell<Dev>>,
+    clk: Clk,
+}
+
+impl Rig {
+    fn new(f: impl FnOnce(Dev) -> Dev) -> Self {
+        let a = arena(0x10_0000 + 0x40_0000);
+        let d = Rc::new(RefCell::new(f(Dev::new(&a, 0x8000))));
+        Rig {
+            a,
+            d,
+            clk: Clk(Cell::new(0)),
+        }
+    }
+
+    fn regions(&self) -> VirtioPciRegions<Win> {
+        let w = |kind| Win {
+            d: self.d.clone(),
+            kind,
+        };
+        VirtioPciRegions {
+            common: w(Kind::Common),
+            notify: w(Kind::Notify),
+            notify_off_multiplier: 4,
+            device: w(Kind::Device),
+        }
+    }
+
+    fn open(&self, opts: InitOptions) -> Result<VirtioBlk<'_, Win, ArenaMem>, Error> {
+        let mem = ArenaMem {
+            a: self.a.clone(),
+            off: 0,
+        };
+        VirtioBlk::with_mem(self.regions(), mem, &self.clk, opts)
+    }
+
+    fn fill(&self, phys: u64, len: usize, seed: u8) {
+        let o = (phys - BASE) as usize;
+        for (i, b) in self.a.borrow_mut()[o..o + len].iter_mut().enumerate() {
+            *b = seed.wrapping_add((i / 512) as u8) ^ (i as u8);
+        }
+    }
+
+    fn bytes(&self, phys: u64, len: usize) -> Vec<u8> {
+        let o = (phys - BASE) as usize;
+        self.a.borrow()[o..o + len].to_vec()
+    }
+}
+
+fn opts() -> InitOptions {
+    InitOptions::default()
+}
+
+#[test]
+fn bring_up_negotiates_and_programs_queue() {
+    let r = Rig::new(|d| Dev {
+        qmax: 1024,
+        qsize: 1024,
+        ..d
+    });
+    let dev = r.open(opts()).unwrap();
+    let d = r.d.borrow();
+    assert_eq!(d.resets, 1);
+    assert_eq!(d.status, 0x0F);
+    assert_eq!(
+        d.drv_feat,
+        (Features::VERSION_1 | Features::FLUSH | Features::BLK_SIZE).bits()
+    );
+    assert_eq!(
+        (d.qsize, d.qenable, d.qvec, d.cfgvec),
+        (256, 1, NO_VECTOR, NO_VECTOR)
+    );
+    assert_eq!(
+        (d.qdesc, d.qdriver, d.qdevice),
+        (BASE, BASE + 4096, BASE + 8192)
+    );
+    let info = dev.info();
+    assert_eq!((info.block_size, info.blocks), (512, 0x8000));
+    assert_eq!(
+        info.max_transfer,
+        1 << 20,
+        "no SEG_MAX/SIZE_MAX: one 1 MiB segment"
+    );
+    assert_eq!(dev.blk_size(), 4096);
+}
+
+#[test]
+fn reset_only_is_a_separate_step() {
+    let r = Rig::new(|d| d.stale(7));
+    let regs = r.regions();
+    reset_only(&regs.common, &r.clk).unwrap();
+    let d = r.d.borrow();
+    assert_eq!((d.status, d.qenable, d.last_avail, d.resets), (0, 0, 0, 1));
+}
+
+#[test]
+fn write_read_round_trip_pipelined() {
+    let r = Rig::new(|d| d);
+    let mut dev = r.open(opts()).unwrap();
+    // 40 scattered 4 KiB writes and one 3 MiB write.
+    let mut reqs = Vec::new();
+    for i in 0..40u64 {
+        let phys = DATA + i * 4096;
+        r.fill(phys, 4096, i as u8);
+        reqs.push(WriteReq {
+            lba: 0x1000 + i * 16,
+            phys,
+            len: 4096,
+        });
+    }
+    let big = DATA + 0x10_0000;
+    r.fill(big, 3 << 20, 0x5A);
+    reqs.push(WriteReq {
+        lba: 0x2000,
+        phys: big,
+        len: 3 << 20,
+    });
+    dev.write(&reqs).unwrap();
+    dev.flush().unwrap();
+    {
+        let d = r.d.borrow();
+        assert!(
+            d.max_batch >= 4,
+            "several chains in flight, saw {}",
+            d.max_batch
+        );
+        assert_eq!(d.chains.len(), 40 + 3 + 1);
+        assert_eq!(d.chains.last().unwrap().0, VIRTIO_BLK_T_FLUSH);
+        assert_eq!(
+            d.chains[41].2,
+            [1 << 20],
+            "1 MiB chains, one data descriptor"
+        );
+        for (i, q) in reqs.iter().enumerate().take(40) {
+            let at = (q.lba * 512) as usize;
+            assert_eq!(d.disk[at..at + 4096], r.bytes(q.phys, 4096)[..], "req {i}");
+        }
+        assert_eq!(
+            d.disk[0x2000 * 512..0x2000 * 512 + (3 << 20)],
+            r.bytes(big, 3 << 20)[..]
+        );
+    }
+    // Read back into a fresh buffer.
+    let dst = DATA + 0x30_0000;
+    dev.read(0x1000 + 5 * 16, dst, 4096).unwrap();
+    assert_eq!(r.bytes(dst, 4096), r.bytes(DATA + 5 * 4096, 4096));
+}
+
+#[test]
+fn requests_split_by_seg_max_and_size_max() {
+    let r = Rig::new(|d| Dev {
+        dev_feat: d.dev_feat | (Features::SEG_MAX | Features::SIZE_MAX).bits(),
+        seg_max: 2,
+        size_max: 4096 + 100, // not a sector multiple: rounded down
+        ..d
+    });
+    let mut dev = r.open(opts()).unwrap();
+    assert_eq!(dev.info().max_transfer, 8192);
+    r.fill(DATA, 20 * 1024, 3);
+    dev.write(&[WriteReq {
+        lba: 8,
+        phys: DATA,
+        len: 20 * 1024,
+    }])
+    .unwrap();
+    let d = r.d.borrow();
+    let shape: Vec<(u64, Vec<u32>)> = d.chains.iter().map(|c| (c.1, c.2.clone())).collect();
+    assert_eq!(
+        shape,
+        [
+            (8, vec![4096, 4096]),
+            (24, vec![4096, 4096]),
+            (40, vec![4096])
+        ]
+    );
+    assert_eq!(
+        d.disk[8 * 512..8 * 512 + 20 * 1024],
+        r.bytes(DATA, 20 * 1024)[..]
+    );
+}
+
+#[test]
+fn lazy_device_completions_are_polled() {
+    let r = Rig::new(|d| Dev { lazy: true, ..d });
+    let mut dev = r.open(opts()).unwrap();
+    let reqs: Vec<WriteReq> = (0..10)
+        .map(|i| WriteReq {
+            lba: i * 8,
+            phys: DATA,
+            len: 4096,
+        })
+        .collect();
+    dev.write(&reqs).unwrap();
+    assert_eq!(r.d.borrow().chains.len(), 10);
+}
+
+#[test]
+fn without_reset_stale_rings_break_the_device_as_qemu_predicts() {
+    // Negative control: the crashed kernel's driver had used index 5.
+    let r = Rig::new(|d| d.stale(5));
+    let skip = InitOptions {
+        skip_reset: true,
+        ..opts()
+    };
+    let mut dev = r.open(skip).unwrap();
+    let e = dev
+        .write(&[WriteReq {
+            lba: 0,
+            phys: DATA,
+            len: 512,
+        }])
+        .unwrap_err();
+    assert!(r.d.borrow().guest_error);
+    assert_eq!(
+        e,
+        BlockError::DeviceError {
+            status: DEVICE_STATUS_ERROR | 0x4F
+        }
+    );
+    // The device is now known broken: later calls fail at once.
+    assert_eq!(dev.flush(), Err(e));
+
+    // Positive: the same stale device, reset first, works.
+    let r = Rig::new(|d| d.stale(5));
+    let mut dev = r.open(opts()).unwrap();
+    dev.write(&[WriteReq {
+        lba: 0,
+        phys: DATA,
+        len: 512,
+    }])
+    .unwrap();
+    assert!(!r.d.borrow().guest_error);
+}
+
+#[test]
+fn bring_up_failures_are_typed() {
+    let r = Rig::new(|d| Dev {
+        stuck_reset: true,
+        ..d.stale(1)
+    });
+    assert!(matches!(
+        r.open(opts()),
+        Err(Error::ResetTimeout { status: 0x0F, .. })
+    ));
+
+    let r = Rig::new(|d| Dev {
+        dev_feat: Features::FLUSH.bits(),
+        ..d
+    });
+    assert_eq!(r.open(opts()).err(), Some(Error::NoVersion1));
+    assert_ne!(r.d.borrow().status & DeviceStatus::FAILED.bits(), 0);
+
+    let r = Rig::new(|d| Dev {
+        reject_features: true,
+        ..d
+    });
+    assert_eq!(r.open(opts()).err(), Some(Error::FeaturesRejected));
+
+    let r = Rig::new(|d| Dev {
+        dev_feat: d.dev_feat | Features::RO.bits(),
+        ..d
+    });
+    assert_eq!(r.open(opts()).err(), Some(Error::ReadOnly));
+
+    let r = Rig::new(|d| Dev {
+        qmax: 0,
+        qsize: 0,
+        ..d
+    });
+    assert_eq!(r.open(opts()).err(), Some(Error::NoQueue));
+
+    let r = Rig::new(|d| Dev {
+        qmax: 100,
+        qsize: 100,
+        ..d
+    });
+    r.open(opts()).unwrap();
+    assert_eq!(r.d.borrow().qsize, 64, "largest power of two below 100");
+}
+
+#[test]
+fn io_failures_are_typed_not_panics() {
+    let one = [WriteReq {
+        lba: 0,
+        phys: DATA,
+        len: 512,
+    }];
+    let r = Rig::new(|d| Dev {
+        never_complete: true,
+        ..d
+    });
+    let mut dev = r.open(opts()).unwrap();
+    assert_eq!(
+        dev.write(&one),
+        Err(BlockError::Timeout {
+            what: "virtio-blk completion"
+        })
+    );
+
+    let r = Rig::new(|d| Dev {
+        bogus_used_id: true,
+        ..d
+    });
+    let mut dev = r.open(opts()).unwrap();
+    assert_eq!(
+        dev.write(&one),
+        Err(BlockError::DeviceError {
+            status: RING_PROTOCOL_ERROR
+        })
+    );
+
+    let r = Rig::new(|d| Dev { req_status: 1, ..d });
+    let mut dev = r.open(opts()).unwrap();
+    assert_eq!(
+        dev.write(&[one[0], one[0]]),
+        Err(BlockError::DeviceError { status: 1 })
+    );
+    // A failed request does not break the device; in-flight ones were drained.
+    r.d.borrow_mut().req_status = 0;
+    dev.write(&one).unwrap();
+
+    let bad = |lba, len| WriteReq {
+        lba,
+        phys: DATA,
+        len,
+    };
+    for q in [bad(0x8000, 512), bad(0x7FFF, 1024), bad(0, 100), bad(0, 0)] {
+        assert_eq!(dev.write(&[q]), Err(BlockError::BadRequest));
+    }
+}
+
+#[test]
+fn flush_is_a_no_op_without_the_feature() {
+    let r = Rig::new(|d| Dev {
+        dev_feat: Features::VERSION_1.bits(),
+        ..d
+    });
+    let mut dev = r.open(opts()).unwrap();
+    dev.flush().unwrap();
+    assert!(r.d.borrow().chains.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locating the structures from config space.
+
+fn virtio_fn(c: &FakeConfig, bdf: Bdf, caps: &[(u8, u8, u32, u32)]) {
+    c.add(bdf, VIRTIO_VENDOR, DEVICE_ID_MODERN, |f| {
+        f.bar_mem64(4, 0xfe00_0000, 0x4000);
+        let mut off = 0x40u16;
+        for (i, &(ty, bar, o, len)) in caps.iter().enumerate() {
+            let next = if i + 1 == caps.len() { 0 } else { off + 0x14 };
+            f.cap(off, 0x09, next as u8)
+                .set8(off + 2, 0x14)
+                .set8(off + 3, ty)
+                .set8(off + 4, bar)
+                .set32(off + 8, o)
+                .set32(off + 12, len)
+                .set32(off + 16, 4);
+            off += 0x14;
+        }
+    });
+}
+
+#[test]
+fn locate_regions_from_vendor_caps() {
+    let c = FakeConfig::new(4096);
+    let bdf = Bdf::new(0, 1, 0, 0).unwrap();
+    virtio_fn(
+        &c,
+        bdf,
+        &[
+            (1, 4, 0, 0x1000),
+            (3, 4, 0x1000, 0x1000),
+            (4, 4, 0x2000, 0x1000),
+            (2, 0, 0x3000, 0x1000), // BAR0 unimplemented: skipped for the next one
+            (2, 4, 0x3000, 0x1000),
+            (5, 0, 0, 0), // PCI cfg access cap: ignored
+        ],
+    );
+    let s = scan(&c, 0, 1);
+    let dev = s.find(bdf).unwrap();
+    let info = locate_virtio_regions(&c, dev).unwrap();
+    assert_eq!(
+        info.common,
+        VirtioRegion {
+            bar: 4,
+            offset: 0,
+            len: 0x1000,
+            phys: 0xfe00_0000
+        }
+    );
+    assert_eq!(info.notify.phys, 0xfe00_3000);
+    assert_eq!(info.notify_off_multiplier, 4);
+    assert_eq!(info.isr.unwrap().phys, 0xfe00_1000);
+    assert_eq!(info.device.phys, 0xfe00_2000);
+}
+
+#[test]
+fn locate_reports_bad_caps() {
+    let bdf = Bdf::new(0, 1, 0, 0).unwrap();
+    let try_caps = |caps: &[(u8, u8, u32, u32)], bar_addr: u64| {
+        let c = FakeConfig::new(4096);
+        virtio_fn(&c, bdf, caps);
+        c.with(bdf, |f| {
+            f.bar_mem64(4, bar_addr, 0x4000);
+        });
+        let dev = *scan(&c, 0, 1).find(bdf).unwrap();
+        locate_virtio_regions(&c, &dev)
+    };
+    let good = [
+        (1, 4, 0, 0x1000),
+        (2, 4, 0x3000, 0x1000),
+        (4, 4, 0x2000, 0x1000),
+    ];
+    assert!(try_caps(&good, 0xfe00_0000).is_ok());
+    assert_eq!(
+        try_caps(&good[..2], 0xfe00_0000),
+        Err(Error::MissingCap { cfg_type: 4 })
+    );
+    assert_eq!(
+        try_caps(&good, 0),
+        Err(Error::BadBar {
+            cfg_type: 1,
+            bar: 4
+        }),
+        "BAR cleared by a reset and not restored"
+    );
+    assert_eq!(
+        try_caps(&[(1, 4, 0x3800, 0x1000), good[1], good[2]], 0xfe00_0000),
+        Err(Error::BadWindow { cfg_type: 1 })
+    );
+    assert_eq!(
+        try_caps(&[(1, 4, 0, 0x10), good[1], good[2]], 0xfe00_0000),
+        Err(Error::BadWindow { cfg_type: 1 }),
+        "common window shorter than the registers"
+    );
+    assert_eq!(
+        try_caps(&[(1, 9, 0, 0x1000), good[1], good[2]], 0xfe00_0000),
+        Err(Error::BadBar {
+            cfg_type: 1,
+            bar: 9
+        })
+    );
+    let c = FakeConfig::new(256);
+    c.add(bdf, 0x8086, 0x1234, |_| {});
+    let dev = *scan(&c, 0, 1).find(bdf).unwrap();
+    assert!(matches!(
+        locate_virtio_regions(&c, &dev),
+        Err(Error::NotVirtioBlk { .. })
+    ));
+}
