@@ -60,24 +60,18 @@ impl<T: Regs + ?Sized> Regs for &T {
     }
 }
 
-/// Allocates zeroed DMA memory and maps it for CPU access. The one `unsafe` outside `hw`: it
-/// belongs in `hw` as a `DmaMem` constructor taking the allocator, which `hw`'s owner may add.
-#[allow(unsafe_code)]
+/// Allocates zeroed DMA memory for CPU and device use through `hw_pci` (which owns the
+/// `unsafe`), then checks what the drivers rely on instead of trusting the allocator blindly.
 pub(crate) fn alloc_dma(
     dma: &mut dyn DmaAllocator,
     len: usize,
     align: usize,
     below_4g: bool,
 ) -> Option<DmaMem> {
-    let buf = dma.alloc(len, align.max(4096), below_4g)?;
-    // Check what the driver relies on instead of trusting the allocator blindly.
-    let end = buf.phys.checked_add(len as u64)?;
-    if buf.len < len || !buf.phys.is_multiple_of(align as u64) || (below_4g && end > 1 << 32) {
-        return None;
-    }
-    // SAFETY: `DmaAllocator` hands out identity-mapped RAM that rkdump alone owns and never frees
-    // (see `dma`), which is `DmaMem::new`'s contract; the buffer is at least `len` bytes.
-    Some(unsafe { DmaMem::new(buf.phys, len) })
+    let mem = crate::hw_pci::alloc_dma_mem(dma, len, align.max(4096), below_4g)?;
+    let (phys, end) = (mem.phys(0), mem.phys(0).checked_add(len as u64)?);
+    (mem.len() >= len && phys.is_multiple_of(align as u64) && !(below_4g && end > 1 << 32))
+        .then_some(mem)
 }
 
 /// A set of up to 64 command identifiers or slots, handed out lowest first.
@@ -288,6 +282,11 @@ pub const PAGE: u64 = 4096;
 /// (partial) page in PRP1, up to 512 list entries for the rest.
 pub const MAX_PRP_TRANSFER: u64 = 2 << 20;
 
+/// CDW10 of the queue-creation commands: 0-based size in 31:16, queue ID in 15:0.
+fn size_qid(qid: u16, entries: u16) -> u32 {
+    (u32::from(entries.saturating_sub(1)) << 16) | u32::from(qid)
+}
+
 /// A submission queue entry (§4.2) using PRPs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Command {
@@ -321,48 +320,31 @@ impl Command {
         Command {
             opcode: ADMIN_CREATE_CQ,
             prp1: base,
-            cdw: [
-                (u32::from(entries - 1) << 16) | u32::from(qid),
-                1, // PC=1, IEN=0, IV=0
-                0,
-                0,
-                0,
-                0,
-            ],
+            // CDW11: PC=1, IEN=0, IV=0.
+            cdw: [size_qid(qid, entries), 1, 0, 0, 0, 0],
             ..Command::default()
         }
     }
     /// Create I/O Submission Queue (§5.4): physically contiguous, bound to `cqid`.
     pub fn create_sq(qid: u16, entries: u16, base: u64, cqid: u16) -> Self {
+        let cdw11 = (u32::from(cqid) << 16) | 1; // PC=1; QPRIO only matters with WRR
         Command {
             opcode: ADMIN_CREATE_SQ,
             prp1: base,
-            cdw: [
-                (u32::from(entries - 1) << 16) | u32::from(qid),
-                (u32::from(cqid) << 16) | 1, // PC=1, priority ignored without WRR
-                0,
-                0,
-                0,
-                0,
-            ],
+            cdw: [size_qid(qid, entries), cdw11, 0, 0, 0, 0],
             ..Command::default()
         }
     }
     /// Read or Write (NVM Command Set §6.9, §6.15) of `blocks` (1..=65536) at `lba`.
     pub fn rw(opcode: u8, nsid: u32, lba: u64, blocks: u32, prp1: u64, prp2: u64) -> Self {
+        let nlb = blocks.saturating_sub(1) & 0xFFFF;
         Command {
             opcode,
             nsid,
             prp1,
             prp2,
-            cdw: [
-                lba as u32,
-                (lba >> 32) as u32,
-                blocks.saturating_sub(1) & 0xFFFF, // NLB is 0-based
-                0,
-                0,
-                0,
-            ],
+            // CDW10/11: SLBA; CDW12: NLB, 0-based.
+            cdw: [lba as u32, (lba >> 32) as u32, nlb, 0, 0, 0],
             ..Command::default()
         }
     }
@@ -1140,10 +1122,12 @@ impl<'c, R: Regs> Nvme<'c, R> {
             name: String::new(),
             report,
         };
-        nvme.identify(cap)?;
-        let (n, sq, cq) = (nvme.io.entries, nvme.io.sq.phys(0), nvme.io.cq.phys(0));
-        nvme.admin(Command::create_cq(1, n, cq))?;
-        nvme.admin(Command::create_sq(1, n, sq, 1))?;
+        if let Err(e) = nvme.configure(cap) {
+            // Quiesce a controller we give up on: nothing of ours should stay live in it.
+            nvme.regs.write32(CC, 0);
+            return Err(e);
+        }
+        let n = nvme.io.entries;
         info!(
             "{}: sn {} ns {} {} x {} B, max transfer {} KiB, {} commands in flight{}",
             nvme.name,
@@ -1156,6 +1140,15 @@ impl<'c, R: Regs> Nvme<'c, R> {
             if nvme.vwc { ", write cache" } else { "" }
         );
         Ok(nvme)
+    }
+
+    /// Identify, then the I/O queue pair.
+    fn configure(&mut self, cap: Cap) -> Result<(), NvmeError> {
+        self.identify(cap)?;
+        let (n, sq, cq) = (self.io.entries, self.io.sq.phys(0), self.io.cq.phys(0));
+        self.admin(Command::create_cq(1, n, cq))?;
+        self.admin(Command::create_sq(1, n, sq, 1))?;
+        Ok(())
     }
 
     /// Identify Controller, the first active namespace, and its format.

@@ -9,13 +9,15 @@ use alloc::vec::Vec;
 use rkdump_boot::cmdline::{Options, SerialPort, Target};
 use rkdump_boot::info::BootInfo;
 use rkdump_boot::mem::PhysRange;
+use rkdump_devices::pci::Bdf;
 use rkdump_vmcore::stream::FrameEncoder;
-use rkdump_vmcore::{DumpSink, SinkError};
+use rkdump_vmcore::{DumpPlan, DumpSink, SinkError};
 use uart_16550::backend::PioBackend;
 use uart_16550::{BaudRate, Config, Uart16550};
 
 use crate::acpi::AcpiInfo;
 use crate::clock;
+use crate::disk;
 use crate::memory;
 use crate::physmem::OldMem;
 use crate::power::Outcome;
@@ -26,7 +28,7 @@ use crate::{rkerror, rkline};
 const BOUNCE: usize = 64 * 1024;
 
 /// Runs the dump; returns the outcome for the final action.
-pub fn run(boot: &BootInfo, opts: &Options, image: PhysRange, _acpi: Option<AcpiInfo>) -> Outcome {
+pub fn run(boot: &BootInfo, opts: &Options, image: PhysRange, acpi: Option<AcpiInfo>) -> Outcome {
     let _ = boot;
     let Some(hdr) = opts.elfcorehdr else {
         rkerror!("no elfcorehdr= on the command line: nothing to dump");
@@ -78,11 +80,42 @@ pub fn run(boot: &BootInfo, opts: &Options, image: PhysRange, _acpi: Option<Acpi
         memory::reserve(PhysRange::new(p.p_offset, p.p_memsz));
     }
 
+    let mut run_id = [0u8; 16];
+    run_id[..8].copy_from_slice(&crate::arch::cpu::rdtsc().to_le_bytes());
+    if let Some(t) = plan.notes.vmcoreinfo().and_then(|v| v.crash_time()) {
+        run_id[8..].copy_from_slice(&t.to_le_bytes());
+    }
+
     let target = match opts.target {
         Target::Serial(port) => port,
-        Target::Auto => SerialPort::Com2,
-        Target::Disk | Target::DiskAt(_) => {
-            rkerror!("disk target not available in this build; falling back to serial");
+        Target::Auto | Target::Disk | Target::DiskAt(_) => {
+            let want = match opts.target {
+                Target::DiskAt(a) => Some(Bdf {
+                    segment: a.segment,
+                    bus: a.bus,
+                    dev: a.dev,
+                    func: a.func,
+                }),
+                _ => None,
+            };
+            let pci = crate::pci::open(acpi.as_ref());
+            let scan = pci.scan();
+            match disk::find(&pci, &scan, want, opts.nopreinit) {
+                Some(mut d) => match dump_disk(&mut d, &plan, &mem, run_id) {
+                    Ok(()) => return Outcome::Success,
+                    Err(e) => rkerror!(
+                        "disk dump to {} failed: {e}; falling back to serial",
+                        d.target
+                    ),
+                },
+                None if opts.target == Target::Auto => {
+                    rkline!("no labelled dump disk; dumping to serial");
+                }
+                None => rkerror!(
+                    "no usable labelled dump disk for target {}; falling back to serial",
+                    opts.target
+                ),
+            }
             SerialPort::Com2
         }
     };
@@ -92,7 +125,13 @@ pub fn run(boot: &BootInfo, opts: &Options, image: PhysRange, _acpi: Option<Acpi
         rkerror!("dump serial port {target} is also the console; refusing to mix them");
         return Outcome::Failed;
     }
-    match dump_serial(&plan, &mut mem, target, opts.serial_baud.unwrap_or(115_200)) {
+    match dump_serial(
+        &plan,
+        &mut mem,
+        target,
+        opts.serial_baud.unwrap_or(115_200),
+        run_id,
+    ) {
         Ok(()) => Outcome::Success,
         Err(e) => {
             rkerror!("serial dump failed: {e}");
@@ -166,11 +205,40 @@ impl DumpSink for SerialSink {
     }
 }
 
+fn dump_disk(
+    d: &mut disk::DumpDisk,
+    plan: &DumpPlan,
+    mem: &OldMem,
+    run_id: [u8; 16],
+) -> Result<(), alloc::string::String> {
+    let total = plan.layout.total_size;
+    rkline!("dump start bytes={} target={}", total, d.target);
+    let mut progress = Progress::new();
+    let written = disk::dump(d, plan, mem, run_id, &mut |done, t| {
+        progress.update(done, t)
+    })?;
+    if written < total {
+        rkerror!(
+            "dump truncated: {written} of {total} bytes fit on {}",
+            d.target
+        );
+    }
+    rkline!(
+        "dump complete bytes={} ms={} target={}",
+        written,
+        progress.elapsed_ms(),
+        d.target
+    );
+    rkline!("memory peak={} KiB", memory::peak_bytes() >> 10);
+    Ok(())
+}
+
 fn dump_serial(
-    plan: &rkdump_vmcore::DumpPlan,
+    plan: &DumpPlan,
     mem: &mut OldMem,
     port: SerialPort,
     baud: u32,
+    run_id: [u8; 16],
 ) -> Result<(), &'static str> {
     // SAFETY: the dump port is not the console (checked by the caller) and nothing else in
     // rkdump drives it.
@@ -185,11 +253,6 @@ fn dump_serial(
     let target = alloc::format!("serial:{port}");
     rkline!("dump start bytes={} target={}", total, target);
     let mut enc = FrameEncoder::new(SerialSink { uart });
-    let mut run_id = [0u8; 16];
-    run_id[..8].copy_from_slice(&crate::arch::cpu::rdtsc().to_le_bytes());
-    if let Some(t) = plan.notes.vmcoreinfo().and_then(|v| v.crash_time()) {
-        run_id[8..].copy_from_slice(&t.to_le_bytes());
-    }
     enc.begin(total, run_id)
         .map_err(|_| "stream begin failed")?;
     let mut buf: Vec<u8> = vec![0; BOUNCE];

@@ -20,11 +20,15 @@ mod clock;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod disk;
+#[cfg(target_os = "none")]
 mod dump;
 #[cfg(target_os = "none")]
 mod kmain;
 #[cfg(target_os = "none")]
 mod memory;
+#[cfg(target_os = "none")]
+mod pci;
 #[cfg(target_os = "none")]
 mod physmem;
 #[cfg(target_os = "none")]

@@ -49,7 +49,28 @@ impl OldMem {
 
 impl OldMemory for OldMem {
     fn read(&mut self, phys: u64, buf: &mut [u8]) -> Result<(), OldMemError> {
-        let len = buf.len() as u64;
+        self.admit(phys, buf.len() as u64)?;
+        copy_phys(phys, buf);
+        Ok(())
+    }
+}
+
+/// CPU view of a DMA buffer rkdump allocated.
+pub fn dma_bytes(phys: u64, len: usize) -> &'static [u8] {
+    // SAFETY: `phys` comes from `KernelDma` (identity-mapped RAM owned by rkdump, never freed);
+    // the device's DMA into it has completed when callers read it (the driver returned).
+    unsafe { core::slice::from_raw_parts(phys as *const u8, len) }
+}
+
+/// Mutable CPU view of a DMA buffer rkdump allocated and no device is using yet.
+pub fn dma_bytes_mut(phys: u64, len: usize) -> &'static mut [u8] {
+    // SAFETY: as for `dma_bytes`; the buffer was just allocated, so this is its only reference.
+    unsafe { core::slice::from_raw_parts_mut(phys as *mut u8, len) }
+}
+
+impl OldMem {
+    /// Checks `[phys, phys + len)` like `read` does, maps it, and returns its end.
+    fn admit(&self, phys: u64, len: u64) -> Result<u64, OldMemError> {
         let end = match phys.checked_add(len) {
             Some(end) if end <= PHYS_LIMIT => end,
             _ => return Err(OldMemError::OutOfRange { phys, len }),
@@ -58,7 +79,26 @@ impl OldMemory for OldMem {
             return Err(OldMemError::Forbidden { phys, len });
         }
         paging::map(phys, len, Cache::WriteBack).map_err(|_| OldMemError::Fault { phys })?;
-        copy_phys(phys, buf);
+        Ok(end)
+    }
+
+    /// Runs `f` over old memory `[phys, phys + len)` in pieces, without copying (checksums of
+    /// data a device reads by DMA). Refused like `read` for ranges rkdump owns.
+    pub fn with_slice(
+        &self,
+        phys: u64,
+        len: u64,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<(), OldMemError> {
+        let end = self.admit(phys, len)?;
+        let mut at = phys;
+        while at < end {
+            let n = (end - at).min(1 << 20) as usize;
+            // SAFETY: mapped above; old memory is only read, and nothing writes it while rkdump runs
+            // (the crashed kernel's CPUs are halted; devices were quiesced).
+            f(unsafe { core::slice::from_raw_parts(at as *const u8, n) });
+            at += n as u64;
+        }
         Ok(())
     }
 }

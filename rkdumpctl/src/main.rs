@@ -2,7 +2,9 @@
 //! module (docs/interfaces.md "rkdumpctl").
 
 mod inspect;
+mod prepare;
 mod recv;
+mod save;
 
 use std::process::ExitCode;
 
@@ -22,6 +24,10 @@ enum Command {
     Recv(recv::Args),
     /// Print the notes (CPUs, VMCOREINFO keys), PT_LOAD ranges and sizes of a vmcore.
     Inspect(inspect::Args),
+    /// Write an rkdump dump label so rkdump may write there (nothing else is ever written).
+    Prepare(prepare::Args),
+    /// Extract the dump rkdump wrote into an ELF vmcore file (refuses incomplete dumps).
+    Save(save::Args),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +35,8 @@ fn main() -> ExitCode {
     let (name, result) = match cli.command {
         Command::Recv(args) => ("recv", recv::run(&args).map_err(|e| e.to_string())),
         Command::Inspect(args) => ("inspect", inspect::run(&args).map_err(|e| e.to_string())),
+        Command::Prepare(args) => ("prepare", prepare::run(&args)),
+        Command::Save(args) => ("save", save::run(&args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

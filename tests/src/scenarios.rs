@@ -92,12 +92,49 @@ pub fn all() -> Vec<Scenario> {
             about: "a corrupted elfcorehdr gives rkdump: error: and a defined end",
             run: corrupt_elfcorehdr,
         },
+        Scenario {
+            name: "disk-virtio",
+            about: "fabricated crash dumped to a labelled virtio-blk disk behind a root port; an unlabelled disk is untouched; rkdumpctl save is byte-identical",
+            run: disk_virtio,
+        },
+        Scenario {
+            name: "disk-nvme",
+            about: "the same on NVMe",
+            run: disk_nvme,
+        },
+        Scenario {
+            name: "disk-ahci",
+            about: "the same on the q35 AHCI controller",
+            run: disk_ahci,
+        },
+        Scenario {
+            name: "disk-bad-label",
+            about: "a label with a bad CRC is refused with rkdump: error: and the dump falls back to serial",
+            run: disk_bad_label,
+        },
+        Scenario {
+            name: "disk-too-small",
+            about: "a disk smaller than the dump gets a truncated record, refused by save unless --partial",
+            run: disk_too_small,
+        },
     ]
 }
 
-/// Runs the named scenarios (all when `only` is empty) and returns verdicts.
+/// Runs the named scenarios (all when `only` is empty) and returns verdicts; an unknown name is
+/// a failed verdict, so a typo never passes silently.
 pub fn run(env: &Env, only: &[String]) -> Vec<Verdict> {
     let mut out = Vec::new();
+    let known = all();
+    for name in only {
+        if !known.iter().any(|s| s.name == name) {
+            println!("scenario {name} ... FAILED (no such scenario)");
+            out.push(Verdict {
+                name: "unknown",
+                result: Err(format!("no scenario named {name}")),
+                elapsed: Duration::ZERO,
+            });
+        }
+    }
     for s in all() {
         if !only.is_empty() && !only.iter().any(|o| o == s.name) {
             continue;
@@ -500,4 +537,277 @@ fn corrupt_elfcorehdr(env: &Env, dir: &Path) -> Result<(), String> {
         "QEMU exit code 35 (failure reported)",
         &o,
     )
+}
+
+/// Creates a sparse image file of `mib` MiB filled with a recognisable pattern in its first MiB.
+fn make_image(path: &Path, mib: u64, pattern: bool) -> Result<(), String> {
+    let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    f.set_len(mib << 20).map_err(|e| e.to_string())?;
+    if pattern {
+        use std::io::Write;
+        let mut f = f;
+        let head: Vec<u8> = (0..1u32 << 20)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        f.write_all(&head).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn sha256(path: &Path) -> Result<[u8; 32], String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(sha2::Sha256::digest(&bytes).into())
+}
+
+fn ctl(env: &Env, args: &[&std::ffi::OsStr]) -> Result<String, String> {
+    let out = std::process::Command::new(&env.rkdumpctl)
+        .args(args)
+        .output()
+        .map_err(|e| format!("running rkdumpctl: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Ctrl {
+    Virtio,
+    Nvme,
+    Ahci,
+}
+
+/// QEMU arguments attaching `dump` (and `other`) with the given controller; the unlabelled disk
+/// comes first in PCI order so rkdump has to skip it.
+fn disk_args(ctrl: Ctrl, dump: &Path, other: &Path) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |s: String| a.push(s);
+    for (i, img) in [other, dump].iter().enumerate() {
+        push("-drive".into());
+        push(format!(
+            "file={},format=raw,if=none,id=d{i},cache=unsafe",
+            img.display()
+        ));
+    }
+    match ctrl {
+        Ctrl::Virtio | Ctrl::Nvme => {
+            for i in 0..2 {
+                push("-device".into());
+                push(format!(
+                    "pcie-root-port,id=rp{i},bus=pcie.0,chassis={},slot={}",
+                    i + 1,
+                    i + 1
+                ));
+                push("-device".into());
+                push(match ctrl {
+                    Ctrl::Virtio => format!("virtio-blk-pci,drive=d{i},bus=rp{i},num-queues=1"),
+                    _ => format!("nvme,drive=d{i},bus=rp{i},serial=rkdump{i}"),
+                });
+            }
+        }
+        Ctrl::Ahci => {
+            for i in 0..2 {
+                push("-device".into());
+                push(format!("ide-hd,drive=d{i},bus=ide.{i}"));
+            }
+        }
+    }
+    a
+}
+
+fn disk_dump(env: &Env, dir: &Path, ctrl: Ctrl) -> Result<(), String> {
+    let crash = fabricate::build(dir, fabricate::Layout::Low)?;
+    let dump = dir.join("dump.img");
+    let other = dir.join("other.img");
+    make_image(&dump, 64, false)?;
+    make_image(&other, 64, true)?;
+    ctl(env, &["prepare".as_ref(), dump.as_os_str()])?;
+    let before = sha256(&other)?;
+    let append = format!(
+        "elfcorehdr={:#x} reset_devices rkdump.exit=qemu rkdump.action=poweroff",
+        crash.elfcorehdr
+    );
+    let q = Qemu::q35(crash.memory_mib)
+        .kernel(&env.elf, &append)
+        .args(crash.qemu_args.clone())
+        .args(disk_args(ctrl, &dump, &other))
+        .timeout(BOOT_TIMEOUT * 2);
+    let o = run_logged(&q, dir)?;
+    defined_end(&o)?;
+    ensure(
+        o.rk_lines()
+            .any(|l| l.starts_with("dump start bytes=") && l.contains("target=disk:")),
+        "dump started on a disk",
+        &o,
+    )?;
+    ensure(
+        has(&o, &format!("dump complete bytes={}", crash.expected.len())),
+        "dump complete with the full size",
+        &o,
+    )?;
+    ensure(
+        o.exit_code == Some(EXIT_PASS),
+        "QEMU exit code 33 (pass)",
+        &o,
+    )?;
+    ensure(
+        sha256(&other)? == before,
+        "the unlabelled disk's SHA-256 is unchanged",
+        &o,
+    )?;
+    let out = dir.join("vmcore");
+    ctl(
+        env,
+        &[
+            "save".as_ref(),
+            dump.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+        ],
+    )
+    .map_err(|e| format!("rkdumpctl save failed: {e}"))?;
+    let got = std::fs::read(&out).map_err(|e| e.to_string())?;
+    if got != crash.expected {
+        return Err(format!(
+            "saved vmcore differs: {} bytes vs expected {}",
+            got.len(),
+            crash.expected.len()
+        ));
+    }
+    if let Some(l) = o.find("dump complete") {
+        println!("    {}", l.text);
+    }
+    Ok(())
+}
+
+fn disk_virtio(env: &Env, dir: &Path) -> Result<(), String> {
+    disk_dump(env, dir, Ctrl::Virtio)
+}
+
+fn disk_nvme(env: &Env, dir: &Path) -> Result<(), String> {
+    disk_dump(env, dir, Ctrl::Nvme)
+}
+
+fn disk_ahci(env: &Env, dir: &Path) -> Result<(), String> {
+    disk_dump(env, dir, Ctrl::Ahci)
+}
+
+fn disk_bad_label(env: &Env, dir: &Path) -> Result<(), String> {
+    let crash = fabricate::build(dir, fabricate::Layout::Tiny)?;
+    let dump = dir.join("dump.img");
+    let other = dir.join("other.img");
+    make_image(&dump, 16, false)?;
+    make_image(&other, 16, true)?;
+    ctl(env, &["prepare".as_ref(), dump.as_os_str()])?;
+    // Flip a byte inside the label (the uuid): its CRC no longer matches.
+    let mut img = std::fs::read(&dump).map_err(|e| e.to_string())?;
+    img[0x10] ^= 0xff;
+    std::fs::write(&dump, &img).map_err(|e| e.to_string())?;
+    let before = sha256(&dump)?;
+    let append = format!(
+        "elfcorehdr={:#x} rkdump.target=disk rkdump.exit=qemu rkdump.action=poweroff",
+        crash.elfcorehdr
+    );
+    let q = Qemu::q35(256)
+        .kernel(&env.elf, &append)
+        .args(crash.qemu_args.clone())
+        .args(disk_args(Ctrl::Virtio, &dump, &other))
+        .com2_file(&dir.join("com2.bin"))
+        .timeout(BOOT_TIMEOUT);
+    let o = run_logged(&q, dir)?;
+    defined_end(&o)?;
+    ensure(
+        o.rk_lines()
+            .any(|l| l.starts_with("error: no usable labelled dump disk")),
+        "rkdump: error: for the refused label",
+        &o,
+    )?;
+    ensure(
+        o.rk_lines()
+            .any(|l| l.starts_with("dump start bytes=") && l.ends_with("target=serial:ttyS1")),
+        "fell back to serial",
+        &o,
+    )?;
+    ensure(
+        sha256(&dump)? == before,
+        "the disk with the bad label is not written",
+        &o,
+    )?;
+    ensure(
+        o.exit_code == Some(EXIT_PASS),
+        "dump completed over serial (exit 33)",
+        &o,
+    )
+}
+
+fn disk_too_small(env: &Env, dir: &Path) -> Result<(), String> {
+    let crash = fabricate::build(dir, fabricate::Layout::Low)?;
+    let dump = dir.join("dump.img");
+    let other = dir.join("other.img");
+    make_image(&dump, 4, false)?;
+    make_image(&other, 4, true)?;
+    ctl(env, &["prepare".as_ref(), dump.as_os_str()])?;
+    let append = format!(
+        "elfcorehdr={:#x} rkdump.exit=qemu rkdump.action=poweroff",
+        crash.elfcorehdr
+    );
+    let q = Qemu::q35(crash.memory_mib)
+        .kernel(&env.elf, &append)
+        .args(crash.qemu_args.clone())
+        .args(disk_args(Ctrl::Virtio, &dump, &other))
+        .timeout(BOOT_TIMEOUT * 2);
+    let o = run_logged(&q, dir)?;
+    defined_end(&o)?;
+    ensure(
+        o.rk_lines()
+            .any(|l| l.starts_with("error: dump of") && l.contains("does not fit")),
+        "truncation reported as an error line",
+        &o,
+    )?;
+    let out = dir.join("vmcore");
+    let refused = ctl(
+        env,
+        &[
+            "save".as_ref(),
+            dump.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+        ],
+    );
+    ensure(
+        refused.is_err(),
+        "rkdumpctl save refuses the truncated dump",
+        &o,
+    )?;
+    let partial = ctl(
+        env,
+        &[
+            "save".as_ref(),
+            dump.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            "--partial".as_ref(),
+        ],
+    )
+    .map_err(|e| format!("save --partial failed: {e}"))?;
+    let got = std::fs::read(&out).map_err(|e| e.to_string())?;
+    ensure(
+        !got.is_empty() && crash.expected.starts_with(&got),
+        "the partial vmcore is a prefix of the expected one",
+        &o,
+    )?;
+    println!(
+        "    truncated dump: {} of {} bytes; {}",
+        got.len(),
+        crash.expected.len(),
+        partial.trim()
+    );
+    Ok(())
 }

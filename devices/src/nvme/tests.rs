@@ -513,7 +513,8 @@ impl Ctl {
             return Some(v);
         }
         if rest <= 4096 {
-            prp2.is_multiple_of(4096).then(|| v.push((prp2, rest as usize)))?;
+            prp2.is_multiple_of(4096)
+                .then(|| v.push((prp2, rest as usize)))?;
             return Some(v);
         }
         for i in 0..512u64 {
