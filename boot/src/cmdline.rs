@@ -235,9 +235,10 @@ enum Key {
     NoPreinit,
     BudgetMs,
     SerialBaud,
+    Fault,
 }
 
-const KEYS: [(&str, Key); 15] = [
+const KEYS: [(&str, Key); 16] = [
     ("reset_devices", Key::ResetDevices),
     ("elfcorehdr", Key::ElfCoreHdr),
     ("console", Key::Console),
@@ -253,6 +254,7 @@ const KEYS: [(&str, Key); 15] = [
     ("rkdump.nopreinit", Key::NoPreinit),
     ("rkdump.budget_ms", Key::BudgetMs),
     ("rkdump.serial_baud", Key::SerialBaud),
+    ("rkdump.fault", Key::Fault),
 ];
 
 /// Parameter names compare with `-` and `_` equivalent, as in the kernel's `parameq`.
@@ -309,6 +311,9 @@ pub struct Options {
     pub budget_ms: u32,
     /// `rkdump.serial_baud=` (test/diagnostic): baud rate for the dump serial port.
     pub serial_baud: Option<u32>,
+    /// `rkdump.fault=dead:<pci>` (test-only): the function's registers read as all-ones, as if
+    /// it fell off the bus or never became ready, to prove every wait on it is bounded.
+    pub fault_dead: Option<PciAddr>,
     diags: [Option<Diag>; DIAG_CAPACITY],
     diag_len: usize,
     diags_dropped: u32,
@@ -333,6 +338,7 @@ impl Default for Options {
             nopreinit: false,
             budget_ms: DEFAULT_RESET_BUDGET_MS,
             serial_baud: None,
+            fault_dead: None,
             diags: [None; DIAG_CAPACITY],
             diag_len: 0,
             diags_dropped: 0,
@@ -439,6 +445,10 @@ impl Options {
             Key::SerialBaud => match u32_of(v)? {
                 0 => return Err("baud rate 0"),
                 baud => self.serial_baud = Some(baud),
+            },
+            Key::Fault => match v.strip_prefix("dead:") {
+                Some(pci) => self.fault_dead = Some(PciAddr::parse(pci)?),
+                None => return Err("expected dead:<pci address>"),
             },
         }
         Ok(Applied::Set)

@@ -82,17 +82,44 @@ fn map_bar(d: &PciDevice, i: usize) -> Result<rkdump_devices::hw::Mmio, String> 
     map_mmio(addr, size).ok_or_else(|| format!("cannot map BAR{i} at {addr:#x}"))
 }
 
+/// Test-only fault (`rkdump.fault=dead:<bdf>`): an NVMe controller whose CSTS.RDY never sets,
+/// i.e. a device that never becomes ready. Everything else is the real device.
+struct NeverReady(rkdump_devices::hw::Mmio);
+
+impl rkdump_devices::nvme::Regs for NeverReady {
+    fn read32(&self, off: usize) -> u32 {
+        const CSTS: usize = 0x1C;
+        let v = self.0.read32(off);
+        if off == CSTS { v & !1 } else { v }
+    }
+    fn write32(&self, off: usize, v: u32) {
+        self.0.write32(off, v)
+    }
+}
+
 fn open(
     pci: &Pci,
     d: &PciDevice,
     kind: &str,
     port: Option<u8>,
     skip_reset: bool,
+    fault: bool,
 ) -> Result<Box<dyn BlockDevice>, String> {
     pci::disable_msi_msix(&*pci.cfg, d.bdf);
     pci::enable_mem_bus_master(&*pci.cfg, d.bdf);
     match kind {
         "virtio-blk" => open_virtio(pci, d, skip_reset),
+        "nvme" if fault => {
+            rkline!("nvme {}: test fault: CSTS.RDY forced to 0", d.bdf);
+            let reset = if skip_reset {
+                NvmeReset::Skip
+            } else {
+                NvmeReset::Disable
+            };
+            let n = Nvme::new_with(NeverReady(map_bar(d, 0)?), &mut KernelDma, &CLOCK, reset)
+                .map_err(|e| format!("{e}"))?;
+            Ok(Box::new(n))
+        }
         "nvme" => {
             let reset = if skip_reset {
                 NvmeReset::Skip
@@ -149,7 +176,13 @@ fn read_label(dev: &mut dyn BlockDevice) -> Result<Label, String> {
 
 /// Finds the dump disk: the device named by `want` (a `disk:<bdf>` target) or the first one
 /// carrying a valid label. Devices without a label are left disabled and never written.
-pub fn find(pci: &Pci, scan: &Scan, want: Option<pci::Bdf>, skip_reset: bool) -> Option<DumpDisk> {
+pub fn find(
+    pci: &Pci,
+    scan: &Scan,
+    want: Option<pci::Bdf>,
+    skip_reset: bool,
+    fault: Option<pci::Bdf>,
+) -> Option<DumpDisk> {
     // Candidates: one per block function, one per populated port of an AHCI controller.
     let mut candidates: Vec<(&PciDevice, &'static str, Option<u8>)> = Vec::new();
     for d in &scan.devices {
@@ -170,10 +203,12 @@ pub fn find(pci: &Pci, scan: &Scan, want: Option<pci::Bdf>, skip_reset: bool) ->
         }
     }
     for (d, kind, port) in candidates {
-        let mut dev = match open(pci, d, kind, port, skip_reset) {
+        let start = crate::clock::now_us();
+        let mut dev = match open(pci, d, kind, port, skip_reset, fault == Some(d.bdf)) {
             Ok(dev) => dev,
             Err(e) => {
-                rkerror!("{kind} {}: {e}; skipped", d.bdf);
+                let ms = (crate::clock::now_us() - start) / 1000;
+                rkerror!("{kind} {}: {e}; skipped after {ms} ms", d.bdf);
                 pci::disable(&*pci.cfg, d.bdf);
                 continue;
             }

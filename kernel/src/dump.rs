@@ -100,7 +100,13 @@ pub fn run(boot: &BootInfo, opts: &Options, image: PhysRange, acpi: Option<AcpiI
             };
             let pci = crate::pci::open(acpi.as_ref());
             let scan = pci.scan();
-            match disk::find(&pci, &scan, want, opts.nopreinit) {
+            let fault = opts.fault_dead.map(|a| Bdf {
+                segment: a.segment,
+                bus: a.bus,
+                dev: a.dev,
+                func: a.func,
+            });
+            match disk::find(&pci, &scan, want, opts.nopreinit, fault) {
                 Some(mut d) => match dump_disk(&mut d, &plan, &mem, run_id) {
                     Ok(()) => return Outcome::Success,
                     Err(e) => rkerror!(

@@ -113,6 +113,11 @@ pub fn all() -> Vec<Scenario> {
             run: disk_bad_label,
         },
         Scenario {
+            name: "disk-never-ready",
+            about: "an NVMe dump disk that never becomes ready (test fault switch) costs its timeout, is reported, and the dump falls back to serial",
+            run: disk_never_ready,
+        },
+        Scenario {
             name: "disk-too-small",
             about: "a disk smaller than the dump gets a truncated record, refused by save unless --partial",
             run: disk_too_small,
@@ -810,4 +815,49 @@ fn disk_too_small(env: &Env, dir: &Path) -> Result<(), String> {
         partial.trim()
     );
     Ok(())
+}
+
+fn disk_never_ready(env: &Env, dir: &Path) -> Result<(), String> {
+    let crash = fabricate::build(dir, fabricate::Layout::Tiny)?;
+    let dump = dir.join("dump.img");
+    let other = dir.join("other.img");
+    make_image(&dump, 16, false)?;
+    make_image(&other, 16, true)?;
+    ctl(env, &["prepare".as_ref(), dump.as_os_str()])?;
+    let before = sha256(&dump)?;
+    // The dump disk is the second NVMe controller: bus 2 behind the second root port.
+    let append = format!(
+        "elfcorehdr={:#x} rkdump.fault=dead:02:00.0 rkdump.exit=qemu rkdump.action=poweroff",
+        crash.elfcorehdr
+    );
+    let q = Qemu::q35(256)
+        .kernel(&env.elf, &append)
+        .args(crash.qemu_args.clone())
+        .args(disk_args(Ctrl::Nvme, &dump, &other))
+        .com2_file(&dir.join("com2.bin"))
+        .timeout(BOOT_TIMEOUT);
+    let o = run_logged(&q, dir)?;
+    defined_end(&o)?;
+    ensure(
+        o.rk_lines()
+            .any(|l| l.starts_with("error: nvme 0000:02:00.0:") && l.contains("skipped after")),
+        "the never-ready NVMe reported as an error and skipped",
+        &o,
+    )?;
+    ensure(
+        o.rk_lines()
+            .any(|l| l.starts_with("dump start bytes=") && l.ends_with("target=serial:ttyS1")),
+        "fell back to serial",
+        &o,
+    )?;
+    ensure(
+        sha256(&dump)? == before,
+        "nothing written to the faulty disk",
+        &o,
+    )?;
+    ensure(
+        o.exit_code == Some(EXIT_PASS),
+        "dump completed (exit 33)",
+        &o,
+    )
 }

@@ -250,6 +250,32 @@ fn rkdump_options() {
     assert_eq!(o.budget_ms, 250);
     assert_eq!(o.serial_baud, Some(921_600));
 
+    let f = Options::parse("rkdump.fault=dead:00:04.0");
+    assert_eq!(
+        f.fault_dead,
+        Some(PciAddr {
+            segment: 0,
+            bus: 0,
+            dev: 4,
+            func: 0
+        })
+    );
+    for bad in [
+        "rkdump.fault=dead:zz",
+        "rkdump.fault=alive:00:04.0",
+        "rkdump.fault=dead:00:40.0",
+    ] {
+        let o = Options::parse(bad);
+        assert_eq!(o.fault_dead, None, "{bad}");
+        assert!(
+            matches!(
+                o.diagnostics().next().map(|d| d.kind),
+                Some(DiagKind::Malformed(_))
+            ),
+            "{bad}"
+        );
+    }
+
     let t = |s: &str| Options::parse(s).target;
     assert_eq!(t("rkdump.target=disk"), Target::Disk);
     assert_eq!(t("rkdump.target=auto"), Target::Auto);
