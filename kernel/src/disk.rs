@@ -8,7 +8,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use rkdump_devices::ahci::{Ahci, AhciOptions, AhciReset};
+use rkdump_devices::ahci::{Ahci, AhciError, AhciOptions, AhciReset};
 use rkdump_devices::block::{BlockDevice, WriteReq};
 use rkdump_devices::dma::DmaAllocator;
 use rkdump_devices::label::{self, BlockCrcs, Label, RecordHeader};
@@ -104,6 +104,7 @@ fn open(
     port: Option<u8>,
     skip_reset: bool,
     fault: bool,
+    first_port: u8,
 ) -> Result<Box<dyn BlockDevice>, String> {
     pci::disable_msi_msix(&*pci.cfg, d.bdf);
     pci::enable_mem_bus_master(&*pci.cfg, d.bdf);
@@ -139,12 +140,16 @@ fn open(
             // engines stopped (the driver does that per port).
             let reset = match (skip_reset, port) {
                 (true, _) => AhciReset::Skip,
-                (false, None | Some(0)) => AhciReset::Hba,
-                (false, Some(_)) => AhciReset::Ports,
+                (false, Some(p)) if p != first_port => AhciReset::Ports,
+                (false, _) => AhciReset::Hba,
             };
             let opts = AhciOptions { reset, port };
-            let a = Ahci::new_with(map_bar(d, 5)?, &mut KernelDma, &CLOCK, opts)
-                .map_err(|e| format!("{e}"))?;
+            let a = match Ahci::new_with(map_bar(d, 5)?, &mut KernelDma, &CLOCK, opts) {
+                Ok(a) => a,
+                // A CD-ROM or an empty port is not a failure, just not a dump disk.
+                Err(e @ AhciError::NotDisk { .. }) => return Err(format!("note: {e}")),
+                Err(e) => return Err(format!("{e}")),
+            };
             rkline!(
                 "ahci {}: port {} model \"{}\" ncq={}",
                 d.bdf,
@@ -156,6 +161,14 @@ fn open(
         }
         other => Err(format!("{other}: no driver")),
     }
+}
+
+/// The first populated port of an AHCI controller: the one whose open does the HBA reset.
+fn candidates_first_port(ports: &[(pci::Bdf, u32)], bdf: pci::Bdf) -> u8 {
+    ports
+        .iter()
+        .find(|(b, _)| *b == bdf)
+        .map_or(0, |(_, p)| p.trailing_zeros() as u8)
 }
 
 /// Reads the label at LBA 0.
@@ -185,6 +198,7 @@ pub fn find(
 ) -> Option<DumpDisk> {
     // Candidates: one per block function, one per populated port of an AHCI controller.
     let mut candidates: Vec<(&PciDevice, &'static str, Option<u8>)> = Vec::new();
+    let mut ahci_ports: Vec<(pci::Bdf, u32)> = Vec::new();
     for d in &scan.devices {
         let Some(kind) = kind(d) else { continue };
         if want.is_some_and(|w| w != d.bdf) {
@@ -193,6 +207,7 @@ pub fn find(
         if kind == "ahci" {
             pci::enable_mem_bus_master(&*pci.cfg, d.bdf);
             let ports = map_bar(d, 5).map(|m| Ahci::present_ports(&m)).unwrap_or(0);
+            ahci_ports.push((d.bdf, ports));
             candidates.extend(
                 (0..32u8)
                     .filter(|p| ports & (1 << p) != 0)
@@ -204,8 +219,21 @@ pub fn find(
     }
     for (d, kind, port) in candidates {
         let start = crate::clock::now_us();
-        let mut dev = match open(pci, d, kind, port, skip_reset, fault == Some(d.bdf)) {
+        let first_port = candidates_first_port(&ahci_ports, d.bdf);
+        let mut dev = match open(
+            pci,
+            d,
+            kind,
+            port,
+            skip_reset,
+            fault == Some(d.bdf),
+            first_port,
+        ) {
             Ok(dev) => dev,
+            Err(e) if e.starts_with("note: ") => {
+                rkline!("{kind} {}: {}", d.bdf, &e[6..]);
+                continue;
+            }
             Err(e) => {
                 let ms = (crate::clock::now_us() - start) / 1000;
                 rkerror!("{kind} {}: {e}; skipped after {ms} ms", d.bdf);

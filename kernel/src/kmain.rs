@@ -83,11 +83,11 @@ extern "C" fn rkdump_main(kind: u64, info: u64, _base: u64) -> ! {
     }
     report_boot(&boot, &opts);
 
-    if let Err(e) = arch::paging::init() {
+    let image = image_range();
+    if let Err(e) = arch::paging::init((image.start, image.len)) {
         rkerror!("page tables: {e}");
         power::finish(Outcome::Failed);
     }
-    let image = image_range();
     // No heap yet: a fixed array. Until the header is parsed its size is unknown; 64 KiB covers
     // KL's and KF's headers for hundreds of CPUs and memory ranges.
     let mut reserved = [PhysRange::new(0, 0); 160];

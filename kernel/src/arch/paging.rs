@@ -181,8 +181,9 @@ impl Tables {
     }
 }
 
-/// Builds the kernel's tables (0..4 GiB identity, write-back) and switches CR3 to them.
-pub fn init() -> Result<(), MapError> {
+/// Builds the kernel's tables (0..4 GiB identity, write-back, plus `image`, which kexec may
+/// have placed above 4 GiB) and switches CR3 to them.
+pub fn init(image: (u64, u64)) -> Result<(), MapError> {
     let mut guard = TABLES.lock();
     let mut tables = Tables {
         pml4: 0,
@@ -200,10 +201,12 @@ pub fn init() -> Result<(), MapError> {
         tables.pml5 = Some(pml5);
     }
     tables.map(0, 4 * SIZE_1G, Cache::WriteBack)?;
+    // The running code, its stack and every static live in the image.
+    tables.map(image.0, image.1, Cache::WriteBack)?;
     let root = tables.pml5.unwrap_or(tables.pml4);
-    // SAFETY: the new tables identity-map 0..4 GiB exactly as the previous ones did for every
-    // address the kernel uses (its image, stacks, boot data below 4 GiB); boot data above 4 GiB
-    // was copied out before this call. With LA57 on, the root is a PML5 whose entry 0 covers
+    // SAFETY: the new tables identity-map 0..4 GiB and the image (code, stacks, statics) exactly
+    // as the previous ones did; boot data was copied into the image before this call and
+    // anything else is mapped on demand. With LA57 on, the root is a PML5 whose entry 0 covers
     // the same 0..256 TiB identity space.
     unsafe { write_cr3(root) };
     *guard = Some(tables);
