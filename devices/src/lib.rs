@@ -22,3 +22,5 @@ pub mod pci;
 pub mod time;
 pub mod virtio_blk;
 pub mod ahci;
+pub mod blob;
+pub mod reinit;

@@ -2,9 +2,11 @@
 //! module (docs/interfaces.md "rkdumpctl").
 
 mod inspect;
+mod load;
 mod prepare;
 mod recv;
 mod save;
+mod snapshot;
 
 use std::process::ExitCode;
 
@@ -28,6 +30,10 @@ enum Command {
     Prepare(prepare::Args),
     /// Extract the dump rkdump wrote into an ELF vmcore file (refuses incomplete dumps).
     Save(save::Args),
+    /// Save the PCI configuration of the running system (from sysfs) as a config blob.
+    Snapshot(snapshot::Args),
+    /// Snapshot, then load rkdump with `kexec -p`: the blob as initrd, `reset_devices` on the command line.
+    Load(load::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +41,8 @@ fn main() -> ExitCode {
     let (name, result) = match cli.command {
         Command::Recv(args) => ("recv", recv::run(&args).map_err(|e| e.to_string())),
         Command::Inspect(args) => ("inspect", inspect::run(&args).map_err(|e| e.to_string())),
+        Command::Snapshot(args) => ("snapshot", snapshot::run(&args).map_err(|e| e.to_string())),
+        Command::Load(args) => ("load", load::run(&args).map_err(|e| e.to_string())),
         Command::Prepare(args) => ("prepare", prepare::run(&args)),
         Command::Save(args) => ("save", save::run(&args)),
     };

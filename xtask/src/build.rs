@@ -29,7 +29,13 @@ pub fn workspace_root() -> PathBuf {
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { workspace_root().join(p) })
+        .map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                workspace_root().join(p)
+            }
+        })
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
@@ -54,7 +60,13 @@ pub fn cargo() -> Command {
 /// Builds the kernel (release unless `debug`) and writes both artefacts.
 pub fn build(debug: bool) -> Result<Artefacts, String> {
     let mut cmd = cargo();
-    cmd.args(["build", "--package", "rkdump-kernel", "--target", "x86_64-unknown-none"]);
+    cmd.args([
+        "build",
+        "--package",
+        "rkdump-kernel",
+        "--target",
+        "x86_64-unknown-none",
+    ]);
     if !debug {
         cmd.arg("--release");
     }
@@ -63,7 +75,10 @@ pub fn build(debug: bool) -> Result<Artefacts, String> {
         return Err(format!("kernel build failed ({status})"));
     }
     let profile = if debug { "debug" } else { "release" };
-    let kernel = target_dir().join("x86_64-unknown-none").join(profile).join("rkdump");
+    let kernel = target_dir()
+        .join("x86_64-unknown-none")
+        .join(profile)
+        .join("rkdump");
     let elf_bytes = std::fs::read(&kernel).map_err(|e| format!("{}: {e}", kernel.display()))?;
     let images = image::make_images(&elf_bytes)?;
     let out = target_dir().join("rkdump");
@@ -79,7 +94,11 @@ pub fn build(debug: bool) -> Result<Artefacts, String> {
         images.init_size,
         images.pvh_elf.len()
     );
-    Ok(Artefacts { bzimage, elf, kernel })
+    Ok(Artefacts {
+        bzimage,
+        elf,
+        kernel,
+    })
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {

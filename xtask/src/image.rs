@@ -55,7 +55,11 @@ pub fn make_images(kernel_elf: &[u8]) -> Result<Images, String> {
     let payload_len = round_up(file_end, 4096) as usize;
     let init_size = round_up(mem_end, 4096);
     let mut payload = vec![0u8; payload_len];
-    for ph in elf.program_headers.iter().filter(|p| p.p_type == PT_LOAD && p.p_filesz > 0) {
+    for ph in elf
+        .program_headers
+        .iter()
+        .filter(|p| p.p_type == PT_LOAD && p.p_filesz > 0)
+    {
         let src = kernel_elf
             .get(ph.p_offset as usize..(ph.p_offset + ph.p_filesz) as usize)
             .ok_or("PT_LOAD outside the file")?;
@@ -68,13 +72,22 @@ pub fn make_images(kernel_elf: &[u8]) -> Result<Images, String> {
     let bzimage = make_bzimage(&payload, init_size)?;
     check_bzimage(&bzimage, &payload)?;
     let pvh_elf = make_pvh_elf(&payload, init_size);
-    Ok(Images { bzimage, pvh_elf, payload_len, init_size })
+    Ok(Images {
+        bzimage,
+        pvh_elf,
+        payload_len,
+        init_size,
+    })
 }
 
 /// Reads the finished bzImage the way kexec-tools' and the kernel's bzImage64 loaders do
 /// (kdump-contract §3) and checks what they would take from it.
-pub fn check_bzimage(image: &[u8], payload: &[u8]) -> Result<rkdump_boot::bootparam::HeaderSummary, String> {
-    let s = rkdump_boot::bootparam::check_kexec_header(image).map_err(|e| format!("bzImage refused: {e}"))?;
+pub fn check_bzimage(
+    image: &[u8],
+    payload: &[u8],
+) -> Result<rkdump_boot::bootparam::HeaderSummary, String> {
+    let s = rkdump_boot::bootparam::check_kexec_header(image)
+        .map_err(|e| format!("bzImage refused: {e}"))?;
     if s.payload_len != payload.len() || image.get(s.payload_offset..) != Some(payload) {
         return Err("bzImage payload is not the kernel payload".into());
     }
@@ -82,7 +95,9 @@ pub fn check_bzimage(image: &[u8], payload: &[u8]) -> Result<rkdump_boot::bootpa
         return Err("64-bit entry is not at payload + 0x200".into());
     }
     if !s.supports_5level() {
-        return Err("XLF_5LEVEL missing: kexec_file_load refuses the image on 5-level hosts".into());
+        return Err(
+            "XLF_5LEVEL missing: kexec_file_load refuses the image on 5-level hosts".into(),
+        );
     }
     Ok(s)
 }
@@ -111,7 +126,10 @@ fn check_symbol(elf: &Elf<'_>, name: &str, want: u64) -> Result<(), String> {
         .find(|s| elf.strtab.get_at(s.st_name) == Some(name))
         .ok_or_else(|| format!("symbol {name} missing from the kernel"))?;
     if sym.st_value != want {
-        return Err(format!("symbol {name} at {:#x}, expected {want:#x}", sym.st_value));
+        return Err(format!(
+            "symbol {name} at {:#x}, expected {want:#x}",
+            sym.st_value
+        ));
     }
     Ok(())
 }
@@ -131,10 +149,18 @@ fn make_bzimage(payload: &[u8], init_size: u64) -> Result<Vec<u8>, String> {
     setup[0x201] = JUMP_LEN;
     // The real-mode jump target: nobody should run real-mode code here (QEMU boots rkdump.elf
     // through PVH); if a BIOS loader does, stop instead of running garbage: cli; hlt; jmp $-1.
-    put(&mut setup, 0x202 + JUMP_LEN as usize, &[0xFA, 0xF4, 0xEB, 0xFD]);
+    put(
+        &mut setup,
+        0x202 + JUMP_LEN as usize,
+        &[0xFA, 0xF4, 0xEB, 0xFD],
+    );
     put(&mut setup, 0x202, b"HdrS");
     put(&mut setup, 0x206, &0x020Fu16.to_le_bytes());
-    put(&mut setup, 0x20E, &((VERSION_AT - 0x200) as u16).to_le_bytes());
+    put(
+        &mut setup,
+        0x20E,
+        &((VERSION_AT - 0x200) as u16).to_le_bytes(),
+    );
     setup[0x211] = 0x01; // LOADED_HIGH
     put(&mut setup, 0x214, &0x10_0000u32.to_le_bytes()); // code32_start
     put(&mut setup, 0x22C, &0x7FFF_FFFFu32.to_le_bytes()); // initrd_addr_max
@@ -239,10 +265,19 @@ mod tests {
     fn corrupted_headers_are_refused() {
         let p = payload();
         let good = make_bzimage(&p, 64 * 1024).unwrap();
-        for (at, byte) in [(0x202usize, b'X'), (0x1FE, 0), (0x211, 0), (0x236, 0), (0x201, 0x10)] {
+        for (at, byte) in [
+            (0x202usize, b'X'),
+            (0x1FE, 0),
+            (0x211, 0),
+            (0x236, 0),
+            (0x201, 0x10),
+        ] {
             let mut bad = good.clone();
             bad[at] = byte;
-            assert!(check_bzimage(&bad, &p).is_err(), "byte {at:#x} = {byte:#x} accepted");
+            assert!(
+                check_bzimage(&bad, &p).is_err(),
+                "byte {at:#x} = {byte:#x} accepted"
+            );
         }
         // init_size smaller than the payload: kexec would drop or truncate the kernel.
         assert!(check_bzimage(&make_bzimage(&p, 4096).unwrap(), &p).is_err());
@@ -259,7 +294,10 @@ mod tests {
         assert_eq!(load.p_memsz, 64 * 1024);
         let code = &elf[load.p_offset as usize..];
         assert_eq!(code[0], 0xBD);
-        assert_eq!(u32::from_le_bytes(code[1..5].try_into().unwrap()) as u64, PVH_LOAD_ADDR);
+        assert_eq!(
+            u32::from_le_bytes(code[1..5].try_into().unwrap()) as u64,
+            PVH_LOAD_ADDR
+        );
         let note = &parsed.program_headers[1];
         let n = &elf[note.p_offset as usize..(note.p_offset + note.p_filesz) as usize];
         assert_eq!(&n[12..16], b"Xen\0");

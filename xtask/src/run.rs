@@ -25,8 +25,25 @@ pub fn main(args: &[String]) -> Result<(), String> {
     }
     let a = build::build(debug)?;
     let status = Command::new("qemu-system-x86_64")
-        .args(["-machine", "q35", "-accel", if kvm { "kvm" } else { "tcg,thread=multi" }, "-cpu", "max"])
-        .args(["-m", &memory, "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"])
+        .args([
+            "-machine",
+            "q35",
+            "-accel",
+            if kvm { "kvm" } else { "tcg,thread=multi" },
+            "-cpu",
+            "max",
+        ])
+        .args([
+            "-m",
+            &memory,
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-monitor",
+            "none",
+            "-no-reboot",
+        ])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"])
         .arg("-kernel")
         .arg(&a.elf)

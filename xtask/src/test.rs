@@ -37,10 +37,12 @@ pub fn main(args: &[String]) -> Result<(), String> {
 
     let artefacts = build::build(false)?;
     // The artefact itself, read back from disk as a loader would.
-    match std::fs::read(&artefacts.bzimage).map_err(|e| e.to_string()).and_then(|img| {
-        let payload = img.get(1024..).unwrap_or_default().to_vec();
-        crate::image::check_bzimage(&img, &payload)
-    }) {
+    match std::fs::read(&artefacts.bzimage)
+        .map_err(|e| e.to_string())
+        .and_then(|img| {
+            let payload = img.get(1024..).unwrap_or_default().to_vec();
+            crate::image::check_bzimage(&img, &payload)
+        }) {
         Ok(s) => {
             println!(
                 "bzImage header ... ok (version {:#x}, xloadflags {:#x}, init_size {}, alignment {:#x}, cmdline_size {})",
@@ -54,7 +56,12 @@ pub fn main(args: &[String]) -> Result<(), String> {
         }
     }
     let rkdumpctl = build::rkdumpctl()?;
-    let env = Env { elf: artefacts.elf.clone(), bzimage: artefacts.bzimage.clone(), target: build::target_dir(), rkdumpctl };
+    let env = Env {
+        elf: artefacts.elf.clone(),
+        bzimage: artefacts.bzimage.clone(),
+        target: build::target_dir(),
+        rkdumpctl,
+    };
     for v in scenarios::run(&env, &only) {
         match v.result {
             Ok(()) => passed += 1,
@@ -69,5 +76,9 @@ pub fn main(args: &[String]) -> Result<(), String> {
         println!("FAILED: {f}");
     }
     println!("xtask test: {} passed, {} failed", passed, failed.len());
-    if failed.is_empty() { Ok(()) } else { Err(format!("{} failed", failed.len())) }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} failed", failed.len()))
+    }
 }

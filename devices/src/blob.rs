@@ -1,0 +1,1213 @@
+//! The PCI config blob: `rkdumpctl snapshot`'s copy of every PCI function's configuration space,
+//! handed to rkdump as the `kexec -p` initrd and parsed here without trusting a byte of it; and
+//! [`restore_plan`], the header writes Linux's `pci_restore_config_space` would make from it.
+//!
+//! The model is Linux's `pci_store_saved_state` / `pci_load_saved_state` (drivers/pci/pci.c): an
+//! opaque buffer carried across kexec. Unlike Linux's, this one is taken from sysfs by a userspace
+//! tool before the crash, so it holds the whole configuration space as read (64, 256 or 4096
+//! bytes) and each function's identity, so the capture kernel can refuse a record that does not
+//! describe the device it finds.
+//!
+//! # Format (version 1)
+//!
+//! All integers little-endian. The blob is a header followed by `record_count` records, each
+//! starting 4-byte aligned (every size below is a multiple of 4, so no padding is needed).
+//!
+//! Header, [`HEADER_LEN`] = 128 bytes:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0x00 | 8 | magic [`MAGIC`] = `"RKDCFG\0\x01"` |
+//! | 0x08 | 2 | `version` = [`VERSION`] (1) |
+//! | 0x0A | 2 | `header_len` = 128 |
+//! | 0x0C | 4 | `total_len`: bytes of header and records, at most [`MAX_BLOB_LEN`] (32 MiB) |
+//! | 0x10 | 4 | `record_count`, at most [`MAX_RECORDS`] (4096) |
+//! | 0x14 | 4 | `crc32`: CRC-32/ISO-HDLC of bytes `0 .. total_len` with this field read as zero |
+//! | 0x18 | 8 | `timestamp`: capture time, seconds since the Unix epoch |
+//! | 0x20 | 16 | `boot_id`: the capturing kernel's `/proc/sys/kernel/random/boot_id` as 16 UUID bytes |
+//! | 0x30 | 65 | `release`: the capturing kernel's `uname -r`, UTF-8, NUL-terminated and NUL-padded (like `utsname.release`) |
+//! | 0x71 | 15 | reserved, zero |
+//!
+//! Record, [`RECORD_HEADER_LEN`] = 56 bytes then the configuration space:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0x00 | 4 | `rec_len` = 56 + `cfg_len` |
+//! | 0x04 | 2 | PCI segment |
+//! | 0x06 | 1 | bus |
+//! | 0x07 | 1 | device (< 32) |
+//! | 0x08 | 1 | function (< 8) |
+//! | 0x09 | 1 | header type, as config byte 0x0E (bit 7 = multi-function) |
+//! | 0x0A | 2 | `cfg_len`: 64, 256 or 4096 |
+//! | 0x0C | 2 | vendor ID |
+//! | 0x0E | 2 | device ID |
+//! | 0x10 | 3 | class code: programming interface, subclass, base class (config bytes 0x09..0x0C) |
+//! | 0x13 | 1 | flags: bit 0 = PCI-to-PCI bridge (header type 1); other bits zero |
+//! | 0x14 | 3 | bridges: primary, secondary, subordinate bus; zero otherwise |
+//! | 0x17 | 1 | reserved, zero |
+//! | 0x18 | 8 | bridges: I/O window base, limit (u32 each, decoded with the upper 16 bits when the bridge decodes 32-bit I/O) |
+//! | 0x20 | 8 | bridges: memory window base, limit (u32 each) |
+//! | 0x28 | 16 | bridges: prefetchable window base, limit (u64 each, decoded with the upper 32 bits when 64-bit) |
+//! | 0x38 | `cfg_len` | the configuration space as read |
+//!
+//! Window limits are inclusive (I/O limit ends in `0xFFF`, memory limits in `0xF_FFFF`); a
+//! window is closed when base > limit. Every field before 0x38 is derived from the
+//! configuration bytes, and the parser recomputes and compares them, so they can be trusted as
+//! much as the bytes. Records are sorted by (segment, bus, device, function), each address at
+//! most once, which makes [`BlobView::find`] a binary search.
+//!
+//! # Validation
+//!
+//! [`Blob::parse`] checks, in this order: magic, version, header length, `total_len` against
+//! [`MAX_BLOB_LEN`] and the input length, `record_count` against [`MAX_RECORDS`], the CRC, the
+//! header's reserved and release fields, then every record (length, `cfg_len`, address, order,
+//! present vendor, derived fields) and that the records end exactly at `total_len`. Bytes after
+//! `total_len` (an initrd rounded up by a loader) are ignored. Each failure is a typed
+//! [`BlobError`]; nothing panics on any input.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crc::{CRC_32_ISO_HDLC, Crc, Digest};
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use crate::pci::Bdf;
+
+/// CRC-32/ISO-HDLC (zlib's `crc32`) over the blob.
+pub static CRC32: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
+
+/// Blob magic.
+pub const MAGIC: [u8; 8] = *b"RKDCFG\0\x01";
+/// The one format version this code reads and writes.
+pub const VERSION: u16 = 1;
+/// Bytes of the blob header.
+pub const HEADER_LEN: usize = 0x80;
+/// Bytes of a record before its configuration space.
+pub const RECORD_HEADER_LEN: usize = 0x38;
+/// Bytes of the release field (Linux's `__NEW_UTS_LEN` + 1).
+pub const RELEASE_LEN: usize = 65;
+/// Most records a blob may hold.
+pub const MAX_RECORDS: usize = 4096;
+/// Largest blob accepted (32 MiB).
+pub const MAX_BLOB_LEN: usize = 32 << 20;
+/// The configuration-space sizes a record may hold: the type-0/1 header (what an unprivileged
+/// sysfs reader gets), conventional space, PCIe extended space.
+pub const CFG_LENS: [usize; 3] = [64, 256, 4096];
+/// Record flag: the function is a PCI-to-PCI bridge (header type 1).
+pub const FLAG_BRIDGE: u8 = 1 << 0;
+/// Retries Linux allows a type-0 BAR restore (`pci_restore_config_space`, 1 ms apart).
+pub const BAR_RESTORE_RETRIES: u8 = 10;
+
+/// Blob header as stored (128 bytes at offset 0).
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy)]
+#[repr(C)]
+struct HeaderRaw {
+    magic: [u8; 8],             // 0x00
+    version: U16,               // 0x08
+    header_len: U16,            // 0x0A
+    total_len: U32,             // 0x0C
+    record_count: U32,          // 0x10
+    crc32: U32,                 // 0x14: over 0..total_len with this field zero
+    timestamp: U64,             // 0x18
+    boot_id: [u8; 16],          // 0x20
+    release: [u8; RELEASE_LEN], // 0x30: NUL-terminated, NUL-padded
+    reserved: [u8; 15],         // 0x71
+}
+const _: () = assert!(size_of::<HeaderRaw>() == HEADER_LEN);
+const _: () = assert!(core::mem::offset_of!(HeaderRaw, crc32) == CRC_OFFSET);
+const _: () = assert!(core::mem::offset_of!(HeaderRaw, release) == 0x30);
+const _: () = assert!(core::mem::offset_of!(HeaderRaw, reserved) == 0x71);
+
+/// Offset of the CRC field.
+const CRC_OFFSET: usize = 0x14;
+
+/// Record header as stored (56 bytes, then `cfg_len` bytes of configuration space).
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+struct RecordRaw {
+    rec_len: U32,        // 0x00
+    segment: U16,        // 0x04
+    bus: u8,             // 0x06
+    dev: u8,             // 0x07
+    func: u8,            // 0x08
+    header_type: u8,     // 0x09
+    cfg_len: U16,        // 0x0A
+    vendor: U16,         // 0x0C
+    device: U16,         // 0x0E
+    class: [u8; 3],      // 0x10: prog_if, subclass, base class
+    flags: u8,           // 0x13
+    primary_bus: u8,     // 0x14
+    secondary_bus: u8,   // 0x15
+    subordinate_bus: u8, // 0x16
+    reserved: u8,        // 0x17
+    io_base: U32,        // 0x18
+    io_limit: U32,       // 0x1C
+    mem_base: U32,       // 0x20
+    mem_limit: U32,      // 0x24
+    pref_base: U64,      // 0x28
+    pref_limit: U64,     // 0x30
+}
+const _: () = assert!(size_of::<RecordRaw>() == RECORD_HEADER_LEN);
+const _: () = assert!(core::mem::offset_of!(RecordRaw, class) == 0x10);
+const _: () = assert!(core::mem::offset_of!(RecordRaw, io_base) == 0x18);
+const _: () = assert!(core::mem::offset_of!(RecordRaw, pref_base) == 0x28);
+
+/// Configuration-space offsets used here (PCI 3.0 §6.1, PCI-to-PCI Bridge 1.2 §3.2).
+mod cfg {
+    pub const VENDOR_ID: usize = 0x00;
+    pub const DEVICE_ID: usize = 0x02;
+    pub const COMMAND: usize = 0x04;
+    pub const STATUS: usize = 0x06;
+    pub const CLASS_PROG_IF: usize = 0x09;
+    pub const CACHE_LINE_SIZE: usize = 0x0C;
+    pub const HEADER_TYPE: usize = 0x0E;
+    pub const PRIMARY_BUS: usize = 0x18;
+    pub const SECONDARY_BUS: usize = 0x19;
+    pub const SUBORDINATE_BUS: usize = 0x1A;
+    pub const IO_BASE: usize = 0x1C;
+    pub const IO_LIMIT: usize = 0x1D;
+    pub const MEMORY_BASE: usize = 0x20;
+    pub const MEMORY_LIMIT: usize = 0x22;
+    pub const PREF_MEMORY_BASE: usize = 0x24;
+    pub const PREF_MEMORY_LIMIT: usize = 0x26;
+    pub const PREF_BASE_UPPER32: usize = 0x28;
+    pub const PREF_LIMIT_UPPER32: usize = 0x2C;
+    pub const IO_BASE_UPPER16: usize = 0x30;
+    pub const IO_LIMIT_UPPER16: usize = 0x32;
+    /// Type 0/1 capability pointer.
+    pub const CAPABILITY_LIST: usize = 0x34;
+    /// Type 2 (CardBus) capability pointer.
+    pub const CB_CAPABILITY_LIST: usize = 0x14;
+    /// Status bit: a capability list exists.
+    pub const STATUS_CAP_LIST: u16 = 1 << 4;
+    /// Bridge control (type 1), upper half of dword 15.
+    pub const BRIDGE_CONTROL: usize = 0x3E;
+    /// Bridge control: secondary bus reset.
+    pub const BRIDGE_CTL_BUS_RESET: u16 = 1 << 6;
+    /// Bridge control: discard timer status (write-1-to-clear).
+    pub const BRIDGE_CTL_DISCARD_STATUS: u16 = 1 << 10;
+    /// Start of PCIe extended space.
+    pub const EXT_CAP_START: usize = 0x100;
+}
+
+/// At most this many standard capabilities are followed (Linux's `PCI_FIND_CAP_TTL`).
+const MAX_CAP_HOPS: usize = 48;
+/// At most this many extended capabilities are followed (Linux: (4096 - 256) / 8).
+const MAX_EXT_CAP_HOPS: usize = (4096 - 256) / 8;
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// What is wrong with one record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordProblem {
+    /// The record header does not fit in what is left of the blob, or `rec_len` runs past it.
+    PastEnd,
+    /// `rec_len` is not 56 + `cfg_len`.
+    BadLength {
+        /// The stored `rec_len`.
+        rec_len: u32,
+    },
+    /// `cfg_len` is not one of [`CFG_LENS`].
+    BadCfgLen {
+        /// The stored or offered length.
+        cfg_len: usize,
+    },
+    /// Device ≥ 32 or function ≥ 8.
+    BadAddress,
+    /// Not after the previous record in (segment, bus, device, function) order: a duplicate or
+    /// an unsorted blob.
+    OutOfOrder,
+    /// The configuration space reads vendor 0xFFFF or 0x0000: no function was there.
+    Absent,
+    /// A summary field disagrees with the configuration bytes (or a reserved field is set).
+    Mismatch {
+        /// Which field.
+        field: &'static str,
+    },
+}
+
+impl fmt::Display for RecordProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PastEnd => f.write_str("runs past the end of the blob"),
+            Self::BadLength { rec_len } => write!(f, "record length {rec_len} inconsistent"),
+            Self::BadCfgLen { cfg_len } => {
+                write!(f, "config length {cfg_len} is not 64, 256 or 4096")
+            }
+            Self::BadAddress => f.write_str("device or function number out of range"),
+            Self::OutOfOrder => f.write_str("duplicate or out-of-order PCI address"),
+            Self::Absent => f.write_str("config space has no vendor ID (absent function)"),
+            Self::Mismatch { field } => write!(f, "{field} disagrees with the config bytes"),
+        }
+    }
+}
+
+/// Why a blob was rejected (or a record refused by [`BlobWriter::add`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobError {
+    /// The first bytes are not [`MAGIC`].
+    BadMagic,
+    /// A version other than [`VERSION`].
+    UnsupportedVersion {
+        /// The stored version.
+        found: u16,
+    },
+    /// `header_len` is not [`HEADER_LEN`].
+    BadHeaderLen {
+        /// The stored length.
+        found: u16,
+    },
+    /// The input ends before the header or before `total_len`.
+    Truncated {
+        /// Bytes needed.
+        need: usize,
+        /// Bytes given.
+        have: usize,
+    },
+    /// `total_len` exceeds [`MAX_BLOB_LEN`].
+    TooLarge {
+        /// The stored or resulting length.
+        len: usize,
+    },
+    /// `total_len` is shorter than the header, or the records do not end exactly at it.
+    BadLength {
+        /// The stored `total_len`.
+        total_len: u32,
+    },
+    /// More than [`MAX_RECORDS`] records.
+    TooManyRecords {
+        /// The stored or attempted count.
+        count: u32,
+    },
+    /// The CRC does not match.
+    BadCrc {
+        /// CRC stored in the header.
+        stored: u32,
+        /// CRC of the bytes.
+        computed: u32,
+    },
+    /// The release field is not NUL-terminated, NUL-padded UTF-8.
+    BadRelease,
+    /// Reserved header bytes are not zero.
+    ReservedNonZero,
+    /// Record `index` (0-based) is malformed.
+    BadRecord {
+        /// Position of the record in the blob (or in the writer).
+        index: u32,
+        /// What is wrong with it.
+        why: RecordProblem,
+    },
+}
+
+impl fmt::Display for BlobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadMagic => f.write_str("not an rkdump config blob (bad magic)"),
+            Self::UnsupportedVersion { found } => {
+                write!(
+                    f,
+                    "config blob version {found} unsupported (want {VERSION})"
+                )
+            }
+            Self::BadHeaderLen { found } => {
+                write!(f, "config blob header length {found} (want {HEADER_LEN})")
+            }
+            Self::Truncated { need, have } => {
+                write!(f, "config blob truncated: need {need} bytes, have {have}")
+            }
+            Self::TooLarge { len } => {
+                write!(f, "config blob of {len} bytes exceeds {MAX_BLOB_LEN}")
+            }
+            Self::BadLength { total_len } => {
+                write!(
+                    f,
+                    "config blob length {total_len} does not match its records"
+                )
+            }
+            Self::TooManyRecords { count } => {
+                write!(f, "config blob has {count} records (max {MAX_RECORDS})")
+            }
+            Self::BadCrc { stored, computed } => write!(
+                f,
+                "config blob CRC mismatch: stored {stored:#010x}, computed {computed:#010x}"
+            ),
+            Self::BadRelease => f.write_str("config blob release field malformed"),
+            Self::ReservedNonZero => f.write_str("config blob reserved header bytes set"),
+            Self::BadRecord { index, why } => write!(f, "config blob record {index}: {why}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing
+
+/// Entry point of the format: [`Blob::parse`].
+#[derive(Clone, Copy, Debug)]
+pub struct Blob;
+
+impl Blob {
+    /// Validates a whole blob (see the module docs for every check) and returns a view of it.
+    /// Allocates one offset per record (at most [`MAX_RECORDS`]).
+    pub fn parse(bytes: &[u8]) -> Result<BlobView<'_>, BlobError> {
+        let have = bytes.len();
+        let m = have.min(MAGIC.len());
+        if bytes.get(..m) != MAGIC.get(..m) {
+            return Err(BlobError::BadMagic);
+        }
+        let truncated = BlobError::Truncated {
+            need: HEADER_LEN,
+            have,
+        };
+        let Some(&[v0, v1]) = bytes.get(8..10) else {
+            return Err(truncated);
+        };
+        let version = u16::from_le_bytes([v0, v1]);
+        if version != VERSION {
+            return Err(BlobError::UnsupportedVersion { found: version });
+        }
+        let Ok((hdr, _)) = HeaderRaw::ref_from_prefix(bytes) else {
+            return Err(truncated);
+        };
+        if usize::from(hdr.header_len.get()) != HEADER_LEN {
+            return Err(BlobError::BadHeaderLen {
+                found: hdr.header_len.get(),
+            });
+        }
+        let total_len = hdr.total_len.get();
+        let total = usize::try_from(total_len).unwrap_or(usize::MAX);
+        if total > MAX_BLOB_LEN {
+            return Err(BlobError::TooLarge { len: total });
+        }
+        if total < HEADER_LEN {
+            return Err(BlobError::BadLength { total_len });
+        }
+        let Some(bytes) = bytes.get(..total) else {
+            return Err(BlobError::Truncated { need: total, have });
+        };
+        let count = hdr.record_count.get();
+        if count as usize > MAX_RECORDS {
+            return Err(BlobError::TooManyRecords { count });
+        }
+        let stored = hdr.crc32.get();
+        let computed = blob_crc(bytes);
+        if stored != computed {
+            return Err(BlobError::BadCrc { stored, computed });
+        }
+        if hdr.reserved.iter().any(|&b| b != 0) {
+            return Err(BlobError::ReservedNonZero);
+        }
+        release_str(&hdr.release).ok_or(BlobError::BadRelease)?;
+
+        let mut offsets = Vec::with_capacity(count as usize);
+        let mut pos = HEADER_LEN;
+        let mut prev: Option<(u16, u8, u8, u8)> = None;
+        for index in 0..count {
+            let bad = |why| BlobError::BadRecord { index, why };
+            let rest = bytes.get(pos..).unwrap_or(&[]);
+            let Ok((raw, _)) = RecordRaw::ref_from_prefix(rest) else {
+                return Err(bad(RecordProblem::PastEnd));
+            };
+            let cfg_len = usize::from(raw.cfg_len.get());
+            if !CFG_LENS.contains(&cfg_len) {
+                return Err(bad(RecordProblem::BadCfgLen { cfg_len }));
+            }
+            let rec_len = raw.rec_len.get();
+            if rec_len as usize != RECORD_HEADER_LEN + cfg_len {
+                return Err(bad(RecordProblem::BadLength { rec_len }));
+            }
+            let Some(config) = rest.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + cfg_len) else {
+                return Err(bad(RecordProblem::PastEnd));
+            };
+            let Some(bdf) = Bdf::new(raw.segment.get(), raw.bus, raw.dev, raw.func) else {
+                return Err(bad(RecordProblem::BadAddress));
+            };
+            let key = bdf_key(bdf);
+            if prev.is_some_and(|p| p >= key) {
+                return Err(bad(RecordProblem::OutOfOrder));
+            }
+            prev = Some(key);
+            let derived = summarize(bdf, config).map_err(bad)?;
+            if let Some(field) = first_difference(raw, &derived) {
+                return Err(bad(RecordProblem::Mismatch { field }));
+            }
+            // `pos` ≤ total ≤ 32 MiB, so it fits u32.
+            offsets.push(pos as u32);
+            pos += RECORD_HEADER_LEN + cfg_len;
+        }
+        if pos != total {
+            return Err(BlobError::BadLength { total_len });
+        }
+        Ok(BlobView {
+            bytes,
+            hdr,
+            offsets,
+        })
+    }
+}
+
+/// A validated blob. Cheap accessors; [`BlobView::find`] is a binary search.
+#[derive(Clone)]
+pub struct BlobView<'a> {
+    bytes: &'a [u8],
+    hdr: &'a HeaderRaw,
+    offsets: Vec<u32>,
+}
+
+impl fmt::Debug for BlobView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlobView")
+            .field("release", &self.release())
+            .field("timestamp", &self.timestamp())
+            .field("records", &self.offsets.len())
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl<'a> BlobView<'a> {
+    /// The blob's bytes (`total_len` of them, without anything the input had after).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Format version.
+    pub fn version(&self) -> u16 {
+        self.hdr.version.get()
+    }
+
+    /// The capturing kernel's release (`uname -r`).
+    pub fn release(&self) -> &'a str {
+        release_str(&self.hdr.release).unwrap_or("")
+    }
+
+    /// The capturing kernel's boot id (UUID bytes in text order).
+    pub fn boot_id(&self) -> [u8; 16] {
+        self.hdr.boot_id
+    }
+
+    /// Capture time, seconds since the Unix epoch.
+    pub fn timestamp(&self) -> u64 {
+        self.hdr.timestamp.get()
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// Whether the blob holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    /// Record `index`, in address order.
+    pub fn get(&self, index: usize) -> Option<Record<'a>> {
+        let off = *self.offsets.get(index)? as usize;
+        record_at(self.bytes, off)
+    }
+
+    /// All records in (segment, bus, device, function) order.
+    pub fn records(&self) -> impl Iterator<Item = Record<'a>> + '_ {
+        let bytes = self.bytes;
+        self.offsets
+            .iter()
+            .filter_map(move |&off| record_at(bytes, off as usize))
+    }
+
+    /// The record of function `bdf`, if it was captured.
+    pub fn find(&self, bdf: Bdf) -> Option<Record<'a>> {
+        let key = bdf_key(bdf);
+        let i = self
+            .offsets
+            .binary_search_by(|&off| match record_at(self.bytes, off as usize) {
+                Some(r) => bdf_key(r.bdf()).cmp(&key),
+                None => core::cmp::Ordering::Less,
+            })
+            .ok()?;
+        self.get(i)
+    }
+
+    /// The record of function `bdf` if it describes a function with these IDs and 24-bit class
+    /// code (see [`Record::matches`]): the lookup to make before restoring onto a live function.
+    pub fn find_matching(
+        &self,
+        bdf: Bdf,
+        vendor: u16,
+        device: u16,
+        class: u32,
+    ) -> Option<Record<'a>> {
+        self.find(bdf).filter(|r| r.matches(vendor, device, class))
+    }
+}
+
+fn record_at(bytes: &[u8], off: usize) -> Option<Record<'_>> {
+    let rest = bytes.get(off..)?;
+    let (raw, rest) = RecordRaw::ref_from_prefix(rest).ok()?;
+    let config = rest.get(..usize::from(raw.cfg_len.get()))?;
+    Some(Record { raw, config })
+}
+
+fn bdf_key(b: Bdf) -> (u16, u8, u8, u8) {
+    (b.segment, b.bus, b.dev, b.func)
+}
+
+/// CRC over `bytes` with the CRC field taken as zero. `bytes` holds at least the header.
+fn blob_crc(bytes: &[u8]) -> u32 {
+    let mut d: Digest<'_, u32> = CRC32.digest();
+    d.update(bytes.get(..CRC_OFFSET).unwrap_or(&[]));
+    d.update(&[0; 4]);
+    d.update(bytes.get(CRC_OFFSET + 4..).unwrap_or(&[]));
+    d.finalize()
+}
+
+/// The text of a release field: UTF-8 up to the first NUL, zeros after it, at least one NUL.
+fn release_str(field: &[u8; RELEASE_LEN]) -> Option<&str> {
+    let end = field.iter().position(|&b| b == 0)?;
+    let (text, pad) = field.split_at(end);
+    if pad.iter().any(|&b| b != 0) {
+        return None;
+    }
+    core::str::from_utf8(text).ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records
+
+/// A bridge's address window (inclusive limit; closed when `base > limit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window<T> {
+    /// First address.
+    pub base: T,
+    /// Last address.
+    pub limit: T,
+}
+
+impl<T: PartialOrd> Window<T> {
+    /// Whether the window forwards anything.
+    pub fn is_open(&self) -> bool {
+        self.base <= self.limit
+    }
+}
+
+/// What a PCI-to-PCI bridge forwarded when the snapshot was taken.
+///
+/// A bridge without an I/O or prefetchable window reads zeros there, which decodes as an open
+/// window `0 ..= 0xFFF` / `0 ..= 0xF_FFFF`; Linux tells the two apart by probing the registers,
+/// which a snapshot cannot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bridge {
+    /// Primary bus number.
+    pub primary: u8,
+    /// Secondary bus number.
+    pub secondary: u8,
+    /// Subordinate bus number.
+    pub subordinate: u8,
+    /// I/O window.
+    pub io: Window<u32>,
+    /// Non-prefetchable memory window.
+    pub mem: Window<u32>,
+    /// Prefetchable memory window.
+    pub pref: Window<u64>,
+}
+
+/// One captured function: identity, bridge summary and configuration bytes.
+#[derive(Clone, Copy)]
+pub struct Record<'a> {
+    raw: &'a RecordRaw,
+    config: &'a [u8],
+}
+
+impl fmt::Debug for Record<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Record({} {:04x}:{:04x} class {:06x} type {:#04x} {} B)",
+            self.bdf(),
+            self.vendor(),
+            self.device(),
+            self.class(),
+            self.raw.header_type,
+            self.config.len()
+        )
+    }
+}
+
+impl<'a> Record<'a> {
+    /// The function's address.
+    pub fn bdf(&self) -> Bdf {
+        Bdf {
+            segment: self.raw.segment.get(),
+            bus: self.raw.bus,
+            dev: self.raw.dev,
+            func: self.raw.func,
+        }
+    }
+
+    /// Vendor ID.
+    pub fn vendor(&self) -> u16 {
+        self.raw.vendor.get()
+    }
+
+    /// Device ID.
+    pub fn device(&self) -> u16 {
+        self.raw.device.get()
+    }
+
+    /// Class code as 24 bits: base class << 16 | subclass << 8 | programming interface.
+    pub fn class(&self) -> u32 {
+        let [pi, sub, base] = self.raw.class;
+        u32::from(base) << 16 | u32::from(sub) << 8 | u32::from(pi)
+    }
+
+    /// Revision ID.
+    pub fn revision(&self) -> u8 {
+        self.config.get(8).copied().unwrap_or(0)
+    }
+
+    /// Header type without the multi-function bit (0 endpoint, 1 bridge, 2 CardBus).
+    pub fn header_type(&self) -> u8 {
+        self.raw.header_type & 0x7F
+    }
+
+    /// Whether the multi-function bit was set.
+    pub fn is_multifunction(&self) -> bool {
+        self.raw.header_type & 0x80 != 0
+    }
+
+    /// Whether the function is a PCI-to-PCI bridge.
+    pub fn is_bridge(&self) -> bool {
+        self.raw.flags & FLAG_BRIDGE != 0
+    }
+
+    /// Whether this record describes a function with these IDs and 24-bit class code (the
+    /// check to make before restoring it onto the function found at the same address).
+    pub fn matches(&self, vendor: u16, device: u16, class: u32) -> bool {
+        self.vendor() == vendor && self.device() == device && self.class() == class
+    }
+
+    /// The configuration space as read: 64, 256 or 4096 bytes.
+    pub fn config(&self) -> &'a [u8] {
+        self.config
+    }
+
+    /// The 64-byte header every record has.
+    pub fn header(&self) -> &'a [u8; 64] {
+        // Every record holds at least 64 bytes (parse checks `cfg_len`); the fallback is never used.
+        self.config.first_chunk::<64>().unwrap_or(&[0xFF; 64])
+    }
+
+    /// Header dword `index` (0..16), as Linux's `saved_config_space[index]`.
+    pub fn header_dword(&self, index: usize) -> Option<u32> {
+        if index >= 16 {
+            return None;
+        }
+        Some(le32(self.config, index * 4))
+    }
+
+    /// The byte at `off`, if captured.
+    pub fn read8(&self, off: u16) -> Option<u8> {
+        self.config.get(usize::from(off)).copied()
+    }
+
+    /// The 16-bit register at `off` (2-aligned), if captured.
+    pub fn read16(&self, off: u16) -> Option<u16> {
+        let o = usize::from(off);
+        if !o.is_multiple_of(2) || o + 2 > self.config.len() {
+            return None;
+        }
+        Some(le16(self.config, o))
+    }
+
+    /// The 32-bit register at `off` (4-aligned), if captured.
+    pub fn read32(&self, off: u16) -> Option<u32> {
+        let o = usize::from(off);
+        if !o.is_multiple_of(4) || o + 4 > self.config.len() {
+            return None;
+        }
+        Some(le32(self.config, o))
+    }
+
+    /// Bus numbers and windows, for a bridge.
+    pub fn bridge(&self) -> Option<Bridge> {
+        if !self.is_bridge() {
+            return None;
+        }
+        let r = self.raw;
+        Some(Bridge {
+            primary: r.primary_bus,
+            secondary: r.secondary_bus,
+            subordinate: r.subordinate_bus,
+            io: Window {
+                base: r.io_base.get(),
+                limit: r.io_limit.get(),
+            },
+            mem: Window {
+                base: r.mem_base.get(),
+                limit: r.mem_limit.get(),
+            },
+            pref: Window {
+                base: r.pref_base.get(),
+                limit: r.pref_limit.get(),
+            },
+        })
+    }
+
+    /// Offsets of the standard capabilities in list order, walked with loop and bounds
+    /// protection; stops at the first bad pointer or after 48 entries.
+    pub fn capabilities(&self) -> Vec<(u8, u16)> {
+        let mut out = Vec::new();
+        let status = le16(self.config, cfg::STATUS);
+        if status & cfg::STATUS_CAP_LIST == 0 {
+            return out;
+        }
+        let ptr_at = if self.header_type() == 2 {
+            cfg::CB_CAPABILITY_LIST
+        } else {
+            cfg::CAPABILITY_LIST
+        };
+        let end = self.config.len().min(cfg::EXT_CAP_START);
+        let mut ptr = usize::from(self.config.get(ptr_at).copied().unwrap_or(0) & 0xFC);
+        for _ in 0..MAX_CAP_HOPS {
+            if ptr < 0x40 || ptr + 2 > end || out.iter().any(|&(_, o)| usize::from(o) == ptr) {
+                break;
+            }
+            out.push((self.config[ptr], ptr as u16));
+            ptr = usize::from(self.config[ptr + 1] & 0xFC);
+        }
+        out
+    }
+
+    /// Offset of the first standard capability with this ID.
+    pub fn find_cap(&self, id: u8) -> Option<u16> {
+        self.capabilities()
+            .into_iter()
+            .find(|&(i, _)| i == id)
+            .map(|(_, o)| o)
+    }
+
+    /// The bytes of the first standard capability with this ID: from its header to the next
+    /// capability above it, or to the end of conventional space (capabilities carry no length,
+    /// so this is an upper bound).
+    pub fn capability(&self, id: u8) -> Option<&'a [u8]> {
+        let caps = self.capabilities();
+        let (_, start) = caps.iter().copied().find(|&(i, _)| i == id)?;
+        let end = caps
+            .iter()
+            .map(|&(_, o)| o)
+            .filter(|&o| o > start)
+            .min()
+            .map_or(self.config.len().min(cfg::EXT_CAP_START), usize::from);
+        self.config.get(usize::from(start)..end)
+    }
+
+    /// PCIe extended capabilities `(id, version, offset)` in list order (4096-byte records
+    /// only); stops at the first bad pointer, a revisit, or after 480 entries.
+    pub fn ext_capabilities(&self) -> Vec<(u16, u8, u16)> {
+        let mut out = Vec::new();
+        let mut ptr = cfg::EXT_CAP_START;
+        for _ in 0..MAX_EXT_CAP_HOPS {
+            if ptr < cfg::EXT_CAP_START
+                || ptr + 4 > self.config.len()
+                || out.iter().any(|&(_, _, o)| usize::from(o) == ptr)
+            {
+                break;
+            }
+            let h = le32(self.config, ptr);
+            if h == 0 || h == u32::MAX {
+                break;
+            }
+            out.push((h as u16, ((h >> 16) & 0xF) as u8, ptr as u16));
+            ptr = ((h >> 20) & 0xFFC) as usize;
+        }
+        out
+    }
+
+    /// Offset of the first extended capability with this ID.
+    pub fn find_ext_cap(&self, id: u16) -> Option<u16> {
+        self.ext_capabilities()
+            .into_iter()
+            .find(|&(i, _, _)| i == id)
+            .map(|(_, _, o)| o)
+    }
+
+    /// The bytes of the first extended capability with this ID, up to the next extended
+    /// capability above it or the end of the space.
+    pub fn ext_capability(&self, id: u16) -> Option<&'a [u8]> {
+        let caps = self.ext_capabilities();
+        let (_, _, start) = caps.iter().copied().find(|&(i, _, _)| i == id)?;
+        let end = caps
+            .iter()
+            .map(|&(_, _, o)| o)
+            .filter(|&o| o > start)
+            .min()
+            .map_or(self.config.len(), usize::from);
+        self.config.get(usize::from(start)..end)
+    }
+
+    /// [`restore_plan`] for this record.
+    pub fn restore_plan(&self, current_header: &[u8; 64]) -> Vec<ConfigWrite> {
+        restore_plan(self, current_header)
+    }
+}
+
+fn le16(b: &[u8], off: usize) -> u16 {
+    match b.get(off..off + 2) {
+        Some(&[x, y]) => u16::from_le_bytes([x, y]),
+        _ => 0,
+    }
+}
+
+fn le32(b: &[u8], off: usize) -> u32 {
+    match b.get(off..off + 4) {
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+        _ => 0,
+    }
+}
+
+/// Builds the record header for `config` at `bdf`: the single definition of every summary
+/// field, used by the writer to fill them and by the parser to check them.
+fn summarize(bdf: Bdf, config: &[u8]) -> Result<RecordRaw, RecordProblem> {
+    let cfg_len = config.len();
+    if !CFG_LENS.contains(&cfg_len) {
+        return Err(RecordProblem::BadCfgLen { cfg_len });
+    }
+    let vendor = le16(config, cfg::VENDOR_ID);
+    if vendor == 0xFFFF || vendor == 0 {
+        return Err(RecordProblem::Absent);
+    }
+    let byte = |off: usize| config.get(off).copied().unwrap_or(0);
+    let header_type = byte(cfg::HEADER_TYPE);
+    let mut raw = RecordRaw {
+        rec_len: U32::new((RECORD_HEADER_LEN + cfg_len) as u32),
+        segment: U16::new(bdf.segment),
+        bus: bdf.bus,
+        dev: bdf.dev,
+        func: bdf.func,
+        header_type,
+        cfg_len: U16::new(cfg_len as u16),
+        vendor: U16::new(vendor),
+        device: U16::new(le16(config, cfg::DEVICE_ID)),
+        class: [
+            byte(cfg::CLASS_PROG_IF),
+            byte(cfg::CLASS_PROG_IF + 1),
+            byte(cfg::CLASS_PROG_IF + 2),
+        ],
+        flags: 0,
+        primary_bus: 0,
+        secondary_bus: 0,
+        subordinate_bus: 0,
+        reserved: 0,
+        io_base: U32::ZERO,
+        io_limit: U32::ZERO,
+        mem_base: U32::ZERO,
+        mem_limit: U32::ZERO,
+        pref_base: U64::ZERO,
+        pref_limit: U64::ZERO,
+    };
+    if header_type & 0x7F == 1 {
+        raw.flags = FLAG_BRIDGE;
+        raw.primary_bus = byte(cfg::PRIMARY_BUS);
+        raw.secondary_bus = byte(cfg::SECONDARY_BUS);
+        raw.subordinate_bus = byte(cfg::SUBORDINATE_BUS);
+        // PCI-to-PCI Bridge 1.2 §3.2.5.6: the low nibble says whether the upper 16 bits count;
+        // Linux's `pci_read_bridge_io` takes it from the base register.
+        let io_lo = byte(cfg::IO_BASE);
+        let io32 = io_lo & 0x0F == 0x01;
+        let io_up = |off| {
+            if io32 {
+                u32::from(le16(config, off)) << 16
+            } else {
+                0
+            }
+        };
+        raw.io_base = U32::new(u32::from(io_lo & 0xF0) << 8 | io_up(cfg::IO_BASE_UPPER16));
+        raw.io_limit = U32::new(
+            u32::from(byte(cfg::IO_LIMIT) & 0xF0) << 8 | 0xFFF | io_up(cfg::IO_LIMIT_UPPER16),
+        );
+        // §3.2.5.8: memory base/limit bits 15:4 are address bits 31:20.
+        raw.mem_base = U32::new(u32::from(le16(config, cfg::MEMORY_BASE) & 0xFFF0) << 16);
+        raw.mem_limit =
+            U32::new(u32::from(le16(config, cfg::MEMORY_LIMIT) & 0xFFF0) << 16 | 0xF_FFFF);
+        // §3.2.5.9: prefetchable, low nibble 1 = 64-bit with upper halves at 0x28/0x2C.
+        let pref_lo = le16(config, cfg::PREF_MEMORY_BASE);
+        let pref64 = pref_lo & 0x0F == 0x01;
+        let pref_up = |off| {
+            if pref64 {
+                u64::from(le32(config, off)) << 32
+            } else {
+                0
+            }
+        };
+        raw.pref_base =
+            U64::new(u64::from(pref_lo & 0xFFF0) << 16 | pref_up(cfg::PREF_BASE_UPPER32));
+        raw.pref_limit = U64::new(
+            u64::from(le16(config, cfg::PREF_MEMORY_LIMIT) & 0xFFF0) << 16
+                | 0xF_FFFF
+                | pref_up(cfg::PREF_LIMIT_UPPER32),
+        );
+    }
+    Ok(raw)
+}
+
+/// The first summary field in which `stored` differs from `derived`, named for the error.
+fn first_difference(stored: &RecordRaw, derived: &RecordRaw) -> Option<&'static str> {
+    let s = stored;
+    let d = derived;
+    let checks: [(bool, &'static str); 9] = [
+        (s.header_type == d.header_type, "header type"),
+        (s.vendor == d.vendor, "vendor ID"),
+        (s.device == d.device, "device ID"),
+        (s.class == d.class, "class code"),
+        (s.flags == d.flags, "flags"),
+        (
+            (s.primary_bus, s.secondary_bus, s.subordinate_bus)
+                == (d.primary_bus, d.secondary_bus, d.subordinate_bus),
+            "bus numbers",
+        ),
+        (s.reserved == d.reserved, "reserved byte"),
+        (
+            (s.io_base, s.io_limit, s.mem_base, s.mem_limit)
+                == (d.io_base, d.io_limit, d.mem_base, d.mem_limit),
+            "I/O or memory window",
+        ),
+        (
+            (s.pref_base, s.pref_limit) == (d.pref_base, d.pref_limit),
+            "prefetchable window",
+        ),
+    ];
+    let first = checks.iter().find(|(same, _)| !same).map(|&(_, f)| f);
+    // Address, lengths are checked before; anything else would be a new field missed above.
+    debug_assert!(first.is_some() || stored == derived);
+    first
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+/// Builds a blob. Records may be added in any order; [`BlobWriter::finish`] sorts them.
+///
+/// ```
+/// # use rkdump_devices::blob::{Blob, BlobWriter};
+/// # use rkdump_devices::pci::Bdf;
+/// let mut cfg = [0u8; 256];
+/// cfg[..4].copy_from_slice(&[0xf4, 0x1a, 0x42, 0x10]); // virtio-blk 1af4:1042
+/// let mut w = BlobWriter::new("6.8.0-rkdump", [7; 16], 1_700_000_000);
+/// w.add(Bdf::new(0, 0, 4, 0).unwrap(), &cfg)?;
+/// let bytes = w.finish();
+/// let blob = Blob::parse(&bytes)?;
+/// assert_eq!(blob.find(Bdf::new(0, 0, 4, 0).unwrap()).unwrap().device(), 0x1042);
+/// # Ok::<(), rkdump_devices::blob::BlobError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct BlobWriter {
+    release: [u8; RELEASE_LEN],
+    boot_id: [u8; 16],
+    timestamp: u64,
+    records: BTreeMap<(u16, u8, u8, u8), Vec<u8>>,
+}
+
+impl BlobWriter {
+    /// A writer for a snapshot of kernel `release` (cut at a NUL and to 64 bytes on a character
+    /// boundary), boot `boot_id`, taken at `timestamp` (Unix seconds).
+    pub fn new(release: &str, boot_id: [u8; 16], timestamp: u64) -> Self {
+        let mut text = release.split('\0').next().unwrap_or("");
+        let mut cut = text.len().min(RELEASE_LEN - 1);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text = &text[..cut];
+        let mut field = [0u8; RELEASE_LEN];
+        field[..text.len()].copy_from_slice(text.as_bytes());
+        Self {
+            release: field,
+            boot_id,
+            timestamp,
+            records: BTreeMap::new(),
+        }
+    }
+
+    /// Adds function `bdf` with its configuration space (64, 256 or 4096 bytes as read).
+    /// Refuses a bad address or length, an absent function, a second record for the same
+    /// address, and more than [`MAX_RECORDS`] records.
+    pub fn add(&mut self, bdf: Bdf, config: &[u8]) -> Result<&mut Self, BlobError> {
+        let index = self.records.len() as u32;
+        let bad = |why| BlobError::BadRecord { index, why };
+        if !bdf.is_valid() {
+            return Err(bad(RecordProblem::BadAddress));
+        }
+        let key = bdf_key(bdf);
+        if self.records.contains_key(&key) {
+            return Err(bad(RecordProblem::OutOfOrder));
+        }
+        if self.records.len() >= MAX_RECORDS {
+            return Err(BlobError::TooManyRecords {
+                count: index.saturating_add(1),
+            });
+        }
+        let raw = summarize(bdf, config).map_err(bad)?;
+        let mut rec = Vec::with_capacity(RECORD_HEADER_LEN + config.len());
+        rec.extend_from_slice(raw.as_bytes());
+        rec.extend_from_slice(config);
+        self.records.insert(key, rec);
+        Ok(self)
+    }
+
+    /// Records added so far.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no record was added.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Bytes [`BlobWriter::finish`] will return (at most 17 MiB: 4096 records of 4152 bytes).
+    pub fn blob_len(&self) -> usize {
+        HEADER_LEN + self.records.values().map(Vec::len).sum::<usize>()
+    }
+
+    /// The blob: header, then the records in address order.
+    pub fn finish(&self) -> Vec<u8> {
+        let total = self.blob_len();
+        let hdr = HeaderRaw {
+            magic: MAGIC,
+            version: U16::new(VERSION),
+            header_len: U16::new(HEADER_LEN as u16),
+            total_len: U32::new(total as u32),
+            record_count: U32::new(self.records.len() as u32),
+            crc32: U32::ZERO,
+            timestamp: U64::new(self.timestamp),
+            boot_id: self.boot_id,
+            release: self.release,
+            reserved: [0; 15],
+        };
+        let mut out = Vec::with_capacity(total);
+        out.extend_from_slice(hdr.as_bytes());
+        for rec in self.records.values() {
+            out.extend_from_slice(rec);
+        }
+        let crc = blob_crc(&out);
+        out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restoring
+
+/// One configuration write, exactly `width` bytes wide (1, 2 or 4) at `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfigWrite {
+    /// Config offset, aligned to `width`.
+    pub off: u16,
+    /// Access width in bytes.
+    pub width: u8,
+    /// Value (the low `width` bytes count).
+    pub value: u32,
+    /// If the register reads back different, wait 1 ms and write again, up to this many times
+    /// (Linux's `pci_restore_config_dword` retry; 10 for type-0 BARs, else 0).
+    pub retries: u8,
+}
+
+/// The writes that put `record`'s saved header back on a function whose header currently reads
+/// `current_header`, in the order of Linux's `pci_restore_config_space` (drivers/pci/pci.c):
+///
+/// - type 0: dwords 15 down to 10, then the BARs 9 down to 4 (each with
+///   [`BAR_RESTORE_RETRIES`]), then 3 down to 0, so COMMAND comes last;
+/// - type 1: dwords 15 down to 12, then 11 down to 9 (prefetchable window) written even when
+///   equal, then 8 down to 0;
+/// - type 2 (CardBus): dwords 15 down to 0;
+/// - any other header type: nothing.
+///
+/// Like Linux a register is written only when its saved value differs from the current one.
+/// Unlike Linux, no write ever carries a write-1-to-clear or action bit back: house-style rule
+/// 10, so registers are narrowed:
+///
+/// - dword 1 → 16-bit COMMAND write at 0x04 (Status is W1C);
+/// - dword 3 → 16-bit write at 0x0C of cache-line size and latency timer (header type is
+///   read-only; BIST bit 6 would start a self-test);
+/// - type 1 dword 7 → 16-bit I/O base/limit write at 0x1C (secondary status is W1C);
+/// - type 1 dword 15 → written with bridge-control secondary-bus-reset and discard-timer-status
+///   (W1C) cleared;
+/// - type 2 dword 5 (capability pointer, secondary status) → skipped;
+/// - dwords 0 and 2 (IDs, revision, class) → skipped, they are read-only.
+///
+/// If `current_header`'s vendor or device ID differ from the record's (another device, or
+/// all-ones from an absent one) the plan is empty; check [`Record::matches`] to tell that
+/// apart from "nothing to restore".
+pub fn restore_plan(record: &Record<'_>, current_header: &[u8; 64]) -> Vec<ConfigWrite> {
+    let saved = record.header();
+    let mut out = Vec::new();
+    if saved[..4] != current_header[..4] {
+        return out;
+    }
+    let kind = record.header_type();
+    let mut range = |lo: usize, hi: usize, retries: u8, force: bool| {
+        for i in (lo..=hi).rev() {
+            if let Some(w) = restore_dword(kind, i, saved, current_header, retries, force) {
+                out.push(w);
+            }
+        }
+    };
+    match kind {
+        0 => {
+            range(10, 15, 0, false);
+            range(4, 9, BAR_RESTORE_RETRIES, false);
+            range(0, 3, 0, false);
+        }
+        1 => {
+            range(12, 15, 0, false);
+            range(9, 11, 0, true);
+            range(0, 8, 0, false);
+        }
+        2 => range(0, 15, 0, false),
+        _ => {}
+    }
+    out
+}
+
+/// The write (if any) restoring header dword `i` of a function of header type `kind`.
+fn restore_dword(
+    kind: u8,
+    i: usize,
+    saved: &[u8; 64],
+    current: &[u8; 64],
+    retries: u8,
+    force: bool,
+) -> Option<ConfigWrite> {
+    let off = i * 4;
+    let (off, width, mask) = match (kind, i) {
+        (_, 0 | 2) => return None,
+        (_, 1) => (cfg::COMMAND, 2, 0xFFFF),
+        (_, 3) => (cfg::CACHE_LINE_SIZE, 2, 0xFFFF),
+        (1, 7) => (cfg::IO_BASE, 2, 0xFFFF),
+        (1, 15) => {
+            let action = u32::from(cfg::BRIDGE_CTL_BUS_RESET | cfg::BRIDGE_CTL_DISCARD_STATUS);
+            let shift = (cfg::BRIDGE_CONTROL - off) * 8;
+            (off, 4, !(action << shift))
+        }
+        (2, 5) => return None,
+        _ => (off, 4, u32::MAX),
+    };
+    let read = |h: &[u8; 64]| match width {
+        2 => u32::from(le16(h, off)),
+        _ => le32(h, off),
+    };
+    let value = read(saved) & mask;
+    if !force && value == read(current) {
+        return None;
+    }
+    Some(ConfigWrite {
+        off: off as u16,
+        width,
+        value,
+        retries,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,304 @@
+//! The device model, after Linux's `struct device_driver`: a [`Driver`] trait the kernel
+//! implements for each concrete driver, the [`DriverCtx`] bundle it receives, the [`Platform`]
+//! services it may use, and a [`DriverSet`] registry that binds drivers to functions.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use super::policy::Policy;
+use crate::hw::Mmio;
+use crate::pci::{Bdf, ConfigSpace, PciDevice};
+use crate::time::Clock;
+
+/// Kernel services a driver may need beyond config space and time.
+pub trait Platform {
+    /// Maps `len` bytes of device registers at physical `phys` uncached, or `None` when the
+    /// range is not a device's (outside every bridge window, overlapping RAM) or cannot be
+    /// mapped. Mapping the same range twice is allowed (preinit, then probe).
+    fn map_mmio(&mut self, phys: u64, len: u64) -> Option<Mmio>;
+}
+
+/// A platform that maps nothing (host tests, or drivers that need no MMIO).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoPlatform;
+
+impl Platform for NoPlatform {
+    fn map_mmio(&mut self, _phys: u64, _len: u64) -> Option<Mmio> {
+        None
+    }
+}
+
+/// What a driver is handed: config access, the clock and the platform, all supplied by the
+/// kernel. [`super::run`] sets `deadline_us` before each `preinit` so a driver can bound its
+/// own waits by the per-device cap.
+pub struct DriverCtx<'a> {
+    /// Configuration space.
+    pub cfg: &'a dyn ConfigSpace,
+    /// The clock every wait uses.
+    pub clock: &'a dyn Clock,
+    /// MMIO mapping.
+    pub platform: &'a mut dyn Platform,
+    /// Clock value (µs) by which the current call should return; `None` outside
+    /// [`super::run`].
+    pub deadline_us: Option<u64>,
+}
+
+impl<'a> DriverCtx<'a> {
+    /// A context without a deadline.
+    pub fn new(
+        cfg: &'a dyn ConfigSpace,
+        clock: &'a dyn Clock,
+        platform: &'a mut dyn Platform,
+    ) -> Self {
+        DriverCtx {
+            cfg,
+            clock,
+            platform,
+            deadline_us: None,
+        }
+    }
+
+    /// Microseconds left before the deadline (`u64::MAX` without one). Drivers wait at most
+    /// `min(their own timeout, time_left_us())`.
+    pub fn time_left_us(&self) -> u64 {
+        match self.deadline_us {
+            Some(d) => d.saturating_sub(self.clock.now_us()),
+            None => u64::MAX,
+        }
+    }
+}
+
+/// What a successful [`Driver::preinit`] proves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreinitReport {
+    /// The driver read back state that only a reset produces (virtio `device_status == 0`,
+    /// NVMe `CSTS.RDY == 0 && CC == 0`, AHCI `GHC == AE`). `false` = it did its writes but
+    /// could not prove anything; [`super::run`] then tries the next method.
+    pub proven: bool,
+    /// The proof in a few words, e.g. "status reads 0".
+    pub detail: String,
+}
+
+impl PreinitReport {
+    /// A proven reset.
+    pub fn proven(detail: impl Into<String>) -> Self {
+        PreinitReport {
+            proven: true,
+            detail: detail.into(),
+        }
+    }
+
+    /// Writes done, nothing proven.
+    pub fn unproven(detail: impl Into<String>) -> Self {
+        PreinitReport {
+            proven: false,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Why a driver call failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DriverError {
+    /// A register window could not be mapped (BAR unassigned, or [`Platform::map_mmio`]
+    /// refused).
+    NoMmio {
+        /// BAR index.
+        bar: u8,
+    },
+    /// The device did not reach a state in time.
+    Timeout {
+        /// What was waited for.
+        what: &'static str,
+        /// How long, in milliseconds.
+        waited_ms: u32,
+    },
+    /// The device reads all-ones: it left the bus.
+    Gone,
+    /// Anything else, in the driver's words.
+    Failed(String),
+}
+
+impl fmt::Display for DriverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DriverError::NoMmio { bar } => write!(f, "BAR{bar} not mappable"),
+            DriverError::Timeout { what, waited_ms } => {
+                write!(f, "timeout after {waited_ms} ms waiting for {what}")
+            }
+            DriverError::Gone => f.write_str("device reads all-ones"),
+            DriverError::Failed(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A PCI driver (Linux `struct pci_driver`). Every method gets the function it acts on; a
+/// driver may serve several functions and keeps per-function state itself.
+pub trait Driver {
+    /// Short name for reports ("virtio-blk", "nvme").
+    fn name(&self) -> &'static str;
+    /// Whether this driver handles `dev` (IDs, class) and will use it.
+    fn matches(&self, dev: &PciDevice) -> bool;
+    /// Brings the device to a known idle state before anything probes it, without a bus-level
+    /// reset: virtio `device_status = 0`, NVMe `CC.EN = 0` then wait `CSTS.RDY = 0`, AHCI
+    /// `GHC.HR`. Runs with memory (and I/O) decode on and bus mastering off; must bound its
+    /// waits by [`DriverCtx::time_left_us`].
+    fn preinit(
+        &mut self,
+        ctx: &mut DriverCtx<'_>,
+        dev: &PciDevice,
+    ) -> Result<PreinitReport, DriverError>;
+    /// Takes the device into use (the kernel enables memory decode and bus mastering for the
+    /// dump device here).
+    fn probe(&mut self, ctx: &mut DriverCtx<'_>, dev: &PciDevice) -> Result<(), DriverError>;
+    /// Releases the device (stop DMA, leave it idle).
+    fn remove(&mut self, ctx: &mut DriverCtx<'_>, dev: &PciDevice);
+    /// Quiets the device before power-off or reboot (flush caches, stop DMA).
+    fn shutdown(&mut self, ctx: &mut DriverCtx<'_>, dev: &PciDevice);
+}
+
+/// Index of a registered driver in a [`DriverSet`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DriverId(pub usize);
+
+/// Why [`DriverSet::probe`] did not bind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeError {
+    /// `rkdump.deny=` or `rkdump.allow=` forbids the device.
+    NotPermitted,
+    /// No registered driver matches.
+    NoDriver,
+    /// Already bound.
+    AlreadyBound,
+    /// The driver's probe failed.
+    Driver(DriverError),
+}
+
+impl fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeError::NotPermitted => f.write_str("excluded by rkdump.deny/allow"),
+            ProbeError::NoDriver => f.write_str("no driver"),
+            ProbeError::AlreadyBound => f.write_str("already bound"),
+            ProbeError::Driver(e) => write!(f, "probe failed: {e}"),
+        }
+    }
+}
+
+/// The driver registry: drivers in registration order (the first match wins) and the
+/// functions bound to them.
+#[derive(Default)]
+pub struct DriverSet {
+    drivers: Vec<Box<dyn Driver>>,
+    bound: Vec<(PciDevice, DriverId)>,
+}
+
+impl DriverSet {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a driver; earlier registrations take precedence when several match.
+    pub fn register(&mut self, driver: Box<dyn Driver>) -> DriverId {
+        self.drivers.push(driver);
+        DriverId(self.drivers.len() - 1)
+    }
+
+    /// Number of registered drivers.
+    pub fn len(&self) -> usize {
+        self.drivers.len()
+    }
+
+    /// No drivers registered.
+    pub fn is_empty(&self) -> bool {
+        self.drivers.is_empty()
+    }
+
+    /// The first driver matching `dev`.
+    pub fn find(&self, dev: &PciDevice) -> Option<DriverId> {
+        self.drivers
+            .iter()
+            .position(|d| d.matches(dev))
+            .map(DriverId)
+    }
+
+    /// The driver registered as `id`.
+    pub fn get_mut(&mut self, id: DriverId) -> Option<&mut (dyn Driver + 'static)> {
+        self.drivers.get_mut(id.0).map(|b| &mut **b)
+    }
+
+    /// Name of driver `id`.
+    pub fn name(&self, id: DriverId) -> Option<&'static str> {
+        self.drivers.get(id.0).map(|d| d.name())
+    }
+
+    /// Binds `dev` to its driver if the policy permits: denied or not-allowed functions are
+    /// never probed.
+    pub fn probe(
+        &mut self,
+        ctx: &mut DriverCtx<'_>,
+        dev: &PciDevice,
+        policy: &Policy,
+    ) -> Result<DriverId, ProbeError> {
+        if !policy.may_use(dev) {
+            return Err(ProbeError::NotPermitted);
+        }
+        if self.bound_to(dev.bdf).is_some() {
+            return Err(ProbeError::AlreadyBound);
+        }
+        let id = self.find(dev).ok_or(ProbeError::NoDriver)?;
+        self.drivers[id.0]
+            .probe(ctx, dev)
+            .map_err(ProbeError::Driver)?;
+        self.bound.push((*dev, id));
+        Ok(id)
+    }
+
+    /// The driver bound to `bdf`.
+    pub fn bound_to(&self, bdf: Bdf) -> Option<DriverId> {
+        self.bound
+            .iter()
+            .find(|(d, _)| d.bdf == bdf)
+            .map(|&(_, id)| id)
+    }
+
+    /// Unbinds `bdf`, calling the driver's `remove`. Returns whether it was bound.
+    pub fn remove(&mut self, ctx: &mut DriverCtx<'_>, bdf: Bdf) -> bool {
+        let Some(i) = self.bound.iter().position(|(d, _)| d.bdf == bdf) else {
+            return false;
+        };
+        let (dev, id) = self.bound.remove(i);
+        self.drivers[id.0].remove(ctx, &dev);
+        true
+    }
+
+    /// Calls `shutdown` on every bound function, last bound first (Linux's
+    /// `device_shutdown` walks the device list in reverse).
+    pub fn shutdown_all(&mut self, ctx: &mut DriverCtx<'_>) {
+        for (dev, id) in self.bound.iter().rev() {
+            self.drivers[id.0].shutdown(ctx, dev);
+        }
+    }
+}
+
+impl fmt::Debug for DriverSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DriverSet")
+            .field(
+                "drivers",
+                &self.drivers.iter().map(|d| d.name()).collect::<Vec<_>>(),
+            )
+            .field(
+                "bound",
+                &self
+                    .bound
+                    .iter()
+                    .map(|(d, id)| (d.bdf, id.0))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
