@@ -29,7 +29,6 @@ const BOUNCE: usize = 64 * 1024;
 
 /// Runs the dump; returns the outcome for the final action.
 pub fn run(boot: &BootInfo, opts: &Options, image: PhysRange, acpi: Option<AcpiInfo>) -> Outcome {
-    let _ = boot;
     let Some(hdr) = opts.elfcorehdr else {
         rkerror!("no elfcorehdr= on the command line: nothing to dump");
         return Outcome::Failed;
@@ -100,6 +99,8 @@ pub fn run(boot: &BootInfo, opts: &Options, image: PhysRange, acpi: Option<AcpiI
             };
             let pci = crate::pci::open(acpi.as_ref());
             let scan = pci.scan();
+            let blob = crate::reinit::load_blob(boot);
+            crate::reinit::run(&pci, &scan, opts, blob.as_deref());
             let fault = opts.fault_dead.map(|a| Bdf {
                 segment: a.segment,
                 bus: a.bus,

@@ -22,6 +22,8 @@ mod console;
 #[cfg(target_os = "none")]
 mod disk;
 #[cfg(target_os = "none")]
+mod drivers;
+#[cfg(target_os = "none")]
 mod dump;
 #[cfg(target_os = "none")]
 mod kmain;
@@ -33,6 +35,8 @@ mod pci;
 mod physmem;
 #[cfg(target_os = "none")]
 mod power;
+#[cfg(target_os = "none")]
+mod reinit;
 
 /// Host builds (`cargo clippy --workspace`) get an empty program: the kernel only exists for
 /// `x86_64-unknown-none`.

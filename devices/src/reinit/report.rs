@@ -417,11 +417,11 @@ impl Report {
             "no reset_devices"
         };
         match self.mode {
-            Mode::None => format!(
-                "reinit: mode none ({why}): quiesce and driver preinit only, no bus-level reset"
-            ),
+            Mode::None => {
+                format!("mode none ({why}): quiesce and driver preinit only, no bus-level reset")
+            }
             m => format!(
-                "reinit: mode {m} ({why}): methods {}, budget {} ms, cap {} ms per device",
+                "mode {m} ({why}): methods {}, budget {} ms, cap {} ms per device",
                 m.methods(),
                 self.budget_ms,
                 self.cap_ms
@@ -433,7 +433,7 @@ impl Report {
     pub fn quiesce_line(&self) -> String {
         let q = &self.quiesce;
         format!(
-            "reinit: quiesced {} of {} functions (COMMAND = INTx-disable), MSI off on {}, MSI-X off on {}, {} bridges/system functions keep decode{}",
+            "quiesced {} of {} functions (COMMAND = INTx-disable), MSI off on {}, MSI-X off on {}, {} bridges/system functions keep decode{}",
             q.quiesced,
             q.functions,
             q.msi_disabled,
@@ -447,27 +447,28 @@ impl Report {
         )
     }
 
-    /// Every console line: mode, quiesce, one per function, budget and TODO notes.
+    /// Every console line, without a prefix (the kernel adds its own): mode, quiesce, one per
+    /// function, budget and TODO notes.
     pub fn lines(&self) -> Vec<String> {
         let mut out = Vec::with_capacity(self.entries.len() + 4);
         out.push(self.mode_line());
         out.push(self.quiesce_line());
         for e in &self.entries {
-            out.push(format!("reinit: {e}"));
+            out.push(format!("{e}"));
         }
         if self.budget_skipped > 0 {
             out.push(format!(
-                "reinit: budget of {} ms exhausted: {} functions only quiesced",
+                "budget of {} ms exhausted: {} functions only quiesced",
                 self.budget_ms, self.budget_skipped
             ));
         }
         for b in &self.needs_bar_assignment {
             out.push(format!(
-                "reinit: {b}: BARs unassigned after reset; assignment from the parent window is not implemented"
+                "{b}: BARs unassigned after reset; assignment from the parent window is not implemented"
             ));
         }
         out.push(format!(
-            "reinit: done in {} ms (budget {} ms)",
+            "done in {} ms (budget {} ms)",
             self.elapsed_ms, self.budget_ms
         ));
         out

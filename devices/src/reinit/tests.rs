@@ -389,7 +389,7 @@ fn explicit_method_list_restricts_and_keeps_order() {
     assert_eq!(e.attempts[0].method, Method::Pm);
     assert!(
         r.mode_line()
-            .starts_with("reinit: mode pm,sbr (reset_devices): methods pm,sbr")
+            .starts_with("mode pm,sbr (reset_devices): methods pm,sbr")
     );
 
     // flr only, on a device without FLR: nothing applies, nothing written but quiesce.
@@ -457,9 +457,9 @@ fn mode_none_only_quiesces_and_runs_preinit() {
     }
     assert_eq!(
         r.mode_line(),
-        "reinit: mode none (no reset_devices): quiesce and driver preinit only, no bus-level reset"
+        "mode none (no reset_devices): quiesce and driver preinit only, no bus-level reset"
     );
-    assert!(r.to_string().contains("reinit: quiesced 2 of 5 functions"));
+    assert!(r.to_string().contains("quiesced 2 of 5 functions"));
 }
 
 #[test]
@@ -833,7 +833,7 @@ fn budget_exhaustion_leaves_the_rest_quiesced() {
     assert_eq!(r.budget_skipped, 2);
     let text = r.to_string();
     assert!(
-        text.contains("reinit: budget of 500 ms exhausted: 2 functions only quiesced"),
+        text.contains("budget of 500 ms exhausted: 2 functions only quiesced"),
         "{text}"
     );
     assert!(r.elapsed_ms <= 502);
@@ -1000,7 +1000,7 @@ fn no_usable_bars_anywhere_reports_no_config() {
             .contains("reset (no config to restore: BARs need assignment (not implemented))")
     );
     assert!(r.to_string().contains(
-        "reinit: 0000:01:00.0: BARs unassigned after reset; assignment from the parent window is not implemented"
+        "0000:01:00.0: BARs unassigned after reset; assignment from the parent window is not implemented"
     ));
     // Nothing written after the FLR.
     let ws = s.writes_to(d);
@@ -1236,8 +1236,8 @@ fn policy_defaults_and_display() {
     let lines = r.lines();
     assert_eq!(
         lines[0],
-        "reinit: mode auto (reset_devices): methods preinit,flr,afflr,pm,sbr, budget 10000 ms, cap 2500 ms per device"
+        "mode auto (reset_devices): methods preinit,flr,afflr,pm,sbr, budget 10000 ms, cap 2500 ms per device"
     );
     assert_eq!(lines.len(), 2 + 4 + 1);
-    assert!(lines.last().unwrap().starts_with("reinit: done in "));
+    assert!(lines.last().unwrap().starts_with("done in "));
 }

@@ -68,6 +68,12 @@ pub struct Case {
     pub capture_silence: Duration,
     /// Extra QEMU arguments (devices for later cases).
     pub extra_qemu_args: Vec<String>,
+    /// Wait for rkdump's whole dump and final action; otherwise the run stops (and passes the
+    /// "run ended" check) at `rkdump: dump start`, once everything the handoff checks need is out.
+    pub full_run: bool,
+    /// Linux capture only: copy /proc/vmcore to an NVMe disk (`vmcore.img`) and check the
+    /// marker pages in it on the host.
+    pub save_vmcore: bool,
     /// The marker tag.
     pub tag: u64,
 }
@@ -156,8 +162,21 @@ impl Case {
             timeout: Duration::from_secs(120),
             capture_silence: Duration::from_secs(40),
             extra_qemu_args: Vec::new(),
+            full_run: false,
+            save_vmcore: false,
             tag: fresh_tag(name),
         })
+    }
+
+    /// Guest memory in bytes (`-m` with an M or G suffix).
+    pub fn memory_bytes(&self) -> Option<u64> {
+        let m = self.memory.trim();
+        let (num, shift) = match m.chars().last()? {
+            'G' | 'g' => (&m[..m.len() - 1], 30),
+            'M' | 'm' => (&m[..m.len() - 1], 20),
+            _ => (m, 20),
+        };
+        Some(num.parse::<u64>().ok()? << shift)
     }
 
     /// The loader of a normal case (the first one tried).
@@ -180,12 +199,16 @@ impl Case {
             CaptureKind::Rkdump => RKDUMP_APPEND,
             CaptureKind::Linux => LINUX_CAPTURE_APPEND,
         };
-        let extra = self.capture_extra.trim();
-        if extra.is_empty() {
-            base.to_string()
-        } else {
-            format!("{base} {extra}")
+        let mut s = base.to_string();
+        if self.save_vmcore && self.capture == CaptureKind::Linux {
+            s.push_str(" e2e.save=nvme0n1");
         }
+        let extra = self.capture_extra.trim();
+        if !extra.is_empty() {
+            s.push(' ');
+            s.push_str(extra);
+        }
+        s
     }
 
     /// The first kernel's command line, carrying the case parameters for /init.

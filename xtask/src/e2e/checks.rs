@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use super::case::{CaptureKind, Case, Loader};
 use super::console::{
-    ConsoleLog, E820Entry, E820Kind, ElfcorehdrLine, FirstKernel, InitrdLine, Range,
+    ConsoleLog, E820Entry, E820Kind, ElfcorehdrLine, FirstKernel, InitrdLine, Range, Rkdump,
 };
 
 const MIB: u64 = 1 << 20;
@@ -20,6 +20,8 @@ pub enum RunEnd {
     TimedOut(u64),
     /// Killed early, with the reason.
     Stopped(String),
+    /// Stopped on purpose once the handoff was complete (`rkdump: dump start`), with the reason.
+    Handoff(String),
 }
 
 /// One named check and its outcome.
@@ -280,6 +282,33 @@ fn kexec_summary(fk: &FirstKernel) -> String {
     s
 }
 
+/// When QEMU exited by itself: rkdump must have got to `dump complete` (full run) or at least
+/// `dump start` (handoff run, which normally stops there); anything else is a silent reset.
+pub fn check_rkdump_end(rk: &Rkdump, full_run: bool) -> Result<String, String> {
+    let last = rk.last_line.as_deref().unwrap_or("(none)");
+    match (&rk.dump_start, &rk.dump_complete) {
+        (_, Some((_, a))) => Ok(format!("dump complete {a}")),
+        (Some(_), None) if !full_run => Ok("dump started".into()),
+        (Some(_), None) => Err(format!(
+            "QEMU exited after `dump start` without `dump complete`; last rkdump line: {last:?}"
+        )),
+        (None, _) => Err(format!(
+            "QEMU exited before `rkdump: dump start` without an `rkdump: error:` line: a silent reset \
+             (triple fault?); last rkdump line: {last:?}"
+        )),
+    }
+}
+
+/// Scans QEMU's `-d cpu_reset,guest_errors` log for a triple fault.
+pub fn check_qemu_debug(text: &str) -> Check {
+    let result = if text.contains("Triple fault") {
+        Err("QEMU logged a triple fault (qemu-debug.log)".to_string())
+    } else {
+        Ok("no triple fault".to_string())
+    };
+    Check::new("qemu debug log", result)
+}
+
 /// Checks the first kernel's part: booted, crash region reserved, marker ready, loader outcome.
 pub fn check_first_kernel(case: &Case, fk: &FirstKernel) -> Vec<Check> {
     let mut out = Vec::new();
@@ -463,6 +492,12 @@ pub fn evaluate(
                     "elfcorehdr",
                     check_elfcorehdr(case.loader(), rk.elfcorehdr, cmd_addr, region, &fk),
                 ));
+                if let RunEnd::Exited(_) = end {
+                    out.push(Check::new(
+                        "rkdump reached its end",
+                        check_rkdump_end(&rk, case.full_run),
+                    ));
+                }
             }
             CaptureKind::Linux => {
                 let lc = log.linux_capture();
@@ -533,6 +568,7 @@ pub fn evaluate(
                 "stopped early: {why}; last console lines:\n{}",
                 log.tail(25)
             )),
+            RunEnd::Handoff(why) => Ok(why.clone()),
         },
     ));
     out
@@ -600,6 +636,10 @@ mod tests {
             (
                 6.79,
                 "rkdump: elfcorehdr addr=0x2e000000 phnum=7 notes=3 loads=4".into(),
+            ),
+            (
+                6.8,
+                "rkdump: dump start bytes=1047601152 target=serial:ttyS1".into(),
             ),
         ]);
         v
@@ -670,6 +710,53 @@ mod tests {
     }
 
     #[test]
+    fn silent_reset_fails() {
+        // Seen for real: rkdump stopped after `initrd none` and QEMU exited (triple fault).
+        let c = case("kf-high", CaptureKind::Rkdump);
+        let mut v = rkdump_good_kf();
+        let start = v.pop().unwrap();
+        let f = failures(&evaluate(&c, &to_log(&v), &RunEnd::Exited(Some(0)), None));
+        assert!(
+            f.iter()
+                .any(|s| s.starts_with("rkdump reached its end") && s.contains("elfcorehdr addr")),
+            "{f:?}"
+        );
+        v.push(start);
+        assert!(failures(&evaluate(&c, &to_log(&v), &RunEnd::Exited(Some(0)), None)).is_empty());
+        let mut full = c.clone();
+        full.full_run = true;
+        assert_eq!(
+            failures(&evaluate(
+                &full,
+                &to_log(&v),
+                &RunEnd::Exited(Some(0)),
+                None
+            ))
+            .len(),
+            1
+        );
+        v.push((
+            60.0,
+            "rkdump: dump complete bytes=1047601152 ms=50000 target=serial:ttyS1".into(),
+        ));
+        assert!(
+            failures(&evaluate(
+                &full,
+                &to_log(&v),
+                &RunEnd::Exited(Some(0)),
+                None
+            ))
+            .is_empty()
+        );
+        assert!(
+            check_qemu_debug("CPU Reset (CPU 0)\nTriple fault\n")
+                .result
+                .is_err()
+        );
+        assert!(check_qemu_debug("CPU Reset (CPU 0)\n").result.is_ok());
+    }
+
+    #[test]
     fn timeout_fails() {
         let c = case("kf-low", CaptureKind::Rkdump);
         let f = failures(&evaluate(
@@ -680,6 +767,13 @@ mod tests {
         ));
         assert_eq!(f.len(), 1);
         assert!(f[0].starts_with("run ended"));
+        let stopped = RunEnd::Stopped("no capture kernel output".into());
+        assert_eq!(
+            failures(&evaluate(&c, &to_log(&rkdump_good_kf()), &stopped, None)).len(),
+            1
+        );
+        let handoff = RunEnd::Handoff("stopped at `rkdump: dump start`".into());
+        assert!(failures(&evaluate(&c, &to_log(&rkdump_good_kf()), &handoff, None)).is_empty());
     }
 
     #[test]

@@ -213,8 +213,16 @@ pub struct Rkdump {
     pub errors: Vec<String>,
     /// Lines with a known `rkdump:` keyword whose arguments did not parse.
     pub malformed: Vec<String>,
+    /// `rkdump: dump start ...`: when, and its arguments.
+    pub dump_start: Option<(Duration, String)>,
+    /// The last `rkdump: progress ...` arguments.
+    pub last_progress: Option<String>,
+    /// `rkdump: dump complete ...`: when, and its arguments.
+    pub dump_complete: Option<(Duration, String)>,
     /// Number of `rkdump:` lines seen.
     pub lines: usize,
+    /// The last `rkdump:` line (without the prefix).
+    pub last_line: Option<String>,
 }
 
 /// What a Linux capture kernel and its /init printed after the crash.
@@ -238,6 +246,9 @@ pub struct LinuxCapture {
     pub vmcore_phnum: Option<u64>,
     /// `E2E: vmcore missing`.
     pub vmcore_missing: bool,
+    /// `E2E: vmcore saved dev=<d> rc=<n> start=<uptime> end=<uptime> ...`: rc and copy time
+    /// (guest clock, from the uptime pair).
+    pub vmcore_saved: Option<(i32, Option<Duration>)>,
     /// `E2E: capture-done`.
     pub done_at: Option<Duration>,
     /// `Kernel panic` lines.
@@ -322,7 +333,6 @@ fn mem_range(text: &str) -> Option<(Range, &str)> {
 
 impl ConsoleLog {
     /// Parses a saved `console.log` (`[  seconds] text` per line, as written by [`ConsoleLog::render_line`]).
-    #[cfg(test)]
     pub fn parse_saved(text: &str) -> ConsoleLog {
         let lines = text
             .lines()
@@ -470,6 +480,7 @@ impl ConsoleLog {
             };
             r.lines += 1;
             let body = body.trim_end();
+            r.last_line = Some(body.to_string());
             let (word, rest) = body.split_once(' ').unwrap_or((body, ""));
             let ok = match word {
                 "entered" => {
@@ -531,6 +542,18 @@ impl ConsoleLog {
                     }
                     parsed.is_some()
                 }
+                "dump" => {
+                    if let Some(a) = rest.strip_prefix("start ") {
+                        r.dump_start.get_or_insert((l.t, a.to_string()));
+                    } else if let Some(a) = rest.strip_prefix("complete ") {
+                        r.dump_complete.get_or_insert((l.t, a.to_string()));
+                    }
+                    true
+                }
+                "progress" => {
+                    r.last_progress = Some(rest.to_string());
+                    true
+                }
                 "error:" | "exception" | "exception:" | "panic" | "panic:" => {
                     r.errors.push(body.to_string());
                     true
@@ -572,6 +595,15 @@ impl ConsoleLog {
                     "capture-init" => c.init_at = Some(l.t),
                     "capture-cmdline" => c.cmdline = Some(rest.trim_end().to_string()),
                     "vmcore" if rest.trim() == "missing" => c.vmcore_missing = true,
+                    "vmcore" if rest.starts_with("saved ") => {
+                        let f = |k| kv(rest, k).and_then(|v: &str| v.parse::<f64>().ok());
+                        let rc = kv(rest, "rc").and_then(|v| v.parse().ok()).unwrap_or(-1);
+                        let took = match (f("start"), f("end")) {
+                            (Some(a), Some(b)) if b >= a => Some(Duration::from_secs_f64(b - a)),
+                            _ => None,
+                        };
+                        c.vmcore_saved = Some((rc, took));
+                    }
                     "vmcore" => {
                         c.vmcore_size = kv(rest, "size").and_then(num);
                         c.vmcore_phnum = kv(rest, "phnum").and_then(num);

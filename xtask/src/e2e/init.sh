@@ -10,6 +10,8 @@
 #   e2e.marker=<MiB>   marker size (0 = no marker)     e2e.tag=<hex>  marker tag
 #   e2e.kexecdebug=1   pass -d to kexec
 #   e2e.append="<capture kernel command line>"
+# and, for a Linux capture kernel, from its own command line:
+#   e2e.save=<disk>    copy /proc/vmcore to /dev/<disk>
 
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:/lib64
@@ -34,6 +36,19 @@ if grep -q 'elfcorehdr=' /proc/cmdline; then
         size=$(stat -c %s /proc/vmcore)
         phnum=$(od -An -tu2 -j56 -N2 /proc/vmcore | tr -d ' ')
         say "vmcore size=$size phnum=$phnum"
+        # e2e.save=<disk>: copy /proc/vmcore to that whole disk (the host then checks it).
+        for w in $CMDLINE; do
+            case "$w" in e2e.save=*) SAVE=${w#e2e.save=} ;; esac
+        done
+        if [ -n "$SAVE" ]; then
+            i=0
+            while [ ! -b /dev/$SAVE ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+            read t0 _ < /proc/uptime
+            dd if=/proc/vmcore of=/dev/$SAVE bs=1M conv=fsync 2> /tmp/dd.err
+            rc=$?
+            read t1 _ < /proc/uptime
+            say "vmcore saved dev=$SAVE rc=$rc start=$t0 end=$t1 $(tail -n 1 /tmp/dd.err)"
+        fi
     else
         say "vmcore missing"
     fi

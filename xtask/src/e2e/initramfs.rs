@@ -170,7 +170,10 @@ pub fn build(inputs: &Inputs, out: &Path) -> Result<Initramfs, String> {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
-    std::fs::write(out, &bytes).map_err(|e| format!("writing {}: {e}", out.display()))?;
+    // Write-then-rename: case directories hard-link the archive, so never rewrite it in place.
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, &bytes).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, out).map_err(|e| format!("renaming to {}: {e}", out.display()))?;
     Ok(Initramfs {
         path: out.to_path_buf(),
         capture_cpio_len: capture.len() as u64,

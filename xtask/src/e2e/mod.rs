@@ -15,6 +15,7 @@ pub mod checks;
 pub mod console;
 mod cpio;
 pub mod initramfs;
+pub mod marker_check;
 pub mod qemu;
 
 use std::cell::Cell;
@@ -39,9 +40,17 @@ usage: cargo xtask e2e [options]
   --crashkernel S    override the first kernel's crashkernel= parameter(s)
   --keep             keep bulky artefacts (initramfs.cpio, com2.bin) of passing cases too
   --timeout SECS     hard timeout per case (default 120)
+  --full             wait for rkdump's whole dump and power-off (default: stop at
+                     `rkdump: dump start`; the serial dump runs at ~0.5 MiB/s
+                     under TCG, so give --timeout accordingly)
+  --save-vmcore      with --linux-capture: the capture /init copies /proc/vmcore to an
+                     NVMe disk (target/e2e/<case>/vmcore.img); the host checks every
+                     marker page in it
   --kexec-debug      run kexec with -d (segment placement on the console)
   --verbose          echo the whole console live (default: key lines only)
-  --list             list the cases and exit";
+  --list             list the cases and exit
+usage: cargo xtask e2e check-marker <vmcore> <console.log>
+  verifies the marker pages reported in a run's console.log inside an ELF vmcore";
 
 /// Locations and tools shared by all cases of one harness run.
 #[derive(Clone, Debug)]
@@ -60,6 +69,9 @@ pub struct Harness {
     pub keep: bool,
     /// Echo the whole console.
     pub verbose: bool,
+    /// Exclusive lock on `target/e2e/.lock`, held while this harness lives: concurrent runs in
+    /// one checkout would share the case directories (and the machine has 2 cores).
+    _lock: std::sync::Arc<std::fs::File>,
 }
 
 /// Host-clock milestones of one run (since QEMU start).
@@ -71,8 +83,9 @@ pub struct Timings {
     pub sysrq: Option<Duration>,
     /// `rkdump: entered`, or a Linux capture kernel's `Linux version` line.
     pub capture_entered: Option<Duration>,
-    /// A Linux capture kernel's /init started.
-    pub capture_init: Option<Duration>,
+    /// The capture kernel is ready to dump: rkdump's `dump start`, or a Linux capture
+    /// kernel's /init started (it could read /proc/vmcore from here).
+    pub capture_ready: Option<Duration>,
     /// QEMU ended.
     pub end: Duration,
 }
@@ -81,6 +94,10 @@ impl Timings {
     /// Crash line to the capture kernel's first own line.
     pub fn crash_to_capture(&self) -> Option<Duration> {
         self.capture_entered?.checked_sub(self.sysrq?)
+    }
+    /// Crash line to the capture kernel being ready to dump.
+    pub fn crash_to_ready(&self) -> Option<Duration> {
+        self.capture_ready?.checked_sub(self.sysrq?)
     }
     /// Crash line to QEMU's end.
     pub fn crash_to_end(&self) -> Option<Duration> {
@@ -140,14 +157,31 @@ impl CaseResult {
                 }
             }
         }
+        if c.capture == CaptureKind::Rkdump {
+            let rk = self.log.rkdump();
+            if let Some((at, args)) = &rk.dump_start {
+                let since = self.timings.sysrq.map_or(String::new(), |sy| {
+                    format!(
+                        " ({:.3} s after the crash)",
+                        at.saturating_sub(sy).as_secs_f64()
+                    )
+                });
+                let _ = writeln!(
+                    s,
+                    "  dump: start {args}{since}; last progress: {}; complete: {}",
+                    rk.last_progress.as_deref().unwrap_or("-"),
+                    rk.dump_complete.as_ref().map_or("-", |(_, a)| a.as_str())
+                );
+            }
+        }
         let t = &self.timings;
         let _ = writeln!(
             s,
-            "  time: first /init {}, crash {}, crash->capture {}, crash->capture /init {}, crash->end {}, total {:.2} s",
+            "  time: first /init {}, crash {}, crash->capture {}, crash->ready {}, crash->end {}, total {:.2} s",
             secs(t.first_up),
             secs(t.sysrq),
             secs(t.crash_to_capture()),
-            secs(t.capture_init.and_then(|i| i.checked_sub(t.sysrq?))),
+            secs(t.crash_to_ready()),
             secs(t.crash_to_end()),
             t.end.as_secs_f64()
         );
@@ -242,6 +276,19 @@ impl Harness {
         verbose: bool,
     ) -> Result<Harness, String> {
         let out_root = crate::build::workspace_root().join("target").join("e2e");
+        std::fs::create_dir_all(&out_root)
+            .map_err(|e| format!("creating {}: {e}", out_root.display()))?;
+        let lock_path = out_root.join(".lock");
+        let lock = std::fs::File::create(&lock_path)
+            .map_err(|e| format!("creating {}: {e}", lock_path.display()))?;
+        if lock.try_lock().is_err() {
+            eprintln!(
+                "e2e: another e2e run holds {}; waiting",
+                lock_path.display()
+            );
+            lock.lock()
+                .map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
+        }
         let qemu = which("qemu-system-x86_64")
             .ok_or("qemu-system-x86_64 not found (apt-get install qemu-system-x86)")?;
         let busybox = ["/bin/busybox", "/usr/bin/busybox"]
@@ -289,6 +336,7 @@ impl Harness {
             initramfs,
             keep,
             verbose,
+            _lock: std::sync::Arc::new(lock),
         })
     }
 
@@ -316,12 +364,30 @@ impl Harness {
         .map(|s| s.to_string())
         .collect();
         v.push(format!("file:{}", dir.join("com2.bin").display()));
+        // Cheap diagnostics: "Triple fault" and the CPU state at each reset.
+        v.extend([
+            "-d".to_string(),
+            "cpu_reset,guest_errors".to_string(),
+            "-D".to_string(),
+        ]);
+        v.push(dir.join("qemu-debug.log").to_string_lossy().into_owned());
         v.push("-kernel".into());
         v.push(self.first_kernel.to_string_lossy().into_owned());
         v.push("-initrd".into());
         v.push(dir.join("initramfs.cpio").to_string_lossy().into_owned());
         v.push("-append".into());
         v.push(case.first_kernel_cmdline()?);
+        if case.save_vmcore && case.capture == CaptureKind::Linux {
+            v.push("-drive".into());
+            v.push(format!(
+                "file={},if=none,id=vmcore,format=raw,cache=unsafe",
+                dir.join("vmcore.img").display()
+            ));
+            v.extend([
+                "-device".to_string(),
+                "nvme,drive=vmcore,serial=e2evmcore".to_string(),
+            ]);
+        }
         v.extend(case.extra_qemu_args.iter().cloned());
         Ok(v)
     }
@@ -370,6 +436,13 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
             .map_err(|e| format!("copying the initramfs: {e}"))?;
     }
     let argv = h.qemu_argv(case, &dir)?;
+    let image = dir.join("vmcore.img");
+    if case.save_vmcore && case.capture == CaptureKind::Linux {
+        let size = case.memory_bytes().ok_or("bad -m for --save-vmcore")? + (256 << 20);
+        std::fs::File::create(&image)
+            .and_then(|f| f.set_len(size))
+            .map_err(|e| format!("creating {}: {e}", image.display()))?;
+    }
     let quoted: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
     std::fs::write(
         dir.join("qemu-cmdline.txt"),
@@ -386,6 +459,7 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
     // an rkdump exception, or a capture kernel that stays silent after the crash.
     let crashed_at: Cell<Option<Duration>> = Cell::new(None);
     let captured = Cell::new(false);
+    let handoff = Cell::new(false);
     let silence = case.capture_silence;
     let stop = |l: &Line| -> Option<String> {
         let t = &l.text;
@@ -404,6 +478,12 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
                 }
                 if t.contains("rkdump: exception") || t.contains("rkdump: panic") {
                     Some(format!("rkdump failed: {t}"))
+                } else if !case.full_run && t.contains("rkdump: dump start") {
+                    handoff.set(true);
+                    Some(format!(
+                        "stopped at `rkdump: dump start` {:.3} s after the crash (handoff run; --full waits for the dump)",
+                        l.t.saturating_sub(at).as_secs_f64()
+                    ))
                 } else if !captured.get() && l.t.saturating_sub(at) > silence {
                     Some(format!(
                         "no capture kernel output {} s after the crash",
@@ -426,6 +506,7 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
         stop: &stop,
     })?;
     let end = match (&outcome.stopped, outcome.timed_out) {
+        (Some(why), _) if handoff.get() => RunEnd::Handoff(why.clone()),
         (Some(why), _) => RunEnd::Stopped(why.clone()),
         (None, true) => RunEnd::TimedOut(case.timeout.as_secs()),
         (None, false) => RunEnd::Exited(outcome.exit_code),
@@ -437,6 +518,11 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
         _ => None,
     };
     let mut checks = checks::evaluate(case, &log, &end, initrd_len);
+    let debug = std::fs::read_to_string(dir.join("qemu-debug.log")).unwrap_or_default();
+    checks.push(checks::check_qemu_debug(&debug));
+    if case.save_vmcore && case.capture == CaptureKind::Linux {
+        checks.push(check_saved_vmcore(&log, &image));
+    }
     let stderr = std::fs::read_to_string(dir.join("qemu-stderr.log")).unwrap_or_default();
     if !stderr.trim().is_empty() {
         let lines: Vec<&str> = stderr.lines().take(5).collect();
@@ -446,10 +532,10 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
         });
     }
     let first = log.first_kernel();
-    let (capture_entered, capture_init, cmdline) = match case.capture {
+    let (capture_entered, capture_ready, cmdline) = match case.capture {
         CaptureKind::Rkdump => {
             let rk = log.rkdump();
-            (rk.entered_at, None, rk.cmdline)
+            (rk.entered_at, rk.dump_start.map(|(t, _)| t), rk.cmdline)
         }
         CaptureKind::Linux => {
             let lc = log.linux_capture();
@@ -463,7 +549,7 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
         first_up: first.up_at,
         sysrq: first.sysrq_at,
         capture_entered,
-        capture_init,
+        capture_ready,
         end: outcome.wall,
     };
     let result = CaseResult {
@@ -488,21 +574,49 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
     if result.passed() && !h.keep {
         let _ = std::fs::remove_file(&cpio);
         let _ = std::fs::remove_file(dir.join("com2.bin"));
+        let _ = std::fs::remove_file(&image);
     }
     Ok(result)
 }
 
-/// The summary table of a set of results.
+/// The Linux capture kernel copied /proc/vmcore to `image`: every marker page must be in it.
+fn check_saved_vmcore(log: &ConsoleLog, image: &Path) -> Check {
+    let lc = log.linux_capture();
+    let result = match (lc.vmcore_saved, log.first_kernel().marker) {
+        (None, _) => Err("the capture /init never reported `vmcore saved`".to_string()),
+        (Some((rc, _)), _) if rc != 0 => Err(format!("dd /proc/vmcore to the NVMe disk failed (rc={rc})")),
+        (_, None) => Err("no marker report to check against".to_string()),
+        (Some((_, took)), Some(report)) => std::fs::File::open(image)
+            .map_err(|e| format!("{}: {e}", image.display()))
+            .and_then(|f| marker_check::check_marker_pages(&mut std::io::BufReader::new(f), &report))
+            .map(|s| {
+                let bytes = lc.vmcore_size.unwrap_or(0);
+                let secs = took.map_or(f64::NAN, |d| d.as_secs_f64());
+                format!(
+                    "{} marker pages intact in the saved vmcore ({} PT_LOADs); copy {bytes} B in {secs:.2} s ({:.0} MiB/s)",
+                    s.pages,
+                    s.loads,
+                    bytes as f64 / (1u64 << 20) as f64 / secs
+                )
+            }),
+    };
+    Check {
+        name: "marker pages in vmcore".into(),
+        result,
+    }
+}
+
+/// The summary table of a set of results ("ready": rkdump `dump start`, Linux capture /init).
 pub fn summary(results: &[CaseResult]) -> String {
     let mut s = format!(
-        "{:<15} {:<7} {:<16} {:<5} {:<46} {:>14} {:>10} {:>8}  {}\n",
+        "{:<15} {:<7} {:<16} {:<5} {:<46} {:>14} {:>12} {:>8}  {}\n",
         "case",
         "capture",
         "loader",
         "res",
         "crash region(s)",
         "crash->capture",
-        "crash->end",
+        "crash->ready",
         "total",
         "loader edit / first failure"
     );
@@ -526,7 +640,7 @@ pub fn summary(results: &[CaseResult]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<15} {:<7} {:<16} {:<5} {:<46} {:>14} {:>10} {:>8}  {}",
+            "{:<15} {:<7} {:<16} {:<5} {:<46} {:>14} {:>12} {:>8}  {}",
             r.case.name,
             match r.case.capture {
                 CaptureKind::Rkdump => "rkdump",
@@ -547,7 +661,7 @@ pub fn summary(results: &[CaseResult]) -> String {
                 regions.join(",")
             },
             secs(r.timings.crash_to_capture()),
-            secs(r.timings.crash_to_end()),
+            secs(r.timings.crash_to_ready()),
             format!("{:.1} s", r.timings.end.as_secs_f64()),
             note
         );
@@ -555,8 +669,33 @@ pub fn summary(results: &[CaseResult]) -> String {
     s
 }
 
+/// `cargo xtask e2e check-marker <vmcore> <console.log>`.
+fn check_marker_main(args: &[String]) -> Result<(), String> {
+    let [vmcore, log] = args else {
+        return Err(format!(
+            "check-marker needs <vmcore> <console.log>\n{USAGE}"
+        ));
+    };
+    let text = std::fs::read_to_string(log).map_err(|e| format!("{log}: {e}"))?;
+    let fk = ConsoleLog::parse_saved(&text).first_kernel();
+    let report = fk
+        .marker
+        .ok_or_else(|| format!("{log}: no marker report"))?;
+    let mut f =
+        std::io::BufReader::new(std::fs::File::open(vmcore).map_err(|e| format!("{vmcore}: {e}"))?);
+    let stats = marker_check::check_marker_pages(&mut f, &report)?;
+    println!(
+        "marker ok: {} pages (tag {:#x}) found intact in {vmcore} ({} PT_LOADs)",
+        stats.pages, report.tag, stats.loads
+    );
+    Ok(())
+}
+
 /// Entry point of `cargo xtask e2e`.
 pub fn main(args: &[String]) -> Result<(), String> {
+    if let Some(("check-marker", rest)) = args.split_first().map(|(a, r)| (a.as_str(), r)) {
+        return check_marker_main(rest);
+    }
     let mut names: Vec<String> = Vec::new();
     let mut kernel: Option<PathBuf> = None;
     let mut first: Option<PathBuf> = None;
@@ -565,6 +704,8 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let mut verbose = false;
     let mut kexec_debug = false;
     let mut no_build = false;
+    let mut full = false;
+    let mut save_vmcore = false;
     let mut crashkernel: Option<String> = None;
     let mut timeout: Option<u64> = None;
     let mut it = args.iter();
@@ -585,6 +726,8 @@ pub fn main(args: &[String]) -> Result<(), String> {
             "--crashkernel" => crashkernel = Some(value("crashkernel= parameter(s)")?),
             "--keep" => keep = true,
             "--no-build" => no_build = true,
+            "--full" => full = true,
+            "--save-vmcore" => save_vmcore = true,
             "--verbose" | "-v" => verbose = true,
             "--kexec-debug" => kexec_debug = true,
             "--list" => {
@@ -613,6 +756,8 @@ pub fn main(args: &[String]) -> Result<(), String> {
         let mut c =
             Case::standard(n, capture).ok_or_else(|| format!("unknown case `{n}` (try --list)"))?;
         c.kexec_debug = kexec_debug;
+        c.full_run = full;
+        c.save_vmcore = save_vmcore;
         if let Some(ck) = &crashkernel {
             c.crashkernel = ck.clone();
         }
