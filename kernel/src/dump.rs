@@ -85,6 +85,13 @@ pub fn run(boot: &BootInfo, opts: &Options, image: PhysRange, acpi: Option<AcpiI
         run_id[8..].copy_from_slice(&t.to_le_bytes());
     }
 
+    // Devices first, whatever the target: stray DMA from the crashed kernel's devices must stop
+    // (quiesce always; resets per rkdump.reset=), and the dump disk must be in a known state.
+    let pci = crate::pci::open(acpi.as_ref());
+    let scan = pci.scan();
+    let blob = crate::reinit::load_blob(boot);
+    crate::reinit::run(&pci, &scan, opts, blob.as_deref());
+
     let target = match opts.target {
         Target::Serial(port) => port,
         Target::Auto | Target::Disk | Target::DiskAt(_) => {
@@ -97,10 +104,7 @@ pub fn run(boot: &BootInfo, opts: &Options, image: PhysRange, acpi: Option<AcpiI
                 }),
                 _ => None,
             };
-            let pci = crate::pci::open(acpi.as_ref());
-            let scan = pci.scan();
-            let blob = crate::reinit::load_blob(boot);
-            crate::reinit::run(&pci, &scan, opts, blob.as_deref());
+
             let fault = opts.fault_dead.map(|a| Bdf {
                 segment: a.segment,
                 bus: a.bus,

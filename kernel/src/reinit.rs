@@ -123,7 +123,24 @@ pub fn run(pci: &Pci, scan: &Scan, opts: &Options, blob: Option<&[u8]>) {
     let mut ctx = DriverCtx::new(&*pci.cfg, &clock, &mut platform);
     let mut set = drivers::all();
     let report = reinit::run(&mut ctx, scan, &policy, &mut set, &BlobSource(view));
-    for line in alloc::format!("{report}").lines() {
-        rkline!("reinit {line}");
+    rkline!("reinit {}", report.mode_line());
+    rkline!("reinit {}", report.quiesce_line());
+    for e in &report.entries {
+        if e.is_ok() {
+            rkline!("reinit {e}");
+        } else {
+            rkerror!("reinit {e}");
+        }
     }
+    if report.budget_skipped > 0 {
+        rkerror!(
+            "reinit budget of {} ms exhausted: {} functions only quiesced",
+            report.budget_ms,
+            report.budget_skipped
+        );
+    }
+    for b in &report.needs_bar_assignment {
+        rkerror!("reinit {b}: BARs unassigned after reset and no saved configuration to restore");
+    }
+    rkline!("reinit done in {} ms", report.elapsed_ms);
 }
