@@ -9,7 +9,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use rkdump_devices::ahci::{Ahci, AhciError, AhciOptions, AhciReset};
-use rkdump_devices::block::{BlockDevice, WriteReq};
+use rkdump_devices::block::{BlockDevice, BlockError, WriteReq};
 use rkdump_devices::dma::DmaAllocator;
 use rkdump_devices::label::{self, BlockCrcs, Label, RecordHeader};
 use rkdump_devices::nvme::{Nvme, NvmeReset};
@@ -171,19 +171,36 @@ fn candidates_first_port(ports: &[(pci::Bdf, u32)], bdf: pci::Bdf) -> u8 {
         .map_or(0, |(_, p)| p.trailing_zeros() as u8)
 }
 
+/// Why a device is not the dump disk.
+enum NotDumpDisk {
+    /// The device failed the read: a driver or device problem.
+    Io(String),
+    /// It works but carries no valid rkdump label.
+    NoLabel(String),
+}
+
 /// Reads the label at LBA 0.
-fn read_label(dev: &mut dyn BlockDevice) -> Result<Label, String> {
+fn read_label(dev: &mut dyn BlockDevice) -> Result<Label, NotDumpDisk> {
     let info = dev.info();
     let buf = KernelDma
         .alloc(label::LABEL_BYTES, 4096, false)
-        .ok_or("no DMA memory")?;
+        .ok_or(NotDumpDisk::Io("no DMA memory".into()))?;
     dev.read(0, buf.phys, label::LABEL_BYTES as u64)
-        .map_err(|e| format!("reading LBA 0: {e}"))?;
+        .map_err(|e| {
+            let needs_reset = matches!(e, BlockError::DeviceError { status }
+            if status & virtio_blk::DEVICE_STATUS_ERROR != 0 && status & 0x40 != 0);
+            let why = if needs_reset {
+                " (the device set NEEDS_RESET)"
+            } else {
+                ""
+            };
+            NotDumpDisk::Io(format!("reading LBA 0: {e}{why}"))
+        })?;
     let bytes = physmem::dma_bytes(buf.phys, label::LABEL_BYTES);
-    let label = Label::parse(bytes).map_err(|e| format!("{e}"))?;
+    let label = Label::parse(bytes).map_err(|e| NotDumpDisk::NoLabel(format!("{e}")))?;
     label
         .check_device(info.blocks.saturating_mul(u64::from(info.block_size)))
-        .map_err(|e| format!("{e}"))?;
+        .map_err(|e| NotDumpDisk::NoLabel(format!("{e}")))?;
     Ok(label)
 }
 
@@ -258,7 +275,11 @@ pub fn find(
                     target: format!("disk:{}", d.bdf),
                 });
             }
-            Err(e) => {
+            Err(NotDumpDisk::Io(e)) => {
+                rkerror!("disk {} {kind}: {e}; skipped", d.bdf);
+                pci::disable(&*pci.cfg, d.bdf);
+            }
+            Err(NotDumpDisk::NoLabel(e)) => {
                 if want.is_some() {
                     rkerror!(
                         "disk {} {kind}: no usable rkdump label ({e}); not writing",

@@ -49,11 +49,16 @@ fn matches(list: &[DeviceMatch]) -> Vec<Match> {
 
 /// The engine's policy from the command line.
 pub fn policy(opts: &Options) -> Policy {
-    let mode = match opts.effective_reset() {
+    let mut mode = match opts.effective_reset() {
         ResetPolicy::Auto => Mode::Auto,
         ResetPolicy::None => Mode::None,
         ResetPolicy::Methods(m) => Mode::Methods(methods(m)),
     };
+    if opts.nopreinit {
+        // Test-only negative control: no driver preinit either (drivers then also skip their own
+        // reset at probe), to show the failure a never-reset device causes.
+        mode = Mode::Methods(mode.methods() - Methods::PREINIT);
+    }
     let mut p = Policy::new(mode, opts.reset_devices);
     p.deny = matches(opts.deny.as_slice());
     p.allow = matches(opts.allow.as_slice());

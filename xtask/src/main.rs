@@ -7,6 +7,7 @@ mod e2e;
 mod image;
 mod run;
 mod test;
+mod verify;
 
 use std::process::ExitCode;
 

@@ -34,7 +34,12 @@ fn phys_to_offset(elf: &Elf<'_>, phys: u64, len: u64) -> Option<u64> {
 }
 
 /// Verifies `vmcore`; `markers` and `cpus` are what the first kernel reported.
-pub fn vmcore(path: &Path, markers: Option<&Report>, cpus: Option<usize>, dir: &Path) -> Result<Verified, String> {
+pub fn vmcore(
+    path: &Path,
+    markers: Option<&Report>,
+    cpus: Option<usize>,
+    dir: &Path,
+) -> Result<Verified, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let elf = Elf::parse(&bytes).map_err(|e| format!("vmcore is not ELF: {e}"))?;
     let mut v = Verified::default();
@@ -59,31 +64,44 @@ pub fn vmcore(path: &Path, markers: Option<&Report>, cpus: Option<usize>, dir: &
     if let Some(want) = cpus
         && v.cpus != want
     {
-        return Err(format!("{} NT_PRSTATUS notes, the first kernel had {want} CPUs", v.cpus));
+        return Err(format!(
+            "{} NT_PRSTATUS notes, the first kernel had {want} CPUs",
+            v.cpus
+        ));
     }
 
     if let Some(r) = markers {
         let mut page = [0u8; PAGE_SIZE];
         for index in 0..r.pages {
-            let pfn = pfn_of(&r.runs, index).ok_or(format!("marker page {index} has no reported pfn"))?;
-            let off = phys_to_offset(&elf, pfn * PAGE_SIZE as u64, PAGE_SIZE as u64)
-                .ok_or(format!("marker page {index} at pfn {pfn:#x} is in no PT_LOAD"))?;
+            let pfn =
+                pfn_of(&r.runs, index).ok_or(format!("marker page {index} has no reported pfn"))?;
+            let off = phys_to_offset(&elf, pfn * PAGE_SIZE as u64, PAGE_SIZE as u64).ok_or(
+                format!("marker page {index} at pfn {pfn:#x} is in no PT_LOAD"),
+            )?;
             let src = bytes
                 .get(off as usize..off as usize + PAGE_SIZE)
                 .ok_or(format!("marker page {index} beyond the end of the file"))?;
             page.copy_from_slice(src);
             if !page_matches(r.tag, index, &page) {
-                return Err(format!("marker page {index} at pfn {pfn:#x} (file offset {off:#x}) differs"));
+                return Err(format!(
+                    "marker page {index} at pfn {pfn:#x} (file offset {off:#x}) differs"
+                ));
             }
             v.marker_pages += 1;
         }
     }
 
-    let readelf = Command::new("readelf").arg("-lnW").arg(path).output().map_err(|e| format!("readelf: {e}"))?;
+    let readelf = Command::new("readelf")
+        .arg("-lnW")
+        .arg(path)
+        .output()
+        .map_err(|e| format!("readelf: {e}"))?;
     let text = String::from_utf8_lossy(&readelf.stdout).to_string();
     let _ = std::fs::write(dir.join("readelf.txt"), &text);
     if !readelf.status.success() || !text.contains("NT_PRSTATUS") || !text.contains("VMCOREINFO") {
-        return Err(format!("readelf -lnW did not show NT_PRSTATUS and VMCOREINFO:\n{text}"));
+        return Err(format!(
+            "readelf -lnW did not show NT_PRSTATUS and VMCOREINFO:\n{text}"
+        ));
     }
 
     let dmesg = dir.join("dmesg.txt");
@@ -103,8 +121,18 @@ pub fn vmcore(path: &Path, markers: Option<&Report>, cpus: Option<usize>, dir: &
     }
     let log = std::fs::read_to_string(&dmesg).map_err(|e| format!("{}: {e}", dmesg.display()))?;
     if !log.contains("sysrq: Trigger a crash") {
-        return Err("the crashed kernel's log (makedumpfile --dump-dmesg) lacks the sysrq crash".into());
+        return Err(
+            "the crashed kernel's log (makedumpfile --dump-dmesg) lacks the sysrq crash".into(),
+        );
     }
-    v.dmesg_tail = log.lines().rev().take(12).map(str::to_string).collect::<Vec<_>>().into_iter().rev().collect();
+    v.dmesg_tail = log
+        .lines()
+        .rev()
+        .take(12)
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     Ok(v)
 }

@@ -76,6 +76,31 @@ pub struct Case {
     pub save_vmcore: bool,
     /// The marker tag.
     pub tag: u64,
+    /// rkdump dump disk behind a pcie-root-port, labelled with `rkdumpctl prepare` (`dump.img`).
+    pub dump_disk: Option<DiskKind>,
+    /// The first kernel keeps direct-I/O reads running on the dump disk when it crashes.
+    pub io_at_crash: bool,
+    /// Negative control: rkdump must fail on the dump disk the way QEMU predicts.
+    pub expect_disk_failure: bool,
+}
+
+/// Controller of an e2e dump disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskKind {
+    /// virtio-blk-pci (modern), one queue.
+    Virtio,
+    /// QEMU nvme.
+    Nvme,
+}
+
+impl DiskKind {
+    /// Block device name in the first kernel.
+    pub fn linux_dev(self) -> &'static str {
+        match self {
+            DiskKind::Virtio => "vda",
+            DiskKind::Nvme => "nvme0n1",
+        }
+    }
 }
 
 /// Names of the standard cases, in run order.
@@ -90,6 +115,10 @@ pub const CASE_NAMES: [&str; 9] = [
     "kf-high-only",
     "broken-image",
 ];
+
+/// rkdump-only cases that write and verify a whole dump (and their negative controls).
+pub const DUMP_CASE_NAMES: [&str; 4] =
+    ["dump-virtio", "dump-nvme", "noreset-virtio", "noreset-nvme"];
 
 /// The capture kernel command line a Linux peer gets (Debian kdump-tools' defaults + serial
 /// console + immediate reboot on panic so a failing capture ends the run).
@@ -133,7 +162,7 @@ impl Case {
             "kl-high-only" => (vec![Loader::Kl], Region::HighOnly, false, false),
             "kf-high-only" => (vec![Loader::Kf], Region::HighOnly, false, false),
             "broken-image" => (vec![Loader::Kl, Loader::Kf], Region::Low, false, true),
-            _ => return None,
+            _ => return Case::dump(name, capture),
         };
         // Above 4 GiB (guest -m 5G: RAM 0x100000000-0x1bfffffff), Debian 6.1 reserves `,high`
         // top-down (e.g. 0x1bb000000 for 64M) plus a low region: `,low` sized, 256M by default,
@@ -165,7 +194,41 @@ impl Case {
             full_run: false,
             save_vmcore: false,
             tag: fresh_tag(name),
+            dump_disk: None,
+            io_at_crash: false,
+            expect_disk_failure: false,
         })
+    }
+
+    /// Full-dump cases: rkdump writes the whole vmcore to a labelled disk the first kernel was
+    /// reading from when it crashed; the host extracts it with `rkdumpctl save` and checks it.
+    /// `noreset-*` are the negative controls (no reset, no preinit): the failure QEMU predicts.
+    fn dump(name: &str, capture: CaptureKind) -> Option<Case> {
+        if capture != CaptureKind::Rkdump {
+            return None;
+        }
+        let (loader, disk, fail) = match name {
+            "dump-virtio" => (Loader::Kf, DiskKind::Virtio, false),
+            "dump-nvme" => (Loader::Kl, DiskKind::Nvme, false),
+            "noreset-virtio" => (Loader::Kf, DiskKind::Virtio, true),
+            "noreset-nvme" => (Loader::Kl, DiskKind::Nvme, true),
+            _ => return None,
+        };
+        let mut c = Case::standard("kf-low", capture)?;
+        c.name = name.to_string();
+        c.loaders = vec![loader];
+        // rkdump needs far less than Linux: the whole crash region is 16 MiB.
+        c.crashkernel = "crashkernel=16M".to_string();
+        c.dump_disk = Some(disk);
+        c.io_at_crash = true;
+        c.expect_disk_failure = fail;
+        c.full_run = !fail;
+        c.timeout = Duration::from_secs(if fail { 150 } else { 300 });
+        if fail {
+            c.capture_extra = "rkdump.reset=none rkdump.nopreinit".to_string();
+        }
+        c.tag = fresh_tag(name);
+        Some(c)
     }
 
     /// Guest memory in bytes (`-m` with an M or G suffix).
@@ -221,8 +284,12 @@ impl Case {
             ));
         }
         let modes: Vec<&str> = self.loaders.iter().map(|l| l.flag()).collect();
+        let io = match (self.io_at_crash, self.dump_disk) {
+            (true, Some(d)) => format!(" e2e.io={}", d.linux_dev()),
+            _ => String::new(),
+        };
         Ok(format!(
-            "console=ttyS0 {} e2e.mode={} e2e.initrd={} e2e.broken={} e2e.marker={} e2e.tag={:x}{} e2e.append=\"{}\"",
+            "console=ttyS0{io} {} e2e.mode={} e2e.initrd={} e2e.broken={} e2e.marker={} e2e.tag={:x}{} e2e.append=\"{}\"",
             self.crashkernel,
             modes.join(","),
             self.initrd_kind(),
@@ -254,6 +321,13 @@ mod tests {
             }
         }
         assert!(Case::standard("nope", CaptureKind::Rkdump).is_none());
+        for name in DUMP_CASE_NAMES {
+            let c = Case::standard(name, CaptureKind::Rkdump).unwrap();
+            let cmd = c.first_kernel_cmdline().unwrap();
+            assert!(cmd.contains(" e2e.io="), "{cmd}");
+            assert_eq!(c.expect_disk_failure, name.starts_with("noreset"));
+            assert!(Case::standard(name, CaptureKind::Linux).is_none());
+        }
     }
 
     #[test]

@@ -56,7 +56,7 @@ if grep -q 'elfcorehdr=' /proc/cmdline; then
     off
 fi
 
-MODES=c; INITRD=none; BROKEN=0; MARKER_MIB=0; TAG=0; KDEBUG=
+MODES=c; INITRD=none; BROKEN=0; MARKER_MIB=0; TAG=0; KDEBUG=; IO=
 for w in $CMDLINE; do
     case "$w" in
         e2e.mode=*) MODES=${w#e2e.mode=} ;;
@@ -65,6 +65,7 @@ for w in $CMDLINE; do
         e2e.marker=*) MARKER_MIB=${w#e2e.marker=} ;;
         e2e.tag=*) TAG=${w#e2e.tag=} ;;
         e2e.kexecdebug=1) KDEBUG=-d ;;
+        e2e.io=*) IO=${w#e2e.io=} ;;
     esac
 done
 APPEND=$(sed -n 's/.*e2e\.append="\([^"]*\)".*/\1/p' /proc/cmdline)
@@ -82,6 +83,27 @@ if [ "$MARKER_MIB" != 0 ]; then
     i=0
     while [ ! -e /tmp/marker.ready ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
     [ -e /tmp/marker.ready ] || say "marker-timeout"
+fi
+
+# e2e.io=<disk>: keep direct-I/O reads in flight on that disk when the crash comes, so the
+# capture kernel finds its controller busy with stale rings (device-reinit.md, test V1/N1).
+if [ -n "$IO" ]; then
+    if [ ! -b /dev/$IO ]; then
+        for m in /e2e/modules/*.ko; do
+            [ -e "$m" ] || continue
+            insmod "$m" > /tmp/insmod.err 2>&1 || say "insmod $m failed: $(cat /tmp/insmod.err)"
+        done
+    fi
+    i=0
+    while [ ! -b /dev/$IO ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    if [ -b /dev/$IO ]; then
+        ( while true; do dd if=/dev/$IO of=/dev/null bs=64k count=256 iflag=direct 2>/dev/null; done ) &
+        ( while true; do dd if=/dev/$IO of=/dev/null bs=4k count=4096 skip=1000 iflag=direct 2>/dev/null; done ) &
+        sleep 1
+        say "io running on /dev/$IO"
+    else
+        say "error io disk /dev/$IO never appeared"
+    fi
 fi
 
 IMG=/e2e/capture.bzImage

@@ -25,6 +25,26 @@ pub struct Inputs {
     pub marker: PathBuf,
     /// The capture kernel image handed to `kexec -p`.
     pub capture_kernel: PathBuf,
+    /// The first kernel's /lib/modules/<release> (virtio-blk is a module in Debian's kernel).
+    pub modules: Option<PathBuf>,
+}
+
+/// Modules /init loads (in this order) to reach a virtio-blk disk; paths below the module tree.
+pub const VIRTIO_BLK_MODULES: [&str; 6] = [
+    "kernel/drivers/virtio/virtio_ring.ko",
+    "kernel/drivers/virtio/virtio.ko",
+    "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
+    "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
+    "kernel/drivers/virtio/virtio_pci.ko",
+    "kernel/drivers/block/virtio_blk.ko",
+];
+
+/// The module tree of a `/boot/vmlinuz-<release>` kernel, if installed.
+pub fn modules_for(kernel: &Path) -> Option<PathBuf> {
+    let name = kernel.file_name()?.to_str()?;
+    let release = name.strip_prefix("vmlinuz-")?;
+    let dir = PathBuf::from("/lib/modules").join(release);
+    dir.is_dir().then_some(dir)
 }
 
 /// A built initramfs.
@@ -165,6 +185,14 @@ pub fn build(inputs: &Inputs, out: &Path) -> Result<Initramfs, String> {
         &read(&inputs.capture_kernel)?,
     )?;
     c.file("/e2e/initrd.bin", 0o644, &initrd_blob())?;
+    if let Some(m) = &inputs.modules {
+        for (i, rel) in VIRTIO_BLK_MODULES.iter().enumerate() {
+            let src = m.join(rel);
+            if src.is_file() {
+                c.file(&format!("/e2e/modules/{i}.ko"), 0o644, &read(&src)?)?;
+            }
+        }
+    }
     c.file("/e2e/capture.cpio", 0o644, &capture)?;
     let bytes = c.finish();
     if let Some(dir) = out.parent() {

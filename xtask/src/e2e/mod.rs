@@ -14,6 +14,7 @@ pub mod case;
 pub mod checks;
 pub mod console;
 mod cpio;
+mod dumpcheck;
 pub mod initramfs;
 pub mod marker_check;
 pub mod qemu;
@@ -23,7 +24,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use case::{CASE_NAMES, CaptureKind, Case};
+pub use case::{CASE_NAMES, CaptureKind, Case, DUMP_CASE_NAMES, DiskKind};
 use checks::{Check, RunEnd};
 use console::{ConsoleLog, FirstKernel, Line, SYSRQ_LINE};
 use initramfs::{INITRD_BLOB_LEN, Initramfs};
@@ -317,6 +318,7 @@ impl Harness {
             kexec,
             marker,
             capture_kernel: capture_kernel.to_path_buf(),
+            modules: initramfs::modules_for(&first_kernel),
         };
         let initramfs = initramfs::build(&inputs, &out_root.join("initramfs.cpio"))?;
         eprintln!(
@@ -388,6 +390,23 @@ impl Harness {
                 "nvme,drive=vmcore,serial=e2evmcore".to_string(),
             ]);
         }
+        if let Some(kind) = case.dump_disk {
+            // Behind a root port, so the device has PCIe capabilities (FLR) and can be bus-reset.
+            v.extend([
+                "-device".to_string(),
+                "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1".to_string(),
+            ]);
+            v.push("-drive".into());
+            v.push(format!(
+                "file={},if=none,id=dump,format=raw,cache=unsafe",
+                dir.join("dump.img").display()
+            ));
+            v.push("-device".into());
+            v.push(match kind {
+                DiskKind::Virtio => "virtio-blk-pci,drive=dump,bus=rp1,num-queues=1".to_string(),
+                DiskKind::Nvme => "nvme,drive=dump,bus=rp1,serial=rkdumpe2e".to_string(),
+            });
+        }
         v.extend(case.extra_qemu_args.iter().cloned());
         Ok(v)
     }
@@ -442,6 +461,26 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
         std::fs::File::create(&image)
             .and_then(|f| f.set_len(size))
             .map_err(|e| format!("creating {}: {e}", image.display()))?;
+    }
+    let dump_img = dir.join("dump.img");
+    if case.dump_disk.is_some() {
+        // Room for the whole vmcore (guest RAM) plus label, header and CRC table.
+        let size = case.memory_bytes().ok_or("bad -m for a dump disk")? + (64 << 20);
+        std::fs::File::create(&dump_img)
+            .and_then(|f| f.set_len(size))
+            .map_err(|e| format!("creating {}: {e}", dump_img.display()))?;
+        let rkdumpctl = crate::build::rkdumpctl()?;
+        let out = std::process::Command::new(&rkdumpctl)
+            .arg("prepare")
+            .arg(&dump_img)
+            .output()
+            .map_err(|e| format!("rkdumpctl prepare: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "rkdumpctl prepare failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
     }
     let quoted: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
     std::fs::write(
@@ -524,6 +563,9 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
         checks.push(check_saved_vmcore(&log, &image));
     }
     let stderr = std::fs::read_to_string(dir.join("qemu-stderr.log")).unwrap_or_default();
+    if case.dump_disk.is_some() {
+        dumpcheck::apply(case, &log, &end, &stderr, &dump_img, &dir, &mut checks);
+    }
     if !stderr.trim().is_empty() {
         let lines: Vec<&str> = stderr.lines().take(5).collect();
         checks.push(Check {
@@ -575,6 +617,8 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
         let _ = std::fs::remove_file(&cpio);
         let _ = std::fs::remove_file(dir.join("com2.bin"));
         let _ = std::fs::remove_file(&image);
+        let _ = std::fs::remove_file(&dump_img);
+        let _ = std::fs::remove_file(dir.join("vmcore"));
     }
     Ok(result)
 }
@@ -731,7 +775,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
             "--verbose" | "-v" => verbose = true,
             "--kexec-debug" => kexec_debug = true,
             "--list" => {
-                for n in CASE_NAMES {
+                for n in CASE_NAMES.iter().chain(DUMP_CASE_NAMES.iter()) {
                     println!("{n}");
                 }
                 return Ok(());
@@ -750,13 +794,16 @@ pub fn main(args: &[String]) -> Result<(), String> {
     };
     if names.is_empty() {
         names = CASE_NAMES.iter().map(|s| s.to_string()).collect();
+        if capture == CaptureKind::Rkdump {
+            names.extend(DUMP_CASE_NAMES.iter().map(|s| s.to_string()));
+        }
     }
     let mut cases = Vec::new();
     for n in &names {
         let mut c =
             Case::standard(n, capture).ok_or_else(|| format!("unknown case `{n}` (try --list)"))?;
         c.kexec_debug = kexec_debug;
-        c.full_run = full;
+        c.full_run |= full;
         c.save_vmcore = save_vmcore;
         if let Some(ck) = &crashkernel {
             c.crashkernel = ck.clone();

@@ -1,0 +1,129 @@
+//! Checks of the full-dump cases: the dump rkdump wrote to the labelled disk is extracted with
+//! `rkdumpctl save` and checked like a consumer would (verify.rs: ELF shape, notes, every marker
+//! page at its reported frame, readelf, makedumpfile --dump-dmesg); the negative controls must
+//! fail the way QEMU predicts for a device nobody reset.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::case::{Case, DiskKind};
+use super::checks::{Check, RunEnd};
+use super::console::ConsoleLog;
+
+fn check(name: &str, result: Result<String, String>) -> Check {
+    Check {
+        name: name.to_string(),
+        result,
+    }
+}
+
+/// Adds the dump-disk checks to `checks` (and, for negative controls, replaces the generic
+/// "no rkdump errors" check, since errors are the expected outcome there).
+pub fn apply(
+    case: &Case,
+    log: &ConsoleLog,
+    end: &RunEnd,
+    stderr: &str,
+    img: &Path,
+    dir: &Path,
+    checks: &mut Vec<Check>,
+) {
+    let rk = log.rkdump();
+    let Some(kind) = case.dump_disk else { return };
+    if case.expect_disk_failure {
+        checks.retain(|c| c.name != "no rkdump errors");
+        let driver = match kind {
+            DiskKind::Virtio => "virtio-blk",
+            DiskKind::Nvme => "nvme",
+        };
+        let disk_error = rk.errors.iter().find(|e| e.contains(driver)).cloned();
+        checks.push(check(
+            "disk fails without reset",
+            match &disk_error {
+                Some(e) => Ok(e.clone()),
+                None => Err(format!(
+                    "no rkdump error for the {driver} disk; errors: {:?}",
+                    rk.errors
+                )),
+            },
+        ));
+        if kind == DiskKind::Virtio {
+            // QEMU flags the device broken (NEEDS_RESET) when the new driver's first kick meets
+            // the old ring state: "Guest moved used index" or, when it walks stale descriptors,
+            // another `virtio:` error such as "zero sized buffers are not allowed".
+            let virtio_err = stderr
+                .lines()
+                .find(|l| l.contains("virtio: "))
+                .map(str::to_string);
+            checks.push(check(
+                "QEMU: stale ring detected",
+                match virtio_err {
+                    Some(l) => Ok(format!("QEMU stderr: {l}")),
+                    None => Err(format!(
+                        "QEMU stderr has no virtio error: {}",
+                        stderr.trim()
+                    )),
+                },
+            ));
+        }
+        checks.push(check(
+            "falls back to serial",
+            match &rk.dump_start {
+                Some((_, args)) if args.contains("target=serial") => Ok(args.clone()),
+                other => Err(format!("dump start: {other:?}")),
+            },
+        ));
+        return;
+    }
+
+    checks.push(check(
+        "dump complete on disk",
+        match (&rk.dump_complete, end) {
+            (Some((_, args)), _) if args.contains("target=disk:") => Ok(args.clone()),
+            (other, _) => Err(format!(
+                "no `dump complete ... target=disk:` line ({other:?}); end: {end:?}"
+            )),
+        },
+    ));
+    let vmcore = dir.join("vmcore");
+    let saved = crate::build::rkdumpctl().and_then(|ctl| {
+        let out = Command::new(ctl)
+            .arg("save")
+            .arg(img)
+            .arg("-o")
+            .arg(&vmcore)
+            .output()
+            .map_err(|e| format!("running rkdumpctl save: {e}"))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            Ok(text.trim().to_string())
+        } else {
+            Err(text)
+        }
+    });
+    let ok = saved.is_ok();
+    checks.push(check("rkdumpctl save", saved));
+    if !ok {
+        return;
+    }
+    let fk = log.first_kernel();
+    let report = fk.marker.clone();
+    let cpus = fk.nproc.map(|n| n as usize);
+    checks.push(check(
+        "vmcore verified",
+        crate::verify::vmcore(&vmcore, report.as_ref(), cpus, dir).map(|v| {
+            format!(
+                "{} CPUs, OSRELEASE {}, {} PT_LOADs, {} marker pages intact; makedumpfile dmesg ends: {}",
+                v.cpus,
+                v.osrelease,
+                v.loads,
+                v.marker_pages,
+                v.dmesg_tail.last().map_or("", String::as_str)
+            )
+        }),
+    ));
+}
