@@ -3,6 +3,7 @@
 //! Subcommands: `build`, `run`, `test`, `e2e`, `demo`, `bench`. Each QEMU run has a timeout.
 
 mod build;
+mod demo;
 mod e2e;
 mod image;
 mod run;
@@ -19,6 +20,7 @@ fn main() -> ExitCode {
     };
     let result = match cmd.as_str() {
         "build" => build::main(rest),
+        "demo" => demo::main(rest),
         "e2e" => e2e::main(rest),
         "run" => run::main(rest),
         "test" => test::main(rest),

@@ -69,7 +69,20 @@ pub fn main(args: &[String]) -> Result<(), String> {
         }
     }
 
-    let _ = quick;
+    if !quick && only.is_empty() {
+        match crate::e2e::run_for_test(&artefacts.bzimage) {
+            Ok(results) => {
+                for r in results {
+                    if r.passed() {
+                        passed += 1;
+                    } else {
+                        failed.push(format!("e2e case {}", r.case.name));
+                    }
+                }
+            }
+            Err(e) => failed.push(format!("e2e harness: {e}")),
+        }
+    }
 
     println!();
     for f in &failed {

@@ -127,3 +127,46 @@ pub fn apply(
         }),
     ));
 }
+
+/// A full serial dump: `rkdumpctl recv` rebuilds the vmcore from COM2, which is then checked.
+pub fn apply_serial(log: &ConsoleLog, dir: &Path, checks: &mut Vec<Check>) {
+    let rk = log.rkdump();
+    checks.push(check(
+        "dump complete on serial",
+        match &rk.dump_complete {
+            Some((_, args)) if args.contains("target=serial") => Ok(args.clone()),
+            other => Err(format!("no `dump complete ... target=serial` line ({other:?})")),
+        },
+    ));
+    let vmcore = dir.join("vmcore");
+    let recv = crate::build::rkdumpctl().and_then(|ctl| {
+        let out = Command::new(ctl)
+            .arg("recv")
+            .arg(dir.join("com2.bin"))
+            .arg("-o")
+            .arg(&vmcore)
+            .output()
+            .map_err(|e| format!("running rkdumpctl recv: {e}"))?;
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if out.status.success() { Ok(text.trim().to_string()) } else { Err(text) }
+    });
+    let ok = recv.is_ok();
+    checks.push(check("rkdumpctl recv", recv));
+    if !ok {
+        return;
+    }
+    let fk = log.first_kernel();
+    checks.push(check(
+        "vmcore verified",
+        crate::verify::vmcore(&vmcore, fk.marker.as_ref(), fk.nproc.map(|n| n as usize), dir).map(|v| {
+            format!(
+                "{} CPUs, OSRELEASE {}, {} PT_LOADs, {} marker pages intact; makedumpfile dmesg ends: {}",
+                v.cpus,
+                v.osrelease,
+                v.loads,
+                v.marker_pages,
+                v.dmesg_tail.last().map_or("", String::as_str)
+            )
+        }),
+    ));
+}

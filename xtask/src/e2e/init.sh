@@ -10,8 +10,10 @@
 #   e2e.marker=<MiB>   marker size (0 = no marker)     e2e.tag=<hex>  marker tag
 #   e2e.kexecdebug=1   pass -d to kexec
 #   e2e.append="<capture kernel command line>"
+#   e2e.rawdd=<disk>:<blocks>   (benchmark) write <blocks> x 4 MiB to /dev/<disk> with O_DIRECT, power off
 # and, for a Linux capture kernel, from its own command line:
 #   e2e.save=<disk>    copy /proc/vmcore to /dev/<disk>
+#   e2e.makedumpfile=<disk>   (benchmark) makedumpfile -F -c -d 31 /proc/vmcore | dd to /dev/<disk>
 
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:/lib64
@@ -51,6 +53,26 @@ if grep -q 'elfcorehdr=' /proc/cmdline; then
         fi
     else
         say "vmcore missing"
+    fi
+    # e2e.makedumpfile=<disk> (benchmark): Debian kdump-tools' collector, `makedumpfile -c -d 31`,
+    # as a flattened stream (-F) into `dd conv=fsync` on that disk: durable when dd returns.
+    MKDF=
+    for w in $CMDLINE; do
+        case "$w" in e2e.makedumpfile=*) MKDF=${w#e2e.makedumpfile=} ;; esac
+    done
+    if [ -n "$MKDF" ] && [ -e /proc/vmcore ]; then
+        i=0
+        while [ ! -b /dev/$MKDF ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+        say "makedumpfile start dev=$MKDF"
+        read t0 _ < /proc/uptime
+        { makedumpfile -F -c -d 31 /proc/vmcore 2> /tmp/mkdf.err; echo $? > /tmp/mkdf.rc; } |
+            dd of=/dev/$MKDF bs=1M conv=fsync 2> /tmp/mkdd.err
+        ddrc=$?
+        read t1 _ < /proc/uptime
+        mrc=$(cat /tmp/mkdf.rc 2>/dev/null)
+        tr '\r' '\n' < /tmp/mkdf.err | grep -v '^ *$' > /tmp/mkdf.lines
+        [ "$mrc" = 0 ] || while IFS= read -r l; do say "makedumpfile-out $l"; done < /tmp/mkdf.lines
+        say "makedumpfile done dev=$MKDF rc=${mrc:-none} ddrc=$ddrc start=$t0 end=$t1 dd: $(tail -n 1 /tmp/mkdd.err); $(tail -n 1 /tmp/mkdf.lines)"
     fi
     say "capture-done"
     off
@@ -104,6 +126,28 @@ if [ -n "$IO" ]; then
     else
         say "error io disk /dev/$IO never appeared"
     fi
+fi
+
+# e2e.rawdd=<disk>:<blocks> (benchmark raw limit): <blocks> x 4 MiB of zeros to /dev/<disk> with
+# O_DIRECT from this (first) kernel, then power off: no kexec, no crash.
+RAWDD=
+for w in $CMDLINE; do
+    case "$w" in e2e.rawdd=*) RAWDD=${w#e2e.rawdd=} ;; esac
+done
+if [ -n "$RAWDD" ]; then
+    dev=${RAWDD%%:*}
+    blocks=${RAWDD#*:}
+    i=0
+    while [ ! -b /dev/$dev ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    say "rawdd start dev=$dev blocks=$blocks"
+    read t0 _ < /proc/uptime
+    dd if=/dev/zero of=/dev/$dev bs=4M count=$blocks oflag=direct 2> /tmp/rawdd.err
+    rc=$?
+    read t1 _ < /proc/uptime
+    # Debian's busybox dd prints no byte count: full 4 MiB records out (a partial one would be +1).
+    full=$(sed -n 's/^\([0-9][0-9]*\)+\([0-9][0-9]*\) records out.*/\1/p' /tmp/rawdd.err | tail -n 1)
+    say "rawdd done dev=$dev rc=$rc bytes=$(( ${full:-0} * 4194304 )) start=$t0 end=$t1 $(tail -n 1 /tmp/rawdd.err)"
+    off
 fi
 
 IMG=/e2e/capture.bzImage

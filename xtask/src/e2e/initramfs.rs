@@ -27,6 +27,9 @@ pub struct Inputs {
     pub capture_kernel: PathBuf,
     /// The first kernel's /lib/modules/<release> (virtio-blk is a module in Debian's kernel).
     pub modules: Option<PathBuf>,
+    /// Extra host programs for the Linux capture kernel's cpio (at their host paths, with their
+    /// shared libraries), e.g. makedumpfile for the benchmark; empty for the e2e cases.
+    pub capture_tools: Vec<PathBuf>,
 }
 
 /// Modules /init loads (in this order) to reach a virtio-blk disk; paths below the module tree.
@@ -160,16 +163,24 @@ fn add_base(c: &mut Cpio, busybox: &Path, skip: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// The capture-side archive for a Linux capture kernel: busybox + /init only.
-fn capture_cpio(busybox: &Path) -> Result<Vec<u8>, String> {
+/// The capture-side archive for a Linux capture kernel: busybox + /init, plus `tools`.
+fn capture_cpio(busybox: &Path, tools: &[PathBuf]) -> Result<Vec<u8>, String> {
     let mut c = Cpio::new();
-    add_base(&mut c, busybox, &[])?;
+    let mut names = Vec::new();
+    for t in tools {
+        let dest = t.to_string_lossy().into_owned();
+        // The real program must win over a busybox applet of the same name.
+        add_program(&mut c, t, &dest)?;
+        names.push(dest);
+    }
+    let skip: Vec<&str> = names.iter().map(String::as_str).collect();
+    add_base(&mut c, busybox, &skip)?;
     Ok(c.finish())
 }
 
 /// Builds the first kernel's initramfs into `out`.
 pub fn build(inputs: &Inputs, out: &Path) -> Result<Initramfs, String> {
-    let capture = capture_cpio(&inputs.busybox)?;
+    let capture = capture_cpio(&inputs.busybox, &inputs.capture_tools)?;
     let mut c = Cpio::new();
     // The real kexec must win over a busybox applet of the same name.
     add_program(&mut c, &inputs.kexec, "/usr/sbin/kexec")?;

@@ -276,6 +276,18 @@ impl Harness {
         keep: bool,
         verbose: bool,
     ) -> Result<Harness, String> {
+        Harness::setup_with_tools(capture_kernel, first_kernel, keep, verbose, &[])
+    }
+
+    /// [`Harness::setup`], with extra host programs (and their libraries) in the Linux capture
+    /// kernel's cpio (the benchmark's makedumpfile).
+    pub fn setup_with_tools(
+        capture_kernel: &Path,
+        first_kernel: Option<&Path>,
+        keep: bool,
+        verbose: bool,
+        capture_tools: &[PathBuf],
+    ) -> Result<Harness, String> {
         let out_root = crate::build::workspace_root().join("target").join("e2e");
         std::fs::create_dir_all(&out_root)
             .map_err(|e| format!("creating {}: {e}", out_root.display()))?;
@@ -319,6 +331,7 @@ impl Harness {
             marker,
             capture_kernel: capture_kernel.to_path_buf(),
             modules: initramfs::modules_for(&first_kernel),
+            capture_tools: capture_tools.to_vec(),
         };
         let initramfs = initramfs::build(&inputs, &out_root.join("initramfs.cpio"))?;
         eprintln!(
@@ -565,6 +578,8 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
     let stderr = std::fs::read_to_string(dir.join("qemu-stderr.log")).unwrap_or_default();
     if case.dump_disk.is_some() {
         dumpcheck::apply(case, &log, &end, &stderr, &dump_img, &dir, &mut checks);
+    } else if case.full_run && case.capture == CaptureKind::Rkdump {
+        dumpcheck::apply_serial(&log, &dir, &mut checks);
     }
     if !stderr.trim().is_empty() {
         let lines: Vec<&str> = stderr.lines().take(5).collect();
@@ -648,6 +663,24 @@ fn check_saved_vmcore(log: &ConsoleLog, image: &Path) -> Check {
         name: "marker pages in vmcore".into(),
         result,
     }
+}
+
+/// Every rkdump case (handoff checks on both loaders, below and above 4 GiB, with and without an
+/// initrd, a refused image; full dumps with verification and their negative controls), for
+/// `cargo xtask test`. Prints each report and the summary table; returns the results.
+pub fn run_for_test(kernel: &Path) -> Result<Vec<CaseResult>, String> {
+    let h = Harness::setup(kernel, None, false, false)?;
+    let mut results = Vec::new();
+    for name in CASE_NAMES.iter().chain(DUMP_CASE_NAMES.iter()) {
+        let c = Case::standard(name, CaptureKind::Rkdump).ok_or_else(|| format!("no case {name}"))?;
+        let r = run_case(&c, &h)?;
+        println!("{}", r.report());
+        results.push(r);
+    }
+    let table = format!("capture kernel: {}\n{}", h.capture_kernel.display(), summary(&results));
+    println!("\n{table}");
+    let _ = std::fs::write(h.out_root.join("summary.txt"), &table);
+    Ok(results)
 }
 
 /// The summary table of a set of results ("ready": rkdump `dump start`, Linux capture /init).
