@@ -236,9 +236,10 @@ enum Key {
     BudgetMs,
     SerialBaud,
     Fault,
+    Checksum,
 }
 
-const KEYS: [(&str, Key); 16] = [
+const KEYS: [(&str, Key); 17] = [
     ("reset_devices", Key::ResetDevices),
     ("elfcorehdr", Key::ElfCoreHdr),
     ("console", Key::Console),
@@ -255,6 +256,7 @@ const KEYS: [(&str, Key); 16] = [
     ("rkdump.budget_ms", Key::BudgetMs),
     ("rkdump.serial_baud", Key::SerialBaud),
     ("rkdump.fault", Key::Fault),
+    ("rkdump.checksum", Key::Checksum),
 ];
 
 /// Parameter names compare with `-` and `_` equivalent, as in the kernel's `parameq`.
@@ -314,6 +316,9 @@ pub struct Options {
     /// `rkdump.fault=dead:<pci>` (test-only): the function's registers read as all-ones, as if
     /// it fell off the bus or never became ready, to prove every wait on it is bounded.
     pub fault_dead: Option<PciAddr>,
+    /// `rkdump.checksum=sampled`: disk dumps checksum only both 64-byte ends of every page
+    /// (default `full`: every byte), for machines whose CPU is slow next to their disk.
+    pub sampled_checksums: bool,
     diags: [Option<Diag>; DIAG_CAPACITY],
     diag_len: usize,
     diags_dropped: u32,
@@ -339,6 +344,7 @@ impl Default for Options {
             budget_ms: DEFAULT_RESET_BUDGET_MS,
             serial_baud: None,
             fault_dead: None,
+            sampled_checksums: false,
             diags: [None; DIAG_CAPACITY],
             diag_len: 0,
             diags_dropped: 0,
@@ -445,6 +451,11 @@ impl Options {
             Key::SerialBaud => match u32_of(v)? {
                 0 => return Err("baud rate 0"),
                 baud => self.serial_baud = Some(baud),
+            },
+            Key::Checksum => match v {
+                "full" => self.sampled_checksums = false,
+                "sampled" => self.sampled_checksums = true,
+                _ => return Err("expected full or sampled"),
             },
             Key::Fault => match v.strip_prefix("dead:") {
                 Some(pci) => self.fault_dead = Some(PciAddr::parse(pci)?),

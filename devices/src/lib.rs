@@ -12,6 +12,8 @@
 extern crate alloc;
 
 pub mod acpi_s5;
+pub mod ahci;
+pub mod blob;
 pub mod block;
 pub mod dma;
 pub mod hw;
@@ -19,8 +21,6 @@ pub mod hw_pci;
 pub mod label;
 pub mod nvme;
 pub mod pci;
+pub mod reinit;
 pub mod time;
 pub mod virtio_blk;
-pub mod ahci;
-pub mod blob;
-pub mod reinit;

@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use rkdump_devices::ahci::{Ahci, AhciError, AhciOptions, AhciReset};
 use rkdump_devices::block::{BlockDevice, BlockError, WriteReq};
 use rkdump_devices::dma::DmaAllocator;
-use rkdump_devices::label::{self, BlockCrcs, Label, RecordHeader};
+use rkdump_devices::label::{self, BlockSums, ChecksumKind, Label, RecordHeader};
 use rkdump_devices::nvme::{Nvme, NvmeReset};
 use rkdump_devices::pci::{self, PciDevice, Scan};
 use rkdump_devices::virtio_blk::{self, InitOptions, VirtioBlk, VirtioPciRegions};
@@ -316,6 +316,7 @@ pub fn dump(
     plan: &DumpPlan,
     mem: &physmem::OldMem,
     run_id: [u8; 16],
+    sampled: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, String> {
     let total = plan.layout.total_size;
@@ -332,12 +333,18 @@ pub fn dump(
     let osrelease = info.and_then(|i| i.osrelease()).unwrap_or("").as_bytes();
     let timestamp = info.and_then(|i| i.crash_time()).unwrap_or(0);
     let mut header = RecordHeader::new(&disk.label, &layout, total, timestamp, run_id, osrelease);
+    let kind = if sampled {
+        ChecksumKind::Sampled
+    } else {
+        ChecksumKind::Full
+    };
+    header.flags = kind as u32;
     let dev = &mut *disk.dev;
     write_bytes(dev, to_lba(layout.header_lba), &header.to_bytes())?;
 
     let data_start = layout.data_lba * label::LBA_BYTES;
     let limit = layout.writable_bytes;
-    let mut crcs = BlockCrcs::new(layout.block_size);
+    let mut crcs = BlockSums::new(layout.block_size, kind);
     let mut written = 0u64;
     let mut batch: Vec<WriteReq> = Vec::new();
     let mut batch_bytes = 0u64;

@@ -112,7 +112,8 @@ pub fn run(boot: &BootInfo, opts: &Options, image: PhysRange, acpi: Option<AcpiI
                 func: a.func,
             });
             match disk::find(&pci, &scan, want, opts.nopreinit, fault) {
-                Some(mut d) => match dump_disk(&mut d, &plan, &mem, run_id) {
+                Some(mut d) => match dump_disk(&mut d, &plan, &mem, run_id, opts.sampled_checksums)
+                {
                     Ok(()) => return Outcome::Success,
                     Err(e) => rkerror!(
                         "disk dump to {} failed: {e}; falling back to serial",
@@ -221,11 +222,12 @@ fn dump_disk(
     plan: &DumpPlan,
     mem: &OldMem,
     run_id: [u8; 16],
+    sampled: bool,
 ) -> Result<(), alloc::string::String> {
     let total = plan.layout.total_size;
     rkline!("dump start bytes={} target={}", total, d.target);
     let mut progress = Progress::new();
-    let written = disk::dump(d, plan, mem, run_id, &mut |done, t| {
+    let written = disk::dump(d, plan, mem, run_id, sampled, &mut |done, t| {
         progress.update(done, t)
     })?;
     if written < total {

@@ -250,6 +250,9 @@ fn rkdump_options() {
     assert_eq!(o.budget_ms, 250);
     assert_eq!(o.serial_baud, Some(921_600));
 
+    assert!(Options::parse("rkdump.checksum=sampled").sampled_checksums);
+    assert!(!Options::parse("rkdump.checksum=sampled rkdump.checksum=full").sampled_checksums);
+    assert!(!Options::parse("rkdump.checksum=crc").sampled_checksums);
     let f = Options::parse("rkdump.fault=dead:00:04.0");
     assert_eq!(
         f.fault_dead,

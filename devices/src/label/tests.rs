@@ -128,15 +128,20 @@ fn layout_truncates_a_dump_too_big() {
 
 /// A disk image plus the writer a dump kernel would run.
 fn write_dump(l: &Label, vmcore: &[u8]) -> Vec<u8> {
+    write_dump_with(l, vmcore, ChecksumKind::Full)
+}
+
+fn write_dump_with(l: &Label, vmcore: &[u8], kind: ChecksumKind) -> Vec<u8> {
     let mut disk = vec![0u8; l.capacity_bytes as usize];
     disk[..LABEL_BYTES].copy_from_slice(&l.to_bytes());
     let r = record_layout(l, vmcore.len() as u64).unwrap();
     let mut h = RecordHeader::new(l, &r, vmcore.len() as u64, 42, [7; 16], b"6.12.0-test");
+    h.flags = kind as u32;
     let hdr_at = (r.header_lba * 512) as usize;
     disk[hdr_at..hdr_at + HEADER_BYTES].copy_from_slice(&h.to_bytes());
     let w = r.writable_bytes as usize;
     let data_at = (r.data_lba * 512) as usize;
-    let mut crcs = BlockCrcs::new(r.block_size);
+    let mut crcs = BlockSums::new(r.block_size, kind);
     // Fed in odd-sized pieces, as a streaming writer would.
     for piece in vmcore[..w].chunks(300_007) {
         crcs.update(piece);
@@ -294,15 +299,60 @@ fn record_header_rejects_corruption() {
 }
 
 #[test]
-fn block_crcs_match_one_shot() {
-    let data = vmcore(10_000);
-    let mut c = BlockCrcs::new(4096);
-    for piece in data.chunks(7) {
-        c.update(piece);
+fn block_sums_match_one_shot() {
+    let data = vmcore(30_000);
+    for kind in [ChecksumKind::Full, ChecksumKind::Sampled] {
+        let mut c = BlockSums::new(8192, kind);
+        for piece in data.chunks(7) {
+            c.update(piece);
+        }
+        let sums = c.finish();
+        let expect: Vec<u64> = data
+            .chunks(8192)
+            .map(|b| BlockSums::of_block(kind, b))
+            .collect();
+        assert_eq!(sums, expect, "{kind:?}");
+        assert_eq!(table_bytes(&sums).len(), 4096);
     }
-    let crcs = c.finish();
-    let expect: Vec<u32> = data.chunks(4096).map(|b| CRC32.checksum(b)).collect();
-    assert_eq!(crcs, expect);
-    assert_eq!(table_bytes(&crcs).len(), 4096);
+    // Full covers every byte; sampled exactly the two 64-byte ends of each page.
+    let full = |d: &[u8]| BlockSums::of_block(ChecksumKind::Full, d);
+    let sampled = |d: &[u8]| BlockSums::of_block(ChecksumKind::Sampled, d);
+    let mut d = data[..8192].to_vec();
+    let (f0, s0) = (full(&d), sampled(&d));
+    d[100] ^= 1; // middle of page 0
+    assert_ne!(full(&d), f0);
+    assert_eq!(sampled(&d), s0);
+    d[4096 + 10] ^= 1; // head of page 1
+    assert_ne!(sampled(&d), s0);
+    let mut e = data[..8192].to_vec();
+    e[4095] ^= 1; // tail of page 0
+    assert_ne!(sampled(&e), s0);
+    assert_eq!(
+        sampled(&data[..8192]),
+        xxhash_rust::xxh64::xxh64(
+            &[&data[..64], &data[4032..4160], &data[8128..8192]].concat(),
+            0
+        )
+    );
     assert!(table_bytes(&[]).is_empty());
+}
+
+#[test]
+fn sampled_records_verify_and_catch_unwritten_pages() {
+    let l = Label::new([1; 16], 8 << 20, 0).unwrap();
+    let v = vmcore(300_000);
+    let mut disk = write_dump_with(&l, &v, ChecksumKind::Sampled);
+    let r = record_layout(&l, v.len() as u64).unwrap();
+    let hdr_at = (r.header_lba * 512) as usize;
+    let read = |disk: &Vec<u8>| {
+        verify_record(&l, &disk[hdr_at..hdr_at + HEADER_BYTES], |off, buf| {
+            buf.copy_from_slice(&disk[off as usize..off as usize + buf.len()]);
+            Ok(())
+        })
+    };
+    assert!(read(&disk).is_ok());
+    // A page that was never written (zeros) is caught.
+    let data_at = (r.data_lba * 512) as usize;
+    disk[data_at + 8192..data_at + 12288].fill(0);
+    assert!(matches!(read(&disk), Err(Error::BlockChecksum { .. })));
 }
