@@ -88,9 +88,12 @@ pub fn run(boot: &BootInfo, opts: &Options, image: PhysRange, acpi: Option<AcpiI
     // Devices first, whatever the target: stray DMA from the crashed kernel's devices must stop
     // (quiesce always; resets per rkdump.reset=), and the dump disk must be in a known state.
     let pci = crate::pci::open(acpi.as_ref());
-    let scan = pci.scan();
+    let mut scan = pci.scan(true);
     let blob = crate::reinit::load_blob(boot);
-    crate::reinit::run(&pci, &scan, opts, blob.as_deref());
+    if crate::reinit::run(&pci, &scan, opts, blob.as_deref()) {
+        // Resets and restores may have moved BARs: drivers must see the current ones.
+        scan = pci.scan(false);
+    }
 
     let target = match opts.target {
         Target::Serial(port) => port,

@@ -60,10 +60,10 @@ pub fn open(acpi: Option<&AcpiInfo>) -> Pci {
 }
 
 impl Pci {
-    /// Enumerates and prints one line per function.
-    pub fn scan(&self) -> Scan {
+    /// Enumerates; with `report`, prints one line per function.
+    pub fn scan(&self, report: bool) -> Scan {
         let scan = pci::scan(&*self.cfg, self.segment, self.root_bus);
-        for d in &scan.devices {
+        for d in scan.devices.iter().filter(|_| report) {
             rkline!(
                 "pci {} {:04x}:{:04x} class {:02x}{:02x}{:02x}{}",
                 d.bdf,

@@ -86,6 +86,14 @@ pub struct Case {
     /// 4 MiB blocks of zeros to the disk with `dd oflag=direct`, reports, and powers off
     /// (`e2e.rawdd=<dev>:<blocks>`; no crash).
     pub raw_dd: Option<(DiskKind, u64)>,
+    /// Load rkdump the way users do: `rkdumpctl load` (PCI snapshot blob as initrd).
+    pub loadctl: bool,
+    /// Corrupt the blob between snapshot and load (`rkdumpctl load --dry-run`, flip, kexec).
+    pub corrupt_blob: bool,
+    /// After loading, move a bridge's memory window and its device's BAR0 by this many MiB
+    /// (`<bridge bdf>,<device bdf>,<MiB>`): the old kernel's live state then differs from the
+    /// firmware state the blob holds.
+    pub scramble: Option<String>,
 }
 
 /// Controller of an e2e dump disk.
@@ -121,8 +129,17 @@ pub const CASE_NAMES: [&str; 9] = [
 ];
 
 /// rkdump-only cases that write and verify a whole dump (and their negative controls).
-pub const DUMP_CASE_NAMES: [&str; 4] =
-    ["dump-virtio", "dump-nvme", "noreset-virtio", "noreset-nvme"];
+pub const DUMP_CASE_NAMES: [&str; 9] = [
+    "dump-virtio",
+    "dump-nvme",
+    "noreset-virtio",
+    "noreset-nvme",
+    "blob-sbr-kf",
+    "blob-sbr-kl",
+    "noblob-sbr",
+    "badblob-sbr",
+    "dump-serial",
+];
 
 /// The capture kernel command line a Linux peer gets (Debian kdump-tools' defaults + serial
 /// console + immediate reboot on panic so a failing capture ends the run).
@@ -201,8 +218,35 @@ impl Case {
             dump_disk: None,
             io_at_crash: false,
             expect_disk_failure: false,
+            loadctl: false,
+            corrupt_blob: false,
+            scramble: None,
             raw_dd: None,
         })
+    }
+
+    /// Firmware-configuration cases (issue 7): the dump NVMe's BAR and its root port's window are
+    /// moved before the crash; rkdump resets the device with a secondary bus reset and must
+    /// restore addresses from the blob `rkdumpctl load` handed over (or, without a usable
+    /// blob, from its pre-reset snapshot) before the dump can complete.
+    fn blob(name: &str, capture: CaptureKind) -> Option<Case> {
+        let (loader, loadctl, corrupt) = match name {
+            "blob-sbr-kf" => (Loader::Kf, true, false),
+            "blob-sbr-kl" => (Loader::Kl, true, false),
+            "noblob-sbr" => (Loader::Kf, false, false),
+            "badblob-sbr" => (Loader::Kf, true, true),
+            _ => return None,
+        };
+        let mut c = Case::dump("dump-nvme", capture)?;
+        c.name = name.to_string();
+        c.loaders = vec![loader];
+        c.io_at_crash = false;
+        c.loadctl = loadctl;
+        c.corrupt_blob = corrupt;
+        c.scramble = Some("0000:00:01.0,0000:01:00.0,-16".to_string());
+        c.capture_extra = "rkdump.reset=sbr rkdump.checksum=sampled".to_string();
+        c.tag = fresh_tag(name);
+        Some(c)
     }
 
     /// Full-dump cases: rkdump writes the whole vmcore to a labelled disk the first kernel was
@@ -211,6 +255,9 @@ impl Case {
     fn dump(name: &str, capture: CaptureKind) -> Option<Case> {
         if capture != CaptureKind::Rkdump {
             return None;
+        }
+        if let Some(c) = Case::blob(name, capture) {
+            return Some(c);
         }
         if name == "dump-serial" {
             // The whole vmcore over COM2. QEMU's UART moves ~0.5 MiB/s here (one host write per
@@ -312,6 +359,12 @@ impl Case {
         if let Some((disk, blocks)) = self.raw_dd {
             io.push_str(&format!(" e2e.rawdd={}:{blocks}", disk.linux_dev()));
         }
+        if self.loadctl {
+            io.push_str(&format!(" e2e.loadctl={}", if self.corrupt_blob { "corrupt" } else { "1" }));
+        }
+        if let Some(sc) = &self.scramble {
+            io.push_str(&format!(" e2e.scramble={sc}"));
+        }
         Ok(format!(
             "console=ttyS0{io} {} e2e.mode={} e2e.initrd={} e2e.broken={} e2e.marker={} e2e.tag={:x}{} e2e.append=\"{}\"",
             self.crashkernel,
@@ -348,7 +401,8 @@ mod tests {
         for name in DUMP_CASE_NAMES {
             let c = Case::standard(name, CaptureKind::Rkdump).unwrap();
             let cmd = c.first_kernel_cmdline().unwrap();
-            assert_eq!(cmd.contains(" e2e.io="), name != "dump-serial", "{cmd}");
+            let io = !matches!(name, "dump-serial" | "blob-sbr-kf" | "blob-sbr-kl" | "noblob-sbr" | "badblob-sbr");
+            assert_eq!(cmd.contains(" e2e.io="), io, "{cmd}");
             assert_eq!(c.expect_disk_failure, name.starts_with("noreset"));
             assert!(Case::standard(name, CaptureKind::Linux).is_none());
         }

@@ -30,6 +30,9 @@ pub fn apply(
 ) {
     let rk = log.rkdump();
     let Some(kind) = case.dump_disk else { return };
+    if case.scramble.is_some() {
+        blob_checks(case, log, checks);
+    }
     if case.expect_disk_failure {
         checks.retain(|c| c.name != "no rkdump errors");
         let driver = match kind {
@@ -169,4 +172,67 @@ pub fn apply_serial(log: &ConsoleLog, dir: &Path, checks: &mut Vec<Check>) {
             )
         }),
     ));
+}
+
+/// Firmware-configuration cases: what rkdump did with the blob, visible on the console.
+fn blob_checks(case: &Case, log: &ConsoleLog, checks: &mut Vec<Check>) {
+    let text: Vec<&str> = log.lines.iter().map(|l| l.text.as_str()).collect();
+    let find = |needle: &str| text.iter().find(|t| t.contains(needle)).map(|t| t.to_string());
+    let all = |a: &str, b: &str| text.iter().find(|t| t.contains(a) && t.contains(b)).map(|t| t.to_string());
+    checks.push(check(
+        "state scrambled before the crash",
+        find("E2E: scrambled").ok_or_else(|| "no `E2E: scrambled` line".to_string()),
+    ));
+    let sbr = all("rkdump: reinit 0000:01:00.0", "sbr");
+    match (case.loadctl, case.corrupt_blob) {
+        (true, false) => {
+            checks.push(check(
+                "blob handed over",
+                find("rkdump: config blob: ").ok_or_else(|| "no `config blob:` line".to_string()),
+            ));
+            checks.push(check(
+                "device reset by SBR, BARs from the blob",
+                match &sbr {
+                    Some(l) if l.contains("blob") => Ok(l.clone()),
+                    other => Err(format!("{other:?}")),
+                },
+            ));
+            checks.push(check(
+                "bridge window restored from the blob",
+                all("rkdump: reinit 0000:00:01.0 restored from blob", "0x20")
+                    .ok_or_else(|| "no `reinit 0000:00:01.0 restored from blob: 0x20:...` line".to_string()),
+            ));
+        }
+        (true, true) => {
+            checks.retain(|c| c.name != "no rkdump errors");
+            let errors: Vec<String> = log.rkdump().errors.into_iter().filter(|e| !e.contains("config blob rejected")).collect();
+            checks.push(check(
+                "corrupt blob rejected, nothing else failed",
+                match (find("rkdump: error: config blob rejected"), errors.is_empty()) {
+                    (Some(l), true) => Ok(l),
+                    (l, _) => Err(format!("rejection line {l:?}; other errors {errors:?}")),
+                },
+            ));
+            checks.push(check(
+                "falls back to the snapshot",
+                match &sbr {
+                    Some(l) if l.contains("snapshot") => Ok(l.clone()),
+                    other => Err(format!("{other:?}")),
+                },
+            ));
+        }
+        (false, _) => {
+            checks.push(check(
+                "no blob: says so",
+                find("rkdump: config blob: none").ok_or_else(|| "no `config blob: none` line".to_string()),
+            ));
+            checks.push(check(
+                "falls back to the snapshot",
+                match &sbr {
+                    Some(l) if l.contains("snapshot") => Ok(l.clone()),
+                    other => Err(format!("{other:?}")),
+                },
+            ));
+        }
+    }
 }

@@ -88,6 +88,8 @@ for w in $CMDLINE; do
         e2e.tag=*) TAG=${w#e2e.tag=} ;;
         e2e.kexecdebug=1) KDEBUG=-d ;;
         e2e.io=*) IO=${w#e2e.io=} ;;
+        e2e.loadctl=*) LOADCTL=${w#e2e.loadctl=} ;;
+        e2e.scramble=*) SCRAMBLE=${w#e2e.scramble=} ;;
     esac
 done
 APPEND=$(sed -n 's/.*e2e\.append="\([^"]*\)".*/\1/p' /proc/cmdline)
@@ -167,8 +169,25 @@ ok=0
 for m in $(echo "$MODES" | tr ',' ' '); do
     say "kexec-cmd mode=$m kexec $KDEBUG -p $IMG -$m $INITRD_ARG --append=\"$APPEND\""
     before=$(dmesg | wc -l)
-    /usr/sbin/kexec $KDEBUG -p "$IMG" -$m $INITRD_ARG --append="$APPEND" > /tmp/kexec.out 2>&1
-    rc=$?
+    if [ -n "$LOADCTL" ]; then
+        # The way users load rkdump: rkdumpctl snapshots PCI config into a blob and runs
+        # kexec -p with it as the initrd (e2e.loadctl=corrupt: flip a blob byte before kexec).
+        flag=--file-syscall; [ "$m" = c ] && flag=--legacy-syscall
+        set -- /e2e/rkdumpctl load --kernel "$IMG" --append "$APPEND" $flag --kexec /usr/sbin/kexec --blob-out /tmp/config.blob
+        if [ "$LOADCTL" = corrupt ]; then
+            "$@" --dry-run > /tmp/load.cmd 2> /tmp/kexec.out
+            printf '\377' | dd of=/tmp/config.blob bs=1 seek=300 conv=notrunc 2>/dev/null
+            say "blob corrupted at byte 300 before kexec"
+            eval "$(tail -n 1 /tmp/load.cmd)" >> /tmp/kexec.out 2>&1
+        else
+            "$@" > /tmp/kexec.out 2>&1
+        fi
+        rc=$?
+        set --
+    else
+        /usr/sbin/kexec $KDEBUG -p "$IMG" -$m $INITRD_ARG --append="$APPEND" > /tmp/kexec.out 2>&1
+        rc=$?
+    fi
     # The kernel's own messages about the load (kexec_file_load reasons) belong to kexec's answer.
     dmesg | tail -n +$((before + 1)) | grep -i -e kexec -e crash -e bzimage | sed 's/^/kernel: /' >> /tmp/kexec.out
     while IFS= read -r l || [ -n "$l" ]; do say "kexec-out mode=$m $l"; done < /tmp/kexec.out
@@ -185,6 +204,22 @@ fi
 if [ $ok != 1 ]; then
     say "error kexec did not load a crash kernel"
     off
+fi
+# e2e.scramble=<bridge>,<device>,<MiB>: move the bridge's memory window and the device's BAR0
+# by MiB (both the same way, so the old kernel's state stays consistent but differs from what
+# firmware assigned and rkdumpctl saved).
+if [ -n "$SCRAMBLE" ]; then
+    br=${SCRAMBLE%%,*}; rest=${SCRAMBLE#*,}; dev=${rest%%,*}; mib=${rest#*,}
+    r32() { od -An -tu4 -j "$2" -N4 "/sys/bus/pci/devices/$1/config" | tr -d ' '; }
+    w32() {
+        v=$3
+        printf "$(printf '\\%03o\\%03o\\%03o\\%03o' $((v & 255)) $((v >> 8 & 255)) $((v >> 16 & 255)) $((v >> 24 & 255)))" |
+            dd of="/sys/bus/pci/devices/$1/config" bs=4 seek=$(($2 / 4)) count=1 conv=notrunc 2>/dev/null
+    }
+    win=$(r32 "$br" 32); bar=$(r32 "$dev" 16)
+    nwin=$(( (win + (mib << 4) + (mib << 20)) & 0xffffffff )); nbar=$(( (bar + (mib << 20)) & 0xffffffff ))
+    w32 "$br" 32 $nwin; w32 "$dev" 16 $nbar
+    say "scrambled $br window $(printf %08x $win)->$(printf %08x "$(r32 "$br" 32)") $dev bar0 $(printf %08x $bar)->$(printf %08x "$(r32 "$dev" 16)")"
 fi
 say "crash now"
 # Let the tty drain: the panic's console output would overtake lines still queued in it.

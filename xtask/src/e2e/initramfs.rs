@@ -30,6 +30,8 @@ pub struct Inputs {
     /// Extra host programs for the Linux capture kernel's cpio (at their host paths, with their
     /// shared libraries), e.g. makedumpfile for the benchmark; empty for the e2e cases.
     pub capture_tools: Vec<PathBuf>,
+    /// A static rkdumpctl, for cases that load rkdump the way users do (`rkdumpctl load`).
+    pub rkdumpctl: Option<PathBuf>,
 }
 
 /// Modules /init loads (in this order) to reach a virtio-blk disk; paths below the module tree.
@@ -196,6 +198,9 @@ pub fn build(inputs: &Inputs, out: &Path) -> Result<Initramfs, String> {
         &read(&inputs.capture_kernel)?,
     )?;
     c.file("/e2e/initrd.bin", 0o644, &initrd_blob())?;
+    if let Some(ctl) = &inputs.rkdumpctl {
+        c.file("/e2e/rkdumpctl", 0o755, &read(ctl)?)?;
+    }
     if let Some(m) = &inputs.modules {
         for (i, rel) in VIRTIO_BLK_MODULES.iter().enumerate() {
             let src = m.join(rel);

@@ -211,7 +211,7 @@ fn which(name: &str) -> Option<PathBuf> {
 }
 
 /// The newest /boot/vmlinuz-*.
-fn default_first_kernel() -> Result<PathBuf, String> {
+pub fn default_first_kernel() -> Result<PathBuf, String> {
     let mut found: Vec<PathBuf> = std::fs::read_dir("/boot")
         .map_err(|e| format!("reading /boot: {e}"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -228,10 +228,15 @@ fn default_first_kernel() -> Result<PathBuf, String> {
 
 /// Builds the static marker for the host and returns its path.
 pub fn build_marker() -> Result<PathBuf, String> {
+    build_static("rkdump-marker", "rkdump-marker")
+}
+
+/// Builds a host program static (crt-static), so it runs in the bare initramfs.
+pub fn build_static(package: &str, binary: &str) -> Result<PathBuf, String> {
     let target_dir = crate::build::target_dir();
     let triple = "x86_64-unknown-linux-gnu";
     eprintln!(
-        "e2e: building rkdump-marker (static, {triple}) in {}",
+        "e2e: building {package} (static, {triple}) in {}",
         target_dir.display()
     );
     let status = crate::build::cargo()
@@ -239,7 +244,7 @@ pub fn build_marker() -> Result<PathBuf, String> {
             "build",
             "--quiet",
             "-p",
-            "rkdump-marker",
+            package,
             "--release",
             "--target",
             triple,
@@ -251,12 +256,9 @@ pub fn build_marker() -> Result<PathBuf, String> {
         .status()
         .map_err(|e| format!("running cargo: {e}"))?;
     if !status.success() {
-        return Err(format!("building rkdump-marker failed ({status})"));
+        return Err(format!("building {package} failed ({status})"));
     }
-    let bin = target_dir
-        .join(triple)
-        .join("release")
-        .join("rkdump-marker");
+    let bin = target_dir.join(triple).join("release").join(binary);
     let bytes = std::fs::read(&bin).map_err(|e| format!("reading {}: {e}", bin.display()))?;
     let elf = goblin::elf::Elf::parse(&bytes).map_err(|e| format!("{}: {e}", bin.display()))?;
     if elf.interpreter.is_some() {
@@ -325,12 +327,14 @@ impl Harness {
             std::fs::File::open(p).map_err(|e| format!("{what} {}: {e}", p.display()))?;
         }
         let marker = build_marker()?;
+        let rkdumpctl = build_static("rkdumpctl", "rkdumpctl")?;
         let inputs = initramfs::Inputs {
             busybox,
             kexec,
             marker,
             capture_kernel: capture_kernel.to_path_buf(),
             modules: initramfs::modules_for(&first_kernel),
+            rkdumpctl: Some(rkdumpctl),
             capture_tools: capture_tools.to_vec(),
         };
         let initramfs = initramfs::build(&inputs, &out_root.join("initramfs.cpio"))?;
@@ -565,6 +569,7 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
     };
     let log = outcome.log;
     let initrd_len = match case.initrd_kind() {
+        _ if case.loadctl => ctl_blob_len(&log),
         "blob" => Some(INITRD_BLOB_LEN as u64),
         "cpio" => Some(h.initramfs.capture_cpio_len),
         _ => None,
@@ -636,6 +641,16 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
         let _ = std::fs::remove_file(dir.join("vmcore"));
     }
     Ok(result)
+}
+
+/// Size of the blob `rkdumpctl load` passed as initrd, from its own report
+/// (`snapshot: ... , <n> bytes -> /tmp/config.blob`).
+fn ctl_blob_len(log: &ConsoleLog) -> Option<u64> {
+    log.lines.iter().find_map(|l| {
+        let t = l.text.split("snapshot:").nth(1)?;
+        let before = t.split(" bytes -> ").next()?;
+        before.rsplit(", ").next()?.trim().parse().ok()
+    })
 }
 
 /// The Linux capture kernel copied /proc/vmcore to `image`: every marker page must be in it.
