@@ -212,6 +212,7 @@ pub fn find(
     want: Option<pci::Bdf>,
     skip_reset: bool,
     fault: Option<pci::Bdf>,
+    policy: &rkdump_devices::reinit::Policy,
 ) -> Option<DumpDisk> {
     // Candidates: one per block function, one per populated port of an AHCI controller.
     let mut candidates: Vec<(&PciDevice, &'static str, Option<u8>)> = Vec::new();
@@ -219,6 +220,13 @@ pub fn find(
     for d in &scan.devices {
         let Some(kind) = kind(d) else { continue };
         if want.is_some_and(|w| w != d.bdf) {
+            continue;
+        }
+        if !policy.may_use(d) {
+            rkline!(
+                "disk {} {kind}: not probed (rkdump.deny= / rkdump.allow=)",
+                d.bdf
+            );
             continue;
         }
         if kind == "ahci" {

@@ -114,7 +114,14 @@ pub fn run(boot: &BootInfo, opts: &Options, image: PhysRange, acpi: Option<AcpiI
                 dev: a.dev,
                 func: a.func,
             });
-            match disk::find(&pci, &scan, want, opts.nopreinit, fault) {
+            match disk::find(
+                &pci,
+                &scan,
+                want,
+                opts.nopreinit,
+                fault,
+                &crate::reinit::policy(opts),
+            ) {
                 Some(mut d) => match dump_disk(&mut d, &plan, &mem, run_id, opts.sampled_checksums)
                 {
                     Ok(()) => return Outcome::Success,

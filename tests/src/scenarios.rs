@@ -118,6 +118,21 @@ pub fn all() -> Vec<Scenario> {
             run: disk_never_ready,
         },
         Scenario {
+            name: "reinit-flr",
+            about: "rkdump.reset=flr: FLR on virtio-blk behind a root port, proven by read-back, BARs restored, then the dump works",
+            run: reinit_flr,
+        },
+        Scenario {
+            name: "reinit-pm",
+            about: "rkdump.reset=pm on e1000e behind a root port: PM D3hot->D0 proves nothing in QEMU and is reported as such",
+            run: reinit_pm,
+        },
+        Scenario {
+            name: "reinit-deny",
+            about: "a denied device is quiesced but never reset or probed; the dump goes elsewhere",
+            run: reinit_deny,
+        },
+        Scenario {
             name: "disk-too-small",
             about: "a disk smaller than the dump gets a truncated record, refused by save unless --partial",
             run: disk_too_small,
@@ -860,4 +875,134 @@ fn disk_never_ready(env: &Env, dir: &Path) -> Result<(), String> {
         "dump completed (exit 33)",
         &o,
     )
+}
+
+fn reinit_line<'a>(o: &'a Outcome, bdf: &str) -> Option<&'a str> {
+    o.rk_lines().find(|l| {
+        l.starts_with(&format!("reinit {bdf} ")) || l.starts_with(&format!("error: reinit {bdf} "))
+    })
+}
+
+fn reinit_flr(env: &Env, dir: &Path) -> Result<(), String> {
+    let crash = fabricate::build(dir, fabricate::Layout::Tiny)?;
+    let dump = dir.join("dump.img");
+    let other = dir.join("other.img");
+    make_image(&dump, 16, false)?;
+    make_image(&other, 16, true)?;
+    ctl(env, &["prepare".as_ref(), dump.as_os_str()])?;
+    let append = format!(
+        "elfcorehdr={:#x} reset_devices rkdump.reset=flr rkdump.exit=qemu rkdump.action=poweroff",
+        crash.elfcorehdr
+    );
+    let q = Qemu::q35(256)
+        .kernel(&env.elf, &append)
+        .args(crash.qemu_args.clone())
+        .args(disk_args(Ctrl::Virtio, &dump, &other))
+        .timeout(BOOT_TIMEOUT);
+    let o = run_logged(&q, dir)?;
+    defined_end(&o)?;
+    for bdf in ["0000:01:00.0", "0000:02:00.0"] {
+        let l = reinit_line(&o, bdf).unwrap_or("");
+        ensure(
+            l.contains("-> flr,")
+                && l.contains("ok")
+                && l.contains("proof:")
+                && l.contains("restored"),
+            &format!("{bdf}: FLR proven by read-back and BARs restored ({l})"),
+            &o,
+        )?;
+    }
+    ensure(
+        o.rk_lines()
+            .any(|l| l.starts_with("dump complete") && l.contains("target=disk:")),
+        "the dump completes on the FLR-reset disk",
+        &o,
+    )?;
+    ensure(o.exit_code == Some(EXIT_PASS), "exit 33", &o)
+}
+
+fn reinit_pm(env: &Env, dir: &Path) -> Result<(), String> {
+    let crash = fabricate::build(dir, fabricate::Layout::Tiny)?;
+    let append = format!(
+        "elfcorehdr={:#x} reset_devices rkdump.reset=pm rkdump.exit=qemu rkdump.action=poweroff",
+        crash.elfcorehdr
+    );
+    let q = Qemu::q35(256)
+        .kernel(&env.elf, &append)
+        .args(crash.qemu_args.clone())
+        .args(
+            [
+                "-device",
+                "pcie-root-port,id=rp0,bus=pcie.0,chassis=1,slot=1",
+                "-netdev",
+                "user,id=n0,restrict=on",
+                "-device",
+                "e1000e,netdev=n0,bus=rp0",
+            ]
+            .map(String::from),
+        )
+        .com2_file(&dir.join("com2.bin"))
+        .timeout(BOOT_TIMEOUT);
+    let o = run_logged(&q, dir)?;
+    defined_end(&o)?;
+    let l = reinit_line(&o, "0000:01:00.0").unwrap_or("");
+    ensure(
+        l.contains("8086:10d3") && l.contains("pm: no effect"),
+        &format!("PM reset reported ineffective on e1000e ({l})"),
+        &o,
+    )?;
+    ensure(
+        o.exit_code == Some(EXIT_PASS),
+        "the run still completes (exit 33)",
+        &o,
+    )
+}
+
+fn reinit_deny(env: &Env, dir: &Path) -> Result<(), String> {
+    let crash = fabricate::build(dir, fabricate::Layout::Tiny)?;
+    let dump = dir.join("dump.img");
+    let other = dir.join("other.img");
+    make_image(&dump, 16, false)?;
+    make_image(&other, 16, true)?;
+    ctl(env, &["prepare".as_ref(), dump.as_os_str()])?;
+    let before = sha256(&dump)?;
+    let append = format!(
+        "elfcorehdr={:#x} reset_devices rkdump.deny=1af4:1042 rkdump.exit=qemu rkdump.action=poweroff",
+        crash.elfcorehdr
+    );
+    let q = Qemu::q35(256)
+        .kernel(&env.elf, &append)
+        .args(crash.qemu_args.clone())
+        .args(disk_args(Ctrl::Virtio, &dump, &other))
+        .com2_file(&dir.join("com2.bin"))
+        .timeout(BOOT_TIMEOUT);
+    let o = run_logged(&q, dir)?;
+    defined_end(&o)?;
+    for bdf in ["0000:01:00.0", "0000:02:00.0"] {
+        let l = reinit_line(&o, bdf).unwrap_or("");
+        ensure(
+            l.contains("-> none") && l.contains("denied"),
+            &format!("{bdf}: denied, quiesced only ({l})"),
+            &o,
+        )?;
+    }
+    ensure(
+        o.rk_lines()
+            .filter(|l| l.starts_with("disk 0000:0"))
+            .all(|l| l.contains("not probed")),
+        "a denied disk is never probed",
+        &o,
+    )?;
+    ensure(
+        sha256(&dump)? == before,
+        "the denied (labelled) disk is not written",
+        &o,
+    )?;
+    ensure(
+        o.rk_lines()
+            .any(|l| l.starts_with("dump start") && l.ends_with("target=serial:ttyS1")),
+        "the dump goes to serial instead",
+        &o,
+    )?;
+    ensure(o.exit_code == Some(EXIT_PASS), "exit 33", &o)
 }
