@@ -90,8 +90,11 @@ pub fn run(boot: &BootInfo, opts: &Options, image: PhysRange, acpi: Option<AcpiI
     let pci = crate::pci::open(acpi.as_ref());
     let mut scan = pci.scan(true);
     let blob = crate::reinit::load_blob(boot);
-    if crate::reinit::run(&pci, &scan, opts, blob.as_deref()) {
-        // Resets and restores may have moved BARs: drivers must see the current ones.
+    let unassigned = crate::reinit::run(&pci, &scan, opts, blob.as_deref());
+    // Resets and restores may have moved BARs: drivers must see the current ones.
+    scan = pci.scan(false);
+    if !unassigned.is_empty() {
+        crate::reinit::assign_bars(&pci, &scan, &unassigned);
         scan = pci.scan(false);
     }
 

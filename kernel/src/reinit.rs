@@ -181,8 +181,8 @@ fn restore_addresses(pci: &Pci, scan: &Scan, view: &BlobView<'_>) -> usize {
 }
 
 /// Runs the engine and prints its report, one line per device; then puts firmware addresses back
-/// from the blob. Returns whether any configuration changed (the caller rescans).
-pub fn run(pci: &Pci, scan: &Scan, opts: &Options, blob: Option<&[u8]>) -> bool {
+/// from the blob. Returns the functions left without BARs (for [`assign_bars`] after a rescan).
+pub fn run(pci: &Pci, scan: &Scan, opts: &Options, blob: Option<&[u8]>) -> Vec<Bdf> {
     let view = match blob.map(Blob::parse) {
         Some(Ok(v)) => {
             rkline!(
@@ -210,7 +210,8 @@ pub fn run(pci: &Pci, scan: &Scan, opts: &Options, blob: Option<&[u8]>) -> bool 
     rkline!("reinit {}", report.mode_line());
     rkline!("reinit {}", report.quiesce_line());
     for e in &report.entries {
-        if e.is_ok() {
+        // Cleared BARs without saved addresses are not a failure yet: `assign_bars` follows.
+        if e.is_ok() || report.needs_bar_assignment.contains(&e.bdf) {
             rkline!("reinit {e}");
         } else {
             rkerror!("reinit {e}");
@@ -224,9 +225,51 @@ pub fn run(pci: &Pci, scan: &Scan, opts: &Options, blob: Option<&[u8]>) -> bool 
         );
     }
     for b in &report.needs_bar_assignment {
-        rkerror!("reinit {b}: BARs unassigned after reset and no saved configuration to restore");
+        rkline!("reinit {b}: BARs unassigned after reset and no saved configuration; assigning");
     }
     rkline!("reinit done in {} ms", report.elapsed_ms);
-    let restored = view.as_ref().map_or(0, |v| restore_addresses(pci, scan, v));
-    restored > 0 || report.entries.iter().any(|e| e.method().is_some())
+    if let Some(v) = view.as_ref() {
+        restore_addresses(pci, scan, v);
+    }
+    report.needs_bar_assignment
+}
+
+/// Going beyond firmware: gives each function in `bdfs` addresses from its parent bridge's
+/// window, as firmware would have (the case where a reset cleared BARs that neither the blob
+/// nor the snapshot can restore). BAR dwords are written whole, low half first.
+pub fn assign_bars(pci: &Pci, scan: &Scan, bdfs: &[Bdf]) {
+    for &b in bdfs {
+        let Some(dev) = scan.find(b) else { continue };
+        let parent = scan
+            .devices
+            .iter()
+            .find(|p| p.is_bridge && p.secondary_bus == b.bus && p.bdf.segment == b.segment)
+            .map(|p| p.bdf);
+        match rkdump_devices::pci::assign::plan(&*pci.cfg, dev, parent, &scan.devices) {
+            Ok(plan) if plan.is_empty() => {
+                rkerror!("reinit {b}: nothing assignable (no sized memory BARs)")
+            }
+            Ok(plan) => {
+                let mut what = alloc::string::String::new();
+                for a in &plan {
+                    let off = 0x10 + 4 * u16::from(a.index);
+                    pci.cfg.write32(b, off, a.addr as u32);
+                    if a.is64 {
+                        pci.cfg.write32(b, off + 4, (a.addr >> 32) as u32);
+                    }
+                    what.push_str(&alloc::format!(
+                        " BAR{}={:#x}+{:#x}",
+                        a.index,
+                        a.addr,
+                        a.size
+                    ));
+                }
+                rkline!(
+                    "reinit {b} BARs assigned from bridge {} window:{what}",
+                    parent.map_or(alloc::string::String::from("?"), |p| alloc::format!("{p}"))
+                );
+            }
+            Err(e) => rkerror!("reinit {b}: BAR assignment failed: {e:?}"),
+        }
+    }
 }

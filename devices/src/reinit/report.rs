@@ -141,7 +141,7 @@ impl fmt::Display for Restore {
                 Ok(())
             }
             Restore::NoConfig => {
-                f.write_str("no config to restore: BARs need assignment (not implemented)")
+                f.write_str("no config to restore: BARs need assignment from the parent window")
             }
             Restore::Failed(e) => write!(f, "not restored: {e}"),
             Restore::NotReady(e) => write!(f, "not restored: {e}"),
@@ -464,7 +464,7 @@ impl Report {
         }
         for b in &self.needs_bar_assignment {
             out.push(format!(
-                "{b}: BARs unassigned after reset; assignment from the parent window is not implemented"
+                "{b}: BARs unassigned after reset; to be assigned from the parent window"
             ));
         }
         out.push(format!(

@@ -997,10 +997,10 @@ fn no_usable_bars_anywhere_reports_no_config() {
     assert!(line(&r, d).contains("-> flr, "));
     assert!(
         line(&r, d)
-            .contains("reset (no config to restore: BARs need assignment (not implemented))")
+            .contains("reset (no config to restore: BARs need assignment from the parent window)")
     );
     assert!(r.to_string().contains(
-        "0000:01:00.0: BARs unassigned after reset; assignment from the parent window is not implemented"
+        "0000:01:00.0: BARs unassigned after reset; to be assigned from the parent window"
     ));
     // Nothing written after the FLR.
     let ws = s.writes_to(d);

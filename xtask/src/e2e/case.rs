@@ -129,7 +129,7 @@ pub const CASE_NAMES: [&str; 9] = [
 ];
 
 /// rkdump-only cases that write and verify a whole dump (and their negative controls).
-pub const DUMP_CASE_NAMES: [&str; 9] = [
+pub const DUMP_CASE_NAMES: [&str; 10] = [
     "dump-virtio",
     "dump-nvme",
     "noreset-virtio",
@@ -138,6 +138,7 @@ pub const DUMP_CASE_NAMES: [&str; 9] = [
     "blob-sbr-kl",
     "noblob-sbr",
     "badblob-sbr",
+    "selfassign-sbr",
     "dump-serial",
 ];
 
@@ -235,6 +236,7 @@ impl Case {
             "blob-sbr-kl" => (Loader::Kl, true, false),
             "noblob-sbr" => (Loader::Kf, false, false),
             "badblob-sbr" => (Loader::Kf, true, true),
+            "selfassign-sbr" => (Loader::Kl, false, false),
             _ => return None,
         };
         let mut c = Case::dump("dump-nvme", capture)?;
@@ -243,7 +245,11 @@ impl Case {
         c.io_at_crash = false;
         c.loadctl = loadctl;
         c.corrupt_blob = corrupt;
-        c.scramble = Some("0000:00:01.0,0000:01:00.0,-16".to_string());
+        c.scramble = Some(if name == "selfassign-sbr" {
+            "0000:00:01.0,0000:01:00.0,zero".to_string()
+        } else {
+            "0000:00:01.0,0000:01:00.0,-16".to_string()
+        });
         c.capture_extra = "rkdump.reset=sbr rkdump.checksum=sampled".to_string();
         c.tag = fresh_tag(name);
         Some(c)
@@ -401,7 +407,10 @@ mod tests {
         for name in DUMP_CASE_NAMES {
             let c = Case::standard(name, CaptureKind::Rkdump).unwrap();
             let cmd = c.first_kernel_cmdline().unwrap();
-            let io = !matches!(name, "dump-serial" | "blob-sbr-kf" | "blob-sbr-kl" | "noblob-sbr" | "badblob-sbr");
+            let io = !matches!(
+                name,
+                "dump-serial" | "blob-sbr-kf" | "blob-sbr-kl" | "noblob-sbr" | "badblob-sbr" | "selfassign-sbr"
+            );
             assert_eq!(cmd.contains(" e2e.io="), io, "{cmd}");
             assert_eq!(c.expect_disk_failure, name.starts_with("noreset"));
             assert!(Case::standard(name, CaptureKind::Linux).is_none());

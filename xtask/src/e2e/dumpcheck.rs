@@ -221,6 +221,13 @@ fn blob_checks(case: &Case, log: &ConsoleLog, checks: &mut Vec<Check>) {
                 },
             ));
         }
+        (false, _) if case.scramble.as_deref().is_some_and(|s| s.ends_with(",zero")) => {
+            checks.push(check(
+                "no address to restore: assigned from the bridge window",
+                all("rkdump: reinit 0000:01:00.0 BARs assigned from bridge 0000:00:01.0 window", "BAR0=")
+                    .ok_or_else(|| "no `BARs assigned from bridge` line".to_string()),
+            ));
+        }
         (false, _) => {
             checks.push(check(
                 "no blob: says so",

@@ -217,7 +217,12 @@ if [ -n "$SCRAMBLE" ]; then
             dd of="/sys/bus/pci/devices/$1/config" bs=4 seek=$(($2 / 4)) count=1 conv=notrunc 2>/dev/null
     }
     win=$(r32 "$br" 32); bar=$(r32 "$dev" 16)
-    nwin=$(( (win + (mib << 4) + (mib << 20)) & 0xffffffff )); nbar=$(( (bar + (mib << 20)) & 0xffffffff ))
+    if [ "$mib" = zero ]; then
+        # As if firmware never assigned it (or a reset cleared it): BAR0 (64-bit) reads 0.
+        nwin=$win; nbar=0; w32 "$dev" 20 0
+    else
+        nwin=$(( (win + (mib << 4) + (mib << 20)) & 0xffffffff )); nbar=$(( (bar + (mib << 20)) & 0xffffffff ))
+    fi
     w32 "$br" 32 $nwin; w32 "$dev" 16 $nbar
     say "scrambled $br window $(printf %08x $win)->$(printf %08x "$(r32 "$br" 32)") $dev bar0 $(printf %08x $bar)->$(printf %08x "$(r32 "$dev" 16)")"
 fi
