@@ -129,7 +129,7 @@ pub const CASE_NAMES: [&str; 9] = [
 ];
 
 /// rkdump-only cases that write and verify a whole dump (and their negative controls).
-pub const DUMP_CASE_NAMES: [&str; 10] = [
+pub const DUMP_CASE_NAMES: [&str; 11] = [
     "dump-virtio",
     "dump-nvme",
     "noreset-virtio",
@@ -139,6 +139,7 @@ pub const DUMP_CASE_NAMES: [&str; 10] = [
     "noblob-sbr",
     "badblob-sbr",
     "selfassign-sbr",
+    "dump-la57",
     "dump-serial",
 ];
 
@@ -263,6 +264,16 @@ impl Case {
             return None;
         }
         if let Some(c) = Case::blob(name, capture) {
+            return Some(c);
+        }
+        if name == "dump-la57" {
+            // A CPU with 5-level paging: the Debian kernel runs with CR4.LA57=1, kexec_file_load
+            // insists on XLF_5LEVEL, and rkdump must enter and dump with LA57 still on.
+            let mut c = Case::dump("dump-nvme", capture)?;
+            c.name = name.to_string();
+            c.loaders = vec![Loader::Kf];
+            c.extra_qemu_args = vec!["-cpu".to_string(), "qemu64,+la57".to_string()];
+            c.tag = fresh_tag(name);
             return Some(c);
         }
         if name == "dump-serial" {

@@ -33,6 +33,20 @@ pub fn apply(
     if case.scramble.is_some() {
         blob_checks(case, log, checks);
     }
+    if case.extra_qemu_args.iter().any(|a| a.contains("la57")) {
+        // `rkdump: boot source=zeropage cr4=0x...`: bit 12 is LA57.
+        let cr4 = log.lines.iter().find_map(|l| {
+            let hex = l.text.split("rkdump: boot source=").nth(1)?.split("cr4=0x").nth(1)?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        });
+        checks.push(check(
+            "entered with 5-level paging",
+            match cr4 {
+                Some(v) if v & (1 << 12) != 0 => Ok(format!("cr4={v:#x} (LA57)")),
+                other => Err(format!("cr4 {other:x?} lacks LA57: the first kernel did not use 5-level paging")),
+            },
+        ));
+    }
     if case.expect_disk_failure {
         checks.retain(|c| c.name != "no rkdump errors");
         let driver = match kind {
