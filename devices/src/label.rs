@@ -674,7 +674,7 @@ impl BlockSums {
             let room = (self.block_size - in_block).min(data.len() as u64) as usize;
             self.feed(&data[..room]);
             data = &data[room..];
-            if self.pos % self.block_size == 0 {
+            if self.pos.is_multiple_of(self.block_size) {
                 let d = core::mem::replace(&mut self.cur, xxhash_rust::xxh64::Xxh64::new(0));
                 self.sums.push(d.digest());
             }
@@ -683,7 +683,7 @@ impl BlockSums {
 
     /// The checksums, the last one over a partial block.
     pub fn finish(mut self) -> Vec<u64> {
-        if self.pos % self.block_size != 0 {
+        if !self.pos.is_multiple_of(self.block_size) {
             self.sums.push(self.cur.digest());
         }
         self.sums

@@ -52,8 +52,9 @@ pub fn open(acpi: Option<&AcpiInfo>) -> Pci {
     rkline!("pci config=ports 0xcf8/0xcfc");
     // SAFETY: ports 0xCF8/0xCFC are owned by this single PortConfig for the kernel's life;
     // nothing else in rkdump uses them.
+    let ports = unsafe { PortConfig::new() };
     Pci {
-        cfg: Box::new(unsafe { PortConfig::new() }),
+        cfg: Box::new(ports),
         segment: 0,
         root_bus: 0,
     }

@@ -13,8 +13,6 @@ pub struct Artefacts {
     pub bzimage: PathBuf,
     /// ELF with a PVH note for `qemu-system-x86_64 -kernel`.
     pub elf: PathBuf,
-    /// The linked kernel (static PIE at 0), with symbols.
-    pub kernel: PathBuf,
 }
 
 /// Root of the workspace (xtask lives one level below it).
@@ -94,11 +92,7 @@ pub fn build(debug: bool) -> Result<Artefacts, String> {
         images.init_size,
         images.pvh_elf.len()
     );
-    Ok(Artefacts {
-        bzimage,
-        elf,
-        kernel,
-    })
+    Ok(Artefacts { bzimage, elf })
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
