@@ -82,10 +82,10 @@ pub struct Case {
     pub io_at_crash: bool,
     /// Negative control: rkdump must fail on the dump disk the way QEMU predicts.
     pub expect_disk_failure: bool,
-    /// Benchmark raw limit: before any `kexec`, the first kernel's /init writes this many
-    /// 4 MiB blocks of zeros to the disk with `dd oflag=direct`, reports, and powers off
-    /// (`e2e.rawdd=<dev>:<blocks>`; no crash).
-    pub raw_dd: Option<(DiskKind, u64)>,
+    /// Benchmark raw limit: before any `kexec`, the first kernel's /init writes (disk, block
+    /// size in MiB, block count) zeros to the disk with `dd oflag=direct`, reports, and powers
+    /// off (`e2e.rawdd=<dev>:<blocks>:<MiB>`; no crash).
+    pub raw_dd: Option<(DiskKind, u32, u64)>,
     /// Load rkdump the way users do: `rkdumpctl load` (PCI snapshot blob as initrd).
     pub loadctl: bool,
     /// Corrupt the blob between snapshot and load (`rkdumpctl load --dry-run`, flip, kexec).
@@ -94,6 +94,9 @@ pub struct Case {
     /// (`<bridge bdf>,<device bdf>,<MiB>`): the old kernel's live state then differs from the
     /// firmware state the blob holds.
     pub scramble: Option<String>,
+    /// The capture command line points `elfcorehdr=` at memory that holds no ELF core header
+    /// (a later `elfcorehdr=` wins, as in Linux): rkdump must say so and end the run itself.
+    pub bad_elfcorehdr: bool,
 }
 
 /// Controller of an e2e dump disk.
@@ -129,7 +132,7 @@ pub const CASE_NAMES: [&str; 9] = [
 ];
 
 /// rkdump-only cases that write and verify a whole dump (and their negative controls).
-pub const DUMP_CASE_NAMES: [&str; 11] = [
+pub const DUMP_CASE_NAMES: [&str; 12] = [
     "dump-virtio",
     "dump-nvme",
     "noreset-virtio",
@@ -140,6 +143,7 @@ pub const DUMP_CASE_NAMES: [&str; 11] = [
     "badblob-sbr",
     "selfassign-sbr",
     "dump-la57",
+    "bad-elfcorehdr",
     "dump-serial",
 ];
 
@@ -223,6 +227,7 @@ impl Case {
             loadctl: false,
             corrupt_blob: false,
             scramble: None,
+            bad_elfcorehdr: false,
             raw_dd: None,
         })
     }
@@ -264,6 +269,17 @@ impl Case {
             return None;
         }
         if let Some(c) = Case::blob(name, capture) {
+            return Some(c);
+        }
+        if name == "bad-elfcorehdr" {
+            let mut c = Case::standard("kf-low", capture)?;
+            c.name = name.to_string();
+            c.crashkernel = "crashkernel=16M".to_string();
+            // Real-mode IVT: RAM, readable, never an ELF header.
+            c.capture_extra = "elfcorehdr=0x1000".to_string();
+            c.bad_elfcorehdr = true;
+            c.full_run = true;
+            c.tag = fresh_tag(name);
             return Some(c);
         }
         if name == "dump-la57" {
@@ -373,8 +389,8 @@ impl Case {
             (true, Some(d)) => format!(" e2e.io={}", d.linux_dev()),
             _ => String::new(),
         };
-        if let Some((disk, blocks)) = self.raw_dd {
-            io.push_str(&format!(" e2e.rawdd={}:{blocks}", disk.linux_dev()));
+        if let Some((disk, mib, blocks)) = self.raw_dd {
+            io.push_str(&format!(" e2e.rawdd={}:{blocks}:{mib}", disk.linux_dev()));
         }
         if self.loadctl {
             io.push_str(&format!(" e2e.loadctl={}", if self.corrupt_blob { "corrupt" } else { "1" }));
@@ -420,7 +436,13 @@ mod tests {
             let cmd = c.first_kernel_cmdline().unwrap();
             let io = !matches!(
                 name,
-                "dump-serial" | "blob-sbr-kf" | "blob-sbr-kl" | "noblob-sbr" | "badblob-sbr" | "selfassign-sbr"
+                "dump-serial"
+                    | "blob-sbr-kf"
+                    | "blob-sbr-kl"
+                    | "noblob-sbr"
+                    | "badblob-sbr"
+                    | "selfassign-sbr"
+                    | "bad-elfcorehdr"
             );
             assert_eq!(cmd.contains(" e2e.io="), io, "{cmd}");
             assert_eq!(c.expect_disk_failure, name.starts_with("noreset"));

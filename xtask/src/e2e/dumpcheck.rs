@@ -257,3 +257,25 @@ fn blob_checks(case: &Case, log: &ConsoleLog, checks: &mut Vec<Check>) {
         }
     }
 }
+
+/// `elfcorehdr=` pointing at something that is not a core header: a typed error line, no dump,
+/// and the configured action (power-off: QEMU exits by itself).
+pub fn apply_bad_header(log: &ConsoleLog, end: &RunEnd, checks: &mut Vec<Check>) {
+    let rk = log.rkdump();
+    // The generic checks expect one loader-made elfcorehdr= and a header summary.
+    checks.retain(|c| !matches!(c.name.as_str(), "no rkdump errors" | "cmdline" | "elfcorehdr" | "rkdump reached its end"));
+    checks.push(check(
+        "bad header rejected",
+        match rk.errors.iter().find(|e| e.contains("elfcorehdr at 0x1000 unusable")) {
+            Some(e) => Ok(e.clone()),
+            None => Err(format!("no `elfcorehdr at 0x1000 unusable` error; errors: {:?}", rk.errors)),
+        },
+    ));
+    checks.push(check(
+        "defined end",
+        match (end, rk.dump_start.is_some()) {
+            (RunEnd::Exited(_), false) => Ok(format!("{end:?}, nothing dumped")),
+            (e, started) => Err(format!("end {e:?}, dump started: {started}")),
+        },
+    ));
+}

@@ -10,7 +10,7 @@
 #   e2e.marker=<MiB>   marker size (0 = no marker)     e2e.tag=<hex>  marker tag
 #   e2e.kexecdebug=1   pass -d to kexec
 #   e2e.append="<capture kernel command line>"
-#   e2e.rawdd=<disk>:<blocks>   (benchmark) write <blocks> x 4 MiB to /dev/<disk> with O_DIRECT, power off
+#   e2e.rawdd=<disk>:<blocks>[:<MiB>]   (benchmark) write <blocks> x <MiB> (4) MiB to /dev/<disk> with O_DIRECT, power off
 # and, for a Linux capture kernel, from its own command line:
 #   e2e.save=<disk>    copy /proc/vmcore to /dev/<disk>
 #   e2e.makedumpfile=<disk>   (benchmark) makedumpfile -F -c -d 31 /proc/vmcore | dd to /dev/<disk>
@@ -30,7 +30,7 @@ off() { sync; poweroff -f; sleep 5; echo o > /proc/sysrq-trigger; }
 
 CMDLINE=$(cat /proc/cmdline)
 
-if grep -q 'elfcorehdr=' /proc/cmdline; then
+if grep -q 'elfcorehdr=' /proc/cmdline && ! grep -q 'e2e.mode=' /proc/cmdline; then
     read up _ < /proc/uptime
     say "capture-init release=$(uname -r) nproc=$(nproc) uptime=$up"
     say "capture-cmdline $CMDLINE"
@@ -130,8 +130,8 @@ if [ -n "$IO" ]; then
     fi
 fi
 
-# e2e.rawdd=<disk>:<blocks> (benchmark raw limit): <blocks> x 4 MiB of zeros to /dev/<disk> with
-# O_DIRECT from this (first) kernel, then power off: no kexec, no crash.
+# e2e.rawdd=<disk>:<blocks>[:<MiB>] (benchmark raw limit): <blocks> x <MiB> (default 4) MiB of
+# zeros to /dev/<disk> with O_DIRECT from this (first) kernel, then power off: no kexec, no crash.
 RAWDD=
 for w in $CMDLINE; do
     case "$w" in e2e.rawdd=*) RAWDD=${w#e2e.rawdd=} ;; esac
@@ -139,16 +139,18 @@ done
 if [ -n "$RAWDD" ]; then
     dev=${RAWDD%%:*}
     blocks=${RAWDD#*:}
+    bs=4
+    case "$blocks" in *:*) bs=${blocks#*:}; blocks=${blocks%%:*} ;; esac
     i=0
     while [ ! -b /dev/$dev ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-    say "rawdd start dev=$dev blocks=$blocks"
+    say "rawdd start dev=$dev blocks=$blocks bs=${bs}M"
     read t0 _ < /proc/uptime
-    dd if=/dev/zero of=/dev/$dev bs=4M count=$blocks oflag=direct 2> /tmp/rawdd.err
+    dd if=/dev/zero of=/dev/$dev bs=${bs}M count=$blocks oflag=direct 2> /tmp/rawdd.err
     rc=$?
     read t1 _ < /proc/uptime
-    # Debian's busybox dd prints no byte count: full 4 MiB records out (a partial one would be +1).
+    # Debian's busybox dd prints no byte count: full records out (a partial one would be +1).
     full=$(sed -n 's/^\([0-9][0-9]*\)+\([0-9][0-9]*\) records out.*/\1/p' /tmp/rawdd.err | tail -n 1)
-    say "rawdd done dev=$dev rc=$rc bytes=$(( ${full:-0} * 4194304 )) start=$t0 end=$t1 $(tail -n 1 /tmp/rawdd.err)"
+    say "rawdd done dev=$dev rc=$rc bytes=$(( ${full:-0} * bs * 1048576 )) start=$t0 end=$t1 $(tail -n 1 /tmp/rawdd.err)"
     off
 fi
 

@@ -581,7 +581,9 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
         checks.push(check_saved_vmcore(&log, &image));
     }
     let stderr = std::fs::read_to_string(dir.join("qemu-stderr.log")).unwrap_or_default();
-    if case.dump_disk.is_some() {
+    if case.bad_elfcorehdr {
+        dumpcheck::apply_bad_header(&log, &end, &mut checks);
+    } else if case.dump_disk.is_some() {
         dumpcheck::apply(case, &log, &end, &stderr, &dump_img, &dir, &mut checks);
     } else if case.full_run && case.capture == CaptureKind::Rkdump {
         dumpcheck::apply_serial(&log, &dir, &mut checks);
