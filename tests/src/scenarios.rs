@@ -574,6 +574,17 @@ fn make_image(path: &Path, mib: u64, pattern: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// A dump disk of `mib` MiB labelled with `rkdumpctl prepare` and an unlabelled one holding
+/// data, as image files in `dir`.
+fn labelled_disks(env: &Env, dir: &Path, mib: u64) -> Result<(PathBuf, PathBuf), String> {
+    let dump = dir.join("dump.img");
+    let other = dir.join("other.img");
+    make_image(&dump, mib, false)?;
+    make_image(&other, mib, true)?;
+    ctl(env, &["prepare".as_ref(), dump.as_os_str()])?;
+    Ok((dump, other))
+}
+
 fn sha256(path: &Path) -> Result<[u8; 32], String> {
     use sha2::Digest;
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -644,11 +655,7 @@ fn disk_args(ctrl: Ctrl, dump: &Path, other: &Path) -> Vec<String> {
 
 fn disk_dump(env: &Env, dir: &Path, ctrl: Ctrl) -> Result<(), String> {
     let crash = fabricate::build(dir, fabricate::Layout::Low)?;
-    let dump = dir.join("dump.img");
-    let other = dir.join("other.img");
-    make_image(&dump, 64, false)?;
-    make_image(&other, 64, true)?;
-    ctl(env, &["prepare".as_ref(), dump.as_os_str()])?;
+    let (dump, other) = labelled_disks(env, dir, 64)?;
     let before = sha256(&other)?;
     let append = format!(
         "elfcorehdr={:#x} reset_devices rkdump.exit=qemu rkdump.action=poweroff",
@@ -721,11 +728,7 @@ fn disk_ahci(env: &Env, dir: &Path) -> Result<(), String> {
 
 fn disk_bad_label(env: &Env, dir: &Path) -> Result<(), String> {
     let crash = fabricate::build(dir, fabricate::Layout::Tiny)?;
-    let dump = dir.join("dump.img");
-    let other = dir.join("other.img");
-    make_image(&dump, 16, false)?;
-    make_image(&other, 16, true)?;
-    ctl(env, &["prepare".as_ref(), dump.as_os_str()])?;
+    let (dump, other) = labelled_disks(env, dir, 16)?;
     // Flip a byte inside the label (the uuid): its CRC no longer matches.
     let mut img = std::fs::read(&dump).map_err(|e| e.to_string())?;
     img[0x10] ^= 0xff;
@@ -769,11 +772,7 @@ fn disk_bad_label(env: &Env, dir: &Path) -> Result<(), String> {
 
 fn disk_too_small(env: &Env, dir: &Path) -> Result<(), String> {
     let crash = fabricate::build(dir, fabricate::Layout::Low)?;
-    let dump = dir.join("dump.img");
-    let other = dir.join("other.img");
-    make_image(&dump, 4, false)?;
-    make_image(&other, 4, true)?;
-    ctl(env, &["prepare".as_ref(), dump.as_os_str()])?;
+    let (dump, other) = labelled_disks(env, dir, 4)?;
     let append = format!(
         "elfcorehdr={:#x} rkdump.exit=qemu rkdump.action=poweroff",
         crash.elfcorehdr
@@ -834,11 +833,7 @@ fn disk_too_small(env: &Env, dir: &Path) -> Result<(), String> {
 
 fn disk_never_ready(env: &Env, dir: &Path) -> Result<(), String> {
     let crash = fabricate::build(dir, fabricate::Layout::Tiny)?;
-    let dump = dir.join("dump.img");
-    let other = dir.join("other.img");
-    make_image(&dump, 16, false)?;
-    make_image(&other, 16, true)?;
-    ctl(env, &["prepare".as_ref(), dump.as_os_str()])?;
+    let (dump, other) = labelled_disks(env, dir, 16)?;
     let before = sha256(&dump)?;
     // The dump disk is the second NVMe controller: bus 2 behind the second root port.
     let append = format!(
@@ -885,11 +880,7 @@ fn reinit_line<'a>(o: &'a Outcome, bdf: &str) -> Option<&'a str> {
 
 fn reinit_flr(env: &Env, dir: &Path) -> Result<(), String> {
     let crash = fabricate::build(dir, fabricate::Layout::Tiny)?;
-    let dump = dir.join("dump.img");
-    let other = dir.join("other.img");
-    make_image(&dump, 16, false)?;
-    make_image(&other, 16, true)?;
-    ctl(env, &["prepare".as_ref(), dump.as_os_str()])?;
+    let (dump, other) = labelled_disks(env, dir, 16)?;
     let append = format!(
         "elfcorehdr={:#x} reset_devices rkdump.reset=flr rkdump.exit=qemu rkdump.action=poweroff",
         crash.elfcorehdr
@@ -960,11 +951,7 @@ fn reinit_pm(env: &Env, dir: &Path) -> Result<(), String> {
 
 fn reinit_deny(env: &Env, dir: &Path) -> Result<(), String> {
     let crash = fabricate::build(dir, fabricate::Layout::Tiny)?;
-    let dump = dir.join("dump.img");
-    let other = dir.join("other.img");
-    make_image(&dump, 16, false)?;
-    make_image(&other, 16, true)?;
-    ctl(env, &["prepare".as_ref(), dump.as_os_str()])?;
+    let (dump, other) = labelled_disks(env, dir, 16)?;
     let before = sha256(&dump)?;
     let append = format!(
         "elfcorehdr={:#x} reset_devices rkdump.deny=1af4:1042 rkdump.exit=qemu rkdump.action=poweroff",

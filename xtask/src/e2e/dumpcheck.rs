@@ -36,14 +36,21 @@ pub fn apply(
     if case.extra_qemu_args.iter().any(|a| a.contains("la57")) {
         // `rkdump: boot source=zeropage cr4=0x...`: bit 12 is LA57.
         let cr4 = log.lines.iter().find_map(|l| {
-            let hex = l.text.split("rkdump: boot source=").nth(1)?.split("cr4=0x").nth(1)?;
+            let hex = l
+                .text
+                .split("rkdump: boot source=")
+                .nth(1)?
+                .split("cr4=0x")
+                .nth(1)?;
             u64::from_str_radix(hex.trim(), 16).ok()
         });
         checks.push(check(
             "entered with 5-level paging",
             match cr4 {
                 Some(v) if v & (1 << 12) != 0 => Ok(format!("cr4={v:#x} (LA57)")),
-                other => Err(format!("cr4 {other:x?} lacks LA57: the first kernel did not use 5-level paging")),
+                other => Err(format!(
+                    "cr4 {other:x?} lacks LA57: the first kernel did not use 5-level paging"
+                )),
             },
         ));
     }
@@ -127,22 +134,7 @@ pub fn apply(
     if !ok {
         return;
     }
-    let fk = log.first_kernel();
-    let report = fk.marker.clone();
-    let cpus = fk.nproc.map(|n| n as usize);
-    checks.push(check(
-        "vmcore verified",
-        crate::verify::vmcore(&vmcore, report.as_ref(), cpus, dir).map(|v| {
-            format!(
-                "{} CPUs, OSRELEASE {}, {} PT_LOADs, {} marker pages intact; makedumpfile dmesg ends: {}",
-                v.cpus,
-                v.osrelease,
-                v.loads,
-                v.marker_pages,
-                v.dmesg_tail.last().map_or("", String::as_str)
-            )
-        }),
-    ));
+    checks.push(verify_check(log, &vmcore, dir));
 }
 
 /// A full serial dump: `rkdumpctl recv` rebuilds the vmcore from COM2, which is then checked.
@@ -152,7 +144,9 @@ pub fn apply_serial(log: &ConsoleLog, dir: &Path, checks: &mut Vec<Check>) {
         "dump complete on serial",
         match &rk.dump_complete {
             Some((_, args)) if args.contains("target=serial") => Ok(args.clone()),
-            other => Err(format!("no `dump complete ... target=serial` line ({other:?})")),
+            other => Err(format!(
+                "no `dump complete ... target=serial` line ({other:?})"
+            )),
         },
     ));
     let vmcore = dir.join("vmcore");
@@ -164,18 +158,32 @@ pub fn apply_serial(log: &ConsoleLog, dir: &Path, checks: &mut Vec<Check>) {
             .arg(&vmcore)
             .output()
             .map_err(|e| format!("running rkdumpctl recv: {e}"))?;
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        if out.status.success() { Ok(text.trim().to_string()) } else { Err(text) }
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            Ok(text.trim().to_string())
+        } else {
+            Err(text)
+        }
     });
     let ok = recv.is_ok();
     checks.push(check("rkdumpctl recv", recv));
     if !ok {
         return;
     }
+    checks.push(verify_check(log, &vmcore, dir));
+}
+
+/// The extracted vmcore checked against what the first kernel reported (CPUs, marker pages).
+fn verify_check(log: &ConsoleLog, vmcore: &Path, dir: &Path) -> Check {
     let fk = log.first_kernel();
-    checks.push(check(
+    let cpus = fk.nproc.map(|n| n as usize);
+    check(
         "vmcore verified",
-        crate::verify::vmcore(&vmcore, fk.marker.as_ref(), fk.nproc.map(|n| n as usize), dir).map(|v| {
+        crate::verify::vmcore(vmcore, fk.marker.as_ref(), cpus, dir).map(|v| {
             format!(
                 "{} CPUs, OSRELEASE {}, {} PT_LOADs, {} marker pages intact; makedumpfile dmesg ends: {}",
                 v.cpus,
@@ -185,19 +193,33 @@ pub fn apply_serial(log: &ConsoleLog, dir: &Path, checks: &mut Vec<Check>) {
                 v.dmesg_tail.last().map_or("", String::as_str)
             )
         }),
-    ));
+    )
 }
 
 /// Firmware-configuration cases: what rkdump did with the blob, visible on the console.
 fn blob_checks(case: &Case, log: &ConsoleLog, checks: &mut Vec<Check>) {
     let text: Vec<&str> = log.lines.iter().map(|l| l.text.as_str()).collect();
-    let find = |needle: &str| text.iter().find(|t| t.contains(needle)).map(|t| t.to_string());
-    let all = |a: &str, b: &str| text.iter().find(|t| t.contains(a) && t.contains(b)).map(|t| t.to_string());
+    let find = |needle: &str| {
+        text.iter()
+            .find(|t| t.contains(needle))
+            .map(|t| t.to_string())
+    };
+    let all = |a: &str, b: &str| {
+        text.iter()
+            .find(|t| t.contains(a) && t.contains(b))
+            .map(|t| t.to_string())
+    };
     checks.push(check(
         "state scrambled before the crash",
         find("E2E: scrambled").ok_or_else(|| "no `E2E: scrambled` line".to_string()),
     ));
     let sbr = all("rkdump: reinit 0000:01:00.0", "sbr");
+    let sbr_from = |source: &str| match &sbr {
+        Some(l) if l.contains(source) => Ok(l.clone()),
+        other => Err(format!(
+            "expected an SBR line restoring from the {source}: {other:?}"
+        )),
+    };
     match (case.loadctl, case.corrupt_blob) {
         (true, false) => {
             checks.push(check(
@@ -206,54 +228,57 @@ fn blob_checks(case: &Case, log: &ConsoleLog, checks: &mut Vec<Check>) {
             ));
             checks.push(check(
                 "device reset by SBR, BARs from the blob",
-                match &sbr {
-                    Some(l) if l.contains("blob") => Ok(l.clone()),
-                    other => Err(format!("{other:?}")),
-                },
+                sbr_from("blob"),
             ));
             checks.push(check(
                 "bridge window restored from the blob",
-                all("rkdump: reinit 0000:00:01.0 restored from blob", "0x20")
-                    .ok_or_else(|| "no `reinit 0000:00:01.0 restored from blob: 0x20:...` line".to_string()),
+                all("rkdump: reinit 0000:00:01.0 restored from blob", "0x20").ok_or_else(|| {
+                    "no `reinit 0000:00:01.0 restored from blob: 0x20:...` line".to_string()
+                }),
             ));
         }
         (true, true) => {
             checks.retain(|c| c.name != "no rkdump errors");
-            let errors: Vec<String> = log.rkdump().errors.into_iter().filter(|e| !e.contains("config blob rejected")).collect();
+            let errors: Vec<String> = log
+                .rkdump()
+                .errors
+                .into_iter()
+                .filter(|e| !e.contains("config blob rejected"))
+                .collect();
             checks.push(check(
                 "corrupt blob rejected, nothing else failed",
-                match (find("rkdump: error: config blob rejected"), errors.is_empty()) {
+                match (
+                    find("rkdump: error: config blob rejected"),
+                    errors.is_empty(),
+                ) {
                     (Some(l), true) => Ok(l),
                     (l, _) => Err(format!("rejection line {l:?}; other errors {errors:?}")),
                 },
             ));
-            checks.push(check(
-                "falls back to the snapshot",
-                match &sbr {
-                    Some(l) if l.contains("snapshot") => Ok(l.clone()),
-                    other => Err(format!("{other:?}")),
-                },
-            ));
+            checks.push(check("falls back to the snapshot", sbr_from("snapshot")));
         }
-        (false, _) if case.scramble.as_deref().is_some_and(|s| s.ends_with(",zero")) => {
+        (false, _)
+            if case
+                .scramble
+                .as_deref()
+                .is_some_and(|s| s.ends_with(",zero")) =>
+        {
             checks.push(check(
                 "no address to restore: assigned from the bridge window",
-                all("rkdump: reinit 0000:01:00.0 BARs assigned from bridge 0000:00:01.0 window", "BAR0=")
-                    .ok_or_else(|| "no `BARs assigned from bridge` line".to_string()),
+                all(
+                    "rkdump: reinit 0000:01:00.0 BARs assigned from bridge 0000:00:01.0 window",
+                    "BAR0=",
+                )
+                .ok_or_else(|| "no `BARs assigned from bridge` line".to_string()),
             ));
         }
         (false, _) => {
             checks.push(check(
                 "no blob: says so",
-                find("rkdump: config blob: none").ok_or_else(|| "no `config blob: none` line".to_string()),
+                find("rkdump: config blob: none")
+                    .ok_or_else(|| "no `config blob: none` line".to_string()),
             ));
-            checks.push(check(
-                "falls back to the snapshot",
-                match &sbr {
-                    Some(l) if l.contains("snapshot") => Ok(l.clone()),
-                    other => Err(format!("{other:?}")),
-                },
-            ));
+            checks.push(check("falls back to the snapshot", sbr_from("snapshot")));
         }
     }
 }
@@ -263,12 +288,24 @@ fn blob_checks(case: &Case, log: &ConsoleLog, checks: &mut Vec<Check>) {
 pub fn apply_bad_header(log: &ConsoleLog, end: &RunEnd, checks: &mut Vec<Check>) {
     let rk = log.rkdump();
     // The generic checks expect one loader-made elfcorehdr= and a header summary.
-    checks.retain(|c| !matches!(c.name.as_str(), "no rkdump errors" | "cmdline" | "elfcorehdr" | "rkdump reached its end"));
+    checks.retain(|c| {
+        !matches!(
+            c.name.as_str(),
+            "no rkdump errors" | "cmdline" | "elfcorehdr" | "rkdump reached its end"
+        )
+    });
     checks.push(check(
         "bad header rejected",
-        match rk.errors.iter().find(|e| e.contains("elfcorehdr at 0x1000 unusable")) {
+        match rk
+            .errors
+            .iter()
+            .find(|e| e.contains("elfcorehdr at 0x1000 unusable"))
+        {
             Some(e) => Ok(e.clone()),
-            None => Err(format!("no `elfcorehdr at 0x1000 unusable` error; errors: {:?}", rk.errors)),
+            None => Err(format!(
+                "no `elfcorehdr at 0x1000 unusable` error; errors: {:?}",
+                rk.errors
+            )),
         },
     ));
     checks.push(check(
