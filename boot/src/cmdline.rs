@@ -214,6 +214,18 @@ impl fmt::Display for Diag {
     }
 }
 
+/// `rkdump.checksum=`: coverage of the per-block checksums of a disk dump.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChecksumMode {
+    /// Full unless hashing on this CPU is too slow to keep up with a fast disk (measured).
+    #[default]
+    Auto,
+    /// Every byte.
+    Full,
+    /// Both 64-byte ends of every 4 KiB page.
+    Sampled,
+}
+
 /// Default of [`Options::budget_ms`].
 pub const DEFAULT_RESET_BUDGET_MS: u32 = 5000;
 
@@ -316,9 +328,8 @@ pub struct Options {
     /// `rkdump.fault=dead:<pci>` (test-only): the function's registers read as all-ones, as if
     /// it fell off the bus or never became ready, to prove every wait on it is bounded.
     pub fault_dead: Option<PciAddr>,
-    /// `rkdump.checksum=sampled`: disk dumps checksum only both 64-byte ends of every page
-    /// (default `full`: every byte), for machines whose CPU is slow next to their disk.
-    pub sampled_checksums: bool,
+    /// `rkdump.checksum=auto|full|sampled`: how much of each dump block its checksum covers.
+    pub checksum: ChecksumMode,
     diags: [Option<Diag>; DIAG_CAPACITY],
     diag_len: usize,
     diags_dropped: u32,
@@ -344,7 +355,7 @@ impl Default for Options {
             budget_ms: DEFAULT_RESET_BUDGET_MS,
             serial_baud: None,
             fault_dead: None,
-            sampled_checksums: false,
+            checksum: ChecksumMode::Auto,
             diags: [None; DIAG_CAPACITY],
             diag_len: 0,
             diags_dropped: 0,
@@ -452,11 +463,14 @@ impl Options {
                 0 => return Err("baud rate 0"),
                 baud => self.serial_baud = Some(baud),
             },
-            Key::Checksum => match v {
-                "full" => self.sampled_checksums = false,
-                "sampled" => self.sampled_checksums = true,
-                _ => return Err("expected full or sampled"),
-            },
+            Key::Checksum => {
+                self.checksum = match v {
+                    "auto" => ChecksumMode::Auto,
+                    "full" => ChecksumMode::Full,
+                    "sampled" => ChecksumMode::Sampled,
+                    _ => return Err("expected auto, full or sampled"),
+                }
+            }
             Key::Fault => match v.strip_prefix("dead:") {
                 Some(pci) => self.fault_dead = Some(PciAddr::parse(pci)?),
                 None => return Err("expected dead:<pci address>"),

@@ -324,7 +324,7 @@ pub fn dump(
     plan: &DumpPlan,
     mem: &physmem::OldMem,
     run_id: [u8; 16],
-    sampled: bool,
+    kind: ChecksumKind,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, String> {
     let total = plan.layout.total_size;
@@ -341,11 +341,6 @@ pub fn dump(
     let osrelease = info.and_then(|i| i.osrelease()).unwrap_or("").as_bytes();
     let timestamp = info.and_then(|i| i.crash_time()).unwrap_or(0);
     let mut header = RecordHeader::new(&disk.label, &layout, total, timestamp, run_id, osrelease);
-    let kind = if sampled {
-        ChecksumKind::Sampled
-    } else {
-        ChecksumKind::Full
-    };
     header.flags = kind as u32;
     let dev = &mut *disk.dev;
     write_bytes(dev, to_lba(layout.header_lba), &header.to_bytes())?;

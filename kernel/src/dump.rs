@@ -6,9 +6,10 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use rkdump_boot::cmdline::{Options, SerialPort, Target};
+use rkdump_boot::cmdline::{ChecksumMode, Options, SerialPort, Target};
 use rkdump_boot::info::BootInfo;
 use rkdump_boot::mem::PhysRange;
+use rkdump_devices::label::{BlockSums, ChecksumKind};
 use rkdump_devices::pci::Bdf;
 use rkdump_vmcore::stream::FrameEncoder;
 use rkdump_vmcore::{DumpPlan, DumpSink, SinkError};
@@ -125,14 +126,15 @@ pub fn run(boot: &BootInfo, opts: &Options, image: PhysRange, acpi: Option<AcpiI
                 fault,
                 &crate::reinit::policy(opts),
             ) {
-                Some(mut d) => match dump_disk(&mut d, &plan, &mem, run_id, opts.sampled_checksums)
-                {
-                    Ok(()) => return Outcome::Success,
-                    Err(e) => rkerror!(
-                        "disk dump to {} failed: {e}; falling back to serial",
-                        d.target
-                    ),
-                },
+                Some(mut d) => {
+                    match dump_disk(&mut d, &plan, &mem, run_id, checksum_kind(opts.checksum)) {
+                        Ok(()) => return Outcome::Success,
+                        Err(e) => rkerror!(
+                            "disk dump to {} failed: {e}; falling back to serial",
+                            d.target
+                        ),
+                    }
+                }
                 None if opts.target == Target::Auto => {
                     rkline!("no labelled dump disk; dumping to serial");
                 }
@@ -230,17 +232,45 @@ impl DumpSink for SerialSink {
     }
 }
 
+/// Hashing rate below which `rkdump.checksum=auto` samples: a fast NVMe writes a few GiB/s, and
+/// the block checksums must not be what limits the dump.
+const FULL_HASH_MIN_MIB_S: u64 = 2048;
+
+/// Resolves `rkdump.checksum=`; `auto` measures XXH64 on this CPU first (256 KiB: well under
+/// a millisecond on hardware).
+fn checksum_kind(mode: ChecksumMode) -> ChecksumKind {
+    match mode {
+        ChecksumMode::Full => ChecksumKind::Full,
+        ChecksumMode::Sampled => ChecksumKind::Sampled,
+        ChecksumMode::Auto => {
+            const SAMPLE: u64 = 256 << 10;
+            let buf: Vec<u8> = (0..SAMPLE as u32).map(|i| i as u8).collect();
+            let t0 = clock::now_us();
+            let h = BlockSums::of_block(ChecksumKind::Full, &buf);
+            let us = (clock::now_us() - t0).max(1);
+            let rate = (SAMPLE * 1_000_000 / us) >> 20;
+            let kind = if rate >= FULL_HASH_MIN_MIB_S {
+                ChecksumKind::Full
+            } else {
+                ChecksumKind::Sampled
+            };
+            rkline!("checksum auto: XXH64 at {rate} MiB/s on this CPU (sample {h:#x}) -> {kind:?}");
+            kind
+        }
+    }
+}
+
 fn dump_disk(
     d: &mut disk::DumpDisk,
     plan: &DumpPlan,
     mem: &OldMem,
     run_id: [u8; 16],
-    sampled: bool,
+    checksum: ChecksumKind,
 ) -> Result<(), alloc::string::String> {
     let total = plan.layout.total_size;
     rkline!("dump start bytes={} target={}", total, d.target);
     let mut progress = Progress::new();
-    let written = disk::dump(d, plan, mem, run_id, sampled, &mut |done, t| {
+    let written = disk::dump(d, plan, mem, run_id, checksum, &mut |done, t| {
         progress.update(done, t)
     })?;
     if written < total {

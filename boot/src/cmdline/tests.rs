@@ -250,9 +250,19 @@ fn rkdump_options() {
     assert_eq!(o.budget_ms, 250);
     assert_eq!(o.serial_baud, Some(921_600));
 
-    assert!(Options::parse("rkdump.checksum=sampled").sampled_checksums);
-    assert!(!Options::parse("rkdump.checksum=sampled rkdump.checksum=full").sampled_checksums);
-    assert!(!Options::parse("rkdump.checksum=crc").sampled_checksums);
+    assert_eq!(Options::parse("").checksum, ChecksumMode::Auto);
+    assert_eq!(
+        Options::parse("rkdump.checksum=sampled").checksum,
+        ChecksumMode::Sampled
+    );
+    assert_eq!(
+        Options::parse("rkdump.checksum=sampled rkdump.checksum=full").checksum,
+        ChecksumMode::Full
+    );
+    assert_eq!(
+        Options::parse("rkdump.checksum=crc").checksum,
+        ChecksumMode::Auto
+    );
     let f = Options::parse("rkdump.fault=dead:00:04.0");
     assert_eq!(
         f.fault_dead,

@@ -324,9 +324,9 @@ impl Case {
         c.timeout = Duration::from_secs(if fail { 150 } else { 300 });
         if fail {
             c.capture_extra = "rkdump.reset=none rkdump.nopreinit".to_string();
-        } else if disk == DiskKind::Nvme {
-            // Shows the sampled checksum mode end to end (verified by rkdumpctl save).
-            c.capture_extra = "rkdump.checksum=sampled".to_string();
+        } else if disk == DiskKind::Virtio {
+            // Full-coverage block checksums end to end; the NVMe case runs the default (auto).
+            c.capture_extra = "rkdump.checksum=full".to_string();
         }
         c.tag = fresh_tag(name);
         Some(c)
