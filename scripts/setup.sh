@@ -21,4 +21,11 @@ if ! command -v rustup >/dev/null; then
     exit 1
 fi
 channel=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
-rustup toolchain install "$channel" --profile minimal --component rustfmt,clippy --target x86_64-unknown-none >/dev/null
+# Install only what is missing: re-running `rustup toolchain install` replaces every component,
+# which breaks cargo runs in progress elsewhere on the machine.
+have() { rustup "$@" --toolchain "$channel" --installed 2>/dev/null; }
+if ! have target list | grep -qx x86_64-unknown-none ||
+    ! have component list | grep -q '^clippy' ||
+    ! have component list | grep -q '^rustfmt'; then
+    rustup toolchain install "$channel" --profile minimal --component rustfmt,clippy --target x86_64-unknown-none >/dev/null
+fi

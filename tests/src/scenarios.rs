@@ -689,6 +689,18 @@ fn disk_dump(env: &Env, dir: &Path, ctrl: Ctrl) -> Result<(), String> {
         "the unlabelled disk's SHA-256 is unchanged",
         &o,
     )?;
+    // reset_devices: the driver's preinit is the first method and must prove itself.
+    let (bdf, driver) = match ctrl {
+        Ctrl::Virtio => ("0000:02:00.0", "device_status reads 0"),
+        Ctrl::Nvme => ("0000:02:00.0", "nvme: CC 0x0 CSTS 0x0"),
+        Ctrl::Ahci => ("0000:00:1f.2", "ahci: GHC 0x80000000"),
+    };
+    let l = reinit_line(&o, bdf).unwrap_or("");
+    ensure(
+        l.contains("-> preinit,") && l.contains("ok") && l.contains(driver),
+        &format!("{bdf}: driver preinit ran first and proved the reset ({l})"),
+        &o,
+    )?;
     let out = dir.join("vmcore");
     ctl(
         env,

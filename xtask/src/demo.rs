@@ -20,11 +20,15 @@ pub fn main(args: &[String]) -> Result<(), String> {
     }
     let artefacts = crate::build::build(false)?;
     let h = e2e::Harness::setup(&artefacts.bzimage, None, true, false)?;
-    let case = Case::standard(&name, CaptureKind::Rkdump).ok_or_else(|| format!("no case {name}"))?;
+    let case =
+        Case::standard(&name, CaptureKind::Rkdump).ok_or_else(|| format!("no case {name}"))?;
     let r = e2e::run_case(&case, &h)?;
     println!("{}", r.report());
     if !r.passed() {
-        return Err(format!("the demo run failed; everything is in {}", r.dir.display()));
+        return Err(format!(
+            "the demo run failed; everything is in {}",
+            r.dir.display()
+        ));
     }
     let vmcore = r.dir.join("vmcore");
     println!("\n===== rkdumpctl inspect {} =====", vmcore.display());
@@ -36,9 +40,13 @@ pub fn main(args: &[String]) -> Result<(), String> {
         .map_err(|e| format!("rkdumpctl inspect: {e}"))?;
     print!("{}", String::from_utf8_lossy(&out.stdout));
     if !out.status.success() {
-        return Err(format!("rkdumpctl inspect failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "rkdumpctl inspect failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
-    let dmesg = std::fs::read_to_string(r.dir.join("dmesg.txt")).map_err(|e| format!("dmesg.txt: {e}"))?;
+    let dmesg =
+        std::fs::read_to_string(r.dir.join("dmesg.txt")).map_err(|e| format!("dmesg.txt: {e}"))?;
     println!("\n===== the crashed kernel's last log lines (makedumpfile --dump-dmesg) =====");
     let lines: Vec<&str> = dmesg.lines().collect();
     for l in &lines[lines.len().saturating_sub(20)..] {
@@ -47,10 +55,16 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let rk = r.log.rkdump();
     println!("\n===== timing (host clock) =====");
     if let (Some(sysrq), Some(entered)) = (r.timings.sysrq, r.timings.capture_entered) {
-        println!("sysrq -> rkdump entered: {:.3} s", (entered - sysrq).as_secs_f64());
+        println!(
+            "sysrq -> rkdump entered: {:.3} s",
+            (entered - sysrq).as_secs_f64()
+        );
     }
     if let (Some(sysrq), Some((done, args))) = (r.timings.sysrq, rk.dump_complete.as_ref()) {
-        println!("sysrq -> dump complete:  {:.3} s ({args})", (*done - sysrq).as_secs_f64());
+        println!(
+            "sysrq -> dump complete:  {:.3} s ({args})",
+            (*done - sysrq).as_secs_f64()
+        );
     }
     println!("everything from this run: {}", r.dir.display());
     Ok(())

@@ -26,18 +26,42 @@ pub fn main(args: &[String]) -> Result<(), String> {
     if host {
         // The style and lint gates CI holds every change to (house-style.md).
         let lints: [(&str, &[&str]); 3] = [
-            ("cargo fmt --all --check", &["fmt", "--all", "--", "--check"]),
+            (
+                "cargo fmt --all --check",
+                &["fmt", "--all", "--", "--check"],
+            ),
             (
                 "cargo clippy --workspace --all-targets -D warnings",
-                &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
             ),
             (
                 "cargo clippy (kernel, x86_64-unknown-none) -D warnings",
-                &["clippy", "-p", "rkdump-kernel", "--target", "x86_64-unknown-none", "--release", "--", "-D", "warnings"],
+                &[
+                    "clippy",
+                    "-p",
+                    "rkdump-kernel",
+                    "--target",
+                    "x86_64-unknown-none",
+                    "--release",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
             ),
         ];
         for (name, args) in lints {
-            let ok = build::cargo().args(args).status().map(|s| s.success()).unwrap_or(false);
+            let ok = build::cargo()
+                .args(args)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
             println!("{name} ... {}", if ok { "ok" } else { "FAILED" });
             if ok {
                 passed += 1;

@@ -393,7 +393,10 @@ impl Case {
             io.push_str(&format!(" e2e.rawdd={}:{blocks}:{mib}", disk.linux_dev()));
         }
         if self.loadctl {
-            io.push_str(&format!(" e2e.loadctl={}", if self.corrupt_blob { "corrupt" } else { "1" }));
+            io.push_str(&format!(
+                " e2e.loadctl={}",
+                if self.corrupt_blob { "corrupt" } else { "1" }
+            ));
         }
         if let Some(sc) = &self.scramble {
             io.push_str(&format!(" e2e.scramble={sc}"));

@@ -483,7 +483,11 @@ pub fn evaluate(
                     cmd.map(|(n, a)| format!("{n} (elfcorehdr {a:#x})")),
                 ));
                 out.push(Check::new("e820", check_e820(&rk.e820, &fk.crash_regions)));
-                let expected = if case.initrd || case.loadctl { initrd_len } else { None };
+                let expected = if case.initrd || case.loadctl {
+                    initrd_len
+                } else {
+                    None
+                };
                 out.push(Check::new(
                     "initrd",
                     check_initrd(expected, rk.initrd, region),

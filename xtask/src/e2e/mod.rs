@@ -689,12 +689,17 @@ pub fn run_for_test(kernel: &Path) -> Result<Vec<CaseResult>, String> {
     let h = Harness::setup(kernel, None, false, false)?;
     let mut results = Vec::new();
     for name in CASE_NAMES.iter().chain(DUMP_CASE_NAMES.iter()) {
-        let c = Case::standard(name, CaptureKind::Rkdump).ok_or_else(|| format!("no case {name}"))?;
+        let c =
+            Case::standard(name, CaptureKind::Rkdump).ok_or_else(|| format!("no case {name}"))?;
         let r = run_case(&c, &h)?;
         println!("{}", r.report());
         results.push(r);
     }
-    let table = format!("capture kernel: {}\n{}", h.capture_kernel.display(), summary(&results));
+    let table = format!(
+        "capture kernel: {}\n{}",
+        h.capture_kernel.display(),
+        summary(&results)
+    );
     println!("\n{table}");
     let _ = std::fs::write(h.out_root.join("summary.txt"), &table);
     Ok(results)
