@@ -459,8 +459,31 @@ pub fn evaluate(
                         )),
                     },
                 ));
-                let mut bad: Vec<String> = rk.errors.clone();
+                // The `*-initrd` cases hand over a file that is not a config blob: rkdump must
+                // reject it (and only it) with an error line; that is checked separately.
+                let foreign_initrd = case.initrd && !case.loadctl;
+                let rejected =
+                    |e: &String| e.contains("config blob rejected: not an rkdump config blob");
+                let mut bad: Vec<String> = rk
+                    .errors
+                    .iter()
+                    .filter(|e| !(foreign_initrd && rejected(e)))
+                    .cloned()
+                    .collect();
                 bad.extend(rk.malformed.iter().map(|m| format!("malformed: {m}")));
+                if foreign_initrd {
+                    out.push(Check::new(
+                        "non-blob initrd rejected",
+                        rk.errors
+                            .iter()
+                            .find(|e| rejected(e))
+                            .cloned()
+                            .ok_or_else(|| {
+                                "no `config blob rejected: not an rkdump config blob` error"
+                                    .to_string()
+                            }),
+                    ));
+                }
                 out.push(Check::new(
                     "no rkdump errors",
                     if bad.is_empty() {

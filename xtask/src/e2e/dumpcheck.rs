@@ -75,9 +75,14 @@ pub fn apply(
             // QEMU flags the device broken (NEEDS_RESET) when the new driver's first kick meets
             // the old ring state: "Guest moved used index" or, when it walks stale descriptors,
             // another `virtio:` error such as "zero sized buffers are not allowed".
+            // Which `virtio_error` QEMU hits depends on what the stale ring holds at the crash
+            // ("Guest moved used index", "zero sized buffers", "Virtqueue size exceeded", ...).
             let virtio_err = stderr
                 .lines()
-                .find(|l| l.contains("virtio: "))
+                .find(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.contains("virtio") || l.contains("virtqueue") || l.contains("desc")
+                })
                 .map(str::to_string);
             checks.push(check(
                 "QEMU: stale ring detected",
