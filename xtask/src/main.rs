@@ -2,6 +2,7 @@
 //!
 //! Subcommands: `build`, `run`, `test`, `e2e`, `demo`, `bench`. Each QEMU run has a timeout.
 
+mod bench;
 mod build;
 mod demo;
 mod e2e;
@@ -19,6 +20,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let result = match cmd.as_str() {
+        "bench" => bench::main(rest),
         "build" => build::main(rest),
         "demo" => demo::main(rest),
         "e2e" => e2e::main(rest),
