@@ -42,6 +42,8 @@ usage: cargo xtask bench [options]
   --rkdump-append S  extra rkdump parameters (A/B runs, e.g. \"rkdump.checksum=full\")
   --disk-dir DIR      where disk images and run directories live during the runs (default:
                      /dev/shm/rkdump-bench when the host has the memory, else target/bench/work)
+  --sparse           leave disk images sparse (default: timed runs write them full of zeros
+                     first, so the host holds the pages before QEMU writes the dump)
   --no-build         use the existing target/rkdump/bzImage
   --first-kernel P   first kernel (default: newest /boot/vmlinuz-*)
   --keep             keep disk images and per-run artefacts
@@ -61,6 +63,10 @@ emulated Linux can push into the emulated NVMe, not the host disk (`cache=unsafe
 the host page cache). A capture kernel with less per-page work can exceed it.
 - makedumpfile -d 31 drops free, cache, user and zero pages and compresses the rest: it writes \
 far fewer bytes, so its MiB/s is not comparable; its durable time is.
+- Fresh host memory is slow on this machine type: free-page reporting hands freed RAM back to \
+the outer hypervisor, and touching it again runs at about 450 MB/s (a 12 GB tmpfs write: \
+453 MB/s the first time, 1.3 GB/s right after). A sparse image is allocated while QEMU writes \
+the dump, so timed runs write their images full of zeros first (`--sparse` to compare).
 - Disk images live on tmpfs by default: with file-backed images (`--disk-dir` on a disk file \
 system) the host's dirty-page limit (about 2.2 GB here) throttles QEMU's writes to the host \
 disk's writeback rate during large dumps, whichever kernel writes them.
@@ -948,6 +954,8 @@ struct Opts {
     rkdump_append: String,
     /// Where disk images and run directories live (`--disk-dir`).
     disk_dir: Option<PathBuf>,
+    /// Timed runs fill their disk images with zeros first (not `--sparse`).
+    fill: bool,
 }
 
 fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
@@ -970,6 +978,7 @@ fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
         rawdd_mib: 4,
         rkdump_append: String::new(),
         disk_dir: None,
+        fill: true,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -1011,6 +1020,7 @@ fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
             }
             "--rkdump-append" => o.rkdump_append = value("parameters")?,
             "--disk-dir" => o.disk_dir = Some(PathBuf::from(value("a directory")?)),
+            "--sparse" => o.fill = false,
             "--no-build" => o.no_build = true,
             "--first-kernel" => o.first_kernel = Some(PathBuf::from(value("a path")?)),
             "--keep" => o.keep = true,
@@ -1269,9 +1279,13 @@ fn run_one(
             std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
         }
         let _ = std::fs::remove_file(disk);
+        let size = ram_bytes + (256 << 20);
         std::fs::File::create(disk)
-            .and_then(|f| f.set_len(ram_bytes + (256 << 20)))
+            .and_then(|f| f.set_len(size))
             .map_err(|e| format!("creating {}: {e}", disk.display()))?;
+        if case.fill_dump_disk {
+            e2e::fill_zeros(disk, size)?;
+        }
     }
     let before = cpu_snapshot();
     let t0 = std::time::Instant::now();
@@ -1472,6 +1486,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
                     let raw = (o.rawdd_mib, blocks);
                     let mut case = bench_case(kind, ram, row.crashkernel, &name, &disk, raw)?;
                     append_rkdump(&mut case, kind, &o.rkdump_append);
+                    case.fill_dump_disk = o.fill;
                     let s = with_retries(true, || run_one(&h, kind, &case, &disk, &logs, o.keep))?;
                     if kind == Kind::Rkdump && s.ok {
                         dump_bytes = dump_bytes.or(s.written);
@@ -1539,7 +1554,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         .unwrap_or_default();
     let header = format!(
         "Machine: {cpu}, {} host CPUs; {qemu_version}; accelerator TCG (`-accel tcg,thread=multi`), q35, 2 vCPUs.\n\
-         First kernel {}; loader kexec_load (`kexec -p -c`); marker fills 1/4 of guest RAM; dump disk: QEMU NVMe behind a pcie-root-port, raw image, cache=unsafe, in {} ({}).\n\
+         First kernel {}; loader kexec_load (`kexec -p -c`); marker fills 1/4 of guest RAM; dump disk: QEMU NVMe behind a pcie-root-port, raw image, cache=unsafe, in {} ({}), {}.\n\
          Timed runs: {} per configuration, medians shown; ratios are medians of per-repetition pairs. Host-clock times between console lines.\n\
          Raw dd: `dd if=/dev/zero of=/dev/nvme0n1 bs={}M oflag=direct`, as many whole blocks as rkdump's dump has bytes.{}\n\
          Wall time of the benchmark: {:.0} s.\n",
@@ -1550,6 +1565,11 @@ pub fn main(args: &[String]) -> Result<(), String> {
             "tmpfs: the host's page cache and storage stay out of the figures"
         } else {
             "a host file system: once about 2 GiB are dirty, host writeback throttles QEMU"
+        },
+        if o.fill {
+            "written full of zeros before each timed run"
+        } else {
+            "sparse"
         },
         o.reps,
         o.rawdd_mib,

@@ -458,6 +458,25 @@ fn interesting(text: &str) -> bool {
     .any(|k| text.contains(k))
 }
 
+/// Writes `len` bytes of zeros over `path` (from the start), so every page of the file is
+/// allocated now rather than when QEMU first writes it.
+pub fn fill_zeros(path: &Path, len: u64) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let zeros = vec![0u8; 4 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n])
+            .map_err(|e| format!("filling {}: {e}", path.display()))?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
 /// Runs one case end to end and checks it. `Err` only for harness failures (QEMU not startable,
 /// files not writable); a failing guest is a `CaseResult` whose checks failed.
 pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
@@ -486,6 +505,9 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
         std::fs::File::create(&dump_img)
             .and_then(|f| f.set_len(size))
             .map_err(|e| format!("creating {}: {e}", dump_img.display()))?;
+        if case.fill_dump_disk {
+            fill_zeros(&dump_img, size)?;
+        }
         let rkdumpctl = crate::build::rkdumpctl()?;
         let out = std::process::Command::new(&rkdumpctl)
             .arg("prepare")
