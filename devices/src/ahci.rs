@@ -13,7 +13,7 @@ use bitflags::bitflags;
 use log::{info, warn};
 
 use crate::block::{BlockDevice, BlockError, BlockInfo, WriteReq};
-use crate::dma::DmaAllocator;
+use crate::hw::DmaAllocator;
 use crate::hw::{DmaMem, Mmio, fence};
 use crate::nvme::{Regs, Slots, alloc_dma, check_request, split};
 use crate::time::{Clock, poll_until};

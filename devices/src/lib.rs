@@ -2,9 +2,10 @@
 //! dump-disk label, and polled block drivers (virtio-blk, NVMe, AHCI).
 //!
 //! Trust layering: everything here except [`hw`] is safe code that treats device registers and
-//! firmware data as untrusted input. [`hw`] owns the `unsafe` (port I/O, MMIO, physical memory
-//! windows); the kernel supplies DMA memory and a clock through the small traits in [`dma`] and
-//! [`time`], and host tests supply fakes.
+//! firmware data as untrusted input. [`hw`] owns the `unsafe` (port I/O, MMIO, DMA memory,
+//! PCI configuration ports); the kernel supplies DMA memory through [`hw::DmaAllocator`] (an
+//! `unsafe trait`: only `unsafe` code can promise exclusive memory) and a clock through
+//! [`time`]; host tests supply fakes.
 
 #![no_std]
 #![deny(unsafe_code)]
@@ -15,9 +16,7 @@ pub mod acpi_s5;
 pub mod ahci;
 pub mod blob;
 pub mod block;
-pub mod dma;
 pub mod hw;
-pub mod hw_pci;
 pub mod label;
 pub mod nvme;
 pub mod pci;

@@ -13,7 +13,7 @@ use bitflags::bitflags;
 use log::{info, warn};
 
 use crate::block::{BlockDevice, BlockError, BlockInfo, WriteReq};
-use crate::dma::DmaAllocator;
+use crate::hw::DmaAllocator;
 use crate::hw::{DmaMem, Mmio, fence};
 use crate::time::{Clock, poll_until};
 
@@ -60,18 +60,14 @@ impl<T: Regs + ?Sized> Regs for &T {
     }
 }
 
-/// Allocates zeroed DMA memory for CPU and device use through `hw_pci` (which owns the
-/// `unsafe`), then checks what the drivers rely on instead of trusting the allocator blindly.
+/// Allocates zeroed DMA memory for CPU and device use (checked by [`crate::hw::alloc_dma_mem`]).
 pub(crate) fn alloc_dma(
     dma: &mut dyn DmaAllocator,
     len: usize,
     align: usize,
     below_4g: bool,
 ) -> Option<DmaMem> {
-    let mem = crate::hw_pci::alloc_dma_mem(dma, len, align.max(4096), below_4g)?;
-    let (phys, end) = (mem.phys(0), mem.phys(0).checked_add(len as u64)?);
-    (mem.len() >= len && phys.is_multiple_of(align as u64) && !(below_4g && end > 1 << 32))
-        .then_some(mem)
+    crate::hw::alloc_dma_mem(dma, len, align, below_4g)
 }
 
 /// A set of up to 64 command identifiers or slots, handed out lowest first.

@@ -19,7 +19,7 @@ use core::fmt;
 use bitflags::bitflags;
 
 use crate::block::{BlockDevice, BlockError, BlockInfo, WriteReq};
-use crate::dma::DmaAllocator;
+use crate::hw::DmaAllocator;
 use crate::hw::{DmaMem, Mmio};
 use crate::pci::{Bar, Bdf, ConfigSpace, PciDevice, caps};
 use crate::time::{Clock, poll_until};
@@ -560,8 +560,7 @@ impl<'c> VirtioBlk<'c> {
         clock: &'c dyn Clock,
         opts: InitOptions,
     ) -> Result<Self, Error> {
-        let mem =
-            crate::hw_pci::alloc_dma_mem(alloc, DMA_BYTES, 4096, false).ok_or(Error::NoMemory)?;
+        let mem = crate::hw::alloc_dma_mem(alloc, DMA_BYTES, 4096, false).ok_or(Error::NoMemory)?;
         Self::with_mem(regions, mem, clock, opts)
     }
 }

@@ -6,11 +6,12 @@
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
+use alloc::vec;
 use alloc::vec::Vec;
 
 use rkdump_devices::ahci::{Ahci, AhciError, AhciOptions, AhciReset};
 use rkdump_devices::block::{BlockDevice, BlockError, WriteReq};
-use rkdump_devices::dma::DmaAllocator;
+use rkdump_devices::hw::alloc_dma_mem;
 use rkdump_devices::label::{self, BlockSums, ChecksumKind, Label, RecordHeader};
 use rkdump_devices::nvme::{Nvme, NvmeReset};
 use rkdump_devices::pci::{self, PciDevice, Scan};
@@ -182,10 +183,9 @@ enum NotDumpDisk {
 /// Reads the label at LBA 0.
 fn read_label(dev: &mut dyn BlockDevice) -> Result<Label, NotDumpDisk> {
     let info = dev.info();
-    let buf = KernelDma
-        .alloc(label::LABEL_BYTES, 4096, false)
+    let buf = alloc_dma_mem(&mut KernelDma, label::LABEL_BYTES, 4096, false)
         .ok_or(NotDumpDisk::Io("no DMA memory".into()))?;
-    dev.read(0, buf.phys, label::LABEL_BYTES as u64)
+    dev.read(0, buf.phys(0), label::LABEL_BYTES as u64)
         .map_err(|e| {
             let needs_reset = matches!(e, BlockError::DeviceError { status }
             if status & virtio_blk::DEVICE_STATUS_ERROR != 0 && status & 0x40 != 0);
@@ -196,8 +196,9 @@ fn read_label(dev: &mut dyn BlockDevice) -> Result<Label, NotDumpDisk> {
             };
             NotDumpDisk::Io(format!("reading LBA 0: {e}{why}"))
         })?;
-    let bytes = physmem::dma_bytes(buf.phys, label::LABEL_BYTES);
-    let label = Label::parse(bytes).map_err(|e| NotDumpDisk::NoLabel(format!("{e}")))?;
+    let mut bytes = vec![0; label::LABEL_BYTES];
+    buf.copy_out(0, &mut bytes);
+    let label = Label::parse(&bytes).map_err(|e| NotDumpDisk::NoLabel(format!("{e}")))?;
     label
         .check_device(info.blocks.saturating_mul(u64::from(info.block_size)))
         .map_err(|e| NotDumpDisk::NoLabel(format!("{e}")))?;
@@ -306,13 +307,12 @@ pub fn find(
 /// Writes bytes from rkdump memory: copied into a DMA buffer first.
 fn write_bytes(dev: &mut dyn BlockDevice, lba: u64, bytes: &[u8]) -> Result<(), String> {
     let len = bytes.len().div_ceil(4096) * 4096;
-    let buf = KernelDma.alloc(len, 4096, false).ok_or("no DMA memory")?;
-    let dst = physmem::dma_bytes_mut(buf.phys, len);
-    dst[..bytes.len()].copy_from_slice(bytes);
-    dst[bytes.len()..].fill(0);
+    // Freshly allocated DMA memory is zeroed, so the tail of the last block is too.
+    let mut buf = alloc_dma_mem(&mut KernelDma, len, 4096, false).ok_or("no DMA memory")?;
+    buf.copy_in(0, bytes);
     dev.write(&[WriteReq {
         lba,
-        phys: buf.phys,
+        phys: buf.phys(0),
         len: len as u64,
     }])
     .map_err(|e| format!("{e}"))

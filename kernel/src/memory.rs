@@ -5,7 +5,7 @@
 use linked_list_allocator::LockedHeap;
 use rkdump_boot::frames::{AllocRequest, FrameAllocator};
 use rkdump_boot::mem::PhysRange;
-use rkdump_devices::dma::{DmaAllocator, DmaBuf};
+use rkdump_devices::hw::{DmaAllocator, DmaBuf};
 use spin::Mutex;
 
 use crate::arch::paging::{self, Cache};
@@ -79,7 +79,9 @@ pub fn peak_bytes() -> u64 {
 #[derive(Debug, Default)]
 pub struct KernelDma;
 
-impl DmaAllocator for KernelDma {
+// SAFETY: buffers come from the frame allocator, which hands each frame out once, never frees,
+// zeroes what it hands out and never covers the image, boot data or the crashed kernel's memory.
+unsafe impl DmaAllocator for KernelDma {
     fn alloc(&mut self, len: usize, align: usize, below_4g: bool) -> Option<DmaBuf> {
         let mut req = AllocRequest::bytes(len as u64).align(align.max(4096) as u64);
         if below_4g {

@@ -4,7 +4,7 @@
 use alloc::boxed::Box;
 
 use rkdump_devices::hw::Mmio;
-use rkdump_devices::hw_pci::PortConfig;
+use rkdump_devices::hw::pci::PortConfig;
 use rkdump_devices::pci::ecam::EcamConfig;
 use rkdump_devices::pci::{self, ConfigSpace, Scan};
 

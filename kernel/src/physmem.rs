@@ -55,19 +55,6 @@ impl OldMemory for OldMem {
     }
 }
 
-/// CPU view of a DMA buffer rkdump allocated.
-pub fn dma_bytes(phys: u64, len: usize) -> &'static [u8] {
-    // SAFETY: `phys` comes from `KernelDma` (identity-mapped RAM owned by rkdump, never freed);
-    // the device's DMA into it has completed when callers read it (the driver returned).
-    unsafe { core::slice::from_raw_parts(phys as *const u8, len) }
-}
-
-/// Mutable CPU view of a DMA buffer rkdump allocated and no device is using yet.
-pub fn dma_bytes_mut(phys: u64, len: usize) -> &'static mut [u8] {
-    // SAFETY: as for `dma_bytes`; the buffer was just allocated, so this is its only reference.
-    unsafe { core::slice::from_raw_parts_mut(phys as *mut u8, len) }
-}
-
 impl OldMem {
     /// Checks `[phys, phys + len)` like `read` does, maps it, and returns its end.
     fn admit(&self, phys: u64, len: u64) -> Result<u64, OldMemError> {

@@ -299,7 +299,6 @@ impl FakeAhci {
         FakeAhci(RefCell::new(Hba {
             mem: Phys {
                 mem: arena.window(),
-                base: arena.base(),
             },
             // S64A, SNCQ, 32 slots, ports-1: QEMU's CAP.
             cap: (1 << 31) | (1 << 30) | (31 << 8) | (ports.len() as u32 - 1),

@@ -1,13 +1,13 @@
 //! Host-test fixtures shared by the NVMe and AHCI tests: a clock that advances on every read and
-//! an arena of leaked host memory standing in for identity-mapped DMA memory.
+//! the device-side accessor the controller models use on the DMA [`Arena`] (which lives with the
+//! rest of the `unsafe` in `hw::dma`).
 
 use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::Cell;
 
-use super::alloc_dma;
-use crate::dma::{DmaAllocator, DmaBuf};
-use crate::hw::DmaMem;
+pub(crate) use crate::hw::dma::Arena;
+use crate::hw::dma::BusWindow;
 use crate::time::Clock;
 
 /// A clock that moves `step` microseconds every time it is read.
@@ -36,81 +36,6 @@ impl Clock for FakeClock {
     }
 }
 
-/// Host memory posing as physical memory: addresses are host addresses, as with rkdump's
-/// identity map. A device model reads and writes it through [`Arena::window`].
-pub(crate) struct Arena {
-    base: u64,
-    len: usize,
-    next: usize,
-    win: DmaMem,
-}
-
-/// Hands out one buffer once: how the arena gets a `DmaMem` view of itself.
-struct Whole(Option<DmaBuf>);
-
-impl DmaAllocator for Whole {
-    fn alloc(&mut self, _: usize, _: usize, _: bool) -> Option<DmaBuf> {
-        self.0.take()
-    }
-}
-
-impl Arena {
-    pub(crate) fn new(len: usize) -> Self {
-        let raw: &'static mut [u8] = vec![0u8; len + 4096].leak();
-        let base = (raw.as_mut_ptr() as u64).next_multiple_of(4096);
-        let win = Self::view(base, len);
-        Arena {
-            base,
-            len,
-            next: 0,
-            win,
-        }
-    }
-
-    fn view(base: u64, len: usize) -> DmaMem {
-        let mut whole = Whole(Some(DmaBuf { phys: base, len }));
-        alloc_dma(&mut whole, len, 4096, false).expect("arena window")
-    }
-
-    /// Another view of the whole arena, for a device model.
-    pub(crate) fn window(&self) -> DmaMem {
-        Self::view(self.base, self.len)
-    }
-
-    pub(crate) fn base(&self) -> u64 {
-        self.base
-    }
-
-    /// A zeroed buffer as the kernel's allocator would hand it out.
-    pub(crate) fn buf(&mut self, len: usize) -> u64 {
-        self.alloc(len, 4096, false).expect("arena full").phys
-    }
-
-    pub(crate) fn put(&mut self, phys: u64, data: &[u8]) {
-        let at = (phys - self.base) as usize;
-        self.win.bytes_mut()[at..at + data.len()].copy_from_slice(data);
-    }
-
-    pub(crate) fn get(&mut self, phys: u64, len: usize) -> Vec<u8> {
-        let at = (phys - self.base) as usize;
-        self.win.bytes_mut()[at..at + len].to_vec()
-    }
-}
-
-impl DmaAllocator for Arena {
-    fn alloc(&mut self, len: usize, align: usize, _below_4g: bool) -> Option<DmaBuf> {
-        let start = self.next.next_multiple_of(align);
-        if start + len > self.len {
-            return None;
-        }
-        self.next = start + len;
-        Some(DmaBuf {
-            phys: self.base + start as u64,
-            len,
-        })
-    }
-}
-
 /// A recognisable byte pattern.
 pub(crate) fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -121,27 +46,16 @@ pub(crate) fn pattern(len: usize, seed: u8) -> Vec<u8> {
 /// Device-side accessor for a model: reads and writes arena memory by physical address,
 /// refusing addresses outside it (a device would master-abort).
 pub(crate) struct Phys {
-    pub(crate) mem: DmaMem,
-    pub(crate) base: u64,
+    pub(crate) mem: BusWindow,
 }
 
 impl Phys {
-    fn at(&self, phys: u64, len: usize) -> Option<usize> {
-        let off = phys.checked_sub(self.base)? as usize;
-        (off.checked_add(len)? <= self.mem.len()).then_some(off)
-    }
     pub(crate) fn read(&mut self, phys: u64, len: usize) -> Option<Vec<u8>> {
-        let at = self.at(phys, len)?;
-        Some(self.mem.bytes_mut()[at..at + len].to_vec())
+        let mut out = vec![0; len];
+        self.mem.read(phys, &mut out).then_some(out)
     }
     pub(crate) fn write(&mut self, phys: u64, data: &[u8]) -> bool {
-        match self.at(phys, data.len()) {
-            Some(at) => {
-                self.mem.bytes_mut()[at..at + data.len()].copy_from_slice(data);
-                true
-            }
-            None => false,
-        }
+        self.mem.write(phys, data)
     }
     pub(crate) fn read32(&mut self, phys: u64) -> u32 {
         self.read(phys, 4)

@@ -337,7 +337,6 @@ impl FakeNvme {
         FakeNvme(RefCell::new(Ctl {
             mem: Phys {
                 mem: arena.window(),
-                base: arena.base(),
             },
             // MQES 2047, CQR, TO 15 (7.5 s), NVM command set, MPSMIN 0: QEMU's values.
             cap: 0x7FF | (1 << 16) | (0x0F << 24) | (1 << 37),

@@ -1,12 +1,11 @@
-//! The PCI- and driver-side `unsafe`: configuration mechanism #1 over ports 0xCF8/0xCFC, and
-//! turning the kernel allocator's DMA buffers into CPU-accessible [`DmaMem`].
+//! PCI configuration mechanism #1 over ports 0xCF8/0xCFC: one owner of the address/data pair,
+//! width-exact accesses behind a lock.
 
 #![allow(unsafe_code)]
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::dma::DmaAllocator;
-use crate::hw::{DmaMem, port};
+use super::port;
 use crate::pci::{Bdf, ConfigSpace, access_ok};
 
 const CONFIG_ADDRESS: u16 = 0xCF8;
@@ -101,21 +100,4 @@ impl ConfigSpace for PortConfig {
     fn max_offset(&self) -> u16 {
         256
     }
-}
-
-/// Allocates DMA memory from the kernel's allocator and wraps it for CPU access. Relies on the
-/// [`DmaAllocator`] contract: buffers are identity-mapped RAM owned by rkdump, never reused.
-pub fn alloc_dma_mem(
-    alloc: &mut dyn DmaAllocator,
-    len: usize,
-    align: usize,
-    below_4g: bool,
-) -> Option<DmaMem> {
-    let buf = alloc.alloc(len, align, below_4g)?;
-    if buf.len < len {
-        return None;
-    }
-    // SAFETY: the allocator hands out exclusive, mapped, never-freed buffers (dma.rs), and
-    // each buffer is wrapped exactly once, here.
-    Some(unsafe { DmaMem::new(buf.phys, len) })
 }
