@@ -1,7 +1,7 @@
 //! Linux x86 boot protocol ABI: setup header, zero page (`boot_params`), e820 entries, setup_data.
 //!
 //! Mirrors arch/x86/include/uapi/asm/bootparam.h and setup_data.h (Documentation/arch/x86/boot.rst,
-//! zero-page.rst; contract §14). Field names are the C names; every struct is `repr(C, packed)` like the
+//! zero-page.rst; docs/boot-contract.md#zero-page). Field names are the C names; every struct is `repr(C, packed)` like the
 //! C original, so read fields by value. [`check_kexec_header`] validates a bzImage the way kexec does.
 
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
@@ -23,7 +23,7 @@ pub const SETUP_HEADER_SIZE: usize = 0x26C - SETUP_HEADER_OFFSET;
 /// `jump` value for an image whose header runs through `kernel_info_offset`: a short jump
 /// (0xEB) with displacement 0x6A, so the header length (0x202 + byte 0x201) is 0x26C.
 pub const HEADER_JUMP: u16 = u16::from_le_bytes([0xEB, 0x6A]);
-/// Smallest `cmdline_size` rkdump images declare (Linux: 2047, contract §0.11).
+/// Smallest `cmdline_size` rkdump images declare (Linux: 2047; docs/boot-contract.md#bzimage-header-rules).
 pub const MIN_CMDLINE_SIZE: u32 = 2047;
 
 /// `loadflags` bit 0: protected-mode code is loaded at 0x100000.
@@ -208,7 +208,7 @@ pub const EFI64_LOADER_SIGNATURE: u32 = u32::from_le_bytes(*b"EL64");
 /// `efi_loader_signature` of a 32-bit EFI loader ("EL32").
 pub const EFI32_LOADER_SIGNATURE: u32 = u32::from_le_bytes(*b"EL32");
 
-/// `struct boot_params`, the 4 KiB zero page (zero-page.rst, contract §14.2).
+/// `struct boot_params`, the 4 KiB zero page (zero-page.rst; docs/boot-contract.md#zero-page).
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C, packed)]
 pub struct BootParams {

@@ -3,7 +3,8 @@
 //! Both entry paths produce the same [`BootInfo`]: command line, memory map, initrd, RSDP,
 //! setup_data records and the list of ranges the frame allocator must never hand out. Anything odd
 //! in loader data becomes a [`BootNote`] for the console, not an error; only an unreadable zero page
-//! or start info (or a bad PVH magic) fails. Contract §6, §8, §14, §15.2.
+//! or start info (or a bad PVH magic) fails. See docs/boot-contract.md
+//! (#zero-page, #setup_data, #e820, #pvh-start-info).
 
 use core::fmt;
 

@@ -4,7 +4,7 @@
 //! `unsafe`, host-tested. The kernel implements `PhysMem` and calls [`info::BootInfo::from_zero_page`]
 //! (kexec / Linux boot protocol) or [`info::BootInfo::from_pvh`] (QEMU `-kernel` with a PVH note),
 //! then [`cmdline::Options::parse`] and [`frames::FrameAllocator::new`].
-//! Facts cited as "contract §N" refer to `docs/kdump-contract.md`.
+//! The boot facts the code relies on, with their sources: `docs/boot-contract.md`.
 #![no_std]
 #![forbid(unsafe_code)]
 

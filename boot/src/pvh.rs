@@ -1,7 +1,7 @@
 //! PVH boot ABI: `hvm_start_info` and its module and memory-map tables.
 //!
 //! Mirrors xen/include/public/arch-x86/hvm/start_info.h (QEMU include/hw/xen/start_info.h;
-//! contract §15.2). EBX points at [`HvmStartInfo`] on entry.
+//! docs/boot-contract.md#pvh-start-info). EBX points at [`HvmStartInfo`] on entry.
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 

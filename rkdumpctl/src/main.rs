@@ -1,5 +1,5 @@
 //! rkdumpctl: the Linux-side rkdump tool. This file owns the command line; each command lives in its own
-//! module (docs/interfaces.md "rkdumpctl").
+//! module (docs/interface.md#rkdumpctl).
 
 mod inspect;
 mod load;

@@ -1,6 +1,6 @@
 //! ELF64 ABI structures used by kdump (include/uapi/linux/elf.h): file header, program header, note header.
 //!
-//! C field names and layout; integers only (house style rule 4). Native byte order equals the ELF's
+//! C field names and layout; integers only (docs/architecture.md#coding-rules). Native byte order equals the ELF's
 //! `ELFDATA2LSB` on x86_64 (the crate refuses to build big-endian).
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};

@@ -1,6 +1,6 @@
 //! Reading and validating the ELF core header (elfcorehdr) that `kexec -p` left in old memory.
 //!
-//! Checks follow fs/proc/vmcore.c `parse_crash_elf64_headers` (kdump contract §16.1) plus range sanity that
+//! Checks follow fs/proc/vmcore.c `parse_crash_elf64_headers` (docs/dump-format.md#input-checks) plus range sanity that
 //! Linux does not do because it trusts its own loader:
 //! * ident: magic, `ELFCLASS64`, `ELFDATA2LSB`, `EV_CURRENT`; `e_version == EV_CURRENT`, `ET_CORE`,
 //!   `EM_X86_64`, `e_ehsize == 64`, `e_phentsize == 56`, `1 <= e_phnum < PN_XNUM` (extended numbering is
@@ -10,8 +10,8 @@
 //!   something else than the header claims, any other value is an error.
 //! * PT_LOAD and PT_NOTE: `p_offset + p_memsz` must not overflow and must not exceed [`MAX_PHYS_ADDR`]
 //!   (2^52, the x86_64 MAXPHYADDR limit); PT_LOAD `p_filesz <= p_memsz`.
-//! * PT_LOAD physical ranges (`[p_offset, p_offset + p_memsz)`, `p_offset` is where the data lives, contract
-//!   fact 3) must not overlap, except that the kernel-text load (`p_vaddr >= KERNEL_TEXT_VADDR`) may
+//! * PT_LOAD physical ranges (`[p_offset, p_offset + p_memsz)`, `p_offset` is where the data lives,
+//!   docs/boot-contract.md#what-the-header-contains) must not overlap, except that the kernel-text load (`p_vaddr >= KERNEL_TEXT_VADDR`) may
 //!   overlap RAM loads: kernel text legitimately appears twice.
 
 use alloc::vec::Vec;

@@ -1,4 +1,4 @@
-//! The output file layout, byte-for-byte what Linux's `/proc/vmcore` presents (kdump contract §16.2).
+//! The output file layout, byte-for-byte what Linux's `/proc/vmcore` presents (docs/dump-format.md#output-layout).
 //!
 //! ```text
 //! [0, H)          ELF header (e_phnum = old - nr_notes + 1) + phdrs, zero-padded to 4096   header_bytes

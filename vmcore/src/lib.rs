@@ -1,6 +1,6 @@
 //! rkdump-vmcore: turns the crashed kernel's ELF core header into a `/proc/vmcore`-identical dump.
 //!
-//! The pipeline (kdump contract §16): [`header::ElfCoreHeader::read`] validates the elfcorehdr that
+//! The pipeline (docs/dump-format.md#vmcore-layout): [`header::ElfCoreHeader::read`] validates the elfcorehdr that
 //! `kexec -p` left in old memory, [`notes::Notes::collect`] walks and merges the PT_NOTE buffers,
 //! [`layout::VmcoreLayout::build`] computes the exact output file (one merged PT_NOTE first, page-rounded
 //! PT_LOAD chunks) and [`writer::write_vmcore`] streams it to a [`DumpSink`] through a bounce buffer.

@@ -1,7 +1,7 @@
 //! PT_NOTE handling: walking the crashed kernel's note buffers, merging them like `/proc/vmcore`, and
 //! reading the notes back (CPU registers from `NT_PRSTATUS`, VMCOREINFO keys).
 //!
-//! Each PT_NOTE in an elfcorehdr names a *buffer* (`p_memsz` bytes at physical `p_offset`, contract fact 4).
+//! Each PT_NOTE in an elfcorehdr names a *buffer* (`p_memsz` bytes at physical `p_offset`, docs/dump-format.md#note-merging).
 //! Like fs/proc/vmcore.c `update_note_header_size_elf64`, the buffer is walked note by note
 //! (12 + align4(namesz) + align4(descsz) bytes each) until a header with `n_namesz == 0`, or until the next
 //! note would not fit (a [`NoteWarning`]); only the real bytes are kept, concatenated in header order
@@ -417,7 +417,7 @@ fn parse_hex(s: &str) -> Option<u64> {
     u64::from_str_radix(s, 16).ok()
 }
 
-/// The parts of x86_64 `struct elf_prstatus` (336 bytes, contract §13) worth reporting.
+/// The parts of x86_64 `struct elf_prstatus` (336 bytes; docs/boot-contract.md#notes-left-by-the-crashed-kernel) worth reporting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PrStatus {
     /// `pr_pid`: the task running on that CPU.

@@ -1,4 +1,4 @@
-//! bzImage acceptance check: the rules kexec-tools and `kexec_file_load` both apply (contract §3).
+//! bzImage acceptance check: the rules kexec-tools and `kexec_file_load` both apply (docs/boot-contract.md#bzimage-header-rules).
 
 use core::fmt;
 
@@ -179,7 +179,7 @@ impl fmt::Display for HeaderError {
     }
 }
 
-/// Validates a bzImage file as both kexec loaders would (contract §3) and summarises what they use.
+/// Validates a bzImage file as both kexec loaders would (docs/boot-contract.md#bzimage-header-rules) and summarises what they use.
 ///
 /// Requires: ≥ 1024 bytes and ≥ (setup_sects + 1) · 512 (setup_sects 0 ⇒ 4); boot_flag 0xAA55;
 /// "HdrS"; version ≥ 0x020C; LOADED_HIGH; XLF_KERNEL_64 and XLF_CAN_BE_LOADED_ABOVE_4G; a header copy

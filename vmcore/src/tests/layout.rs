@@ -1,4 +1,4 @@
-//! Output layout: the contract §16.3 worked example computed by hand, KL backup region, PT_NOTE filtering.
+//! Output layout: the worked example of docs/dump-format.md#worked-example computed by hand, KL backup region, PT_NOTE filtering.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -15,10 +15,10 @@ use crate::testing::{
 
 const DM: u64 = 0xffff_8880_0000_0000;
 
-/// Contract §16.3: KF, 4 possible CPUs (all saved registers), VMCOREINFO with a 3000-byte text, kernel
+/// docs/dump-format.md#worked-example: KF, 4 possible CPUs (all saved registers), VMCOREINFO with a 3000-byte text, kernel
 /// text at 0x1000000 and three RAM ranges (the third deliberately not page aligned).
 #[test]
-fn contract_worked_example() {
+fn proc_vmcore_worked_example() {
     let mut mem = FakeMemory::new();
     let mut phdrs = Vec::new();
     for cpu in 0..4u64 {
