@@ -4,14 +4,12 @@
 
 use alloc::vec::Vec;
 
-use rkdump_boot::cmdline::{DeviceMatch, Options, ResetMethods, ResetPolicy};
+use rkdump_boot::cmdline::Options;
 use rkdump_boot::info::BootInfo;
 use rkdump_devices::blob::{Blob, BlobView};
 use rkdump_devices::hw::Mmio;
 use rkdump_devices::pci::{Bdf, Scan};
-use rkdump_devices::reinit::{
-    self, DriverCtx, Match, Methods, Mode, Platform, Policy, SavedConfig, Source,
-};
+use rkdump_devices::reinit::{self, DriverCtx, Platform, Policy, SavedConfig, Source};
 
 use crate::clock::TscClock;
 use crate::pci::{Pci, map_mmio};
@@ -21,49 +19,9 @@ use crate::{drivers, rkerror, rkline};
 /// Largest initrd rkdump reads as a blob (the format's own limit is 32 MiB).
 const MAX_BLOB: u64 = 32 << 20;
 
-fn methods(m: ResetMethods) -> Methods {
-    let mut out = Methods::empty();
-    for (a, b) in [
-        (ResetMethods::PREINIT, Methods::PREINIT),
-        (ResetMethods::FLR, Methods::FLR),
-        (ResetMethods::AFFLR, Methods::AFFLR),
-        (ResetMethods::PM, Methods::PM),
-        (ResetMethods::SBR, Methods::SBR),
-    ] {
-        if m.contains(a) {
-            out |= b;
-        }
-    }
-    out
-}
-
-fn matches(list: &[DeviceMatch]) -> Vec<Match> {
-    list.iter()
-        .map(|m| match *m {
-            DeviceMatch::Id { vendor, device } => Match::Id { vendor, device },
-            DeviceMatch::Class { class } => Match::Class { class },
-            DeviceMatch::ClassSub { class, subclass } => Match::ClassSub { class, subclass },
-        })
-        .collect()
-}
-
-/// The engine's policy from the command line.
+/// The engine's policy from the command line (the device layer uses the command line's types).
 pub fn policy(opts: &Options) -> Policy {
-    let mut mode = match opts.effective_reset() {
-        ResetPolicy::Auto => Mode::Auto,
-        ResetPolicy::None => Mode::None,
-        ResetPolicy::Methods(m) => Mode::Methods(methods(m)),
-    };
-    if opts.nopreinit {
-        // Test-only negative control: no driver preinit either (drivers then also skip their own
-        // reset at probe), to show the failure a never-reset device causes.
-        mode = Mode::Methods(mode.methods() - Methods::PREINIT);
-    }
-    let mut p = Policy::new(mode, opts.reset_devices);
-    p.deny = matches(opts.deny.as_slice());
-    p.allow = matches(opts.allow.as_slice());
-    p.budget_ms = opts.budget_ms;
-    p
+    Policy::from_options(opts)
 }
 
 /// Reads the initrd into the heap (the blob must outlive the loader's memory, which rkdump may

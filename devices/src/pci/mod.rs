@@ -11,13 +11,13 @@ pub mod scan;
 #[cfg(test)]
 pub mod fake;
 
-use core::fmt;
-use core::str::FromStr;
-
 use bitflags::bitflags;
 
 pub use caps::{Cap, CapError, ExtCap};
 pub use ecam::EcamConfig;
+/// Function addresses are the command line's type, shared so `rkdump.target=disk:` and
+/// `rkdump.fault_dead=` need no conversion.
+pub use rkdump_boot::cmdline::{Bdf, ParseBdfError};
 pub use scan::{Bar, PciDevice, Scan, ScanIssue, probe_bars, scan, scan_roots};
 
 /// Type-0/1 header register offsets (PCI 3.0 §6.1).
@@ -117,116 +117,6 @@ bitflags! {
         const DETECTED_PARITY = 1 << 15;
         /// All write-1-to-clear bits.
         const W1C = 0xF900;
-    }
-}
-
-/// A PCI function address. `dev < 32` and `func < 8`; config accessors treat other values as an
-/// absent function.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Bdf {
-    /// PCI segment (ECAM group); 0 on every machine with a single host bridge.
-    pub segment: u16,
-    /// Bus number.
-    pub bus: u8,
-    /// Device number (0..32).
-    pub dev: u8,
-    /// Function number (0..8).
-    pub func: u8,
-}
-
-impl Bdf {
-    /// A checked address.
-    pub const fn new(segment: u16, bus: u8, dev: u8, func: u8) -> Option<Self> {
-        if dev < 32 && func < 8 {
-            Some(Bdf {
-                segment,
-                bus,
-                dev,
-                func,
-            })
-        } else {
-            None
-        }
-    }
-
-    /// Whether `dev` and `func` are in range.
-    pub const fn is_valid(&self) -> bool {
-        self.dev < 32 && self.func < 8
-    }
-
-    /// Parses `bus:dev.fn` or `segment:bus:dev.fn` (hex), the forms `rkdump.target=disk:` takes.
-    pub fn parse(s: &str) -> Result<Self, ParseBdfError> {
-        let (rest, func) = s.rsplit_once('.').ok_or(ParseBdfError::Syntax)?;
-        let mut parts = rest.split(':');
-        let (seg, bus, dev) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some(b), Some(d), None, None) => ("0", b, d),
-            (Some(s), Some(b), Some(d), None) => (s, b, d),
-            _ => return Err(ParseBdfError::Syntax),
-        };
-        let segment = hex(seg, 4)? as u16;
-        let bus = hex(bus, 2)? as u8;
-        let dev = hex(dev, 2)? as u8;
-        let func = hex(func, 1)? as u8;
-        Bdf::new(segment, bus, dev, func).ok_or(ParseBdfError::OutOfRange)
-    }
-
-    /// Displays `bus:dev.fn` when the segment is 0, else the full form.
-    pub fn short(&self) -> impl fmt::Display + '_ {
-        struct Short<'a>(&'a Bdf);
-        impl fmt::Display for Short<'_> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                let b = self.0;
-                if b.segment == 0 {
-                    write!(f, "{:02x}:{:02x}.{:x}", b.bus, b.dev, b.func)
-                } else {
-                    write!(f, "{b}")
-                }
-            }
-        }
-        Short(self)
-    }
-}
-
-fn hex(s: &str, max_digits: usize) -> Result<u32, ParseBdfError> {
-    if s.is_empty() || s.len() > max_digits || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
-        return Err(ParseBdfError::Syntax);
-    }
-    u32::from_str_radix(s, 16).map_err(|_| ParseBdfError::Syntax)
-}
-
-impl fmt::Display for Bdf {
-    /// `ssss:bb:dd.f`, as lspci -D prints.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:04x}:{:02x}:{:02x}.{:x}",
-            self.segment, self.bus, self.dev, self.func
-        )
-    }
-}
-
-impl FromStr for Bdf {
-    type Err = ParseBdfError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Bdf::parse(s)
-    }
-}
-
-/// Why a PCI address did not parse.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ParseBdfError {
-    /// Not `[ssss:]bb:dd.f` in hex.
-    Syntax,
-    /// Device above 0x1f or function above 7.
-    OutOfRange,
-}
-
-impl fmt::Display for ParseBdfError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ParseBdfError::Syntax => f.write_str("expected [ssss:]bb:dd.f in hex"),
-            ParseBdfError::OutOfRange => f.write_str("device > 1f or function > 7"),
-        }
     }
 }
 

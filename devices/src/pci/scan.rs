@@ -5,6 +5,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
+use rkdump_boot::cmdline::DeviceMatch;
+
 use super::{Bdf, Command, ConfigSpace, header_type, reg};
 
 /// A decoded Base Address Register.
@@ -78,6 +80,19 @@ pub struct PciDevice {
     pub subordinate_bus: u8,
     /// BARs (type 0: six, type 1: two, others none).
     pub bars: [Bar; 6],
+}
+
+impl PciDevice {
+    /// The 24-bit class code: base class << 16 | subclass << 8 | programming interface (how
+    /// the config blob records it).
+    pub fn class_code(&self) -> u32 {
+        u32::from(self.class) << 16 | u32::from(self.subclass) << 8 | u32::from(self.prog_if)
+    }
+
+    /// Whether a `rkdump.deny=` / `rkdump.allow=` item names this function.
+    pub fn matches(&self, m: &DeviceMatch) -> bool {
+        m.matches(self.vendor, self.device, self.class, self.subclass)
+    }
 }
 
 /// An anomaly met during the scan; the affected device or bridge is skipped, the rest scanned.

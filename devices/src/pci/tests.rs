@@ -18,8 +18,8 @@ fn bdf_parse_and_display() {
     let x: Bdf = "0001:1f:1f.7".parse().unwrap();
     assert_eq!((x.segment, x.bus, x.dev, x.func), (1, 0x1f, 0x1f, 7));
     assert_eq!(format!("{}", x.short()), "0001:1f:1f.7");
-    assert_eq!(Bdf::parse("00:20.0"), Err(ParseBdfError::OutOfRange));
-    assert_eq!(Bdf::parse("00:04.8"), Err(ParseBdfError::OutOfRange));
+    assert_eq!(Bdf::parse("00:20.0"), Err(ParseBdfError::Device));
+    assert_eq!(Bdf::parse("00:04.8"), Err(ParseBdfError::Function));
     for bad in [
         "",
         "04.0",

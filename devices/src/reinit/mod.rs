@@ -13,7 +13,7 @@
 //!    MSI-X are still disabled (rkdump polls).
 //! 2. **Reset** each permitted endpoint with the first method that applies, in the order
 //!    preinit (the matching driver's soft reset) -> FLR -> AF FLR -> PM D3hot/D0 -> secondary
-//!    bus reset, restricted by [`Mode`]; every wait is bounded by the per-device cap and the
+//!    bus reset, restricted by [`ResetPolicy`]; every wait is bounded by the per-device cap and the
 //!    total budget. Bridges are never reset themselves.
 //! 3. **Prove** each reset by read-back (BARs, COMMAND, bus numbers read 0; a driver proves
 //!    its own). A method that proves nothing is reported ("pm: no effect") and the next one
@@ -45,11 +45,13 @@ pub use driver::{
     Driver, DriverCtx, DriverError, DriverId, DriverSet, NoPlatform, Platform, PreinitReport,
     ProbeError,
 };
-pub use policy::{DEFAULT_BUDGET_MS, DEFAULT_PER_DEVICE_CAP_MS, Match, Methods, Mode, Policy};
+pub use policy::{DEFAULT_BUDGET_MS, DEFAULT_PER_DEVICE_CAP_MS, Policy};
 pub use report::{
     Attempt, AttemptResult, DeviceEntry, Kept, Method, Outcome, QuiesceStats, Report, Restore, Why,
 };
 pub use reset::{Evidence, NotReady};
+/// The command line's reset vocabulary, used as is.
+pub use rkdump_boot::cmdline::{DeviceMatch, ResetMethods, ResetPolicy};
 pub use saved::{NoSavedConfig, SavedConfig, Snapshot, Source};
 
 use crate::pci::{self, Bar, Bdf, Command, ConfigSpace, PciDevice, Scan, reg};
@@ -470,8 +472,7 @@ impl Engine<'_> {
         let (cfg, clock) = (self.cfg, self.clock);
         let f = &self.funcs[j];
         let dev = f.dev;
-        let class =
-            (u32::from(dev.class) << 16) | (u32::from(dev.subclass) << 8) | u32::from(dev.prog_if);
+        let class = dev.class_code();
         let snap_kind = saved::kind(&f.snap.header);
         let from_saved = self
             .saved

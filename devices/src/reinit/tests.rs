@@ -91,7 +91,7 @@ fn run_policy(s: &Sim, policy: &Policy) -> Report {
 }
 
 fn auto() -> Policy {
-    Policy::new(Mode::Auto, true)
+    Policy::new(ResetPolicy::Auto, true)
 }
 
 /// No write ever covers COMMAND+Status or I/O base/limit+Secondary Status with 32 bits, and
@@ -380,7 +380,10 @@ fn pm_with_effect_counts_as_reset() {
 fn explicit_method_list_restricts_and_keeps_order() {
     // pm,sbr on an FLR-capable device: FLR never issued, PM proves nothing, SBR does.
     let s = qemu_like();
-    let p = Policy::new(Mode::Methods(Methods::SBR | Methods::PM), true);
+    let p = Policy::new(
+        ResetPolicy::Methods(ResetMethods::SBR | ResetMethods::PM),
+        true,
+    );
     let r = run_policy(&s, &p);
     let d = bdf(1, 0, 0);
     assert!(!flr_issued(&s, d));
@@ -396,7 +399,10 @@ fn explicit_method_list_restricts_and_keeps_order() {
     let s = Sim::new();
     s.bridge(bdf(0, 0x1c, 0), 1, 1);
     nic(&s, bdf(1, 0, 0), NIC, Behaviour::default());
-    let r = run_policy(&s, &Policy::new(Mode::Methods(Methods::FLR), true));
+    let r = run_policy(
+        &s,
+        &Policy::new(ResetPolicy::Methods(ResetMethods::FLR), true),
+    );
     let e = entry(&r, bdf(1, 0, 0));
     assert_eq!(e.outcome, Outcome::Quiesced(Why::NoMethod));
     assert_eq!(
@@ -425,7 +431,10 @@ fn explicit_method_list_restricts_and_keeps_order() {
             sim::af(x, 0x98, 0);
         },
     );
-    let r = run_policy(&s, &Policy::new(Mode::Methods(Methods::AFFLR), true));
+    let r = run_policy(
+        &s,
+        &Policy::new(ResetPolicy::Methods(ResetMethods::AFFLR), true),
+    );
     assert_eq!(entry(&r, d).method(), Some(Method::AfFlr));
     assert!(entry(&r, d).is_ok());
     assert!(
@@ -443,7 +452,7 @@ fn mode_none_only_quiesces_and_runs_preinit() {
     let mut set = DriverSet::new();
     set.register(Box::new(drv));
     let p = Policy::default();
-    assert_eq!(p.mode, Mode::None);
+    assert_eq!(p.mode, ResetPolicy::None);
     let r = run_with(&s, &p, &mut set, &NoSavedConfig);
     assert_eq!(*calls.borrow(), ["preinit 0000:01:00.0"]);
     assert_eq!(entry(&r, bdf(1, 0, 0)).method(), Some(Method::Preinit));
@@ -549,7 +558,7 @@ fn preinit_not_run_when_the_method_list_excludes_it() {
     set.register(Box::new(drv));
     let r = run_with(
         &s,
-        &Policy::new(Mode::Methods(Methods::FLR), true),
+        &Policy::new(ResetPolicy::Methods(ResetMethods::FLR), true),
         &mut set,
         &NoSavedConfig,
     );
@@ -575,12 +584,12 @@ fn preinit_gets_the_cap_as_deadline() {
 #[test]
 fn denied_device_changes_only_in_quiesce_bits() {
     for m in [
-        Match::Id {
+        DeviceMatch::Id {
             vendor: 0x1af4,
             device: 0x1042,
         },
-        Match::Class { class: 0x01 },
-        Match::ClassSub {
+        DeviceMatch::Class { class: 0x01 },
+        DeviceMatch::ClassSub {
             class: 0x01,
             subclass: 0x00,
         },
@@ -623,7 +632,7 @@ fn allow_list_limits_resets_but_not_quiescing() {
     s.bridge(bdf(0, 0x1d, 0), 2, 2);
     nic(&s, bdf(2, 0, 0), NIC, Behaviour::default());
     let mut p = auto();
-    p.allow.push(Match::ClassSub {
+    p.allow.push(DeviceMatch::ClassSub {
         class: 0x02,
         subclass: 0x00,
     });
@@ -646,7 +655,7 @@ fn two_functions_below_port(deny_second: bool) -> (Sim, Report) {
     nic(&s, bdf(1, 0, 1), (0x8086, 0x1234), Behaviour::default());
     let mut p = auto();
     if deny_second {
-        p.deny.push(Match::Id {
+        p.deny.push(DeviceMatch::Id {
             vendor: 0x8086,
             device: 0x1234,
         });
@@ -1210,21 +1219,24 @@ fn driver_set_binds_and_shuts_down_in_reverse() {
 
 #[test]
 fn policy_defaults_and_display() {
-    assert_eq!(Policy::from_reset_devices(true).mode, Mode::Auto);
-    assert_eq!(Policy::default().mode, Mode::None);
-    assert_eq!(Mode::None.methods(), Methods::PREINIT);
-    assert_eq!(Mode::Auto.methods(), Methods::all());
-    assert_eq!(format!("{}", Methods::all()), "preinit,flr,afflr,pm,sbr");
-    assert_eq!(format!("{}", Methods::empty()), "-");
+    assert_eq!(Policy::from_reset_devices(true).mode, ResetPolicy::Auto);
+    assert_eq!(Policy::default().mode, ResetPolicy::None);
+    assert_eq!(ResetPolicy::None.methods(), ResetMethods::PREINIT);
+    assert_eq!(ResetPolicy::Auto.methods(), ResetMethods::all());
+    assert_eq!(
+        format!("{}", ResetMethods::all()),
+        "preinit,flr,afflr,pm,sbr"
+    );
+    assert_eq!(format!("{}", ResetMethods::empty()), "-");
     assert_eq!(
         format!(
             "{} {} {}",
-            Match::Id {
+            DeviceMatch::Id {
                 vendor: 0x1af4,
                 device: 0x1042
             },
-            Match::Class { class: 1 },
-            Match::ClassSub {
+            DeviceMatch::Class { class: 1 },
+            DeviceMatch::ClassSub {
                 class: 1,
                 subclass: 8
             }
@@ -1240,4 +1252,35 @@ fn policy_defaults_and_display() {
     );
     assert_eq!(lines.len(), 2 + 4 + 1);
     assert!(lines.last().unwrap().starts_with("done in "));
+}
+
+#[test]
+fn policy_from_the_command_line_uses_its_types_as_is() {
+    use rkdump_boot::cmdline::Options;
+    let o = Options::parse(
+        "reset_devices rkdump.reset=flr,sbr rkdump.deny=8086:100e,class:0c03 \
+         rkdump.allow=class:01 rkdump.budget_ms=1234",
+    );
+    let p = Policy::from_options(&o);
+    assert_eq!(
+        p.mode,
+        ResetPolicy::Methods(ResetMethods::FLR | ResetMethods::SBR)
+    );
+    assert!(p.reset_devices);
+    assert_eq!(p.deny.as_slice(), o.deny.as_slice());
+    assert_eq!(p.allow, [DeviceMatch::Class { class: 1 }]);
+    assert_eq!(p.budget_ms, 1234);
+    assert_eq!(p.per_device_cap_ms, DEFAULT_PER_DEVICE_CAP_MS);
+    // Defaults follow reset_devices; nopreinit withdraws preinit from whatever mode results.
+    assert_eq!(
+        Policy::from_options(&Options::parse("")).mode,
+        ResetPolicy::None
+    );
+    let p = Policy::from_options(&Options::parse("reset_devices rkdump.nopreinit"));
+    assert_eq!(
+        p.mode,
+        ResetPolicy::Methods(ResetMethods::all() - ResetMethods::PREINIT)
+    );
+    let p = Policy::from_options(&Options::parse("rkdump.nopreinit"));
+    assert_eq!(p.mode, ResetPolicy::Methods(ResetMethods::empty()));
 }
