@@ -7,6 +7,7 @@ pub mod assign;
 pub mod caps;
 pub mod ecam;
 pub mod scan;
+pub mod view;
 
 #[cfg(test)]
 pub mod fake;
@@ -19,6 +20,7 @@ pub use ecam::EcamConfig;
 /// `rkdump.fault_dead=` need no conversion.
 pub use rkdump_boot::cmdline::{Bdf, ParseBdfError};
 pub use scan::{Bar, PciDevice, Scan, ScanIssue, probe_bars, scan, scan_roots};
+pub use view::{ConfigView, LiveView, SavedView};
 
 /// Type-0/1 header register offsets (PCI 3.0 §6.1).
 pub mod reg {
@@ -38,6 +40,8 @@ pub mod reg {
     pub const SUBCLASS: u16 = 0x0A;
     /// Base class (u8).
     pub const CLASS: u16 = 0x0B;
+    /// Cache line size (u8); the latency timer (u8) follows at 0x0D.
+    pub const CACHE_LINE_SIZE: u16 = 0x0C;
     /// Header type (u8); bit 7 = multi-function.
     pub const HEADER_TYPE: u16 = 0x0E;
     /// First BAR (u32); BARs follow at 4-byte steps.
@@ -48,10 +52,38 @@ pub mod reg {
     pub const SECONDARY_BUS: u16 = 0x19;
     /// Type-1: subordinate bus number (u8).
     pub const SUBORDINATE_BUS: u16 = 0x1A;
-    /// Capabilities pointer (u8), valid when Status.CAP_LIST is set.
+    /// Type-1: I/O base (u8); low nibble 1 = 32-bit I/O decode.
+    pub const IO_BASE: u16 = 0x1C;
+    /// Type-1: I/O limit (u8).
+    pub const IO_LIMIT: u16 = 0x1D;
+    /// Type-1: secondary status (u16, error bits are write-1-to-clear).
+    pub const SECONDARY_STATUS: u16 = 0x1E;
+    /// Type-1: memory base (u16), address bits 31:20 in bits 15:4.
+    pub const MEMORY_BASE: u16 = 0x20;
+    /// Type-1: memory limit (u16).
+    pub const MEMORY_LIMIT: u16 = 0x22;
+    /// Type-1: prefetchable memory base (u16); low nibble 1 = 64-bit.
+    pub const PREF_MEMORY_BASE: u16 = 0x24;
+    /// Type-1: prefetchable memory limit (u16).
+    pub const PREF_MEMORY_LIMIT: u16 = 0x26;
+    /// Type-1: prefetchable base, upper 32 bits (u32).
+    pub const PREF_BASE_UPPER32: u16 = 0x28;
+    /// Type-1: prefetchable limit, upper 32 bits (u32).
+    pub const PREF_LIMIT_UPPER32: u16 = 0x2C;
+    /// Type-1: I/O base, upper 16 bits (u16).
+    pub const IO_BASE_UPPER16: u16 = 0x30;
+    /// Type-1: I/O limit, upper 16 bits (u16).
+    pub const IO_LIMIT_UPPER16: u16 = 0x32;
+    /// Capabilities pointer (u8), valid when Status.CAP_LIST is set (types 0 and 1).
     pub const CAP_PTR: u16 = 0x34;
-    /// Type-1: bridge control (u16).
+    /// Type-2 (CardBus): capabilities pointer (u8).
+    pub const CB_CAP_PTR: u16 = 0x14;
+    /// Interrupt line (u8); interrupt pin (u8) follows at 0x3D.
+    pub const INTERRUPT_LINE: u16 = 0x3C;
+    /// Type-1: bridge control (u16), bits in [`super::BridgeControl`].
     pub const BRIDGE_CONTROL: u16 = 0x3E;
+    /// Bytes of the type-0/1 header every function has.
+    pub const HEADER_LEN: usize = 0x40;
     /// First extended capability (PCIe, ECAM only).
     pub const EXT_CAP_START: u16 = 0x100;
 }
@@ -117,6 +149,40 @@ bitflags! {
         const DETECTED_PARITY = 1 << 15;
         /// All write-1-to-clear bits.
         const W1C = 0xF900;
+    }
+}
+
+bitflags! {
+    /// The Bridge Control register of a type-1 header (PCI-to-PCI Bridge 1.2 §3.2.5.18).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct BridgeControl: u16 {
+        /// Parity error response.
+        const PARITY_ERROR_RESPONSE = 1 << 0;
+        /// SERR# forwarding.
+        const SERR = 1 << 1;
+        /// ISA enable.
+        const ISA = 1 << 2;
+        /// VGA enable.
+        const VGA = 1 << 3;
+        /// VGA 16-bit decode.
+        const VGA_16BIT = 1 << 4;
+        /// Master abort mode.
+        const MASTER_ABORT = 1 << 5;
+        /// Secondary bus reset: holds the secondary bus in reset while set.
+        const SECONDARY_BUS_RESET = 1 << 6;
+        /// Fast back-to-back on the secondary bus.
+        const FAST_B2B = 1 << 7;
+        /// Primary discard timeout.
+        const PRIMARY_DISCARD_TIMEOUT = 1 << 8;
+        /// Secondary discard timeout.
+        const SECONDARY_DISCARD_TIMEOUT = 1 << 9;
+        /// Discard timer status (write-1-to-clear).
+        const DISCARD_TIMER_STATUS = 1 << 10;
+        /// Discard timer SERR# enable.
+        const DISCARD_TIMER_SERR = 1 << 11;
+        /// Bits never written back from a saved value: an action (secondary bus reset) and a
+        /// write-1-to-clear status.
+        const VOLATILE = Self::SECONDARY_BUS_RESET.bits() | Self::DISCARD_TIMER_STATUS.bits();
     }
 }
 

@@ -7,7 +7,8 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::reset::{Evidence, NotReady};
-use super::saved::{PlanError, Source, Stuck};
+use super::restore::{PlanError, Stuck};
+use super::saved::Source;
 use super::{ResetMethods, ResetPolicy};
 use crate::pci::{Bdf, PciDevice};
 

@@ -6,9 +6,9 @@ use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::saved::{self, RestoreWrite, plan_restore};
 use super::sim::{self, Behaviour, FakeDriver, Sim, SimWrite, bdf};
 use super::*;
+use crate::pci::SavedView;
 use crate::pci::{self, Bdf};
 
 const VBLK: (u16, u16) = (0x1af4, 0x1042);
@@ -1037,7 +1037,7 @@ fn bar_that_reads_back_differently_is_retried_ten_times() {
             ..
         } => assert_eq!(
             *stuck,
-            [saved::Stuck {
+            [Stuck {
                 off: 0x18,
                 want: 0xFEA0_0800,
                 got: 0xFEA0_0000
@@ -1064,6 +1064,15 @@ fn hdr(kind: u8, fill: u32) -> [u8; 64] {
     h
 }
 
+/// The one planner over two saved headers.
+fn plan(
+    saved: &[u8; 64],
+    current: &[u8; 64],
+    command: Option<u16>,
+) -> Result<Vec<RestoreWrite>, PlanError> {
+    plan_restore(&SavedView::new(saved), &SavedView::new(current), command)
+}
+
 fn offs(p: &[RestoreWrite]) -> Vec<(u16, u8)> {
     p.iter().map(|w| (w.off, w.width)).collect()
 }
@@ -1073,7 +1082,7 @@ fn plan_type0_follows_linux_order() {
     let saved = hdr(0, 0x1000);
     let mut cur = hdr(0, 0x2000);
     cur[0x0E] = 0;
-    let p = plan_restore(&saved, &cur, Some(0x0400)).unwrap();
+    let p = plan(&saved, &cur, Some(0x0400)).unwrap();
     assert_eq!(
         offs(&p),
         [
@@ -1089,8 +1098,7 @@ fn plan_type0_follows_linux_order() {
             (0x18, 4),
             (0x14, 4),
             (0x10, 4),
-            (0x0C, 4),
-            (0x08, 4),
+            (0x0C, 2),
             (0x04, 2),
         ]
     );
@@ -1102,7 +1110,7 @@ fn plan_type0_follows_linux_order() {
         }));
     assert_eq!(p.last().unwrap().value, 0x0400);
     // Nothing differs: nothing written.
-    assert!(plan_restore(&saved, &saved, None).unwrap().is_empty());
+    assert!(plan(&saved, &saved, None).unwrap().is_empty());
 }
 
 #[test]
@@ -1113,10 +1121,10 @@ fn plan_type1_forces_prefetch_window_and_masks_volatile_bits() {
     saved[0x1E..0x20].copy_from_slice(&0xF900u16.to_le_bytes());
     // BIST start.
     saved[0x0F] = 0x40;
-    let p = plan_restore(&saved, &saved, None).unwrap();
+    let p = plan(&saved, &saved, None).unwrap();
     assert_eq!(offs(&p), [(0x2C, 4), (0x28, 4), (0x24, 4)], "forced only");
     let cur = hdr(1, 0x3000);
-    let p = plan_restore(&saved, &cur, None).unwrap();
+    let p = plan(&saved, &cur, None).unwrap();
     assert_eq!(
         offs(&p),
         [
@@ -1132,8 +1140,7 @@ fn plan_type1_forces_prefetch_window_and_masks_volatile_bits() {
             (0x18, 4),
             (0x14, 4),
             (0x10, 4),
-            (0x0C, 4),
-            (0x08, 4),
+            (0x0C, 2),
             (0x04, 2),
         ]
     );
@@ -1143,7 +1150,11 @@ fn plan_type1_forces_prefetch_window_and_masks_volatile_bits() {
         "bridge control without bits 6, 10"
     );
     assert_eq!(p[8].value, 0x1000 + 7, "I/O base/limit only");
-    assert_eq!(p[12].value & (1 << 30), 0, "no BIST start");
+    assert_eq!(
+        (p[12].off, p[12].width, p[12].value),
+        (0x0C, 2, 0x1003),
+        "cache line and latency only: no BIST start, no header type"
+    );
     assert!(p.iter().all(|w| w.retries == 0));
 }
 
@@ -1152,25 +1163,16 @@ fn plan_refuses_other_devices_and_header_types() {
     let saved = hdr(0, 0);
     let mut other = saved;
     other[2] = 0x43;
-    assert_eq!(
-        plan_restore(&saved, &other, None),
-        Err(saved::PlanError::IdMismatch)
-    );
+    assert_eq!(plan(&saved, &other, None), Err(PlanError::IdMismatch));
     let mut bridge = saved;
     bridge[0x0E] = 0x81;
-    assert_eq!(
-        plan_restore(&saved, &bridge, None),
-        Err(saved::PlanError::TypeMismatch)
-    );
+    assert_eq!(plan(&saved, &bridge, None), Err(PlanError::TypeMismatch));
     let cb = {
         let mut h = saved;
         h[0x0E] = 2;
         h
     };
-    assert_eq!(
-        plan_restore(&cb, &cb, None),
-        Err(saved::PlanError::Unsupported(2))
-    );
+    assert_eq!(plan(&cb, &cb, None), Err(PlanError::Unsupported(2)));
 }
 
 // ---- registry ----------------------------------------------------------------------------
