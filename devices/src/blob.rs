@@ -627,12 +627,12 @@ impl<'a> Record<'a> {
 
     /// Header type without the multi-function bit (0 endpoint, 1 bridge, 2 CardBus).
     pub fn header_type(&self) -> u8 {
-        self.raw.header_type & 0x7F
+        self.raw.header_type & !header_type::MULTI_FUNCTION
     }
 
     /// Whether the multi-function bit was set.
     pub fn is_multifunction(&self) -> bool {
-        self.raw.header_type & 0x80 != 0
+        self.raw.header_type & header_type::MULTI_FUNCTION != 0
     }
 
     /// Whether the function is a PCI-to-PCI bridge.

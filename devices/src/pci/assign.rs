@@ -6,7 +6,7 @@
 
 use alloc::vec::Vec;
 
-use super::{Bar, Bdf, ConfigSpace, PciDevice};
+use super::{Bar, Bdf, ConfigSpace, PciDevice, reg};
 
 /// A bridge forwarding window, inclusive bounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,15 +20,15 @@ pub struct Window {
 /// Memory (0x20) and prefetchable (0x24..0x2C) windows of the type-1 function `bridge`;
 /// `None` for a closed window (base > limit).
 pub fn bridge_windows(cfg: &dyn ConfigSpace, bridge: Bdf) -> (Option<Window>, Option<Window>) {
-    let mem = cfg.read32(bridge, 0x20);
+    let mem = cfg.read32(bridge, reg::MEMORY_BASE);
     let mem_base = u64::from(mem & 0xFFF0) << 16;
     let mem_limit = (u64::from(mem >> 20) << 20) | 0xF_FFFF;
-    let pref = cfg.read32(bridge, 0x24);
+    let pref = cfg.read32(bridge, reg::PREF_MEMORY_BASE);
     let is64 = pref & 0xF == 1;
     let (hi_base, hi_limit) = if is64 {
         (
-            u64::from(cfg.read32(bridge, 0x28)),
-            u64::from(cfg.read32(bridge, 0x2C)),
+            u64::from(cfg.read32(bridge, reg::PREF_BASE_UPPER32)),
+            u64::from(cfg.read32(bridge, reg::PREF_LIMIT_UPPER32)),
         )
     } else {
         (0, 0)

@@ -26,8 +26,8 @@ impl fmt::Display for Source {
     }
 }
 
-/// A source of saved config headers (the first 64 bytes). The kernel implements it over the
-/// firmware blob (`devices::blob`) when one was loaded; [`super::run`] consults it first and
+/// A source of saved config headers (the first 64 bytes): the firmware blob ([`BlobView`]
+/// implements it) when the kernel loaded one; [`super::run`] consults it first and
 /// falls back to its own pre-reset snapshot when it returns `None` or a header without
 /// usable BARs.
 pub trait SavedConfig {

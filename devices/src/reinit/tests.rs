@@ -1286,3 +1286,24 @@ fn policy_from_the_command_line_uses_its_types_as_is() {
     let p = Policy::from_options(&Options::parse("rkdump.nopreinit"));
     assert_eq!(p.mode, ResetPolicy::Methods(ResetMethods::empty()));
 }
+
+#[test]
+fn the_blob_is_a_saved_config_source_for_matching_functions_only() {
+    use crate::blob::{Blob, BlobWriter};
+    let mut cfg = [0u8; 64];
+    cfg[..4].copy_from_slice(&0x1042_1af4u32.to_le_bytes());
+    cfg[0x09..0x0C].copy_from_slice(&[0x00, 0x80, 0x01]);
+    cfg[0x10..0x14].copy_from_slice(&0xfebc_1000u32.to_le_bytes());
+    let mut w = BlobWriter::new("6.8.0", [0; 16], 0);
+    w.add(bdf(0, 4, 0), &cfg).unwrap();
+    let bytes = w.finish();
+    let view = Blob::parse(&bytes).unwrap();
+    let src: &dyn SavedConfig = &view;
+    assert_eq!(
+        src.header(bdf(0, 4, 0), 0x1af4, 0x1042, 0x01_80_00),
+        Some((cfg, Source::Blob))
+    );
+    assert_eq!(src.header(bdf(0, 4, 0), 0x1af4, 0x1042, 0x01_80_01), None);
+    assert_eq!(src.header(bdf(0, 4, 0), 0x1af4, 0x1001, 0x01_80_00), None);
+    assert_eq!(src.header(bdf(0, 5, 0), 0x1af4, 0x1042, 0x01_80_00), None);
+}
