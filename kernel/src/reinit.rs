@@ -11,7 +11,7 @@ use rkdump_boot::cmdline::Options;
 use rkdump_boot::info::BootInfo;
 use rkdump_devices::blob::{Blob, BlobView};
 use rkdump_devices::hw::Mmio;
-use rkdump_devices::pci::{Bdf, Scan};
+use rkdump_devices::pci::{Bdf, Scan, assign};
 use rkdump_devices::reinit::{self, DriverCtx, NoSavedConfig, Platform, Policy, SavedConfig};
 
 use crate::clock::TscClock;
@@ -127,33 +127,20 @@ pub fn run(pci: &Pci, scan: &Scan, opts: &Options, blob: Option<&[u8]>) -> Vec<B
 
 /// Going beyond firmware: gives each function in `bdfs` addresses from its parent bridge's
 /// window, as firmware would have (the case where a reset cleared BARs that neither the blob
-/// nor the snapshot can restore). BAR dwords are written whole, low half first.
+/// nor the snapshot can restore). Planning and writing live in `rkdump_devices::pci::assign`.
 pub fn assign_bars(pci: &Pci, scan: &Scan, bdfs: &[Bdf]) {
     for &b in bdfs {
         let Some(dev) = scan.find(b) else { continue };
-        let parent = scan
-            .devices
-            .iter()
-            .find(|p| p.is_bridge && p.secondary_bus == b.bus && p.bdf.segment == b.segment)
-            .map(|p| p.bdf);
-        match rkdump_devices::pci::assign::plan(&*pci.cfg, dev, parent, &scan.devices) {
+        let parent = scan.parent_bridge(b).map(|p| p.bdf);
+        match assign::plan(&*pci.cfg, dev, parent, &scan.devices) {
             Ok(plan) if plan.is_empty() => {
                 rkerror!("reinit {b}: nothing assignable (no sized memory BARs)")
             }
             Ok(plan) => {
+                assign::apply(&*pci.cfg, b, &plan);
                 let mut what = alloc::string::String::new();
                 for a in &plan {
-                    let off = 0x10 + 4 * u16::from(a.index);
-                    pci.cfg.write32(b, off, a.addr as u32);
-                    if a.is64 {
-                        pci.cfg.write32(b, off + 4, (a.addr >> 32) as u32);
-                    }
-                    what.push_str(&alloc::format!(
-                        " BAR{}={:#x}+{:#x}",
-                        a.index,
-                        a.addr,
-                        a.size
-                    ));
+                    what.push_str(&alloc::format!(" {a}"));
                 }
                 rkline!(
                     "reinit {b} BARs assigned from bridge {} window:{what}",

@@ -2,9 +2,10 @@
 //! which neither the firmware blob nor the pre-reset snapshot had usable ones: each unassigned
 //! memory BAR gets a naturally aligned range inside its parent bridge's window (prefetchable
 //! 64-bit BARs prefer the prefetchable window) that no other function below that bridge uses.
-//! Pure planning over [`ConfigSpace`] reads; the caller writes the plan.
+//! Planning over [`ConfigSpace`] reads ([`plan`]), then [`apply`] writes it.
 
 use alloc::vec::Vec;
+use core::fmt;
 
 use super::{Bar, Bdf, ConfigSpace, PciDevice, reg};
 
@@ -50,6 +51,13 @@ pub struct BarAssignment {
     pub size: u64,
     /// 64-bit BAR (the next dword gets the high half).
     pub is64: bool,
+}
+
+impl fmt::Display for BarAssignment {
+    /// `BAR<i>=<addr>+<size>`, as the kernel's console line lists them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BAR{}={:#x}+{:#x}", self.index, self.addr, self.size)
+    }
 }
 
 /// Why a BAR could not be placed.
@@ -135,6 +143,17 @@ pub fn plan(
         });
     }
     Ok(out)
+}
+
+/// Programs `plan` into `bdf`'s BARs: whole 32-bit dwords, the low half of a 64-bit BAR first.
+pub fn apply(cfg: &dyn ConfigSpace, bdf: Bdf, plan: &[BarAssignment]) {
+    for a in plan {
+        let off = reg::BAR0 + 4 * u16::from(a.index);
+        cfg.write32(bdf, off, a.addr as u32);
+        if a.is64 {
+            cfg.write32(bdf, off + 4, (a.addr >> 32) as u32);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -223,6 +242,21 @@ mod tests {
                 size: 0x1000,
                 is64: false
             }
+        );
+        assert_eq!(alloc::format!("{}", plan[0]), "BAR0=0xfe604000+0x4000");
+
+        // Applied: whole dwords, low half of the 64-bit BAR first.
+        cfg.add(bdf(1, 0), 0x1b36, 0x10, |_| {});
+        cfg.clear_writes();
+        apply(&cfg, bdf(1, 0), &plan);
+        let w: Vec<_> = cfg
+            .writes()
+            .iter()
+            .map(|w| (w.off, w.width, w.value))
+            .collect();
+        assert_eq!(
+            w,
+            [(0x10, 4, 0xFE60_4000), (0x14, 4, 0), (0x18, 4, 0xFE60_8000)]
         );
     }
 

@@ -151,6 +151,13 @@ pub struct Scan {
 }
 
 impl Scan {
+    /// The bridge whose secondary bus `bdf` sits on (its upstream bridge), if scanned.
+    pub fn parent_bridge(&self, bdf: Bdf) -> Option<&PciDevice> {
+        self.devices
+            .iter()
+            .find(|p| p.is_bridge && p.secondary_bus == bdf.bus && p.bdf.segment == bdf.segment)
+    }
+
     /// The function at `bdf`.
     pub fn find(&self, bdf: Bdf) -> Option<&PciDevice> {
         self.devices.iter().find(|d| d.bdf == bdf)

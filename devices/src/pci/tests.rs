@@ -413,3 +413,14 @@ fn fake_detects_a_32_bit_read_modify_write() {
     c.write32(d, 0x04, dw | 0x4);
     assert_eq!(c.read16(d, reg::STATUS) & Status::W1C.bits(), 0);
 }
+
+#[test]
+fn parent_bridge_is_the_bridge_whose_secondary_bus_holds_the_function() {
+    let c = FakeConfig::new(256);
+    c.add_bridge(b(0, 1, 0), 1, 2);
+    c.add(b(1, 0, 0), 0x1af4, 0x1042, |_| {});
+    c.add(b(0, 4, 0), 0x1af4, 0x1042, |_| {});
+    let s = scan(&c, 0, 0);
+    assert_eq!(s.parent_bridge(b(1, 0, 0)).map(|p| p.bdf), Some(b(0, 1, 0)));
+    assert_eq!(s.parent_bridge(b(0, 4, 0)).map(|p| p.bdf), None);
+}
