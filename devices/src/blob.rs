@@ -75,6 +75,8 @@ use crc::{CRC_32_ISO_HDLC, Crc, Digest};
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
+use crate::pci::bridge;
+pub use crate::pci::bridge::Window;
 use crate::pci::caps::{self, Cap, ExtCap};
 use crate::pci::{Bdf, ConfigView, SavedView, header_type, reg};
 
@@ -534,22 +536,6 @@ fn release_str(field: &[u8; RELEASE_LEN]) -> Option<&str> {
 // ---------------------------------------------------------------------------------------------
 // Records
 
-/// A bridge's address window (inclusive limit; closed when `base > limit`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Window<T> {
-    /// First address.
-    pub base: T,
-    /// Last address.
-    pub limit: T,
-}
-
-impl<T: PartialOrd> Window<T> {
-    /// Whether the window forwards anything.
-    pub fn is_open(&self) -> bool {
-        self.base <= self.limit
-    }
-}
-
 /// What a PCI-to-PCI bridge forwarded when the snapshot was taken.
 ///
 /// A bridge without an I/O or prefetchable window reads zeros there, which decodes as an open
@@ -837,41 +823,13 @@ fn summarize(bdf: Bdf, config: &[u8]) -> Result<RecordRaw, RecordProblem> {
         raw.primary_bus = v.read8(reg::PRIMARY_BUS);
         raw.secondary_bus = v.read8(reg::SECONDARY_BUS);
         raw.subordinate_bus = v.read8(reg::SUBORDINATE_BUS);
-        // PCI-to-PCI Bridge 1.2 §3.2.5.6: the low nibble says whether the upper 16 bits count;
-        // Linux's `pci_read_bridge_io` takes it from the base register.
-        let io_lo = v.read8(reg::IO_BASE);
-        let io32 = io_lo & 0x0F == 0x01;
-        let io_up = |off| {
-            if io32 {
-                u32::from(v.read16(off)) << 16
-            } else {
-                0
-            }
-        };
-        raw.io_base = U32::new(u32::from(io_lo & 0xF0) << 8 | io_up(reg::IO_BASE_UPPER16));
-        raw.io_limit = U32::new(
-            u32::from(v.read8(reg::IO_LIMIT) & 0xF0) << 8 | 0xFFF | io_up(reg::IO_LIMIT_UPPER16),
-        );
-        // §3.2.5.8: memory base/limit bits 15:4 are address bits 31:20.
-        raw.mem_base = U32::new(u32::from(v.read16(reg::MEMORY_BASE) & 0xFFF0) << 16);
-        raw.mem_limit = U32::new(u32::from(v.read16(reg::MEMORY_LIMIT) & 0xFFF0) << 16 | 0xF_FFFF);
-        // §3.2.5.9: prefetchable, low nibble 1 = 64-bit with upper halves at 0x28/0x2C.
-        let pref_lo = v.read16(reg::PREF_MEMORY_BASE);
-        let pref64 = pref_lo & 0x0F == 0x01;
-        let pref_up = |off| {
-            if pref64 {
-                u64::from(v.read32(off)) << 32
-            } else {
-                0
-            }
-        };
-        raw.pref_base =
-            U64::new(u64::from(pref_lo & 0xFFF0) << 16 | pref_up(reg::PREF_BASE_UPPER32));
-        raw.pref_limit = U64::new(
-            u64::from(v.read16(reg::PREF_MEMORY_LIMIT) & 0xFFF0) << 16
-                | 0xF_FFFF
-                | pref_up(reg::PREF_LIMIT_UPPER32),
-        );
+        let w = bridge::windows(&v);
+        raw.io_base = U32::new(w.io.base);
+        raw.io_limit = U32::new(w.io.limit);
+        raw.mem_base = U32::new(w.mem.base);
+        raw.mem_limit = U32::new(w.mem.limit);
+        raw.pref_base = U64::new(w.pref.base);
+        raw.pref_limit = U64::new(w.pref.limit);
     }
     Ok(raw)
 }

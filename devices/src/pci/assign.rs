@@ -7,37 +7,22 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::{Bar, Bdf, ConfigSpace, PciDevice, reg};
+use super::bridge::{self, Window};
+use super::{Bar, Bdf, ConfigSpace, LiveView, PciDevice, reg};
 
-/// A bridge forwarding window, inclusive bounds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Window {
-    /// First address.
-    pub base: u64,
-    /// Last address.
-    pub limit: u64,
-}
-
-/// Memory (0x20) and prefetchable (0x24..0x2C) windows of the type-1 function `bridge`;
-/// `None` for a closed window (base > limit).
-pub fn bridge_windows(cfg: &dyn ConfigSpace, bridge: Bdf) -> (Option<Window>, Option<Window>) {
-    let mem = cfg.read32(bridge, reg::MEMORY_BASE);
-    let mem_base = u64::from(mem & 0xFFF0) << 16;
-    let mem_limit = (u64::from(mem >> 20) << 20) | 0xF_FFFF;
-    let pref = cfg.read32(bridge, reg::PREF_MEMORY_BASE);
-    let is64 = pref & 0xF == 1;
-    let (hi_base, hi_limit) = if is64 {
-        (
-            u64::from(cfg.read32(bridge, reg::PREF_BASE_UPPER32)),
-            u64::from(cfg.read32(bridge, reg::PREF_LIMIT_UPPER32)),
-        )
-    } else {
-        (0, 0)
+/// Memory (0x20) and prefetchable (0x24..0x2C) windows of the type-1 function `bridge`
+/// ([`bridge::windows`]); `None` for a closed window (base > limit).
+pub fn bridge_windows(
+    cfg: &dyn ConfigSpace,
+    bridge: Bdf,
+) -> (Option<Window<u64>>, Option<Window<u64>>) {
+    let w = bridge::windows(&LiveView::new(cfg, bridge));
+    let mem = Window {
+        base: u64::from(w.mem.base),
+        limit: u64::from(w.mem.limit),
     };
-    let pref_base = (hi_base << 32) | (u64::from(pref & 0xFFF0) << 16);
-    let pref_limit = (hi_limit << 32) | (u64::from(pref >> 20) << 20) | 0xF_FFFF;
-    let open = |b: u64, l: u64| (b <= l).then_some(Window { base: b, limit: l });
-    (open(mem_base, mem_limit), open(pref_base, pref_limit))
+    let open = |w: Window<u64>| w.is_open().then_some(w);
+    (open(mem), open(w.pref))
 }
 
 /// One BAR to program: dword offset of the BAR and the address (64-bit BARs: low then high).
@@ -74,7 +59,7 @@ pub enum AssignError {
     },
 }
 
-fn first_fit(win: Window, size: u64, used: &[(u64, u64)], below_4g: bool) -> Option<u64> {
+fn first_fit(win: Window<u64>, size: u64, used: &[(u64, u64)], below_4g: bool) -> Option<u64> {
     let mut at = win.base.checked_add(size - 1)? & !(size - 1);
     loop {
         let end = at.checked_add(size - 1)?;

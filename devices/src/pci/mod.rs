@@ -4,6 +4,7 @@
 //! Everything read from config space is untrusted; nothing here panics on device data.
 
 pub mod assign;
+pub mod bridge;
 pub mod caps;
 pub mod ecam;
 pub mod scan;
