@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 
 use rkdump_boot::cmdline::Options;
 use rkdump_boot::info::BootInfo;
-use rkdump_devices::blob::{Blob, BlobView};
+use rkdump_devices::blob::{Blob, BlobView, MAX_BLOB_LEN};
 use rkdump_devices::hw::Mmio;
 use rkdump_devices::pci::{Bdf, Scan, assign};
 use rkdump_devices::reinit::{self, DriverCtx, NoSavedConfig, Platform, Policy, SavedConfig};
@@ -19,8 +19,8 @@ use crate::pci::{Pci, map_mmio};
 use crate::physmem::BootMem;
 use crate::{drivers, rkerror, rkline};
 
-/// Largest initrd rkdump reads as a blob (the format's own limit is 32 MiB).
-const MAX_BLOB: u64 = 32 << 20;
+/// Largest initrd rkdump reads as a blob: the format's own limit.
+const MAX_BLOB: u64 = MAX_BLOB_LEN as u64;
 
 /// The engine's policy from the command line (the device layer uses the command line's types).
 pub fn policy(opts: &Options) -> Policy {
