@@ -7,13 +7,15 @@
 
 use core::fmt;
 
+mod device;
 mod num;
 mod types;
 
+pub use device::{Bdf, DeviceMatch, ParseBdfError, ResetMethods, ResetPolicy};
 pub use num::{NumError, memparse, parse_hex, parse_int};
 pub use types::{
-    Action, Console, DEVICE_LIST_CAPACITY, DeviceList, DeviceMatch, ElfCoreHdrArg, PciAddr,
-    ResetMethods, ResetPolicy, SelfTest, SerialPort, ShortBytes, Target,
+    Action, Console, DEVICE_LIST_CAPACITY, DeviceList, ElfCoreHdrArg, SelfTest, SerialPort,
+    ShortBytes, Target,
 };
 use types::{ConsoleArg, write_escaped};
 
@@ -327,7 +329,7 @@ pub struct Options {
     pub serial_baud: Option<u32>,
     /// `rkdump.fault=dead:<pci>` (test-only): the function's registers read as all-ones, as if
     /// it fell off the bus or never became ready, to prove every wait on it is bounded.
-    pub fault_dead: Option<PciAddr>,
+    pub fault_dead: Option<Bdf>,
     /// `rkdump.checksum=auto|full|sampled`: how much of each dump block its checksum covers.
     pub checksum: ChecksumMode,
     diags: [Option<Diag>; DIAG_CAPACITY],
@@ -472,7 +474,7 @@ impl Options {
                 }
             }
             Key::Fault => match v.strip_prefix("dead:") {
-                Some(pci) => self.fault_dead = Some(PciAddr::parse(pci)?),
+                Some(pci) => self.fault_dead = Some(Bdf::parse(pci).map_err(|e| e.reason())?),
                 None => return Err("expected dead:<pci address>"),
             },
         }

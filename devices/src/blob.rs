@@ -1,6 +1,8 @@
 //! The PCI config blob: `rkdumpctl snapshot`'s copy of every PCI function's configuration space,
-//! handed to rkdump as the `kexec -p` initrd and parsed here without trusting a byte of it; and
-//! [`restore_plan`], the header writes Linux's `pci_restore_config_space` would make from it.
+//! handed to rkdump as the `kexec -p` initrd and parsed here without trusting a byte of it.
+//! Restoring from it is `reinit`'s job (one planner for the blob and the pre-reset snapshot):
+//! a [`Record`] offers its bytes as a [`SavedView`], the same read-only view a live function
+//! has, so capability walks and restore planning run unchanged over either.
 //!
 //! The model is Linux's `pci_store_saved_state` / `pci_load_saved_state` (drivers/pci/pci.c): an
 //! opaque buffer carried across kexec. Unlike Linux's, this one is taken from sysfs by a userspace
@@ -73,7 +75,10 @@ use crc::{CRC_32_ISO_HDLC, Crc, Digest};
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use crate::pci::Bdf;
+use crate::pci::bridge;
+pub use crate::pci::bridge::Window;
+use crate::pci::caps::{self, Cap, ExtCap};
+use crate::pci::{Bdf, ConfigView, SavedView, header_type, reg};
 
 /// CRC-32/ISO-HDLC (zlib's `crc32`) over the blob.
 pub static CRC32: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
@@ -97,8 +102,6 @@ pub const MAX_BLOB_LEN: usize = 32 << 20;
 pub const CFG_LENS: [usize; 3] = [64, 256, 4096];
 /// Record flag: the function is a PCI-to-PCI bridge (header type 1).
 pub const FLAG_BRIDGE: u8 = 1 << 0;
-/// Retries Linux allows a type-0 BAR restore (`pci_restore_config_space`, 1 ms apart).
-pub const BAR_RESTORE_RETRIES: u8 = 10;
 
 /// Blob header as stored (128 bytes at offset 0).
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy)]
@@ -153,49 +156,6 @@ const _: () = assert!(size_of::<RecordRaw>() == RECORD_HEADER_LEN);
 const _: () = assert!(core::mem::offset_of!(RecordRaw, class) == 0x10);
 const _: () = assert!(core::mem::offset_of!(RecordRaw, io_base) == 0x18);
 const _: () = assert!(core::mem::offset_of!(RecordRaw, pref_base) == 0x28);
-
-/// Configuration-space offsets used here (PCI 3.0 §6.1, PCI-to-PCI Bridge 1.2 §3.2).
-mod cfg {
-    pub const VENDOR_ID: usize = 0x00;
-    pub const DEVICE_ID: usize = 0x02;
-    pub const COMMAND: usize = 0x04;
-    pub const STATUS: usize = 0x06;
-    pub const CLASS_PROG_IF: usize = 0x09;
-    pub const CACHE_LINE_SIZE: usize = 0x0C;
-    pub const HEADER_TYPE: usize = 0x0E;
-    pub const PRIMARY_BUS: usize = 0x18;
-    pub const SECONDARY_BUS: usize = 0x19;
-    pub const SUBORDINATE_BUS: usize = 0x1A;
-    pub const IO_BASE: usize = 0x1C;
-    pub const IO_LIMIT: usize = 0x1D;
-    pub const MEMORY_BASE: usize = 0x20;
-    pub const MEMORY_LIMIT: usize = 0x22;
-    pub const PREF_MEMORY_BASE: usize = 0x24;
-    pub const PREF_MEMORY_LIMIT: usize = 0x26;
-    pub const PREF_BASE_UPPER32: usize = 0x28;
-    pub const PREF_LIMIT_UPPER32: usize = 0x2C;
-    pub const IO_BASE_UPPER16: usize = 0x30;
-    pub const IO_LIMIT_UPPER16: usize = 0x32;
-    /// Type 0/1 capability pointer.
-    pub const CAPABILITY_LIST: usize = 0x34;
-    /// Type 2 (CardBus) capability pointer.
-    pub const CB_CAPABILITY_LIST: usize = 0x14;
-    /// Status bit: a capability list exists.
-    pub const STATUS_CAP_LIST: u16 = 1 << 4;
-    /// Bridge control (type 1), upper half of dword 15.
-    pub const BRIDGE_CONTROL: usize = 0x3E;
-    /// Bridge control: secondary bus reset.
-    pub const BRIDGE_CTL_BUS_RESET: u16 = 1 << 6;
-    /// Bridge control: discard timer status (write-1-to-clear).
-    pub const BRIDGE_CTL_DISCARD_STATUS: u16 = 1 << 10;
-    /// Start of PCIe extended space.
-    pub const EXT_CAP_START: usize = 0x100;
-}
-
-/// At most this many standard capabilities are followed (Linux's `PCI_FIND_CAP_TTL`).
-const MAX_CAP_HOPS: usize = 48;
-/// At most this many extended capabilities are followed (Linux: (4096 - 256) / 8).
-const MAX_EXT_CAP_HOPS: usize = (4096 - 256) / 8;
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -576,22 +536,6 @@ fn release_str(field: &[u8; RELEASE_LEN]) -> Option<&str> {
 // ---------------------------------------------------------------------------------------------
 // Records
 
-/// A bridge's address window (inclusive limit; closed when `base > limit`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Window<T> {
-    /// First address.
-    pub base: T,
-    /// Last address.
-    pub limit: T,
-}
-
-impl<T: PartialOrd> Window<T> {
-    /// Whether the window forwards anything.
-    pub fn is_open(&self) -> bool {
-        self.base <= self.limit
-    }
-}
-
 /// What a PCI-to-PCI bridge forwarded when the snapshot was taken.
 ///
 /// A bridge without an I/O or prefetchable window reads zeros there, which decodes as an open
@@ -669,12 +613,12 @@ impl<'a> Record<'a> {
 
     /// Header type without the multi-function bit (0 endpoint, 1 bridge, 2 CardBus).
     pub fn header_type(&self) -> u8 {
-        self.raw.header_type & 0x7F
+        self.raw.header_type & !header_type::MULTI_FUNCTION
     }
 
     /// Whether the multi-function bit was set.
     pub fn is_multifunction(&self) -> bool {
-        self.raw.header_type & 0x80 != 0
+        self.raw.header_type & header_type::MULTI_FUNCTION != 0
     }
 
     /// Whether the function is a PCI-to-PCI bridge.
@@ -755,37 +699,24 @@ impl<'a> Record<'a> {
         })
     }
 
-    /// Offsets of the standard capabilities in list order, walked with loop and bounds
-    /// protection; stops at the first bad pointer or after 48 entries.
-    pub fn capabilities(&self) -> Vec<(u8, u16)> {
-        let mut out = Vec::new();
-        let status = le16(self.config, cfg::STATUS);
-        if status & cfg::STATUS_CAP_LIST == 0 {
-            return out;
-        }
-        let ptr_at = if self.header_type() == 2 {
-            cfg::CB_CAPABILITY_LIST
-        } else {
-            cfg::CAPABILITY_LIST
-        };
-        let end = self.config.len().min(cfg::EXT_CAP_START);
-        let mut ptr = usize::from(self.config.get(ptr_at).copied().unwrap_or(0) & 0xFC);
-        for _ in 0..MAX_CAP_HOPS {
-            if ptr < 0x40 || ptr + 2 > end || out.iter().any(|&(_, o)| usize::from(o) == ptr) {
-                break;
-            }
-            out.push((self.config[ptr], ptr as u16));
-            ptr = usize::from(self.config[ptr + 1] & 0xFC);
-        }
-        out
+    /// The configuration bytes as a read-only view (bytes beyond [`Record::config`] read
+    /// all-ones), for [`pci::caps`](crate::pci::caps) and the restore planner.
+    pub fn view(&self) -> SavedView<'a> {
+        SavedView::new(self.config)
+    }
+
+    /// The standard capabilities in list order, walked by [`caps::walk`] (loop and bounds
+    /// protection); a malformed list is cut at the fault.
+    pub fn capabilities(&self) -> Vec<Cap> {
+        caps::walk(self.view()).map_while(Result::ok).collect()
     }
 
     /// Offset of the first standard capability with this ID.
     pub fn find_cap(&self, id: u8) -> Option<u16> {
         self.capabilities()
             .into_iter()
-            .find(|&(i, _)| i == id)
-            .map(|(_, o)| o)
+            .find(|c| c.id == id)
+            .map(|c| c.offset)
     }
 
     /// The bytes of the first standard capability with this ID: from its header to the next
@@ -793,63 +724,43 @@ impl<'a> Record<'a> {
     /// so this is an upper bound).
     pub fn capability(&self, id: u8) -> Option<&'a [u8]> {
         let caps = self.capabilities();
-        let (_, start) = caps.iter().copied().find(|&(i, _)| i == id)?;
+        let start = caps.iter().find(|c| c.id == id)?.offset;
+        let conventional = self.config.len().min(usize::from(reg::EXT_CAP_START));
         let end = caps
             .iter()
-            .map(|&(_, o)| o)
+            .map(|c| c.offset)
             .filter(|&o| o > start)
             .min()
-            .map_or(self.config.len().min(cfg::EXT_CAP_START), usize::from);
+            .map_or(conventional, usize::from);
         self.config.get(usize::from(start)..end)
     }
 
-    /// PCIe extended capabilities `(id, version, offset)` in list order (4096-byte records
-    /// only); stops at the first bad pointer, a revisit, or after 480 entries.
-    pub fn ext_capabilities(&self) -> Vec<(u16, u8, u16)> {
-        let mut out = Vec::new();
-        let mut ptr = cfg::EXT_CAP_START;
-        for _ in 0..MAX_EXT_CAP_HOPS {
-            if ptr < cfg::EXT_CAP_START
-                || ptr + 4 > self.config.len()
-                || out.iter().any(|&(_, _, o)| usize::from(o) == ptr)
-            {
-                break;
-            }
-            let h = le32(self.config, ptr);
-            if h == 0 || h == u32::MAX {
-                break;
-            }
-            out.push((h as u16, ((h >> 16) & 0xF) as u8, ptr as u16));
-            ptr = ((h >> 20) & 0xFFC) as usize;
-        }
-        out
+    /// PCIe extended capabilities in list order (4096-byte records only), walked by
+    /// [`caps::walk_ext`]; a malformed list is cut at the fault.
+    pub fn ext_capabilities(&self) -> Vec<ExtCap> {
+        caps::walk_ext(self.view()).map_while(Result::ok).collect()
     }
 
     /// Offset of the first extended capability with this ID.
     pub fn find_ext_cap(&self, id: u16) -> Option<u16> {
         self.ext_capabilities()
             .into_iter()
-            .find(|&(i, _, _)| i == id)
-            .map(|(_, _, o)| o)
+            .find(|c| c.id == id)
+            .map(|c| c.offset)
     }
 
     /// The bytes of the first extended capability with this ID, up to the next extended
     /// capability above it or the end of the space.
     pub fn ext_capability(&self, id: u16) -> Option<&'a [u8]> {
         let caps = self.ext_capabilities();
-        let (_, _, start) = caps.iter().copied().find(|&(i, _, _)| i == id)?;
+        let start = caps.iter().find(|c| c.id == id)?.offset;
         let end = caps
             .iter()
-            .map(|&(_, _, o)| o)
+            .map(|c| c.offset)
             .filter(|&o| o > start)
             .min()
             .map_or(self.config.len(), usize::from);
         self.config.get(usize::from(start)..end)
-    }
-
-    /// [`restore_plan`] for this record.
-    pub fn restore_plan(&self, current_header: &[u8; 64]) -> Vec<ConfigWrite> {
-        restore_plan(self, current_header)
     }
 }
 
@@ -874,12 +785,12 @@ fn summarize(bdf: Bdf, config: &[u8]) -> Result<RecordRaw, RecordProblem> {
     if !CFG_LENS.contains(&cfg_len) {
         return Err(RecordProblem::BadCfgLen { cfg_len });
     }
-    let vendor = le16(config, cfg::VENDOR_ID);
+    let v = SavedView::new(config);
+    let vendor = v.read16(reg::VENDOR_ID);
     if vendor == 0xFFFF || vendor == 0 {
         return Err(RecordProblem::Absent);
     }
-    let byte = |off: usize| config.get(off).copied().unwrap_or(0);
-    let header_type = byte(cfg::HEADER_TYPE);
+    let header_type = v.read8(reg::HEADER_TYPE);
     let mut raw = RecordRaw {
         rec_len: U32::new((RECORD_HEADER_LEN + cfg_len) as u32),
         segment: U16::new(bdf.segment),
@@ -889,11 +800,11 @@ fn summarize(bdf: Bdf, config: &[u8]) -> Result<RecordRaw, RecordProblem> {
         header_type,
         cfg_len: U16::new(cfg_len as u16),
         vendor: U16::new(vendor),
-        device: U16::new(le16(config, cfg::DEVICE_ID)),
+        device: U16::new(v.read16(reg::DEVICE_ID)),
         class: [
-            byte(cfg::CLASS_PROG_IF),
-            byte(cfg::CLASS_PROG_IF + 1),
-            byte(cfg::CLASS_PROG_IF + 2),
+            v.read8(reg::PROG_IF),
+            v.read8(reg::SUBCLASS),
+            v.read8(reg::CLASS),
         ],
         flags: 0,
         primary_bus: 0,
@@ -907,47 +818,18 @@ fn summarize(bdf: Bdf, config: &[u8]) -> Result<RecordRaw, RecordProblem> {
         pref_base: U64::ZERO,
         pref_limit: U64::ZERO,
     };
-    if header_type & 0x7F == 1 {
+    if header_type & !header_type::MULTI_FUNCTION == header_type::BRIDGE {
         raw.flags = FLAG_BRIDGE;
-        raw.primary_bus = byte(cfg::PRIMARY_BUS);
-        raw.secondary_bus = byte(cfg::SECONDARY_BUS);
-        raw.subordinate_bus = byte(cfg::SUBORDINATE_BUS);
-        // PCI-to-PCI Bridge 1.2 §3.2.5.6: the low nibble says whether the upper 16 bits count;
-        // Linux's `pci_read_bridge_io` takes it from the base register.
-        let io_lo = byte(cfg::IO_BASE);
-        let io32 = io_lo & 0x0F == 0x01;
-        let io_up = |off| {
-            if io32 {
-                u32::from(le16(config, off)) << 16
-            } else {
-                0
-            }
-        };
-        raw.io_base = U32::new(u32::from(io_lo & 0xF0) << 8 | io_up(cfg::IO_BASE_UPPER16));
-        raw.io_limit = U32::new(
-            u32::from(byte(cfg::IO_LIMIT) & 0xF0) << 8 | 0xFFF | io_up(cfg::IO_LIMIT_UPPER16),
-        );
-        // §3.2.5.8: memory base/limit bits 15:4 are address bits 31:20.
-        raw.mem_base = U32::new(u32::from(le16(config, cfg::MEMORY_BASE) & 0xFFF0) << 16);
-        raw.mem_limit =
-            U32::new(u32::from(le16(config, cfg::MEMORY_LIMIT) & 0xFFF0) << 16 | 0xF_FFFF);
-        // §3.2.5.9: prefetchable, low nibble 1 = 64-bit with upper halves at 0x28/0x2C.
-        let pref_lo = le16(config, cfg::PREF_MEMORY_BASE);
-        let pref64 = pref_lo & 0x0F == 0x01;
-        let pref_up = |off| {
-            if pref64 {
-                u64::from(le32(config, off)) << 32
-            } else {
-                0
-            }
-        };
-        raw.pref_base =
-            U64::new(u64::from(pref_lo & 0xFFF0) << 16 | pref_up(cfg::PREF_BASE_UPPER32));
-        raw.pref_limit = U64::new(
-            u64::from(le16(config, cfg::PREF_MEMORY_LIMIT) & 0xFFF0) << 16
-                | 0xF_FFFF
-                | pref_up(cfg::PREF_LIMIT_UPPER32),
-        );
+        raw.primary_bus = v.read8(reg::PRIMARY_BUS);
+        raw.secondary_bus = v.read8(reg::SECONDARY_BUS);
+        raw.subordinate_bus = v.read8(reg::SUBORDINATE_BUS);
+        let w = bridge::windows(&v);
+        raw.io_base = U32::new(w.io.base);
+        raw.io_limit = U32::new(w.io.limit);
+        raw.mem_base = U32::new(w.mem.base);
+        raw.mem_limit = U32::new(w.mem.limit);
+        raw.pref_base = U64::new(w.pref.base);
+        raw.pref_limit = U64::new(w.pref.limit);
     }
     Ok(raw)
 }
@@ -1094,119 +976,6 @@ impl BlobWriter {
         out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
         out
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Restoring
-
-/// One configuration write, exactly `width` bytes wide (1, 2 or 4) at `off`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConfigWrite {
-    /// Config offset, aligned to `width`.
-    pub off: u16,
-    /// Access width in bytes.
-    pub width: u8,
-    /// Value (the low `width` bytes count).
-    pub value: u32,
-    /// If the register reads back different, wait 1 ms and write again, up to this many times
-    /// (Linux's `pci_restore_config_dword` retry; 10 for type-0 BARs, else 0).
-    pub retries: u8,
-}
-
-/// The writes that put `record`'s saved header back on a function whose header currently reads
-/// `current_header`, in the order of Linux's `pci_restore_config_space` (drivers/pci/pci.c):
-///
-/// - type 0: dwords 15 down to 10, then the BARs 9 down to 4 (each with
-///   [`BAR_RESTORE_RETRIES`]), then 3 down to 0, so COMMAND comes last;
-/// - type 1: dwords 15 down to 12, then 11 down to 9 (prefetchable window) written even when
-///   equal, then 8 down to 0;
-/// - type 2 (CardBus): dwords 15 down to 0;
-/// - any other header type: nothing.
-///
-/// Like Linux a register is written only when its saved value differs from the current one.
-/// Unlike Linux, no write ever carries a write-1-to-clear or action bit back: house-style rule
-/// 10, so registers are narrowed:
-///
-/// - dword 1 → 16-bit COMMAND write at 0x04 (Status is W1C);
-/// - dword 3 → 16-bit write at 0x0C of cache-line size and latency timer (header type is
-///   read-only; BIST bit 6 would start a self-test);
-/// - type 1 dword 7 → 16-bit I/O base/limit write at 0x1C (secondary status is W1C);
-/// - type 1 dword 15 → written with bridge-control secondary-bus-reset and discard-timer-status
-///   (W1C) cleared;
-/// - type 2 dword 5 (capability pointer, secondary status) → skipped;
-/// - dwords 0 and 2 (IDs, revision, class) → skipped, they are read-only.
-///
-/// If `current_header`'s vendor or device ID differ from the record's (another device, or
-/// all-ones from an absent one) the plan is empty; check [`Record::matches`] to tell that
-/// apart from "nothing to restore".
-pub fn restore_plan(record: &Record<'_>, current_header: &[u8; 64]) -> Vec<ConfigWrite> {
-    let saved = record.header();
-    let mut out = Vec::new();
-    if saved[..4] != current_header[..4] {
-        return out;
-    }
-    let kind = record.header_type();
-    let mut range = |lo: usize, hi: usize, retries: u8, force: bool| {
-        for i in (lo..=hi).rev() {
-            if let Some(w) = restore_dword(kind, i, saved, current_header, retries, force) {
-                out.push(w);
-            }
-        }
-    };
-    match kind {
-        0 => {
-            range(10, 15, 0, false);
-            range(4, 9, BAR_RESTORE_RETRIES, false);
-            range(0, 3, 0, false);
-        }
-        1 => {
-            range(12, 15, 0, false);
-            range(9, 11, 0, true);
-            range(0, 8, 0, false);
-        }
-        2 => range(0, 15, 0, false),
-        _ => {}
-    }
-    out
-}
-
-/// The write (if any) restoring header dword `i` of a function of header type `kind`.
-fn restore_dword(
-    kind: u8,
-    i: usize,
-    saved: &[u8; 64],
-    current: &[u8; 64],
-    retries: u8,
-    force: bool,
-) -> Option<ConfigWrite> {
-    let off = i * 4;
-    let (off, width, mask) = match (kind, i) {
-        (_, 0 | 2) => return None,
-        (_, 1) => (cfg::COMMAND, 2, 0xFFFF),
-        (_, 3) => (cfg::CACHE_LINE_SIZE, 2, 0xFFFF),
-        (1, 7) => (cfg::IO_BASE, 2, 0xFFFF),
-        (1, 15) => {
-            let action = u32::from(cfg::BRIDGE_CTL_BUS_RESET | cfg::BRIDGE_CTL_DISCARD_STATUS);
-            let shift = (cfg::BRIDGE_CONTROL - off) * 8;
-            (off, 4, !(action << shift))
-        }
-        (2, 5) => return None,
-        _ => (off, 4, u32::MAX),
-    };
-    let read = |h: &[u8; 64]| match width {
-        2 => u32::from(le16(h, off)),
-        _ => le32(h, off),
-    };
-    let value = read(saved) & mask;
-    if !force && value == read(current) {
-        return None;
-    }
-    Some(ConfigWrite {
-        off: off as u16,
-        width,
-        value,
-        retries,
-    })
 }
 
 #[cfg(test)]

@@ -1,69 +1,30 @@
-//! Device reinitialisation for the kernel: maps the command line onto the reinit engine's
-//! policy, loads the firmware configuration blob the first kernel handed over through the
-//! initrd slot (`rkdumpctl load`), and runs quiesce -> reset -> restore before any driver probes.
+//! Device reinitialisation for the kernel, orchestration only: loads the firmware
+//! configuration blob the first kernel handed over through the initrd slot (`rkdumpctl load`),
+//! runs the reinit engine (quiesce -> reset -> restore) before any driver probes, puts firmware
+//! addresses back from the blob, and prints the outcomes. Every decision (policy from the
+//! command line, restore planning, which registers, retries) lives in `rkdump_devices::reinit`,
+//! where it is host-tested.
 
 use alloc::vec::Vec;
 
-use rkdump_boot::cmdline::{DeviceMatch, Options, ResetMethods, ResetPolicy};
+use rkdump_boot::cmdline::Options;
 use rkdump_boot::info::BootInfo;
-use rkdump_devices::blob::{Blob, BlobView};
+use rkdump_devices::blob::{Blob, BlobView, MAX_BLOB_LEN};
 use rkdump_devices::hw::Mmio;
-use rkdump_devices::pci::{Bdf, Scan};
-use rkdump_devices::reinit::{
-    self, DriverCtx, Match, Methods, Mode, Platform, Policy, SavedConfig, Source,
-};
+use rkdump_devices::pci::{Bdf, Scan, assign};
+use rkdump_devices::reinit::{self, DriverCtx, NoSavedConfig, Platform, Policy, SavedConfig};
 
 use crate::clock::TscClock;
 use crate::pci::{Pci, map_mmio};
 use crate::physmem::BootMem;
 use crate::{drivers, rkerror, rkline};
 
-/// Largest initrd rkdump reads as a blob (the format's own limit is 32 MiB).
-const MAX_BLOB: u64 = 32 << 20;
+/// Largest initrd rkdump reads as a blob: the format's own limit.
+const MAX_BLOB: u64 = MAX_BLOB_LEN as u64;
 
-fn methods(m: ResetMethods) -> Methods {
-    let mut out = Methods::empty();
-    for (a, b) in [
-        (ResetMethods::PREINIT, Methods::PREINIT),
-        (ResetMethods::FLR, Methods::FLR),
-        (ResetMethods::AFFLR, Methods::AFFLR),
-        (ResetMethods::PM, Methods::PM),
-        (ResetMethods::SBR, Methods::SBR),
-    ] {
-        if m.contains(a) {
-            out |= b;
-        }
-    }
-    out
-}
-
-fn matches(list: &[DeviceMatch]) -> Vec<Match> {
-    list.iter()
-        .map(|m| match *m {
-            DeviceMatch::Id { vendor, device } => Match::Id { vendor, device },
-            DeviceMatch::Class { class } => Match::Class { class },
-            DeviceMatch::ClassSub { class, subclass } => Match::ClassSub { class, subclass },
-        })
-        .collect()
-}
-
-/// The engine's policy from the command line.
+/// The engine's policy from the command line (the device layer uses the command line's types).
 pub fn policy(opts: &Options) -> Policy {
-    let mut mode = match opts.effective_reset() {
-        ResetPolicy::Auto => Mode::Auto,
-        ResetPolicy::None => Mode::None,
-        ResetPolicy::Methods(m) => Mode::Methods(methods(m)),
-    };
-    if opts.nopreinit {
-        // Test-only negative control: no driver preinit either (drivers then also skip their own
-        // reset at probe), to show the failure a never-reset device causes.
-        mode = Mode::Methods(mode.methods() - Methods::PREINIT);
-    }
-    let mut p = Policy::new(mode, opts.reset_devices);
-    p.deny = matches(opts.deny.as_slice());
-    p.allow = matches(opts.allow.as_slice());
-    p.budget_ms = opts.budget_ms;
-    p
+    Policy::from_options(opts)
 }
 
 /// Reads the initrd into the heap (the blob must outlive the loader's memory, which rkdump may
@@ -85,15 +46,6 @@ pub fn load_blob(boot: &BootInfo) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-struct BlobSource<'a>(Option<BlobView<'a>>);
-
-impl SavedConfig for BlobSource<'_> {
-    fn header(&self, bdf: Bdf, vendor: u16, device: u16, class: u32) -> Option<([u8; 64], Source)> {
-        let r = self.0.as_ref()?.find_matching(bdf, vendor, device, class)?;
-        Some((*r.header(), Source::Blob))
-    }
-}
-
 struct KernelPlatform;
 
 impl Platform for KernelPlatform {
@@ -102,82 +54,17 @@ impl Platform for KernelPlatform {
     }
 }
 
-/// Address registers a firmware restore may put back: type 0 BARs 0x10..0x28; type 1 BARs
-/// 0x10..0x18, bus numbers 0x18, I/O base/limit 0x1C (16-bit), memory and prefetchable windows
-/// 0x20..0x30, I/O upper halves 0x30. COMMAND, Status, Bridge Control and the rest are not
-/// touched: quiescing owns COMMAND, and the others carry no firmware-assigned address.
-fn is_address_register(header_type: u8, off: u16) -> bool {
-    match header_type & 0x7F {
-        0 => (0x10..0x28).contains(&off),
-        1 => (0x10..0x34).contains(&off) && off != 0x1E,
-        _ => false,
+/// The NTT design's firmware-configuration step (policy and host tests in
+/// `rkdump_devices::reinit::firmware`): prints one line per function whose addresses the blob
+/// put back, an error line for those that did not take.
+fn restore_addresses(pci: &Pci, scan: &Scan, view: &BlobView<'_>) {
+    for r in reinit::restore_addresses(&*pci.cfg, &TscClock, scan, view) {
+        if r.is_error() {
+            rkerror!("reinit {r}");
+        } else {
+            rkline!("reinit {r}");
+        }
     }
-}
-
-/// The NTT design's firmware-configuration step: every function whose live addresses (BARs,
-/// bridge windows, bus numbers) differ from what the first kernel's snapshot saved gets the
-/// saved values back, width-exact and in Linux's restore order, so the dump path decodes
-/// where firmware put it. Functions whose IDs or class no longer match are skipped.
-fn restore_addresses(pci: &Pci, scan: &Scan, view: &BlobView<'_>) -> usize {
-    let mut restored = 0;
-    for d in &scan.devices {
-        let class =
-            (u32::from(d.class) << 16) | (u32::from(d.subclass) << 8) | u32::from(d.prog_if);
-        let Some(rec) = view.find(d.bdf) else {
-            continue;
-        };
-        if !rec.matches(d.vendor, d.device, class) {
-            rkline!(
-                "reinit {}: blob record does not match the function (IDs or class differ); skipped",
-                d.bdf
-            );
-            continue;
-        }
-        let mut live = [0u8; 64];
-        for (i, chunk) in live.chunks_exact_mut(4).enumerate() {
-            chunk.copy_from_slice(&pci.cfg.read32(d.bdf, (i * 4) as u16).to_le_bytes());
-        }
-        let writes: Vec<_> = rec
-            .restore_plan(&live)
-            .into_iter()
-            .filter(|w| is_address_register(d.header_type, w.off))
-            .collect();
-        if writes.is_empty() {
-            continue;
-        }
-        let mut what = alloc::string::String::new();
-        for w in &writes {
-            match w.width {
-                1 => pci.cfg.write8(d.bdf, w.off, w.value as u8),
-                2 => pci.cfg.write16(d.bdf, w.off, w.value as u16),
-                _ => pci.cfg.write32(d.bdf, w.off, w.value),
-            }
-            let old = u32::from_le_bytes([
-                live[usize::from(w.off & !3)],
-                live[usize::from(w.off & !3) + 1],
-                live[usize::from(w.off & !3) + 2],
-                live[usize::from(w.off & !3) + 3],
-            ]);
-            let shift = 8 * u32::from(w.off & 3);
-            let mask = if w.width >= 4 {
-                u32::MAX
-            } else {
-                (1u32 << (8 * u32::from(w.width))) - 1
-            };
-            let old = (old >> shift) & mask;
-            if old != w.value & mask {
-                what.push_str(&alloc::format!(
-                    " {:#04x}:{:#x}->{:#x}",
-                    w.off,
-                    old,
-                    w.value & mask
-                ));
-            }
-        }
-        rkline!("reinit {} restored from blob:{what}", d.bdf);
-        restored += 1;
-    }
-    restored
 }
 
 /// Runs the engine and prints its report, one line per device; then puts firmware addresses back
@@ -206,7 +93,11 @@ pub fn run(pci: &Pci, scan: &Scan, opts: &Options, blob: Option<&[u8]>) -> Vec<B
     let mut platform = KernelPlatform;
     let mut ctx = DriverCtx::new(&*pci.cfg, &clock, &mut platform);
     let mut set = drivers::all();
-    let report = reinit::run(&mut ctx, scan, &policy, &mut set, &BlobSource(view.clone()));
+    let saved: &dyn SavedConfig = match &view {
+        Some(v) => v,
+        None => &NoSavedConfig,
+    };
+    let report = reinit::run(&mut ctx, scan, &policy, &mut set, saved);
     rkline!("reinit {}", report.mode_line());
     rkline!("reinit {}", report.quiesce_line());
     for e in &report.entries {
@@ -236,33 +127,20 @@ pub fn run(pci: &Pci, scan: &Scan, opts: &Options, blob: Option<&[u8]>) -> Vec<B
 
 /// Going beyond firmware: gives each function in `bdfs` addresses from its parent bridge's
 /// window, as firmware would have (the case where a reset cleared BARs that neither the blob
-/// nor the snapshot can restore). BAR dwords are written whole, low half first.
+/// nor the snapshot can restore). Planning and writing live in `rkdump_devices::pci::assign`.
 pub fn assign_bars(pci: &Pci, scan: &Scan, bdfs: &[Bdf]) {
     for &b in bdfs {
         let Some(dev) = scan.find(b) else { continue };
-        let parent = scan
-            .devices
-            .iter()
-            .find(|p| p.is_bridge && p.secondary_bus == b.bus && p.bdf.segment == b.segment)
-            .map(|p| p.bdf);
-        match rkdump_devices::pci::assign::plan(&*pci.cfg, dev, parent, &scan.devices) {
+        let parent = scan.parent_bridge(b).map(|p| p.bdf);
+        match assign::plan(&*pci.cfg, dev, parent, &scan.devices) {
             Ok(plan) if plan.is_empty() => {
                 rkerror!("reinit {b}: nothing assignable (no sized memory BARs)")
             }
             Ok(plan) => {
+                assign::apply(&*pci.cfg, b, &plan);
                 let mut what = alloc::string::String::new();
                 for a in &plan {
-                    let off = 0x10 + 4 * u16::from(a.index);
-                    pci.cfg.write32(b, off, a.addr as u32);
-                    if a.is64 {
-                        pci.cfg.write32(b, off + 4, (a.addr >> 32) as u32);
-                    }
-                    what.push_str(&alloc::format!(
-                        " BAR{}={:#x}+{:#x}",
-                        a.index,
-                        a.addr,
-                        a.size
-                    ));
+                    what.push_str(&alloc::format!(" {a}"));
                 }
                 rkline!(
                     "reinit {b} BARs assigned from bridge {} window:{what}",

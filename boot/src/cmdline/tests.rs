@@ -231,7 +231,7 @@ fn rkdump_options() {
     assert_eq!(o.diagnostics().count(), 0, "{:?}", diags(&o));
     assert_eq!(
         o.target,
-        Target::DiskAt(PciAddr {
+        Target::DiskAt(Bdf {
             segment: 0,
             bus: 1,
             dev: 0,
@@ -266,7 +266,7 @@ fn rkdump_options() {
     let f = Options::parse("rkdump.fault=dead:00:04.0");
     assert_eq!(
         f.fault_dead,
-        Some(PciAddr {
+        Some(Bdf {
             segment: 0,
             bus: 0,
             dev: 4,
@@ -303,7 +303,7 @@ fn rkdump_options() {
     );
     assert_eq!(
         t("rkdump.target=disk:00:04.0"),
-        Target::DiskAt(PciAddr {
+        Target::DiskAt(Bdf {
             segment: 0,
             bus: 0,
             dev: 4,

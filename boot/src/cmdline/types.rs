@@ -2,8 +2,7 @@
 
 use core::fmt;
 
-use bitflags::bitflags;
-
+use super::device::{Bdf, DeviceMatch};
 use super::num::{memparse, parse_int};
 
 /// Writes bytes with printable ASCII as is and everything else as `\xNN`.
@@ -217,62 +216,6 @@ fn parse_serial_options(opts: &str) -> Result<Option<u32>, &'static str> {
     Ok(baud)
 }
 
-/// A PCI function address (`[segment:]bus:device.function`, hex).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PciAddr {
-    /// PCI segment (domain).
-    pub segment: u16,
-    /// Bus number.
-    pub bus: u8,
-    /// Device number, below 32.
-    pub dev: u8,
-    /// Function number, below 8.
-    pub func: u8,
-}
-
-impl PciAddr {
-    /// Parses `00:04.0` or `0000:01:00.0`.
-    pub fn parse(s: &str) -> Result<Self, &'static str> {
-        const BAD: &str = "bad PCI address (expected [ssss:]bb:dd.f)";
-        fn hex(s: &str, max_digits: usize) -> Result<u16, &'static str> {
-            if s.is_empty() || s.len() > max_digits || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(BAD);
-            }
-            u16::from_str_radix(s, 16).map_err(|_| BAD)
-        }
-        let (head, dev_func) = s.rsplit_once(':').ok_or(BAD)?;
-        let (segment, bus) = match head.split_once(':') {
-            Some((seg, bus)) => (hex(seg, 4)?, bus),
-            None => (0, head),
-        };
-        let (dev, func) = dev_func.split_once('.').ok_or(BAD)?;
-        let (bus, dev, func) = (hex(bus, 2)?, hex(dev, 2)?, hex(func, 1)?);
-        if dev >= 32 {
-            return Err("PCI device number above 0x1f");
-        }
-        if func >= 8 {
-            return Err("PCI function number above 7");
-        }
-        // The digit limits above keep bus, dev and func below 256.
-        Ok(Self {
-            segment,
-            bus: bus as u8,
-            dev: dev as u8,
-            func: func as u8,
-        })
-    }
-}
-
-impl fmt::Display for PciAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:04x}:{:02x}:{:02x}.{:x}",
-            self.segment, self.bus, self.dev, self.func
-        )
-    }
-}
-
 /// `rkdump.target=`: where the dump goes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Target {
@@ -282,7 +225,7 @@ pub enum Target {
     /// `disk`: the first disk carrying an rkdump dump label.
     Disk,
     /// `disk:<pci>`: the disk behind this PCI function.
-    DiskAt(PciAddr),
+    DiskAt(Bdf),
     /// `serial` (COM2) or `serial:ttyS<n>`.
     Serial(SerialPort),
 }
@@ -295,7 +238,7 @@ impl Target {
             "serial" => Ok(Self::Serial(SerialPort::Com2)),
             _ => {
                 if let Some(pci) = v.strip_prefix("disk:") {
-                    Ok(Self::DiskAt(PciAddr::parse(pci)?))
+                    Ok(Self::DiskAt(Bdf::parse(pci).map_err(|e| e.reason())?))
                 } else if let Some(tty) = v.strip_prefix("serial:") {
                     Ok(Self::Serial(SerialPort::parse_tty(tty)?))
                 } else {
@@ -336,130 +279,6 @@ impl Action {
             "poweroff" => Ok(Self::Poweroff),
             "halt" => Ok(Self::Halt),
             _ => Err("expected reboot, poweroff or halt"),
-        }
-    }
-}
-
-bitflags! {
-    /// Device reset methods rkdump may use (`rkdump.reset=preinit,flr,...`).
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-    pub struct ResetMethods: u8 {
-        /// Restore the pre-crash config-space snapshot without resetting.
-        const PREINIT = 1 << 0;
-        /// PCIe function-level reset.
-        const FLR = 1 << 1;
-        /// Advanced-features (conventional PCI) FLR.
-        const AFFLR = 1 << 2;
-        /// Power-management D3hot → D0 reset.
-        const PM = 1 << 3;
-        /// Secondary bus reset through the parent bridge.
-        const SBR = 1 << 4;
-    }
-}
-
-/// `rkdump.reset=`: which device resets are allowed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResetPolicy {
-    /// Pick methods per device.
-    Auto,
-    /// Reset nothing.
-    None,
-    /// Only these methods.
-    Methods(ResetMethods),
-}
-
-impl ResetPolicy {
-    pub(crate) fn parse(v: &str) -> Result<Self, &'static str> {
-        match v {
-            "auto" => return Ok(Self::Auto),
-            "none" => return Ok(Self::None),
-            _ => {}
-        }
-        let mut methods = ResetMethods::empty();
-        for item in v.split(',') {
-            methods |= match item {
-                "preinit" => ResetMethods::PREINIT,
-                "flr" => ResetMethods::FLR,
-                "afflr" => ResetMethods::AFFLR,
-                "pm" => ResetMethods::PM,
-                "sbr" => ResetMethods::SBR,
-                _ => return Err("expected auto, none or a list of preinit,flr,afflr,pm,sbr"),
-            };
-        }
-        Ok(Self::Methods(methods))
-    }
-}
-
-/// One `rkdump.deny=` / `rkdump.allow=` item.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeviceMatch {
-    /// `vvvv:dddd`: vendor and device ID.
-    Id {
-        /// Vendor ID.
-        vendor: u16,
-        /// Device ID.
-        device: u16,
-    },
-    /// `class:cc`: base class.
-    Class {
-        /// Base class code.
-        class: u8,
-    },
-    /// `class:ccss`: base class and subclass.
-    ClassSub {
-        /// Base class code.
-        class: u8,
-        /// Subclass code.
-        subclass: u8,
-    },
-}
-
-impl DeviceMatch {
-    /// Whether a function with these IDs and class matches.
-    pub fn matches(&self, vendor: u16, device: u16, class_code: u8, subclass: u8) -> bool {
-        match *self {
-            Self::Id {
-                vendor: v,
-                device: d,
-            } => v == vendor && d == device,
-            Self::Class { class } => class == class_code,
-            Self::ClassSub { class, subclass: s } => class == class_code && s == subclass,
-        }
-    }
-
-    fn parse(s: &str) -> Result<Self, &'static str> {
-        const BAD: &str = "expected vvvv:dddd, class:cc or class:ccss (hex)";
-        fn hex(s: &str, digits: core::ops::RangeInclusive<usize>) -> Result<u16, &'static str> {
-            if !digits.contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(BAD);
-            }
-            u16::from_str_radix(s, 16).map_err(|_| BAD)
-        }
-        if let Some(class) = s.strip_prefix("class:") {
-            let v = hex(class, 2..=4)?;
-            return match class.len() {
-                2 => Ok(Self::Class { class: v as u8 }),
-                4 => Ok(Self::ClassSub {
-                    class: (v >> 8) as u8,
-                    subclass: v as u8,
-                }),
-                _ => Err(BAD),
-            };
-        }
-        let (vendor, device) = s.split_once(':').ok_or(BAD)?;
-        Ok(Self::Id {
-            vendor: hex(vendor, 1..=4)?,
-            device: hex(device, 1..=4)?,
-        })
-    }
-}
-
-impl fmt::Display for DeviceMatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Id { vendor, device } => write!(f, "{vendor:04x}:{device:04x}"),
-            Self::Class { class } => write!(f, "class:{class:02x}"),
-            Self::ClassSub { class, subclass } => write!(f, "class:{class:02x}{subclass:02x}"),
         }
     }
 }
@@ -555,53 +374,6 @@ impl SelfTest {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pci_addresses() {
-        let p = |s| PciAddr::parse(s);
-        assert_eq!(
-            p("00:04.0"),
-            Ok(PciAddr {
-                segment: 0,
-                bus: 0,
-                dev: 4,
-                func: 0
-            })
-        );
-        assert_eq!(
-            p("0000:01:00.0"),
-            Ok(PciAddr {
-                segment: 0,
-                bus: 1,
-                dev: 0,
-                func: 0
-            })
-        );
-        assert_eq!(
-            p("abcd:ff:1f.7"),
-            Ok(PciAddr {
-                segment: 0xABCD,
-                bus: 0xFF,
-                dev: 31,
-                func: 7
-            })
-        );
-        assert_eq!(p("00:20.0"), Err("PCI device number above 0x1f"));
-        assert_eq!(p("00:04.8"), Err("PCI function number above 7"));
-        for bad in [
-            "",
-            "04.0",
-            "00:04",
-            "100:04.0",
-            "0:0:0:0.0",
-            "00:04.0x",
-            "g0:04.0",
-            "00:+4.0",
-        ] {
-            assert!(p(bad).is_err(), "{bad}");
-        }
-        assert_eq!(std::format!("{}", p("1:2.3").unwrap()), "0000:01:02.3");
-    }
 
     #[test]
     fn device_matches() {

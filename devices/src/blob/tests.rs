@@ -6,6 +6,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::*;
+use crate::reinit::{PlanError, RestoreWrite, plan_restore};
 
 fn bdf(bus: u8, dev: u8, func: u8) -> Bdf {
     Bdf::new(0, bus, dev, func).unwrap()
@@ -17,6 +18,19 @@ fn put16(c: &mut [u8], off: usize, v: u16) {
 
 fn put32(c: &mut [u8], off: usize, v: u32) {
     c[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+/// `(id, offset)` of each standard capability, as `pci::caps` walks the record.
+fn cap_list(r: &Record<'_>) -> Vec<(u8, u16)> {
+    r.capabilities().iter().map(|c| (c.id, c.offset)).collect()
+}
+
+/// `(id, version, offset)` of each extended capability.
+fn ext_list(r: &Record<'_>) -> Vec<(u16, u8, u16)> {
+    r.ext_capabilities()
+        .iter()
+        .map(|c| (c.id, c.version, c.offset))
+        .collect()
 }
 
 fn get32(c: &[u8], off: usize) -> u32 {
@@ -178,7 +192,7 @@ fn round_trip() {
     assert_eq!(e.read8(0xFF), Some(0));
     assert_eq!(e.read8(0x100), None);
     assert_eq!(e.header(), &endpoint(256)[..64]);
-    assert_eq!(e.capabilities(), [(0x11, 0x40), (0x10, 0x50)]);
+    assert_eq!(cap_list(&e), [(0x11, 0x40), (0x10, 0x50)]);
     assert_eq!(e.find_cap(0x10), Some(0x50));
     assert_eq!(e.find_cap(0x05), None);
     assert_eq!(e.capability(0x11).unwrap().len(), 0x10);
@@ -215,10 +229,7 @@ fn round_trip() {
     assert_eq!(b.config().len(), 4096);
 
     let e4 = v.find(bdf(1, 0, 0)).unwrap();
-    assert_eq!(
-        e4.ext_capabilities(),
-        [(0x0001, 1, 0x100), (0x000D, 1, 0x148)]
-    );
+    assert_eq!(ext_list(&e4), [(0x0001, 1, 0x100), (0x000D, 1, 0x148)]);
     assert_eq!(e4.find_ext_cap(0x000D), Some(0x148));
     assert_eq!(e4.ext_capability(0x0001).unwrap().len(), 0x48);
     assert_eq!(e4.ext_capability(0x000D).unwrap().len(), 4096 - 0x148);
@@ -737,29 +748,28 @@ fn capability_walks_survive_loops_and_bad_pointers() {
     let bytes = w.finish();
     let v = Blob::parse(&bytes).unwrap();
     let r = v.get(0).unwrap();
-    assert_eq!(r.capabilities(), [(0x11, 0x40), (0x10, 0x50)]);
+    assert_eq!(cap_list(&r), [(0x11, 0x40), (0x10, 0x50)]);
     assert_eq!(r.ext_capabilities().len(), 2);
     assert_eq!(r.ext_capability(0x0D).unwrap().len(), 4096 - 0x148);
     let r2 = v.get(1).unwrap();
-    assert_eq!(r2.capabilities(), [(0x11, 0x40), (0x05, 0xFC)]);
+    assert_eq!(cap_list(&r2), [(0x11, 0x40), (0x05, 0xFC)]);
     assert_eq!(r2.capability(0x05).unwrap().len(), 4);
     assert!(v.get(2).unwrap().capabilities().is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------
-// restore_plan
+// The one restore planner (reinit::restore) fed by a blob record
 
-fn plan_for(saved: &[u8], current: &[u8]) -> Vec<ConfigWrite> {
+fn plan_for(saved: &[u8], current: &[u8]) -> Result<Vec<RestoreWrite>, PlanError> {
     let mut w = writer();
     w.add(bdf(0, 1, 0), saved).unwrap();
     let bytes = w.finish();
     let v = Blob::parse(&bytes).unwrap();
-    let cur: [u8; 64] = current[..64].try_into().unwrap();
-    restore_plan(&v.get(0).unwrap(), &cur)
+    plan_restore(&v.get(0).unwrap().view(), &SavedView::new(current), None)
 }
 
-fn wr(off: u16, width: u8, value: u32, retries: u8) -> ConfigWrite {
-    ConfigWrite {
+fn wr(off: u16, width: u8, value: u32, retries: u8) -> RestoreWrite {
+    RestoreWrite {
         off,
         width,
         value,
@@ -784,7 +794,7 @@ fn after_flr(saved: &[u8]) -> Vec<u8> {
 #[test]
 fn restore_plan_type0_linux_order_and_widths() {
     let saved = endpoint(256);
-    let plan = plan_for(&saved, &after_flr(&saved));
+    let plan = plan_for(&saved, &after_flr(&saved)).unwrap();
     assert_eq!(
         plan,
         [
@@ -812,16 +822,16 @@ fn restore_plan_type0_linux_order_and_widths() {
 #[test]
 fn restore_plan_only_writes_what_differs() {
     let saved = endpoint(256);
-    assert!(plan_for(&saved, &saved).is_empty());
+    assert!(plan_for(&saved, &saved).unwrap().is_empty());
     // Status bits differing alone never produce a write.
     let mut cur = saved.clone();
     put16(&mut cur, 0x06, 0x0010);
     cur[0x0F] = 0x80; // BIST
-    assert!(plan_for(&saved, &cur).is_empty());
+    assert!(plan_for(&saved, &cur).unwrap().is_empty());
     // COMMAND only.
     let mut cur = saved.clone();
     put16(&mut cur, 0x04, 0x0400);
-    assert_eq!(plan_for(&saved, &cur), [wr(0x04, 2, 0x0406, 0)]);
+    assert_eq!(plan_for(&saved, &cur).unwrap(), [wr(0x04, 2, 0x0406, 0)]);
 }
 
 #[test]
@@ -829,15 +839,15 @@ fn restore_plan_refuses_another_device() {
     let saved = endpoint(256);
     let mut cur = after_flr(&saved);
     put16(&mut cur, 0x02, 0x1001);
-    assert!(plan_for(&saved, &cur).is_empty());
-    assert!(plan_for(&saved, &[0xFF; 64]).is_empty());
+    assert_eq!(plan_for(&saved, &cur), Err(PlanError::IdMismatch));
+    assert_eq!(plan_for(&saved, &[0xFF; 64]), Err(PlanError::IdMismatch));
 }
 
 #[test]
 fn restore_plan_type1_forces_prefetch_and_spares_w1c() {
     let saved = bridge(256);
     // Equal headers: exactly the three forced prefetchable-window dwords, 11 down to 9.
-    let plan = plan_for(&saved, &saved);
+    let plan = plan_for(&saved, &saved).unwrap();
     assert_eq!(
         plan,
         [
@@ -849,11 +859,12 @@ fn restore_plan_type1_forces_prefetch_and_spares_w1c() {
     // After a secondary bus reset everything is zero (Linux restores the bridge top-down).
     let mut cur = vec![0u8; 64];
     cur[..4].copy_from_slice(&saved[..4]);
+    cur[0x0E] = saved[0x0E]; // header type is read-only: a reset keeps it
     put16(&mut cur, 0x1E, 0x0000);
     let mut saved = saved;
     put16(&mut saved, 0x3E, 0x0452); // + SBR (bit 6) + discard timer status (bit 10)
     c_int_line(&mut saved);
-    let plan = plan_for(&saved, &cur);
+    let plan = plan_for(&saved, &cur).unwrap();
     assert_eq!(
         plan,
         [
@@ -876,30 +887,29 @@ fn c_int_line(c: &mut [u8]) {
     c[0x3D] = 0x01;
 }
 
+/// CardBus and unknown header types are refused, not planned (the planner restores types 0
+/// and 1 only; CardBus has no address register the firmware step restores).
 #[test]
-fn restore_plan_cardbus_and_unknown_types() {
+fn restore_plan_refuses_cardbus_and_unknown_types() {
     let mut saved = endpoint(256);
     saved[0x0E] = 0x02;
     put32(&mut saved, 0x10, 0x1234_5000); // socket base
     put32(&mut saved, 0x14, 0xF900_0080); // cap ptr + W1C secondary status
-    put32(&mut saved, 0x18, 0x0504_0300);
     let mut cur = saved[..64].to_vec();
     put32(&mut cur, 0x10, 0);
-    put32(&mut cur, 0x14, 0);
-    put32(&mut cur, 0x18, 0);
     put16(&mut cur, 0x04, 0);
-    assert_eq!(
-        plan_for(&saved, &cur),
-        [
-            wr(0x18, 4, 0x0504_0300, 0),
-            wr(0x10, 4, 0x1234_5000, 0),
-            wr(0x04, 2, 0x0406, 0),
-        ]
-    );
+    assert_eq!(plan_for(&saved, &cur), Err(PlanError::Unsupported(2)));
     saved[0x0E] = 0x7F;
     let mut cur = saved[..64].to_vec();
     put16(&mut cur, 0x04, 0);
-    assert!(plan_for(&saved, &cur).is_empty());
+    assert_eq!(plan_for(&saved, &cur), Err(PlanError::Unsupported(0x7F)));
+    // A record whose type differs from the live function's.
+    let mut cur = saved[..64].to_vec();
+    cur[0x0E] = 0x00;
+    saved[0x0E] = 0x80;
+    assert_eq!(plan_for(&saved, &cur), Ok(Vec::new()));
+    cur[0x0E] = 0x01;
+    assert_eq!(plan_for(&saved, &cur), Err(PlanError::TypeMismatch));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1022,11 +1032,10 @@ fn fuzz_blob_parse() {
                     let _ = (r.bridge(), r.capabilities(), r.ext_capabilities());
                     let _ = (r.capability(0x10), r.ext_capability(1), r.revision());
                     let _ = (r.header_dword(15), r.read32(0xFFC), r.read16(0xFFE));
-                    for w in r
-                        .restore_plan(&cur)
-                        .iter()
-                        .chain(&r.restore_plan(r.header()))
-                    {
+                    let plan = |cur: &[u8]| {
+                        plan_restore(&r.view(), &SavedView::new(cur), None).unwrap_or_default()
+                    };
+                    for w in plan(&cur).iter().chain(&plan(r.header())) {
                         assert!(matches!(w.width, 2 | 4) && w.off % u16::from(w.width) == 0);
                         assert!(w.off != 0x06 && !(w.off == 0x04 && w.width == 4));
                     }
@@ -1061,5 +1070,8 @@ fn real_snapshot_parses_and_reserialises() {
     assert_eq!((host.vendor(), host.config().len()), (0x8086, 4096));
     assert_eq!(reserialise(&v), &bytes[..]);
     let cur = *blk.header();
-    assert!(blk.restore_plan(&cur).is_empty());
+    assert_eq!(
+        plan_restore(&blk.view(), &SavedView::new(&cur), None),
+        Ok(Vec::new())
+    );
 }

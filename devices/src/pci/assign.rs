@@ -2,41 +2,27 @@
 //! which neither the firmware blob nor the pre-reset snapshot had usable ones: each unassigned
 //! memory BAR gets a naturally aligned range inside its parent bridge's window (prefetchable
 //! 64-bit BARs prefer the prefetchable window) that no other function below that bridge uses.
-//! Pure planning over [`ConfigSpace`] reads; the caller writes the plan.
+//! Planning over [`ConfigSpace`] reads ([`plan`]), then [`apply`] writes it.
 
 use alloc::vec::Vec;
+use core::fmt;
 
-use super::{Bar, Bdf, ConfigSpace, PciDevice};
+use super::bridge::{self, Window};
+use super::{Bar, Bdf, ConfigSpace, LiveView, PciDevice, reg};
 
-/// A bridge forwarding window, inclusive bounds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Window {
-    /// First address.
-    pub base: u64,
-    /// Last address.
-    pub limit: u64,
-}
-
-/// Memory (0x20) and prefetchable (0x24..0x2C) windows of the type-1 function `bridge`;
-/// `None` for a closed window (base > limit).
-pub fn bridge_windows(cfg: &dyn ConfigSpace, bridge: Bdf) -> (Option<Window>, Option<Window>) {
-    let mem = cfg.read32(bridge, 0x20);
-    let mem_base = u64::from(mem & 0xFFF0) << 16;
-    let mem_limit = (u64::from(mem >> 20) << 20) | 0xF_FFFF;
-    let pref = cfg.read32(bridge, 0x24);
-    let is64 = pref & 0xF == 1;
-    let (hi_base, hi_limit) = if is64 {
-        (
-            u64::from(cfg.read32(bridge, 0x28)),
-            u64::from(cfg.read32(bridge, 0x2C)),
-        )
-    } else {
-        (0, 0)
+/// Memory (0x20) and prefetchable (0x24..0x2C) windows of the type-1 function `bridge`
+/// ([`bridge::windows`]); `None` for a closed window (base > limit).
+pub fn bridge_windows(
+    cfg: &dyn ConfigSpace,
+    bridge: Bdf,
+) -> (Option<Window<u64>>, Option<Window<u64>>) {
+    let w = bridge::windows(&LiveView::new(cfg, bridge));
+    let mem = Window {
+        base: u64::from(w.mem.base),
+        limit: u64::from(w.mem.limit),
     };
-    let pref_base = (hi_base << 32) | (u64::from(pref & 0xFFF0) << 16);
-    let pref_limit = (hi_limit << 32) | (u64::from(pref >> 20) << 20) | 0xF_FFFF;
-    let open = |b: u64, l: u64| (b <= l).then_some(Window { base: b, limit: l });
-    (open(mem_base, mem_limit), open(pref_base, pref_limit))
+    let open = |w: Window<u64>| w.is_open().then_some(w);
+    (open(mem), open(w.pref))
 }
 
 /// One BAR to program: dword offset of the BAR and the address (64-bit BARs: low then high).
@@ -50,6 +36,13 @@ pub struct BarAssignment {
     pub size: u64,
     /// 64-bit BAR (the next dword gets the high half).
     pub is64: bool,
+}
+
+impl fmt::Display for BarAssignment {
+    /// `BAR<i>=<addr>+<size>`, as the kernel's console line lists them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BAR{}={:#x}+{:#x}", self.index, self.addr, self.size)
+    }
 }
 
 /// Why a BAR could not be placed.
@@ -66,7 +59,7 @@ pub enum AssignError {
     },
 }
 
-fn first_fit(win: Window, size: u64, used: &[(u64, u64)], below_4g: bool) -> Option<u64> {
+fn first_fit(win: Window<u64>, size: u64, used: &[(u64, u64)], below_4g: bool) -> Option<u64> {
     let mut at = win.base.checked_add(size - 1)? & !(size - 1);
     loop {
         let end = at.checked_add(size - 1)?;
@@ -135,6 +128,17 @@ pub fn plan(
         });
     }
     Ok(out)
+}
+
+/// Programs `plan` into `bdf`'s BARs: whole 32-bit dwords, the low half of a 64-bit BAR first.
+pub fn apply(cfg: &dyn ConfigSpace, bdf: Bdf, plan: &[BarAssignment]) {
+    for a in plan {
+        let off = reg::BAR0 + 4 * u16::from(a.index);
+        cfg.write32(bdf, off, a.addr as u32);
+        if a.is64 {
+            cfg.write32(bdf, off + 4, (a.addr >> 32) as u32);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -223,6 +227,21 @@ mod tests {
                 size: 0x1000,
                 is64: false
             }
+        );
+        assert_eq!(alloc::format!("{}", plan[0]), "BAR0=0xfe604000+0x4000");
+
+        // Applied: whole dwords, low half of the 64-bit BAR first.
+        cfg.add(bdf(1, 0), 0x1b36, 0x10, |_| {});
+        cfg.clear_writes();
+        apply(&cfg, bdf(1, 0), &plan);
+        let w: Vec<_> = cfg
+            .writes()
+            .iter()
+            .map(|w| (w.off, w.width, w.value))
+            .collect();
+        assert_eq!(
+            w,
+            [(0x10, 4, 0xFE60_4000), (0x14, 4, 0), (0x18, 4, 0xFE60_8000)]
         );
     }
 

@@ -1,10 +1,13 @@
-//! Capability lists: the standard list from 0x34 and the PCIe extended list from 0x100, walked
-//! with loop and bounds protection because a broken or hostile device can link them anywhere.
+//! Capability lists: the standard list from 0x34 (0x14 on CardBus) and the PCIe extended list
+//! from 0x100, walked with loop and bounds protection because a broken or hostile device can
+//! link them anywhere. The one walk for live functions and saved bytes alike: it reads through
+//! a [`ConfigView`].
 
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::{Bdf, ConfigSpace, Status, reg};
+use super::view::{ConfigView, LiveView};
+use super::{Bdf, ConfigSpace, Status, header_type, reg};
 
 /// Standard capability IDs (PCI Code and ID Assignment §2).
 pub mod id {
@@ -73,16 +76,15 @@ impl fmt::Display for CapError {
 }
 
 /// Iterator over the standard capability list; yields one `Err` and stops on a malformed list.
-pub struct CapIter<'a> {
-    cfg: &'a dyn ConfigSpace,
-    bdf: Bdf,
+pub struct CapIter<V> {
+    view: V,
     next: u16,
     seen: u64,
     hops: usize,
     done: bool,
 }
 
-impl Iterator for CapIter<'_> {
+impl<V: ConfigView> Iterator for CapIter<V> {
     type Item = Result<Cap, CapError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -107,28 +109,38 @@ impl Iterator for CapIter<'_> {
         }
         self.seen |= bit;
         self.hops += 1;
-        let id = self.cfg.read8(self.bdf, off);
+        let id = self.view.read8(off);
         if id == 0xFF {
-            // All-ones: the function vanished mid-walk.
+            // All-ones: the function vanished mid-walk (or the saved bytes end here).
             return fail(self, CapError::BadPointer { offset: off });
         }
-        self.next = u16::from(self.cfg.read8(self.bdf, off + 1) & 0xFC);
+        self.next = u16::from(self.view.read8(off + 1) & 0xFC);
         Some(Ok(Cap { id, offset: off }))
     }
 }
 
-/// Walks the standard capability list (empty unless Status.CAP_LIST is set).
-pub fn capabilities(cfg: &dyn ConfigSpace, bdf: Bdf) -> CapIter<'_> {
-    let status = cfg.read16(bdf, reg::STATUS);
+/// Walks the standard capability list of a live function (empty unless Status.CAP_LIST is set).
+pub fn capabilities(cfg: &dyn ConfigSpace, bdf: Bdf) -> CapIter<LiveView<'_>> {
+    walk(LiveView::new(cfg, bdf))
+}
+
+/// Walks the standard capability list of any view (empty unless Status.CAP_LIST is set). The
+/// list starts at [`reg::CAP_PTR`], or [`reg::CB_CAP_PTR`] on a CardBus bridge (Linux
+/// `pci_bus_find_capability_start`).
+pub fn walk<V: ConfigView>(view: V) -> CapIter<V> {
+    let status = view.read16(reg::STATUS);
     let has = status != u16::MAX && status & Status::CAP_LIST.bits() != 0;
     let next = if has {
-        u16::from(cfg.read8(bdf, reg::CAP_PTR) & 0xFC)
+        let ptr = match view.read8(reg::HEADER_TYPE) & !header_type::MULTI_FUNCTION {
+            header_type::CARDBUS => reg::CB_CAP_PTR,
+            _ => reg::CAP_PTR,
+        };
+        u16::from(view.read8(ptr) & 0xFC)
     } else {
         0
     };
     CapIter {
-        cfg,
-        bdf,
+        view,
         next,
         seen: 0,
         hops: 0,
@@ -181,16 +193,15 @@ pub fn vendor_caps(cfg: &dyn ConfigSpace, bdf: Bdf) -> Vec<u16> {
 }
 
 /// Iterator over the extended capability list.
-pub struct ExtCapIter<'a> {
-    cfg: &'a dyn ConfigSpace,
-    bdf: Bdf,
+pub struct ExtCapIter<V> {
+    view: V,
     next: u16,
     // One bit per dword of 0x100..0x1000.
     seen: [u64; 15],
     done: bool,
 }
 
-impl Iterator for ExtCapIter<'_> {
+impl<V: ConfigView> Iterator for ExtCapIter<V> {
     type Item = Result<ExtCap, CapError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -199,7 +210,9 @@ impl Iterator for ExtCapIter<'_> {
         }
         let off = self.next;
         self.done = true;
-        if !(reg::EXT_CAP_START..=0xFFC).contains(&off) {
+        if !(reg::EXT_CAP_START..=0xFFC).contains(&off)
+            || u32::from(off) + 4 > u32::from(self.view.max_offset())
+        {
             return Some(Err(CapError::BadPointer { offset: off }));
         }
         let idx = usize::from((off - reg::EXT_CAP_START) / 4);
@@ -208,7 +221,7 @@ impl Iterator for ExtCapIter<'_> {
             return Some(Err(CapError::Loop { offset: off }));
         }
         self.seen[word] |= bit;
-        let hdr = self.cfg.read32(self.bdf, off);
+        let hdr = self.view.read32(off);
         // 0 = no extended capabilities; all-ones = no device or no extended space.
         if hdr == 0 || hdr == u32::MAX {
             return None;
@@ -223,16 +236,21 @@ impl Iterator for ExtCapIter<'_> {
     }
 }
 
-/// Walks the extended capability list; empty when the access method stops at 256 bytes.
-pub fn ext_capabilities(cfg: &dyn ConfigSpace, bdf: Bdf) -> ExtCapIter<'_> {
-    let next = if cfg.max_offset() > reg::EXT_CAP_START {
+/// Walks a live function's extended capability list; empty when the access method stops at
+/// 256 bytes.
+pub fn ext_capabilities(cfg: &dyn ConfigSpace, bdf: Bdf) -> ExtCapIter<LiveView<'_>> {
+    walk_ext(LiveView::new(cfg, bdf))
+}
+
+/// Walks the extended capability list of any view; empty when the view stops at 256 bytes.
+pub fn walk_ext<V: ConfigView>(view: V) -> ExtCapIter<V> {
+    let next = if view.max_offset() > reg::EXT_CAP_START {
         reg::EXT_CAP_START
     } else {
         0
     };
     ExtCapIter {
-        cfg,
-        bdf,
+        view,
         next,
         seen: [0; 15],
         done: false,

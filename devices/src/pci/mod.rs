@@ -4,21 +4,24 @@
 //! Everything read from config space is untrusted; nothing here panics on device data.
 
 pub mod assign;
+pub mod bridge;
 pub mod caps;
 pub mod ecam;
 pub mod scan;
+pub mod view;
 
 #[cfg(test)]
 pub mod fake;
-
-use core::fmt;
-use core::str::FromStr;
 
 use bitflags::bitflags;
 
 pub use caps::{Cap, CapError, ExtCap};
 pub use ecam::EcamConfig;
+/// Function addresses are the command line's type, shared so `rkdump.target=disk:` and
+/// `rkdump.fault_dead=` need no conversion.
+pub use rkdump_boot::cmdline::{Bdf, ParseBdfError};
 pub use scan::{Bar, PciDevice, Scan, ScanIssue, probe_bars, scan, scan_roots};
+pub use view::{ConfigView, LiveView, SavedView};
 
 /// Type-0/1 header register offsets (PCI 3.0 §6.1).
 pub mod reg {
@@ -38,6 +41,8 @@ pub mod reg {
     pub const SUBCLASS: u16 = 0x0A;
     /// Base class (u8).
     pub const CLASS: u16 = 0x0B;
+    /// Cache line size (u8); the latency timer (u8) follows at 0x0D.
+    pub const CACHE_LINE_SIZE: u16 = 0x0C;
     /// Header type (u8); bit 7 = multi-function.
     pub const HEADER_TYPE: u16 = 0x0E;
     /// First BAR (u32); BARs follow at 4-byte steps.
@@ -48,10 +53,38 @@ pub mod reg {
     pub const SECONDARY_BUS: u16 = 0x19;
     /// Type-1: subordinate bus number (u8).
     pub const SUBORDINATE_BUS: u16 = 0x1A;
-    /// Capabilities pointer (u8), valid when Status.CAP_LIST is set.
+    /// Type-1: I/O base (u8); low nibble 1 = 32-bit I/O decode.
+    pub const IO_BASE: u16 = 0x1C;
+    /// Type-1: I/O limit (u8).
+    pub const IO_LIMIT: u16 = 0x1D;
+    /// Type-1: secondary status (u16, error bits are write-1-to-clear).
+    pub const SECONDARY_STATUS: u16 = 0x1E;
+    /// Type-1: memory base (u16), address bits 31:20 in bits 15:4.
+    pub const MEMORY_BASE: u16 = 0x20;
+    /// Type-1: memory limit (u16).
+    pub const MEMORY_LIMIT: u16 = 0x22;
+    /// Type-1: prefetchable memory base (u16); low nibble 1 = 64-bit.
+    pub const PREF_MEMORY_BASE: u16 = 0x24;
+    /// Type-1: prefetchable memory limit (u16).
+    pub const PREF_MEMORY_LIMIT: u16 = 0x26;
+    /// Type-1: prefetchable base, upper 32 bits (u32).
+    pub const PREF_BASE_UPPER32: u16 = 0x28;
+    /// Type-1: prefetchable limit, upper 32 bits (u32).
+    pub const PREF_LIMIT_UPPER32: u16 = 0x2C;
+    /// Type-1: I/O base, upper 16 bits (u16).
+    pub const IO_BASE_UPPER16: u16 = 0x30;
+    /// Type-1: I/O limit, upper 16 bits (u16).
+    pub const IO_LIMIT_UPPER16: u16 = 0x32;
+    /// Capabilities pointer (u8), valid when Status.CAP_LIST is set (types 0 and 1).
     pub const CAP_PTR: u16 = 0x34;
-    /// Type-1: bridge control (u16).
+    /// Type-2 (CardBus): capabilities pointer (u8).
+    pub const CB_CAP_PTR: u16 = 0x14;
+    /// Interrupt line (u8); interrupt pin (u8) follows at 0x3D.
+    pub const INTERRUPT_LINE: u16 = 0x3C;
+    /// Type-1: bridge control (u16), bits in [`super::BridgeControl`].
     pub const BRIDGE_CONTROL: u16 = 0x3E;
+    /// Bytes of the type-0/1 header every function has.
+    pub const HEADER_LEN: usize = 0x40;
     /// First extended capability (PCIe, ECAM only).
     pub const EXT_CAP_START: u16 = 0x100;
 }
@@ -120,113 +153,37 @@ bitflags! {
     }
 }
 
-/// A PCI function address. `dev < 32` and `func < 8`; config accessors treat other values as an
-/// absent function.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Bdf {
-    /// PCI segment (ECAM group); 0 on every machine with a single host bridge.
-    pub segment: u16,
-    /// Bus number.
-    pub bus: u8,
-    /// Device number (0..32).
-    pub dev: u8,
-    /// Function number (0..8).
-    pub func: u8,
-}
-
-impl Bdf {
-    /// A checked address.
-    pub const fn new(segment: u16, bus: u8, dev: u8, func: u8) -> Option<Self> {
-        if dev < 32 && func < 8 {
-            Some(Bdf {
-                segment,
-                bus,
-                dev,
-                func,
-            })
-        } else {
-            None
-        }
-    }
-
-    /// Whether `dev` and `func` are in range.
-    pub const fn is_valid(&self) -> bool {
-        self.dev < 32 && self.func < 8
-    }
-
-    /// Parses `bus:dev.fn` or `segment:bus:dev.fn` (hex), the forms `rkdump.target=disk:` takes.
-    pub fn parse(s: &str) -> Result<Self, ParseBdfError> {
-        let (rest, func) = s.rsplit_once('.').ok_or(ParseBdfError::Syntax)?;
-        let mut parts = rest.split(':');
-        let (seg, bus, dev) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some(b), Some(d), None, None) => ("0", b, d),
-            (Some(s), Some(b), Some(d), None) => (s, b, d),
-            _ => return Err(ParseBdfError::Syntax),
-        };
-        let segment = hex(seg, 4)? as u16;
-        let bus = hex(bus, 2)? as u8;
-        let dev = hex(dev, 2)? as u8;
-        let func = hex(func, 1)? as u8;
-        Bdf::new(segment, bus, dev, func).ok_or(ParseBdfError::OutOfRange)
-    }
-
-    /// Displays `bus:dev.fn` when the segment is 0, else the full form.
-    pub fn short(&self) -> impl fmt::Display + '_ {
-        struct Short<'a>(&'a Bdf);
-        impl fmt::Display for Short<'_> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                let b = self.0;
-                if b.segment == 0 {
-                    write!(f, "{:02x}:{:02x}.{:x}", b.bus, b.dev, b.func)
-                } else {
-                    write!(f, "{b}")
-                }
-            }
-        }
-        Short(self)
-    }
-}
-
-fn hex(s: &str, max_digits: usize) -> Result<u32, ParseBdfError> {
-    if s.is_empty() || s.len() > max_digits || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
-        return Err(ParseBdfError::Syntax);
-    }
-    u32::from_str_radix(s, 16).map_err(|_| ParseBdfError::Syntax)
-}
-
-impl fmt::Display for Bdf {
-    /// `ssss:bb:dd.f`, as lspci -D prints.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:04x}:{:02x}:{:02x}.{:x}",
-            self.segment, self.bus, self.dev, self.func
-        )
-    }
-}
-
-impl FromStr for Bdf {
-    type Err = ParseBdfError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Bdf::parse(s)
-    }
-}
-
-/// Why a PCI address did not parse.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ParseBdfError {
-    /// Not `[ssss:]bb:dd.f` in hex.
-    Syntax,
-    /// Device above 0x1f or function above 7.
-    OutOfRange,
-}
-
-impl fmt::Display for ParseBdfError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ParseBdfError::Syntax => f.write_str("expected [ssss:]bb:dd.f in hex"),
-            ParseBdfError::OutOfRange => f.write_str("device > 1f or function > 7"),
-        }
+bitflags! {
+    /// The Bridge Control register of a type-1 header (PCI-to-PCI Bridge 1.2 §3.2.5.18).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct BridgeControl: u16 {
+        /// Parity error response.
+        const PARITY_ERROR_RESPONSE = 1 << 0;
+        /// SERR# forwarding.
+        const SERR = 1 << 1;
+        /// ISA enable.
+        const ISA = 1 << 2;
+        /// VGA enable.
+        const VGA = 1 << 3;
+        /// VGA 16-bit decode.
+        const VGA_16BIT = 1 << 4;
+        /// Master abort mode.
+        const MASTER_ABORT = 1 << 5;
+        /// Secondary bus reset: holds the secondary bus in reset while set.
+        const SECONDARY_BUS_RESET = 1 << 6;
+        /// Fast back-to-back on the secondary bus.
+        const FAST_B2B = 1 << 7;
+        /// Primary discard timeout.
+        const PRIMARY_DISCARD_TIMEOUT = 1 << 8;
+        /// Secondary discard timeout.
+        const SECONDARY_DISCARD_TIMEOUT = 1 << 9;
+        /// Discard timer status (write-1-to-clear).
+        const DISCARD_TIMER_STATUS = 1 << 10;
+        /// Discard timer SERR# enable.
+        const DISCARD_TIMER_SERR = 1 << 11;
+        /// Bits never written back from a saved value: an action (secondary bus reset) and a
+        /// write-1-to-clear status.
+        const VOLATILE = Self::SECONDARY_BUS_RESET.bits() | Self::DISCARD_TIMER_STATUS.bits();
     }
 }
 

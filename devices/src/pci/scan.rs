@@ -5,6 +5,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
+use rkdump_boot::cmdline::DeviceMatch;
+
 use super::{Bdf, Command, ConfigSpace, header_type, reg};
 
 /// A decoded Base Address Register.
@@ -80,6 +82,19 @@ pub struct PciDevice {
     pub bars: [Bar; 6],
 }
 
+impl PciDevice {
+    /// The 24-bit class code: base class << 16 | subclass << 8 | programming interface (how
+    /// the config blob records it).
+    pub fn class_code(&self) -> u32 {
+        u32::from(self.class) << 16 | u32::from(self.subclass) << 8 | u32::from(self.prog_if)
+    }
+
+    /// Whether a `rkdump.deny=` / `rkdump.allow=` item names this function.
+    pub fn matches(&self, m: &DeviceMatch) -> bool {
+        m.matches(self.vendor, self.device, self.class, self.subclass)
+    }
+}
+
 /// An anomaly met during the scan; the affected device or bridge is skipped, the rest scanned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScanIssue {
@@ -136,6 +151,13 @@ pub struct Scan {
 }
 
 impl Scan {
+    /// The bridge whose secondary bus `bdf` sits on (its upstream bridge), if scanned.
+    pub fn parent_bridge(&self, bdf: Bdf) -> Option<&PciDevice> {
+        self.devices
+            .iter()
+            .find(|p| p.is_bridge && p.secondary_bus == bdf.bus && p.bdf.segment == bdf.segment)
+    }
+
     /// The function at `bdf`.
     pub fn find(&self, bdf: Bdf) -> Option<&PciDevice> {
         self.devices.iter().find(|d| d.bdf == bdf)

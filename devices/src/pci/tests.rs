@@ -18,8 +18,8 @@ fn bdf_parse_and_display() {
     let x: Bdf = "0001:1f:1f.7".parse().unwrap();
     assert_eq!((x.segment, x.bus, x.dev, x.func), (1, 0x1f, 0x1f, 7));
     assert_eq!(format!("{}", x.short()), "0001:1f:1f.7");
-    assert_eq!(Bdf::parse("00:20.0"), Err(ParseBdfError::OutOfRange));
-    assert_eq!(Bdf::parse("00:04.8"), Err(ParseBdfError::OutOfRange));
+    assert_eq!(Bdf::parse("00:20.0"), Err(ParseBdfError::Device));
+    assert_eq!(Bdf::parse("00:04.8"), Err(ParseBdfError::Function));
     for bad in [
         "",
         "04.0",
@@ -300,6 +300,50 @@ fn extended_capabilities() {
     assert_eq!(caps::ext_capabilities(&p, d).count(), 0);
 }
 
+/// The one walk runs over saved bytes as over a live function: same results, the CardBus
+/// pointer at 0x14, and a list cut where the saved bytes end.
+#[test]
+fn capability_walk_over_saved_bytes() {
+    let c = FakeConfig::new(4096);
+    let d = b(1, 0, 0);
+    c.add(d, 1, 1, |f| {
+        f.cap(0x40, caps::id::MSIX, 0x50)
+            .cap(0x50, caps::id::PCIE, 0)
+            .set32(0x100, 0x1 | (1 << 16) | (0x148 << 20))
+            .set32(0x148, 0xD | (1 << 16));
+    });
+    let bytes = c.with(d, |f| f.data);
+    let live: Vec<_> = caps::capabilities(&c, d).collect();
+    let saved: Vec<_> = caps::walk(SavedView::new(&bytes)).collect();
+    assert_eq!(live, saved);
+    assert_eq!(saved.len(), 2);
+    let live: Vec<_> = caps::ext_capabilities(&c, d).collect();
+    let saved: Vec<_> = caps::walk_ext(SavedView::new(&bytes)).collect();
+    assert_eq!(live, saved);
+    assert_eq!(saved.len(), 2);
+    // 256 saved bytes: no extended list; 64: the standard list points past the end.
+    assert_eq!(caps::walk_ext(SavedView::new(&bytes[..256])).count(), 0);
+    assert_eq!(
+        caps::walk(SavedView::new(&bytes[..64])).collect::<Vec<_>>(),
+        [Err(CapError::BadPointer { offset: 0x40 })]
+    );
+    // CardBus: the list starts at 0x14, not 0x34.
+    let mut cb = [0u8; 256];
+    cb[0x06] = Status::CAP_LIST.bits() as u8;
+    cb[0x0E] = header_type::CARDBUS;
+    cb[0x14] = 0x80;
+    cb[0x34] = 0x40;
+    cb[0x80] = caps::id::PM;
+    let walk: Vec<_> = caps::walk(SavedView::new(&cb)).collect();
+    assert_eq!(
+        walk,
+        [Ok(Cap {
+            id: caps::id::PM,
+            offset: 0x80
+        })]
+    );
+}
+
 fn w1c_device(c: &FakeConfig, d: Bdf) {
     c.add(d, 0x1af4, 0x1042, |f| {
         f.set16(0x04, 0x0006)
@@ -368,4 +412,15 @@ fn fake_detects_a_32_bit_read_modify_write() {
     let dw = c.read32(d, 0x04);
     c.write32(d, 0x04, dw | 0x4);
     assert_eq!(c.read16(d, reg::STATUS) & Status::W1C.bits(), 0);
+}
+
+#[test]
+fn parent_bridge_is_the_bridge_whose_secondary_bus_holds_the_function() {
+    let c = FakeConfig::new(256);
+    c.add_bridge(b(0, 1, 0), 1, 2);
+    c.add(b(1, 0, 0), 0x1af4, 0x1042, |_| {});
+    c.add(b(0, 4, 0), 0x1af4, 0x1042, |_| {});
+    let s = scan(&c, 0, 0);
+    assert_eq!(s.parent_bridge(b(1, 0, 0)).map(|p| p.bdf), Some(b(0, 1, 0)));
+    assert_eq!(s.parent_bridge(b(0, 4, 0)).map(|p| p.bdf), None);
 }

@@ -13,7 +13,7 @@
 //!    MSI-X are still disabled (rkdump polls).
 //! 2. **Reset** each permitted endpoint with the first method that applies, in the order
 //!    preinit (the matching driver's soft reset) -> FLR -> AF FLR -> PM D3hot/D0 -> secondary
-//!    bus reset, restricted by [`Mode`]; every wait is bounded by the per-device cap and the
+//!    bus reset, restricted by [`ResetPolicy`]; every wait is bounded by the per-device cap and the
 //!    total budget. Bridges are never reset themselves.
 //! 3. **Prove** each reset by read-back (BARs, COMMAND, bus numbers read 0; a driver proves
 //!    its own). A method that proves nothing is reported ("pm: no effect") and the next one
@@ -26,9 +26,11 @@
 #![forbid(unsafe_code)]
 
 mod driver;
+pub mod firmware;
 mod policy;
 mod report;
 pub mod reset;
+pub mod restore;
 pub mod saved;
 
 #[cfg(test)]
@@ -45,14 +47,18 @@ pub use driver::{
     Driver, DriverCtx, DriverError, DriverId, DriverSet, NoPlatform, Platform, PreinitReport,
     ProbeError,
 };
-pub use policy::{DEFAULT_BUDGET_MS, DEFAULT_PER_DEVICE_CAP_MS, Match, Methods, Mode, Policy};
+pub use firmware::{AddressChange, AddressOutcome, AddressRestore, restore_addresses};
+pub use policy::{DEFAULT_BUDGET_MS, DEFAULT_PER_DEVICE_CAP_MS, Policy};
 pub use report::{
     Attempt, AttemptResult, DeviceEntry, Kept, Method, Outcome, QuiesceStats, Report, Restore, Why,
 };
 pub use reset::{Evidence, NotReady};
+pub use restore::{PlanError, ReadBack, RestoreWrite, Stuck, apply_restore, plan_restore};
+/// The command line's reset vocabulary, used as is.
+pub use rkdump_boot::cmdline::{DeviceMatch, ResetMethods, ResetPolicy};
 pub use saved::{NoSavedConfig, SavedConfig, Snapshot, Source};
 
-use crate::pci::{self, Bar, Bdf, Command, ConfigSpace, PciDevice, Scan, reg};
+use crate::pci::{self, Bar, Bdf, Command, ConfigSpace, LiveView, PciDevice, SavedView, Scan, reg};
 use crate::time::Clock;
 use reset::{Deadline, Probe, Run};
 
@@ -470,8 +476,7 @@ impl Engine<'_> {
         let (cfg, clock) = (self.cfg, self.clock);
         let f = &self.funcs[j];
         let dev = f.dev;
-        let class =
-            (u32::from(dev.class) << 16) | (u32::from(dev.subclass) << 8) | u32::from(dev.prog_if);
+        let class = dev.class_code();
         let snap_kind = saved::kind(&f.snap.header);
         let from_saved = self
             .saved
@@ -491,16 +496,16 @@ impl Engine<'_> {
             }
         };
         let pcie_writes = f.snap.pcie.as_ref().map_or(0, |p| p.restore(cfg, dev.bdf));
-        let current = saved::read_header(cfg, dev.bdf);
         let command = match f.role {
             Role::Endpoint => Some(Command::INTX_DISABLE.bits()),
             Role::Kept(_) => None,
         };
-        match saved::plan_restore(&header, &current, command) {
+        let live = LiveView::new(cfg, dev.bdf);
+        match restore::plan_restore(&SavedView::new(&header), &live, command) {
             Ok(plan) => Restore::Restored {
                 source,
                 writes: pcie_writes + plan.len(),
-                stuck: saved::apply_restore(cfg, clock, dev.bdf, &plan),
+                stuck: restore::apply_restore(cfg, clock, dev.bdf, &plan, ReadBack::Retried),
             },
             Err(e) => Restore::Failed(e),
         }

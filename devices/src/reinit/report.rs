@@ -6,9 +6,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::policy::{Methods, Mode};
 use super::reset::{Evidence, NotReady};
-use super::saved::{PlanError, Source, Stuck};
+use super::restore::{PlanError, Stuck};
+use super::saved::Source;
+use super::{ResetMethods, ResetPolicy};
 use crate::pci::{Bdf, PciDevice};
 
 /// A reset method.
@@ -37,13 +38,13 @@ impl Method {
     ];
 
     /// The policy bit.
-    pub fn bit(self) -> Methods {
+    pub fn bit(self) -> ResetMethods {
         match self {
-            Method::Preinit => Methods::PREINIT,
-            Method::Flr => Methods::FLR,
-            Method::AfFlr => Methods::AFFLR,
-            Method::Pm => Methods::PM,
-            Method::Sbr => Methods::SBR,
+            Method::Preinit => ResetMethods::PREINIT,
+            Method::Flr => ResetMethods::FLR,
+            Method::AfFlr => ResetMethods::AFFLR,
+            Method::Pm => ResetMethods::PM,
+            Method::Sbr => ResetMethods::SBR,
         }
     }
 }
@@ -383,7 +384,7 @@ pub struct QuiesceStats {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
     /// Mode that ran.
-    pub mode: Mode,
+    pub mode: ResetPolicy,
     /// `reset_devices` was given.
     pub reset_devices: bool,
     /// Quiesce step.
@@ -417,7 +418,7 @@ impl Report {
             "no reset_devices"
         };
         match self.mode {
-            Mode::None => {
+            ResetPolicy::None => {
                 format!("mode none ({why}): quiesce and driver preinit only, no bus-level reset")
             }
             m => format!(

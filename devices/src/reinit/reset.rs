@@ -6,7 +6,7 @@
 use core::fmt;
 
 use super::saved::{bar_addresses, pcie_reg, read_header};
-use crate::pci::{Bdf, ConfigSpace, caps, reg};
+use crate::pci::{Bdf, BridgeControl, ConfigSpace, caps, reg};
 use crate::time::Clock;
 
 /// Transactions Pending wait before an FLR (Linux `pci_wait_for_pending`: 100+200+400 ms).
@@ -42,9 +42,6 @@ mod pmcsr {
     /// PME_Status, write-1-to-clear: never written back as 1.
     pub const PME_STATUS: u16 = 1 << 15;
 }
-
-/// Bridge Control: Secondary Bus Reset.
-pub const BRIDGE_CTL_BUS_RESET: u16 = 1 << 6;
 
 /// A point in clock time by which work must stop.
 #[derive(Clone, Copy, Debug)]
@@ -344,10 +341,11 @@ pub fn sbr(
     if bc == u16::MAX {
         return Run::NotApplicable("parent bridge reads ffff");
     }
-    let base = bc & !super::saved::BRIDGE_CONTROL_VOLATILE;
-    cfg.write16(bridge, reg::BRIDGE_CONTROL, base | BRIDGE_CTL_BUS_RESET);
+    let base = BridgeControl::from_bits_retain(bc) - BridgeControl::VOLATILE;
+    let reset = base | BridgeControl::SECONDARY_BUS_RESET;
+    cfg.write16(bridge, reg::BRIDGE_CONTROL, reset.bits());
     clock.delay_us(assert);
-    cfg.write16(bridge, reg::BRIDGE_CONTROL, base);
+    cfg.write16(bridge, reg::BRIDGE_CONTROL, base.bits());
     finish(
         cfg,
         clock,

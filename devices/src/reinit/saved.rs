@@ -1,13 +1,12 @@
-//! Saved configuration and its restoration: the pre-reset snapshot (header plus PCIe control
-//! registers), the [`SavedConfig`] source the kernel layers a firmware blob through, and the
-//! restore plan in Linux's order (`pci_restore_state` / `pci_restore_config_space`,
-//! drivers/pci/pci.c), made width-exact so no write-1-to-clear status bit is ever written as 1.
+//! Saved configuration: the pre-reset snapshot (header plus PCIe control registers), the
+//! [`SavedConfig`] source a firmware blob is layered through, and header accessors. Putting a
+//! saved header back is [`super::restore`]'s job.
 
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::pci::{Bdf, ConfigSpace, caps, header_type, reg};
-use crate::time::Clock;
+use crate::blob::BlobView;
+use crate::pci::{Bdf, ConfigSpace, ConfigView, LiveView, caps, header_type, reg};
 
 /// Where a saved header came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,14 +26,23 @@ impl fmt::Display for Source {
     }
 }
 
-/// A source of saved config headers (the first 64 bytes). The kernel implements it over the
-/// firmware blob (`devices::blob`) when one was loaded; [`super::run`] consults it first and
+/// A source of saved config headers (the first 64 bytes): the firmware blob ([`BlobView`]
+/// implements it) when the kernel loaded one; [`super::run`] consults it first and
 /// falls back to its own pre-reset snapshot when it returns `None` or a header without
 /// usable BARs.
 pub trait SavedConfig {
     /// The saved header for the function at `bdf` whose IDs are `vendor`/`device` and whose
     /// 24-bit class code is `class` (base << 16 | sub << 8 | prog-if), if this source has one.
     fn header(&self, bdf: Bdf, vendor: u16, device: u16, class: u32) -> Option<([u8; 64], Source)>;
+}
+
+/// The firmware blob `rkdumpctl snapshot` saved: a record counts only when it describes a
+/// function with the same IDs and class code ([`BlobView::find_matching`]).
+impl SavedConfig for BlobView<'_> {
+    fn header(&self, bdf: Bdf, vendor: u16, device: u16, class: u32) -> Option<([u8; 64], Source)> {
+        let r = self.find_matching(bdf, vendor, device, class)?;
+        Some((*r.header(), Source::Blob))
+    }
 }
 
 /// No saved configuration: only the pre-reset snapshot is used.
@@ -177,11 +185,7 @@ impl Snapshot {
 
 /// Reads the 64-byte header with dword reads.
 pub fn read_header(cfg: &dyn ConfigSpace, bdf: Bdf) -> [u8; 64] {
-    let mut h = [0u8; 64];
-    for (i, chunk) in h.chunks_exact_mut(4).enumerate() {
-        chunk.copy_from_slice(&cfg.read32(bdf, 4 * i as u16).to_le_bytes());
-    }
-    h
+    LiveView::new(cfg, bdf).header()
 }
 
 /// Dword `i` of a header.
@@ -234,174 +238,4 @@ pub fn usable(h: &[u8; 64]) -> bool {
         header_type::BRIDGE => h[usize::from(reg::SECONDARY_BUS)] != 0,
         _ => false,
     }
-}
-
-/// Bridge Control bits never replayed: Secondary Bus Reset (bit 6) and the write-1-to-clear
-/// Discard Timer Status (bit 10).
-pub const BRIDGE_CONTROL_VOLATILE: u16 = (1 << 6) | (1 << 10);
-/// BIST byte bit 6 (Start BIST), never replayed.
-const DW3_START_BIST: u32 = 1 << 30;
-
-/// One planned config write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RestoreWrite {
-    /// Offset.
-    pub off: u16,
-    /// Width in bytes (2 or 4).
-    pub width: u8,
-    /// Value.
-    pub value: u32,
-    /// Re-writes while the read-back differs, 1 ms apart (Linux: 10 for type-0 BARs).
-    pub retries: u8,
-}
-
-/// Why a header was not restored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PlanError {
-    /// The saved header names other IDs than the live function.
-    IdMismatch,
-    /// The saved header has another header type than the live function.
-    TypeMismatch,
-    /// Header types other than 0 and 1 are not restored.
-    Unsupported(u8),
-}
-
-impl fmt::Display for PlanError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PlanError::IdMismatch => f.write_str("saved header is another device's"),
-            PlanError::TypeMismatch => f.write_str("saved header type differs"),
-            PlanError::Unsupported(t) => write!(f, "header type {t} not restored"),
-        }
-    }
-}
-
-/// The writes that bring `current` back to `saved`, in Linux's order (`pci_restore_config_space`;
-/// each range walked from its highest dword down):
-/// - type 0: dwords 15..=10, then BARs 9..=4 (with 10 retries), then 3..=0;
-/// - type 1: 15..=12, then 11..=9 written even when equal (prefetch window), then 8..=0.
-///
-/// Only dwords that differ are written. Deviations from Linux, all for width exactness:
-/// dword 0 (IDs, read-only) is never written; COMMAND is a 16-bit write of `command` (or the
-/// saved COMMAND) and Status is never written; a bridge's I/O base/limit is a 16-bit write so
-/// Secondary Status is not; Bridge Control is written without its SBR and W1C bits; the BIST
-/// start bit is never replayed. COMMAND is therefore the last write in both orders.
-pub fn plan_restore(
-    saved: &[u8; 64],
-    current: &[u8; 64],
-    command: Option<u16>,
-) -> Result<Vec<RestoreWrite>, PlanError> {
-    if ids(saved) != ids(current) {
-        return Err(PlanError::IdMismatch);
-    }
-    let ty = kind(current);
-    if kind(saved) != ty {
-        return Err(PlanError::TypeMismatch);
-    }
-    let order: &[(core::ops::RangeInclusive<usize>, u8, bool)] = match ty {
-        header_type::ENDPOINT => &[(10..=15, 0, false), (4..=9, 10, false), (0..=3, 0, false)],
-        header_type::BRIDGE => &[(12..=15, 0, false), (9..=11, 0, true), (0..=8, 0, false)],
-        t => return Err(PlanError::Unsupported(t)),
-    };
-    let bridge = ty == header_type::BRIDGE;
-    let mut out = Vec::new();
-    for (range, retries, force) in order {
-        for i in range.clone().rev() {
-            let (s, c) = (dword(saved, i), dword(current, i));
-            let off = 4 * i as u16;
-            match i {
-                0 => {}
-                1 => {
-                    let want = command.unwrap_or(s as u16);
-                    if c as u16 != want {
-                        out.push(w(reg::COMMAND, 2, u32::from(want), 0));
-                    }
-                }
-                3 => {
-                    let want = s & !DW3_START_BIST;
-                    if *force || c & !DW3_START_BIST != want {
-                        out.push(w(off, 4, want, *retries));
-                    }
-                }
-                7 if bridge => {
-                    // I/O base/limit; the upper half is Secondary Status (W1C).
-                    if *force || c as u16 != s as u16 {
-                        out.push(w(off, 2, s & 0xFFFF, 0));
-                    }
-                }
-                15 if bridge => {
-                    let vol = u32::from(BRIDGE_CONTROL_VOLATILE) << 16;
-                    let want = s & !vol;
-                    if *force || c & !vol != want {
-                        out.push(w(off, 4, want, 0));
-                    }
-                }
-                _ => {
-                    if *force || c != s {
-                        out.push(w(off, 4, s, *retries));
-                    }
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn w(off: u16, width: u8, value: u32, retries: u8) -> RestoreWrite {
-    RestoreWrite {
-        off,
-        width,
-        value,
-        retries,
-    }
-}
-
-/// A register that still differs after its retries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stuck {
-    /// Offset.
-    pub off: u16,
-    /// Value written.
-    pub want: u32,
-    /// Value read back.
-    pub got: u32,
-}
-
-/// Performs `plan` on `bdf`; writes with retries are read back and re-written up to
-/// `retries` times, 1 ms apart (Linux `pci_restore_config_dword`). Returns the registers that
-/// never read back as written.
-pub fn apply_restore(
-    cfg: &dyn ConfigSpace,
-    clock: &dyn Clock,
-    bdf: Bdf,
-    plan: &[RestoreWrite],
-) -> Vec<Stuck> {
-    let mut stuck = Vec::new();
-    for step in plan {
-        let mut left = step.retries;
-        loop {
-            match step.width {
-                2 => cfg.write16(bdf, step.off, step.value as u16),
-                _ => cfg.write32(bdf, step.off, step.value),
-            }
-            if step.retries == 0 {
-                break;
-            }
-            let got = cfg.read32(bdf, step.off);
-            if got == step.value {
-                break;
-            }
-            if left == 0 {
-                stuck.push(Stuck {
-                    off: step.off,
-                    want: step.value,
-                    got,
-                });
-                break;
-            }
-            left -= 1;
-            clock.delay_us(1_000);
-        }
-    }
-    stuck
 }

@@ -15,7 +15,7 @@ use core::cell::{Cell, RefCell};
 
 use super::{Driver, DriverCtx, DriverError, PreinitReport};
 use crate::pci::fake::{FakeConfig, FakeFunc};
-use crate::pci::{Bdf, ConfigSpace, PciDevice, caps, reg};
+use crate::pci::{Bdf, BridgeControl, ConfigSpace, PciDevice, caps, reg};
 use crate::time::Clock;
 
 /// A clock that moves 1 µs per reading and jumps on `delay_us`, so timeouts finish at once.
@@ -206,7 +206,7 @@ impl Sim {
             is_bridge
                 && sec != 0
                 && (sec..=sub).contains(&at.bus)
-                && bc & (1 << 6) == 0
+                && bc & BridgeControl::SECONDARY_BUS_RESET.bits() == 0
                 && self.answers(b, depth + 1)
         })
     }
@@ -333,8 +333,9 @@ impl Sim {
             let bc = self
                 .fake
                 .with(at, |x| u16::from_le_bytes([x.data[0x3E], x.data[0x3F]]));
-            let was = old_bc & (1 << 6) != 0;
-            let now = bc & (1 << 6) != 0;
+            let sbr = BridgeControl::SECONDARY_BUS_RESET.bits();
+            let was = old_bc & sbr != 0;
+            let now = bc & sbr != 0;
             if !was && now {
                 for b in self.below(sec, sub) {
                     self.reset_fn(b);

@@ -6,9 +6,9 @@ use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::saved::{self, RestoreWrite, plan_restore};
 use super::sim::{self, Behaviour, FakeDriver, Sim, SimWrite, bdf};
 use super::*;
+use crate::pci::SavedView;
 use crate::pci::{self, Bdf};
 
 const VBLK: (u16, u16) = (0x1af4, 0x1042);
@@ -91,7 +91,7 @@ fn run_policy(s: &Sim, policy: &Policy) -> Report {
 }
 
 fn auto() -> Policy {
-    Policy::new(Mode::Auto, true)
+    Policy::new(ResetPolicy::Auto, true)
 }
 
 /// No write ever covers COMMAND+Status or I/O base/limit+Secondary Status with 32 bits, and
@@ -380,7 +380,10 @@ fn pm_with_effect_counts_as_reset() {
 fn explicit_method_list_restricts_and_keeps_order() {
     // pm,sbr on an FLR-capable device: FLR never issued, PM proves nothing, SBR does.
     let s = qemu_like();
-    let p = Policy::new(Mode::Methods(Methods::SBR | Methods::PM), true);
+    let p = Policy::new(
+        ResetPolicy::Methods(ResetMethods::SBR | ResetMethods::PM),
+        true,
+    );
     let r = run_policy(&s, &p);
     let d = bdf(1, 0, 0);
     assert!(!flr_issued(&s, d));
@@ -396,7 +399,10 @@ fn explicit_method_list_restricts_and_keeps_order() {
     let s = Sim::new();
     s.bridge(bdf(0, 0x1c, 0), 1, 1);
     nic(&s, bdf(1, 0, 0), NIC, Behaviour::default());
-    let r = run_policy(&s, &Policy::new(Mode::Methods(Methods::FLR), true));
+    let r = run_policy(
+        &s,
+        &Policy::new(ResetPolicy::Methods(ResetMethods::FLR), true),
+    );
     let e = entry(&r, bdf(1, 0, 0));
     assert_eq!(e.outcome, Outcome::Quiesced(Why::NoMethod));
     assert_eq!(
@@ -425,7 +431,10 @@ fn explicit_method_list_restricts_and_keeps_order() {
             sim::af(x, 0x98, 0);
         },
     );
-    let r = run_policy(&s, &Policy::new(Mode::Methods(Methods::AFFLR), true));
+    let r = run_policy(
+        &s,
+        &Policy::new(ResetPolicy::Methods(ResetMethods::AFFLR), true),
+    );
     assert_eq!(entry(&r, d).method(), Some(Method::AfFlr));
     assert!(entry(&r, d).is_ok());
     assert!(
@@ -443,7 +452,7 @@ fn mode_none_only_quiesces_and_runs_preinit() {
     let mut set = DriverSet::new();
     set.register(Box::new(drv));
     let p = Policy::default();
-    assert_eq!(p.mode, Mode::None);
+    assert_eq!(p.mode, ResetPolicy::None);
     let r = run_with(&s, &p, &mut set, &NoSavedConfig);
     assert_eq!(*calls.borrow(), ["preinit 0000:01:00.0"]);
     assert_eq!(entry(&r, bdf(1, 0, 0)).method(), Some(Method::Preinit));
@@ -549,7 +558,7 @@ fn preinit_not_run_when_the_method_list_excludes_it() {
     set.register(Box::new(drv));
     let r = run_with(
         &s,
-        &Policy::new(Mode::Methods(Methods::FLR), true),
+        &Policy::new(ResetPolicy::Methods(ResetMethods::FLR), true),
         &mut set,
         &NoSavedConfig,
     );
@@ -575,12 +584,12 @@ fn preinit_gets_the_cap_as_deadline() {
 #[test]
 fn denied_device_changes_only_in_quiesce_bits() {
     for m in [
-        Match::Id {
+        DeviceMatch::Id {
             vendor: 0x1af4,
             device: 0x1042,
         },
-        Match::Class { class: 0x01 },
-        Match::ClassSub {
+        DeviceMatch::Class { class: 0x01 },
+        DeviceMatch::ClassSub {
             class: 0x01,
             subclass: 0x00,
         },
@@ -623,7 +632,7 @@ fn allow_list_limits_resets_but_not_quiescing() {
     s.bridge(bdf(0, 0x1d, 0), 2, 2);
     nic(&s, bdf(2, 0, 0), NIC, Behaviour::default());
     let mut p = auto();
-    p.allow.push(Match::ClassSub {
+    p.allow.push(DeviceMatch::ClassSub {
         class: 0x02,
         subclass: 0x00,
     });
@@ -646,7 +655,7 @@ fn two_functions_below_port(deny_second: bool) -> (Sim, Report) {
     nic(&s, bdf(1, 0, 1), (0x8086, 0x1234), Behaviour::default());
     let mut p = auto();
     if deny_second {
-        p.deny.push(Match::Id {
+        p.deny.push(DeviceMatch::Id {
             vendor: 0x8086,
             device: 0x1234,
         });
@@ -1028,7 +1037,7 @@ fn bar_that_reads_back_differently_is_retried_ten_times() {
             ..
         } => assert_eq!(
             *stuck,
-            [saved::Stuck {
+            [Stuck {
                 off: 0x18,
                 want: 0xFEA0_0800,
                 got: 0xFEA0_0000
@@ -1055,6 +1064,15 @@ fn hdr(kind: u8, fill: u32) -> [u8; 64] {
     h
 }
 
+/// The one planner over two saved headers.
+fn plan(
+    saved: &[u8; 64],
+    current: &[u8; 64],
+    command: Option<u16>,
+) -> Result<Vec<RestoreWrite>, PlanError> {
+    plan_restore(&SavedView::new(saved), &SavedView::new(current), command)
+}
+
 fn offs(p: &[RestoreWrite]) -> Vec<(u16, u8)> {
     p.iter().map(|w| (w.off, w.width)).collect()
 }
@@ -1064,7 +1082,7 @@ fn plan_type0_follows_linux_order() {
     let saved = hdr(0, 0x1000);
     let mut cur = hdr(0, 0x2000);
     cur[0x0E] = 0;
-    let p = plan_restore(&saved, &cur, Some(0x0400)).unwrap();
+    let p = plan(&saved, &cur, Some(0x0400)).unwrap();
     assert_eq!(
         offs(&p),
         [
@@ -1080,8 +1098,7 @@ fn plan_type0_follows_linux_order() {
             (0x18, 4),
             (0x14, 4),
             (0x10, 4),
-            (0x0C, 4),
-            (0x08, 4),
+            (0x0C, 2),
             (0x04, 2),
         ]
     );
@@ -1093,7 +1110,7 @@ fn plan_type0_follows_linux_order() {
         }));
     assert_eq!(p.last().unwrap().value, 0x0400);
     // Nothing differs: nothing written.
-    assert!(plan_restore(&saved, &saved, None).unwrap().is_empty());
+    assert!(plan(&saved, &saved, None).unwrap().is_empty());
 }
 
 #[test]
@@ -1104,10 +1121,10 @@ fn plan_type1_forces_prefetch_window_and_masks_volatile_bits() {
     saved[0x1E..0x20].copy_from_slice(&0xF900u16.to_le_bytes());
     // BIST start.
     saved[0x0F] = 0x40;
-    let p = plan_restore(&saved, &saved, None).unwrap();
+    let p = plan(&saved, &saved, None).unwrap();
     assert_eq!(offs(&p), [(0x2C, 4), (0x28, 4), (0x24, 4)], "forced only");
     let cur = hdr(1, 0x3000);
-    let p = plan_restore(&saved, &cur, None).unwrap();
+    let p = plan(&saved, &cur, None).unwrap();
     assert_eq!(
         offs(&p),
         [
@@ -1123,8 +1140,7 @@ fn plan_type1_forces_prefetch_window_and_masks_volatile_bits() {
             (0x18, 4),
             (0x14, 4),
             (0x10, 4),
-            (0x0C, 4),
-            (0x08, 4),
+            (0x0C, 2),
             (0x04, 2),
         ]
     );
@@ -1134,7 +1150,11 @@ fn plan_type1_forces_prefetch_window_and_masks_volatile_bits() {
         "bridge control without bits 6, 10"
     );
     assert_eq!(p[8].value, 0x1000 + 7, "I/O base/limit only");
-    assert_eq!(p[12].value & (1 << 30), 0, "no BIST start");
+    assert_eq!(
+        (p[12].off, p[12].width, p[12].value),
+        (0x0C, 2, 0x1003),
+        "cache line and latency only: no BIST start, no header type"
+    );
     assert!(p.iter().all(|w| w.retries == 0));
 }
 
@@ -1143,25 +1163,16 @@ fn plan_refuses_other_devices_and_header_types() {
     let saved = hdr(0, 0);
     let mut other = saved;
     other[2] = 0x43;
-    assert_eq!(
-        plan_restore(&saved, &other, None),
-        Err(saved::PlanError::IdMismatch)
-    );
+    assert_eq!(plan(&saved, &other, None), Err(PlanError::IdMismatch));
     let mut bridge = saved;
     bridge[0x0E] = 0x81;
-    assert_eq!(
-        plan_restore(&saved, &bridge, None),
-        Err(saved::PlanError::TypeMismatch)
-    );
+    assert_eq!(plan(&saved, &bridge, None), Err(PlanError::TypeMismatch));
     let cb = {
         let mut h = saved;
         h[0x0E] = 2;
         h
     };
-    assert_eq!(
-        plan_restore(&cb, &cb, None),
-        Err(saved::PlanError::Unsupported(2))
-    );
+    assert_eq!(plan(&cb, &cb, None), Err(PlanError::Unsupported(2)));
 }
 
 // ---- registry ----------------------------------------------------------------------------
@@ -1210,21 +1221,24 @@ fn driver_set_binds_and_shuts_down_in_reverse() {
 
 #[test]
 fn policy_defaults_and_display() {
-    assert_eq!(Policy::from_reset_devices(true).mode, Mode::Auto);
-    assert_eq!(Policy::default().mode, Mode::None);
-    assert_eq!(Mode::None.methods(), Methods::PREINIT);
-    assert_eq!(Mode::Auto.methods(), Methods::all());
-    assert_eq!(format!("{}", Methods::all()), "preinit,flr,afflr,pm,sbr");
-    assert_eq!(format!("{}", Methods::empty()), "-");
+    assert_eq!(Policy::from_reset_devices(true).mode, ResetPolicy::Auto);
+    assert_eq!(Policy::default().mode, ResetPolicy::None);
+    assert_eq!(ResetPolicy::None.methods(), ResetMethods::PREINIT);
+    assert_eq!(ResetPolicy::Auto.methods(), ResetMethods::all());
+    assert_eq!(
+        format!("{}", ResetMethods::all()),
+        "preinit,flr,afflr,pm,sbr"
+    );
+    assert_eq!(format!("{}", ResetMethods::empty()), "-");
     assert_eq!(
         format!(
             "{} {} {}",
-            Match::Id {
+            DeviceMatch::Id {
                 vendor: 0x1af4,
                 device: 0x1042
             },
-            Match::Class { class: 1 },
-            Match::ClassSub {
+            DeviceMatch::Class { class: 1 },
+            DeviceMatch::ClassSub {
                 class: 1,
                 subclass: 8
             }
@@ -1240,4 +1254,56 @@ fn policy_defaults_and_display() {
     );
     assert_eq!(lines.len(), 2 + 4 + 1);
     assert!(lines.last().unwrap().starts_with("done in "));
+}
+
+#[test]
+fn policy_from_the_command_line_uses_its_types_as_is() {
+    use rkdump_boot::cmdline::Options;
+    let o = Options::parse(
+        "reset_devices rkdump.reset=flr,sbr rkdump.deny=8086:100e,class:0c03 \
+         rkdump.allow=class:01 rkdump.budget_ms=1234",
+    );
+    let p = Policy::from_options(&o);
+    assert_eq!(
+        p.mode,
+        ResetPolicy::Methods(ResetMethods::FLR | ResetMethods::SBR)
+    );
+    assert!(p.reset_devices);
+    assert_eq!(p.deny.as_slice(), o.deny.as_slice());
+    assert_eq!(p.allow, [DeviceMatch::Class { class: 1 }]);
+    assert_eq!(p.budget_ms, 1234);
+    assert_eq!(p.per_device_cap_ms, DEFAULT_PER_DEVICE_CAP_MS);
+    // Defaults follow reset_devices; nopreinit withdraws preinit from whatever mode results.
+    assert_eq!(
+        Policy::from_options(&Options::parse("")).mode,
+        ResetPolicy::None
+    );
+    let p = Policy::from_options(&Options::parse("reset_devices rkdump.nopreinit"));
+    assert_eq!(
+        p.mode,
+        ResetPolicy::Methods(ResetMethods::all() - ResetMethods::PREINIT)
+    );
+    let p = Policy::from_options(&Options::parse("rkdump.nopreinit"));
+    assert_eq!(p.mode, ResetPolicy::Methods(ResetMethods::empty()));
+}
+
+#[test]
+fn the_blob_is_a_saved_config_source_for_matching_functions_only() {
+    use crate::blob::{Blob, BlobWriter};
+    let mut cfg = [0u8; 64];
+    cfg[..4].copy_from_slice(&0x1042_1af4u32.to_le_bytes());
+    cfg[0x09..0x0C].copy_from_slice(&[0x00, 0x80, 0x01]);
+    cfg[0x10..0x14].copy_from_slice(&0xfebc_1000u32.to_le_bytes());
+    let mut w = BlobWriter::new("6.8.0", [0; 16], 0);
+    w.add(bdf(0, 4, 0), &cfg).unwrap();
+    let bytes = w.finish();
+    let view = Blob::parse(&bytes).unwrap();
+    let src: &dyn SavedConfig = &view;
+    assert_eq!(
+        src.header(bdf(0, 4, 0), 0x1af4, 0x1042, 0x01_80_00),
+        Some((cfg, Source::Blob))
+    );
+    assert_eq!(src.header(bdf(0, 4, 0), 0x1af4, 0x1042, 0x01_80_01), None);
+    assert_eq!(src.header(bdf(0, 4, 0), 0x1af4, 0x1001, 0x01_80_00), None);
+    assert_eq!(src.header(bdf(0, 5, 0), 0x1af4, 0x1042, 0x01_80_00), None);
 }
