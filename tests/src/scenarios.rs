@@ -1,12 +1,16 @@
-//! The QEMU scenario list: each boots `rkdump.elf` with a command line (and optional extra
-//! devices or memory contents), then checks the console and the exit status. A scenario passes
-//! only if every check holds; failures carry the reason and the console tail.
+//! The QEMU scenario list, declared as data: each [`Scenario`] is one or more [`Boot`]s of
+//! `rkdump.elf` (command line, optional fabricated crash, dump disks and extra devices), and each
+//! boot lists the checks its console, QEMU's exit status and the host-side artefacts must pass.
+//! [`run`] does the shared part once: fabricate, prepare disks, boot through [`crate::qemu`],
+//! require a defined end, then apply the checks in order. A scenario passes only if every check
+//! holds; failures carry the reason and the console tail.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::fabricate;
-use crate::qemu::{self, EXIT_FAIL, EXIT_PASS, Outcome, Qemu};
+use crate::fabricate::{self, Crash, Layout};
+use crate::qemu::{Accel, Controller, Exit, Machine, Outcome, Run};
+use crate::tools::Rkdumpctl;
 
 /// Inputs shared by all scenarios.
 #[derive(Clone, Debug)]
@@ -17,7 +21,7 @@ pub struct Env {
     pub bzimage: PathBuf,
     /// Workspace target directory (artefacts go below `scenarios/`).
     pub target: PathBuf,
-    /// The host tool, for `recv`/`save`/`inspect`.
+    /// The host tool, for `recv`/`save`/`prepare`.
     pub rkdumpctl: PathBuf,
 }
 
@@ -32,112 +36,849 @@ pub struct Verdict {
     pub elapsed: Duration,
 }
 
-type Check = fn(&Env, &Path) -> Result<(), String>;
+/// Generous: TCG timing varies by 25 % and more with load.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// One scenario.
+/// What one finished boot left behind, for the checks.
+pub struct Ctx<'a> {
+    /// The scenario inputs.
+    pub env: &'a Env,
+    /// The boot's artefact directory.
+    pub dir: &'a Path,
+    /// How QEMU ran.
+    pub outcome: Outcome,
+    /// The fabricated crash, if the boot has one.
+    pub crash: Option<Crash>,
+    /// The disks, if the boot has them.
+    pub disks: Option<Disks>,
+}
+
+impl Ctx<'_> {
+    /// True if some `rkdump: ` line starts with `prefix`.
+    pub fn has(&self, prefix: &str) -> bool {
+        self.outcome.rk_lines().any(|l| l.starts_with(prefix))
+    }
+
+    /// True if some `rkdump: ` line satisfies `f`.
+    pub fn any(&self, f: impl Fn(&str) -> bool) -> bool {
+        self.outcome.rk_lines().any(f)
+    }
+
+    /// The `reinit <bdf> ...` (or `error: reinit <bdf> ...`) line.
+    pub fn reinit_line(&self, bdf: &str) -> &str {
+        self.outcome
+            .rk_lines()
+            .find(|l| {
+                l.starts_with(&format!("reinit {bdf} "))
+                    || l.starts_with(&format!("error: reinit {bdf} "))
+            })
+            .unwrap_or("")
+    }
+
+    /// The fabricated crash (a check that needs one is only declared on a boot that has one).
+    fn crash(&self) -> Result<&Crash, String> {
+        self.crash
+            .as_ref()
+            .ok_or("the boot has no fabricated crash".into())
+    }
+
+    fn disks(&self) -> Result<&Disks, String> {
+        self.disks.as_ref().ok_or("the boot has no disks".into())
+    }
+
+    fn ctl(&self) -> Rkdumpctl {
+        Rkdumpctl(self.env.rkdumpctl.clone())
+    }
+
+    /// Length of the vmcore rkdump must write.
+    fn expected_len(&self) -> usize {
+        self.crash.as_ref().map_or(0, |c| c.expected.len())
+    }
+}
+
+/// The two disks of a disk boot: the labelled dump disk and an unlabelled one holding data
+/// (first in PCI order, so rkdump has to skip it), with their SHA-256 before the boot.
+pub struct Disks {
+    /// The dump disk image.
+    pub dump: PathBuf,
+    /// The unlabelled disk image.
+    pub other: PathBuf,
+    /// SHA-256 of the dump disk before the boot.
+    pub dump_before: [u8; 32],
+    /// SHA-256 of the unlabelled disk before the boot.
+    pub other_before: [u8; 32],
+}
+
+/// The controller of a disk boot.
+#[derive(Clone, Copy, Debug)]
+pub enum Ctrl {
+    /// virtio-blk, each disk behind its own root port.
+    Virtio,
+    /// NVMe, each disk behind its own root port.
+    Nvme,
+    /// The q35 AHCI controller, one port each.
+    Ahci,
+}
+
+/// Makes the contents of a file a boot needs.
+type Contents = fn() -> Vec<u8>;
+
+/// One check: `Err` says what did not hold.
+type Check = Box<dyn Fn(&Ctx) -> Result<(), String>>;
+
+/// Guest memory of a boot.
+#[derive(Clone, Copy, Debug)]
+enum Memory {
+    Mib(u32),
+    /// As much as the fabricated crash's layout needs.
+    OfCrash,
+}
+
+/// One boot of rkdump.elf and its checks.
+pub struct Boot {
+    subdir: Option<&'static str>,
+    append: &'static str,
+    crash: Option<Layout>,
+    memory: Memory,
+    disks: Option<(Ctrl, u64)>,
+    corrupt_label: bool,
+    com2: bool,
+    files: Vec<(&'static str, Contents)>,
+    extra: Vec<String>,
+    timeout: Duration,
+    checks: Vec<Check>,
+}
+
+/// One scenario: a name, what it proves, and its boots.
 pub struct Scenario {
     /// Name used by `--scenario` and in reports.
     pub name: &'static str,
     /// What it proves.
     pub about: &'static str,
-    /// The test body.
-    pub run: Check,
+    boots: Vec<Boot>,
+}
+
+impl Scenario {
+    /// A scenario with one boot of `append` (where `{elfcorehdr}` stands for the fabricated
+    /// crash's header address); configure the boot with the builder methods.
+    pub fn new(name: &'static str, about: &'static str, append: &'static str) -> Scenario {
+        Scenario {
+            name,
+            about,
+            boots: vec![Boot::new(append)],
+        }
+    }
+
+    /// Another boot in subdirectory `subdir` of the scenario's directory.
+    pub fn then_boot(mut self, subdir: &'static str, append: &'static str) -> Scenario {
+        let mut b = Boot::new(append);
+        b.subdir = Some(subdir);
+        self.boots.push(b);
+        self
+    }
+
+    fn boot(mut self, f: impl FnOnce(&mut Boot)) -> Scenario {
+        if let Some(b) = self.boots.last_mut() {
+            f(b);
+        }
+        self
+    }
+
+    /// Names the current (first) boot's subdirectory.
+    pub fn in_subdir(self, subdir: &'static str) -> Scenario {
+        self.boot(|b| b.subdir = Some(subdir))
+    }
+
+    /// A fabricated crash of `layout` in guest memory.
+    pub fn crash(self, layout: Layout) -> Scenario {
+        self.boot(|b| b.crash = Some(layout))
+    }
+
+    /// Guest memory as the crash layout needs (default 256 MiB).
+    pub fn crash_memory(self) -> Scenario {
+        self.boot(|b| b.memory = Memory::OfCrash)
+    }
+
+    /// A labelled dump disk and an unlabelled one of `mib` MiB each on `ctrl`.
+    pub fn disks(self, ctrl: Ctrl, mib: u64) -> Scenario {
+        self.boot(|b| b.disks = Some((ctrl, mib)))
+    }
+
+    /// Flips a byte inside the dump disk's label (its uuid), so its CRC no longer matches.
+    pub fn corrupt_label(self) -> Scenario {
+        self.boot(|b| b.corrupt_label = true)
+    }
+
+    /// COM2 to `com2.bin`.
+    pub fn com2(self) -> Scenario {
+        self.boot(|b| b.com2 = true)
+    }
+
+    /// A file written into the boot's directory before QEMU starts.
+    pub fn file(self, name: &'static str, contents: Contents) -> Scenario {
+        self.boot(|b| b.files.push((name, contents)))
+    }
+
+    /// Extra QEMU arguments (`{dir}` stands for the boot's directory).
+    pub fn qemu_args(self, args: &[&str]) -> Scenario {
+        self.boot(|b| b.extra.extend(args.iter().map(|a| a.to_string())))
+    }
+
+    /// The hard timeout as a multiple of [`BOOT_TIMEOUT`].
+    pub fn timeouts(self, n: u32) -> Scenario {
+        self.boot(|b| b.timeout = BOOT_TIMEOUT * n)
+    }
+
+    /// A check that returns what did not hold.
+    pub fn check(self, f: impl Fn(&Ctx) -> Result<(), String> + 'static) -> Scenario {
+        self.boot(|b| b.checks.push(Box::new(f)))
+    }
+
+    /// `what` must hold of the run.
+    pub fn expect(self, what: &'static str, f: impl Fn(&Ctx) -> bool + 'static) -> Scenario {
+        self.check(move |c| if f(c) { Ok(()) } else { Err(what.into()) })
+    }
+
+    /// Some `rkdump: ` line starts with `prefix`.
+    pub fn line(self, what: &'static str, prefix: &'static str) -> Scenario {
+        self.expect(what, move |c| c.has(prefix))
+    }
+
+    /// QEMU's exit must be `exit`.
+    pub fn exit(self, exit: Exit, what: &'static str) -> Scenario {
+        self.expect(what, move |c| c.outcome.exit() == exit)
+    }
+}
+
+impl Boot {
+    fn new(append: &'static str) -> Boot {
+        Boot {
+            subdir: None,
+            append,
+            crash: None,
+            memory: Memory::Mib(256),
+            disks: None,
+            corrupt_label: false,
+            com2: false,
+            files: Vec::new(),
+            extra: Vec::new(),
+            timeout: BOOT_TIMEOUT,
+            checks: Vec::new(),
+        }
+    }
+
+    /// Prepares the inputs, boots, and applies the checks.
+    fn run(&self, env: &Env, scenario_dir: &Path) -> Result<(), String> {
+        let dir = match self.subdir {
+            Some(s) => scenario_dir.join(s),
+            None => scenario_dir.to_path_buf(),
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let crash = self
+            .crash
+            .map(|layout| fabricate::build(&dir, layout))
+            .transpose()?;
+        let disks = self
+            .disks
+            .map(|(_, mib)| prepare_disks(env, &dir, mib, self.corrupt_label))
+            .transpose()?;
+        let append = match &crash {
+            Some(c) => self
+                .append
+                .replace("{elfcorehdr}", &format!("{:#x}", c.elfcorehdr)),
+            None => self.append.to_string(),
+        };
+        let memory = match (self.memory, &crash) {
+            (Memory::OfCrash, Some(c)) => c.memory_mib,
+            (Memory::OfCrash, None) => 256,
+            (Memory::Mib(m), _) => m,
+        };
+        for (name, contents) in &self.files {
+            let path = dir.join(name);
+            std::fs::write(&path, contents()).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        let dir_text = dir.display().to_string();
+        let mut m = Machine::rkdump(&format!("{memory}M"), Accel::from_env())
+            .kernel(&env.elf, &append)
+            .args(crash.iter().flat_map(|c| c.qemu_args.clone()))
+            .args(self.extra.iter().map(|a| a.replace("{dir}", &dir_text)));
+        if let (Some((ctrl, _)), Some(d)) = (self.disks, &disks) {
+            m = attach_disks(m, ctrl, &d.dump, &d.other);
+        }
+        if self.com2 {
+            let com2 = dir.join("com2.bin");
+            let _ = std::fs::remove_file(&com2);
+            m = m.com2_file(&com2);
+        }
+        let outcome = Run::new(&m, &dir, self.timeout).start()?;
+        let ctx = Ctx {
+            env,
+            dir: &dir,
+            outcome,
+            crash,
+            disks,
+        };
+        let defined_end: [Check; 2] = [
+            Box::new(|c| {
+                (!c.outcome.timed_out)
+                    .then_some(())
+                    .ok_or("QEMU ended by itself before the timeout".into())
+            }),
+            Box::new(|c| {
+                c.has("finish ")
+                    .then_some(())
+                    .ok_or("a `rkdump: finish` line".into())
+            }),
+        ];
+        for check in defined_end.iter().chain(&self.checks) {
+            check(&ctx).map_err(|what| failure(&what, &ctx.outcome))?;
+        }
+        Ok(())
+    }
+}
+
+/// The failure report: what did not hold, how QEMU ended, the console tail and QEMU's stderr.
+fn failure(what: &str, o: &Outcome) -> String {
+    format!(
+        "  check failed: {what}\n  exit={:?} timed_out={} elapsed={:.1}s\n  console tail:\n{}  qemu stderr: {}",
+        o.exit_code,
+        o.timed_out,
+        o.wall.as_secs_f64(),
+        o.log.tail(25),
+        o.stderr.trim()
+    )
+}
+
+/// Creates a sparse image file of `mib` MiB, with a recognisable pattern in its first MiB when
+/// `pattern`.
+fn make_image(path: &Path, mib: u64, pattern: bool) -> Result<(), String> {
+    let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    f.set_len(mib << 20).map_err(|e| e.to_string())?;
+    if pattern {
+        use std::io::Write;
+        let mut f = f;
+        let head: Vec<u8> = (0..1u32 << 20)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        f.write_all(&head).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// A dump disk of `mib` MiB labelled with `rkdumpctl prepare` and an unlabelled one holding
+/// data, as image files in `dir`.
+fn prepare_disks(env: &Env, dir: &Path, mib: u64, corrupt_label: bool) -> Result<Disks, String> {
+    let dump = dir.join("dump.img");
+    let other = dir.join("other.img");
+    make_image(&dump, mib, false)?;
+    make_image(&other, mib, true)?;
+    Rkdumpctl(env.rkdumpctl.clone()).prepare(&dump)?;
+    if corrupt_label {
+        let mut img = std::fs::read(&dump).map_err(|e| e.to_string())?;
+        img[0x10] ^= 0xff;
+        std::fs::write(&dump, &img).map_err(|e| e.to_string())?;
+    }
+    Ok(Disks {
+        dump_before: sha256(&dump)?,
+        other_before: sha256(&other)?,
+        dump,
+        other,
+    })
+}
+
+fn sha256(path: &Path) -> Result<[u8; 32], String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(sha2::Sha256::digest(&bytes).into())
+}
+
+/// Attaches `dump` (and, first in PCI order, `other`) on `ctrl`.
+fn attach_disks(mut m: Machine, ctrl: Ctrl, dump: &Path, other: &Path) -> Machine {
+    for (i, img) in [other, dump].into_iter().enumerate() {
+        let id = format!("d{i}");
+        let port = format!("rp{i}");
+        let number = i as u32 + 1;
+        m = match ctrl {
+            Ctrl::Virtio => {
+                m.root_port(&port, number)
+                    .disk(&id, img, &Controller::VirtioBlk, Some(&port))
+            }
+            Ctrl::Nvme => m.root_port(&port, number).disk(
+                &id,
+                img,
+                &Controller::Nvme(format!("rkdump{i}")),
+                Some(&port),
+            ),
+            Ctrl::Ahci => m.disk(&id, img, &Controller::AhciPort(i as u8), None),
+        };
+    }
+    m
+}
+
+/// The dump disk is unchanged.
+fn dump_disk_untouched(c: &Ctx) -> Result<bool, String> {
+    let d = c.disks()?;
+    Ok(sha256(&d.dump)? == d.dump_before)
+}
+
+/// `rkdumpctl recv` rebuilds COM2's stream byte-identical to the host's model.
+fn serial_vmcore_identical(c: &Ctx) -> Result<(), String> {
+    let crash = c.crash()?;
+    let out = c.dir.join("vmcore");
+    c.ctl()
+        .recv(&c.dir.join("com2.bin"), &out)
+        .map_err(|e| format!("rkdumpctl recv failed: {e}"))?;
+    let got = std::fs::read(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let _ = std::fs::write(c.dir.join("expected.vmcore"), &crash.expected);
+    if got != crash.expected {
+        let first = got.iter().zip(&crash.expected).position(|(a, b)| a != b);
+        return Err(format!(
+            "vmcore differs from the host model: got {} bytes, expected {}; first difference at {:?}",
+            got.len(),
+            crash.expected.len(),
+            first
+        ));
+    }
+    println!(
+        "    {} bytes byte-identical; loads {:x?}",
+        got.len(),
+        crash.loads
+    );
+    Ok(())
+}
+
+/// `rkdumpctl save` extracts the dump disk's vmcore byte-identical to the host's model.
+fn disk_vmcore_identical(c: &Ctx) -> Result<(), String> {
+    let crash = c.crash()?;
+    let out = c.dir.join("vmcore");
+    c.ctl()
+        .save(&c.disks()?.dump, &out, false)
+        .map_err(|e| format!("rkdumpctl save failed: {e}"))?;
+    let got = std::fs::read(&out).map_err(|e| e.to_string())?;
+    if got != crash.expected {
+        return Err(format!(
+            "saved vmcore differs: {} bytes vs expected {}",
+            got.len(),
+            crash.expected.len()
+        ));
+    }
+    if let Some(l) = c.outcome.find("dump complete") {
+        println!("    {}", l.text);
+    }
+    Ok(())
+}
+
+/// A fabricated crash dumped over COM2 and rebuilt byte for byte on the host.
+fn serial_dump(name: &'static str, about: &'static str, layout: Layout) -> Scenario {
+    Scenario::new(
+        name,
+        about,
+        "console=ttyS0 elfcorehdr={elfcorehdr} rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff",
+    )
+    .crash(layout)
+    .crash_memory()
+    .com2()
+    .timeouts(3)
+    .line("elfcorehdr summary line", "elfcorehdr addr=0x1000000 phnum=")
+    .check(|c| {
+        c.has(&format!(
+            "dump start bytes={} target=serial:ttyS1",
+            c.expected_len()
+        ))
+        .then_some(())
+        .ok_or("dump start with the expected size".into())
+    })
+    .line("at least one progress line", "progress ")
+    .check(|c| {
+        c.has(&format!("dump complete bytes={}", c.expected_len()))
+            .then_some(())
+            .ok_or("dump complete line".into())
+    })
+    .exit(Exit::Pass, "QEMU exit code 33 (pass)")
+    .check(serial_vmcore_identical)
+}
+
+/// A fabricated crash dumped to the labelled disk on `ctrl`; the other disk is untouched, the
+/// driver's preinit proved the reset, and `rkdumpctl save` is byte-identical.
+fn disk_dump(name: &'static str, about: &'static str, ctrl: Ctrl) -> Scenario {
+    // reset_devices: the driver's preinit is the first method and must prove itself.
+    let (bdf, proof) = match ctrl {
+        Ctrl::Virtio => ("0000:02:00.0", "device_status reads 0"),
+        Ctrl::Nvme => ("0000:02:00.0", "nvme: CC 0x0 CSTS 0x0"),
+        Ctrl::Ahci => ("0000:00:1f.2", "ahci: GHC 0x80000000"),
+    };
+    Scenario::new(
+        name,
+        about,
+        "elfcorehdr={elfcorehdr} reset_devices rkdump.exit=qemu rkdump.action=poweroff",
+    )
+    .crash(Layout::Low)
+    .crash_memory()
+    .disks(ctrl, 64)
+    .timeouts(2)
+    .expect("dump started on a disk", |c| {
+        c.any(|l| l.starts_with("dump start bytes=") && l.contains("target=disk:"))
+    })
+    .check(|c| {
+        c.has(&format!("dump complete bytes={}", c.expected_len()))
+            .then_some(())
+            .ok_or("dump complete with the full size".into())
+    })
+    .exit(Exit::Pass, "QEMU exit code 33 (pass)")
+    .check(|c| {
+        let d = c.disks()?;
+        (sha256(&d.other)? == d.other_before)
+            .then_some(())
+            .ok_or("the unlabelled disk's SHA-256 is unchanged".into())
+    })
+    .check(move |c| {
+        let l = c.reinit_line(bdf);
+        (l.contains("-> preinit,") && l.contains("ok") && l.contains(proof))
+            .then_some(())
+            .ok_or(format!(
+                "{bdf}: driver preinit ran first and proved the reset ({l})"
+            ))
+    })
+    .check(disk_vmcore_identical)
+}
+
+/// A deliberate CPU exception is reported, then rkdump.action is followed.
+fn selftest(
+    name: &'static str,
+    about: &'static str,
+    append: &'static str,
+    vector: &'static str,
+) -> Scenario {
+    Scenario::new(name, about, append)
+        .check(move |c| {
+            c.has(&format!("error: exception vector={vector}"))
+                .then_some(())
+                .ok_or("exception report with the vector".into())
+        })
+        .line("register dump", "regs rax=")
+        .line(
+            "finish follows rkdump.action after the fault",
+            "finish outcome=failed action=halt",
+        )
+        .exit(Exit::Fail, "QEMU exit code 35 (fail reported)")
+}
+
+/// `rkdump.reset=` on two virtio-blk disks: every disk's reinit line must say `needle`s.
+fn reinit_lines_contain(
+    what: &'static str,
+    needles: &'static [&'static str],
+) -> impl Fn(&Ctx) -> Result<(), String> {
+    move |c| {
+        for bdf in ["0000:01:00.0", "0000:02:00.0"] {
+            let l = c.reinit_line(bdf);
+            if !needles.iter().all(|n| l.contains(n)) {
+                return Err(format!("{bdf}: {what} ({l})"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// All scenarios, in run order.
 pub fn all() -> Vec<Scenario> {
     vec![
-        Scenario {
-            name: "boot-echo",
-            about: "PVH boot prints entered, parsed options and e820, exits with the pass code",
-            run: boot_echo,
-        },
-        Scenario {
-            name: "poweroff",
-            about: "rkdump.action=poweroff enters ACPI S5 and QEMU exits by itself",
-            run: poweroff,
-        },
-        Scenario {
-            name: "reboot",
-            about: "default action resets the machine (QEMU -no-reboot exits)",
-            run: reboot,
-        },
-        Scenario {
-            name: "selftest-pagefault",
-            about: "a deliberate #PF prints the exception report, then follows rkdump.action",
-            run: selftest_pagefault,
-        },
-        Scenario {
-            name: "selftest-divide",
-            about: "a deliberate #DE is reported, never a silent triple fault",
-            run: selftest_divide,
-        },
-        Scenario {
-            name: "bad-cmdline",
-            about: "empty, unknown and malformed parameters give clear lines and a defined end",
-            run: bad_cmdline,
-        },
-        Scenario {
-            name: "serial-dump-low",
-            about: "fabricated crash below 4 GiB dumped over COM2; rkdumpctl recv output is byte-identical to the host's vmcore",
-            run: serial_dump_low,
-        },
-        Scenario {
-            name: "serial-dump-high",
-            about: "fabricated crash with a RAM range above 4 GiB, same byte-for-byte check",
-            run: serial_dump_high,
-        },
-        Scenario {
-            name: "corrupt-elfcorehdr",
-            about: "a corrupted elfcorehdr gives rkdump: error: and a defined end",
-            run: corrupt_elfcorehdr,
-        },
-        Scenario {
-            name: "disk-virtio",
-            about: "fabricated crash dumped to a labelled virtio-blk disk behind a root port; an unlabelled disk is untouched; rkdumpctl save is byte-identical",
-            run: disk_virtio,
-        },
-        Scenario {
-            name: "disk-nvme",
-            about: "the same on NVMe",
-            run: disk_nvme,
-        },
-        Scenario {
-            name: "disk-ahci",
-            about: "the same on the q35 AHCI controller",
-            run: disk_ahci,
-        },
-        Scenario {
-            name: "disk-bad-label",
-            about: "a label with a bad CRC is refused with rkdump: error: and the dump falls back to serial",
-            run: disk_bad_label,
-        },
-        Scenario {
-            name: "disk-never-ready",
-            about: "an NVMe dump disk that never becomes ready (test fault switch) costs its timeout, is reported, and the dump falls back to serial",
-            run: disk_never_ready,
-        },
-        Scenario {
-            name: "reinit-flr",
-            about: "rkdump.reset=flr: FLR on virtio-blk behind a root port, proven by read-back, BARs restored, then the dump works",
-            run: reinit_flr,
-        },
-        Scenario {
-            name: "reinit-pm",
-            about: "rkdump.reset=pm on e1000e behind a root port: PM D3hot->D0 proves nothing in QEMU and is reported as such",
-            run: reinit_pm,
-        },
-        Scenario {
-            name: "reinit-deny",
-            about: "a denied device is quiesced but never reset or probed; the dump goes elsewhere",
-            run: reinit_deny,
-        },
-        Scenario {
-            name: "disk-too-small",
-            about: "a disk smaller than the dump gets a truncated record, refused by save unless --partial",
-            run: disk_too_small,
-        },
+        // A tiny fabricated crash at 0x1000000 so the run has something to dump and can pass.
+        Scenario::new(
+            "boot-echo",
+            "PVH boot prints entered, parsed options and e820, exits with the pass code",
+            "reset_devices elfcorehdr=0x1000000 rkdump.action=poweroff rkdump.exit=qemu",
+        )
+        .crash(Layout::Tiny)
+        .com2()
+        .line("`rkdump: entered`", "entered")
+        .line("boot source reported as pvh", "boot source=pvh")
+        .line(
+            "the command line echoed verbatim",
+            "cmdline \"reset_devices elfcorehdr=0x1000000 rkdump.action=poweroff rkdump.exit=qemu\"",
+        )
+        .line("reset_devices parsed", "option reset_devices=yes")
+        .line("elfcorehdr parsed as 0x1000000", "option elfcorehdr=0x1000000")
+        .line("action parsed as poweroff", "option action=poweroff")
+        .line("reset policy auto (reset_devices present)", "option reset=auto")
+        // 256 MiB guest: QEMU reports low RAM 0..0x9fbff and RAM from 1 MiB to the top.
+        .line(
+            "e820 RAM from 1 MiB to just below 256 MiB",
+            "e820 0x0000000000100000-0x000000000ffdefff ram",
+        )
+        .line("no initrd reported", "initrd none")
+        .line("the tiny dump completed", "dump complete bytes=")
+        .exit(Exit::Pass, "QEMU exit code 33 (pass)"),
+        Scenario::new(
+            "poweroff",
+            "rkdump.action=poweroff enters ACPI S5 and QEMU exits by itself",
+            "rkdump.action=poweroff",
+        )
+        .expect("finish line names poweroff", |c| {
+            c.any(|l| l.starts_with("finish ") && l.ends_with("action=poweroff"))
+        })
+        .expect("ACPI PM1 control block found through the RSDP", |c| {
+            c.any(|l| l.starts_with("acpi rsdp=") && l.contains("pm1a_cnt=0x"))
+        })
+        .exit(Exit::Code(0), "QEMU exited 0 (ACPI S5 power-off)"),
+        Scenario::new(
+            "reboot",
+            "default action resets the machine (QEMU -no-reboot exits)",
+            "console=ttyS0",
+        )
+        .expect("finish line names reboot", |c| {
+            c.any(|l| l.starts_with("finish ") && l.ends_with("action=reboot"))
+        })
+        .exit(Exit::Code(0), "QEMU exited 0 on reset (-no-reboot)"),
+        selftest(
+            "selftest-pagefault",
+            "a deliberate #PF prints the exception report, then follows rkdump.action",
+            "rkdump.selftest=pagefault rkdump.exit=qemu rkdump.action=halt",
+            "14 (#PF)",
+        ),
+        selftest(
+            "selftest-divide",
+            "a deliberate #DE is reported, never a silent triple fault",
+            "rkdump.selftest=divide rkdump.exit=qemu rkdump.action=halt",
+            "0 (#DE)",
+        ),
+        // Empty command line: defaults, defined end (reboot, QEMU exits).
+        Scenario::new(
+            "bad-cmdline",
+            "empty, unknown and malformed parameters give clear lines and a defined end",
+            "",
+        )
+        .in_subdir("empty")
+        .line("empty command line echoed", "cmdline \"\"")
+        .line(
+            "missing elfcorehdr reported as an error",
+            "error: no elfcorehdr= on the command line",
+        )
+        .then_boot(
+            "malformed",
+            "quiet irqpoll nr_cpus=1 rkdump.bogus=1 elfcorehdr=zz rkdump.action=sideways rkdump.exit=qemu",
+        )
+        .line(
+            "unknown parameter noted, not an error",
+            "note: unknown parameter \"irqpoll\" ignored",
+        )
+        .line(
+            "unknown rkdump.* parameter noted",
+            "note: unknown parameter \"rkdump.bogus=1\" ignored",
+        )
+        .line(
+            "malformed elfcorehdr is an error line",
+            "error: malformed \"elfcorehdr=zz\" ignored",
+        )
+        .line(
+            "malformed action is an error line",
+            "error: malformed \"rkdump.action=sideways\" ignored",
+        )
+        .line(
+            "malformed action falls back to the default",
+            "option action=reboot",
+        )
+        .exit(Exit::Fail, "run ends with failure (nothing to dump)"),
+        serial_dump(
+            "serial-dump-low",
+            "fabricated crash below 4 GiB dumped over COM2; rkdumpctl recv output is byte-identical to the host's vmcore",
+            Layout::Low,
+        ),
+        serial_dump(
+            "serial-dump-high",
+            "fabricated crash with a RAM range above 4 GiB, same byte-for-byte check",
+            Layout::High,
+        ),
+        // A header-shaped blob with a broken e_phentsize, loaded where elfcorehdr= points.
+        Scenario::new(
+            "corrupt-elfcorehdr",
+            "a corrupted elfcorehdr gives rkdump: error: and a defined end",
+            "elfcorehdr=0x1000000 rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .file("corrupt-hdr.bin", corrupt_header)
+        .qemu_args(&[
+            "-device",
+            "loader,file={dir}/corrupt-hdr.bin,addr=0x1000000,force-raw=on",
+        ])
+        .line(
+            "typed rejection of the corrupted header",
+            "error: elfcorehdr at 0x1000000 unusable",
+        )
+        .exit(Exit::Fail, "QEMU exit code 35 (failure reported)"),
+        disk_dump(
+            "disk-virtio",
+            "fabricated crash dumped to a labelled virtio-blk disk behind a root port; an unlabelled disk is untouched; rkdumpctl save is byte-identical",
+            Ctrl::Virtio,
+        ),
+        disk_dump("disk-nvme", "the same on NVMe", Ctrl::Nvme),
+        disk_dump(
+            "disk-ahci",
+            "the same on the q35 AHCI controller",
+            Ctrl::Ahci,
+        ),
+        Scenario::new(
+            "disk-bad-label",
+            "a label with a bad CRC is refused with rkdump: error: and the dump falls back to serial",
+            "elfcorehdr={elfcorehdr} rkdump.target=disk rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .crash(Layout::Tiny)
+        .disks(Ctrl::Virtio, 16)
+        .corrupt_label()
+        .com2()
+        .line(
+            "rkdump: error: for the refused label",
+            "error: no usable labelled dump disk",
+        )
+        .expect("fell back to serial", |c| {
+            c.any(|l| l.starts_with("dump start bytes=") && l.ends_with("target=serial:ttyS1"))
+        })
+        .check(|c| {
+            dump_disk_untouched(c)?
+                .then_some(())
+                .ok_or("the disk with the bad label is not written".into())
+        })
+        .exit(Exit::Pass, "dump completed over serial (exit 33)"),
+        // The dump disk is the second NVMe controller: bus 2 behind the second root port.
+        Scenario::new(
+            "disk-never-ready",
+            "an NVMe dump disk that never becomes ready (test fault switch) costs its timeout, is reported, and the dump falls back to serial",
+            "elfcorehdr={elfcorehdr} rkdump.fault=dead:02:00.0 rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .crash(Layout::Tiny)
+        .disks(Ctrl::Nvme, 16)
+        .com2()
+        .expect("the never-ready NVMe reported as an error and skipped", |c| {
+            c.any(|l| l.starts_with("error: nvme 0000:02:00.0:") && l.contains("skipped after"))
+        })
+        .expect("fell back to serial", |c| {
+            c.any(|l| l.starts_with("dump start bytes=") && l.ends_with("target=serial:ttyS1"))
+        })
+        .check(|c| {
+            dump_disk_untouched(c)?
+                .then_some(())
+                .ok_or("nothing written to the faulty disk".into())
+        })
+        .exit(Exit::Pass, "dump completed (exit 33)"),
+        Scenario::new(
+            "reinit-flr",
+            "rkdump.reset=flr: FLR on virtio-blk behind a root port, proven by read-back, BARs restored, then the dump works",
+            "elfcorehdr={elfcorehdr} reset_devices rkdump.reset=flr rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .crash(Layout::Tiny)
+        .disks(Ctrl::Virtio, 16)
+        .check(reinit_lines_contain(
+            "FLR proven by read-back and BARs restored",
+            &["-> flr,", "ok", "proof:", "restored"],
+        ))
+        .expect("the dump completes on the FLR-reset disk", |c| {
+            c.any(|l| l.starts_with("dump complete") && l.contains("target=disk:"))
+        })
+        .exit(Exit::Pass, "exit 33"),
+        Scenario::new(
+            "reinit-pm",
+            "rkdump.reset=pm on e1000e behind a root port: PM D3hot->D0 proves nothing in QEMU and is reported as such",
+            "elfcorehdr={elfcorehdr} reset_devices rkdump.reset=pm rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .crash(Layout::Tiny)
+        .qemu_args(&[
+            "-device",
+            "pcie-root-port,id=rp0,bus=pcie.0,chassis=1,slot=1",
+            "-netdev",
+            "user,id=n0,restrict=on",
+            "-device",
+            "e1000e,netdev=n0,bus=rp0",
+        ])
+        .com2()
+        .check(|c| {
+            let l = c.reinit_line("0000:01:00.0");
+            (l.contains("8086:10d3") && l.contains("pm: no effect"))
+                .then_some(())
+                .ok_or(format!("PM reset reported ineffective on e1000e ({l})"))
+        })
+        .exit(Exit::Pass, "the run still completes (exit 33)"),
+        Scenario::new(
+            "reinit-deny",
+            "a denied device is quiesced but never reset or probed; the dump goes elsewhere",
+            "elfcorehdr={elfcorehdr} reset_devices rkdump.deny=1af4:1042 rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .crash(Layout::Tiny)
+        .disks(Ctrl::Virtio, 16)
+        .com2()
+        .check(reinit_lines_contain(
+            "denied, quiesced only",
+            &["-> none", "denied"],
+        ))
+        .expect("a denied disk is never probed", |c| {
+            c.outcome
+                .rk_lines()
+                .filter(|l| l.starts_with("disk 0000:0"))
+                .all(|l| l.contains("not probed"))
+        })
+        .check(|c| {
+            dump_disk_untouched(c)?
+                .then_some(())
+                .ok_or("the denied (labelled) disk is not written".into())
+        })
+        .expect("the dump goes to serial instead", |c| {
+            c.any(|l| l.starts_with("dump start") && l.ends_with("target=serial:ttyS1"))
+        })
+        .exit(Exit::Pass, "exit 33"),
+        Scenario::new(
+            "disk-too-small",
+            "a disk smaller than the dump gets a truncated record, refused by save unless --partial",
+            "elfcorehdr={elfcorehdr} rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .crash(Layout::Low)
+        .crash_memory()
+        .disks(Ctrl::Virtio, 4)
+        .timeouts(2)
+        .expect("truncation reported as an error line", |c| {
+            c.any(|l| l.starts_with("error: dump of") && l.contains("does not fit"))
+        })
+        .check(|c| {
+            let out = c.dir.join("vmcore");
+            c.ctl()
+                .save(&c.disks()?.dump, &out, false)
+                .is_err()
+                .then_some(())
+                .ok_or("rkdumpctl save refuses the truncated dump".into())
+        })
+        .check(|c| {
+            let crash = c.crash()?;
+            let out = c.dir.join("vmcore");
+            let partial = c
+                .ctl()
+                .save(&c.disks()?.dump, &out, true)
+                .map_err(|e| format!("save --partial failed: {e}"))?;
+            let got = std::fs::read(&out).map_err(|e| e.to_string())?;
+            if got.is_empty() || !crash.expected.starts_with(&got) {
+                return Err("the partial vmcore is a prefix of the expected one".into());
+            }
+            println!(
+                "    truncated dump: {} of {} bytes; {}",
+                got.len(),
+                crash.expected.len(),
+                partial.trim()
+            );
+            Ok(())
+        }),
     ]
+}
+
+/// A header-shaped blob with a broken e_phentsize.
+fn corrupt_header() -> Vec<u8> {
+    let mut blob = vec![0u8; 4096];
+    blob[..4].copy_from_slice(b"\x7fELF");
+    blob[4] = 2;
+    blob[5] = 1;
+    blob[6] = 1;
+    blob[16] = 4; // ET_CORE
+    blob[18] = 62; // EM_X86_64
+    blob[20] = 1;
+    blob[32] = 64; // e_phoff
+    blob[52] = 64; // e_ehsize
+    blob[54] = 55; // e_phentsize: wrong on purpose
+    blob[56] = 3; // e_phnum
+    blob
 }
 
 /// Runs the named scenarios (all when `only` is empty) and returns verdicts; an unknown name is
@@ -155,12 +896,12 @@ pub fn run(env: &Env, only: &[String]) -> Vec<Verdict> {
             });
         }
     }
-    for s in all() {
+    for s in known {
         if !only.is_empty() && !only.iter().any(|o| o == s.name) {
             continue;
         }
-        let start = std::time::Instant::now();
-        let result = qemu::artefact_dir(&env.target, s.name).and_then(|dir| (s.run)(env, &dir));
+        let start = Instant::now();
+        let result = s.run(env);
         let v = Verdict {
             name: s.name,
             result,
@@ -183,825 +924,37 @@ pub fn run(env: &Env, only: &[String]) -> Vec<Verdict> {
     out
 }
 
-/// Generous: TCG timing varies by 25 % and more with load.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn boot(env: &Env, dir: &Path, append: &str, memory_mib: u32) -> Result<Outcome, String> {
-    let q = Qemu::q35(memory_mib)
-        .kernel(&env.elf, append)
-        .timeout(BOOT_TIMEOUT);
-    run_logged(&q, dir)
-}
-
-/// Runs and keeps the command line and console under the scenario directory.
-pub fn run_logged(q: &Qemu, dir: &Path) -> Result<Outcome, String> {
-    let _ = std::fs::write(dir.join("qemu-cmdline.txt"), q.command_line());
-    let o = q.run()?;
-    let log: String = o
-        .console
-        .iter()
-        .map(|l| format!("[{:8.3}] {}\n", l.at.as_secs_f64(), l.text))
-        .collect();
-    let _ = std::fs::write(dir.join("console.log"), log);
-    let _ = std::fs::write(dir.join("qemu-stderr.log"), &o.stderr);
-    Ok(o)
-}
-
-/// Fails with context unless `cond`.
-pub fn ensure(cond: bool, what: &str, o: &Outcome) -> Result<(), String> {
-    if cond {
-        Ok(())
-    } else {
-        Err(format!(
-            "  check failed: {what}\n  exit={:?} timed_out={} elapsed={:.1}s\n  console tail:\n{}  qemu stderr: {}",
-            o.exit_code,
-            o.timed_out,
-            o.elapsed.as_secs_f64(),
-            o.tail(25),
-            o.stderr.trim()
-        ))
+impl Scenario {
+    /// Runs every boot in `target/scenarios/<name>`, stopping at the first failure.
+    fn run(&self, env: &Env) -> Result<(), String> {
+        let dir = env.target.join("scenarios").join(self.name);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        self.boots.iter().try_for_each(|b| b.run(env, &dir))
     }
 }
 
-/// Every run must reach a defined end: no timeout, and `rkdump: finish` printed.
-fn defined_end(o: &Outcome) -> Result<(), String> {
-    ensure(!o.timed_out, "QEMU ended by itself before the timeout", o)?;
-    ensure(
-        o.rk_lines().any(|l| l.starts_with("finish ")),
-        "a `rkdump: finish` line",
-        o,
-    )
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn has(o: &Outcome, prefix: &str) -> bool {
-    o.rk_lines().any(|l| l.starts_with(prefix))
-}
-
-fn boot_echo(env: &Env, dir: &Path) -> Result<(), String> {
-    // A tiny fabricated crash at 0x1000000 so the run has something to dump and can pass.
-    let crash = fabricate::build(dir, fabricate::Layout::Tiny)?;
-    let append = "reset_devices elfcorehdr=0x1000000 rkdump.action=poweroff rkdump.exit=qemu";
-    let q = Qemu::q35(256)
-        .kernel(&env.elf, append)
-        .com2_file(&dir.join("com2.bin"))
-        .args(crash.qemu_args.clone())
-        .timeout(BOOT_TIMEOUT);
-    let o = run_logged(&q, dir)?;
-    defined_end(&o)?;
-    ensure(has(&o, "entered"), "`rkdump: entered`", &o)?;
-    ensure(
-        has(&o, "boot source=pvh"),
-        "boot source reported as pvh",
-        &o,
-    )?;
-    ensure(
-        has(
-            &o,
-            "cmdline \"reset_devices elfcorehdr=0x1000000 rkdump.action=poweroff rkdump.exit=qemu\"",
-        ),
-        "the command line echoed verbatim",
-        &o,
-    )?;
-    ensure(
-        has(&o, "option reset_devices=yes"),
-        "reset_devices parsed",
-        &o,
-    )?;
-    ensure(
-        has(&o, "option elfcorehdr=0x1000000"),
-        "elfcorehdr parsed as 0x1000000",
-        &o,
-    )?;
-    ensure(
-        has(&o, "option action=poweroff"),
-        "action parsed as poweroff",
-        &o,
-    )?;
-    ensure(
-        has(&o, "option reset=auto"),
-        "reset policy auto (reset_devices present)",
-        &o,
-    )?;
-    // 256 MiB guest: QEMU reports low RAM 0..0x9fbff and RAM from 1 MiB to the top.
-    ensure(
-        has(&o, "e820 0x0000000000100000-0x000000000ffdefff ram"),
-        "e820 RAM from 1 MiB to just below 256 MiB",
-        &o,
-    )?;
-    ensure(has(&o, "initrd none"), "no initrd reported", &o)?;
-    ensure(
-        has(&o, "dump complete bytes="),
-        "the tiny dump completed",
-        &o,
-    )?;
-    ensure(
-        o.exit_code == Some(EXIT_PASS),
-        "QEMU exit code 33 (pass)",
-        &o,
-    )
-}
-
-fn poweroff(env: &Env, dir: &Path) -> Result<(), String> {
-    let o = boot(env, dir, "rkdump.action=poweroff", 256)?;
-    defined_end(&o)?;
-    ensure(
-        o.rk_lines()
-            .any(|l| l.starts_with("finish ") && l.ends_with("action=poweroff")),
-        "finish line names poweroff",
-        &o,
-    )?;
-    ensure(
-        o.rk_lines()
-            .any(|l| l.starts_with("acpi rsdp=") && l.contains("pm1a_cnt=0x")),
-        "ACPI PM1 control block found through the RSDP",
-        &o,
-    )?;
-    ensure(
-        o.exit_code == Some(0),
-        "QEMU exited 0 (ACPI S5 power-off)",
-        &o,
-    )
-}
-
-fn reboot(env: &Env, dir: &Path) -> Result<(), String> {
-    let o = boot(env, dir, "console=ttyS0", 256)?;
-    defined_end(&o)?;
-    ensure(
-        o.rk_lines()
-            .any(|l| l.starts_with("finish ") && l.ends_with("action=reboot")),
-        "finish line names reboot",
-        &o,
-    )?;
-    ensure(
-        o.exit_code == Some(0),
-        "QEMU exited 0 on reset (-no-reboot)",
-        &o,
-    )
-}
-
-fn selftest(env: &Env, dir: &Path, which: &str, vector: &str) -> Result<(), String> {
-    let o = boot(
-        env,
-        dir,
-        &format!("rkdump.selftest={which} rkdump.exit=qemu rkdump.action=halt"),
-        256,
-    )?;
-    defined_end(&o)?;
-    ensure(
-        has(&o, &format!("error: exception vector={vector}")),
-        "exception report with the vector",
-        &o,
-    )?;
-    ensure(
-        o.rk_lines().any(|l| l.starts_with("regs rax=")),
-        "register dump",
-        &o,
-    )?;
-    ensure(
-        has(&o, "finish outcome=failed action=halt"),
-        "finish follows rkdump.action after the fault",
-        &o,
-    )?;
-    ensure(
-        o.exit_code == Some(EXIT_FAIL),
-        "QEMU exit code 35 (fail reported)",
-        &o,
-    )
-}
-
-fn selftest_pagefault(env: &Env, dir: &Path) -> Result<(), String> {
-    selftest(env, dir, "pagefault", "14 (#PF)")
-}
-
-fn selftest_divide(env: &Env, dir: &Path) -> Result<(), String> {
-    selftest(env, dir, "divide", "0 (#DE)")
-}
-
-fn bad_cmdline(env: &Env, dir: &Path) -> Result<(), String> {
-    // Empty command line: defaults, defined end (reboot, QEMU exits).
-    let empty = dir.join("empty");
-    std::fs::create_dir_all(&empty).map_err(|e| e.to_string())?;
-    let o = boot(env, &empty, "", 256)?;
-    defined_end(&o)?;
-    ensure(has(&o, "cmdline \"\""), "empty command line echoed", &o)?;
-    ensure(
-        has(&o, "error: no elfcorehdr= on the command line"),
-        "missing elfcorehdr reported as an error",
-        &o,
-    )?;
-
-    let bad = dir.join("malformed");
-    std::fs::create_dir_all(&bad).map_err(|e| e.to_string())?;
-    let o = boot(
-        env,
-        &bad,
-        "quiet irqpoll nr_cpus=1 rkdump.bogus=1 elfcorehdr=zz rkdump.action=sideways rkdump.exit=qemu",
-        256,
-    )?;
-    defined_end(&o)?;
-    ensure(
-        has(&o, "note: unknown parameter \"irqpoll\" ignored"),
-        "unknown parameter noted, not an error",
-        &o,
-    )?;
-    ensure(
-        has(&o, "note: unknown parameter \"rkdump.bogus=1\" ignored"),
-        "unknown rkdump.* parameter noted",
-        &o,
-    )?;
-    ensure(
-        has(&o, "error: malformed \"elfcorehdr=zz\" ignored"),
-        "malformed elfcorehdr is an error line",
-        &o,
-    )?;
-    ensure(
-        has(&o, "error: malformed \"rkdump.action=sideways\" ignored"),
-        "malformed action is an error line",
-        &o,
-    )?;
-    ensure(
-        has(&o, "option action=reboot"),
-        "malformed action falls back to the default",
-        &o,
-    )?;
-    ensure(
-        o.exit_code == Some(EXIT_FAIL),
-        "run ends with failure (nothing to dump)",
-        &o,
-    )
-}
-
-fn serial_dump(env: &Env, dir: &Path, layout: fabricate::Layout) -> Result<(), String> {
-    let crash = fabricate::build(dir, layout)?;
-    let com2 = dir.join("com2.bin");
-    let _ = std::fs::remove_file(&com2);
-    let append = format!(
-        "console=ttyS0 elfcorehdr={:#x} rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff",
-        crash.elfcorehdr
-    );
-    let q = Qemu::q35(crash.memory_mib)
-        .kernel(&env.elf, &append)
-        .com2_file(&com2)
-        .args(crash.qemu_args.clone())
-        .timeout(BOOT_TIMEOUT * 3);
-    let o = run_logged(&q, dir)?;
-    defined_end(&o)?;
-    ensure(
-        has(&o, "elfcorehdr addr=0x1000000 phnum="),
-        "elfcorehdr summary line",
-        &o,
-    )?;
-    ensure(
-        has(
-            &o,
-            &format!(
-                "dump start bytes={} target=serial:ttyS1",
-                crash.expected.len()
-            ),
-        ),
-        "dump start with the expected size",
-        &o,
-    )?;
-    ensure(
-        o.rk_lines().any(|l| l.starts_with("progress ")),
-        "at least one progress line",
-        &o,
-    )?;
-    ensure(
-        has(&o, &format!("dump complete bytes={}", crash.expected.len())),
-        "dump complete line",
-        &o,
-    )?;
-    ensure(
-        o.exit_code == Some(EXIT_PASS),
-        "QEMU exit code 33 (pass)",
-        &o,
-    )?;
-    let out = dir.join("vmcore");
-    let recv = std::process::Command::new(&env.rkdumpctl)
-        .arg("recv")
-        .arg(&com2)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .map_err(|e| format!("running rkdumpctl: {e}"))?;
-    if !recv.status.success() {
-        return Err(format!(
-            "rkdumpctl recv failed: {}{}",
-            String::from_utf8_lossy(&recv.stdout),
-            String::from_utf8_lossy(&recv.stderr)
-        ));
-    }
-    let got = std::fs::read(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let _ = std::fs::write(dir.join("expected.vmcore"), &crash.expected);
-    if got != crash.expected {
-        let first = got.iter().zip(&crash.expected).position(|(a, b)| a != b);
-        return Err(format!(
-            "  vmcore differs from the host model: got {} bytes, expected {}; first difference at {:?}",
-            got.len(),
-            crash.expected.len(),
-            first
-        ));
-    }
-    println!(
-        "    {} bytes byte-identical; loads {:x?}",
-        got.len(),
-        crash.loads
-    );
-    Ok(())
-}
-
-fn serial_dump_low(env: &Env, dir: &Path) -> Result<(), String> {
-    serial_dump(env, dir, fabricate::Layout::Low)
-}
-
-fn serial_dump_high(env: &Env, dir: &Path) -> Result<(), String> {
-    serial_dump(env, dir, fabricate::Layout::High)
-}
-
-fn corrupt_elfcorehdr(env: &Env, dir: &Path) -> Result<(), String> {
-    // A header-shaped blob with a broken e_phentsize.
-    let mut blob = vec![0u8; 4096];
-    blob[..4].copy_from_slice(b"\x7fELF");
-    blob[4] = 2;
-    blob[5] = 1;
-    blob[6] = 1;
-    blob[16] = 4; // ET_CORE
-    blob[18] = 62; // EM_X86_64
-    blob[20] = 1;
-    blob[32] = 64; // e_phoff
-    blob[52] = 64; // e_ehsize
-    blob[54] = 55; // e_phentsize: wrong on purpose
-    blob[56] = 3; // e_phnum
-    let file = dir.join("corrupt-hdr.bin");
-    std::fs::write(&file, &blob).map_err(|e| e.to_string())?;
-    let q = Qemu::q35(256)
-        .kernel(
-            &env.elf,
-            "elfcorehdr=0x1000000 rkdump.exit=qemu rkdump.action=poweroff",
-        )
-        .args([
-            "-device".to_string(),
-            format!("loader,file={},addr=0x1000000,force-raw=on", file.display()),
-        ])
-        .timeout(BOOT_TIMEOUT);
-    let o = run_logged(&q, dir)?;
-    defined_end(&o)?;
-    ensure(
-        has(&o, "error: elfcorehdr at 0x1000000 unusable"),
-        "typed rejection of the corrupted header",
-        &o,
-    )?;
-    ensure(
-        o.exit_code == Some(EXIT_FAIL),
-        "QEMU exit code 35 (failure reported)",
-        &o,
-    )
-}
-
-/// Creates a sparse image file of `mib` MiB filled with a recognisable pattern in its first MiB.
-fn make_image(path: &Path, mib: u64, pattern: bool) -> Result<(), String> {
-    let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    f.set_len(mib << 20).map_err(|e| e.to_string())?;
-    if pattern {
-        use std::io::Write;
-        let mut f = f;
-        let head: Vec<u8> = (0..1u32 << 20)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-            .collect();
-        f.write_all(&head).map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
-/// A dump disk of `mib` MiB labelled with `rkdumpctl prepare` and an unlabelled one holding
-/// data, as image files in `dir`.
-fn labelled_disks(env: &Env, dir: &Path, mib: u64) -> Result<(PathBuf, PathBuf), String> {
-    let dump = dir.join("dump.img");
-    let other = dir.join("other.img");
-    make_image(&dump, mib, false)?;
-    make_image(&other, mib, true)?;
-    ctl(env, &["prepare".as_ref(), dump.as_os_str()])?;
-    Ok((dump, other))
-}
-
-fn sha256(path: &Path) -> Result<[u8; 32], String> {
-    use sha2::Digest;
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(sha2::Sha256::digest(&bytes).into())
-}
-
-fn ctl(env: &Env, args: &[&std::ffi::OsStr]) -> Result<String, String> {
-    let out = std::process::Command::new(&env.rkdumpctl)
-        .args(args)
-        .output()
-        .map_err(|e| format!("running rkdumpctl: {e}"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() {
-        Ok(text)
-    } else {
-        Err(text)
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Ctrl {
-    Virtio,
-    Nvme,
-    Ahci,
-}
-
-/// QEMU arguments attaching `dump` (and `other`) with the given controller; the unlabelled disk
-/// comes first in PCI order so rkdump has to skip it.
-fn disk_args(ctrl: Ctrl, dump: &Path, other: &Path) -> Vec<String> {
-    let mut a: Vec<String> = Vec::new();
-    let mut push = |s: String| a.push(s);
-    for (i, img) in [other, dump].iter().enumerate() {
-        push("-drive".into());
-        push(format!(
-            "file={},format=raw,if=none,id=d{i},cache=unsafe",
-            img.display()
-        ));
-    }
-    match ctrl {
-        Ctrl::Virtio | Ctrl::Nvme => {
-            for i in 0..2 {
-                push("-device".into());
-                push(format!(
-                    "pcie-root-port,id=rp{i},bus=pcie.0,chassis={},slot={}",
-                    i + 1,
-                    i + 1
-                ));
-                push("-device".into());
-                push(match ctrl {
-                    Ctrl::Virtio => format!("virtio-blk-pci,drive=d{i},bus=rp{i},num-queues=1"),
-                    _ => format!("nvme,drive=d{i},bus=rp{i},serial=rkdump{i}"),
-                });
-            }
+    #[test]
+    fn scenario_names_are_unique_and_every_boot_checks_something() {
+        let all = all();
+        assert_eq!(all.len(), 18);
+        for (i, s) in all.iter().enumerate() {
+            assert!(all[..i].iter().all(|o| o.name != s.name), "{}", s.name);
+            assert!(s.boots.iter().all(|b| !b.checks.is_empty()), "{}", s.name);
         }
-        Ctrl::Ahci => {
-            for i in 0..2 {
-                push("-device".into());
-                push(format!("ide-hd,drive=d{i},bus=ide.{i}"));
+    }
+
+    #[test]
+    fn crash_boots_name_the_header_address() {
+        for s in all() {
+            for b in &s.boots {
+                if b.append.contains("{elfcorehdr}") {
+                    assert!(b.crash.is_some(), "{}", s.name);
+                }
             }
         }
     }
-    a
-}
-
-fn disk_dump(env: &Env, dir: &Path, ctrl: Ctrl) -> Result<(), String> {
-    let crash = fabricate::build(dir, fabricate::Layout::Low)?;
-    let (dump, other) = labelled_disks(env, dir, 64)?;
-    let before = sha256(&other)?;
-    let append = format!(
-        "elfcorehdr={:#x} reset_devices rkdump.exit=qemu rkdump.action=poweroff",
-        crash.elfcorehdr
-    );
-    let q = Qemu::q35(crash.memory_mib)
-        .kernel(&env.elf, &append)
-        .args(crash.qemu_args.clone())
-        .args(disk_args(ctrl, &dump, &other))
-        .timeout(BOOT_TIMEOUT * 2);
-    let o = run_logged(&q, dir)?;
-    defined_end(&o)?;
-    ensure(
-        o.rk_lines()
-            .any(|l| l.starts_with("dump start bytes=") && l.contains("target=disk:")),
-        "dump started on a disk",
-        &o,
-    )?;
-    ensure(
-        has(&o, &format!("dump complete bytes={}", crash.expected.len())),
-        "dump complete with the full size",
-        &o,
-    )?;
-    ensure(
-        o.exit_code == Some(EXIT_PASS),
-        "QEMU exit code 33 (pass)",
-        &o,
-    )?;
-    ensure(
-        sha256(&other)? == before,
-        "the unlabelled disk's SHA-256 is unchanged",
-        &o,
-    )?;
-    // reset_devices: the driver's preinit is the first method and must prove itself.
-    let (bdf, driver) = match ctrl {
-        Ctrl::Virtio => ("0000:02:00.0", "device_status reads 0"),
-        Ctrl::Nvme => ("0000:02:00.0", "nvme: CC 0x0 CSTS 0x0"),
-        Ctrl::Ahci => ("0000:00:1f.2", "ahci: GHC 0x80000000"),
-    };
-    let l = reinit_line(&o, bdf).unwrap_or("");
-    ensure(
-        l.contains("-> preinit,") && l.contains("ok") && l.contains(driver),
-        &format!("{bdf}: driver preinit ran first and proved the reset ({l})"),
-        &o,
-    )?;
-    let out = dir.join("vmcore");
-    ctl(
-        env,
-        &[
-            "save".as_ref(),
-            dump.as_os_str(),
-            "-o".as_ref(),
-            out.as_os_str(),
-        ],
-    )
-    .map_err(|e| format!("rkdumpctl save failed: {e}"))?;
-    let got = std::fs::read(&out).map_err(|e| e.to_string())?;
-    if got != crash.expected {
-        return Err(format!(
-            "saved vmcore differs: {} bytes vs expected {}",
-            got.len(),
-            crash.expected.len()
-        ));
-    }
-    if let Some(l) = o.find("dump complete") {
-        println!("    {}", l.text);
-    }
-    Ok(())
-}
-
-fn disk_virtio(env: &Env, dir: &Path) -> Result<(), String> {
-    disk_dump(env, dir, Ctrl::Virtio)
-}
-
-fn disk_nvme(env: &Env, dir: &Path) -> Result<(), String> {
-    disk_dump(env, dir, Ctrl::Nvme)
-}
-
-fn disk_ahci(env: &Env, dir: &Path) -> Result<(), String> {
-    disk_dump(env, dir, Ctrl::Ahci)
-}
-
-fn disk_bad_label(env: &Env, dir: &Path) -> Result<(), String> {
-    let crash = fabricate::build(dir, fabricate::Layout::Tiny)?;
-    let (dump, other) = labelled_disks(env, dir, 16)?;
-    // Flip a byte inside the label (the uuid): its CRC no longer matches.
-    let mut img = std::fs::read(&dump).map_err(|e| e.to_string())?;
-    img[0x10] ^= 0xff;
-    std::fs::write(&dump, &img).map_err(|e| e.to_string())?;
-    let before = sha256(&dump)?;
-    let append = format!(
-        "elfcorehdr={:#x} rkdump.target=disk rkdump.exit=qemu rkdump.action=poweroff",
-        crash.elfcorehdr
-    );
-    let q = Qemu::q35(256)
-        .kernel(&env.elf, &append)
-        .args(crash.qemu_args.clone())
-        .args(disk_args(Ctrl::Virtio, &dump, &other))
-        .com2_file(&dir.join("com2.bin"))
-        .timeout(BOOT_TIMEOUT);
-    let o = run_logged(&q, dir)?;
-    defined_end(&o)?;
-    ensure(
-        o.rk_lines()
-            .any(|l| l.starts_with("error: no usable labelled dump disk")),
-        "rkdump: error: for the refused label",
-        &o,
-    )?;
-    ensure(
-        o.rk_lines()
-            .any(|l| l.starts_with("dump start bytes=") && l.ends_with("target=serial:ttyS1")),
-        "fell back to serial",
-        &o,
-    )?;
-    ensure(
-        sha256(&dump)? == before,
-        "the disk with the bad label is not written",
-        &o,
-    )?;
-    ensure(
-        o.exit_code == Some(EXIT_PASS),
-        "dump completed over serial (exit 33)",
-        &o,
-    )
-}
-
-fn disk_too_small(env: &Env, dir: &Path) -> Result<(), String> {
-    let crash = fabricate::build(dir, fabricate::Layout::Low)?;
-    let (dump, other) = labelled_disks(env, dir, 4)?;
-    let append = format!(
-        "elfcorehdr={:#x} rkdump.exit=qemu rkdump.action=poweroff",
-        crash.elfcorehdr
-    );
-    let q = Qemu::q35(crash.memory_mib)
-        .kernel(&env.elf, &append)
-        .args(crash.qemu_args.clone())
-        .args(disk_args(Ctrl::Virtio, &dump, &other))
-        .timeout(BOOT_TIMEOUT * 2);
-    let o = run_logged(&q, dir)?;
-    defined_end(&o)?;
-    ensure(
-        o.rk_lines()
-            .any(|l| l.starts_with("error: dump of") && l.contains("does not fit")),
-        "truncation reported as an error line",
-        &o,
-    )?;
-    let out = dir.join("vmcore");
-    let refused = ctl(
-        env,
-        &[
-            "save".as_ref(),
-            dump.as_os_str(),
-            "-o".as_ref(),
-            out.as_os_str(),
-        ],
-    );
-    ensure(
-        refused.is_err(),
-        "rkdumpctl save refuses the truncated dump",
-        &o,
-    )?;
-    let partial = ctl(
-        env,
-        &[
-            "save".as_ref(),
-            dump.as_os_str(),
-            "-o".as_ref(),
-            out.as_os_str(),
-            "--partial".as_ref(),
-        ],
-    )
-    .map_err(|e| format!("save --partial failed: {e}"))?;
-    let got = std::fs::read(&out).map_err(|e| e.to_string())?;
-    ensure(
-        !got.is_empty() && crash.expected.starts_with(&got),
-        "the partial vmcore is a prefix of the expected one",
-        &o,
-    )?;
-    println!(
-        "    truncated dump: {} of {} bytes; {}",
-        got.len(),
-        crash.expected.len(),
-        partial.trim()
-    );
-    Ok(())
-}
-
-fn disk_never_ready(env: &Env, dir: &Path) -> Result<(), String> {
-    let crash = fabricate::build(dir, fabricate::Layout::Tiny)?;
-    let (dump, other) = labelled_disks(env, dir, 16)?;
-    let before = sha256(&dump)?;
-    // The dump disk is the second NVMe controller: bus 2 behind the second root port.
-    let append = format!(
-        "elfcorehdr={:#x} rkdump.fault=dead:02:00.0 rkdump.exit=qemu rkdump.action=poweroff",
-        crash.elfcorehdr
-    );
-    let q = Qemu::q35(256)
-        .kernel(&env.elf, &append)
-        .args(crash.qemu_args.clone())
-        .args(disk_args(Ctrl::Nvme, &dump, &other))
-        .com2_file(&dir.join("com2.bin"))
-        .timeout(BOOT_TIMEOUT);
-    let o = run_logged(&q, dir)?;
-    defined_end(&o)?;
-    ensure(
-        o.rk_lines()
-            .any(|l| l.starts_with("error: nvme 0000:02:00.0:") && l.contains("skipped after")),
-        "the never-ready NVMe reported as an error and skipped",
-        &o,
-    )?;
-    ensure(
-        o.rk_lines()
-            .any(|l| l.starts_with("dump start bytes=") && l.ends_with("target=serial:ttyS1")),
-        "fell back to serial",
-        &o,
-    )?;
-    ensure(
-        sha256(&dump)? == before,
-        "nothing written to the faulty disk",
-        &o,
-    )?;
-    ensure(
-        o.exit_code == Some(EXIT_PASS),
-        "dump completed (exit 33)",
-        &o,
-    )
-}
-
-fn reinit_line<'a>(o: &'a Outcome, bdf: &str) -> Option<&'a str> {
-    o.rk_lines().find(|l| {
-        l.starts_with(&format!("reinit {bdf} ")) || l.starts_with(&format!("error: reinit {bdf} "))
-    })
-}
-
-fn reinit_flr(env: &Env, dir: &Path) -> Result<(), String> {
-    let crash = fabricate::build(dir, fabricate::Layout::Tiny)?;
-    let (dump, other) = labelled_disks(env, dir, 16)?;
-    let append = format!(
-        "elfcorehdr={:#x} reset_devices rkdump.reset=flr rkdump.exit=qemu rkdump.action=poweroff",
-        crash.elfcorehdr
-    );
-    let q = Qemu::q35(256)
-        .kernel(&env.elf, &append)
-        .args(crash.qemu_args.clone())
-        .args(disk_args(Ctrl::Virtio, &dump, &other))
-        .timeout(BOOT_TIMEOUT);
-    let o = run_logged(&q, dir)?;
-    defined_end(&o)?;
-    for bdf in ["0000:01:00.0", "0000:02:00.0"] {
-        let l = reinit_line(&o, bdf).unwrap_or("");
-        ensure(
-            l.contains("-> flr,")
-                && l.contains("ok")
-                && l.contains("proof:")
-                && l.contains("restored"),
-            &format!("{bdf}: FLR proven by read-back and BARs restored ({l})"),
-            &o,
-        )?;
-    }
-    ensure(
-        o.rk_lines()
-            .any(|l| l.starts_with("dump complete") && l.contains("target=disk:")),
-        "the dump completes on the FLR-reset disk",
-        &o,
-    )?;
-    ensure(o.exit_code == Some(EXIT_PASS), "exit 33", &o)
-}
-
-fn reinit_pm(env: &Env, dir: &Path) -> Result<(), String> {
-    let crash = fabricate::build(dir, fabricate::Layout::Tiny)?;
-    let append = format!(
-        "elfcorehdr={:#x} reset_devices rkdump.reset=pm rkdump.exit=qemu rkdump.action=poweroff",
-        crash.elfcorehdr
-    );
-    let q = Qemu::q35(256)
-        .kernel(&env.elf, &append)
-        .args(crash.qemu_args.clone())
-        .args(
-            [
-                "-device",
-                "pcie-root-port,id=rp0,bus=pcie.0,chassis=1,slot=1",
-                "-netdev",
-                "user,id=n0,restrict=on",
-                "-device",
-                "e1000e,netdev=n0,bus=rp0",
-            ]
-            .map(String::from),
-        )
-        .com2_file(&dir.join("com2.bin"))
-        .timeout(BOOT_TIMEOUT);
-    let o = run_logged(&q, dir)?;
-    defined_end(&o)?;
-    let l = reinit_line(&o, "0000:01:00.0").unwrap_or("");
-    ensure(
-        l.contains("8086:10d3") && l.contains("pm: no effect"),
-        &format!("PM reset reported ineffective on e1000e ({l})"),
-        &o,
-    )?;
-    ensure(
-        o.exit_code == Some(EXIT_PASS),
-        "the run still completes (exit 33)",
-        &o,
-    )
-}
-
-fn reinit_deny(env: &Env, dir: &Path) -> Result<(), String> {
-    let crash = fabricate::build(dir, fabricate::Layout::Tiny)?;
-    let (dump, other) = labelled_disks(env, dir, 16)?;
-    let before = sha256(&dump)?;
-    let append = format!(
-        "elfcorehdr={:#x} reset_devices rkdump.deny=1af4:1042 rkdump.exit=qemu rkdump.action=poweroff",
-        crash.elfcorehdr
-    );
-    let q = Qemu::q35(256)
-        .kernel(&env.elf, &append)
-        .args(crash.qemu_args.clone())
-        .args(disk_args(Ctrl::Virtio, &dump, &other))
-        .com2_file(&dir.join("com2.bin"))
-        .timeout(BOOT_TIMEOUT);
-    let o = run_logged(&q, dir)?;
-    defined_end(&o)?;
-    for bdf in ["0000:01:00.0", "0000:02:00.0"] {
-        let l = reinit_line(&o, bdf).unwrap_or("");
-        ensure(
-            l.contains("-> none") && l.contains("denied"),
-            &format!("{bdf}: denied, quiesced only ({l})"),
-            &o,
-        )?;
-    }
-    ensure(
-        o.rk_lines()
-            .filter(|l| l.starts_with("disk 0000:0"))
-            .all(|l| l.contains("not probed")),
-        "a denied disk is never probed",
-        &o,
-    )?;
-    ensure(
-        sha256(&dump)? == before,
-        "the denied (labelled) disk is not written",
-        &o,
-    )?;
-    ensure(
-        o.rk_lines()
-            .any(|l| l.starts_with("dump start") && l.ends_with("target=serial:ttyS1")),
-        "the dump goes to serial instead",
-        &o,
-    )?;
-    ensure(o.exit_code == Some(EXIT_PASS), "exit 33", &o)
 }

@@ -99,10 +99,17 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
     std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// `cargo xtask build` options.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Debug build of the kernel (default: release).
+    #[arg(long)]
+    debug: bool,
+}
+
 /// `cargo xtask build [--debug]`.
-pub fn main(args: &[String]) -> Result<(), String> {
-    let debug = args.iter().any(|a| a == "--debug");
-    let a = build(debug)?;
+pub fn main(args: Args) -> Result<(), String> {
+    let a = build(args.debug)?;
     println!("{}\n{}", a.bzimage.display(), a.elf.display());
     Ok(())
 }
