@@ -236,12 +236,27 @@ impl Scenario {
 
     /// `what` must hold of the run.
     pub fn expect(self, what: &'static str, f: impl Fn(&Ctx) -> bool + 'static) -> Scenario {
-        self.check(move |c| if f(c) { Ok(()) } else { Err(what.into()) })
+        self.check(move |c| holds(f(c), what))
     }
 
     /// Some `rkdump: ` line starts with `prefix`.
     pub fn line(self, what: &'static str, prefix: &'static str) -> Scenario {
         self.expect(what, move |c| c.has(prefix))
+    }
+
+    /// The dump went to COM2 (`dump start bytes=... target=serial:ttyS1`).
+    pub fn serial_fallback(self, what: &'static str) -> Scenario {
+        self.expect(what, |c| {
+            c.any(|l| l.starts_with("dump start bytes=") && l.ends_with("target=serial:ttyS1"))
+        })
+    }
+
+    /// The labelled dump disk's SHA-256 is what it was before the boot.
+    pub fn dump_disk_untouched(self, what: &'static str) -> Scenario {
+        self.check(move |c| {
+            let d = c.disks()?;
+            holds(sha256(&d.dump)? == d.dump_before, what)
+        })
     }
 
     /// QEMU's exit must be `exit`.
@@ -320,21 +335,23 @@ impl Boot {
         };
         let defined_end: [Check; 2] = [
             Box::new(|c| {
-                (!c.outcome.timed_out)
-                    .then_some(())
-                    .ok_or("QEMU ended by itself before the timeout".into())
+                holds(
+                    !c.outcome.timed_out,
+                    "QEMU ended by itself before the timeout",
+                )
             }),
-            Box::new(|c| {
-                c.has("finish ")
-                    .then_some(())
-                    .ok_or("a `rkdump: finish` line".into())
-            }),
+            Box::new(|c| holds(c.has("finish "), "a `rkdump: finish` line")),
         ];
         for check in defined_end.iter().chain(&self.checks) {
             check(&ctx).map_err(|what| failure(&what, &ctx.outcome))?;
         }
         Ok(())
     }
+}
+
+/// `Ok` if `cond`, else what did not hold.
+fn holds(cond: bool, what: impl Into<String>) -> Result<(), String> {
+    if cond { Ok(()) } else { Err(what.into()) }
 }
 
 /// The failure report: what did not hold, how QEMU ended, the console tail and QEMU's stderr.
@@ -415,12 +432,6 @@ fn attach_disks(mut m: Machine, ctrl: Ctrl, dump: &Path, other: &Path) -> Machin
     m
 }
 
-/// The dump disk is unchanged.
-fn dump_disk_untouched(c: &Ctx) -> Result<bool, String> {
-    let d = c.disks()?;
-    Ok(sha256(&d.dump)? == d.dump_before)
-}
-
 /// `rkdumpctl recv` rebuilds COM2's stream byte-identical to the host's model.
 fn serial_vmcore_identical(c: &Ctx) -> Result<(), String> {
     let crash = c.crash()?;
@@ -481,18 +492,13 @@ fn serial_dump(name: &'static str, about: &'static str, layout: Layout) -> Scena
     .timeouts(3)
     .line("elfcorehdr summary line", "elfcorehdr addr=0x1000000 phnum=")
     .check(|c| {
-        c.has(&format!(
-            "dump start bytes={} target=serial:ttyS1",
-            c.expected_len()
-        ))
-        .then_some(())
-        .ok_or("dump start with the expected size".into())
+        let start = format!("dump start bytes={} target=serial:ttyS1", c.expected_len());
+        holds(c.has(&start), "dump start with the expected size")
     })
     .line("at least one progress line", "progress ")
     .check(|c| {
-        c.has(&format!("dump complete bytes={}", c.expected_len()))
-            .then_some(())
-            .ok_or("dump complete line".into())
+        let complete = format!("dump complete bytes={}", c.expected_len());
+        holds(c.has(&complete), "dump complete line")
     })
     .exit(Exit::Pass, "QEMU exit code 33 (pass)")
     .check(serial_vmcore_identical)
@@ -520,24 +526,23 @@ fn disk_dump(name: &'static str, about: &'static str, ctrl: Ctrl) -> Scenario {
         c.any(|l| l.starts_with("dump start bytes=") && l.contains("target=disk:"))
     })
     .check(|c| {
-        c.has(&format!("dump complete bytes={}", c.expected_len()))
-            .then_some(())
-            .ok_or("dump complete with the full size".into())
+        let complete = format!("dump complete bytes={}", c.expected_len());
+        holds(c.has(&complete), "dump complete with the full size")
     })
     .exit(Exit::Pass, "QEMU exit code 33 (pass)")
     .check(|c| {
         let d = c.disks()?;
-        (sha256(&d.other)? == d.other_before)
-            .then_some(())
-            .ok_or("the unlabelled disk's SHA-256 is unchanged".into())
+        holds(
+            sha256(&d.other)? == d.other_before,
+            "the unlabelled disk's SHA-256 is unchanged",
+        )
     })
     .check(move |c| {
         let l = c.reinit_line(bdf);
-        (l.contains("-> preinit,") && l.contains("ok") && l.contains(proof))
-            .then_some(())
-            .ok_or(format!(
-                "{bdf}: driver preinit ran first and proved the reset ({l})"
-            ))
+        holds(
+            l.contains("-> preinit,") && l.contains("ok") && l.contains(proof),
+            format!("{bdf}: driver preinit ran first and proved the reset ({l})"),
+        )
     })
     .check(disk_vmcore_identical)
 }
@@ -551,9 +556,8 @@ fn selftest(
 ) -> Scenario {
     Scenario::new(name, about, append)
         .check(move |c| {
-            c.has(&format!("error: exception vector={vector}"))
-                .then_some(())
-                .ok_or("exception report with the vector".into())
+            let report = format!("error: exception vector={vector}");
+            holds(c.has(&report), "exception report with the vector")
         })
         .line("register dump", "regs rax=")
         .line(
@@ -728,14 +732,8 @@ pub fn all() -> Vec<Scenario> {
             "rkdump: error: for the refused label",
             "error: no usable labelled dump disk",
         )
-        .expect("fell back to serial", |c| {
-            c.any(|l| l.starts_with("dump start bytes=") && l.ends_with("target=serial:ttyS1"))
-        })
-        .check(|c| {
-            dump_disk_untouched(c)?
-                .then_some(())
-                .ok_or("the disk with the bad label is not written".into())
-        })
+        .serial_fallback("fell back to serial")
+        .dump_disk_untouched("the disk with the bad label is not written")
         .exit(Exit::Pass, "dump completed over serial (exit 33)"),
         // The dump disk is the second NVMe controller: bus 2 behind the second root port.
         Scenario::new(
@@ -749,14 +747,8 @@ pub fn all() -> Vec<Scenario> {
         .expect("the never-ready NVMe reported as an error and skipped", |c| {
             c.any(|l| l.starts_with("error: nvme 0000:02:00.0:") && l.contains("skipped after"))
         })
-        .expect("fell back to serial", |c| {
-            c.any(|l| l.starts_with("dump start bytes=") && l.ends_with("target=serial:ttyS1"))
-        })
-        .check(|c| {
-            dump_disk_untouched(c)?
-                .then_some(())
-                .ok_or("nothing written to the faulty disk".into())
-        })
+        .serial_fallback("fell back to serial")
+        .dump_disk_untouched("nothing written to the faulty disk")
         .exit(Exit::Pass, "dump completed (exit 33)"),
         Scenario::new(
             "reinit-flr",
@@ -790,9 +782,10 @@ pub fn all() -> Vec<Scenario> {
         .com2()
         .check(|c| {
             let l = c.reinit_line("0000:01:00.0");
-            (l.contains("8086:10d3") && l.contains("pm: no effect"))
-                .then_some(())
-                .ok_or(format!("PM reset reported ineffective on e1000e ({l})"))
+            holds(
+                l.contains("8086:10d3") && l.contains("pm: no effect"),
+                format!("PM reset reported ineffective on e1000e ({l})"),
+            )
         })
         .exit(Exit::Pass, "the run still completes (exit 33)"),
         Scenario::new(
@@ -813,14 +806,8 @@ pub fn all() -> Vec<Scenario> {
                 .filter(|l| l.starts_with("disk 0000:0"))
                 .all(|l| l.contains("not probed"))
         })
-        .check(|c| {
-            dump_disk_untouched(c)?
-                .then_some(())
-                .ok_or("the denied (labelled) disk is not written".into())
-        })
-        .expect("the dump goes to serial instead", |c| {
-            c.any(|l| l.starts_with("dump start") && l.ends_with("target=serial:ttyS1"))
-        })
+        .dump_disk_untouched("the denied (labelled) disk is not written")
+        .serial_fallback("the dump goes to serial instead")
         .exit(Exit::Pass, "exit 33"),
         Scenario::new(
             "disk-too-small",
@@ -836,11 +823,8 @@ pub fn all() -> Vec<Scenario> {
         })
         .check(|c| {
             let out = c.dir.join("vmcore");
-            c.ctl()
-                .save(&c.disks()?.dump, &out, false)
-                .is_err()
-                .then_some(())
-                .ok_or("rkdumpctl save refuses the truncated dump".into())
+            let refused = c.ctl().save(&c.disks()?.dump, &out, false).is_err();
+            holds(refused, "rkdumpctl save refuses the truncated dump")
         })
         .check(|c| {
             let crash = c.crash()?;
@@ -850,9 +834,10 @@ pub fn all() -> Vec<Scenario> {
                 .save(&c.disks()?.dump, &out, true)
                 .map_err(|e| format!("save --partial failed: {e}"))?;
             let got = std::fs::read(&out).map_err(|e| e.to_string())?;
-            if got.is_empty() || !crash.expected.starts_with(&got) {
-                return Err("the partial vmcore is a prefix of the expected one".into());
-            }
+            holds(
+                !got.is_empty() && crash.expected.starts_with(&got),
+                "the partial vmcore is a prefix of the expected one",
+            )?;
             println!(
                 "    truncated dump: {} of {} bytes; {}",
                 got.len(),

@@ -3,8 +3,10 @@
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
+use rkdump_tests::tools::{self, which};
 use rkdump_tests::verify;
 
 use super::cases::{Kind, append_rkdump, bench_case};
@@ -243,14 +245,7 @@ pub fn main(args: super::Args) -> Result<(), String> {
     let linux_len = std::fs::metadata(&first_kernel)
         .map_err(|e| format!("{}: {e}", first_kernel.display()))?
         .len();
-    let makedumpfile = [
-        "/usr/sbin/makedumpfile",
-        "/usr/bin/makedumpfile",
-        "/sbin/makedumpfile",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file());
+    let makedumpfile = which("makedumpfile");
     let started = std::time::Instant::now();
     let mut rows: Vec<Row> = Vec::new();
 
@@ -377,16 +372,9 @@ pub fn main(args: super::Args) -> Result<(), String> {
     let table = render_table(&rows);
     let ratios = render_ratios(&rows);
     let (targets, all_met) = render_targets(&rows, bz_len);
-    let qemu_version = std::process::Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
+    let qemu_version = tools::output(Command::new("qemu-system-x86_64").arg("--version"))
         .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .map(str::to_string)
-        })
+        .and_then(|o| o.lines().next().map(str::to_string))
         .unwrap_or_else(|| "qemu-system-x86_64 (version unknown)".into());
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
