@@ -15,6 +15,17 @@ pub struct Artefacts {
     pub elf: PathBuf,
 }
 
+impl Artefacts {
+    /// Where `cargo xtask build` writes the artefacts (`target/rkdump/`), built or not.
+    pub fn paths() -> Artefacts {
+        let out = target_dir().join("rkdump");
+        Artefacts {
+            bzimage: out.join("bzImage"),
+            elf: out.join("rkdump.elf"),
+        }
+    }
+}
+
 /// Root of the workspace (xtask lives one level below it).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -79,10 +90,9 @@ pub fn build(debug: bool) -> Result<Artefacts, String> {
         .join("rkdump");
     let elf_bytes = std::fs::read(&kernel).map_err(|e| format!("{}: {e}", kernel.display()))?;
     let images = image::make_images(&elf_bytes)?;
-    let out = target_dir().join("rkdump");
-    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let bzimage = out.join("bzImage");
-    let elf = out.join("rkdump.elf");
+    let Artefacts { bzimage, elf } = Artefacts::paths();
+    let out = bzimage.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     write(&bzimage, &images.bzimage)?;
     write(&elf, &images.pvh_elf)?;
     eprintln!(

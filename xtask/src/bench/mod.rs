@@ -18,9 +18,13 @@
 //! * `rawdd`: no crash; the first kernel writes the same number of bytes (whole blocks) to the
 //!   same disk with `dd oflag=direct bs=4M` (`--rawdd-bs` for other sizes).
 //!
-//! Times are host-clock differences between console lines (`e2e::qemu` stamps each line when
-//! the host reads it); guest clocks appear only as cross-checks in the per-run list. Writes
-//! `target/bench/results.md` and `target/bench/chart.svg` and prints the table.
+//! Times are host-clock differences between console lines (`rkdump_tests::qemu` stamps each
+//! line when the host reads it); guest clocks appear only as cross-checks in the per-run list.
+//! Writes `target/bench/results.md` and `target/bench/chart.svg` and prints the table.
+//!
+//! One module per job: [`cli`] options, [`cases`] configurations and their e2e cases,
+//! [`measure`] console measurement, [`procstat`] /proc probing, [`stats`] statistics,
+//! [`markdown`] and [`svg`] the reports, [`run`] the orchestration.
 
 mod cases;
 mod cli;

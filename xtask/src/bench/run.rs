@@ -231,7 +231,7 @@ pub fn main(args: super::Args) -> Result<(), String> {
         logs.display()
     );
     let bzimage = if o.no_build {
-        crate::build::target_dir().join("rkdump").join("bzImage")
+        crate::build::Artefacts::paths().bzimage
     } else {
         crate::build::build(false)?.bzimage
     };

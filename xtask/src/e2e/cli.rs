@@ -142,7 +142,7 @@ pub fn main(args: Args) -> Result<(), String> {
         (Some(k), _) => k,
         (None, CaptureKind::Linux) => first_kernel.clone(),
         (None, CaptureKind::Rkdump) if args.no_build => {
-            let k = crate::build::target_dir().join("rkdump").join("bzImage");
+            let k = crate::build::Artefacts::paths().bzimage;
             if !k.is_file() {
                 return Err(format!(
                     "{} not found: run `cargo xtask build` or drop --no-build",
