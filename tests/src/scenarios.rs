@@ -22,7 +22,7 @@ pub struct Env {
     /// Workspace target directory (artefacts go below `scenarios/`).
     pub target: PathBuf,
     /// The host tool, for `recv`/`save`/`prepare`.
-    pub rkdumpctl: PathBuf,
+    pub rkdumpctl: Rkdumpctl,
 }
 
 /// A scenario's verdict.
@@ -86,8 +86,8 @@ impl Ctx<'_> {
         self.disks.as_ref().ok_or("the boot has no disks".into())
     }
 
-    fn ctl(&self) -> Rkdumpctl {
-        Rkdumpctl(self.env.rkdumpctl.clone())
+    fn ctl(&self) -> &Rkdumpctl {
+        &self.env.rkdumpctl
     }
 
     /// Length of the vmcore rkdump must write.
@@ -333,6 +333,12 @@ impl Boot {
             crash,
             disks,
         };
+        self.judge(&ctx)
+    }
+
+    /// Requires a defined end (no timeout, a `rkdump: finish` line), then applies this boot's
+    /// checks in order; the first that fails is reported with the console tail.
+    fn judge(&self, ctx: &Ctx) -> Result<(), String> {
         let defined_end: [Check; 2] = [
             Box::new(|c| {
                 holds(
@@ -343,7 +349,7 @@ impl Boot {
             Box::new(|c| holds(c.has("finish "), "a `rkdump: finish` line")),
         ];
         for check in defined_end.iter().chain(&self.checks) {
-            check(&ctx).map_err(|what| failure(&what, &ctx.outcome))?;
+            check(ctx).map_err(|what| failure(&what, &ctx.outcome))?;
         }
         Ok(())
     }
@@ -389,7 +395,7 @@ fn prepare_disks(env: &Env, dir: &Path, mib: u64, corrupt_label: bool) -> Result
     let other = dir.join("other.img");
     make_image(&dump, mib, false)?;
     make_image(&other, mib, true)?;
-    Rkdumpctl(env.rkdumpctl.clone()).prepare(&dump)?;
+    env.rkdumpctl.prepare(&dump)?;
     if corrupt_label {
         let mut img = std::fs::read(&dump).map_err(|e| e.to_string())?;
         img[0x10] ^= 0xff;
@@ -921,6 +927,7 @@ impl Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::console::{ConsoleLog, Line};
 
     #[test]
     fn scenario_names_are_unique_and_every_boot_checks_something() {
@@ -930,6 +937,75 @@ mod tests {
             assert!(all[..i].iter().all(|o| o.name != s.name), "{}", s.name);
             assert!(s.boots.iter().all(|b| !b.checks.is_empty()), "{}", s.name);
         }
+    }
+
+    /// Judges the first boot of scenario `name` on a canned console and exit.
+    fn judge(
+        name: &str,
+        lines: &[&str],
+        exit_code: Option<i32>,
+        timed_out: bool,
+    ) -> Result<(), String> {
+        let env = Env {
+            elf: PathBuf::new(),
+            bzimage: PathBuf::new(),
+            target: PathBuf::new(),
+            rkdumpctl: Rkdumpctl(PathBuf::new()),
+        };
+        let outcome = Outcome {
+            log: ConsoleLog {
+                lines: lines
+                    .iter()
+                    .map(|t| Line {
+                        t: Duration::ZERO,
+                        text: t.to_string(),
+                    })
+                    .collect(),
+            },
+            stderr: String::new(),
+            exit_code,
+            timed_out,
+            stopped: None,
+            wall: Duration::ZERO,
+        };
+        let ctx = Ctx {
+            env: &env,
+            dir: Path::new("/nonexistent"),
+            outcome,
+            crash: None,
+            disks: None,
+        };
+        let scenario = all().into_iter().find(|s| s.name == name).unwrap();
+        scenario.boots[0].judge(&ctx)
+    }
+
+    /// Scenarios must be able to fail: a wrong exit code, a timeout, a missing line.
+    #[test]
+    fn checks_pass_and_fail_on_canned_consoles() {
+        let poweroff = [
+            "rkdump: acpi rsdp=0xf52a0 pm1a_cnt=0x604",
+            "rkdump: finish outcome=failed action=poweroff",
+        ];
+        judge("poweroff", &poweroff, Some(0), false).unwrap();
+        let e = judge("poweroff", &poweroff, Some(33), false).unwrap_err();
+        assert!(e.contains("QEMU exited 0 (ACPI S5 power-off)"), "{e}");
+        let e = judge("poweroff", &poweroff, None, true).unwrap_err();
+        assert!(e.contains("before the timeout"), "{e}");
+        let e = judge("poweroff", &poweroff[1..], Some(0), false).unwrap_err();
+        assert!(e.contains("ACPI PM1"), "{e}");
+        let e = judge("poweroff", &poweroff[..1], Some(0), false).unwrap_err();
+        assert!(e.contains("`rkdump: finish`"), "{e}");
+
+        let divide = [
+            "rkdump: error: exception vector=0 (#DE) rip=0x1",
+            "rkdump: regs rax=0x0",
+            "rkdump: finish outcome=failed action=halt",
+        ];
+        judge("selftest-divide", &divide, Some(35), false).unwrap();
+        let e = judge("selftest-divide", &divide, Some(33), false).unwrap_err();
+        assert!(e.contains("exit code 35"), "{e}");
+        let e = judge("selftest-pagefault", &divide, Some(35), false).unwrap_err();
+        assert!(e.contains("exception report with the vector"), "{e}");
     }
 
     #[test]

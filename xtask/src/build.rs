@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use rkdump_tests::tools::Rkdumpctl;
+
 use crate::image;
 
 /// Paths of the built artefacts.
@@ -124,8 +126,8 @@ pub fn main(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Builds the host tool and returns its path.
-pub fn rkdumpctl() -> Result<PathBuf, String> {
+/// Builds the host tool; calls to it go through the returned [`Rkdumpctl`].
+pub fn rkdumpctl() -> Result<Rkdumpctl, String> {
     let status = cargo()
         .args(["build", "--release", "--package", "rkdumpctl"])
         .status()
@@ -133,5 +135,5 @@ pub fn rkdumpctl() -> Result<PathBuf, String> {
     if !status.success() {
         return Err(format!("rkdumpctl build failed ({status})"));
     }
-    Ok(target_dir().join("release").join("rkdumpctl"))
+    Ok(Rkdumpctl(target_dir().join("release").join("rkdumpctl")))
 }

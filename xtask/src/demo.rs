@@ -4,8 +4,6 @@
 //! off; the host extracts the dump with `rkdumpctl save`, verifies it, and shows what a kdump
 //! user looks at first: `rkdumpctl inspect` and the crashed kernel's last log lines.
 
-use rkdump_tests::tools::Rkdumpctl;
-
 use crate::e2e::{self, CaptureKind, Case};
 
 /// `cargo xtask demo` options.
@@ -35,7 +33,7 @@ pub fn main(args: Args) -> Result<(), String> {
     println!("\n===== rkdumpctl inspect {} =====", vmcore.display());
     print!(
         "{}",
-        Rkdumpctl(crate::build::rkdumpctl()?).inspect(&vmcore)?
+        crate::build::rkdumpctl()?.inspect(&vmcore)?
     );
     let dmesg =
         std::fs::read_to_string(r.dir.join("dmesg.txt")).map_err(|e| format!("dmesg.txt: {e}"))?;

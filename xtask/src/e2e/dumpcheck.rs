@@ -5,8 +5,6 @@
 
 use std::path::Path;
 
-use rkdump_tests::tools::Rkdumpctl;
-
 use super::case::{Case, DiskKind};
 use super::checks::{Check, RunEnd};
 use super::console::ConsoleLog;
@@ -117,7 +115,7 @@ pub fn apply(
     ));
     let vmcore = dir.join("vmcore");
     let saved = crate::build::rkdumpctl()
-        .and_then(|ctl| Ok(Rkdumpctl(ctl).save(img, &vmcore, false)?.trim().to_string()));
+        .and_then(|ctl| Ok(ctl.save(img, &vmcore, false)?.trim().to_string()));
     let ok = saved.is_ok();
     checks.push(check("rkdumpctl save", saved));
     if !ok {
@@ -140,7 +138,7 @@ pub fn apply_serial(log: &ConsoleLog, dir: &Path, checks: &mut Vec<Check>) {
     ));
     let vmcore = dir.join("vmcore");
     let recv = crate::build::rkdumpctl().and_then(|ctl| {
-        Ok(Rkdumpctl(ctl)
+        Ok(ctl
             .recv(&dir.join("com2.bin"), &vmcore)?
             .trim()
             .to_string())

@@ -29,7 +29,7 @@ use checks::{Check, RunEnd};
 use console::{ConsoleLog, FirstKernel, Line, SYSRQ_LINE};
 use initramfs::{INITRD_BLOB_LEN, Initramfs};
 use rkdump_tests::qemu::{Accel, Controller, Machine, Run};
-use rkdump_tests::tools::{Rkdumpctl, which};
+use rkdump_tests::tools::which;
 use rkdump_tests::verify;
 
 /// Locations and tools shared by all cases of one harness run.
@@ -436,7 +436,7 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
         if case.fill_dump_disk {
             fill_zeros(&dump_img, size)?;
         }
-        Rkdumpctl(crate::build::rkdumpctl()?).prepare(&dump_img)?;
+        crate::build::rkdumpctl()?.prepare(&dump_img)?;
     }
     eprintln!(
         "e2e: case {} ({} s timeout)",
