@@ -31,10 +31,7 @@ pub fn main(args: Args) -> Result<(), String> {
     }
     let vmcore = r.dir.join("vmcore");
     println!("\n===== rkdumpctl inspect {} =====", vmcore.display());
-    print!(
-        "{}",
-        crate::build::rkdumpctl()?.inspect(&vmcore)?
-    );
+    print!("{}", crate::build::rkdumpctl()?.inspect(&vmcore)?);
     let dmesg =
         std::fs::read_to_string(r.dir.join("dmesg.txt")).map_err(|e| format!("dmesg.txt: {e}"))?;
     println!("\n===== the crashed kernel's last log lines (makedumpfile --dump-dmesg) =====");

@@ -137,12 +137,8 @@ pub fn apply_serial(log: &ConsoleLog, dir: &Path, checks: &mut Vec<Check>) {
         },
     ));
     let vmcore = dir.join("vmcore");
-    let recv = crate::build::rkdumpctl().and_then(|ctl| {
-        Ok(ctl
-            .recv(&dir.join("com2.bin"), &vmcore)?
-            .trim()
-            .to_string())
-    });
+    let recv = crate::build::rkdumpctl()
+        .and_then(|ctl| Ok(ctl.recv(&dir.join("com2.bin"), &vmcore)?.trim().to_string()));
     let ok = recv.is_ok();
     checks.push(check("rkdumpctl recv", recv));
     if !ok {
