@@ -6,6 +6,7 @@
 //! The headers are parsed with goblin and the pages read through `Read + Seek`, so a dump of a
 //! multi-GiB guest is never held in memory.
 
+use std::fmt;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::process::Command;
@@ -43,30 +44,125 @@ pub struct MarkerStats {
     pub loads: usize,
 }
 
+/// Why a vmcore failed verification.
+#[derive(Debug)]
+pub enum Error {
+    /// A part of the file could not be read.
+    Read {
+        /// What was being read.
+        what: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The file is not an ELF64 little-endian core with 64-bit program headers.
+    NotCore(String),
+    /// The program headers are not one PT_NOTE followed by PT_LOADs.
+    Shape(&'static str),
+    /// No VMCOREINFO note with OSRELEASE.
+    NoOsrelease,
+    /// The NT_PRSTATUS count differs from the first kernel's CPU count.
+    Cpus {
+        /// NT_PRSTATUS notes found.
+        notes: usize,
+        /// CPUs the first kernel had.
+        cpus: usize,
+    },
+    /// The marker's report is unusable (errors, pages moved, incomplete).
+    Report(String),
+    /// Marker pages outside every PT_LOAD or with the wrong content.
+    MarkerPages {
+        /// Pages in no PT_LOAD.
+        missing: u64,
+        /// The first few pages with wrong content.
+        wrong: Vec<String>,
+    },
+    /// readelf or makedumpfile failed.
+    Tool(tools::Error),
+    /// readelf did not list the notes crash needs.
+    Readelf(String),
+    /// makedumpfile's recovered log lacks the crash.
+    NoCrashInLog,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Read { what, source } => write!(f, "{what}: {source}"),
+            Error::NotCore(why) => write!(f, "not an ELF64 core: {why}"),
+            Error::Shape(why) => f.write_str(why),
+            Error::NoOsrelease => f.write_str("no VMCOREINFO with OSRELEASE"),
+            Error::Cpus { notes, cpus } => write!(
+                f,
+                "{notes} NT_PRSTATUS notes, the first kernel had {cpus} CPUs"
+            ),
+            Error::Report(why) => f.write_str(why),
+            Error::MarkerPages { missing, wrong } => write!(
+                f,
+                "{missing} marker pages outside every PT_LOAD; wrong content: {}",
+                if wrong.is_empty() {
+                    "none".into()
+                } else {
+                    wrong.join(", ")
+                }
+            ),
+            Error::Tool(e) => e.fmt(f),
+            Error::Readelf(text) => write!(
+                f,
+                "readelf -lnW did not show NT_PRSTATUS and VMCOREINFO:\n{text}"
+            ),
+            Error::NoCrashInLog => f.write_str(
+                "the crashed kernel's log (makedumpfile --dump-dmesg) lacks the sysrq crash",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Error> for String {
+    fn from(e: Error) -> String {
+        e.to_string()
+    }
+}
+
+impl From<tools::Error> for Error {
+    fn from(e: tools::Error) -> Error {
+        Error::Tool(e)
+    }
+}
+
+fn read_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Read { what, source }
+}
+
 /// Reads the ELF header and program headers of an ELF64 little-endian core file.
-fn read_headers(f: &mut (impl Read + Seek)) -> Result<(Header, Vec<ProgramHeader>), String> {
+fn read_headers(f: &mut (impl Read + Seek)) -> Result<(Header, Vec<ProgramHeader>), Error> {
     let mut eh = [0u8; 64];
     f.seek(SeekFrom::Start(0))
         .and_then(|_| f.read_exact(&mut eh))
-        .map_err(|e| format!("ELF header: {e}"))?;
-    let header = Elf::parse_header(&eh).map_err(|e| format!("not ELF: {e}"))?;
+        .map_err(read_err("ELF header"))?;
+    let header = Elf::parse_header(&eh).map_err(|e| Error::NotCore(e.to_string()))?;
     if header.e_ident[EI_CLASS] != ELFCLASS64 || header.e_ident[EI_DATA] != ELFDATA2LSB {
-        return Err("not an ELF64 little-endian file".into());
+        return Err(Error::NotCore("not ELF64 little-endian".into()));
     }
     if header.e_type != ET_CORE {
-        return Err(format!("e_type {} is not ET_CORE", header.e_type));
+        return Err(Error::NotCore(format!(
+            "e_type {} is not ET_CORE",
+            header.e_type
+        )));
     }
     let phentsize = usize::from(header.e_phentsize);
     if phentsize != SIZEOF_PHDR {
-        return Err(format!("e_phentsize {phentsize}"));
+        return Err(Error::NotCore(format!("e_phentsize {phentsize}")));
     }
     let phnum = usize::from(header.e_phnum);
     let mut ph = vec![0u8; phentsize * phnum];
     f.seek(SeekFrom::Start(header.e_phoff))
         .and_then(|_| f.read_exact(&mut ph))
-        .map_err(|e| format!("program headers: {e}"))?;
+        .map_err(read_err("program headers"))?;
     let phdrs = ProgramHeader::parse(&ph, 0, phnum, Ctx::new(Container::Big, Endian::Little))
-        .map_err(|e| format!("program headers: {e}"))?;
+        .map_err(|e| Error::NotCore(format!("program headers: {e}")))?;
     Ok((header, phdrs))
 }
 
@@ -76,8 +172,8 @@ fn read_headers(f: &mut (impl Read + Seek)) -> Result<(Header, Vec<ProgramHeader
 pub fn check_marker_pages(
     f: &mut (impl Read + Seek),
     report: &Report,
-) -> Result<MarkerStats, String> {
-    report.validate()?;
+) -> Result<MarkerStats, Error> {
+    report.validate().map_err(Error::Report)?;
     let (_, phdrs) = read_headers(f)?;
     let loads: Vec<&ProgramHeader> = phdrs.iter().filter(|p| p.p_type == PT_LOAD).collect();
     let mut page = [0u8; PAGE_SIZE];
@@ -96,21 +192,17 @@ pub fn check_marker_pages(
             };
             f.seek(SeekFrom::Start(l.p_offset + (phys - l.p_paddr)))
                 .and_then(|_| f.read_exact(&mut page))
-                .map_err(|e| format!("reading page {index} at {phys:#x}: {e}"))?;
+                .map_err(read_err(format!("page {index} at {phys:#x}")))?;
             if !page_matches(report.tag, index, &page) && bad.len() < 10 {
                 bad.push(format!("page {index} at {phys:#x}"));
             }
         }
     }
     if missing > 0 || !bad.is_empty() {
-        return Err(format!(
-            "{missing} marker pages outside every PT_LOAD; wrong content: {}",
-            if bad.is_empty() {
-                "none".into()
-            } else {
-                bad.join(", ")
-            }
-        ));
+        return Err(Error::MarkerPages {
+            missing,
+            wrong: bad,
+        });
     }
     Ok(MarkerStats {
         pages: report.pages,
@@ -119,8 +211,8 @@ pub fn check_marker_pages(
 }
 
 /// [`check_marker_pages`] on the file at `path`.
-pub fn check_marker_file(path: &Path, report: &Report) -> Result<MarkerStats, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn check_marker_file(path: &Path, report: &Report) -> Result<MarkerStats, Error> {
+    let f = std::fs::File::open(path).map_err(read_err(path.display().to_string()))?;
     check_marker_pages(&mut BufReader::new(f), report)
 }
 
@@ -131,36 +223,40 @@ pub fn vmcore(
     markers: Option<&Report>,
     cpus: Option<usize>,
     dir: &Path,
-) -> Result<Verified, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+) -> Result<Verified, Error> {
+    let file = std::fs::File::open(path).map_err(read_err(path.display().to_string()))?;
     let mut f = BufReader::new(file);
-    let (_, phdrs) = read_headers(&mut f).map_err(|e| format!("vmcore: {e}"))?;
+    let (_, phdrs) = read_headers(&mut f)?;
     let mut v = Verified::default();
     if phdrs.first().map(|p| p.p_type) != Some(PT_NOTE) {
-        return Err("phdr 0 is not PT_NOTE (crash's is_netdump needs it first)".into());
+        return Err(Error::Shape(
+            "phdr 0 is not PT_NOTE (crash's is_netdump needs it first)",
+        ));
     }
     if phdrs.iter().skip(1).any(|p| p.p_type != PT_LOAD) {
-        return Err("a phdr after the first is not PT_LOAD".into());
+        return Err(Error::Shape("a phdr after the first is not PT_LOAD"));
     }
     v.loads = phdrs.len() - 1;
     let note = &phdrs[0];
-    let mut notes = vec![0u8; usize::try_from(note.p_filesz).map_err(|e| e.to_string())?];
+    let len = usize::try_from(note.p_filesz)
+        .map_err(|_| Error::Shape("PT_NOTE larger than the address space"))?;
+    let mut notes = vec![0u8; len];
     f.seek(SeekFrom::Start(note.p_offset))
         .and_then(|_| f.read_exact(&mut notes))
-        .map_err(|e| format!("PT_NOTE outside the file: {e}"))?;
+        .map_err(read_err("PT_NOTE"))?;
     let parsed = rkdump_vmcore::notes::Notes::parse_merged(&notes);
     v.cpus = parsed.prstatus_count();
     v.osrelease = parsed
         .vmcoreinfo()
         .and_then(|i| i.osrelease().map(str::to_string))
-        .ok_or("no VMCOREINFO with OSRELEASE")?;
+        .ok_or(Error::NoOsrelease)?;
     if let Some(want) = cpus
         && v.cpus != want
     {
-        return Err(format!(
-            "{} NT_PRSTATUS notes, the first kernel had {want} CPUs",
-            v.cpus
-        ));
+        return Err(Error::Cpus {
+            notes: v.cpus,
+            cpus: want,
+        });
     }
     if let Some(r) = markers {
         v.marker_pages = check_marker_pages(&mut f, r)?.pages;
@@ -169,9 +265,7 @@ pub fn vmcore(
     let text = tools::output(Command::new("readelf").arg("-lnW").arg(path))?;
     let _ = std::fs::write(dir.join("readelf.txt"), &text);
     if !text.contains("NT_PRSTATUS") || !text.contains("VMCOREINFO") {
-        return Err(format!(
-            "readelf -lnW did not show NT_PRSTATUS and VMCOREINFO:\n{text}"
-        ));
+        return Err(Error::Readelf(text));
     }
 
     let dmesg = dir.join("dmesg.txt");
@@ -182,11 +276,9 @@ pub fn vmcore(
             .arg(path)
             .arg(&dmesg),
     )?;
-    let log = std::fs::read_to_string(&dmesg).map_err(|e| format!("{}: {e}", dmesg.display()))?;
+    let log = std::fs::read_to_string(&dmesg).map_err(read_err(dmesg.display().to_string()))?;
     if !log.contains("sysrq: Trigger a crash") {
-        return Err(
-            "the crashed kernel's log (makedumpfile --dump-dmesg) lacks the sysrq crash".into(),
-        );
+        return Err(Error::NoCrashInLog);
     }
     let lines: Vec<&str> = log.lines().collect();
     v.dmesg_tail = lines[lines.len().saturating_sub(12)..]
@@ -264,15 +356,15 @@ mod tests {
         assert!(
             check_marker_pages(&mut Cursor::new(c), &report(5))
                 .unwrap_err()
+                .to_string()
                 .contains("page 0")
         );
         let mut r = report(5);
         r.runs[1].first_pfn = 0x40;
-        assert!(
-            check_marker_pages(&mut Cursor::new(core(5)), &r)
-                .unwrap_err()
-                .starts_with("1 marker pages outside")
-        );
+        assert!(matches!(
+            check_marker_pages(&mut Cursor::new(core(5)), &r),
+            Err(Error::MarkerPages { missing: 1, .. })
+        ));
         assert!(check_marker_pages(&mut Cursor::new(vec![0u8; 64]), &report(5)).is_err());
     }
 
@@ -280,10 +372,9 @@ mod tests {
     fn refuses_cores_that_are_not_elf64_core() {
         let mut c = core(5);
         c[0x10] = 2; // ET_EXEC
-        assert!(
-            check_marker_pages(&mut Cursor::new(c), &report(5))
-                .unwrap_err()
-                .contains("ET_CORE")
-        );
+        assert!(matches!(
+            check_marker_pages(&mut Cursor::new(c), &report(5)),
+            Err(Error::NotCore(why)) if why.contains("ET_CORE")
+        ));
     }
 }

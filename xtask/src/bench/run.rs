@@ -176,7 +176,7 @@ pub(super) fn run_one(
                 .first_kernel()
                 .marker
                 .ok_or("no marker report".to_string())
-                .and_then(|report| verify::check_marker_file(disk, &report));
+                .and_then(|report| Ok(verify::check_marker_file(disk, &report)?));
             match checked {
                 Ok(st) => s.why = format!("{} marker pages intact in the copy", st.pages),
                 Err(e) => {

@@ -153,7 +153,7 @@ fn verify_check(log: &ConsoleLog, vmcore: &Path, dir: &Path) -> Check {
     let cpus = fk.nproc.map(|n| n as usize);
     check(
         "vmcore verified",
-        rkdump_tests::verify::vmcore(vmcore, fk.marker.as_ref(), cpus, dir).map(|v| {
+        rkdump_tests::verify::vmcore(vmcore, fk.marker.as_ref(), cpus, dir).map_err(String::from).map(|v| {
             format!(
                 "{} CPUs, OSRELEASE {}, {} PT_LOADs, {} marker pages intact; makedumpfile dmesg ends: {}",
                 v.cpus,

@@ -592,6 +592,7 @@ fn check_saved_vmcore(log: &ConsoleLog, image: &Path) -> Check {
         (Some((rc, _)), _) if rc != 0 => Err(format!("dd /proc/vmcore to the NVMe disk failed (rc={rc})")),
         (_, None) => Err("no marker report to check against".to_string()),
         (Some((_, took)), Some(report)) => verify::check_marker_file(image, &report)
+            .map_err(String::from)
             .map(|s| {
                 let bytes = lc.vmcore_size.unwrap_or(0);
                 let secs = took.map_or(f64::NAN, |d| d.as_secs_f64());
