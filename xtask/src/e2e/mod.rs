@@ -8,7 +8,8 @@
 //!
 //! Library use (demo, dump verification, benchmark): build a [`Harness`] with [`Harness::setup`],
 //! pick or build a [`Case`], and call [`run_case`]; the [`CaseResult`] has the parsed console and
-//! timings.
+//! timings. QEMU runs through the shared `rkdump_tests::qemu` runner and machine builder; the
+//! console parsing ([`console`]) and dump verification are `rkdump_tests`' too.
 
 pub mod case;
 pub mod checks;
