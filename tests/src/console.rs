@@ -1,9 +1,11 @@
-//! The COM1 console of one e2e run, timestamped by the host, and what it says.
+//! The COM1 console of one QEMU run, timestamped by the host ([`crate::qemu`] records it), and
+//! what an e2e run's console says.
 //!
 //! Lines before the first kernel's `sysrq: Trigger a crash` belong to the first kernel (kernel
 //! messages, our /init's `E2E: ...` lines, the marker report); lines after it belong to the capture
 //! kernel (rkdump's `rkdump: ...` lines, or a Linux capture kernel's boot log and /init lines).
-//! Parsing is pure: every check in `checks.rs` works on these structs, so canned logs test them.
+//! Parsing is pure: every check of xtask's `e2e::checks` works on these structs, so canned logs
+//! test them.
 
 use std::fmt::Write as _;
 use std::time::Duration;

@@ -129,6 +129,7 @@ type Check = Box<dyn Fn(&Ctx) -> Result<(), String>>;
 /// Guest memory of a boot.
 #[derive(Clone, Copy, Debug)]
 enum Memory {
+    /// This many MiB.
     Mib(u32),
     /// As much as the fabricated crash's layout needs.
     OfCrash,
