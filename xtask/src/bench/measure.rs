@@ -5,7 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
 use super::cases::Kind;
-use crate::e2e::console::{ConsoleLog, Line};
+use crate::e2e::console::{ConsoleLog, Line, hex_or_dec, kv};
 
 pub(super) const MIB: f64 = (1u64 << 20) as f64;
 
@@ -52,12 +52,6 @@ impl Sample {
     }
 }
 
-/// `key=value` in a whitespace-separated text.
-pub(super) fn kv<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    text.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-}
-
 /// The first line containing `needle`, and the text after it.
 pub(super) fn find<'a>(lines: &'a [Line], needle: &str) -> Option<(Duration, &'a str)> {
     lines.iter().find_map(|l| {
@@ -76,13 +70,6 @@ pub(super) fn uptime_delta(text: &str) -> Option<f64> {
     let a: f64 = kv(text, "start")?.parse().ok()?;
     let b: f64 = kv(text, "end")?.parse().ok()?;
     (b >= a).then_some(b - a)
-}
-
-pub(super) fn hex_or_dec(s: &str) -> Option<u64> {
-    match s.strip_prefix("0x") {
-        Some(h) => u64::from_str_radix(h, 16).ok(),
-        None => s.parse().ok(),
-    }
 }
 
 /// The figures of one run from its console. `flat` is the host's walk of a makedumpfile
