@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::disk::{self, Fill};
 use crate::fabricate::{self, Crash, Layout};
 use crate::qemu::{Accel, Controller, Exit, Machine, Outcome, Run};
 use crate::tools::Rkdumpctl;
@@ -373,29 +374,13 @@ fn failure(what: &str, o: &Outcome) -> String {
     )
 }
 
-/// Creates a sparse image file of `mib` MiB, with a recognisable pattern in its first MiB when
-/// `pattern`.
-fn make_image(path: &Path, mib: u64, pattern: bool) -> Result<(), String> {
-    let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    f.set_len(mib << 20).map_err(|e| e.to_string())?;
-    if pattern {
-        use std::io::Write;
-        let mut f = f;
-        let head: Vec<u8> = (0..1u32 << 20)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-            .collect();
-        f.write_all(&head).map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
 /// A dump disk of `mib` MiB labelled with `rkdumpctl prepare` and an unlabelled one holding
 /// data, as image files in `dir`.
 fn prepare_disks(env: &Env, dir: &Path, mib: u64, corrupt_label: bool) -> Result<Disks, String> {
     let dump = dir.join("dump.img");
     let other = dir.join("other.img");
-    make_image(&dump, mib, false)?;
-    make_image(&other, mib, true)?;
+    disk::create(&dump, mib << 20, Fill::Sparse)?;
+    disk::create(&other, mib << 20, Fill::PatternHead)?;
     env.rkdumpctl.prepare(&dump)?;
     if corrupt_label {
         let mut img = std::fs::read(&dump).map_err(|e| e.to_string())?;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use rkdump_tests::disk;
 use rkdump_tests::tools::{self, which};
 use rkdump_tests::verify;
 
@@ -133,12 +134,7 @@ pub(super) fn run_one(
         }
         let _ = std::fs::remove_file(disk);
         let size = ram_bytes + (256 << 20);
-        std::fs::File::create(disk)
-            .and_then(|f| f.set_len(size))
-            .map_err(|e| format!("creating {}: {e}", disk.display()))?;
-        if case.fill_dump_disk {
-            e2e::fill_zeros(disk, size)?;
-        }
+        disk::create(disk, size, case.dump_disk_fill())?;
     }
     let before = cpu_snapshot();
     let t0 = std::time::Instant::now();

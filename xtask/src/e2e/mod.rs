@@ -29,6 +29,7 @@ pub use case::{CASE_NAMES, CaptureKind, Case, DUMP_CASE_NAMES, DiskKind};
 use checks::{Check, RunEnd};
 use console::{ConsoleLog, FirstKernel, Line, SYSRQ_LINE};
 use initramfs::{INITRD_BLOB_LEN, Initramfs};
+use rkdump_tests::disk::{self, Fill};
 use rkdump_tests::qemu::{Accel, Controller, Machine, Run};
 use rkdump_tests::tools::which;
 use rkdump_tests::verify;
@@ -387,25 +388,6 @@ fn interesting(text: &str) -> bool {
     .any(|k| text.contains(k))
 }
 
-/// Writes `len` bytes of zeros over `path` (from the start), so every page of the file is
-/// allocated now rather than when QEMU first writes it.
-pub fn fill_zeros(path: &Path, len: u64) -> Result<(), String> {
-    use std::io::Write as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|e| format!("opening {}: {e}", path.display()))?;
-    let zeros = vec![0u8; 4 << 20];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(zeros.len() as u64) as usize;
-        f.write_all(&zeros[..n])
-            .map_err(|e| format!("filling {}: {e}", path.display()))?;
-        left -= n as u64;
-    }
-    Ok(())
-}
-
 /// Runs one case end to end and checks it. `Err` only for harness failures (QEMU not startable,
 /// files not writable); a failing guest is a `CaseResult` whose checks failed.
 pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
@@ -423,20 +405,13 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
     let image = dir.join("vmcore.img");
     if case.save_vmcore && case.capture == CaptureKind::Linux {
         let size = case.memory_bytes().ok_or("bad -m for --save-vmcore")? + (256 << 20);
-        std::fs::File::create(&image)
-            .and_then(|f| f.set_len(size))
-            .map_err(|e| format!("creating {}: {e}", image.display()))?;
+        disk::create(&image, size, Fill::Sparse)?;
     }
     let dump_img = dir.join("dump.img");
     if case.dump_disk.is_some() {
         // Room for the whole vmcore (guest RAM) plus label, header and CRC table.
         let size = case.memory_bytes().ok_or("bad -m for a dump disk")? + (64 << 20);
-        std::fs::File::create(&dump_img)
-            .and_then(|f| f.set_len(size))
-            .map_err(|e| format!("creating {}: {e}", dump_img.display()))?;
-        if case.fill_dump_disk {
-            fill_zeros(&dump_img, size)?;
-        }
+        disk::create(&dump_img, size, case.dump_disk_fill())?;
         crate::build::rkdumpctl()?.prepare(&dump_img)?;
     }
     eprintln!(
