@@ -140,3 +140,37 @@ pub(super) fn append_rkdump(case: &mut Case, kind: Kind, extra: &str) {
         case.capture_extra.push_str(extra);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cases_carry_the_bench_parameters() {
+        let disk = Path::new("/tmp/d.img");
+        let c = bench_case(Kind::RawDd, 1, 16, "x", disk, (4, 262)).unwrap();
+        let cmd = c.first_kernel_cmdline().unwrap();
+        assert!(cmd.contains(" e2e.rawdd=nvme0n1:262:4 "), "{cmd}");
+        assert!(
+            c.extra_qemu_args
+                .iter()
+                .any(|a| a.starts_with("nvme,drive=dump,bus=rp1"))
+        );
+        let c = bench_case(Kind::PeerMkdf, 4, 256, "y", disk, (0, 0)).unwrap();
+        assert_eq!(c.memory, "4G");
+        assert_eq!(c.marker_mib, 1024);
+        assert!(c.capture_cmdline().contains("nr_cpus=1"));
+        assert!(c.capture_cmdline().ends_with(" e2e.makedumpfile=nvme0n1"));
+        assert!(!c.first_kernel_cmdline().unwrap().contains("e2e.rawdd"));
+        let mut c = bench_case(Kind::Rkdump, 1, 8, "z", disk, (0, 0)).unwrap();
+        append_rkdump(&mut c, Kind::Rkdump, " rkdump.checksum=full ");
+        assert!(
+            c.capture_cmdline().ends_with(" rkdump.checksum=full"),
+            "{}",
+            c.capture_cmdline()
+        );
+        assert_eq!(c.crashkernel, "crashkernel=8M");
+        assert_eq!(c.dump_disk, Some(DiskKind::Nvme));
+        assert!(c.full_run && !c.io_at_crash);
+    }
+}

@@ -142,3 +142,24 @@ pub(super) fn parse_opts(args: &[String]) -> Result<Opts, String> {
         .args
         .resolve()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options() {
+        let o = parse_opts(&[]).unwrap();
+        assert_eq!((o.rams.clone(), o.reps, o.bisect), (vec![1], 3, true));
+        assert_eq!(o.kinds, Kind::ALL.to_vec());
+        let args: Vec<String> = ["--slow", "--quick", "--only", "rawdd,rkdump"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let o = parse_opts(&args).unwrap();
+        assert_eq!((o.rams.clone(), o.reps, o.bisect), (vec![1, 4], 1, false));
+        assert_eq!(o.kinds, vec![Kind::Rkdump, Kind::RawDd]);
+        assert!(parse_opts(&["--only".into(), "nope".into()]).is_err());
+        assert!(parse_opts(&["--ram".into(), "0".into()]).is_err());
+    }
+}

@@ -296,3 +296,71 @@ pub(super) fn render_runs(rows: &[Row]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::stats::testdata::{rows, sample};
+
+    #[test]
+    fn tables_render() {
+        let r = rows();
+        let t = render_table(&r);
+        assert_eq!(t.lines().count(), 2 + r.len());
+        assert!(
+            t.contains("| 1 GiB | rkdump | 16M | 2/3 | 0.11 s | 1.10 s |"),
+            "{t}"
+        );
+        assert!(t.contains("| 8M |"), "{t}");
+        assert!(t.contains("| 80M |"), "{t}");
+        assert!(t.contains("- (no crash)"), "{t}");
+        let q = render_ratios(&r);
+        assert!(
+            q.contains("| 1 GiB | sysrq -> dump durable (s) | 0.083 | - | - |"),
+            "{q}"
+        );
+        let (targets, all) = render_targets(&r, 365_568);
+        assert!(all, "{targets}");
+        assert!(
+            targets.contains("**met**: 1 GiB: smallest working crashkernel= for rkdump is 8M"),
+            "{targets}"
+        );
+        assert!(
+            targets.contains("**met**: 1 GiB: rkdump writes at 101%"),
+            "{targets}"
+        );
+        assert!(
+            targets.contains("**met**: sysrq -> dump durable at 1 GiB is 12.00x"),
+            "{targets}"
+        );
+        assert!(
+            targets.contains("**met**: bzImage is 365568 bytes"),
+            "{targets}"
+        );
+        let runs = render_runs(&r);
+        assert!(runs.contains("4M FAIL (oom)"), "{runs}");
+    }
+
+    #[test]
+    fn targets_report_misses_with_margins() {
+        let mut r = rows();
+        r[0].samples = vec![sample(6.0, 5.9, 1 << 30); 3];
+        r[0].search = Some(Search {
+            smallest: Some(24),
+            probes: vec![],
+        });
+        let (t, all) = render_targets(&r, 2 << 20);
+        assert!(!all);
+        assert!(
+            t.contains("**MISSED**: sysrq -> dump durable at 1 GiB is 2.50x"),
+            "{t}"
+        );
+        assert!(t.contains("missed by a factor 4.00"), "{t}");
+        assert!(
+            t.contains("**MISSED**: 1 GiB: smallest working crashkernel= for rkdump is 24M"),
+            "{t}"
+        );
+        assert!(t.contains("**MISSED**: 1 GiB: rkdump writes at 17%"), "{t}");
+        assert!(t.contains("**MISSED**: bzImage is 2097152 bytes"), "{t}");
+    }
+}

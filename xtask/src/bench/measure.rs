@@ -227,3 +227,157 @@ pub(super) fn flattened_len(r: &mut (impl Read + Seek)) -> Result<u64, String> {
             .ok_or_else(|| format!("record size {size} overflows"))?;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::cases::Kind;
+
+    fn line(t: f64, text: &str) -> Line {
+        Line {
+            t: Duration::from_secs_f64(t),
+            text: text.into(),
+        }
+    }
+
+    const RKDUMP_LOG: &str = "\
+[   4.590344] [    4.139752] sysrq: Trigger a crash
+[   4.641845] rkdump: entered
+[   4.650469] rkdump: memory image=0x3ee00000+0x99000 heap=2048 KiB page-tables=6
+[   4.689710] rkdump: dump start bytes=1098547200 target=disk:0000:01:00.0
+[  10.611862] rkdump: dump complete bytes=1098547200 ms=5906 target=disk:0000:01:00.0
+[  10.611963] rkdump: memory peak=2348 KiB";
+
+    #[test]
+    fn rkdump_figures() {
+        let log = ConsoleLog::parse_saved(RKDUMP_LOG);
+        let s = measure(Kind::Rkdump, &log, None);
+        assert!(s.ok, "{s:?}");
+        assert!((s.first_line.unwrap() - 0.0515).abs() < 1e-3);
+        assert!((s.durable.unwrap() - 6.0215).abs() < 1e-3);
+        assert!((s.write_secs.unwrap() - 5.92215).abs() < 1e-3);
+        assert_eq!(s.written, Some(1_098_547_200));
+        assert_eq!(s.guest_secs, Some(5.906));
+        assert_eq!(s.peak_kib, Some(2348));
+        assert_eq!(s.image_len, Some(0x99000));
+        assert!((s.rate().unwrap() - 176.9).abs() < 0.1);
+        let serial = RKDUMP_LOG.replace("target=disk:0000:01:00.0", "target=serial:ttyS1");
+        assert!(!measure(Kind::Rkdump, &ConsoleLog::parse_saved(&serial), None).ok);
+        let cut = RKDUMP_LOG.lines().take(4).collect::<Vec<_>>().join("\n");
+        let s = measure(Kind::Rkdump, &ConsoleLog::parse_saved(&cut), None);
+        assert!(!s.ok && s.why.contains("dump complete"));
+    }
+
+    #[test]
+    fn peer_figures() {
+        let log = ConsoleLog {
+            lines: vec![
+                line(4.0, "[    4.1] sysrq: Trigger a crash"),
+                line(6.2, "[    0.000000] Linux version 6.1.0-56-cloud-amd64 (x)"),
+                line(8.5, "E2E: capture-init release=6.1.0 nproc=1 uptime=2.1"),
+                line(8.6, "E2E: vmcore size=846913536 phnum=6"),
+                line(
+                    18.6,
+                    "E2E: vmcore saved dev=nvme0n1 rc=0 start=2.30 end=12.25 1+0 records out",
+                ),
+            ],
+        };
+        let s = measure(Kind::PeerRaw, &log, None);
+        assert!(s.ok, "{s:?}");
+        assert!((s.first_line.unwrap() - 2.2).abs() < 1e-9);
+        assert!((s.durable.unwrap() - 14.6).abs() < 1e-9);
+        assert!((s.write_secs.unwrap() - 10.0).abs() < 1e-9);
+        assert!((s.guest_secs.unwrap() - 9.95).abs() < 1e-9);
+        assert_eq!(s.written, Some(846_913_536));
+
+        let mut mk = log.clone();
+        mk.lines.pop();
+        mk.lines
+            .push(line(8.7, "E2E: makedumpfile start dev=nvme0n1"));
+        mk.lines.push(line(
+            30.7,
+            "E2E: makedumpfile done dev=nvme0n1 rc=0 ddrc=0 start=2.4 end=24.3 dd: 0+900 records out; The dumpfile is saved to STDOUT.",
+        ));
+        let s = measure(Kind::PeerMkdf, &mk, Some(Ok(17 << 20)));
+        assert!(s.ok, "{s:?}");
+        assert!((s.durable.unwrap() - 26.7).abs() < 1e-9);
+        assert!((s.write_secs.unwrap() - 22.0).abs() < 1e-9);
+        assert_eq!((s.written, s.vmcore), (Some(17 << 20), Some(846_913_536)));
+        assert!(!measure(Kind::PeerMkdf, &mk, Some(Err("x".into()))).ok);
+        let failed = mk.lines.last().unwrap().text.replace("rc=0 ", "rc=1 ");
+        mk.lines.last_mut().unwrap().text = failed;
+        assert!(!measure(Kind::PeerMkdf, &mk, Some(Ok(1))).ok);
+
+        let panic = ConsoleLog {
+            lines: vec![
+                line(4.0, "sysrq: Trigger a crash"),
+                line(6.0, "Linux version 6.1"),
+                line(
+                    4.1,
+                    "[ 4.2] Kernel panic - not syncing: sysrq triggered crash",
+                ),
+                line(
+                    7.0,
+                    "[ 0.5] Kernel panic - not syncing: System is deadlocked on memory",
+                ),
+            ],
+        };
+        let s = measure(Kind::PeerRaw, &panic, None);
+        assert!(!s.ok && s.why.contains("deadlocked on memory"), "{s:?}");
+    }
+
+    #[test]
+    fn rawdd_figures() {
+        let log = ConsoleLog {
+            lines: vec![
+                line(3.0, "E2E: rawdd start dev=nvme0n1 blocks=262"),
+                line(
+                    4.0,
+                    "E2E: rawdd done dev=nvme0n1 rc=0 bytes=1098907648 start=2.9 end=3.88 262+0 records out",
+                ),
+            ],
+        };
+        let s = measure(Kind::RawDd, &log, None);
+        assert!(s.ok, "{s:?}");
+        assert_eq!(s.first_line, None);
+        assert!((s.rate().unwrap() - 1048.0).abs() < 0.5);
+        let bad = ConsoleLog {
+            lines: vec![line(
+                4.0,
+                "E2E: rawdd done dev=nvme0n1 rc=1 bytes=0 start=1 end=2",
+            )],
+        };
+        assert!(!measure(Kind::RawDd, &bad, None).ok);
+    }
+
+    fn flat_stream(records: &[&[u8]], end: bool) -> Vec<u8> {
+        let mut v = b"makedumpfile\0\0\0\0".to_vec();
+        v.extend(1i64.to_be_bytes());
+        v.extend(1i64.to_be_bytes());
+        v.resize(4096, 0);
+        let mut off = 0i64;
+        for r in records {
+            v.extend(off.to_be_bytes());
+            v.extend((r.len() as i64).to_be_bytes());
+            v.extend_from_slice(r);
+            off += r.len() as i64;
+        }
+        if end {
+            v.extend((-1i64).to_be_bytes());
+            v.extend((-1i64).to_be_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn flattened_stream_length() {
+        let s = flat_stream(&[b"abc", &[7u8; 5000]], true);
+        let len = s.len() as u64;
+        let mut padded = s.clone();
+        padded.extend([0xAAu8; 100]);
+        assert_eq!(flattened_len(&mut std::io::Cursor::new(padded)), Ok(len));
+        let open = flat_stream(&[b"abc"], false);
+        assert!(flattened_len(&mut std::io::Cursor::new(open)).is_err());
+        assert!(flattened_len(&mut std::io::Cursor::new(vec![0u8; 8192])).is_err());
+    }
+}

@@ -34,8 +34,6 @@ mod procstat;
 mod run;
 mod stats;
 mod svg;
-#[cfg(test)]
-mod tests;
 
 pub use cli::Args;
 pub use run::main;

@@ -94,3 +94,24 @@ pub(super) fn mem_available() -> Option<u64> {
         .ok()?;
     Some(kib << 10)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn cpu_accounting() {
+        let stat = "cpu  100 5 50 1000 7 1 2 3 0 0\ncpu0 1 2 3 4\n";
+        assert_eq!(total_busy(stat), Some(100 + 5 + 50 + 1 + 2 + 3));
+        assert_eq!(total_busy("intr 1\n"), None);
+        // comm with spaces and parentheses; utime stime cutime cstime = 10 20 30 40
+        let me = "123 (x (a) b) S 1 2 3 4 5 6 7 8 9 10 10 20 30 40 20 0 1 0 99";
+        assert_eq!(own_cpu(me), Some(100));
+        assert_eq!(own_cpu("123 (x) S 1"), None);
+        let busy = others_busy((1000, 100), (1300, 200), Duration::from_secs(2)).unwrap();
+        assert!((busy - 1.0).abs() < 1e-9);
+        assert_eq!(others_busy((5, 5), (4, 5), Duration::from_secs(1)), None);
+    }
+}

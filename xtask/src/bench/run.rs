@@ -427,3 +427,57 @@ pub fn main(args: super::Args) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries() {
+        let quiet = Sample {
+            ok: true,
+            others_busy: Some(0.05),
+            ..Sample::default()
+        };
+        let busy = Sample {
+            others_busy: Some(0.9),
+            ..quiet.clone()
+        };
+        assert_eq!(retry_reason(&Ok(quiet.clone()), true), None);
+        assert!(retry_reason(&Ok(busy.clone()), true).is_some());
+        assert_eq!(retry_reason(&Ok(busy.clone()), false), None);
+        assert!(retry_reason(&Err("x".into()), false).is_some());
+        let infra = Sample::failed("rkdumpctl save: rkdumpctl build failed (exit status: 101)");
+        assert!(retry_reason(&Ok(infra), false).is_some());
+        assert_eq!(retry_reason(&Ok(Sample::failed("oom")), false), None);
+    }
+
+    #[test]
+    fn run_logs_are_kept_without_bulk() {
+        let base = std::env::temp_dir().join(format!("rkdump-bench-test-{}", std::process::id()));
+        let (from, to) = (base.join("work"), base.join("logs"));
+        std::fs::create_dir_all(&from).unwrap();
+        for f in [
+            "console.log",
+            "result.txt",
+            "dump.img",
+            "vmcore",
+            "initramfs.cpio",
+            "com2.bin",
+        ] {
+            std::fs::write(from.join(f), f).unwrap();
+        }
+        keep_logs(&from, &to).unwrap();
+        let mut kept: Vec<String> = std::fs::read_dir(&to)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        kept.sort();
+        assert_eq!(kept, ["console.log", "result.txt"]);
+        std::fs::remove_dir_all(&base).unwrap();
+        let chosen = Path::new("/x/y");
+        assert_eq!(work_dir(Some(chosen), 4, Path::new("/f")), chosen);
+        // No host has 3 PiB available: the fallback.
+        assert_eq!(work_dir(None, 1 << 20, Path::new("/f")), Path::new("/f"));
+    }
+}

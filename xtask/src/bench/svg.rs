@@ -135,3 +135,23 @@ pub(super) fn chart_panels(rows: &[Row]) -> Vec<Panel> {
     }
     panels
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::stats::testdata::rows;
+
+    #[test]
+    fn svg_renders() {
+        let panels = chart_panels(&rows());
+        assert_eq!(panels.len(), 3);
+        let svg = render_svg("a < b & c", &panels);
+        assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>\n"));
+        assert!(svg.contains("a &lt; b &amp; c"));
+        // one background rect + one per bar
+        let bars: usize = panels.iter().map(|p| p.bars.len()).sum();
+        assert_eq!(svg.matches("<rect").count(), 1 + bars);
+        assert_eq!(svg.matches("<text").count(), 1 + panels.len() + 2 * bars);
+        assert!(!svg.contains("NaN"));
+    }
+}
