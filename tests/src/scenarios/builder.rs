@@ -203,7 +203,7 @@ impl Scenario {
         self.boot(|b| b.extra.extend(args.iter().map(|a| a.to_string())))
     }
 
-    /// The hard timeout as a multiple of [`BOOT_TIMEOUT`].
+    /// The hard timeout as a multiple of the one-boot timeout (60 s).
     pub fn timeouts(self, n: u32) -> Scenario {
         self.boot(|b| b.timeout = BOOT_TIMEOUT * n)
     }
