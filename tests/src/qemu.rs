@@ -437,11 +437,9 @@ impl<'a> Run<'a> {
         let mut deadline = start + self.timeout;
         let mut stopped: Option<String> = None;
         let mut timed_out = false;
-        let mut eof = false;
         loop {
             let now = Instant::now();
             if now >= deadline {
-                timed_out = stopped.is_none();
                 break;
             }
             match rx.recv_timeout(deadline - now) {
@@ -460,22 +458,23 @@ impl<'a> Run<'a> {
                     lines.push(line);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    eof = true;
-                    break;
-                }
+                // stdout closed: QEMU is exiting by itself.
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
-        let exit_code = if eof {
-            // stdout closed: QEMU is exiting by itself.
-            child.wait().map_err(Error::Wait)?.code()
-        } else if let Some(status) = child.try_wait().map_err(Error::Wait)? {
-            timed_out = false;
-            status.code()
-        } else {
-            let _ = child.kill();
-            let _ = child.wait();
-            None
+        // The exit status is kept whenever QEMU exits by itself before the deadline, even after
+        // its stdout closed; past the deadline it is killed and the run reports why.
+        let exit_code = loop {
+            if let Some(status) = child.try_wait().map_err(Error::Wait)? {
+                break status.code();
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                timed_out = stopped.is_none();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         };
         let wall = start.elapsed();
         let _ = reader.join();
@@ -576,6 +575,13 @@ mod tests {
             .unwrap();
         assert_eq!(o.stopped.as_deref(), Some("seen"));
         assert!(!o.timed_out);
+        // Closing stdout is no exit: the timeout still holds.
+        let mute = sh("echo bye; exec >&-; exec sleep 30");
+        let o = Run::new(&mute, &dir, Duration::from_millis(500))
+            .start()
+            .unwrap();
+        assert!(o.timed_out && o.find("bye").is_some());
+        assert_eq!(o.exit(), Exit::Killed);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
