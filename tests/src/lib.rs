@@ -1,7 +1,13 @@
-//! QEMU scenarios for rkdump, driven from the host: a small runner that boots an image with a
-//! hard timeout and timestamps every console line with the host clock, and the scenario list
+//! The host harness of rkdump, shared by the QEMU scenarios and `xtask` (run, e2e, demo, bench):
+//! one QEMU runner and machine builder ([`qemu`]), the timestamped console and what it says
+//! ([`console`]), one dump verifier ([`verify`]), one way to call rkdumpctl and Debian's tools
+//! ([`tools`]), disk images ([`disk`]), fabricated crashes ([`fabricate`]) and the scenario list ([`scenarios`]) that
 //! `cargo xtask test` runs against the built `rkdump.elf`.
 
+pub mod console;
+pub mod disk;
 pub mod fabricate;
 pub mod qemu;
 pub mod scenarios;
+pub mod tools;
+pub mod verify;

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use rkdump_tests::tools::Rkdumpctl;
+
 use crate::image;
 
 /// Paths of the built artefacts.
@@ -13,6 +15,17 @@ pub struct Artefacts {
     pub bzimage: PathBuf,
     /// ELF with a PVH note for `qemu-system-x86_64 -kernel`.
     pub elf: PathBuf,
+}
+
+impl Artefacts {
+    /// Where `cargo xtask build` writes the artefacts (`target/rkdump/`), built or not.
+    pub fn paths() -> Artefacts {
+        let out = target_dir().join("rkdump");
+        Artefacts {
+            bzimage: out.join("bzImage"),
+            elf: out.join("rkdump.elf"),
+        }
+    }
 }
 
 /// Root of the workspace (xtask lives one level below it).
@@ -79,10 +92,9 @@ pub fn build(debug: bool) -> Result<Artefacts, String> {
         .join("rkdump");
     let elf_bytes = std::fs::read(&kernel).map_err(|e| format!("{}: {e}", kernel.display()))?;
     let images = image::make_images(&elf_bytes)?;
-    let out = target_dir().join("rkdump");
-    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let bzimage = out.join("bzImage");
-    let elf = out.join("rkdump.elf");
+    let Artefacts { bzimage, elf } = Artefacts::paths();
+    let out = bzimage.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     write(&bzimage, &images.bzimage)?;
     write(&elf, &images.pvh_elf)?;
     eprintln!(
@@ -99,16 +111,23 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
     std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// `cargo xtask build` options.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Debug build of the kernel (default: release).
+    #[arg(long)]
+    debug: bool,
+}
+
 /// `cargo xtask build [--debug]`.
-pub fn main(args: &[String]) -> Result<(), String> {
-    let debug = args.iter().any(|a| a == "--debug");
-    let a = build(debug)?;
+pub fn main(args: Args) -> Result<(), String> {
+    let a = build(args.debug)?;
     println!("{}\n{}", a.bzimage.display(), a.elf.display());
     Ok(())
 }
 
-/// Builds the host tool and returns its path.
-pub fn rkdumpctl() -> Result<PathBuf, String> {
+/// Builds the host tool; calls to it go through the returned [`Rkdumpctl`].
+pub fn rkdumpctl() -> Result<Rkdumpctl, String> {
     let status = cargo()
         .args(["build", "--release", "--package", "rkdumpctl"])
         .status()
@@ -116,5 +135,5 @@ pub fn rkdumpctl() -> Result<PathBuf, String> {
     if !status.success() {
         return Err(format!("rkdumpctl build failed ({status})"));
     }
-    Ok(target_dir().join("release").join("rkdumpctl"))
+    Ok(Rkdumpctl(target_dir().join("release").join("rkdumpctl")))
 }

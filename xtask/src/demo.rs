@@ -4,20 +4,19 @@
 //! off; the host extracts the dump with `rkdumpctl save`, verifies it, and shows what a kdump
 //! user looks at first: `rkdumpctl inspect` and the crashed kernel's last log lines.
 
-use std::process::Command;
-
 use crate::e2e::{self, CaptureKind, Case};
 
+/// `cargo xtask demo` options.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The e2e case to run (a dump case).
+    #[arg(long = "case", value_name = "NAME", default_value = "dump-virtio")]
+    name: String,
+}
+
 /// `cargo xtask demo [--case dump-nvme]`
-pub fn main(args: &[String]) -> Result<(), String> {
-    let mut name = "dump-virtio".to_string();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--case" => name = it.next().ok_or("--case needs a name")?.clone(),
-            other => return Err(format!("unknown option {other}")),
-        }
-    }
+pub fn main(args: Args) -> Result<(), String> {
+    let name = args.name;
     let artefacts = crate::build::build(false)?;
     let h = e2e::Harness::setup(&artefacts.bzimage, None, true, false)?;
     let case =
@@ -32,19 +31,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
     }
     let vmcore = r.dir.join("vmcore");
     println!("\n===== rkdumpctl inspect {} =====", vmcore.display());
-    let ctl = crate::build::rkdumpctl()?;
-    let out = Command::new(&ctl)
-        .arg("inspect")
-        .arg(&vmcore)
-        .output()
-        .map_err(|e| format!("rkdumpctl inspect: {e}"))?;
-    print!("{}", String::from_utf8_lossy(&out.stdout));
-    if !out.status.success() {
-        return Err(format!(
-            "rkdumpctl inspect failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    print!("{}", crate::build::rkdumpctl()?.inspect(&vmcore)?);
     let dmesg =
         std::fs::read_to_string(r.dir.join("dmesg.txt")).map_err(|e| format!("dmesg.txt: {e}"))?;
     println!("\n===== the crashed kernel's last log lines (makedumpfile --dump-dmesg) =====");

@@ -6,20 +6,28 @@ use rkdump_tests::scenarios::{self, Env};
 
 use crate::build;
 
+/// `cargo xtask test` options.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Skip the end-to-end kexec cases.
+    #[arg(long)]
+    quick: bool,
+    /// Skip the lints and host unit tests.
+    #[arg(long)]
+    no_host: bool,
+    /// Run only this scenario (repeatable); skips the e2e cases.
+    #[arg(long = "scenario", value_name = "NAME")]
+    scenarios: Vec<String>,
+}
+
 /// `cargo xtask test [--quick] [--no-host] [--scenario NAME]...`
-pub fn main(args: &[String]) -> Result<(), String> {
-    let mut quick = false;
-    let mut host = true;
-    let mut only = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--quick" => quick = true,
-            "--no-host" => host = false,
-            "--scenario" => only.push(it.next().ok_or("--scenario needs a name")?.clone()),
-            other => return Err(format!("unknown option {other}")),
-        }
-    }
+pub fn main(args: Args) -> Result<(), String> {
+    let Args {
+        quick,
+        no_host,
+        scenarios: only,
+    } = args;
+    let host = !no_host;
     let mut passed = 0usize;
     let mut failed = Vec::<String>::new();
 

@@ -338,6 +338,15 @@ impl Case {
         Some(c)
     }
 
+    /// How the dump disk image is created: zero-filled when [`Case::fill_dump_disk`], else sparse.
+    pub fn dump_disk_fill(&self) -> rkdump_tests::disk::Fill {
+        if self.fill_dump_disk {
+            rkdump_tests::disk::Fill::Zeros
+        } else {
+            rkdump_tests::disk::Fill::Sparse
+        }
+    }
+
     /// Guest memory in bytes (`-m` with an M or G suffix).
     pub fn memory_bytes(&self) -> Option<u64> {
         let m = self.memory.trim();

@@ -1,10 +1,9 @@
 //! Checks of the full-dump cases: the dump rkdump wrote to the labelled disk is extracted with
-//! `rkdumpctl save` and checked like a consumer would (verify.rs: ELF shape, notes, every marker
+//! `rkdumpctl save` and checked like a consumer would (`rkdump_tests::verify`: ELF shape, notes, every marker
 //! page at its reported frame, readelf, makedumpfile --dump-dmesg); the negative controls must
 //! fail the way QEMU predicts for a device nobody reset.
 
 use std::path::Path;
-use std::process::Command;
 
 use super::case::{Case, DiskKind};
 use super::checks::{Check, RunEnd};
@@ -115,25 +114,8 @@ pub fn apply(
         },
     ));
     let vmcore = dir.join("vmcore");
-    let saved = crate::build::rkdumpctl().and_then(|ctl| {
-        let out = Command::new(ctl)
-            .arg("save")
-            .arg(img)
-            .arg("-o")
-            .arg(&vmcore)
-            .output()
-            .map_err(|e| format!("running rkdumpctl save: {e}"))?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if out.status.success() {
-            Ok(text.trim().to_string())
-        } else {
-            Err(text)
-        }
-    });
+    let saved = crate::build::rkdumpctl()
+        .and_then(|ctl| Ok(ctl.save(img, &vmcore, false)?.trim().to_string()));
     let ok = saved.is_ok();
     checks.push(check("rkdumpctl save", saved));
     if !ok {
@@ -155,25 +137,8 @@ pub fn apply_serial(log: &ConsoleLog, dir: &Path, checks: &mut Vec<Check>) {
         },
     ));
     let vmcore = dir.join("vmcore");
-    let recv = crate::build::rkdumpctl().and_then(|ctl| {
-        let out = Command::new(ctl)
-            .arg("recv")
-            .arg(dir.join("com2.bin"))
-            .arg("-o")
-            .arg(&vmcore)
-            .output()
-            .map_err(|e| format!("running rkdumpctl recv: {e}"))?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if out.status.success() {
-            Ok(text.trim().to_string())
-        } else {
-            Err(text)
-        }
-    });
+    let recv = crate::build::rkdumpctl()
+        .and_then(|ctl| Ok(ctl.recv(&dir.join("com2.bin"), &vmcore)?.trim().to_string()));
     let ok = recv.is_ok();
     checks.push(check("rkdumpctl recv", recv));
     if !ok {
@@ -188,7 +153,7 @@ fn verify_check(log: &ConsoleLog, vmcore: &Path, dir: &Path) -> Check {
     let cpus = fk.nproc.map(|n| n as usize);
     check(
         "vmcore verified",
-        crate::verify::vmcore(vmcore, fk.marker.as_ref(), cpus, dir).map(|v| {
+        rkdump_tests::verify::vmcore(vmcore, fk.marker.as_ref(), cpus, dir).map_err(String::from).map(|v| {
             format!(
                 "{} CPUs, OSRELEASE {}, {} PT_LOADs, {} marker pages intact; makedumpfile dmesg ends: {}",
                 v.cpus,

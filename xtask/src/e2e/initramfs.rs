@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use rkdump_tests::tools;
+
 use super::cpio::Cpio;
 
 /// The /init script shared by the first kernel and a Linux capture kernel.
@@ -80,19 +82,17 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
 
 /// Shared libraries (absolute paths) that `ldd` lists for `bin`; empty for static binaries.
 pub fn shared_libs(bin: &Path) -> Result<Vec<PathBuf>, String> {
-    let out = Command::new("ldd")
-        .arg(bin)
-        .output()
-        .map_err(|e| format!("running ldd: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
+    let text = match tools::output(Command::new("ldd").arg(bin)) {
+        Ok(text) => text,
         // "not a dynamic executable" (static) exits non-zero.
-        let all = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
-        if all.contains("not a dynamic executable") || all.contains("statically linked") {
+        Err(tools::Error::Failed { output, .. })
+            if output.contains("not a dynamic executable")
+                || output.contains("statically linked") =>
+        {
             return Ok(Vec::new());
         }
-        return Err(format!("ldd {} failed: {all}", bin.display()));
-    }
+        Err(e) => return Err(e.to_string()),
+    };
     parse_ldd(&text).map_err(|e| format!("ldd {}: {e}", bin.display()))
 }
 
@@ -130,14 +130,8 @@ fn add_program(c: &mut Cpio, src: &Path, dest: &str) -> Result<(), String> {
 /// busybox, its applet links, /init, /dev/console and the mount points.
 fn add_base(c: &mut Cpio, busybox: &Path, skip: &[&str]) -> Result<(), String> {
     add_program(c, busybox, "/bin/busybox")?;
-    let list = Command::new(busybox)
-        .arg("--list-full")
-        .output()
-        .map_err(|e| format!("running {} --list-full: {e}", busybox.display()))?;
-    if !list.status.success() {
-        return Err(format!("{} --list-full failed", busybox.display()));
-    }
-    for applet in String::from_utf8_lossy(&list.stdout).lines().map(str::trim) {
+    let list = tools::output(Command::new(busybox).arg("--list-full"))?;
+    for applet in list.lines().map(str::trim) {
         let path = format!("/{applet}");
         if applet.is_empty()
             || path == "/bin/busybox"

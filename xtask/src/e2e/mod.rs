@@ -1,23 +1,24 @@
 //! End-to-end harness: Linux first kernel in QEMU (TCG), `kexec -p` loads the capture kernel,
 //! sysrq crash, and the capture kernel's console is checked against the kdump contract.
 //!
-//! `cargo xtask e2e [--case NAME]... [--kernel PATH] [--linux-capture] [--keep] ...` (see `USAGE`).
+//! `cargo xtask e2e [--case NAME]... [--kernel PATH] [--linux-capture] [--keep] ...` (see `cli`).
 //! Everything of a run lands in `target/e2e/<case>/`: `console.log` (host-timestamped COM1),
 //! `qemu-cmdline.txt`, `qemu-stderr.log`, `com2.bin` (COM2, the future dump stream),
 //! `initramfs.cpio` (the archive used) and `result.txt`.
 //!
 //! Library use (demo, dump verification, benchmark): build a [`Harness`] with [`Harness::setup`],
 //! pick or build a [`Case`], and call [`run_case`]; the [`CaseResult`] has the parsed console and
-//! timings.
+//! timings. QEMU runs through the shared `rkdump_tests::qemu` runner and machine builder; the
+//! console parsing ([`console`]) and dump verification are `rkdump_tests`' too.
 
 pub mod case;
 pub mod checks;
-pub mod console;
+pub mod cli;
 mod cpio;
 mod dumpcheck;
 pub mod initramfs;
-pub mod marker_check;
-pub mod qemu;
+
+pub use rkdump_tests::console;
 
 use std::cell::Cell;
 use std::fmt::Write as _;
@@ -28,30 +29,10 @@ pub use case::{CASE_NAMES, CaptureKind, Case, DUMP_CASE_NAMES, DiskKind};
 use checks::{Check, RunEnd};
 use console::{ConsoleLog, FirstKernel, Line, SYSRQ_LINE};
 use initramfs::{INITRD_BLOB_LEN, Initramfs};
-
-const USAGE: &str = "\
-usage: cargo xtask e2e [options]
-  --case NAME        run only this case (repeatable, or comma list); default: all
-  --kernel PATH      capture kernel image (default: `cargo xtask build`'s
-                     target/rkdump/bzImage, built first; with --linux-capture:
-                     the first kernel's image)
-  --no-build         use the existing target/rkdump/bzImage without building
-  --linux-capture    the capture kernel is Linux: check it boots and has /proc/vmcore
-  --first-kernel P   first kernel (default: newest /boot/vmlinuz-*)
-  --crashkernel S    override the first kernel's crashkernel= parameter(s)
-  --keep             keep bulky artefacts (initramfs.cpio, com2.bin) of passing cases too
-  --timeout SECS     hard timeout per case (default 120)
-  --full             wait for rkdump's whole dump and power-off (default: stop at
-                     `rkdump: dump start`; the serial dump runs at ~0.5 MiB/s
-                     under TCG, so give --timeout accordingly)
-  --save-vmcore      with --linux-capture: the capture /init copies /proc/vmcore to an
-                     NVMe disk (target/e2e/<case>/vmcore.img); the host checks every
-                     marker page in it
-  --kexec-debug      run kexec with -d (segment placement on the console)
-  --verbose          echo the whole console live (default: key lines only)
-  --list             list the cases and exit
-usage: cargo xtask e2e check-marker <vmcore> <console.log>
-  verifies the marker pages reported in a run's console.log inside an ELF vmcore";
+use rkdump_tests::disk::{self, Fill};
+use rkdump_tests::qemu::{Accel, Controller, Machine, Run};
+use rkdump_tests::tools::which;
+use rkdump_tests::verify;
 
 /// Locations and tools shared by all cases of one harness run.
 #[derive(Clone, Debug)]
@@ -199,15 +180,6 @@ impl CaseResult {
 
 fn secs(d: Option<Duration>) -> String {
     d.map_or("-".into(), |d| format!("{:.3} s", d.as_secs_f64()))
-}
-
-/// Finds `name` in PATH or the sbin directories.
-fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
 }
 
 /// The newest /boot/vmlinuz-*.
@@ -359,85 +331,43 @@ impl Harness {
         })
     }
 
-    /// The QEMU command line of `case`, with its artefacts in `dir`.
-    pub fn qemu_argv(&self, case: &Case, dir: &Path) -> Result<Vec<String>, String> {
-        let mut v: Vec<String> = [
-            self.qemu.to_string_lossy().as_ref(),
-            "-machine",
-            "q35",
-            "-accel",
-            "tcg,thread=multi",
-            "-smp",
-            &case.smp.to_string(),
-            "-m",
-            &case.memory,
-            "-nodefaults",
-            "-display",
-            "none",
-            "-no-reboot",
-            "-serial",
-            "stdio",
-            "-serial",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        v.push(format!("file:{}", dir.join("com2.bin").display()));
-        // Cheap diagnostics: "Triple fault" and the CPU state at each reset.
-        v.extend([
-            "-d".to_string(),
-            "cpu_reset,guest_errors".to_string(),
-            "-D".to_string(),
-        ]);
-        v.push(dir.join("qemu-debug.log").to_string_lossy().into_owned());
-        v.push("-kernel".into());
-        v.push(self.first_kernel.to_string_lossy().into_owned());
-        v.push("-initrd".into());
-        v.push(dir.join("initramfs.cpio").to_string_lossy().into_owned());
-        v.push("-append".into());
-        v.push(case.first_kernel_cmdline()?);
+    /// The QEMU machine of `case`, with its artefacts in `dir`.
+    pub fn machine(&self, case: &Case, dir: &Path) -> Result<Machine, String> {
+        let mut m = Machine::q35(&case.memory, Accel::Tcg)
+            .program(&self.qemu)
+            .smp(case.smp)
+            .nodefaults()
+            .com2_file(&dir.join("com2.bin"))
+            // Cheap diagnostics: "Triple fault" and the CPU state at each reset.
+            .debug_log(&dir.join("qemu-debug.log"))
+            .kernel(&self.first_kernel, &case.first_kernel_cmdline()?)
+            .initrd(&dir.join("initramfs.cpio"));
         if case.save_vmcore && case.capture == CaptureKind::Linux {
-            v.push("-drive".into());
-            v.push(format!(
-                "file={},if=none,id=vmcore,format=raw,cache=unsafe",
-                dir.join("vmcore.img").display()
-            ));
-            v.extend([
-                "-device".to_string(),
-                "nvme,drive=vmcore,serial=e2evmcore".to_string(),
-            ]);
+            m = m.disk(
+                "vmcore",
+                &dir.join("vmcore.img"),
+                &Controller::Nvme("e2evmcore".into()),
+                None,
+            );
         }
         if let Some(kind) = case.dump_disk {
-            // Behind a root port, so the device has PCIe capabilities (FLR) and can be bus-reset.
-            v.extend([
-                "-device".to_string(),
-                "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1".to_string(),
-            ]);
-            v.push("-drive".into());
-            v.push(format!(
-                "file={},if=none,id=dump,format=raw,cache=unsafe",
-                dir.join("dump.img").display()
-            ));
-            v.push("-device".into());
-            v.push(match kind {
-                DiskKind::Virtio => "virtio-blk-pci,drive=dump,bus=rp1,num-queues=1".to_string(),
-                DiskKind::Nvme => "nvme,drive=dump,bus=rp1,serial=rkdumpe2e".to_string(),
-            });
+            m = m.args(dump_disk_args(kind, &dir.join("dump.img")));
         }
-        v.extend(case.extra_qemu_args.iter().cloned());
-        Ok(v)
+        Ok(m.args(case.extra_qemu_args.iter().cloned()))
     }
 }
 
-fn shell_quote(a: &str) -> String {
-    if !a.is_empty()
-        && a.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-    {
-        a.to_string()
-    } else {
-        format!("'{}'", a.replace('\'', "'\\''"))
-    }
+/// The dump disk behind a root port (so the device has PCIe capabilities (FLR) and can be
+/// bus-reset): rkdump's `dump_disk`, and the bench's peer and raw-dd runs, see the same device.
+pub fn dump_disk_args(kind: DiskKind, image: &Path) -> Vec<String> {
+    let controller = match kind {
+        DiskKind::Virtio => Controller::VirtioBlk,
+        DiskKind::Nvme => Controller::Nvme("rkdumpe2e".into()),
+    };
+    Machine::fragment()
+        .root_port("rp1", 1)
+        .disk("dump", image, &controller, Some("rp1"))
+        .into_args()
 }
 
 /// Lines worth echoing live when not verbose.
@@ -458,25 +388,6 @@ fn interesting(text: &str) -> bool {
     .any(|k| text.contains(k))
 }
 
-/// Writes `len` bytes of zeros over `path` (from the start), so every page of the file is
-/// allocated now rather than when QEMU first writes it.
-pub fn fill_zeros(path: &Path, len: u64) -> Result<(), String> {
-    use std::io::Write as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|e| format!("opening {}: {e}", path.display()))?;
-    let zeros = vec![0u8; 4 << 20];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(zeros.len() as u64) as usize;
-        f.write_all(&zeros[..n])
-            .map_err(|e| format!("filling {}: {e}", path.display()))?;
-        left -= n as u64;
-    }
-    Ok(())
-}
-
 /// Runs one case end to end and checks it. `Err` only for harness failures (QEMU not startable,
 /// files not writable); a failing guest is a `CaseResult` whose checks failed.
 pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
@@ -490,43 +401,19 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
         std::fs::copy(&h.initramfs.path, &cpio)
             .map_err(|e| format!("copying the initramfs: {e}"))?;
     }
-    let argv = h.qemu_argv(case, &dir)?;
+    let machine = h.machine(case, &dir)?;
     let image = dir.join("vmcore.img");
     if case.save_vmcore && case.capture == CaptureKind::Linux {
         let size = case.memory_bytes().ok_or("bad -m for --save-vmcore")? + (256 << 20);
-        std::fs::File::create(&image)
-            .and_then(|f| f.set_len(size))
-            .map_err(|e| format!("creating {}: {e}", image.display()))?;
+        disk::create(&image, size, Fill::Sparse)?;
     }
     let dump_img = dir.join("dump.img");
     if case.dump_disk.is_some() {
         // Room for the whole vmcore (guest RAM) plus label, header and CRC table.
         let size = case.memory_bytes().ok_or("bad -m for a dump disk")? + (64 << 20);
-        std::fs::File::create(&dump_img)
-            .and_then(|f| f.set_len(size))
-            .map_err(|e| format!("creating {}: {e}", dump_img.display()))?;
-        if case.fill_dump_disk {
-            fill_zeros(&dump_img, size)?;
-        }
-        let rkdumpctl = crate::build::rkdumpctl()?;
-        let out = std::process::Command::new(&rkdumpctl)
-            .arg("prepare")
-            .arg(&dump_img)
-            .output()
-            .map_err(|e| format!("rkdumpctl prepare: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "rkdumpctl prepare failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
+        disk::create(&dump_img, size, case.dump_disk_fill())?;
+        crate::build::rkdumpctl()?.prepare(&dump_img)?;
     }
-    let quoted: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
-    std::fs::write(
-        dir.join("qemu-cmdline.txt"),
-        format!("{}\n", quoted.join(" ")),
-    )
-    .map_err(|e| format!("writing qemu-cmdline.txt: {e}"))?;
     eprintln!(
         "e2e: case {} ({} s timeout)",
         case.name,
@@ -575,14 +462,10 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
     };
     let verbose = h.verbose;
     let echo = move |t: &str| verbose || interesting(t);
-    let outcome = qemu::run(&qemu::Run {
-        argv: &argv,
-        timeout: case.timeout,
-        console_log: &dir.join("console.log"),
-        stderr_log: &dir.join("qemu-stderr.log"),
-        echo: &echo,
-        stop: &stop,
-    })?;
+    let outcome = Run::new(&machine, &dir, case.timeout)
+        .echo(&echo)
+        .stop(&stop)
+        .start()?;
     let end = match (&outcome.stopped, outcome.timed_out) {
         (Some(why), _) if handoff.get() => RunEnd::Handoff(why.clone()),
         (Some(why), _) => RunEnd::Stopped(why.clone()),
@@ -602,7 +485,7 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
     if case.save_vmcore && case.capture == CaptureKind::Linux {
         checks.push(check_saved_vmcore(&log, &image));
     }
-    let stderr = std::fs::read_to_string(dir.join("qemu-stderr.log")).unwrap_or_default();
+    let stderr = outcome.stderr;
     if case.bad_elfcorehdr {
         dumpcheck::apply_bad_header(&log, &end, &mut checks);
     } else if case.dump_disk.is_some() {
@@ -684,9 +567,8 @@ fn check_saved_vmcore(log: &ConsoleLog, image: &Path) -> Check {
         (None, _) => Err("the capture /init never reported `vmcore saved`".to_string()),
         (Some((rc, _)), _) if rc != 0 => Err(format!("dd /proc/vmcore to the NVMe disk failed (rc={rc})")),
         (_, None) => Err("no marker report to check against".to_string()),
-        (Some((_, took)), Some(report)) => std::fs::File::open(image)
-            .map_err(|e| format!("{}: {e}", image.display()))
-            .and_then(|f| marker_check::check_marker_pages(&mut std::io::BufReader::new(f), &report))
+        (Some((_, took)), Some(report)) => verify::check_marker_file(image, &report)
+            .map_err(String::from)
             .map(|s| {
                 let bytes = lc.vmcore_size.unwrap_or(0);
                 let secs = took.map_or(f64::NAN, |d| d.as_secs_f64());
@@ -709,11 +591,21 @@ fn check_saved_vmcore(log: &ConsoleLog, image: &Path) -> Check {
 /// `cargo xtask test`. Prints each report and the summary table; returns the results.
 pub fn run_for_test(kernel: &Path) -> Result<Vec<CaseResult>, String> {
     let h = Harness::setup(kernel, None, false, false)?;
-    let mut results = Vec::new();
+    let mut cases = Vec::new();
     for name in CASE_NAMES.iter().chain(DUMP_CASE_NAMES.iter()) {
-        let c =
-            Case::standard(name, CaptureKind::Rkdump).ok_or_else(|| format!("no case {name}"))?;
-        let r = run_case(&c, &h)?;
+        cases.push(
+            Case::standard(name, CaptureKind::Rkdump).ok_or_else(|| format!("no case {name}"))?,
+        );
+    }
+    run_cases(&h, &cases)
+}
+
+/// Runs `cases` in turn, printing each report, then prints the summary table and writes it to
+/// `summary.txt` in the harness's output directory.
+pub fn run_cases(h: &Harness, cases: &[Case]) -> Result<Vec<CaseResult>, String> {
+    let mut results = Vec::new();
+    for c in cases {
+        let r = run_case(c, h)?;
         println!("{}", r.report());
         results.push(r);
     }
@@ -788,155 +680,4 @@ pub fn summary(results: &[CaseResult]) -> String {
         );
     }
     s
-}
-
-/// `cargo xtask e2e check-marker <vmcore> <console.log>`.
-fn check_marker_main(args: &[String]) -> Result<(), String> {
-    let [vmcore, log] = args else {
-        return Err(format!(
-            "check-marker needs <vmcore> <console.log>\n{USAGE}"
-        ));
-    };
-    let text = std::fs::read_to_string(log).map_err(|e| format!("{log}: {e}"))?;
-    let fk = ConsoleLog::parse_saved(&text).first_kernel();
-    let report = fk
-        .marker
-        .ok_or_else(|| format!("{log}: no marker report"))?;
-    let mut f =
-        std::io::BufReader::new(std::fs::File::open(vmcore).map_err(|e| format!("{vmcore}: {e}"))?);
-    let stats = marker_check::check_marker_pages(&mut f, &report)?;
-    println!(
-        "marker ok: {} pages (tag {:#x}) found intact in {vmcore} ({} PT_LOADs)",
-        stats.pages, report.tag, stats.loads
-    );
-    Ok(())
-}
-
-/// Entry point of `cargo xtask e2e`.
-pub fn main(args: &[String]) -> Result<(), String> {
-    if let Some(("check-marker", rest)) = args.split_first().map(|(a, r)| (a.as_str(), r)) {
-        return check_marker_main(rest);
-    }
-    let mut names: Vec<String> = Vec::new();
-    let mut kernel: Option<PathBuf> = None;
-    let mut first: Option<PathBuf> = None;
-    let mut linux = false;
-    let mut keep = false;
-    let mut verbose = false;
-    let mut kexec_debug = false;
-    let mut no_build = false;
-    let mut full = false;
-    let mut save_vmcore = false;
-    let mut crashkernel: Option<String> = None;
-    let mut timeout: Option<u64> = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |what: &str| it.next().cloned().ok_or(format!("{a} needs {what}"));
-        match a.as_str() {
-            "--case" => names.extend(value("a case name")?.split(',').map(str::to_string)),
-            "--kernel" => kernel = Some(PathBuf::from(value("a path")?)),
-            "--first-kernel" => first = Some(PathBuf::from(value("a path")?)),
-            "--timeout" => {
-                timeout = Some(
-                    value("seconds")?
-                        .parse()
-                        .map_err(|e| format!("--timeout: {e}"))?,
-                )
-            }
-            "--linux-capture" => linux = true,
-            "--crashkernel" => crashkernel = Some(value("crashkernel= parameter(s)")?),
-            "--keep" => keep = true,
-            "--no-build" => no_build = true,
-            "--full" => full = true,
-            "--save-vmcore" => save_vmcore = true,
-            "--verbose" | "-v" => verbose = true,
-            "--kexec-debug" => kexec_debug = true,
-            "--list" => {
-                for n in CASE_NAMES.iter().chain(DUMP_CASE_NAMES.iter()) {
-                    println!("{n}");
-                }
-                return Ok(());
-            }
-            "--help" | "-h" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            other => return Err(format!("unknown option `{other}`\n{USAGE}")),
-        }
-    }
-    let capture = if linux {
-        CaptureKind::Linux
-    } else {
-        CaptureKind::Rkdump
-    };
-    if names.is_empty() {
-        names = CASE_NAMES.iter().map(|s| s.to_string()).collect();
-        if capture == CaptureKind::Rkdump {
-            names.extend(DUMP_CASE_NAMES.iter().map(|s| s.to_string()));
-        }
-    }
-    let mut cases = Vec::new();
-    for n in &names {
-        let mut c =
-            Case::standard(n, capture).ok_or_else(|| format!("unknown case `{n}` (try --list)"))?;
-        c.kexec_debug = kexec_debug;
-        c.full_run |= full;
-        c.save_vmcore = save_vmcore;
-        if let Some(ck) = &crashkernel {
-            c.crashkernel = ck.clone();
-        }
-        if let Some(t) = timeout {
-            c.timeout = Duration::from_secs(t);
-        }
-        cases.push(c);
-    }
-    let first_kernel = match &first {
-        Some(p) => p.clone(),
-        None => default_first_kernel()?,
-    };
-    let capture_kernel = match (kernel, capture) {
-        (Some(k), _) => k,
-        (None, CaptureKind::Linux) => first_kernel.clone(),
-        (None, CaptureKind::Rkdump) if no_build => {
-            let k = crate::build::target_dir().join("rkdump").join("bzImage");
-            if !k.is_file() {
-                return Err(format!(
-                    "{} not found: run `cargo xtask build` or drop --no-build",
-                    k.display()
-                ));
-            }
-            k
-        }
-        (None, CaptureKind::Rkdump) => crate::build::build(false)?.bzimage,
-    };
-    let h = Harness::setup(&capture_kernel, Some(&first_kernel), keep, verbose)?;
-    let mut results = Vec::new();
-    for c in &cases {
-        let r = run_case(c, &h)?;
-        eprintln!("{}", r.report());
-        results.push(r);
-    }
-    let table = format!(
-        "capture kernel: {}\n{}",
-        h.capture_kernel.display(),
-        summary(&results)
-    );
-    println!("\n{table}");
-    let _ = std::fs::write(h.out_root.join("summary.txt"), &table);
-    let failed: Vec<&str> = results
-        .iter()
-        .filter(|r| !r.passed())
-        .map(|r| r.case.name.as_str())
-        .collect();
-    if failed.is_empty() {
-        println!("e2e: {} passed, 0 failed", results.len());
-        Ok(())
-    } else {
-        println!(
-            "e2e: {} passed, {} failed",
-            results.len() - failed.len(),
-            failed.len()
-        );
-        Err(format!("failed: {}", failed.join(", ")))
-    }
 }

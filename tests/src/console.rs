@@ -1,9 +1,11 @@
-//! The COM1 console of one e2e run, timestamped by the host, and what it says.
+//! The COM1 console of one QEMU run, timestamped by the host ([`crate::qemu`] records it), and
+//! what an e2e run's console says.
 //!
 //! Lines before the first kernel's `sysrq: Trigger a crash` belong to the first kernel (kernel
 //! messages, our /init's `E2E: ...` lines, the marker report); lines after it belong to the capture
 //! kernel (rkdump's `rkdump: ...` lines, or a Linux capture kernel's boot log and /init lines).
-//! Parsing is pure: every check in `checks.rs` works on these structs, so canned logs test them.
+//! Parsing is pure: every check of xtask's `e2e::checks` works on these structs, so canned logs
+//! test them.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -255,8 +257,8 @@ pub struct LinuxCapture {
     pub panics: Vec<String>,
 }
 
-/// Parses `0x`-prefixed hex, bare hex (`iomem` style, when `bare_hex`) or decimal.
-fn num(s: &str) -> Option<u64> {
+/// Parses `0x`/`0X`-prefixed hex or decimal.
+pub fn hex_or_dec(s: &str) -> Option<u64> {
     match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(h) => u64::from_str_radix(h, 16).ok(),
         None => s.parse().ok(),
@@ -279,7 +281,7 @@ pub fn count_cpu_list(list: &str) -> Option<u32> {
 }
 
 /// `key=value` lookup in a whitespace-separated word list.
-fn kv<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+pub fn kv<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     text.split_whitespace()
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
@@ -324,8 +326,8 @@ fn mem_range(text: &str) -> Option<(Range, &str)> {
     let (a, b) = inner.split_once('-')?;
     Some((
         Range {
-            start: num(a)?,
-            end: num(b)?,
+            start: hex_or_dec(a)?,
+            end: hex_or_dec(b)?,
         },
         tail,
     ))
@@ -501,8 +503,8 @@ impl ConsoleLog {
                         let kind = E820Kind::from_rkdump(w.next()?)?;
                         Some(E820Entry {
                             range: Range {
-                                start: num(a)?,
-                                end: num(b)?,
+                                start: hex_or_dec(a)?,
+                                end: hex_or_dec(b)?,
                             },
                             kind,
                         })
@@ -518,8 +520,8 @@ impl ConsoleLog {
                     } else {
                         let mut w = rest.split_whitespace();
                         (|| {
-                            let start = num(w.next()?)?;
-                            let size = num(w.next()?.strip_prefix("size=")?)?;
+                            let start = hex_or_dec(w.next()?)?;
+                            let size = hex_or_dec(w.next()?.strip_prefix("size=")?)?;
                             Some(InitrdLine::At { start, size })
                         })()
                     };
@@ -531,10 +533,10 @@ impl ConsoleLog {
                 "elfcorehdr" => {
                     let parsed = (|| {
                         Some(ElfcorehdrLine {
-                            addr: num(kv(rest, "addr")?)?,
-                            phnum: num(kv(rest, "phnum")?)?,
-                            notes: num(kv(rest, "notes")?)?,
-                            loads: num(kv(rest, "loads")?)?,
+                            addr: hex_or_dec(kv(rest, "addr")?)?,
+                            phnum: hex_or_dec(kv(rest, "phnum")?)?,
+                            notes: hex_or_dec(kv(rest, "notes")?)?,
+                            loads: hex_or_dec(kv(rest, "loads")?)?,
                         })
                     })();
                     if parsed.is_some() {
@@ -605,8 +607,8 @@ impl ConsoleLog {
                         c.vmcore_saved = Some((rc, took));
                     }
                     "vmcore" => {
-                        c.vmcore_size = kv(rest, "size").and_then(num);
-                        c.vmcore_phnum = kv(rest, "phnum").and_then(num);
+                        c.vmcore_size = kv(rest, "size").and_then(hex_or_dec);
+                        c.vmcore_phnum = kv(rest, "phnum").and_then(hex_or_dec);
                     }
                     "capture-done" => c.done_at = Some(l.t),
                     _ => {}

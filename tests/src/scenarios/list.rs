@@ -1,0 +1,440 @@
+//! The scenario list, as data: every scenario `cargo xtask test` runs, in run order, and the
+//! families several of them share (serial dump, disk dump, CPU-exception self-test).
+
+use super::builder::{Ctrl, Ctx, Scenario, holds, sha256};
+use crate::fabricate::Layout;
+use crate::qemu::Exit;
+
+/// `rkdumpctl recv` rebuilds COM2's stream byte-identical to the host's model.
+fn serial_vmcore_identical(c: &Ctx) -> Result<(), String> {
+    let crash = c.crash()?;
+    let out = c.dir.join("vmcore");
+    c.ctl()
+        .recv(&c.dir.join("com2.bin"), &out)
+        .map_err(|e| format!("rkdumpctl recv failed: {e}"))?;
+    let got = std::fs::read(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let _ = std::fs::write(c.dir.join("expected.vmcore"), &crash.expected);
+    if got != crash.expected {
+        let first = got.iter().zip(&crash.expected).position(|(a, b)| a != b);
+        return Err(format!(
+            "vmcore differs from the host model: got {} bytes, expected {}; first difference at {:?}",
+            got.len(),
+            crash.expected.len(),
+            first
+        ));
+    }
+    println!(
+        "    {} bytes byte-identical; loads {:x?}",
+        got.len(),
+        crash.loads
+    );
+    Ok(())
+}
+
+/// `rkdumpctl save` extracts the dump disk's vmcore byte-identical to the host's model.
+fn disk_vmcore_identical(c: &Ctx) -> Result<(), String> {
+    let crash = c.crash()?;
+    let out = c.dir.join("vmcore");
+    c.ctl()
+        .save(&c.disks()?.dump, &out, false)
+        .map_err(|e| format!("rkdumpctl save failed: {e}"))?;
+    let got = std::fs::read(&out).map_err(|e| e.to_string())?;
+    if got != crash.expected {
+        return Err(format!(
+            "saved vmcore differs: {} bytes vs expected {}",
+            got.len(),
+            crash.expected.len()
+        ));
+    }
+    if let Some(l) = c.outcome.find("dump complete") {
+        println!("    {}", l.text);
+    }
+    Ok(())
+}
+
+/// A fabricated crash dumped over COM2 and rebuilt byte for byte on the host.
+fn serial_dump(name: &'static str, about: &'static str, layout: Layout) -> Scenario {
+    Scenario::new(
+        name,
+        about,
+        "console=ttyS0 elfcorehdr={elfcorehdr} rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff",
+    )
+    .crash(layout)
+    .crash_memory()
+    .com2()
+    .timeouts(3)
+    .line("elfcorehdr summary line", "elfcorehdr addr=0x1000000 phnum=")
+    .check(|c| {
+        let start = format!("dump start bytes={} target=serial:ttyS1", c.expected_len());
+        holds(c.has(&start), "dump start with the expected size")
+    })
+    .line("at least one progress line", "progress ")
+    .check(|c| {
+        let complete = format!("dump complete bytes={}", c.expected_len());
+        holds(c.has(&complete), "dump complete line")
+    })
+    .exit(Exit::Pass, "QEMU exit code 33 (pass)")
+    .check(serial_vmcore_identical)
+}
+
+/// A fabricated crash dumped to the labelled disk on `ctrl`; the other disk is untouched, the
+/// driver's preinit proved the reset, and `rkdumpctl save` is byte-identical.
+fn disk_dump(name: &'static str, about: &'static str, ctrl: Ctrl) -> Scenario {
+    // reset_devices: the driver's preinit is the first method and must prove itself.
+    let (bdf, proof) = match ctrl {
+        Ctrl::Virtio => ("0000:02:00.0", "device_status reads 0"),
+        Ctrl::Nvme => ("0000:02:00.0", "nvme: CC 0x0 CSTS 0x0"),
+        Ctrl::Ahci => ("0000:00:1f.2", "ahci: GHC 0x80000000"),
+    };
+    Scenario::new(
+        name,
+        about,
+        "elfcorehdr={elfcorehdr} reset_devices rkdump.exit=qemu rkdump.action=poweroff",
+    )
+    .crash(Layout::Low)
+    .crash_memory()
+    .disks(ctrl, 64)
+    .timeouts(2)
+    .expect("dump started on a disk", |c| {
+        c.any(|l| l.starts_with("dump start bytes=") && l.contains("target=disk:"))
+    })
+    .check(|c| {
+        let complete = format!("dump complete bytes={}", c.expected_len());
+        holds(c.has(&complete), "dump complete with the full size")
+    })
+    .exit(Exit::Pass, "QEMU exit code 33 (pass)")
+    .check(|c| {
+        let d = c.disks()?;
+        holds(
+            sha256(&d.other)? == d.other_before,
+            "the unlabelled disk's SHA-256 is unchanged",
+        )
+    })
+    .check(move |c| {
+        let l = c.reinit_line(bdf);
+        holds(
+            l.contains("-> preinit,") && l.contains("ok") && l.contains(proof),
+            format!("{bdf}: driver preinit ran first and proved the reset ({l})"),
+        )
+    })
+    .check(disk_vmcore_identical)
+}
+
+/// A deliberate CPU exception is reported, then rkdump.action is followed.
+fn selftest(
+    name: &'static str,
+    about: &'static str,
+    append: &'static str,
+    vector: &'static str,
+) -> Scenario {
+    Scenario::new(name, about, append)
+        .check(move |c| {
+            let report = format!("error: exception vector={vector}");
+            holds(c.has(&report), "exception report with the vector")
+        })
+        .line("register dump", "regs rax=")
+        .line(
+            "finish follows rkdump.action after the fault",
+            "finish outcome=failed action=halt",
+        )
+        .exit(Exit::Fail, "QEMU exit code 35 (fail reported)")
+}
+
+/// `rkdump.reset=` on two virtio-blk disks: every disk's reinit line must say `needle`s.
+fn reinit_lines_contain(
+    what: &'static str,
+    needles: &'static [&'static str],
+) -> impl Fn(&Ctx) -> Result<(), String> {
+    move |c| {
+        for bdf in ["0000:01:00.0", "0000:02:00.0"] {
+            let l = c.reinit_line(bdf);
+            if !needles.iter().all(|n| l.contains(n)) {
+                return Err(format!("{bdf}: {what} ({l})"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// All scenarios, in run order.
+pub fn all() -> Vec<Scenario> {
+    vec![
+        // A tiny fabricated crash at 0x1000000 so the run has something to dump and can pass.
+        Scenario::new(
+            "boot-echo",
+            "PVH boot prints entered, parsed options and e820, exits with the pass code",
+            "reset_devices elfcorehdr=0x1000000 rkdump.action=poweroff rkdump.exit=qemu",
+        )
+        .crash(Layout::Tiny)
+        .com2()
+        .line("`rkdump: entered`", "entered")
+        .line("boot source reported as pvh", "boot source=pvh")
+        .line(
+            "the command line echoed verbatim",
+            "cmdline \"reset_devices elfcorehdr=0x1000000 rkdump.action=poweroff rkdump.exit=qemu\"",
+        )
+        .line("reset_devices parsed", "option reset_devices=yes")
+        .line("elfcorehdr parsed as 0x1000000", "option elfcorehdr=0x1000000")
+        .line("action parsed as poweroff", "option action=poweroff")
+        .line("reset policy auto (reset_devices present)", "option reset=auto")
+        // 256 MiB guest: QEMU reports low RAM 0..0x9fbff and RAM from 1 MiB to the top.
+        .line(
+            "e820 RAM from 1 MiB to just below 256 MiB",
+            "e820 0x0000000000100000-0x000000000ffdefff ram",
+        )
+        .line("no initrd reported", "initrd none")
+        .line("the tiny dump completed", "dump complete bytes=")
+        .exit(Exit::Pass, "QEMU exit code 33 (pass)"),
+        Scenario::new(
+            "poweroff",
+            "rkdump.action=poweroff enters ACPI S5 and QEMU exits by itself",
+            "rkdump.action=poweroff",
+        )
+        .expect("finish line names poweroff", |c| {
+            c.any(|l| l.starts_with("finish ") && l.ends_with("action=poweroff"))
+        })
+        .expect("ACPI PM1 control block found through the RSDP", |c| {
+            c.any(|l| l.starts_with("acpi rsdp=") && l.contains("pm1a_cnt=0x"))
+        })
+        .exit(Exit::Code(0), "QEMU exited 0 (ACPI S5 power-off)"),
+        Scenario::new(
+            "reboot",
+            "default action resets the machine (QEMU -no-reboot exits)",
+            "console=ttyS0",
+        )
+        .expect("finish line names reboot", |c| {
+            c.any(|l| l.starts_with("finish ") && l.ends_with("action=reboot"))
+        })
+        .exit(Exit::Code(0), "QEMU exited 0 on reset (-no-reboot)"),
+        selftest(
+            "selftest-pagefault",
+            "a deliberate #PF prints the exception report, then follows rkdump.action",
+            "rkdump.selftest=pagefault rkdump.exit=qemu rkdump.action=halt",
+            "14 (#PF)",
+        ),
+        selftest(
+            "selftest-divide",
+            "a deliberate #DE is reported, never a silent triple fault",
+            "rkdump.selftest=divide rkdump.exit=qemu rkdump.action=halt",
+            "0 (#DE)",
+        ),
+        // Empty command line: defaults, defined end (reboot, QEMU exits).
+        Scenario::new(
+            "bad-cmdline",
+            "empty, unknown and malformed parameters give clear lines and a defined end",
+            "",
+        )
+        .in_subdir("empty")
+        .line("empty command line echoed", "cmdline \"\"")
+        .line(
+            "missing elfcorehdr reported as an error",
+            "error: no elfcorehdr= on the command line",
+        )
+        .then_boot(
+            "malformed",
+            "quiet irqpoll nr_cpus=1 rkdump.bogus=1 elfcorehdr=zz rkdump.action=sideways rkdump.exit=qemu",
+        )
+        .line(
+            "unknown parameter noted, not an error",
+            "note: unknown parameter \"irqpoll\" ignored",
+        )
+        .line(
+            "unknown rkdump.* parameter noted",
+            "note: unknown parameter \"rkdump.bogus=1\" ignored",
+        )
+        .line(
+            "malformed elfcorehdr is an error line",
+            "error: malformed \"elfcorehdr=zz\" ignored",
+        )
+        .line(
+            "malformed action is an error line",
+            "error: malformed \"rkdump.action=sideways\" ignored",
+        )
+        .line(
+            "malformed action falls back to the default",
+            "option action=reboot",
+        )
+        .exit(Exit::Fail, "run ends with failure (nothing to dump)"),
+        serial_dump(
+            "serial-dump-low",
+            "fabricated crash below 4 GiB dumped over COM2; rkdumpctl recv output is byte-identical to the host's vmcore",
+            Layout::Low,
+        ),
+        serial_dump(
+            "serial-dump-high",
+            "fabricated crash with a RAM range above 4 GiB, same byte-for-byte check",
+            Layout::High,
+        ),
+        // A header-shaped blob with a broken e_phentsize, loaded where elfcorehdr= points.
+        Scenario::new(
+            "corrupt-elfcorehdr",
+            "a corrupted elfcorehdr gives rkdump: error: and a defined end",
+            "elfcorehdr=0x1000000 rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .file("corrupt-hdr.bin", corrupt_header)
+        .qemu_args(&[
+            "-device",
+            "loader,file={dir}/corrupt-hdr.bin,addr=0x1000000,force-raw=on",
+        ])
+        .line(
+            "typed rejection of the corrupted header",
+            "error: elfcorehdr at 0x1000000 unusable",
+        )
+        .exit(Exit::Fail, "QEMU exit code 35 (failure reported)"),
+        disk_dump(
+            "disk-virtio",
+            "fabricated crash dumped to a labelled virtio-blk disk behind a root port; an unlabelled disk is untouched; rkdumpctl save is byte-identical",
+            Ctrl::Virtio,
+        ),
+        disk_dump("disk-nvme", "the same on NVMe", Ctrl::Nvme),
+        disk_dump(
+            "disk-ahci",
+            "the same on the q35 AHCI controller",
+            Ctrl::Ahci,
+        ),
+        Scenario::new(
+            "disk-bad-label",
+            "a label with a bad CRC is refused with rkdump: error: and the dump falls back to serial",
+            "elfcorehdr={elfcorehdr} rkdump.target=disk rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .crash(Layout::Tiny)
+        .disks(Ctrl::Virtio, 16)
+        .corrupt_label()
+        .com2()
+        .line(
+            "rkdump: error: for the refused label",
+            "error: no usable labelled dump disk",
+        )
+        .serial_fallback("fell back to serial")
+        .dump_disk_untouched("the disk with the bad label is not written")
+        .exit(Exit::Pass, "dump completed over serial (exit 33)"),
+        // The dump disk is the second NVMe controller: bus 2 behind the second root port.
+        Scenario::new(
+            "disk-never-ready",
+            "an NVMe dump disk that never becomes ready (test fault switch) costs its timeout, is reported, and the dump falls back to serial",
+            "elfcorehdr={elfcorehdr} rkdump.fault=dead:02:00.0 rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .crash(Layout::Tiny)
+        .disks(Ctrl::Nvme, 16)
+        .com2()
+        .expect("the never-ready NVMe reported as an error and skipped", |c| {
+            c.any(|l| l.starts_with("error: nvme 0000:02:00.0:") && l.contains("skipped after"))
+        })
+        .serial_fallback("fell back to serial")
+        .dump_disk_untouched("nothing written to the faulty disk")
+        .exit(Exit::Pass, "dump completed (exit 33)"),
+        Scenario::new(
+            "reinit-flr",
+            "rkdump.reset=flr: FLR on virtio-blk behind a root port, proven by read-back, BARs restored, then the dump works",
+            "elfcorehdr={elfcorehdr} reset_devices rkdump.reset=flr rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .crash(Layout::Tiny)
+        .disks(Ctrl::Virtio, 16)
+        .check(reinit_lines_contain(
+            "FLR proven by read-back and BARs restored",
+            &["-> flr,", "ok", "proof:", "restored"],
+        ))
+        .expect("the dump completes on the FLR-reset disk", |c| {
+            c.any(|l| l.starts_with("dump complete") && l.contains("target=disk:"))
+        })
+        .exit(Exit::Pass, "exit 33"),
+        Scenario::new(
+            "reinit-pm",
+            "rkdump.reset=pm on e1000e behind a root port: PM D3hot->D0 proves nothing in QEMU and is reported as such",
+            "elfcorehdr={elfcorehdr} reset_devices rkdump.reset=pm rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .crash(Layout::Tiny)
+        .qemu_args(&[
+            "-device",
+            "pcie-root-port,id=rp0,bus=pcie.0,chassis=1,slot=1",
+            "-netdev",
+            "user,id=n0,restrict=on",
+            "-device",
+            "e1000e,netdev=n0,bus=rp0",
+        ])
+        .com2()
+        .check(|c| {
+            let l = c.reinit_line("0000:01:00.0");
+            holds(
+                l.contains("8086:10d3") && l.contains("pm: no effect"),
+                format!("PM reset reported ineffective on e1000e ({l})"),
+            )
+        })
+        .exit(Exit::Pass, "the run still completes (exit 33)"),
+        Scenario::new(
+            "reinit-deny",
+            "a denied device is quiesced but never reset or probed; the dump goes elsewhere",
+            "elfcorehdr={elfcorehdr} reset_devices rkdump.deny=1af4:1042 rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .crash(Layout::Tiny)
+        .disks(Ctrl::Virtio, 16)
+        .com2()
+        .check(reinit_lines_contain(
+            "denied, quiesced only",
+            &["-> none", "denied"],
+        ))
+        .expect("a denied disk is never probed", |c| {
+            c.outcome
+                .rk_lines()
+                .filter(|l| l.starts_with("disk 0000:0"))
+                .all(|l| l.contains("not probed"))
+        })
+        .dump_disk_untouched("the denied (labelled) disk is not written")
+        .serial_fallback("the dump goes to serial instead")
+        .exit(Exit::Pass, "exit 33"),
+        Scenario::new(
+            "disk-too-small",
+            "a disk smaller than the dump gets a truncated record, refused by save unless --partial",
+            "elfcorehdr={elfcorehdr} rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .crash(Layout::Low)
+        .crash_memory()
+        .disks(Ctrl::Virtio, 4)
+        .timeouts(2)
+        .expect("truncation reported as an error line", |c| {
+            c.any(|l| l.starts_with("error: dump of") && l.contains("does not fit"))
+        })
+        .check(|c| {
+            let out = c.dir.join("vmcore");
+            let refused = c.ctl().save(&c.disks()?.dump, &out, false).is_err();
+            holds(refused, "rkdumpctl save refuses the truncated dump")
+        })
+        .check(|c| {
+            let crash = c.crash()?;
+            let out = c.dir.join("vmcore");
+            let partial = c
+                .ctl()
+                .save(&c.disks()?.dump, &out, true)
+                .map_err(|e| format!("save --partial failed: {e}"))?;
+            let got = std::fs::read(&out).map_err(|e| e.to_string())?;
+            holds(
+                !got.is_empty() && crash.expected.starts_with(&got),
+                "the partial vmcore is a prefix of the expected one",
+            )?;
+            println!(
+                "    truncated dump: {} of {} bytes; {}",
+                got.len(),
+                crash.expected.len(),
+                partial.trim()
+            );
+            Ok(())
+        }),
+    ]
+}
+
+/// A header-shaped blob with a broken e_phentsize.
+fn corrupt_header() -> Vec<u8> {
+    let mut blob = vec![0u8; 4096];
+    blob[..4].copy_from_slice(b"\x7fELF");
+    blob[4] = 2;
+    blob[5] = 1;
+    blob[6] = 1;
+    blob[16] = 4; // ET_CORE
+    blob[18] = 62; // EM_X86_64
+    blob[20] = 1;
+    blob[32] = 64; // e_phoff
+    blob[52] = 64; // e_ehsize
+    blob[54] = 55; // e_phentsize: wrong on purpose
+    blob[56] = 3; // e_phnum
+    blob
+}

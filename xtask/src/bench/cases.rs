@@ -1,0 +1,176 @@
+//! The bench's configurations ([`Kind`]), their `crashkernel=` sizes and bisection candidates,
+//! and the e2e [`Case`] of each run.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::e2e::{self, CaptureKind, Case, DiskKind};
+
+/// `crashkernel=` used by the timed runs of each capture kernel (MiB).
+pub(super) const RKDUMP_CRASHKERNEL: u32 = 16;
+/// The peer's timed runs: the 256M of measured-facts.md (Fedora's default for 2G-64G machines).
+pub(super) const PEER_CRASHKERNEL: u32 = 256;
+
+/// Bisection candidates (MiB) for the peer: 16M..512M.
+pub(super) const PEER_CANDIDATES: [u32; 16] = [
+    16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192, 256, 320, 384, 448, 512,
+];
+/// rkdump's candidates also go below 16M, to report how low it goes.
+pub(super) const RKDUMP_CANDIDATES: [u32; 20] = [
+    2, 4, 8, 12, 16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192, 256, 320, 384, 448, 512,
+];
+
+/// One measured configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Kind {
+    /// rkdump as capture kernel.
+    Rkdump,
+    /// Linux capture kernel, raw copy of /proc/vmcore.
+    PeerRaw,
+    /// Linux capture kernel, makedumpfile -c -d 31.
+    PeerMkdf,
+    /// The first kernel's `dd oflag=direct` of the same bytes: the disk's limit.
+    RawDd,
+}
+
+impl Kind {
+    pub(super) const ALL: [Kind; 4] = [Kind::Rkdump, Kind::PeerRaw, Kind::PeerMkdf, Kind::RawDd];
+
+    pub(super) fn slug(self) -> &'static str {
+        match self {
+            Kind::Rkdump => "rkdump",
+            Kind::PeerRaw => "peer-raw",
+            Kind::PeerMkdf => "peer-mkdf",
+            Kind::RawDd => "rawdd",
+        }
+    }
+
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Kind::Rkdump => "rkdump",
+            Kind::PeerRaw => "Linux peer, raw copy",
+            Kind::PeerMkdf => "Linux peer, makedumpfile -c -d 31",
+            Kind::RawDd => "raw dd oflag=direct (first kernel)",
+        }
+    }
+
+    pub(super) fn from_slug(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.slug() == s)
+    }
+
+    /// `crashkernel=` of the timed runs (the raw dd run never kexecs; it keeps rkdump's).
+    pub(super) fn crashkernel(self) -> u32 {
+        match self {
+            Kind::Rkdump | Kind::RawDd => RKDUMP_CRASHKERNEL,
+            Kind::PeerRaw | Kind::PeerMkdf => PEER_CRASHKERNEL,
+        }
+    }
+
+    pub(super) fn candidates(self) -> &'static [u32] {
+        match self {
+            Kind::Rkdump => &RKDUMP_CANDIDATES,
+            Kind::PeerRaw | Kind::PeerMkdf => &PEER_CANDIDATES,
+            Kind::RawDd => &[],
+        }
+    }
+
+    pub(super) fn capture(self) -> CaptureKind {
+        match self {
+            Kind::PeerRaw | Kind::PeerMkdf => CaptureKind::Linux,
+            Kind::Rkdump | Kind::RawDd => CaptureKind::Rkdump,
+        }
+    }
+}
+
+/// Builds the case of one run.
+pub(super) fn bench_case(
+    kind: Kind,
+    ram: u32,
+    crashkernel: u32,
+    name: &str,
+    disk: &Path,
+    (raw_mib, raw_blocks): (u32, u64),
+) -> Result<Case, String> {
+    let base = match kind {
+        Kind::Rkdump => "dump-nvme",
+        _ => "kl-low",
+    };
+    let mut c = Case::standard(base, kind.capture()).ok_or(format!("no e2e case {base}"))?;
+    c.name = name.to_string();
+    c.memory = format!("{ram}G");
+    c.crashkernel = format!("crashkernel={crashkernel}M");
+    c.marker_mib = ram * 1024 / 4;
+    c.loaders = vec![e2e::case::Loader::Kl];
+    let ram = u64::from(ram);
+    match kind {
+        Kind::Rkdump => {
+            // dump-nvme without the I/O-in-flight part: the crash is the same for everyone.
+            c.io_at_crash = false;
+            c.full_run = true;
+            c.dump_disk = Some(DiskKind::Nvme);
+            c.timeout = Duration::from_secs(180 + 90 * ram);
+        }
+        Kind::PeerRaw | Kind::PeerMkdf => {
+            c.save_vmcore = false;
+            c.capture_extra = if kind == Kind::PeerRaw {
+                "e2e.save=nvme0n1".into()
+            } else {
+                "e2e.makedumpfile=nvme0n1".into()
+            };
+            c.extra_qemu_args = e2e::dump_disk_args(DiskKind::Nvme, disk);
+            c.timeout = Duration::from_secs(240 + 180 * ram);
+        }
+        Kind::RawDd => {
+            c.marker_mib = 0;
+            c.raw_dd = Some((DiskKind::Nvme, raw_mib, raw_blocks));
+            c.extra_qemu_args = e2e::dump_disk_args(DiskKind::Nvme, disk);
+            c.timeout = Duration::from_secs(120 + 60 * ram);
+        }
+    }
+    Ok(c)
+}
+
+/// Adds `--rkdump-append` parameters to an rkdump case.
+pub(super) fn append_rkdump(case: &mut Case, kind: Kind, extra: &str) {
+    let extra = extra.trim();
+    if kind == Kind::Rkdump && !extra.is_empty() {
+        if !case.capture_extra.is_empty() {
+            case.capture_extra.push(' ');
+        }
+        case.capture_extra.push_str(extra);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cases_carry_the_bench_parameters() {
+        let disk = Path::new("/tmp/d.img");
+        let c = bench_case(Kind::RawDd, 1, 16, "x", disk, (4, 262)).unwrap();
+        let cmd = c.first_kernel_cmdline().unwrap();
+        assert!(cmd.contains(" e2e.rawdd=nvme0n1:262:4 "), "{cmd}");
+        assert!(
+            c.extra_qemu_args
+                .iter()
+                .any(|a| a.starts_with("nvme,drive=dump,bus=rp1"))
+        );
+        let c = bench_case(Kind::PeerMkdf, 4, 256, "y", disk, (0, 0)).unwrap();
+        assert_eq!(c.memory, "4G");
+        assert_eq!(c.marker_mib, 1024);
+        assert!(c.capture_cmdline().contains("nr_cpus=1"));
+        assert!(c.capture_cmdline().ends_with(" e2e.makedumpfile=nvme0n1"));
+        assert!(!c.first_kernel_cmdline().unwrap().contains("e2e.rawdd"));
+        let mut c = bench_case(Kind::Rkdump, 1, 8, "z", disk, (0, 0)).unwrap();
+        append_rkdump(&mut c, Kind::Rkdump, " rkdump.checksum=full ");
+        assert!(
+            c.capture_cmdline().ends_with(" rkdump.checksum=full"),
+            "{}",
+            c.capture_cmdline()
+        );
+        assert_eq!(c.crashkernel, "crashkernel=8M");
+        assert_eq!(c.dump_disk, Some(DiskKind::Nvme));
+        assert!(c.full_run && !c.io_at_crash);
+    }
+}

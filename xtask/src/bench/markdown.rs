@@ -1,0 +1,366 @@
+//! The markdown of `target/bench/results.md`: figures, ratios, the issue-8 targets, notes on
+//! reading them, and every run.
+
+use std::fmt::Write as _;
+
+use super::cases::Kind;
+use super::measure::{MIB, Sample};
+use super::stats::{Figure, Row, Search, rams, ratio, row};
+
+/// What results.md says about comparing the rows.
+pub(super) const NOTES: &str = "\
+- Each capture kernel dumps all RAM outside its own reservation: the peer's /proc/vmcore is smaller \
+than rkdump's dump by the difference of the `crashkernel=` sizes (256M vs 16M), so the peer \
+writes fewer bytes in the durable-time comparison.
+- The raw dd is the Linux first kernel's O_DIRECT write path under TCG: it measures what an \
+emulated Linux can push into the emulated NVMe (the image is in RAM or the host page cache), not \
+a real disk; a capture kernel with less per-page work can exceed it (bs=4M, 16M and 64M all \
+gave 0.9-1.6 GB/s here).
+- makedumpfile -d 31 drops free, cache, user and zero pages and compresses the rest: it writes \
+far fewer bytes, so its MiB/s is not comparable; its durable time is.
+- Fresh host memory is slow on this machine type: free-page reporting hands freed RAM back to \
+the outer hypervisor, and touching it again runs at about 450 MB/s (a 12 GB tmpfs write: \
+453 MB/s the first time, 1.3 GB/s right after). A sparse image is allocated while QEMU writes \
+the dump, so timed runs write their images full of zeros first (`--sparse` to compare).
+- Disk images live on tmpfs by default: with file-backed images (`--disk-dir` on a disk file \
+system) the host's dirty-page limit (about 2.2 GB here) throttles QEMU's writes to the host \
+disk's writeback rate during large dumps, whichever kernel writes them.
+- first capture line: rkdump's `rkdump: entered`, Linux's `Linux version` (after purgatory's \
+SHA-256 check of the loaded segments and the decompression).
+";
+
+pub(super) fn fmt_s(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.2} s"))
+}
+pub(super) fn fmt_bytes(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{:.0} ({:.1} MiB)", v, v / MIB))
+}
+pub(super) fn fmt_ratio(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.3}"))
+}
+
+/// The main markdown table.
+pub(super) fn render_table(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| RAM | configuration | crashkernel= | ok runs | sysrq -> first capture line | sysrq -> dump durable | bytes written | write time | MiB/s | smallest crashkernel= | image + initrd | peak memory |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let search = match &r.search {
+            None => "not searched".to_string(),
+            Some(Search {
+                smallest: Some(m), ..
+            }) => format!("{m}M"),
+            Some(Search { smallest: None, .. }) => "none passed".to_string(),
+        };
+        let peak = match (
+            r.med(|s| s.peak_kib.map(|v| v as f64)),
+            r.med(|s| s.image_len.map(|v| v as f64)),
+        ) {
+            (Some(p), Some(i)) => format!("{p:.0} KiB (+ {:.0} KiB image)", i / 1024.0),
+            (Some(p), None) => format!("{p:.0} KiB"),
+            _ => "-".into(),
+        };
+        let crash = r.kind != Kind::RawDd;
+        let _ = writeln!(
+            s,
+            "| {} GiB | {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.ram_gib,
+            r.kind.label(),
+            if crash {
+                format!("{}M", r.crashkernel)
+            } else {
+                "- (no crash)".into()
+            },
+            r.ok_runs(),
+            r.samples.len(),
+            if crash {
+                fmt_s(r.med(|s| s.first_line))
+            } else {
+                "-".into()
+            },
+            if crash {
+                fmt_s(r.med(|s| s.durable))
+            } else {
+                "-".into()
+            },
+            fmt_bytes(r.med(|s| s.written.map(|v| v as f64))),
+            fmt_s(r.med(|s| s.write_secs)),
+            r.med(Sample::rate)
+                .map_or("-".into(), |v| format!("{v:.1}")),
+            if crash { search } else { "-".into() },
+            r.image.as_ref().map_or("-".into(), |(b, how)| format!(
+                "{:.2} MiB ({how})",
+                *b as f64 / MIB
+            )),
+            peak
+        );
+    }
+    s
+}
+
+/// The ratio table: rkdump / other, median of the per-repetition pairs.
+pub(super) fn render_ratios(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| RAM | figure | rkdump / peer raw | rkdump / peer makedumpfile | rkdump / raw dd |\n|---|---|---|---|---|\n",
+    );
+    let figures: [(&str, Figure); 3] = [
+        ("sysrq -> first capture line (s)", |s| s.first_line),
+        ("sysrq -> dump durable (s)", |s| s.durable),
+        ("write rate (MiB/s)", Sample::rate),
+    ];
+    for ram in rams(rows) {
+        for (name, f) in figures {
+            let write = name.starts_with("write");
+            let raw = if write {
+                fmt_ratio(ratio(rows, ram, Kind::RawDd, f))
+            } else {
+                "-".into()
+            };
+            // makedumpfile writes a filtered, compressed dump: its MiB/s is not comparable.
+            let mkdf = if write {
+                "n/a (compressed output)".into()
+            } else {
+                fmt_ratio(ratio(rows, ram, Kind::PeerMkdf, f))
+            };
+            let _ = writeln!(
+                s,
+                "| {ram} GiB | {name} | {} | {mkdf} | {raw} |",
+                fmt_ratio(ratio(rows, ram, Kind::PeerRaw, f)),
+            );
+        }
+    }
+    s
+}
+
+/// One verdict line per target of issue 8.
+pub(super) fn render_targets(rows: &[Row], bzimage_len: u64) -> (String, bool) {
+    let mut s = String::new();
+    let mut all = true;
+    let mut line = |met: Option<bool>, text: String| {
+        let tag = match met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "not measured",
+        };
+        all &= met == Some(true);
+        let _ = writeln!(s, "- **{tag}**: {text}");
+    };
+    // 1. sysrq -> durable at least 10x faster than the peer's raw copy at 1 GiB.
+    let speedup = ratio(rows, 1, Kind::PeerRaw, |s| s.durable).map(|r| 1.0 / r);
+    let (rk, peer) = (
+        row(rows, 1, Kind::Rkdump).and_then(|r| r.med(|s| s.durable)),
+        row(rows, 1, Kind::PeerRaw).and_then(|r| r.med(|s| s.durable)),
+    );
+    line(
+        speedup.map(|x| x >= 10.0),
+        match speedup {
+            Some(x) => format!(
+                "sysrq -> dump durable at 1 GiB is {x:.2}x faster than the peer's raw copy (target >= 10x{}); medians rkdump {} vs peer {}",
+                if x >= 10.0 {
+                    String::new()
+                } else {
+                    format!(", missed by a factor {:.2}", 10.0 / x)
+                },
+                fmt_s(rk),
+                fmt_s(peer)
+            ),
+            None => {
+                "sysrq -> dump durable vs the peer's raw copy at 1 GiB: no successful pair".into()
+            }
+        },
+    );
+    // 2. crashkernel=16M or less at any guest RAM size.
+    for ram in rams(rows) {
+        let Some(r) = row(rows, ram, Kind::Rkdump) else {
+            continue;
+        };
+        let (met, text) = match &r.search {
+            Some(Search {
+                smallest: Some(m), ..
+            }) => (
+                Some(*m <= 16),
+                format!(
+                    "{ram} GiB: smallest working crashkernel= for rkdump is {m}M (target <= 16M)"
+                ),
+            ),
+            Some(Search { smallest: None, .. }) => (
+                Some(false),
+                format!("{ram} GiB: no crashkernel= up to 512M worked for rkdump"),
+            ),
+            None if r.crashkernel <= 16 && r.ok_runs() > 0 => (
+                Some(true),
+                format!(
+                    "{ram} GiB: rkdump completed {}/{} timed runs with crashkernel={}M (smallest not searched)",
+                    r.ok_runs(),
+                    r.samples.len(),
+                    r.crashkernel
+                ),
+            ),
+            None => (
+                None,
+                format!("{ram} GiB: no successful rkdump run at <= 16M"),
+            ),
+        };
+        line(met, text);
+    }
+    // 3. dump rate at least 90% of the raw dd rate on the same disk.
+    for ram in rams(rows) {
+        let share = ratio(rows, ram, Kind::RawDd, Sample::rate);
+        let (a, b) = (
+            row(rows, ram, Kind::Rkdump).and_then(|r| r.med(Sample::rate)),
+            row(rows, ram, Kind::RawDd).and_then(|r| r.med(Sample::rate)),
+        );
+        line(
+            share.map(|x| x >= 0.9),
+            match share {
+                Some(x) => format!(
+                    "{ram} GiB: rkdump writes at {:.0}% of the raw dd rate (target >= 90%{}); medians {:.1} vs {:.1} MiB/s",
+                    x * 100.0,
+                    if x >= 0.9 {
+                        String::new()
+                    } else {
+                        format!(", missed by {:.0} points", (0.9 - x) * 100.0)
+                    },
+                    a.unwrap_or(f64::NAN),
+                    b.unwrap_or(f64::NAN)
+                ),
+                None => format!("{ram} GiB: rkdump vs raw dd rate: no successful pair"),
+            },
+        );
+    }
+    // 4. bzImage at most 1 MiB.
+    line(
+        Some(bzimage_len <= 1 << 20),
+        format!(
+            "bzImage is {bzimage_len} bytes ({:.1}% of the 1 MiB limit)",
+            bzimage_len as f64 / MIB * 100.0
+        ),
+    );
+    (s, all)
+}
+
+/// Every run, for the record (guest-clock cross-checks included).
+pub(super) fn render_runs(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| RAM | configuration | run | ok | first line | durable | write (host) | write (guest clock) | bytes written | vmcore bytes | MiB/s | other processes (CPUs) | note |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        for (i, x) in r.samples.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "| {} GiB | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.ram_gib,
+                r.kind.slug(),
+                i + 1,
+                if x.ok { "yes" } else { "no" },
+                fmt_s(x.first_line),
+                fmt_s(x.durable),
+                fmt_s(x.write_secs),
+                fmt_s(x.guest_secs),
+                x.written.map_or("-".into(), |v| v.to_string()),
+                x.vmcore.map_or("-".into(), |v| v.to_string()),
+                x.rate().map_or("-".into(), |v| format!("{v:.1}")),
+                x.others_busy.map_or("-".into(), |v| format!("{v:.2}")),
+                x.why.replace('|', "/")
+            );
+        }
+    }
+    let mut searched = false;
+    for r in rows {
+        if let Some(search) = &r.search {
+            if !searched {
+                s.push_str("\ncrashkernel= searches (binary search, one run per probe):\n\n");
+                searched = true;
+            }
+            let probes: Vec<String> = search
+                .probes
+                .iter()
+                .map(|(m, ok, why)| {
+                    if *ok {
+                        format!("{m}M pass")
+                    } else {
+                        format!("{m}M FAIL ({why})")
+                    }
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "- {} GiB {}: smallest {}; probes: {}",
+                r.ram_gib,
+                r.kind.slug(),
+                search.smallest.map_or("none".into(), |m| format!("{m}M")),
+                probes.join(", ")
+            );
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::stats::testdata::{rows, sample};
+
+    #[test]
+    fn tables_render() {
+        let r = rows();
+        let t = render_table(&r);
+        assert_eq!(t.lines().count(), 2 + r.len());
+        assert!(
+            t.contains("| 1 GiB | rkdump | 16M | 2/3 | 0.11 s | 1.10 s |"),
+            "{t}"
+        );
+        assert!(t.contains("| 8M |"), "{t}");
+        assert!(t.contains("| 80M |"), "{t}");
+        assert!(t.contains("- (no crash)"), "{t}");
+        let q = render_ratios(&r);
+        assert!(
+            q.contains("| 1 GiB | sysrq -> dump durable (s) | 0.083 | - | - |"),
+            "{q}"
+        );
+        let (targets, all) = render_targets(&r, 365_568);
+        assert!(all, "{targets}");
+        assert!(
+            targets.contains("**met**: 1 GiB: smallest working crashkernel= for rkdump is 8M"),
+            "{targets}"
+        );
+        assert!(
+            targets.contains("**met**: 1 GiB: rkdump writes at 101%"),
+            "{targets}"
+        );
+        assert!(
+            targets.contains("**met**: sysrq -> dump durable at 1 GiB is 12.00x"),
+            "{targets}"
+        );
+        assert!(
+            targets.contains("**met**: bzImage is 365568 bytes"),
+            "{targets}"
+        );
+        let runs = render_runs(&r);
+        assert!(runs.contains("4M FAIL (oom)"), "{runs}");
+    }
+
+    #[test]
+    fn targets_report_misses_with_margins() {
+        let mut r = rows();
+        r[0].samples = vec![sample(6.0, 5.9, 1 << 30); 3];
+        r[0].search = Some(Search {
+            smallest: Some(24),
+            probes: vec![],
+        });
+        let (t, all) = render_targets(&r, 2 << 20);
+        assert!(!all);
+        assert!(
+            t.contains("**MISSED**: sysrq -> dump durable at 1 GiB is 2.50x"),
+            "{t}"
+        );
+        assert!(t.contains("missed by a factor 4.00"), "{t}");
+        assert!(
+            t.contains("**MISSED**: 1 GiB: smallest working crashkernel= for rkdump is 24M"),
+            "{t}"
+        );
+        assert!(t.contains("**MISSED**: 1 GiB: rkdump writes at 17%"), "{t}");
+        assert!(t.contains("**MISSED**: bzImage is 2097152 bytes"), "{t}");
+    }
+}
