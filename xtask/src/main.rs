@@ -1,6 +1,7 @@
 //! xtask: the one place that knows how to build, package, boot and test rkdump.
 //!
-//! Subcommands (each with `--help`): `build`, `run`, `test`, `e2e`, `demo`, `bench`. The QEMU
+//! Subcommands (each with `--help`): `build`, `run`, `test`, `e2e`, `demo`, `bench`,
+//! `fuzz`. The QEMU
 //! runner, machine builder, dump verifier and host tools they share live in `rkdump-tests`
 //! (`tests/src`); each QEMU run there has a timeout.
 
@@ -8,6 +9,7 @@ mod bench;
 mod build;
 mod demo;
 mod e2e;
+mod fuzz;
 mod image;
 mod run;
 mod test;
@@ -38,6 +40,8 @@ enum Command {
     Demo(demo::Args),
     /// rkdump vs Linux kdump vs the dump disk's raw limit.
     Bench(bench::Args),
+    /// Coverage-guided fuzzing of every parser of foreign data (cargo-fuzz, nightly).
+    Fuzz(fuzz::Args),
 }
 
 impl Command {
@@ -49,6 +53,7 @@ impl Command {
             Command::E2e(_) => "e2e",
             Command::Demo(_) => "demo",
             Command::Bench(_) => "bench",
+            Command::Fuzz(_) => "fuzz",
         }
     }
 }
@@ -63,6 +68,7 @@ fn main() -> ExitCode {
         Command::E2e(a) => e2e::cli::main(a),
         Command::Demo(a) => demo::main(a),
         Command::Bench(a) => bench::main(a),
+        Command::Fuzz(a) => fuzz::main(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -109,6 +115,7 @@ mod tests {
                 "/d",
             ],
             &["x", "demo", "--case", "dump-nvme"],
+            &["x", "fuzz", "--time", "5", "--target", "cmdline", "--keep"],
         ] {
             Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         }
