@@ -1,0 +1,31 @@
+//! The dump-disk label and record as `rkdumpctl save` reads them. The input is a compact disk:
+//! its first 4 KiB are the label (LBA 0-7), the rest is the disk from the label's `data_offset`
+//! on (record header, then data and checksum table), so the fuzzer need not fill the gap.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rkdump_devices::label::{self, Label, ReadFailed};
+
+fuzz_target!(|input: &[u8]| {
+    let Some((head, record)) = input.split_at_checked(label::LABEL_BYTES) else {
+        return;
+    };
+    let Ok(lab) = Label::parse(head) else { return };
+    let disk_size = lab.data_offset.saturating_add(record.len() as u64);
+    if lab.check_device(disk_size).is_err() {
+        return;
+    }
+    let Some(hdr) = record.get(..label::HEADER_BYTES) else {
+        return;
+    };
+    let _ = label::verify_record(&lab, hdr, |off, buf| {
+        let at = off.checked_sub(lab.data_offset).ok_or(ReadFailed)?;
+        let at = usize::try_from(at).map_err(|_| ReadFailed)?;
+        let src = record
+            .get(at..)
+            .and_then(|r| r.get(..buf.len()))
+            .ok_or(ReadFailed)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    });
+});
