@@ -1,7 +1,7 @@
 //! The dump-disk label and record as `rkdumpctl save` reads them. The input is a compact disk:
 //! its first 4 KiB are the label (LBA 0-7), the rest is the disk from the label's `data_offset`
 //! on (record header, then data and checksum table), so the fuzzer need not fill the gap. When
-//! the first byte is odd the harness seals the label and header CRC-32s first, so mutations reach
+//! byte 64 (the first after the label structure, zero on disk) is odd, the harness seals the label and header CRC-32s first, so mutations reach
 //! the field checks behind them instead of dying at the CRC.
 #![no_main]
 
@@ -18,7 +18,7 @@ fn seal(bytes: &mut [u8], crc_at: usize) {
 
 fuzz_target!(|input: &[u8]| {
     let mut input = input.to_vec();
-    if input.first().is_some_and(|b| b & 1 == 1) {
+    if input.get(64).is_some_and(|b| b & 1 == 1) {
         seal(&mut input, 0x3C);
         if let Some(rec) = input.get_mut(label::LABEL_BYTES..) {
             seal(rec, 0xAC);
