@@ -428,16 +428,21 @@ impl DiskId {
         }
         let w106 = w(106);
         let sector_size = if w106 & 0xC000 == 0x4000 && w106 & (1 << 12) != 0 {
-            2 * (u32::from(w(117)) | (u32::from(w(118)) << 16)) // in words
+            // Words 117-118 count 16-bit words; a device may claim more than fits in bytes.
+            let words = u64::from(w(117)) | (u64::from(w(118)) << 16);
+            words * 2
         } else {
             512
         };
-        if sector_size != 512 && sector_size != 4096 {
-            return Err(AhciError::Unsupported {
-                what: "logical sector size",
-                value: u64::from(sector_size),
-            });
-        }
+        let sector_size = match sector_size {
+            512 | 4096 => sector_size as u32,
+            _ => {
+                return Err(AhciError::Unsupported {
+                    what: "logical sector size",
+                    value: sector_size,
+                });
+            }
+        };
         let ncq_depth = if valid(w(76)) && w(76) & (1 << 8) != 0 {
             (w(75) & 0x1F) as u8 + 1
         } else {

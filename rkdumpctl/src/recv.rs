@@ -12,6 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use rkdump_vmcore::SinkError;
+use rkdump_vmcore::header::{self, ElfCoreHeader};
 use rkdump_vmcore::stream::{Action, CRC32, Problem, Reassembler, StreamDecoder, WriteAt};
 
 /// Problems listed in full before the rest are only counted.
@@ -165,9 +166,11 @@ fn receive(
         eprintln!("recv: no input for {} s, stopped reading", args.timeout_s);
     }
 
+    let bound = bound_announced_size(&mut re, &out.file).map_err(|e| out_err(out, Some(e)))?;
     let total = re.total_size();
     out.file.set_len(total).map_err(|e| out_err(out, Some(e)))?;
-    let mut problems: Vec<String> = re.problems().iter().map(Problem::to_string).collect();
+    let mut problems: Vec<String> = bound.into_iter().collect();
+    problems.extend(re.problems().iter().map(Problem::to_string));
     let holes = re.holes();
     if let Some(end) = re.end()
         && holes.is_empty()
@@ -221,6 +224,63 @@ fn receive(
         );
     }
     Ok(())
+}
+
+/// Refuses a size the run announces but the stream cannot back, capping the output instead of
+/// writing (or zero-filling) what never arrived. A vmcore's first bytes are its own ELF header,
+/// which lays out the whole file: the announced size must match it (up to the page rounding of
+/// the last segment that /proc/vmcore's layout adds). Without that header the size
+/// cannot be checked, so the output stops at the last byte received. Returns the reason when the
+/// size was refused (a problem: the run is then rejected unless `--partial`).
+fn bound_announced_size(re: &mut Reassembler, file: &File) -> io::Result<Option<String>> {
+    let announced = re.announced_size();
+    let received = re.received_end();
+    // No file can be larger (`set_len` takes an i64 on Linux).
+    let file_max = i64::MAX as u64;
+    let why = match header_extent(re, file)? {
+        Some(extent) => {
+            let limit = extent.checked_next_multiple_of(4096).unwrap_or(extent);
+            if (extent..=limit).contains(&announced) {
+                return Ok(None);
+            }
+            re.cap_total(limit.min(announced));
+            format!(
+                "the run announces {announced} bytes but its own ELF header lays out {extent}: \
+                 the output stops at {}",
+                limit.min(announced)
+            )
+        }
+        None if announced > received && (re.end().is_none() || announced > file_max) => {
+            re.cap_total(received);
+            format!(
+                "the run announces {announced} bytes, but its ELF header never arrived, so that \
+                 size cannot be checked: the output stops at the last byte received ({received})"
+            )
+        }
+        None => return Ok(None),
+    };
+    if re.total_size() > file_max {
+        re.cap_total(received.min(file_max));
+    }
+    Ok(Some(why))
+}
+
+/// The file size the received ELF header lays out, when the header and its program headers
+/// arrived whole and are valid.
+fn header_extent(re: &Reassembler, file: &File) -> io::Result<Option<u64>> {
+    let mut want = 64u64;
+    loop {
+        if !re.covers(0, want) {
+            return Ok(None);
+        }
+        let mut buf = vec![0u8; want as usize];
+        file.read_exact_at(&mut buf, 0)?;
+        match ElfCoreHeader::parse(&buf) {
+            Ok(h) => return Ok(h.file_extent()),
+            Err(header::Error::Truncated { needed, .. }) if needed > want => want = needed,
+            Err(_) => return Ok(None),
+        }
+    }
 }
 
 /// `<output>.incomplete`, renamed to `<output>` only once the dump is accepted.

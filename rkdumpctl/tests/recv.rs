@@ -219,3 +219,80 @@ fn inspect_rejects_non_cores() {
     assert!(!o.status.success());
     assert!(text(&o.stderr).contains("not a valid x86_64 ELF core"));
 }
+
+/// A stream cut off after its data (no End frame) whose Begin announces `total` bytes; with
+/// `skip_header` the first data frame (the ELF header) is left out too.
+fn cut_stream(file: &[u8], total: u64, skip_header: bool) -> Vec<u8> {
+    let mut stream = Vec::new();
+    let mut enc = FrameEncoder::new(&mut stream);
+    enc.begin(total, *b"rkdump-test-lies").unwrap();
+    for at in (0..file.len()).step_by(4096) {
+        enc.data(at as u64, &file[at..(at + 4096).min(file.len())])
+            .unwrap();
+    }
+    if skip_header {
+        let (first, second) = (data_payload(&stream, 0), data_payload(&stream, 1));
+        stream.drain(first - FRAME_HEADER_SIZE..second - FRAME_HEADER_SIZE);
+    }
+    stream
+}
+
+fn recv_partial(name: &str, stream: &[u8]) -> (Output, PathBuf) {
+    let dir = scratch(name);
+    let (input, out) = (dir.join("serial.bin"), dir.join("vmcore"));
+    std::fs::write(&input, stream).unwrap();
+    let o = rkdumpctl(&[
+        Path::new("recv"),
+        &input,
+        Path::new("-o"),
+        &out,
+        Path::new("--partial"),
+    ]);
+    (o, out)
+}
+
+#[test]
+fn recv_partial_refuses_a_size_the_header_does_not_lay_out() {
+    let (file, _) = dump();
+    let (o, out) = recv_partial("tib", &cut_stream(&file, 1 << 40, false));
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "announces {} bytes but its own ELF header",
+            1u64 << 40
+        )),
+        "{err}"
+    );
+    // The output is the real dump, not a 1 TiB sparse file.
+    assert_eq!(std::fs::read(&out).unwrap(), file);
+}
+
+#[test]
+fn recv_partial_without_a_header_stops_at_the_last_byte_received() {
+    let (file, _) = dump();
+    let (o, out) = recv_partial("u64max", &cut_stream(&file, u64::MAX, true));
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("ELF header never arrived"), "{err}");
+    assert!(!err.contains("integral"), "{err}");
+    let got = std::fs::read(&out).unwrap();
+    assert_eq!(got.len(), file.len(), "cut at the last byte received");
+    assert_eq!(got[4096..], file[4096..]);
+    assert!(
+        got[..4096].iter().all(|&b| b == 0),
+        "the missing header is zero-filled"
+    );
+}
+
+#[test]
+fn recv_without_partial_rejects_an_implausible_size() {
+    let (file, _) = dump();
+    let dir = scratch("tib-strict");
+    let (input, out) = (dir.join("serial.bin"), dir.join("vmcore"));
+    std::fs::write(&input, cut_stream(&file, 1 << 40, false)).unwrap();
+    let o = rkdumpctl(&[Path::new("recv"), &input, Path::new("-o"), &out]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("ELF header lays out"));
+    assert!(!out.exists() && !dir.join("vmcore.incomplete").exists());
+}

@@ -247,6 +247,16 @@ impl ElfCoreHeader {
             .filter(|(_, p)| p.p_type == PT_NOTE)
     }
 
+    /// Where the file this header describes ends, when `p_offset` values are file offsets (a
+    /// vmcore's own header): past the program header table and every segment's file bytes.
+    /// `None` when a segment's end overflows.
+    pub fn file_extent(&self) -> Option<u64> {
+        let table_end = EHDR_SIZE as u64 + phdr_table_len(self.ehdr.e_phnum);
+        self.phdrs.iter().try_fold(table_end, |end, p| {
+            Some(end.max(p.p_offset.checked_add(p.p_filesz)?))
+        })
+    }
+
     /// The PT_LOAD program headers with their indices.
     pub fn loads(&self) -> impl Iterator<Item = (usize, &Elf64_Phdr)> {
         self.phdrs

@@ -749,6 +749,7 @@ pub struct Reassembler {
     pre_begin: Vec<Problem>,
     saw_data: bool,
     restarts: u32,
+    cap: Option<u64>,
 }
 
 impl Reassembler {
@@ -861,12 +862,34 @@ impl Reassembler {
         self.received.splice(i..j, [(s, e)]);
     }
 
-    /// The file size: from `End`, else `Begin`, else the end of the furthest data received.
+    /// The file size: from `End`, else `Begin`, else the end of the furthest data received;
+    /// never more than a [`Self::cap_total`] limit.
     pub fn total_size(&self) -> u64 {
+        self.announced_size().min(self.cap.unwrap_or(u64::MAX))
+    }
+
+    /// The size the run's frames announce (`End`, else `Begin`, else the furthest data).
+    pub fn announced_size(&self) -> u64 {
         self.end
             .map(|e| e.total_size)
             .or(self.begin.map(|b| b.0))
             .unwrap_or(self.max_end)
+    }
+
+    /// The end of the furthest data received.
+    pub fn received_end(&self) -> u64 {
+        self.max_end
+    }
+
+    /// Whether file bytes `start..end` all arrived.
+    pub fn covers(&self, start: u64, end: u64) -> bool {
+        start >= end || self.received.iter().any(|&(s, e)| s <= start && end <= e)
+    }
+
+    /// Limits [`Self::total_size`] (and so [`Self::holes`]) to `limit`, for a caller that found
+    /// the announced size implausible.
+    pub fn cap_total(&mut self, limit: u64) {
+        self.cap = Some(limit);
     }
 
     /// The run id from `Begin`.

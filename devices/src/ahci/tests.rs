@@ -185,6 +185,23 @@ fn identify_refusals() {
     assert!(DiskId::parse(&[0u8; 100]).is_err());
 }
 
+/// Found by `cargo xtask fuzz` (ahci_identify): words 117-118 claiming 0x8000_0800 words
+/// overflowed the byte count, which wrapped to 4096 in release builds and was accepted.
+#[test]
+fn identify_refuses_a_sector_size_beyond_u32() {
+    let mut b = identify_data(1000, false, 4096);
+    b[2 * 117..2 * 117 + 2].copy_from_slice(&0x0800u16.to_le_bytes());
+    b[2 * 118..2 * 118 + 2].copy_from_slice(&0x8000u16.to_le_bytes());
+    b[510] = 0; // no checksum signature
+    assert_eq!(
+        DiskId::parse(&b),
+        Err(AhciError::Unsupported {
+            what: "logical sector size",
+            value: 0x1_0000_1000,
+        })
+    );
+}
+
 #[test]
 fn errors_map_and_print() {
     let e = AhciError::DeviceError {
