@@ -9,6 +9,7 @@ use acpi::rsdp::Rsdp;
 use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
 use rkdump_devices::hw::port::{inl, outw};
 
+use super::mem;
 use crate::arch::paging::{self, Cache};
 
 /// Identity-map handler: rkdump's virtual addresses equal physical ones. Firmware tables are
@@ -45,14 +46,16 @@ pub fn bios_rsdp() -> Option<u64> {
         .map(|m| m.physical_start() as u64)
 }
 
-/// Whether a valid RSDP (signature, checksums) sits at `addr`.
+/// Whether a valid RSDP (signature, checksums) sits at `addr` (never in rkdump's own memory).
 pub fn rsdp_valid(addr: u64) -> bool {
-    if addr == 0 {
-        return false;
+    let size = core::mem::size_of::<Rsdp>() as u64;
+    match addr.checked_add(size) {
+        Some(end) if addr != 0 && !mem::is_rkdump_memory(addr, end) => {}
+        _ => return false,
     }
-    // SAFETY: mapping only reads `size_of::<Rsdp>()` bytes at `addr` through the identity map
-    // and the mapping does not escape this function; `validate` checks signature and checksum
-    // before anything trusts the contents.
+    // SAFETY: `addr` is not memory rkdump's code references (checked above); the mapping only
+    // reads `size_of::<Rsdp>()` bytes there through the identity map and does not escape this
+    // function; `validate` checks signature and checksum before anything trusts the contents.
     let mapping = unsafe {
         IdentityHandler.map_physical_region::<Rsdp>(addr as usize, core::mem::size_of::<Rsdp>())
     };

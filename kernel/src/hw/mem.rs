@@ -67,12 +67,20 @@ pub fn is_rkdump_memory(start: u64, end: u64) -> bool {
 }
 
 /// Creates the frame allocator over the RAM of `map` minus `reserved` and the image (added here:
-/// handing out the image would let the allocator zero running code).
+/// handing out the image would let the allocator zero running code). Only the first call does
+/// anything: a second allocator would hand out frames the first one already gave away.
 pub fn init_frames(map: &MemoryMap, reserved: &[PhysRange]) {
+    let mut frames = FRAMES.lock();
+    if frames.is_some() {
+        return;
+    }
     let (img, len) = image_extent();
     let image = PhysRange::new(img, len);
-    let frames = FrameAllocator::new(map, reserved.iter().copied().chain([image]));
-    *FRAMES.lock() = Some(frames);
+    *frames = Some(FrameAllocator::new(
+        map,
+        reserved.iter().copied().chain([image]),
+    ));
+    drop(frames);
     paging::set_page_source(table_page);
 }
 

@@ -29,17 +29,23 @@ fn end_of(phys: u64, len: u64) -> Result<u64, PhysError> {
 }
 
 /// Copies `buf.len()` bytes at physical `phys` into `buf` (mapping them write-back first).
+/// Refuses rkdump's own memory: nothing rkdump reads by address (boot data, old memory) lives
+/// there, and a copy from it could read bytes a live `&mut` is changing.
 pub fn copy_from(phys: u64, buf: &mut [u8]) -> Result<(), PhysError> {
     let len = buf.len() as u64;
     let end = end_of(phys, len)?;
-    let dst = buf.as_ptr() as u64;
-    if len != 0 && phys < dst + len && dst < end {
+    if len == 0 {
+        return Ok(());
+    }
+    if mem::is_rkdump_memory(phys, end) {
         return Err(PhysError::Forbidden);
     }
     paging::map(phys, len, Cache::WriteBack).map_err(|_| PhysError::Unmapped)?;
     // SAFETY: the source range was checked for overflow and mapped just above (or, before the
     // kernel's own tables exist, the loader mapped it: kexec identity-maps its segments and PVH's
-    // stub maps 0..4 GiB). It is only read, as bytes, and does not overlap `buf` (checked above).
+    // stub maps 0..4 GiB). It is not rkdump's memory (checked above), so no Rust reference aliases
+    // it and it cannot overlap `buf`, which lives in rkdump's stack, heap or DMA memory. It is
+    // only read, as bytes.
     unsafe { core::ptr::copy_nonoverlapping(phys as *const u8, buf.as_mut_ptr(), buf.len()) };
     Ok(())
 }
