@@ -1,9 +1,9 @@
 //! The run itself: from the entry stub's hand-off to the final action.
 //!
 //! Order matters: the exception hook and the CPU tables first (so faults are reported), then the
-//! boot data is copied
-//! out while the loader's mappings still hold, then rkdump's own page tables and memory, ACPI
-//! (clock, power-off), and only then the job.
+//! boot data is copied out while the loader's mappings still hold, then rkdump's own page tables
+//! and memory, ACPI (clock, power-off), and only then the job. The exception hook
+//! ([`report_exception`]) and the panic handler print the report and end the run.
 
 use rkdump_boot::cmdline::{Action, DiagKind, Options, ResetPolicy, SelfTest, SerialPort};
 use rkdump_boot::info::{BootInfo, BootSource};

@@ -24,29 +24,46 @@ static HEAP_DONE: AtomicBool = AtomicBool::new(false);
 static FRAMES: Mutex<Option<FrameAllocator>> = Mutex::new(None);
 
 /// Spans handed out so far (merged; an over-approximation once the list is full).
-static HANDED_OUT: Mutex<Spans> = Mutex::new(Spans {
-    spans: [(0, 0); SPANS],
-    len: 0,
-});
+static HANDED_OUT: Mutex<Spans<64>> = Mutex::new(Spans::new());
 
-const SPANS: usize = 64;
-
-/// `[start, end)` spans. Allocation is top-down, so consecutive allocations touch and merge; when
-/// the list is full a new span widens its nearest neighbour, which only ever claims more.
-struct Spans {
-    spans: [(u64, u64); SPANS],
+/// `[start, end)` spans, merged when they touch. Frame allocation is top-down, so consecutive
+/// allocations touch and merge.
+pub(super) struct Spans<const N: usize> {
+    spans: [(u64, u64); N],
     len: usize,
 }
 
-impl Spans {
-    fn insert(&mut self, s: u64, e: u64) {
-        let live = &mut self.spans[..self.len];
-        if let Some(x) = live.iter_mut().find(|x| s <= x.1 && x.0 <= e) {
+impl<const N: usize> Spans<N> {
+    pub(super) const fn new() -> Self {
+        Spans {
+            spans: [(0, 0); N],
+            len: 0,
+        }
+    }
+
+    /// Adds `[s, e)` if it touches a span or a slot is free; false (unchanged) otherwise.
+    pub(super) fn try_insert(&mut self, s: u64, e: u64) -> bool {
+        if let Some(x) = self.spans[..self.len]
+            .iter_mut()
+            .find(|x| s <= x.1 && x.0 <= e)
+        {
             *x = (x.0.min(s), x.1.max(e));
-        } else if self.len < SPANS {
+        } else if self.len < N {
             self.spans[self.len] = (s, e);
             self.len += 1;
-        } else if let Some(x) = live
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// Adds `[s, e)`; when the list is full, widens the nearest span to cover it (claims more,
+    /// never less).
+    fn insert(&mut self, s: u64, e: u64) {
+        if self.try_insert(s, e) {
+            return;
+        }
+        if let Some(x) = self.spans[..self.len]
             .iter_mut()
             .min_by_key(|x| if x.1 < s { s - x.1 } else { x.0 - e })
         {
@@ -54,7 +71,7 @@ impl Spans {
         }
     }
 
-    fn overlaps(&self, s: u64, e: u64) -> bool {
+    pub(super) fn overlaps(&self, s: u64, e: u64) -> bool {
         self.spans[..self.len].iter().any(|x| s < x.1 && x.0 < e)
     }
 }

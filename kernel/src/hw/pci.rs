@@ -4,23 +4,38 @@
 use rkdump_devices::hw::Mmio;
 use rkdump_devices::hw::pci::PortConfig;
 use rkdump_devices::pci::{Bdf, ConfigSpace};
-use spin::Once;
+use spin::{Mutex, Once};
 
-use super::mem;
+use super::mem::{self, Spans};
+use super::phys;
 use crate::arch::paging::{self, Cache};
 
+/// Every MMIO window handed out (merged). `phys::view` refuses them: a slice of memory that a
+/// register window can write would not be read-only.
+static WINDOWS: Mutex<Spans<256>> = Mutex::new(Spans::new());
+
+/// Whether `[start, end)` overlaps an MMIO window handed out so far.
+pub fn is_mmio_window(start: u64, end: u64) -> bool {
+    WINDOWS.lock().overlaps(start, end)
+}
+
 /// Maps `[phys, phys + len)` uncached and hands out the register window. Refuses ranges that
-/// wrap or touch rkdump's own memory (a BAR or MCFG entry pointing into RAM rkdump uses would
-/// otherwise let register writes scribble over it).
+/// wrap or touch rkdump's own memory or old memory lent out by `phys::view` (a BAR or MCFG entry
+/// pointing into RAM would otherwise let register writes scribble over memory Rust reads), and,
+/// should 256 disjoint windows ever be in use, any further one.
 pub fn map_mmio(phys: u64, len: u64) -> Option<Mmio> {
     let end = phys.checked_add(len)?;
-    if mem::is_rkdump_memory(phys, end) {
+    if mem::is_rkdump_memory(phys, end) || phys::is_viewed(phys, end) {
+        return None;
+    }
+    if !WINDOWS.lock().try_insert(phys, end) {
         return None;
     }
     let len = usize::try_from(len).ok()?;
     paging::map(phys, len as u64, Cache::Uncached).ok()?;
     // SAFETY: the range was just identity-mapped uncached and stays mapped (rkdump never unmaps);
-    // it is not memory any Rust code in rkdump references (checked above). Callers pass ranges
+    // it is not memory any Rust code in rkdump references, nor old memory currently lent out as a
+    // slice (checked above; the window is not created while a view is live). Callers pass ranges
     // from a device's own BARs or the MCFG and hand the window to the one driver that owns it;
     // two windows over one device's registers would only confuse that device, as every access
     // is volatile and no reference to the registers is ever formed.

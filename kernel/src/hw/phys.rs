@@ -3,12 +3,23 @@
 //! checked and mapped here; no function hands out a reference that outlives the call.
 
 use rkdump_boot::mem::PhysRange;
+use spin::Mutex;
 
 use super::mem;
 use crate::arch::paging::{self, Cache, PHYS_LIMIT};
 
 /// Pieces the old-memory view hands out at a time.
 const VIEW_PIECE: u64 = 1 << 20;
+
+/// The range a [`view`] is handing out right now (views do not nest in practice; a nested one
+/// restores the outer range when it ends).
+static VIEWING: Mutex<Option<(u64, u64)>> = Mutex::new(None);
+
+/// Whether `[start, end)` overlaps the old memory a [`view`] currently lends out as `&[u8]`:
+/// nothing may write it (e.g. through an MMIO window) until the view ends.
+pub fn is_viewed(start: u64, end: u64) -> bool {
+    VIEWING.lock().is_some_and(|(s, e)| start < e && s < end)
+}
 
 /// Why physical memory could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,28 +62,32 @@ pub fn copy_from(phys: u64, buf: &mut [u8]) -> Result<(), PhysError> {
 }
 
 /// Runs `f` over the old memory `[phys, phys + len)` in pieces of up to 1 MiB, without copying.
-/// Refuses rkdump's own memory; the range is reserved first, so no frame handed out later (while
-/// `f` runs, say) can land in it.
+/// Refuses rkdump's own memory and MMIO windows; the range is reserved first, so no frame handed
+/// out later (while `f` runs, say) can land in it.
 pub fn view(phys: u64, len: u64, mut f: impl FnMut(&[u8])) -> Result<(), PhysError> {
     let end = end_of(phys, len)?;
     if len == 0 {
         return Ok(());
     }
-    if mem::is_rkdump_memory(phys, end) {
+    if mem::is_rkdump_memory(phys, end) || super::pci::is_mmio_window(phys, end) {
         return Err(PhysError::Forbidden);
     }
     mem::reserve(PhysRange::new(phys, len));
     paging::map(phys, len, Cache::WriteBack).map_err(|_| PhysError::Unmapped)?;
+    let outer = VIEWING.lock().replace((phys, end));
     let mut at = phys;
     while at < end {
         let n = (end - at).min(VIEW_PIECE) as usize;
         // SAFETY: mapped above; not the image nor any frame handed out (so no Rust reference or
-        // write in rkdump aliases it) and reserved, so no later allocation can overlap it. Old
+        // write in rkdump aliases it) and reserved, so no later allocation can overlap it; no
+        // MMIO window covers it (checked above) and none is created while VIEWING holds it
+        // (`hw::pci::map_mmio`). Old
         // memory is only read and nothing writes it while rkdump runs (the crashed kernel's CPUs
         // are halted; devices were quiesced). The slice lives only for the call of `f`: the
         // higher-ranked `&[u8]` cannot escape it.
         f(unsafe { core::slice::from_raw_parts(at as *const u8, n) });
         at += n as u64;
     }
+    *VIEWING.lock() = outer;
     Ok(())
 }
