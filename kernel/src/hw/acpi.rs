@@ -75,13 +75,14 @@ pub fn tables(rsdp: u64) -> Result<AcpiTables<IdentityHandler>, acpi::AcpiError>
 pub fn with_dsdt<R>(tables: &AcpiTables<IdentityHandler>, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
     let dsdt = tables.dsdt().ok()?;
     let len = dsdt.length as usize;
-    if len >= 16 << 20 {
+    let end = (dsdt.address as u64).checked_add(len as u64)?;
+    if len >= 16 << 20 || mem::is_rkdump_memory(dsdt.address as u64, end) {
         return None;
     }
     paging::map(dsdt.address as u64, len as u64, Cache::WriteBack).ok()?;
     // SAFETY: the FADT of validated tables names the DSDT and its header gives the length: that
-    // many bytes of firmware table memory, mapped just above, only read, and the slice lives
-    // only for the call of `f`.
+    // many bytes of firmware table memory, not rkdump's (checked above), mapped just above, only
+    // read, and the slice lives only for the call of `f`.
     let bytes = unsafe { core::slice::from_raw_parts(dsdt.address as *const u8, len) };
     Some(f(bytes))
 }
