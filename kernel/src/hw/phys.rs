@@ -11,8 +11,8 @@ use crate::arch::paging::{self, Cache, PHYS_LIMIT};
 /// Pieces the old-memory view hands out at a time.
 const VIEW_PIECE: u64 = 1 << 20;
 
-/// The range a [`view`] is handing out right now (views do not nest in practice; a nested one
-/// restores the outer range when it ends).
+/// The range the live [`view`]s are handing out right now (a nested view widens it to cover
+/// both and restores the outer range when it ends).
 static VIEWING: Mutex<Option<(u64, u64)>> = Mutex::new(None);
 
 /// Whether `[start, end)` overlaps the old memory a [`view`] currently lends out as `&[u8]`:
@@ -74,17 +74,22 @@ pub fn view(phys: u64, len: u64, mut f: impl FnMut(&[u8])) -> Result<(), PhysErr
     }
     mem::reserve(PhysRange::new(phys, len));
     paging::map(phys, len, Cache::WriteBack).map_err(|_| PhysError::Unmapped)?;
-    let outer = VIEWING.lock().replace((phys, end));
+    let outer = {
+        let mut viewing = VIEWING.lock();
+        let outer = *viewing;
+        // A nested view keeps covering the outer one (the smallest span over both).
+        *viewing = Some(outer.map_or((phys, end), |(s, e)| (s.min(phys), e.max(end))));
+        outer
+    };
     let mut at = phys;
     while at < end {
         let n = (end - at).min(VIEW_PIECE) as usize;
         // SAFETY: mapped above; not the image nor any frame handed out (so no Rust reference or
         // write in rkdump aliases it) and reserved, so no later allocation can overlap it; no
-        // MMIO window covers it (checked above) and none is created while VIEWING holds it
-        // (`hw::pci::map_mmio`). Old
-        // memory is only read and nothing writes it while rkdump runs (the crashed kernel's CPUs
-        // are halted; devices were quiesced). The slice lives only for the call of `f`: the
-        // higher-ranked `&[u8]` cannot escape it.
+        // MMIO window covers it (checked above) and none is created while VIEWING covers it
+        // (`hw::pci::map_mmio`). Old memory is only read and nothing writes it while rkdump runs
+        // (the crashed kernel's CPUs are halted; devices were quiesced). The slice lives only for
+        // the call of `f`: the higher-ranked `&[u8]` cannot escape it.
         f(unsafe { core::slice::from_raw_parts(at as *const u8, n) });
         at += n as u64;
     }
