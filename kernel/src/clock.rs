@@ -4,9 +4,10 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use rkdump_devices::time::Clock;
-use x86_64::instructions::port::Port;
 
 use crate::arch::cpu;
+use crate::hw::acpi::PmTimer;
+use crate::hw::ports;
 
 static TSC_PER_US: AtomicU64 = AtomicU64::new(0);
 static TSC_START: AtomicU64 = AtomicU64::new(0);
@@ -15,10 +16,10 @@ const PM_TIMER_HZ: u64 = 3_579_545;
 const PIT_HZ: u64 = 1_193_182;
 
 /// Calibrates over ~10 ms. Returns TSC ticks per microsecond.
-pub fn calibrate(pm_timer: Option<(u16, bool)>) -> u64 {
+pub fn calibrate(pm_timer: Option<PmTimer>) -> u64 {
     TSC_START.store(cpu::rdtsc(), Ordering::SeqCst);
     let per_us = match pm_timer {
-        Some((port, wide)) => calibrate_pm(port, wide),
+        Some(timer) => calibrate_pm(timer),
         None => calibrate_pit(),
     }
     .max(1);
@@ -26,15 +27,19 @@ pub fn calibrate(pm_timer: Option<(u16, bool)>) -> u64 {
     per_us
 }
 
-fn calibrate_pm(port: u16, wide: bool) -> u64 {
-    let mask: u64 = if wide { 0xFFFF_FFFF } else { 0x00FF_FFFF };
+fn calibrate_pm(timer: PmTimer) -> u64 {
+    let mask: u64 = if timer.wide() {
+        0xFFFF_FFFF
+    } else {
+        0x00FF_FFFF
+    };
     let want = PM_TIMER_HZ / 100; // 10 ms
-    let t0 = u64::from(crate::acpi::read_pm_timer(port, wide));
+    let t0 = u64::from(timer.read());
     let c0 = cpu::rdtsc();
     let mut elapsed = 0;
     // Bounded: a PM timer that does not count ends the loop after ~2^28 reads.
     for _ in 0..(1u64 << 28) {
-        let t = u64::from(crate::acpi::read_pm_timer(port, wide));
+        let t = u64::from(timer.read());
         elapsed = t.wrapping_sub(t0) & mask;
         if elapsed >= want {
             break;
@@ -51,20 +56,10 @@ fn calibrate_pm(port: u16, wide: bool) -> u64 {
 fn calibrate_pit() -> u64 {
     // PIT channel 2, gate via port 0x61, one-shot count of 11932 (~10 ms).
     let count: u16 = (PIT_HZ / 100) as u16;
-    // SAFETY: ports 0x61 and 0x42/0x43 are the legacy PIT/speaker control every PC has; channel
-    // 2 is not used by anything else in rkdump.
-    unsafe {
-        let mut p61 = Port::<u8>::new(0x61);
-        let v = p61.read();
-        p61.write((v & !0x02) | 0x01);
-        Port::<u8>::new(0x43).write(0b1011_0000);
-        Port::<u8>::new(0x42).write(count as u8);
-        Port::<u8>::new(0x42).write((count >> 8) as u8);
-    }
+    ports::pit2_start(count);
     let c0 = cpu::rdtsc();
     for _ in 0..(1u64 << 28) {
-        // SAFETY: as above; bit 5 of 0x61 is the channel 2 output.
-        if unsafe { Port::<u8>::new(0x61).read() } & 0x20 != 0 {
+        if ports::pit2_expired() {
             break;
         }
     }

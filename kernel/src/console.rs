@@ -1,10 +1,13 @@
 //! The serial console: one 16550 UART (COM1 unless `console=` names another) behind one lock,
 //! the `rkdump: ` machine-readable lines of interfaces.md, and the `log` backend for the
 //! human-readable ones. Every wait on the UART is bounded: a dead UART drops the console, never
-//! the dump.
+//! the dump. After [`take_over`] (exception and panic paths) a console lock held by interrupted
+//! code is not waited for: lines go out through a second handle on the same UART.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 
+use rkdump_boot::cmdline::SerialPort;
 use spin::Mutex;
 use uart_16550::backend::PioBackend;
 use uart_16550::spec::registers::LSR;
@@ -19,31 +22,51 @@ struct Console {
 
 static CONSOLE: Mutex<Console> = Mutex::new(Console { uart: None });
 
+/// The console's UART base port (0: none yet), for the take-over path.
+static PORT: AtomicU16 = AtomicU16::new(0);
+/// Set by [`take_over`]: the lock may be held by code that never resumes.
+static TAKEN_OVER: AtomicBool = AtomicBool::new(false);
+
 /// Opens the UART at `port` with `baud` (8N1, FIFO on). A port that does not answer leaves the
 /// console silent.
-pub fn init(port: u16, baud: u32) {
-    // SAFETY: the legacy COM ports are owned by the console from here on; nothing else in
-    // rkdump touches this port range (the dump stream uses a different UART).
-    let uart = unsafe { Uart16550::new_port(port) }
-        .ok()
-        .and_then(|mut uart| {
-            let config = Config {
-                baud_rate: BaudRate::from_integer(baud),
-                ..Config::DEFAULT
-            };
-            uart.init(config).ok().map(|()| uart)
-        });
-    CONSOLE.lock().uart = uart;
+pub fn init(port: SerialPort, baud: u32) {
+    let uart = crate::hw::uart::open(port).and_then(|mut uart| {
+        let config = Config {
+            baud_rate: BaudRate::from_integer(baud),
+            ..Config::DEFAULT
+        };
+        uart.init(config).ok().map(|()| uart)
+    });
+    let mut c = CONSOLE.lock();
+    PORT.store(
+        if uart.is_some() { port.io_base() } else { 0 },
+        Ordering::SeqCst,
+    );
+    c.uart = uart;
 }
 
-/// Breaks the console lock from an exception handler that may have interrupted its holder.
-pub fn emergency_unlock() {
-    if CONSOLE.is_locked() {
-        // SAFETY: called only from the exception path on the single running CPU; the
-        // interrupted holder never resumes (exceptions end the run) or is an NMI-interrupted
-        // writer whose partial line is acceptable damage.
-        unsafe { CONSOLE.force_unlock() };
+/// Lets an exception or panic report get out even if it interrupted a console writer on this
+/// (single) CPU: from now on a held console lock is bypassed, not waited for. The interrupted
+/// holder never resumes (exceptions and panics end the run) or is an NMI-interrupted writer
+/// whose partial line is acceptable damage.
+pub fn take_over() {
+    TAKEN_OVER.store(true, Ordering::SeqCst);
+}
+
+/// Runs `f` on the console: under its lock, or, after [`take_over`] with the lock held, on a
+/// second handle on the same UART (already configured by [`init`]).
+fn with_console(f: impl FnOnce(&mut Console)) {
+    if !TAKEN_OVER.load(Ordering::SeqCst) {
+        return f(&mut CONSOLE.lock());
     }
+    if let Some(mut c) = CONSOLE.try_lock() {
+        return f(&mut c);
+    }
+    let uart = match PORT.load(Ordering::SeqCst) {
+        0 => None,
+        base => crate::hw::uart::open(SerialPort::Io(base)),
+    };
+    f(&mut Console { uart });
 }
 
 impl Console {
@@ -90,21 +113,24 @@ impl Write for Console {
 
 /// Writes one `rkdump: <text>` line.
 pub fn line(args: fmt::Arguments<'_>) {
-    let mut c = CONSOLE.lock();
-    let _ = c.write_str("rkdump: ");
-    let _ = c.write_fmt(args);
-    let _ = c.write_str("\n");
+    with_console(|c| {
+        let _ = c.write_str("rkdump: ");
+        let _ = c.write_fmt(args);
+        let _ = c.write_str("\n");
+    });
 }
 
 /// Writes raw text (no prefix, no newline).
 pub fn raw(args: fmt::Arguments<'_>) {
-    let _ = CONSOLE.lock().write_fmt(args);
+    with_console(|c| {
+        let _ = c.write_fmt(args);
+    });
 }
 
 /// Waits until the UART has shifted out its last bit (before a reset or power-off, QEMU would
 /// otherwise lose the last line).
 pub fn drain() {
-    CONSOLE.lock().drain();
+    with_console(Console::drain);
 }
 
 /// `rkdump: ...` machine-readable console line (interfaces.md).

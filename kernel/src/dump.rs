@@ -296,9 +296,8 @@ fn dump_serial(
     baud: u32,
     run_id: [u8; 16],
 ) -> Result<(), &'static str> {
-    // SAFETY: the dump port is not the console (checked by the caller) and nothing else in
-    // rkdump drives it.
-    let mut uart = unsafe { Uart16550::new_port(port.io_base()) }.map_err(|_| "bad serial port")?;
+    // The dump port is not the console (checked by the caller) and nothing else drives it.
+    let mut uart = crate::hw::uart::open(port).ok_or("bad serial port")?;
     let config = Config {
         baud_rate: BaudRate::from_integer(baud),
         ..Config::DEFAULT

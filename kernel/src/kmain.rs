@@ -1,15 +1,17 @@
 //! The run itself: from the entry stub's hand-off to the final action.
 //!
-//! Order matters: the CPU tables first (so faults are reported), then the boot data is copied
-//! out while the loader's mappings still hold, then rkdump's own page tables and memory, ACPI
-//! (clock, power-off), and only then the job.
+//! Order matters: the exception hook and the CPU tables first (so faults are reported), then the
+//! boot data is copied out while the loader's mappings still hold, then rkdump's own page tables
+//! and memory, ACPI (clock, power-off), and only then the job. The exception hook
+//! ([`report_exception`]) and the panic handler print the report and end the run.
 
-use rkdump_boot::cmdline::{Action, DiagKind, Options, ResetPolicy, SelfTest};
+use rkdump_boot::cmdline::{Action, DiagKind, Options, ResetPolicy, SelfTest, SerialPort};
 use rkdump_boot::info::{BootInfo, BootSource};
 use rkdump_boot::mem::PhysRange;
 use rkdump_boot::memmap::MemKind;
 use spin::Mutex;
 
+use crate::arch::idt::ExceptionReport;
 use crate::arch::{self, cpu};
 use crate::physmem::BootMem;
 use crate::power::{self, Outcome};
@@ -22,16 +24,10 @@ const ENTRY_PVH: u64 = 1;
 /// The boot information, filled in place (it is ~25 KiB, too large to move around the stack).
 static BOOT: Mutex<BootInfo> = Mutex::new(BootInfo::new());
 
-unsafe extern "C" {
-    static __image_start: u8;
-    static __image_end: u8;
-}
-
 /// The image's physical extent: the loaded payload plus .bss, stacks and early tables.
 fn image_range() -> PhysRange {
-    let start = core::ptr::addr_of!(__image_start) as u64;
-    let end = core::ptr::addr_of!(__image_end) as u64;
-    PhysRange::new(start, end - start)
+    let (start, len) = arch::entry::image_extent();
+    PhysRange::new(start, len)
 }
 
 fn kind_name(kind: MemKind) -> &'static str {
@@ -47,9 +43,12 @@ fn kind_name(kind: MemKind) -> &'static str {
     }
 }
 
-#[unsafe(no_mangle)]
-extern "C" fn rkdump_main(kind: u64, info: u64, _base: u64) -> ! {
-    crate::console::init(0x3F8, 115_200);
+/// The run, from `rkdump_main` (the symbol the entry stub calls, in `hw`): `kind` is how the
+/// kernel was entered, `info` the boot-data pointer.
+pub fn run(kind: u64, info: u64, _base: u64) -> ! {
+    // Before anything can fault: until the hook is installed an exception just halts.
+    arch::idt::set_exception_hook(report_exception);
+    crate::console::init(SerialPort::Com1, 115_200);
     arch::gdt::init();
     arch::idt::init();
 
@@ -65,7 +64,7 @@ extern "C" fn rkdump_main(kind: u64, info: u64, _base: u64) -> ! {
     };
     let opts = Options::parse(boot.cmdline());
     if let Some(c) = opts.console {
-        crate::console::init(c.port.io_base(), c.baud.unwrap_or(115_200));
+        crate::console::init(c.port, c.baud.unwrap_or(115_200));
     }
     power::configure(
         match opts.action {
@@ -129,8 +128,8 @@ extern "C" fn rkdump_main(kind: u64, info: u64, _base: u64) -> ! {
         rkline!(
             "acpi rsdp={:#x} pm1a_cnt={} pm_timer={} s5={} ecam={}",
             a.rsdp,
-            Hex(a.pm1a_cnt.map(u64::from)),
-            Hex(a.pm_timer.map(|t| u64::from(t.0))),
+            Hex(a.pm1a_cnt.map(|p| u64::from(p.port()))),
+            Hex(a.pm_timer.map(|t| u64::from(t.port()))),
             a.s5.map_or(alloc::string::String::from("none"), |s| alloc::format!(
                 "{}/{}",
                 s.slp_typ_a,
@@ -238,27 +237,67 @@ fn selftest(t: SelfTest) {
     rkline!("selftest {t:?}");
     match t {
         SelfTest::PageFault => {
-            // An address far beyond anything mapped (2^47 - 4 KiB, canonical, never mapped).
-            let p = 0x0000_7fff_ffff_f000u64 as *const u64;
-            // SAFETY: deliberately faulting read for the exception-report self-test.
-            let v = unsafe { core::ptr::read_volatile(p) };
+            let v = arch::selftest::read_unmapped();
             rkerror!("selftest: read of unmapped memory returned {v:#x}");
         }
-        SelfTest::Divide => {
-            // SAFETY: deliberately executes a divide by zero (#DE) for the self-test.
-            unsafe {
-                core::arch::asm!("xor edx, edx", "xor eax, eax", "xor ecx, ecx", "div ecx", out("eax") _, out("ecx") _, out("edx") _)
-            };
-        }
+        SelfTest::Divide => arch::selftest::divide_by_zero(),
         SelfTest::Breakpoint => x86_64::instructions::interrupts::int3(),
         SelfTest::Panic => panic!("selftest"),
         _ => rkline!("note: unknown selftest"),
     }
 }
 
+/// The exception hook: vector, error code, RIP, CR2 and all registers on the console, then the
+/// run ends the way `rkdump.action` says (NMIs are reported and resumed).
+fn report_exception(r: &ExceptionReport<'_>) {
+    crate::console::take_over();
+    let f = r.frame;
+    rkline!(
+        "error: exception vector={} ({}) error_code={} rip={:#x} cr2={:#x}",
+        r.vector,
+        r.name(),
+        r.error_code,
+        f.rip,
+        r.cr2
+    );
+    rkline!(
+        "regs rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x} rsi={:#x} rdi={:#x} rbp={:#x} rsp={:#x}",
+        f.rax,
+        f.rbx,
+        f.rcx,
+        f.rdx,
+        f.rsi,
+        f.rdi,
+        f.rbp,
+        f.rsp
+    );
+    rkline!(
+        "regs r8={:#x} r9={:#x} r10={:#x} r11={:#x} r12={:#x} r13={:#x} r14={:#x} r15={:#x}",
+        f.r8,
+        f.r9,
+        f.r10,
+        f.r11,
+        f.r12,
+        f.r13,
+        f.r14,
+        f.r15
+    );
+    rkline!(
+        "regs cs={:#x} ss={:#x} rflags={:#x} cr3={:#x} cr4={:#x}",
+        f.cs,
+        f.ss,
+        f.rflags,
+        r.cr3,
+        r.cr4
+    );
+    if !r.resumable() {
+        power::finish(Outcome::Failed);
+    }
+}
+
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    crate::console::emergency_unlock();
+    crate::console::take_over();
     rkerror!("panic: {info}");
     power::finish(Outcome::Failed)
 }

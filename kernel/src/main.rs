@@ -3,10 +3,13 @@
 //! `kexec -p` (or QEMU's PVH loader) jumps into `arch::entry`; `rkdump_main` then takes over the
 //! CPU (GDT, IDT, page tables), reads the boot information and command line, and runs the job:
 //! boot info -> devices -> dump -> final action. This crate is orchestration and hardware access
-//! only; parsing and policy live in the host-tested `rkdump-boot`, `rkdump-vmcore` and
-//! `rkdump-devices` crates.
+//! only, its `unsafe` confined to `arch` and `hw`; parsing and policy live in the host-tested
+//! `rkdump-boot`, `rkdump-vmcore` and `rkdump-devices` crates.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
+// `unsafe` is allowed only in `arch` (CPU-level) and `hw` (everything else); nothing else may
+// lift this.
+#![deny(unsafe_code)]
 
 #[cfg(target_os = "none")]
 extern crate alloc;
@@ -25,6 +28,8 @@ mod disk;
 mod drivers;
 #[cfg(target_os = "none")]
 mod dump;
+#[cfg(target_os = "none")]
+mod hw;
 #[cfg(target_os = "none")]
 mod kmain;
 #[cfg(target_os = "none")]

@@ -1,16 +1,17 @@
 //! PCI for the kernel: picks the configuration mechanism (ECAM from the ACPI MCFG, mapped
-//! uncached, else ports 0xCF8/0xCFC), enumerates, and maps device registers for drivers.
+//! uncached, else ports 0xCF8/0xCFC), enumerates, and maps device registers for drivers (the
+//! mappings and the port owner are `hw::pci`).
 
 use alloc::boxed::Box;
 
-use rkdump_devices::hw::Mmio;
-use rkdump_devices::hw::pci::PortConfig;
 use rkdump_devices::pci::ecam::EcamConfig;
 use rkdump_devices::pci::{self, ConfigSpace, Scan};
 
 use crate::acpi::AcpiInfo;
-use crate::arch::paging::{self, Cache};
 use crate::rkline;
+
+/// Maps `[phys, phys + len)` uncached and hands out the register window (see `hw::pci`).
+pub use crate::hw::pci::map_mmio;
 
 /// Configuration access plus where enumeration starts.
 pub struct Pci {
@@ -20,14 +21,6 @@ pub struct Pci {
     pub segment: u16,
     /// First bus.
     pub root_bus: u8,
-}
-
-/// Maps `[phys, phys + len)` uncached and hands out the register window.
-pub fn map_mmio(phys: u64, len: u64) -> Option<Mmio> {
-    paging::map(phys, len, Cache::Uncached).ok()?;
-    // SAFETY: the range was just identity-mapped uncached; callers pass ranges taken from a
-    // device's own BARs or the MCFG, and hand the window to the one driver that owns it.
-    Some(unsafe { Mmio::new(phys, usize::try_from(len).ok()?) })
 }
 
 /// Chooses ECAM when ACPI describes it, else the legacy port mechanism.
@@ -50,11 +43,8 @@ pub fn open(acpi: Option<&AcpiInfo>) -> Pci {
         }
     }
     rkline!("pci config=ports 0xcf8/0xcfc");
-    // SAFETY: ports 0xCF8/0xCFC are owned by this single PortConfig for the kernel's life;
-    // nothing else in rkdump uses them.
-    let ports = unsafe { PortConfig::new() };
     Pci {
-        cfg: Box::new(ports),
+        cfg: Box::new(crate::hw::pci::ports()),
         segment: 0,
         root_bus: 0,
     }

@@ -3,9 +3,9 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-use x86_64::instructions::port::Port;
-
 use crate::arch::cpu;
+use crate::hw::acpi::Pm1Control;
+use crate::hw::ports;
 
 /// What the run achieved, reported to the test runner by `rkdump.exit=qemu`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -34,10 +34,10 @@ static QEMU_EXIT: AtomicBool = AtomicBool::new(false);
 /// The ACPI sleep-control data needed for S5, filled in once ACPI is parsed.
 #[derive(Clone, Copy, Debug)]
 pub struct AcpiPowerOff {
-    /// PM1a control block I/O port.
-    pub pm1a_cnt: u16,
-    /// PM1b control block I/O port, if any.
-    pub pm1b_cnt: Option<u16>,
+    /// PM1a control block.
+    pub pm1a_cnt: Pm1Control,
+    /// PM1b control block, if any.
+    pub pm1b_cnt: Option<Pm1Control>,
     /// SLP_TYPa value for \_S5.
     pub slp_typ_a: u16,
     /// SLP_TYPb value for \_S5.
@@ -45,9 +45,6 @@ pub struct AcpiPowerOff {
 }
 
 static ACPI_OFF: spin::Mutex<Option<AcpiPowerOff>> = spin::Mutex::new(None);
-
-/// isa-debug-exit I/O port used by the QEMU scenarios.
-const QEMU_EXIT_PORT: u16 = 0xf4;
 
 /// Sets the final action and whether to exit through isa-debug-exit.
 pub fn configure(action: Action, qemu_exit: bool) {
@@ -90,9 +87,7 @@ pub fn finish(outcome: Outcome) -> ! {
             Outcome::Success => 0x10,
             Outcome::Failed => 0x11,
         };
-        // SAFETY: rkdump.exit=qemu is a test-only switch; the runner attaches isa-debug-exit at
-        // this port. On a machine without it the write goes nowhere.
-        unsafe { Port::<u32>::new(QEMU_EXIT_PORT).write(value) };
+        ports::qemu_exit(value);
     }
     match action {
         Action::Reboot => reboot(),
@@ -102,16 +97,11 @@ pub fn finish(outcome: Outcome) -> ! {
 }
 
 fn reboot() -> ! {
-    // SAFETY: 0xCF9 is the reset control register of PC chipsets (PIIX/ICH, q35); 0x06 requests
-    // a hard CPU reset. 0x64 is the keyboard controller; 0xFE pulses the reset line. Both are
-    // the standard last-resort reset paths Linux also uses (reboot=pci, reboot=kbd).
-    unsafe {
-        Port::<u8>::new(0xCF9).write(0x02);
-        Port::<u8>::new(0xCF9).write(0x06);
-    }
+    // The chipset's reset control register first, then the keyboard controller: the standard
+    // last-resort reset paths Linux also uses (reboot=pci, reboot=kbd).
+    ports::reset_cf9();
     spin_a_while();
-    // SAFETY: as above.
-    unsafe { Port::<u8>::new(0x64).write(0xFE) };
+    ports::reset_kbd();
     spin_a_while();
     crate::rkerror!("reset did not happen; halting");
     cpu::halt_forever()
@@ -121,14 +111,9 @@ fn poweroff() -> ! {
     let data = *ACPI_OFF.lock();
     match data {
         Some(d) => {
-            const SLP_EN: u16 = 1 << 13;
-            // SAFETY: ports come from the FADT's PM1 control blocks; writing SLP_TYP|SLP_EN is
-            // the ACPI-defined way to enter the sleep state, S5 here.
-            unsafe {
-                Port::<u16>::new(d.pm1a_cnt).write((d.slp_typ_a << 10) | SLP_EN);
-                if let Some(b) = d.pm1b_cnt {
-                    Port::<u16>::new(b).write((d.slp_typ_b << 10) | SLP_EN);
-                }
+            d.pm1a_cnt.sleep(d.slp_typ_a);
+            if let Some(b) = d.pm1b_cnt {
+                b.sleep(d.slp_typ_b);
             }
             spin_a_while();
             crate::rkerror!("ACPI S5 did not power off; halting");

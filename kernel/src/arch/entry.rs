@@ -140,3 +140,16 @@ rkdump_common64:
 "#,
     options(att_syntax)
 );
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+/// The image's physical extent `(start, len)`: the loaded payload plus .bss, stacks and early
+/// tables (linker.ld's `__image_start`/`__image_end`; identity-mapped, so addresses are physical).
+pub fn image_extent() -> (u64, u64) {
+    let start = core::ptr::addr_of!(__image_start) as u64;
+    let end = core::ptr::addr_of!(__image_end) as u64;
+    (start, end - start)
+}

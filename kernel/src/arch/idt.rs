@@ -1,12 +1,59 @@
-//! The IDT and exception reporting. kexec enters with IDT limit 0, where the first exception or
+//! The IDT and exception dispatch. kexec enters with IDT limit 0, where the first exception or
 //! NMI triple-faults the machine silently; this module installs a gate for every one of the 32
-//! exception vectors. Each gate reports vector, error code, RIP, CR2 and all registers on the
-//! console and then ends the run the way `rkdump.action` says (NMIs are reported and resumed).
+//! exception vectors. Each gate hands an [`ExceptionReport`] (vector, error code, CR2, all
+//! registers) to the hook the kernel installed with [`set_exception_hook`]; the kernel prints it
+//! and ends the run the way `rkdump.action` says. NMIs are reported and resumed.
+//!
+//! `arch` is a leaf: it knows nothing of the console or the final action, only the hook. An
+//! exception taken before a hook is installed halts the CPU (there is nothing to report with).
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use spin::Once;
+
 use super::{cpu, gdt};
+
+/// What the CPU told us about an exception, for the kernel's report.
+#[derive(Debug)]
+pub struct ExceptionReport<'a> {
+    /// Exception vector number.
+    pub vector: u64,
+    /// CPU error code, or 0 for vectors without one.
+    pub error_code: u64,
+    /// The registers saved on entry.
+    pub frame: &'a TrapFrame,
+    /// CR2 at entry (the faulting address of a page fault).
+    pub cr2: u64,
+    /// CR3 at entry.
+    pub cr3: u64,
+    /// CR4 at entry.
+    pub cr4: u64,
+}
+
+impl ExceptionReport<'_> {
+    /// Mnemonic of the vector (`#PF`, `NMI`, ...).
+    pub fn name(&self) -> &'static str {
+        vector_name(self.vector)
+    }
+
+    /// Whether the interrupted code may continue once the hook returns: only for NMIs (another
+    /// CPU's watchdog or a platform event must not end the dump). For every other vector the hook
+    /// must end the run; if it returns anyway the CPU halts.
+    pub fn resumable(&self) -> bool {
+        self.vector == 2
+    }
+}
+
+/// Reports an exception; returns only for [`ExceptionReport::resumable`] ones.
+pub type ExceptionHook = fn(&ExceptionReport<'_>);
+
+static HOOK: Once<ExceptionHook> = Once::new();
+
+/// Installs the kernel's exception hook (the first call wins; later calls are ignored).
+pub fn set_exception_hook(hook: ExceptionHook) {
+    HOOK.call_once(|| hook);
+}
 
 /// Saved state pushed by the common stub; layout fixed by the assembly below.
 #[repr(C)]
@@ -255,51 +302,25 @@ extern "C" fn rkdump_exception(frame: &mut TrapFrame) {
         // Faulting while reporting a fault: nothing left that can be trusted to print.
         cpu::halt_forever();
     }
+    let Some(hook) = HOOK.get() else {
+        // Before the kernel installed its hook there is no console to report on.
+        cpu::halt_forever();
+    };
     let vector = frame.vector;
     let has_code = vector < 32 && HAS_ERROR_CODE & (1 << vector) != 0;
-    crate::console::emergency_unlock();
-    crate::rkline!(
-        "error: exception vector={} ({}) error_code={} rip={:#x} cr2={:#x}",
+    let report = ExceptionReport {
         vector,
-        vector_name(vector),
-        if has_code { frame.error_code } else { 0 },
-        frame.rip,
-        cpu::cr2()
-    );
-    crate::rkline!(
-        "regs rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x} rsi={:#x} rdi={:#x} rbp={:#x} rsp={:#x}",
-        frame.rax,
-        frame.rbx,
-        frame.rcx,
-        frame.rdx,
-        frame.rsi,
-        frame.rdi,
-        frame.rbp,
-        frame.rsp
-    );
-    crate::rkline!(
-        "regs r8={:#x} r9={:#x} r10={:#x} r11={:#x} r12={:#x} r13={:#x} r14={:#x} r15={:#x}",
-        frame.r8,
-        frame.r9,
-        frame.r10,
-        frame.r11,
-        frame.r12,
-        frame.r13,
-        frame.r14,
-        frame.r15
-    );
-    crate::rkline!(
-        "regs cs={:#x} ss={:#x} rflags={:#x} cr3={:#x} cr4={:#x}",
-        frame.cs,
-        frame.ss,
-        frame.rflags,
-        cpu::cr3(),
-        cpu::cr4()
-    );
-    if vector == 2 {
-        // A stray NMI (another CPU's watchdog, a platform event) must not end the dump.
+        error_code: if has_code { frame.error_code } else { 0 },
+        frame,
+        cr2: cpu::cr2(),
+        cr3: cpu::cr3(),
+        cr4: cpu::cr4(),
+    };
+    hook(&report);
+    if report.resumable() {
         DEPTH.fetch_sub(1, Ordering::SeqCst);
         return;
     }
-    crate::power::finish(crate::power::Outcome::Failed);
+    // The hook must end the run after a fatal exception; if it did not, stop here.
+    cpu::halt_forever();
 }

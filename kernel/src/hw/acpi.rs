@@ -1,0 +1,179 @@
+//! ACPI hardware access: the `acpi` crate's handler over rkdump's identity map, the RSDP checks,
+//! the DSDT's AML bytes, and the FADT's I/O ports (PM1 control blocks, PM timer) as handles only
+//! this module can create from the FADT.
+
+use core::ptr::NonNull;
+
+use acpi::address::{AddressSpace, GenericAddress};
+use acpi::rsdp::Rsdp;
+use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
+use rkdump_devices::hw::port::{inl, outw};
+
+use super::mem;
+use crate::arch::paging::{self, Cache};
+
+/// Identity-map handler: rkdump's virtual addresses equal physical ones. Firmware tables are
+/// trusted to lie outside rkdump's own memory (they sit in ACPI or reserved E820 regions, which
+/// the frame allocator never hands out).
+#[derive(Clone, Copy, Debug)]
+pub struct IdentityHandler;
+
+impl AcpiHandler for IdentityHandler {
+    unsafe fn map_physical_region<T>(
+        &self,
+        physical_address: usize,
+        size: usize,
+    ) -> PhysicalMapping<Self, T> {
+        // Firmware tables sit in RAM-like regions; mapping write-back is what Linux does too.
+        let _ = paging::map(physical_address as u64, size as u64, Cache::WriteBack);
+        // Identity mapping: after `map` the physical address is the pointer. A zero address
+        // would be a firmware bug; it becomes a dangling-but-never-null pointer.
+        let ptr = NonNull::new(physical_address as *mut T).unwrap_or(NonNull::dangling());
+        // SAFETY: the region is identity-mapped above and `size` is what the caller asked for;
+        // the caller (the `acpi` crate) guarantees a `T` lives there.
+        unsafe { PhysicalMapping::new(physical_address, ptr, size, size, *self) }
+    }
+
+    fn unmap_physical_region<T>(_region: &PhysicalMapping<Self, T>) {}
+}
+
+/// The legacy BIOS-area scan for the RSDP.
+pub fn bios_rsdp() -> Option<u64> {
+    // SAFETY: the scan reads the BDA's EBDA pointer and the 0xE0000..0xFFFFF BIOS area, which
+    // are identity-mapped RAM/ROM on every PC; it only reads and checks signature and checksum.
+    unsafe { Rsdp::search_for_on_bios(IdentityHandler) }
+        .ok()
+        .map(|m| m.physical_start() as u64)
+}
+
+/// Whether a valid RSDP (signature, checksums) sits at `addr` (never in rkdump's own memory).
+pub fn rsdp_valid(addr: u64) -> bool {
+    let size = core::mem::size_of::<Rsdp>() as u64;
+    match addr.checked_add(size) {
+        Some(end) if addr != 0 && !mem::is_rkdump_memory(addr, end) => {}
+        _ => return false,
+    }
+    // SAFETY: `addr` is not memory rkdump's code references (checked above); the mapping only
+    // reads `size_of::<Rsdp>()` bytes there through the identity map and does not escape this
+    // function; `validate` checks signature and checksum before anything trusts the contents.
+    let mapping = unsafe {
+        IdentityHandler.map_physical_region::<Rsdp>(addr as usize, core::mem::size_of::<Rsdp>())
+    };
+    mapping.validate().is_ok()
+}
+
+/// The tables behind the RSDP at `rsdp`, which is validated first.
+pub fn tables(rsdp: u64) -> Result<AcpiTables<IdentityHandler>, acpi::AcpiError> {
+    if !rsdp_valid(rsdp) {
+        return Err(acpi::AcpiError::RsdpIncorrectSignature);
+    }
+    // SAFETY: a valid RSDP (signature and checksums just checked) sits at `rsdp`.
+    unsafe { AcpiTables::from_rsdp(IdentityHandler, rsdp as usize) }
+}
+
+/// Runs `f` over the DSDT's bytes (header and AML), if the FADT names a DSDT under 16 MiB.
+pub fn with_dsdt<R>(tables: &AcpiTables<IdentityHandler>, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    let dsdt = tables.dsdt().ok()?;
+    let len = dsdt.length as usize;
+    let end = (dsdt.address as u64).checked_add(len as u64)?;
+    if len >= 16 << 20 || mem::is_rkdump_memory(dsdt.address as u64, end) {
+        return None;
+    }
+    paging::map(dsdt.address as u64, len as u64, Cache::WriteBack).ok()?;
+    // SAFETY: the FADT of validated tables names the DSDT and its header gives the length: that
+    // many bytes of firmware table memory, not rkdump's (checked above), mapped just above, only
+    // read, and the slice lives only for the call of `f`.
+    let bytes = unsafe { core::slice::from_raw_parts(dsdt.address as *const u8, len) };
+    Some(f(bytes))
+}
+
+/// An ACPI PM1 control block (I/O port) named by the FADT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pm1Control(u16);
+
+/// The ACPI PM timer (3.579545 MHz, I/O port) named by the FADT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PmTimer {
+    port: u16,
+    wide: bool,
+}
+
+/// The FADT's I/O ports rkdump uses.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FadtPorts {
+    /// PM1a control block.
+    pub pm1a_cnt: Option<Pm1Control>,
+    /// PM1b control block.
+    pub pm1b_cnt: Option<Pm1Control>,
+    /// PM timer.
+    pub pm_timer: Option<PmTimer>,
+}
+
+fn io_port(g: GenericAddress) -> Option<u16> {
+    match g.address_space {
+        AddressSpace::SystemIo => u16::try_from(g.address).ok(),
+        _ => None,
+    }
+}
+
+/// Reads the FADT's PM1 control blocks and PM timer (system I/O space only).
+pub fn fadt_ports(tables: &AcpiTables<IdentityHandler>) -> FadtPorts {
+    let Ok(fadt) = tables.find_table::<acpi::fadt::Fadt>() else {
+        return FadtPorts::default();
+    };
+    let flags = fadt.flags;
+    let wide = flags.pm_timer_is_32_bit();
+    FadtPorts {
+        pm1a_cnt: fadt
+            .pm1a_control_block()
+            .ok()
+            .and_then(io_port)
+            .map(Pm1Control),
+        pm1b_cnt: fadt
+            .pm1b_control_block()
+            .ok()
+            .flatten()
+            .and_then(io_port)
+            .map(Pm1Control),
+        pm_timer: fadt
+            .pm_timer_block()
+            .ok()
+            .flatten()
+            .and_then(io_port)
+            .map(|port| PmTimer { port, wide }),
+    }
+}
+
+impl Pm1Control {
+    /// The I/O port.
+    pub fn port(self) -> u16 {
+        self.0
+    }
+
+    /// Writes `SLP_TYP = slp_typ` with `SLP_EN`: enters that sleep state (S5 for rkdump).
+    pub fn sleep(self, slp_typ: u16) {
+        const SLP_EN: u16 = 1 << 13;
+        // SAFETY: the port is the FADT's PM1 control block; writing SLP_TYP|SLP_EN is the
+        // ACPI-defined way to enter a sleep state, which is the caller's intent.
+        unsafe { outw(self.0, (slp_typ << 10) | SLP_EN) };
+    }
+}
+
+impl PmTimer {
+    /// The I/O port.
+    pub fn port(self) -> u16 {
+        self.port
+    }
+
+    /// Whether the counter is 32 bits wide (else 24).
+    pub fn wide(self) -> bool {
+        self.wide
+    }
+
+    /// Reads the counter, masked to its width.
+    pub fn read(self) -> u32 {
+        // SAFETY: the port is the FADT's PM_TMR_BLK; reading it has no side effects.
+        let v = unsafe { inl(self.port) };
+        if self.wide { v } else { v & 0x00FF_FFFF }
+    }
+}
