@@ -3,7 +3,7 @@
 //! Parsing never fails and never panics: unknown parameters and malformed values become
 //! [`Diag`]nostics (the kernel prints them as "ignored") and leave the option as it was (the
 //! default unless an earlier valid occurrence set it). A later valid occurrence overrides an earlier
-//! one, as in Linux. Grammar per docs/interfaces.md and contract §6/§14.
+//! one, as in Linux. Grammar: docs/interface.md#grammar and docs/boot-contract.md#command-line.
 
 use core::fmt;
 
@@ -290,14 +290,14 @@ enum Applied {
     Partly(&'static str),
 }
 
-/// The options rkdump takes from its command line (docs/interfaces.md).
+/// The options rkdump takes from its command line (docs/interface.md#kernel-command-line).
 ///
 /// Built with [`Options::parse`]; owns everything (no borrow of the input).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
     /// `reset_devices` is present (makes [`Options::effective_reset`] default to `Auto`).
     pub reset_devices: bool,
-    /// `elfcorehdr=`: KL appends `NNNK`, KF prefixes `0xADDR` (contract §0.2).
+    /// `elfcorehdr=`: KL appends `NNNK`, KF prefixes `0xADDR` (docs/boot-contract.md#elfcorehdr).
     pub elfcorehdr: Option<ElfCoreHdrArg>,
     /// The last serial `console=` (`ttyS<n>[,baud]`, `uart8250,io,<port>[,baud]`).
     pub console: Option<Console>,

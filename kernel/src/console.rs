@@ -1,5 +1,5 @@
 //! The serial console: one 16550 UART (COM1 unless `console=` names another) behind one lock,
-//! the `rkdump: ` machine-readable lines of interfaces.md, and the `log` backend for the
+//! the `rkdump: ` machine-readable lines of docs/interface.md#console, and the `log` backend for the
 //! human-readable ones. Every wait on the UART is bounded: a dead UART drops the console, never
 //! the dump. After [`take_over`] (exception and panic paths) a console lock held by interrupted
 //! code is not waited for: lines go out through a second handle on the same UART.
@@ -133,7 +133,7 @@ pub fn drain() {
     with_console(Console::drain);
 }
 
-/// `rkdump: ...` machine-readable console line (interfaces.md).
+/// `rkdump: ...` machine-readable console line (docs/interface.md#console).
 #[macro_export]
 macro_rules! rkline {
     ($($arg:tt)*) => { $crate::console::line(format_args!($($arg)*)) };

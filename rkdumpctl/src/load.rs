@@ -1,6 +1,7 @@
 //! `rkdumpctl load`: snapshots the PCI configuration, then loads rkdump as the crash kernel with
 //! `kexec -p`, the config blob as its initrd and a command line carrying `reset_devices`
-//! (docs/interfaces.md; loader rules from docs/kdump-contract.md §2.1 and §3).
+//! (docs/interface.md#rkdumpctl; loader rules: docs/boot-contract.md#two-loaders,
+//! #bzimage-header-rules).
 
 use std::borrow::Cow;
 use std::ffi::{OsStr, OsString};
@@ -204,7 +205,7 @@ pub fn serial_console(cmdline: &str) -> Option<&str> {
 }
 
 /// The longest command line (bytes, without NUL) the loader(s) `syscall` may use accept for a
-/// kernel whose setup header says `cmdline_size` (docs/kdump-contract.md §0 fact 11, §3):
+/// kernel whose setup header says `cmdline_size` (docs/boot-contract.md#bzimage-header-rules, #command-line):
 ///
 /// - `kexec_load`: kexec-tools wants the user command line and its NUL within `cmdline_size`,
 ///   and the final line (after its ` acpi_rsdp=` and ` elfcorehdr=` additions,

@@ -1,5 +1,5 @@
 //! `cargo xtask build`: cross-builds the kernel for x86_64-unknown-none and writes the two
-//! artefacts of interfaces.md, `target/rkdump/bzImage` and `target/rkdump/rkdump.elf`.
+//! artefacts of docs/interface.md#build-artefacts, `target/rkdump/bzImage` and `target/rkdump/rkdump.elf`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! Turns the linked kernel (a static PIE linked at 0) into the two boot artefacts:
 //!
-//! - `bzImage`: a 1 KiB setup area carrying the Linux boot-protocol header (kdump-contract §3,
+//! - `bzImage`: a 1 KiB setup area carrying the Linux boot-protocol header (docs/boot-contract.md#bzimage-header-rules,
 //!   §14.1) followed by the flat payload; kexec jumps to payload + 0x200 in 64-bit mode.
 //! - `rkdump.elf`: one PT_LOAD of the same payload at [`PVH_LOAD_ADDR`] plus a PT_NOTE with the
 //!   Xen PVH entry note, for QEMU `-kernel`. The payload's first instruction
@@ -81,7 +81,7 @@ pub fn make_images(kernel_elf: &[u8]) -> Result<Images, String> {
 }
 
 /// Reads the finished bzImage the way kexec-tools' and the kernel's bzImage64 loaders do
-/// (kdump-contract §3) and checks what they would take from it.
+/// (docs/boot-contract.md#bzimage-header-rules) and checks what they would take from it.
 pub fn check_bzimage(
     image: &[u8],
     payload: &[u8],

@@ -32,7 +32,7 @@ pub fn main(args: Args) -> Result<(), String> {
     let mut failed = Vec::<String>::new();
 
     if host {
-        // The style and lint gates CI holds every change to (house-style.md).
+        // The style and lint gates CI holds every change to (docs/architecture.md#coding-rules, rule 10).
         let lints: [(&str, &[&str]); 3] = [
             (
                 "cargo fmt --all --check",

@@ -1,4 +1,4 @@
-//! Command-line parsing tests, including real kexec_load / kexec_file_load lines (contract §6).
+//! Command-line parsing tests, including real kexec_load / kexec_file_load lines (docs/boot-contract.md#command-line).
 
 use std::string::ToString;
 use std::vec::Vec;
@@ -104,7 +104,7 @@ fn elfcorehdr_forms() {
     assert_eq!(o.elfcorehdr.unwrap().addr, 0x1000);
 }
 
-/// kexec_file_load prefixes `elfcorehdr=0x...` (RHEL test log, contract §6).
+/// kexec_file_load prefixes `elfcorehdr=0x...` (Linux `setup_cmdline`, arch/x86/kernel/kexec-bzimage64.c; docs/boot-contract.md#command-line).
 #[test]
 fn real_kexec_file_load_line() {
     let line = "elfcorehdr=0x5b000000 BOOT_IMAGE=(hd0,gpt2)/vmlinuz-5.14.0-362.el9.x86_64 ro \
@@ -149,7 +149,7 @@ fn real_kexec_file_load_line() {
     );
 }
 
-/// kexec_load appends ` acpi_rsdp=0x...` then ` elfcorehdr=<n>K` (crashdump-x86.c, contract §6).
+/// kexec_load appends ` acpi_rsdp=0x...` then ` elfcorehdr=<n>K` (kexec-tools crashdump-x86.c; docs/boot-contract.md#command-line).
 #[test]
 fn real_kexec_load_line() {
     let line = "BOOT_IMAGE=/vmlinuz-6.1.0-18-amd64 root=UUID=1234-abcd ro quiet reset_devices \

@@ -1,4 +1,4 @@
-//! Typed values of the parameters rkdump honours, and their parsers (docs/interfaces.md).
+//! Typed values of the parameters rkdump honours, and their parsers (docs/interface.md#kernel-command-line).
 
 use core::fmt;
 

@@ -3,7 +3,7 @@
 //! their configuration back, all before any driver probes. Pure logic over [`ConfigSpace`]
 //! and [`Clock`]; the kernel supplies both and prints the [`Report`].
 //!
-//! Order of work in [`run`] (facts from shared/docs/device-reinit.md):
+//! Order of work in [`run`] (docs/device-reinit.md#order-of-work):
 //! 1. **Quiesce** every function: snapshot its header and PCIe control registers, then
 //!    COMMAND = INTx-Disable only (Linux `pci_dev_save_and_disable`) and MSI/MSI-X enable
 //!    cleared (Linux `pci_msi_init`), all 16-bit writes. Bridges, host bridges, other class-06

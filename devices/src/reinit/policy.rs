@@ -1,5 +1,5 @@
 //! Reset policy: which methods may run and which devices may be touched (`rkdump.reset=`,
-//! `rkdump.deny=`, `rkdump.allow=`, interfaces.md), built from the boot crate's parsed command
+//! `rkdump.deny=`, `rkdump.allow=`, docs/interface.md#rkdump-options), built from the boot crate's parsed command
 //! line, whose vocabulary ([`ResetPolicy`], [`ResetMethods`], [`DeviceMatch`]) it uses as is.
 
 use alloc::vec::Vec;
@@ -45,7 +45,7 @@ impl Policy {
         }
     }
 
-    /// The interfaces.md default: `auto` with `reset_devices`, `none` without.
+    /// The documented default (docs/interface.md#rkdump-options): `auto` with `reset_devices`, `none` without.
     pub fn from_reset_devices(reset_devices: bool) -> Self {
         let mode = if reset_devices {
             ResetPolicy::Auto

@@ -70,7 +70,7 @@ impl fmt::Display for PlanError {
 /// - type 1: 15..=12, then 11..=9 written even when equal (prefetchable window), then 8..=0.
 ///
 /// Only registers that differ are written. Deviations from Linux, all for width exactness
-/// (house-style rule 10):
+/// (docs/architecture.md#coding-rules, rule 6):
 /// - dwords 0 and 2 (IDs, revision, class) are read-only and never written;
 /// - dword 1: a 16-bit COMMAND write of `command` (or the saved COMMAND); Status (W1C) never;
 /// - dword 3: a 16-bit write of cache-line size and latency timer at 0x0C (header type is

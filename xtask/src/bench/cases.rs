@@ -8,7 +8,7 @@ use crate::e2e::{self, CaptureKind, Case, DiskKind};
 
 /// `crashkernel=` used by the timed runs of each capture kernel (MiB).
 pub(super) const RKDUMP_CRASHKERNEL: u32 = 16;
-/// The peer's timed runs: the 256M of measured-facts.md (Fedora's default for 2G-64G machines).
+/// The peer's timed runs: the 256M of docs/testing.md#reference-measurements (Fedora's default for 2G-64G machines).
 pub(super) const PEER_CRASHKERNEL: u32 = 256;
 
 /// Bisection candidates (MiB) for the peer: 16M..512M.

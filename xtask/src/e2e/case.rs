@@ -172,7 +172,7 @@ impl Case {
     /// A standard case by name.
     pub fn standard(name: &str, capture: CaptureKind) -> Option<Case> {
         let linux = capture == CaptureKind::Linux;
-        // Linux needs >= 80M with a busybox initrd (measured-facts.md); 256M matches the peer baseline.
+        // Linux needs >= 80M with a busybox initrd (docs/testing.md#reference-measurements); 256M matches the peer baseline.
         let low = if linux {
             "crashkernel=256M"
         } else {

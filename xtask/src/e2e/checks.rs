@@ -1,5 +1,5 @@
-//! Pure checks of a parsed console log against what the case and the kdump contract predict
-//! (/work/shared/docs/kdump-contract.md §4, §11, §12). Each returns a note on success and a reason
+//! Pure checks of a parsed console log against what the case and the boot contract predict
+//! (docs/boot-contract.md: #two-loaders, #placement-in-the-crash-region, #entry-state). Each returns a note on success and a reason
 //! on failure; `evaluate` runs the set that fits the case.
 
 use std::fmt::Write as _;

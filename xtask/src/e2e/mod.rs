@@ -1,5 +1,5 @@
 //! End-to-end harness: Linux first kernel in QEMU (TCG), `kexec -p` loads the capture kernel,
-//! sysrq crash, and the capture kernel's console is checked against the kdump contract.
+//! sysrq crash, and the capture kernel's console is checked against the boot contract (docs/boot-contract.md).
 //!
 //! `cargo xtask e2e [--case NAME]... [--kernel PATH] [--linux-capture] [--keep] ...` (see `cli`).
 //! Everything of a run lands in `target/e2e/<case>/`: `console.log` (host-timestamped COM1),
