@@ -49,7 +49,13 @@ fn ensure_tools(fuzz_dir: &Path) -> Result<(), String> {
         .is_ok_and(|o| o.status.success());
     if !have_nightly {
         eprintln!("fuzz: installing the {NIGHTLY} toolchain (libFuzzer needs it)");
-        run(Command::new("rustup").args(["toolchain", "install", NIGHTLY, "--profile", "minimal"]))?;
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            NIGHTLY,
+            "--profile",
+            "minimal",
+        ]))?;
     }
     let have_fuzz = nightly_cargo(fuzz_dir)
         .args(["fuzz", "--version"])
@@ -176,9 +182,16 @@ mod tests {
 
     #[test]
     fn summary_prefers_the_crash() {
-        let log = "#100 pulse cov: 1\nthread '<unnamed>' panicked at src/x.rs:3:5:\n#200 DONE cov: 9\n";
-        assert_eq!(summarise(log), "thread '<unnamed>' panicked at src/x.rs:3:5:");
-        assert_eq!(summarise("#5 NEW\n#9 DONE cov: 3 ft: 4"), "#9 DONE cov: 3 ft: 4");
+        let log =
+            "#100 pulse cov: 1\nthread '<unnamed>' panicked at src/x.rs:3:5:\n#200 DONE cov: 9\n";
+        assert_eq!(
+            summarise(log),
+            "thread '<unnamed>' panicked at src/x.rs:3:5:"
+        );
+        assert_eq!(
+            summarise("#5 NEW\n#9 DONE cov: 3 ft: 4"),
+            "#9 DONE cov: 3 ft: 4"
+        );
         assert_eq!(summarise(""), "no libFuzzer status line");
     }
 }
