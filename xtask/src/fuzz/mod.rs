@@ -4,6 +4,8 @@
 //! corpus in `fuzz/corpus/<target>/`; what a run finds goes to `target/fuzz/corpus/<target>/`
 //! (`--keep` minimises it back into the checked-in corpus), crashes to `fuzz/artifacts/<target>/`.
 
+mod seeds;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -21,6 +23,9 @@ pub struct Args {
     /// Minimise what the run found into the checked-in corpus (fuzz/corpus/<target>/).
     #[arg(long)]
     keep: bool,
+    /// Only (re)write the seed inputs made by this repository's builders, then stop.
+    #[arg(long)]
+    seeds: bool,
 }
 
 /// The nightly toolchain cargo-fuzz builds with; `rustup` installs it when missing.
@@ -103,6 +108,11 @@ fn summarise(log: &str) -> String {
 pub fn main(args: Args) -> Result<(), String> {
     let root = workspace_root();
     let fuzz_dir = root.join("fuzz");
+    if args.seeds {
+        let n = seeds::write(&fuzz_dir.join("corpus"))?;
+        println!("fuzz: wrote {n} seed inputs under fuzz/corpus/");
+        return Ok(());
+    }
     ensure_tools(&fuzz_dir)?;
     run(nightly_cargo(&fuzz_dir).args(["fuzz", "build"]))?;
     let listed = nightly_cargo(&fuzz_dir)
