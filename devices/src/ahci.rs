@@ -12,14 +12,17 @@ use core::fmt;
 use bitflags::bitflags;
 use log::{info, warn};
 
-use crate::block::{BlockDevice, BlockError, BlockInfo, WriteReq};
-use crate::hw::DmaAllocator;
-use crate::hw::{DmaMem, Mmio, fence};
-use crate::nvme::{Regs, Slots, alloc_dma, check_request, split};
+use crate::block::{
+    BlockDevice, BlockError, BlockInfo, ByteOrder, Regs, Slots, WriteReq, check_request,
+    ident_string, split,
+};
+use crate::hw::{DmaAllocator, DmaMem, Mmio, alloc_dma_mem, fence};
 use crate::time::{Clock, poll_until};
 
+pub mod driver;
+pub use driver::{AhciDriver, matches};
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 // ---------------------------------------------------------------------------------------------
 // Registers (§3).
@@ -376,22 +379,6 @@ pub struct DiskId {
     pub flush_ext: bool,
 }
 
-/// ATA strings store two characters per word, first in the high byte.
-fn ata_string(b: &[u8]) -> String {
-    let s: String = b
-        .chunks_exact(2)
-        .flat_map(|w| [w[1], w[0]])
-        .map(|c| {
-            if (0x20..0x7F).contains(&c) {
-                c as char
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    String::from(s.trim())
-}
-
 impl DiskId {
     /// Parses the 512-byte IDENTIFY DEVICE data; refuses packet devices, bad checksums,
     /// disks without 48-bit addressing and sector sizes other than 512 or 4096.
@@ -444,9 +431,9 @@ impl DiskId {
             0
         };
         Ok(DiskId {
-            model: ata_string(&b[54..94]),
-            serial: ata_string(&b[20..40]),
-            firmware: ata_string(&b[46..54]),
+            model: ident_string(&b[54..94], ByteOrder::AtaWords),
+            serial: ident_string(&b[20..40], ByteOrder::AtaWords),
+            firmware: ident_string(&b[46..54], ByteOrder::AtaWords),
             sectors,
             sector_size,
             ncq_depth,
@@ -863,9 +850,9 @@ impl<'c, R: Regs> Ahci<'c, R> {
         }
         let s64a = cap.contains(HbaCap::S64A);
         let (Some(list), Some(tables), Some(ident)) = (
-            alloc_dma(dma, 4096, 4096, !s64a),
-            alloc_dma(dma, 32 * TABLE_SIZE, 4096, !s64a),
-            alloc_dma(dma, 4096, 4096, !s64a),
+            alloc_dma_mem(dma, 4096, 4096, !s64a),
+            alloc_dma_mem(dma, 32 * TABLE_SIZE, 4096, !s64a),
+            alloc_dma_mem(dma, 4096, 4096, !s64a),
         ) else {
             return Err(AhciError::NoMemory);
         };

@@ -1,5 +1,5 @@
 //! The rkdump dump-disk format: the label that marks a disk as rkdump's to write, and the dump
-//! record (header, vmcore bytes, per-block CRC table). Shared by the capture kernel, which
+//! record (header, vmcore bytes, per-block XXH64 checksum table). Shared by the capture kernel, which
 //! writes only where a valid label allows, and by `rkdumpctl prepare/save` on Linux.
 //!
 //! The label covers the whole disk (no partition table: the disk, or image file, is dedicated).
@@ -11,7 +11,7 @@
 //! | `4096 .. data_offset` | untouched (default `data_offset` = 1 MiB) |
 //! | `data_offset .. +4096` | record header ([`RecordHeader`]), 176 bytes then zeros |
 //! | `data_offset + 4096 ..` | the vmcore bytes, `written` of them, padded to 4 KiB |
-//! | `table_offset ..` | one CRC-32/ISO-HDLC per `block_size` bytes of vmcore, padded to 4 KiB |
+//! | `table_offset ..` | one XXH64 (seed 0, 8 bytes LE, [`ChecksumKind`]) per `block_size` bytes of vmcore, padded to 4 KiB |
 //!
 //! The table follows the data at an offset fixed before writing starts ([`record_layout`]), so a
 //! streaming writer that knows only the vmcore size can place it. Write order: header with
@@ -80,8 +80,8 @@ struct RecordRaw {
     written: U64,         // 0x20: bytes of it on disk
     block_size: U32,      // 0x28: checksum granularity
     flags: U32,           // 0x2C: bits 0..3 checksum kind (1 full XXH64, 2 sampled)
-    n_blocks: U64,        // 0x30: CRC table entries
-    table_offset: U64,    // 0x38: where the CRC table is
+    n_blocks: U64,        // 0x30: checksum table entries
+    table_offset: U64,    // 0x38: where the checksum table is
     timestamp: U64,       // 0x40: crashed kernel's crash time (s), 0 if unknown
     run_id: [u8; 16],     // 0x48
     label_uuid: [u8; 16], // 0x58: ties the record to its label
@@ -101,7 +101,7 @@ pub enum Error {
     Short,
     /// Magic bytes differ (not an rkdump disk / no record).
     BadMagic,
-    /// Stored CRC does not match.
+    /// Stored CRC-32 (label or header) does not match.
     BadCrc {
         /// CRC stored.
         stored: u32,
@@ -323,15 +323,15 @@ pub struct RecordLayout {
     pub header_lba: u64,
     /// First vmcore byte.
     pub data_lba: u64,
-    /// CRC table.
+    /// XXH64 checksum table.
     pub table_lba: u64,
-    /// CRC table bytes (padded).
+    /// Checksum table bytes (padded).
     pub table_bytes: u64,
     /// First LBA after the record.
     pub end_lba: u64,
     /// Checksum granularity.
     pub block_size: u32,
-    /// CRC table entries.
+    /// Checksum table entries.
     pub n_blocks: u64,
     /// The whole vmcore fits.
     pub fits: bool,
@@ -400,9 +400,9 @@ pub struct RecordHeader {
     pub written: u64,
     /// Checksum granularity.
     pub block_size: u32,
-    /// CRC table entries (planned, for an Incomplete record).
+    /// Checksum table entries (planned, for an Incomplete record).
     pub n_blocks: u64,
-    /// Where the CRC table is.
+    /// Where the checksum table is.
     pub table_offset: u64,
     /// Crash time (seconds), 0 if unknown.
     pub timestamp: u64,
@@ -446,7 +446,7 @@ impl RecordHeader {
         }
     }
 
-    /// Marks the dump done after `written` bytes and the CRC table are on disk: Complete if
+    /// Marks the dump done after `written` bytes and the checksum table are on disk: Complete if
     /// that is the whole vmcore, else Truncated.
     pub fn finish(&mut self, written: u64) {
         self.written = written;
@@ -713,11 +713,11 @@ pub struct ReadFailed;
 pub struct RecordSummary {
     /// The header.
     pub header: RecordHeader,
-    /// Blocks whose CRC was checked (0 for an Incomplete record: its table is not written yet).
+    /// Blocks whose XXH64 was checked (0 for an Incomplete record: its table is not written yet).
     pub blocks_verified: u64,
 }
 
-/// Checks a record: header CRC and consistency against `label`, then every block's CRC
+/// Checks a record: header CRC-32 and consistency against `label`, then every block's XXH64
 /// (Complete and Truncated records). `read(offset, buf)` fills `buf` from disk offset `offset`.
 pub fn verify_record(
     label: &Label,

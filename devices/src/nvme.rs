@@ -1,8 +1,7 @@
 //! Polled NVMe driver: resets what a crashed kernel left enabled, then runs one admin and one I/O
 //! queue pair whose PRP entries point straight at the dump's physical memory.
 //!
-//! Section numbers cite the NVM Express Base Specification 1.4. This module also holds the few
-//! pieces the AHCI driver shares ([`Regs`], [`Slots`], [`split`]) until `hw` grows a home for them.
+//! Section numbers cite the NVM Express Base Specification 1.4.
 
 use alloc::format;
 use alloc::string::String;
@@ -12,159 +11,17 @@ use core::fmt;
 use bitflags::bitflags;
 use log::{info, warn};
 
-use crate::block::{BlockDevice, BlockError, BlockInfo, WriteReq};
-use crate::hw::DmaAllocator;
-use crate::hw::{DmaMem, Mmio, fence};
+use crate::block::{
+    BlockDevice, BlockError, BlockInfo, ByteOrder, Regs, Slots, WriteReq, check_request,
+    ident_string, split,
+};
+use crate::hw::{DmaAllocator, DmaMem, Mmio, alloc_dma_mem, fence};
 use crate::time::{Clock, poll_until};
 
+pub mod driver;
+pub use driver::{NeverReady, NvmeDriver, matches};
 #[cfg(test)]
-pub(crate) mod testkit;
-#[cfg(test)]
-mod tests;
-
-// ---------------------------------------------------------------------------------------------
-// Shared with `ahci`.
-
-/// 32-bit register access: [`Mmio`] on hardware, a simulated controller in host tests.
-pub trait Regs {
-    /// Reads the 32-bit register at byte offset `off`.
-    fn read32(&self, off: usize) -> u32;
-    /// Writes the 32-bit register at byte offset `off`.
-    fn write32(&self, off: usize, v: u32);
-    /// Reads a 64-bit register as two 32-bit reads, low half first (§3.1: hosts may do that).
-    fn read64(&self, off: usize) -> u64 {
-        u64::from(self.read32(off)) | (u64::from(self.read32(off + 4)) << 32)
-    }
-    /// Writes a 64-bit register as two 32-bit writes, low half first.
-    fn write64(&self, off: usize, v: u64) {
-        self.write32(off, v as u32);
-        self.write32(off + 4, (v >> 32) as u32);
-    }
-}
-
-impl Regs for Mmio {
-    fn read32(&self, off: usize) -> u32 {
-        Mmio::read32(self, off)
-    }
-    fn write32(&self, off: usize, v: u32) {
-        Mmio::write32(self, off, v)
-    }
-}
-
-impl<T: Regs + ?Sized> Regs for &T {
-    fn read32(&self, off: usize) -> u32 {
-        (**self).read32(off)
-    }
-    fn write32(&self, off: usize, v: u32) {
-        (**self).write32(off, v)
-    }
-}
-
-/// Allocates zeroed DMA memory for CPU and device use (checked by [`crate::hw::alloc_dma_mem`]).
-pub(crate) fn alloc_dma(
-    dma: &mut dyn DmaAllocator,
-    len: usize,
-    align: usize,
-    below_4g: bool,
-) -> Option<DmaMem> {
-    crate::hw::alloc_dma_mem(dma, len, align, below_4g)
-}
-
-/// A set of up to 64 command identifiers or slots, handed out lowest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Slots {
-    all: u64,
-    free: u64,
-}
-
-impl Slots {
-    /// `n` free slots (at most 64).
-    pub fn new(n: u32) -> Self {
-        let all = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
-        Slots { all, free: all }
-    }
-    /// Takes the lowest free slot.
-    pub fn alloc(&mut self) -> Option<u16> {
-        if self.free == 0 {
-            return None;
-        }
-        let i = self.free.trailing_zeros();
-        self.free &= !(1 << i);
-        Some(i as u16)
-    }
-    /// Returns a slot; false if it was not in use (a device naming a command never issued).
-    pub fn release(&mut self, i: u16) -> bool {
-        let bit = 1u64.checked_shl(u32::from(i)).unwrap_or(0) & self.all;
-        if bit == 0 || self.free & bit != 0 {
-            return false;
-        }
-        self.free |= bit;
-        true
-    }
-    /// Bit mask of slots in use.
-    pub fn busy(&self) -> u64 {
-        self.all & !self.free
-    }
-    /// Whether every slot is in use.
-    pub fn is_full(&self) -> bool {
-        self.free == 0
-    }
-    /// Whether no slot is in use.
-    pub fn is_idle(&self) -> bool {
-        self.free == self.all
-    }
-}
-
-/// Splits a transfer of `len` bytes at (`lba`, `phys`) into `(lba, phys, len)` pieces of at most
-/// `max` bytes, each a whole number of `1 << block_shift` blocks.
-pub fn split(
-    lba: u64,
-    phys: u64,
-    len: u64,
-    block_shift: u32,
-    max: u64,
-) -> impl Iterator<Item = (u64, u64, u64)> {
-    let max = ((max >> block_shift) << block_shift).max(1 << block_shift);
-    let mut done = 0u64;
-    core::iter::from_fn(move || {
-        if done >= len {
-            return None;
-        }
-        let n = (len - done).min(max);
-        let item = (
-            lba.wrapping_add(done >> block_shift),
-            phys.wrapping_add(done),
-            n,
-        );
-        done += n;
-        Some(item)
-    })
-}
-
-/// Checks a transfer against the device: whole blocks, `align`-aligned source, inside the
-/// device, no address wrap. Returns why not.
-pub(crate) fn check_request(
-    lba: u64,
-    phys: u64,
-    len: u64,
-    block_shift: u32,
-    blocks: u64,
-    align: u64,
-) -> Result<(), &'static str> {
-    if len & ((1 << block_shift) - 1) != 0 {
-        return Err("length is not a whole number of blocks");
-    }
-    if !phys.is_multiple_of(align) {
-        return Err("buffer is misaligned");
-    }
-    if phys.checked_add(len).is_none() {
-        return Err("buffer wraps the address space");
-    }
-    match lba.checked_add(len >> block_shift) {
-        Some(end) if end <= blocks => Ok(()),
-        _ => Err("beyond the end of the device"),
-    }
-}
+pub(crate) mod tests;
 
 // ---------------------------------------------------------------------------------------------
 // Registers (§3.1).
@@ -516,21 +373,6 @@ pub struct ControllerId {
     pub vwc: bool,
 }
 
-/// A printable copy of an ASCII identify field (space padded; anything else shown as '?').
-fn ascii(b: &[u8]) -> String {
-    let s: String = b
-        .iter()
-        .map(|&c| {
-            if (0x20..0x7F).contains(&c) {
-                c as char
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    String::from(s.trim())
-}
-
 fn le16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
@@ -553,9 +395,9 @@ impl ControllerId {
         }
         Ok(ControllerId {
             vid: le16(b, 0),
-            serial: ascii(&b[4..24]),
-            model: ascii(&b[24..64]),
-            firmware: ascii(&b[64..72]),
+            serial: ident_string(&b[4..24], ByteOrder::Plain),
+            model: ident_string(&b[24..64], ByteOrder::Plain),
+            firmware: ident_string(&b[64..72], ByteOrder::Plain),
             mdts: b[77],
             nn: le32(b, 516),
             vwc: b[525] & 1 != 0,
@@ -1057,7 +899,7 @@ impl<'c, R: Regs> Nvme<'c, R> {
                 value: u64::from(entries),
             });
         }
-        let mut page = |n: usize| alloc_dma(dma, n.next_multiple_of(4096), 4096, false);
+        let mut page = |n: usize| alloc_dma_mem(dma, n.next_multiple_of(4096), 4096, false);
         let (Some(asq), Some(acq), Some(ident), Some(iosq), Some(iocq), Some(prp_lists)) = (
             page(usize::from(ADMIN_ENTRIES) * 64),
             page(usize::from(ADMIN_ENTRIES) * 16),

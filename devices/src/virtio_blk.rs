@@ -1,13 +1,14 @@
-//! Polled virtio-blk over modern virtio-pci (virtio 1.2 §4.1, §5.2): locating the register
-//! structures, reset and bring-up without interrupts, and pipelined zero-copy I/O.
+//! Polled virtio-blk (virtio 1.2 §5.2) on the modern virtio-pci transport ([`crate::virtio`]):
+//! bring-up without interrupts and pipelined zero-copy I/O.
 //!
 //! Bring-up order (device-reinit.md §3): the kernel locates the regions
 //! ([`locate_virtio_regions`]), maps them, enables memory decode and bus mastering
-//! ([`crate::pci::enable_mem_bus_master`]) and disables MSI/MSI-X; then [`reset_only`] (the
-//! reinit layer's preinit step) and [`VirtioBlk::new`], which resets again (cheap, and what
-//! Linux's `register_virtio_device` does) unless told not to.
+//! ([`crate::pci::enable_mem_bus_master`]) and disables MSI/MSI-X; then the transport reset
+//! ([`crate::virtio::pci::reset`], the reinit layer's preinit step) and [`VirtioBlk::new`],
+//! which resets again (cheap, and what Linux's `register_virtio_device` does) unless told not to.
 
-pub mod ring;
+pub mod chain;
+pub mod driver;
 
 #[cfg(test)]
 mod tests;
@@ -18,57 +19,22 @@ use core::fmt;
 
 use bitflags::bitflags;
 
-use crate::block::{BlockDevice, BlockError, BlockInfo, WriteReq};
-use crate::hw::DmaAllocator;
-use crate::hw::{DmaMem, Mmio};
-use crate::pci::{Bar, Bdf, ConfigSpace, PciDevice, caps};
+use crate::block::{BlockDevice, BlockError, BlockInfo, Regs, WriteReq, check_request, split};
+use crate::hw::{DmaAllocator, DmaMem, Mmio};
+use crate::pci::{Bdf, ConfigSpace, PciDevice};
 use crate::time::{Clock, poll_until};
-use ring::{Limits, MAX_QUEUE, SECTOR, Seg, SplitQueue};
+use crate::virtio::pci::{
+    self as transport, TransportError, VirtioPciRegions, VirtioRegionsInfo, cfg_type, common,
+};
+use crate::virtio::ring::{self, MAX_QUEUE, Seg, SplitQueue};
+use crate::virtio::{DeviceStatus, DmaWindow, NO_VECTOR};
+use chain::{Limits, SECTOR};
+pub use driver::{VirtioBlkDriver, matches, needs_reset};
 
-/// Red Hat / virtio vendor ID.
-pub const VIRTIO_VENDOR: u16 = 0x1AF4;
 /// Modern (1.x) virtio-blk device ID (0x1040 + 2).
 pub const DEVICE_ID_MODERN: u16 = 0x1042;
 /// Transitional virtio-blk device ID (also has the modern capabilities).
 pub const DEVICE_ID_TRANSITIONAL: u16 = 0x1001;
-
-/// `virtio_pci_common_cfg` offsets (include/uapi/linux/virtio_pci.h).
-pub mod common {
-    /// u32: selects which 32 feature bits `DEVICE_FEATURE` shows.
-    pub const DEVICE_FEATURE_SELECT: usize = 0x00;
-    /// u32: device feature bits.
-    pub const DEVICE_FEATURE: usize = 0x04;
-    /// u32: selects which 32 feature bits `DRIVER_FEATURE` sets.
-    pub const DRIVER_FEATURE_SELECT: usize = 0x08;
-    /// u32: driver feature bits.
-    pub const DRIVER_FEATURE: usize = 0x0C;
-    /// u16: config-change MSI-X vector.
-    pub const MSIX_CONFIG: usize = 0x10;
-    /// u16: number of queues.
-    pub const NUM_QUEUES: usize = 0x12;
-    /// u8: device status.
-    pub const DEVICE_STATUS: usize = 0x14;
-    /// u8: config generation.
-    pub const CONFIG_GENERATION: usize = 0x15;
-    /// u16: queue the `QUEUE_*` registers address.
-    pub const QUEUE_SELECT: usize = 0x16;
-    /// u16: queue size (device maximum on read).
-    pub const QUEUE_SIZE: usize = 0x18;
-    /// u16: queue MSI-X vector.
-    pub const QUEUE_MSIX_VECTOR: usize = 0x1A;
-    /// u16: queue enable.
-    pub const QUEUE_ENABLE: usize = 0x1C;
-    /// u16: queue notify offset (in multiplier units).
-    pub const QUEUE_NOTIFY_OFF: usize = 0x1E;
-    /// u64: descriptor table address.
-    pub const QUEUE_DESC: usize = 0x20;
-    /// u64: avail (driver) ring address.
-    pub const QUEUE_DRIVER: usize = 0x28;
-    /// u64: used (device) ring address.
-    pub const QUEUE_DEVICE: usize = 0x30;
-    /// Bytes rkdump needs in the common window.
-    pub const MIN_LEN: usize = 0x38;
-}
 
 /// `virtio_blk_config` offsets (virtio 1.2 §5.2.4).
 pub mod blk_cfg {
@@ -80,28 +46,6 @@ pub mod blk_cfg {
     pub const SEG_MAX: usize = 0x0C;
     /// u32: logical block size (F_BLK_SIZE).
     pub const BLK_SIZE: usize = 0x14;
-}
-
-/// "No MSI-X vector": rkdump polls.
-pub const NO_VECTOR: u16 = 0xFFFF;
-
-bitflags! {
-    /// `device_status` bits (virtio 1.2 §2.1).
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub struct DeviceStatus: u8 {
-        /// Guest noticed the device.
-        const ACKNOWLEDGE = 1;
-        /// Guest has a driver.
-        const DRIVER = 2;
-        /// Driver ready.
-        const DRIVER_OK = 4;
-        /// Feature negotiation done.
-        const FEATURES_OK = 8;
-        /// Device hit an error and must be reset.
-        const NEEDS_RESET = 0x40;
-        /// Driver gave up on the device.
-        const FAILED = 0x80;
-    }
 }
 
 bitflags! {
@@ -138,21 +82,6 @@ const VIRTIO_BLK_T_IN: u32 = 0;
 const VIRTIO_BLK_T_OUT: u32 = 1;
 const VIRTIO_BLK_T_FLUSH: u32 = 4;
 
-/// Vendor capability `cfg_type` values (virtio 1.2 §4.1.4).
-pub mod cfg_type {
-    /// Common configuration.
-    pub const COMMON: u8 = 1;
-    /// Notifications.
-    pub const NOTIFY: u8 = 2;
-    /// ISR status.
-    pub const ISR: u8 = 3;
-    /// Device-specific configuration.
-    pub const DEVICE: u8 = 4;
-}
-
-/// How long a reset may take: virtio-blk drains in-flight requests first, and slow backends
-/// (QEMU `null-co,latency-ns`, real disks with deep queues) take seconds.
-pub const RESET_TIMEOUT_US: u64 = 5_000_000;
 /// Default time the oldest in-flight request may take.
 pub const IO_TIMEOUT_US: u64 = 30_000_000;
 /// Bytes per chain when the device sets no limit (what Linux's block layer sends at most).
@@ -214,6 +143,19 @@ pub enum Error {
     DeviceStatus(u8),
 }
 
+impl From<TransportError> for Error {
+    fn from(e: TransportError) -> Self {
+        match e {
+            TransportError::MissingCap { cfg_type } => Error::MissingCap { cfg_type },
+            TransportError::BadBar { cfg_type, bar } => Error::BadBar { cfg_type, bar },
+            TransportError::BadWindow { cfg_type } => Error::BadWindow { cfg_type },
+            TransportError::ResetTimeout { waited_us, status } => {
+                Error::ResetTimeout { waited_us, status }
+            }
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -247,227 +189,18 @@ impl fmt::Display for Error {
     }
 }
 
-/// One located structure: `len` bytes at `offset` in BAR `bar`, physical address `phys`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VirtioRegion {
-    /// BAR index.
-    pub bar: u8,
-    /// Offset in the BAR.
-    pub offset: u32,
-    /// Length.
-    pub len: u32,
-    /// Physical address (BAR address + offset) the kernel maps.
-    pub phys: u64,
-}
-
-/// Where the virtio-pci structures are; the kernel maps each as uncached [`Mmio`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VirtioRegionsInfo {
-    /// Common configuration.
-    pub common: VirtioRegion,
-    /// Notification area.
-    pub notify: VirtioRegion,
-    /// Bytes per `queue_notify_off` unit.
-    pub notify_off_multiplier: u32,
-    /// ISR status (unused by a polled driver).
-    pub isr: Option<VirtioRegion>,
-    /// Device-specific configuration.
-    pub device: VirtioRegion,
-}
-
-/// Whether `dev` is a virtio-blk function.
-pub fn is_virtio_blk(dev: &PciDevice) -> bool {
-    dev.vendor == VIRTIO_VENDOR
-        && (dev.device == DEVICE_ID_MODERN || dev.device == DEVICE_ID_TRANSITIONAL)
-}
-
-/// Finds the common, notify, ISR and device structures from the vendor capabilities. The first
-/// usable capability of each type wins (virtio 1.2 §4.1.4); BARs come from `dev` (so they must
-/// be assigned, e.g. restored after an FLR).
+/// The transport structures of virtio-blk function `dev` ([`transport::locate_regions`]).
 pub fn locate_virtio_regions(
     cfg: &dyn ConfigSpace,
     dev: &PciDevice,
 ) -> Result<VirtioRegionsInfo, Error> {
-    if !is_virtio_blk(dev) {
+    if !matches(dev) {
         return Err(Error::NotVirtioBlk {
             vendor: dev.vendor,
             device: dev.device,
         });
     }
-    let bdf = dev.bdf;
-    let mut found: [Option<Result<(VirtioRegion, u32), Error>>; 5] = [None; 5];
-    for off in caps::vendor_caps(cfg, bdf) {
-        let cap_len = cfg.read8(bdf, off + 2);
-        let ty = cfg.read8(bdf, off + 3);
-        if !(cfg_type::COMMON..=cfg_type::DEVICE).contains(&ty) || cap_len < 16 {
-            continue;
-        }
-        let slot = &mut found[usize::from(ty)];
-        if matches!(slot, Some(Ok(_))) {
-            continue;
-        }
-        let mult = if ty == cfg_type::NOTIFY {
-            if cap_len < 20 {
-                continue;
-            }
-            cfg.read32(bdf, off + 16)
-        } else {
-            0
-        };
-        let r = region(
-            ty,
-            &dev.bars,
-            cfg.read8(bdf, off + 4),
-            cfg.read32(bdf, off + 8),
-            cfg.read32(bdf, off + 12),
-        )
-        .map(|r| (r, mult));
-        // Keep the first error unless a later capability of the same type works.
-        if slot.is_none() || r.is_ok() {
-            *slot = Some(r);
-        }
-    }
-    let mut take = |ty: u8| -> Result<(VirtioRegion, u32), Error> {
-        found[usize::from(ty)]
-            .take()
-            .unwrap_or(Err(Error::MissingCap { cfg_type: ty }))
-    };
-    let (common, _) = take(cfg_type::COMMON)?;
-    let (notify, notify_off_multiplier) = take(cfg_type::NOTIFY)?;
-    let isr = take(cfg_type::ISR).ok().map(|(r, _)| r);
-    let (device, _) = take(cfg_type::DEVICE)?;
-    if (common.len as usize) < common::MIN_LEN {
-        return Err(Error::BadWindow {
-            cfg_type: cfg_type::COMMON,
-        });
-    }
-    if device.len < 8 {
-        return Err(Error::BadWindow {
-            cfg_type: cfg_type::DEVICE,
-        });
-    }
-    Ok(VirtioRegionsInfo {
-        common,
-        notify,
-        notify_off_multiplier,
-        isr,
-        device,
-    })
-}
-
-fn region(ty: u8, bars: &[Bar; 6], bar: u8, offset: u32, len: u32) -> Result<VirtioRegion, Error> {
-    let bad_bar = Error::BadBar { cfg_type: ty, bar };
-    let (addr, size) = bars
-        .get(usize::from(bar))
-        .and_then(Bar::mem)
-        .ok_or(bad_bar)?;
-    if addr == 0 {
-        return Err(bad_bar);
-    }
-    let end = u64::from(offset) + u64::from(len);
-    if len == 0 || end > size {
-        return Err(Error::BadWindow { cfg_type: ty });
-    }
-    let phys = addr
-        .checked_add(u64::from(offset))
-        .ok_or(Error::BadWindow { cfg_type: ty })?;
-    Ok(VirtioRegion {
-        bar,
-        offset,
-        len,
-        phys,
-    })
-}
-
-/// Register window access; [`Mmio`] in the kernel, a simulated device in tests.
-pub trait Regs {
-    /// Window length in bytes.
-    fn size(&self) -> usize;
-    /// Reads a byte.
-    fn read8(&self, off: usize) -> u8;
-    /// Reads a u16.
-    fn read16(&self, off: usize) -> u16;
-    /// Reads a u32.
-    fn read32(&self, off: usize) -> u32;
-    /// Writes a byte.
-    fn write8(&self, off: usize, v: u8);
-    /// Writes a u16.
-    fn write16(&self, off: usize, v: u16);
-    /// Writes a u32.
-    fn write32(&self, off: usize, v: u32);
-}
-
-impl Regs for Mmio {
-    fn size(&self) -> usize {
-        self.len()
-    }
-    fn read8(&self, off: usize) -> u8 {
-        Mmio::read8(self, off)
-    }
-    fn read16(&self, off: usize) -> u16 {
-        Mmio::read16(self, off)
-    }
-    fn read32(&self, off: usize) -> u32 {
-        Mmio::read32(self, off)
-    }
-    fn write8(&self, off: usize, v: u8) {
-        Mmio::write8(self, off, v)
-    }
-    fn write16(&self, off: usize, v: u16) {
-        Mmio::write16(self, off, v)
-    }
-    fn write32(&self, off: usize, v: u32) {
-        Mmio::write32(self, off, v)
-    }
-}
-
-/// DMA memory the driver owns; [`DmaMem`] in the kernel, a byte buffer in tests.
-pub trait DmaWindow {
-    /// Physical address of byte `off`.
-    fn phys(&self, off: usize) -> u64;
-    /// Volatile u16 read.
-    fn read16(&self, off: usize) -> u16;
-    /// Volatile u32 read.
-    fn read32(&self, off: usize) -> u32;
-    /// Volatile u16 write.
-    fn write16(&self, off: usize, v: u16);
-    /// Volatile u32 write.
-    fn write32(&self, off: usize, v: u32);
-    /// Volatile u64 write.
-    fn write64(&self, off: usize, v: u64);
-}
-
-impl DmaWindow for DmaMem {
-    fn phys(&self, off: usize) -> u64 {
-        DmaMem::phys(self, off)
-    }
-    fn read16(&self, off: usize) -> u16 {
-        DmaMem::read16(self, off)
-    }
-    fn read32(&self, off: usize) -> u32 {
-        DmaMem::read32(self, off)
-    }
-    fn write16(&self, off: usize, v: u16) {
-        DmaMem::write16(self, off, v)
-    }
-    fn write32(&self, off: usize, v: u32) {
-        DmaMem::write32(self, off, v)
-    }
-    fn write64(&self, off: usize, v: u64) {
-        DmaMem::write64(self, off, v)
-    }
-}
-
-/// The mapped virtio-pci structures the driver runs on.
-pub struct VirtioPciRegions<R = Mmio> {
-    /// Common configuration.
-    pub common: R,
-    /// Notification area.
-    pub notify: R,
-    /// From the notify capability.
-    pub notify_off_multiplier: u32,
-    /// Device-specific configuration (`virtio_blk_config`).
-    pub device: R,
+    Ok(transport::locate_regions(cfg, dev)?)
 }
 
 // One DMA allocation: rings for MAX_QUEUE entries, then a 16-byte request header and a 4-byte
@@ -505,26 +238,6 @@ impl Default for InitOptions {
     }
 }
 
-/// Resets the device: writes 0 to `device_status` and waits until it reads 0. Afterwards the
-/// device does no DMA and has forgotten the old kernel's rings (virtio 1.2 §4.1.4.3.1).
-pub fn reset_only<R: Regs + ?Sized>(common: &R, clock: &dyn Clock) -> Result<u64, Error> {
-    if common.size() < common::MIN_LEN {
-        return Err(Error::BadWindow {
-            cfg_type: cfg_type::COMMON,
-        });
-    }
-    common.write8(common::DEVICE_STATUS, 0);
-    let mut last = 0;
-    poll_until(clock, RESET_TIMEOUT_US, || {
-        last = common.read8(common::DEVICE_STATUS);
-        last == 0
-    })
-    .map_err(|t| Error::ResetTimeout {
-        waited_us: t.waited_us,
-        status: last,
-    })
-}
-
 /// A polled virtio-blk device with one queue.
 pub struct VirtioBlk<'c, R: Regs = Mmio, M: DmaWindow = DmaMem> {
     regs: VirtioPciRegions<R>,
@@ -547,8 +260,25 @@ pub const DEVICE_STATUS_ERROR: u32 = 0x100;
 /// `DeviceError.status` when the device broke the ring protocol.
 pub const RING_PROTOCOL_ERROR: u32 = 0x200;
 
+/// One chain's worth of a request: first sector, data address, bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Chunk {
+    sector: u64,
+    phys: u64,
+    len: u64,
+}
+
+/// `len` bytes at (`sector`, `phys`) as chains of at most `chain_max` bytes.
+fn chunks(sector: u64, phys: u64, len: u64, chain_max: u64) -> impl Iterator<Item = Chunk> {
+    split(sector, phys, len, SECTOR.trailing_zeros(), chain_max).map(|(sector, phys, len)| Chunk {
+        sector,
+        phys,
+        len,
+    })
+}
+
 enum Op {
-    Chunk { write: bool, c: ring::Chunk },
+    Chunk { write: bool, c: Chunk },
     Flush,
 }
 
@@ -574,7 +304,7 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
         opts: InitOptions,
     ) -> Result<Self, Error> {
         if !opts.skip_reset {
-            reset_only(&regs.common, clock)?;
+            transport::reset(&regs.common, clock)?;
         } else if regs.common.size() < common::MIN_LEN {
             return Err(Error::BadWindow {
                 cfg_type: cfg_type::COMMON,
@@ -645,18 +375,11 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
     }
 
     fn check(&self, lba: u64, phys: u64, len: u64) -> Result<(), BlockError> {
-        let end = len
-            .checked_div(SECTOR)
-            .and_then(|n| lba.checked_add(n))
-            .ok_or(BlockError::BadRequest)?;
-        if len == 0
-            || !len.is_multiple_of(SECTOR)
-            || end > self.capacity
-            || phys.checked_add(len).is_none()
-        {
+        if len == 0 {
             return Err(BlockError::BadRequest);
         }
-        Ok(())
+        check_request(lba, phys, len, SECTOR.trailing_zeros(), self.capacity, 1)
+            .map_err(|_| BlockError::BadRequest)
     }
 
     fn fail(&mut self, e: BlockError) -> BlockError {
@@ -762,7 +485,7 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
         let n_data = data.map_or(0, |(c, _)| self.limits.segs_for(c.len));
         let segs = data
             .into_iter()
-            .flat_map(|(c, dw)| ring::data_segs(c.phys, c.len, size_max, dw));
+            .flat_map(|(c, dw)| chain::data_segs(c.phys, c.len, size_max, dw));
         let chain = core::iter::once(hdr)
             .chain(segs)
             .chain(core::iter::once(st));
@@ -890,9 +613,9 @@ fn bring_up<R: Regs, M: DmaWindow>(
     c.write16(common::QUEUE_SIZE, qsize);
     c.write16(common::QUEUE_MSIX_VECTOR, NO_VECTOR);
     c.write16(common::MSIX_CONFIG, NO_VECTOR);
-    write64(c, common::QUEUE_DESC, mem.phys(DESC_OFF));
-    write64(c, common::QUEUE_DRIVER, mem.phys(AVAIL_OFF));
-    write64(c, common::QUEUE_DEVICE, mem.phys(USED_OFF));
+    c.write64(common::QUEUE_DESC, mem.phys(DESC_OFF));
+    c.write64(common::QUEUE_DRIVER, mem.phys(AVAIL_OFF));
+    c.write64(common::QUEUE_DEVICE, mem.phys(USED_OFF));
     c.write16(common::QUEUE_ENABLE, 1);
     status |= DeviceStatus::DRIVER_OK;
     c.write8(common::DEVICE_STATUS, status.bits());
@@ -910,11 +633,6 @@ fn bring_up<R: Regs, M: DmaWindow>(
     })
 }
 
-fn write64<R: Regs>(r: &R, off: usize, v: u64) {
-    r.write32(off, v as u32);
-    r.write32(off + 4, (v >> 32) as u32);
-}
-
 /// Reads `(capacity, size_max, seg_max, blk_size)` consistently (config generation unchanged
 /// across the reads, virtio 1.2 §4.1.4.3.1).
 fn read_config<R: Regs>(
@@ -924,8 +642,7 @@ fn read_config<R: Regs>(
     let d = &regs.device;
     for _ in 0..16 {
         let gen0 = regs.common.read8(common::CONFIG_GENERATION);
-        let cap = u64::from(d.read32(blk_cfg::CAPACITY))
-            | (u64::from(d.read32(blk_cfg::CAPACITY + 4)) << 32);
+        let cap = d.read64(blk_cfg::CAPACITY);
         let size_max = if f.contains(Features::SIZE_MAX) && d.size() >= blk_cfg::SIZE_MAX + 4 {
             d.read32(blk_cfg::SIZE_MAX)
         } else {
@@ -968,17 +685,17 @@ impl<R: Regs, M: DmaWindow> BlockDevice for VirtioBlk<'_, R, M> {
         for r in reqs {
             self.check(r.lba, r.phys, r.len)?;
         }
-        let lim = self.limits;
-        let mut ops = reqs.iter().flat_map(|r| {
-            ring::chunks(r.lba, r.phys, r.len, lim).map(|c| Op::Chunk { write: true, c })
-        });
+        let max = self.limits.chain_max();
+        let mut ops = reqs
+            .iter()
+            .flat_map(|r| chunks(r.lba, r.phys, r.len, max).map(|c| Op::Chunk { write: true, c }));
         self.run(&mut ops)
     }
 
     fn read(&mut self, lba: u64, phys: u64, len: u64) -> Result<(), BlockError> {
         self.check(lba, phys, len)?;
         let mut ops =
-            ring::chunks(lba, phys, len, self.limits).map(|c| Op::Chunk { write: false, c });
+            chunks(lba, phys, len, self.limits.chain_max()).map(|c| Op::Chunk { write: false, c });
         self.run(&mut ops)
     }
 

@@ -272,7 +272,8 @@ fn dump_disk(
     let mut progress = Progress::new();
     let written = disk::dump(d, plan, mem, run_id, checksum, &mut |done, t| {
         progress.update(done, t)
-    })?;
+    })
+    .map_err(|e| alloc::format!("{e}"))?;
     if written < total {
         rkerror!(
             "dump truncated: {written} of {total} bytes fit on {}",

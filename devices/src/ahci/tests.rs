@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use super::*;
-use crate::nvme::testkit::{Arena, FakeClock, Phys, pattern};
+use crate::block::testkit::{Arena, FakeClock, Phys, pattern};
 
 // ---- pure logic -----------------------------------------------------------------------------
 
@@ -245,7 +245,7 @@ const FRE: u32 = 1 << 4;
 const FR: u32 = 1 << 14;
 const CR: u32 = 1 << 15;
 
-struct Hba {
+pub(crate) struct Hba {
     mem: Phys,
     cap: u32,
     ghc: u32,
@@ -255,16 +255,16 @@ struct Hba {
     /// The reset clears CAP.SNCQ/S64A and PI until written back (some Intel HBAs).
     hr_loses_cap: Option<(u32, u32)>,
     ports: Vec<Port>,
-    disk: Vec<u8>,
+    pub(crate) disk: Vec<u8>,
     ncq: bool,
     log: Vec<(u8, u64, u32)>,
     max_active: u32,
     violations: Vec<&'static str>,
     flushes: u32,
-    fail_lba: Option<u64>,
+    pub(crate) fail_lba: Option<u64>,
 }
 
-struct FakeAhci(RefCell<Hba>);
+pub(crate) struct FakeAhci(pub(crate) RefCell<Hba>);
 
 impl Port {
     /// COMRESET / HBA reset of the port (QEMU `ahci_reset_port`).
@@ -286,7 +286,7 @@ impl Port {
 }
 
 impl FakeAhci {
-    fn new(arena: &Arena, devices: &[u32]) -> Self {
+    pub(crate) fn new(arena: &Arena, devices: &[u32]) -> Self {
         let ports: Vec<Port> = devices
             .iter()
             .map(|&device| Port {
@@ -317,7 +317,7 @@ impl FakeAhci {
         }))
     }
 
-    fn with(self, f: impl FnOnce(&mut Hba)) -> Self {
+    pub(crate) fn with(self, f: impl FnOnce(&mut Hba)) -> Self {
         f(&mut self.0.borrow_mut());
         self
     }

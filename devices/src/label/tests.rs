@@ -141,13 +141,13 @@ fn write_dump_with(l: &Label, vmcore: &[u8], kind: ChecksumKind) -> Vec<u8> {
     disk[hdr_at..hdr_at + HEADER_BYTES].copy_from_slice(&h.to_bytes());
     let w = r.writable_bytes as usize;
     let data_at = (r.data_lba * 512) as usize;
-    let mut crcs = BlockSums::new(r.block_size, kind);
+    let mut sums = BlockSums::new(r.block_size, kind);
     // Fed in odd-sized pieces, as a streaming writer would.
     for piece in vmcore[..w].chunks(300_007) {
-        crcs.update(piece);
+        sums.update(piece);
     }
     disk[data_at..data_at + w].copy_from_slice(&vmcore[..w]);
-    let t = table_bytes(&crcs.finish());
+    let t = table_bytes(&sums.finish());
     assert_eq!(t.len() as u64, r.table_bytes);
     let table_at = (r.table_lba * 512) as usize;
     disk[table_at..table_at + t.len()].copy_from_slice(&t);

@@ -6,8 +6,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
-use super::testkit::{Arena, FakeClock, Phys, pattern};
 use super::*;
+use crate::block::testkit::{Arena, FakeClock, Phys, pattern};
 
 // ---- pure logic -----------------------------------------------------------------------------
 
@@ -148,51 +148,6 @@ fn cq_cursor_flips_phase_on_wrap() {
 }
 
 #[test]
-fn split_respects_limit_and_blocks() {
-    let v: Vec<_> = split(10, 0x1204, 5 * 512, 9, 1024 + 100).collect();
-    assert_eq!(
-        v,
-        [(10, 0x1204, 1024), (12, 0x1604, 1024), (14, 0x1A04, 512)]
-    );
-    assert_eq!(split(0, 0, 0, 9, 4096).count(), 0);
-    assert_eq!(
-        check_request(0, 0x1000, 1000, 9, 100, 4),
-        Err("length is not a whole number of blocks")
-    );
-    assert_eq!(
-        check_request(0, 0x1002, 512, 9, 100, 4),
-        Err("buffer is misaligned")
-    );
-    assert_eq!(
-        check_request(99, 0x1000, 1024, 9, 100, 4),
-        Err("beyond the end of the device")
-    );
-    assert_eq!(
-        check_request(u64::MAX, 0x1000, 512, 9, 100, 4),
-        Err("beyond the end of the device")
-    );
-    assert_eq!(check_request(98, 0x1000, 1024, 9, 100, 4), Ok(()));
-}
-
-#[test]
-fn slots_hand_out_lowest_and_refuse_strangers() {
-    let mut s = Slots::new(3);
-    assert_eq!(
-        (s.alloc(), s.alloc(), s.alloc(), s.alloc()),
-        (Some(0), Some(1), Some(2), None)
-    );
-    assert!(s.is_full());
-    assert!(s.release(1));
-    assert!(!s.release(1), "double release");
-    assert!(!s.release(7), "never existed");
-    assert_eq!(s.busy(), 0b101);
-    assert_eq!(s.alloc(), Some(1));
-    let mut all = Slots::new(64);
-    assert_eq!((0..64).filter_map(|_| all.alloc()).count(), 64);
-    assert!(!all.release(64));
-}
-
-#[test]
 fn cap_fields() {
     let cap = Cap(0x7FF | (0x0F << 24) | (1 << 32) | (1 << 37) | (1 << 48));
     assert_eq!(cap.max_queue_entries(), 0x800);
@@ -302,7 +257,7 @@ struct Q {
     cqid: usize,
 }
 
-struct Ctl {
+pub(crate) struct Ctl {
     mem: Phys,
     cap: u64,
     cc: u32,
@@ -317,7 +272,7 @@ struct Ctl {
     stuck: bool,
     sq: [Option<Q>; 2],
     cq: [Option<Q>; 2],
-    disk: Vec<u8>,
+    pub(crate) disk: Vec<u8>,
     shift: u32,
     mdts: u8,
     vwc: bool,
@@ -326,14 +281,14 @@ struct Ctl {
     admin_log: Vec<(u8, u64)>,
     io_log: Vec<(u8, u64, u32)>,
     max_queued: u16,
-    fail_lba: Option<u64>,
+    pub(crate) fail_lba: Option<u64>,
     cfs_after_io: Option<usize>,
 }
 
-struct FakeNvme(RefCell<Ctl>);
+pub(crate) struct FakeNvme(pub(crate) RefCell<Ctl>);
 
 impl FakeNvme {
-    fn new(arena: &Arena) -> Self {
+    pub(crate) fn new(arena: &Arena) -> Self {
         FakeNvme(RefCell::new(Ctl {
             mem: Phys {
                 mem: arena.window(),
@@ -365,7 +320,7 @@ impl FakeNvme {
         }))
     }
 
-    fn with(self, f: impl FnOnce(&mut Ctl)) -> Self {
+    pub(crate) fn with(self, f: impl FnOnce(&mut Ctl)) -> Self {
         f(&mut self.0.borrow_mut());
         self
     }

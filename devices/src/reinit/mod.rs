@@ -43,7 +43,6 @@ use alloc::vec::Vec;
 
 pub use driver::{
     Driver, DriverCtx, DriverError, DriverId, DriverSet, NoPlatform, Platform, PreinitReport,
-    ProbeError,
 };
 pub use policy::{DEFAULT_BUDGET_MS, DEFAULT_PER_DEVICE_CAP_MS, Match, Methods, Mode, Policy};
 pub use report::{

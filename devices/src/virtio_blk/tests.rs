@@ -8,10 +8,13 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 
-use super::ring::*;
+use super::chain::*;
 use super::*;
 use crate::pci::fake::FakeConfig;
 use crate::pci::{Bdf, scan};
+use crate::virtio::VIRTIO_VENDOR;
+use crate::virtio::pci::{VirtioRegion, reset as reset_only};
+use crate::virtio::ring::*;
 
 const BASE: u64 = 0x4000_0000;
 const DATA: u64 = BASE + 0x10_0000;
@@ -197,7 +200,7 @@ fn chunking_respects_limits() {
         chain_bytes: 1 << 20,
     };
     assert_eq!(lim.chain_max(), 8192);
-    let c: Vec<Chunk> = chunks(10, 0x10_0000, 20 * 1024, lim).collect();
+    let c: Vec<Chunk> = chunks(10, 0x10_0000, 20 * 1024, lim.chain_max()).collect();
     assert_eq!(c.len(), 3);
     assert_eq!(
         c[1],
