@@ -56,9 +56,13 @@ impl fmt::Display for DiskKind {
 /// Every driver, registered for the reinit engine (match order = registration order).
 pub fn reinit_drivers() -> DriverSet {
     let mut set = DriverSet::new();
-    set.register(Box::new(virtio_blk::VirtioBlkDriver));
-    set.register(Box::new(nvme::NvmeDriver));
-    set.register(Box::new(ahci::AhciDriver));
+    for driver in [
+        virtio_blk::driver::DRIVER,
+        nvme::driver::DRIVER,
+        ahci::driver::DRIVER,
+    ] {
+        set.register(Box::new(driver));
+    }
     set
 }
 
@@ -133,8 +137,7 @@ impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             OpenError::NoMmio(e) => write!(f, "{e}"),
-            // The driver's own wording, as the console has always shown it.
-            OpenError::VirtioBlk(e) => write!(f, "{e:?}"),
+            OpenError::VirtioBlk(e) => write!(f, "{e}"),
             OpenError::Nvme(e) => write!(f, "{e}"),
             OpenError::Ahci(e) => write!(f, "{e}"),
         }

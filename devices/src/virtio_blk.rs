@@ -16,8 +16,10 @@ mod tests;
 use alloc::format;
 use alloc::string::String;
 use core::fmt;
+use core::mem::{offset_of, size_of};
 
 use bitflags::bitflags;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::block::{BlockDevice, BlockError, BlockInfo, Regs, WriteReq, check_request, split};
 use crate::hw::{DmaAllocator, DmaMem, Mmio};
@@ -29,7 +31,7 @@ use crate::virtio::pci::{
 use crate::virtio::ring::{self, MAX_QUEUE, Seg, SplitQueue};
 use crate::virtio::{DeviceStatus, DmaWindow, NO_VECTOR};
 use chain::{Limits, SECTOR};
-pub use driver::{VirtioBlkDriver, matches, needs_reset};
+pub use driver::{matches, needs_reset};
 
 /// Modern (1.x) virtio-blk device ID (0x1040 + 2).
 pub const DEVICE_ID_MODERN: u16 = 0x1042;
@@ -78,6 +80,23 @@ pub const WANTED: Features = Features::VERSION_1
     .union(Features::SIZE_MAX)
     .union(Features::ACCESS_PLATFORM);
 
+/// The request header every virtio-blk chain starts with (virtio 1.2 §5.2.6,
+/// `struct virtio_blk_outhdr`), written field by field at these offsets.
+#[repr(C)]
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug, Default)]
+pub struct VirtioBlkOuthdr {
+    /// 0x00: `VIRTIO_BLK_T_*`.
+    pub r#type: u32,
+    /// 0x04: priority (unused, 0).
+    pub ioprio: u32,
+    /// 0x08: first 512-byte sector.
+    pub sector: u64,
+}
+
+const _: () = assert!(size_of::<VirtioBlkOuthdr>() == 16);
+const _: () = assert!(offset_of!(VirtioBlkOuthdr, sector) == 8);
+const OUTHDR: usize = size_of::<VirtioBlkOuthdr>();
+
 const VIRTIO_BLK_T_IN: u32 = 0;
 const VIRTIO_BLK_T_OUT: u32 = 1;
 const VIRTIO_BLK_T_FLUSH: u32 = 4;
@@ -97,30 +116,8 @@ pub enum Error {
         /// Device ID.
         device: u16,
     },
-    /// A required vendor capability is missing.
-    MissingCap {
-        /// `cfg_type`.
-        cfg_type: u8,
-    },
-    /// A capability names a BAR that is not an assigned memory BAR.
-    BadBar {
-        /// `cfg_type`.
-        cfg_type: u8,
-        /// BAR index.
-        bar: u8,
-    },
-    /// A capability's window does not fit in its BAR, or is too short.
-    BadWindow {
-        /// `cfg_type`.
-        cfg_type: u8,
-    },
-    /// `device_status` did not read 0 after reset.
-    ResetTimeout {
-        /// Microseconds waited.
-        waited_us: u64,
-        /// Last status read.
-        status: u8,
-    },
+    /// The virtio-pci transport: capabilities or reset.
+    Transport(TransportError),
     /// VIRTIO_F_VERSION_1 not offered (legacy-only device).
     NoVersion1,
     /// The device is read-only.
@@ -145,14 +142,7 @@ pub enum Error {
 
 impl From<TransportError> for Error {
     fn from(e: TransportError) -> Self {
-        match e {
-            TransportError::MissingCap { cfg_type } => Error::MissingCap { cfg_type },
-            TransportError::BadBar { cfg_type, bar } => Error::BadBar { cfg_type, bar },
-            TransportError::BadWindow { cfg_type } => Error::BadWindow { cfg_type },
-            TransportError::ResetTimeout { waited_us, status } => {
-                Error::ResetTimeout { waited_us, status }
-            }
-        }
+        Error::Transport(e)
     }
 }
 
@@ -162,19 +152,7 @@ impl fmt::Display for Error {
             Error::NotVirtioBlk { vendor, device } => {
                 write!(f, "{vendor:04x}:{device:04x} is not virtio-blk")
             }
-            Error::MissingCap { cfg_type } => write!(f, "no usable virtio cap type {cfg_type}"),
-            Error::BadBar { cfg_type, bar } => {
-                write!(f, "virtio cap type {cfg_type} names unassigned BAR{bar}")
-            }
-            Error::BadWindow { cfg_type } => {
-                write!(
-                    f,
-                    "virtio cap type {cfg_type} window outside its BAR or too short"
-                )
-            }
-            Error::ResetTimeout { waited_us, status } => {
-                write!(f, "reset: status {status:#x} after {waited_us} us")
-            }
+            Error::Transport(e) => write!(f, "{e}"),
             Error::NoVersion1 => f.write_str("VIRTIO_F_VERSION_1 not offered"),
             Error::ReadOnly => f.write_str("device is read-only"),
             Error::FeaturesRejected => f.write_str("device rejected features"),
@@ -209,7 +187,7 @@ const DESC_OFF: usize = 0;
 const AVAIL_OFF: usize = 4096;
 const USED_OFF: usize = 8192;
 const HDR_OFF: usize = 12288;
-const STATUS_OFF: usize = HDR_OFF + 16 * MAX_QUEUE as usize;
+const STATUS_OFF: usize = HDR_OFF + OUTHDR * MAX_QUEUE as usize;
 /// Bytes of DMA memory one driver instance uses.
 pub const DMA_BYTES: usize = 5 * 4096;
 const _: () = {
@@ -306,9 +284,10 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
         if !opts.skip_reset {
             transport::reset(&regs.common, clock)?;
         } else if regs.common.size() < common::MIN_LEN {
-            return Err(Error::BadWindow {
+            return Err(TransportError::BadWindow {
                 cfg_type: cfg_type::COMMON,
-            });
+            }
+            .into());
         }
         let c = &regs.common;
         let mut status = DeviceStatus::ACKNOWLEDGE;
@@ -453,7 +432,7 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
 
     fn push(&mut self, op: &Op) -> Result<(), ring::RingError> {
         let head = self.q.next_head().ok_or(ring::RingError::Full)?;
-        let h = HDR_OFF + 16 * usize::from(head);
+        let h = HDR_OFF + OUTHDR * usize::from(head);
         let s = STATUS_OFF + 4 * usize::from(head);
         let (ty, sector, data) = match *op {
             Op::Chunk { write, c } => (
@@ -467,13 +446,15 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
             ),
             Op::Flush => (VIRTIO_BLK_T_FLUSH, 0, None),
         };
-        self.mem.write32(h, ty);
-        self.mem.write32(h + 4, 0);
-        self.mem.write64(h + 8, sector);
+        self.mem
+            .write32(h + offset_of!(VirtioBlkOuthdr, r#type), ty);
+        self.mem.write32(h + offset_of!(VirtioBlkOuthdr, ioprio), 0);
+        self.mem
+            .write64(h + offset_of!(VirtioBlkOuthdr, sector), sector);
         self.mem.write32(s, 0xFF);
         let hdr = Seg {
             addr: self.mem.phys(h),
-            len: 16,
+            len: OUTHDR as u32,
             device_writes: false,
         };
         let st = Seg {
@@ -576,9 +557,10 @@ fn bring_up<R: Regs, M: DmaWindow>(
     }
 
     if regs.device.size() < 8 {
-        return Err(Error::BadWindow {
+        return Err(TransportError::BadWindow {
             cfg_type: cfg_type::DEVICE,
-        });
+        }
+        .into());
     }
     let (capacity, size_max, seg_max, blk_size) = read_config(regs, features)?;
     if c.read16(common::NUM_QUEUES) == 0 {

@@ -9,7 +9,7 @@ use super::{Ahci, AhciOptions, GHC, Ghc};
 use crate::block::BlockDevice;
 use crate::hw::DmaAllocator;
 use crate::pci::PciDevice;
-use crate::reinit::{Driver, DriverCtx, DriverError, Platform, PreinitReport};
+use crate::reinit::{DriverCtx, DriverError, FnDriver, Platform, PreinitReport};
 use crate::time::Clock;
 
 /// The BAR holding the HBA registers (ABAR, AHCI 1.3.1 §2.1.11).
@@ -22,34 +22,27 @@ pub fn matches(dev: &PciDevice) -> bool {
 }
 
 /// The reinit engine's AHCI driver.
-pub struct AhciDriver;
+pub const DRIVER: FnDriver = FnDriver {
+    name: "ahci",
+    matches,
+    preinit,
+};
 
-impl Driver for AhciDriver {
-    fn name(&self) -> &'static str {
-        "ahci"
-    }
-    fn matches(&self, dev: &PciDevice) -> bool {
-        matches(dev)
-    }
-    fn preinit(
-        &mut self,
-        ctx: &mut DriverCtx<'_>,
-        dev: &PciDevice,
-    ) -> Result<PreinitReport, DriverError> {
-        let regs = ctx.platform.map_bar(dev, REGS_BAR)?;
-        let r = Ahci::preinit(&regs, ctx.clock).map_err(|e| DriverError::Failed(format!("{e}")))?;
-        let ghc = regs.read32(GHC);
-        let detail = format!(
-            "GHC {ghc:#x} (was {:#x}), ports running before {:#x}",
-            r.ghc_before, r.ports_running
-        );
-        // After HR only AE may be set: interrupts off, no reset pending.
-        Ok(if ghc & !Ghc::AE.bits() == 0 {
-            PreinitReport::proven(detail)
-        } else {
-            PreinitReport::unproven(detail)
-        })
-    }
+/// The driver-specific soft reset before anything probes the device, proven by read-back.
+pub fn preinit(ctx: &mut DriverCtx<'_>, dev: &PciDevice) -> Result<PreinitReport, DriverError> {
+    let regs = ctx.platform.map_bar(dev, REGS_BAR)?;
+    let r = Ahci::preinit(&regs, ctx.clock).map_err(|e| DriverError::Failed(format!("{e}")))?;
+    let ghc = regs.read32(GHC);
+    let detail = format!(
+        "GHC {ghc:#x} (was {:#x}), ports running before {:#x}",
+        r.ghc_before, r.ports_running
+    );
+    // After HR only AE may be set: interrupts off, no reset pending.
+    Ok(if ghc & !Ghc::AE.bits() == 0 {
+        PreinitReport::proven(detail)
+    } else {
+        PreinitReport::unproven(detail)
+    })
 }
 
 /// Bit mask of the ports of HBA `dev` with a device attached (0 if its registers cannot be

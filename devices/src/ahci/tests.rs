@@ -84,13 +84,7 @@ fn prdt_refuses_bad_buffers() {
 
 #[test]
 fn command_header_layout() {
-    let h = CmdHeader {
-        cfl: 5,
-        write: true,
-        prdtl: 3,
-        ctba: 0x1_2345_6780,
-    }
-    .encode();
+    let h = CmdHeader::new(5, true, 3, 0x1_2345_6780).encode();
     assert_eq!(&h[0..4], &[0x45, 0x00, 0x03, 0x00]);
     assert_eq!(&h[4..8], &[0; 4], "PRDBC starts at zero");
     assert_eq!(&h[8..16], &0x1_2345_6780u64.to_le_bytes());
@@ -867,12 +861,7 @@ fn port_left_running_replays_the_old_command_list_without_reset() {
     let mut prdt = [0u8; 16];
     build_prdt(old_data, 4096, &mut prdt).unwrap();
     arena.put(old_table + 0x80, &prdt);
-    let hdr = CmdHeader {
-        cfl: 5,
-        write: true,
-        prdtl: 1,
-        ctba: old_table,
-    };
+    let hdr = CmdHeader::new(5, true, 1, old_table);
     arena.put(old_list, &hdr.encode());
     let dirty = |h: &mut Hba| {
         let p = &mut h.ports[0];

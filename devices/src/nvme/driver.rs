@@ -9,7 +9,7 @@ use super::{CC, CSTS, Cc, Csts, Nvme, NvmeError, NvmeReset};
 use crate::block::{BlockDevice, Regs};
 use crate::hw::DmaAllocator;
 use crate::pci::PciDevice;
-use crate::reinit::{Driver, DriverCtx, DriverError, Platform, PreinitReport};
+use crate::reinit::{DriverCtx, DriverError, FnDriver, Platform, PreinitReport};
 use crate::time::Clock;
 
 /// The BAR holding the controller registers (MLBAR/MUBAR, NVMe 1.4 §2.1.10).
@@ -22,38 +22,31 @@ pub fn matches(dev: &PciDevice) -> bool {
 }
 
 /// The reinit engine's NVMe driver.
-pub struct NvmeDriver;
+pub const DRIVER: FnDriver = FnDriver {
+    name: "nvme",
+    matches,
+    preinit,
+};
 
-impl Driver for NvmeDriver {
-    fn name(&self) -> &'static str {
-        "nvme"
-    }
-    fn matches(&self, dev: &PciDevice) -> bool {
-        matches(dev)
-    }
-    fn preinit(
-        &mut self,
-        ctx: &mut DriverCtx<'_>,
-        dev: &PciDevice,
-    ) -> Result<PreinitReport, DriverError> {
-        let regs = ctx.platform.map_bar(dev, REGS_BAR)?;
-        let r = Nvme::preinit(&regs, ctx.clock).map_err(|e| match e {
-            NvmeError::Gone => DriverError::Gone,
-            e => DriverError::Failed(format!("{e}")),
-        })?;
-        // Proof: the controller now reads disabled and not ready.
-        let cc = regs.read32(CC);
-        let csts = regs.read32(CSTS);
-        let detail = format!(
-            "CC {cc:#x} CSTS {csts:#x} (was CC {:#x} CSTS {:#x})",
-            r.cc_before, r.csts_before
-        );
-        Ok(if cc & Cc::EN.bits() == 0 && csts & Csts::RDY.bits() == 0 {
-            PreinitReport::proven(detail)
-        } else {
-            PreinitReport::unproven(detail)
-        })
-    }
+/// The driver-specific soft reset before anything probes the device, proven by read-back.
+pub fn preinit(ctx: &mut DriverCtx<'_>, dev: &PciDevice) -> Result<PreinitReport, DriverError> {
+    let regs = ctx.platform.map_bar(dev, REGS_BAR)?;
+    let r = Nvme::preinit(&regs, ctx.clock).map_err(|e| match e {
+        NvmeError::Gone => DriverError::Gone,
+        e => DriverError::Failed(format!("{e}")),
+    })?;
+    // Proof: the controller now reads disabled and not ready.
+    let cc = regs.read32(CC);
+    let csts = regs.read32(CSTS);
+    let detail = format!(
+        "CC {cc:#x} CSTS {csts:#x} (was CC {:#x} CSTS {:#x})",
+        r.cc_before, r.csts_before
+    );
+    Ok(if cc & Cc::EN.bits() == 0 && csts & Csts::RDY.bits() == 0 {
+        PreinitReport::proven(detail)
+    } else {
+        PreinitReport::unproven(detail)
+    })
 }
 
 /// Test-only fault (`rkdump.fault=dead:<bdf>`): a controller whose CSTS.RDY never sets, i.e.

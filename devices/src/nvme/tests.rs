@@ -96,7 +96,7 @@ fn prp_refuses_bad_buffers() {
 #[test]
 fn command_encoding_matches_spec_offsets() {
     let mut c = Command::rw(NVM_WRITE, 1, 0x1_2345_6789, 8, 0xAAAA_0000, 0xBBBB_0000);
-    c.cid = 0x42;
+    c.command_id = 0x42;
     let b = c.encode();
     assert_eq!(&b[0..4], &[0x01, 0x00, 0x42, 0x00]); // opcode, flags, CID
     assert_eq!(&b[4..8], &1u32.to_le_bytes()); // NSID
@@ -124,10 +124,10 @@ fn command_encoding_matches_spec_offsets() {
 fn completion_fields_and_status() {
     let c = Completion::parse([7, 0, (1 << 16) | 5, (0x281 << 17) | (1 << 16) | 9]);
     assert_eq!(
-        (c.result, c.sq_head, c.sq_id, c.cid, c.phase),
+        (c.result, c.sq_head, c.sq_id, c.command_id, c.phase()),
         (7, 5, 1, 9, true)
     );
-    assert_eq!(c.status, 0x281);
+    assert_eq!(c.status_field(), 0x281);
     assert!(!c.is_success());
     // DNR/More bits alone do not make a failure.
     assert!(Completion::parse([0, 0, 0, (0x6000 << 17) | 3]).is_success());
@@ -892,7 +892,7 @@ fn controller_left_enabled_replays_stale_commands_without_reset() {
     let old_buf = arena.buf(4096);
     for i in 0..32u64 {
         let mut stale = Command::identify(1, 0, old_buf);
-        stale.cid = 0x100 + i as u16;
+        stale.command_id = 0x100 + i as u16;
         arena.put(old_sq + 64 * i, &stale.encode());
     }
     let dirty = |c: &mut Ctl| {

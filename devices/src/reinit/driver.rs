@@ -164,6 +164,34 @@ pub trait Driver {
     ) -> Result<PreinitReport, DriverError>;
 }
 
+/// A driver given as its parts: how a concrete driver module (`nvme`, `ahci`, `virtio_blk`)
+/// presents itself to the reinit engine without a type of its own.
+#[derive(Clone, Copy)]
+pub struct FnDriver {
+    /// Short name for reports.
+    pub name: &'static str,
+    /// [`Driver::matches`].
+    pub matches: fn(&PciDevice) -> bool,
+    /// [`Driver::preinit`].
+    pub preinit: fn(&mut DriverCtx<'_>, &PciDevice) -> Result<PreinitReport, DriverError>,
+}
+
+impl Driver for FnDriver {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn matches(&self, dev: &PciDevice) -> bool {
+        (self.matches)(dev)
+    }
+    fn preinit(
+        &mut self,
+        ctx: &mut DriverCtx<'_>,
+        dev: &PciDevice,
+    ) -> Result<PreinitReport, DriverError> {
+        (self.preinit)(ctx, dev)
+    }
+}
+
 /// Index of a registered driver in a [`DriverSet`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DriverId(pub usize);

@@ -42,7 +42,8 @@ use alloc::string::ToString;
 use alloc::vec::Vec;
 
 pub use driver::{
-    Driver, DriverCtx, DriverError, DriverId, DriverSet, NoPlatform, Platform, PreinitReport,
+    Driver, DriverCtx, DriverError, DriverId, DriverSet, FnDriver, NoPlatform, Platform,
+    PreinitReport,
 };
 pub use policy::{DEFAULT_BUDGET_MS, DEFAULT_PER_DEVICE_CAP_MS, Match, Methods, Mode, Policy};
 pub use report::{

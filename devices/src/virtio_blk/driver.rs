@@ -12,7 +12,7 @@ use super::{
 use crate::block::{BlockDevice, BlockError};
 use crate::hw::{DmaAllocator, Mmio};
 use crate::pci::{ConfigSpace, PciDevice};
-use crate::reinit::{Driver, DriverCtx, DriverError, Platform, PreinitReport};
+use crate::reinit::{DriverCtx, DriverError, FnDriver, Platform, PreinitReport};
 use crate::time::Clock;
 use crate::virtio::pci::{self as transport, VirtioPciRegions, VirtioRegion};
 use crate::virtio::{DeviceStatus, VIRTIO_VENDOR};
@@ -37,29 +37,22 @@ fn map(platform: &mut dyn Platform, r: VirtioRegion) -> Result<Mmio, DriverError
 }
 
 /// The reinit engine's virtio-blk driver.
-pub struct VirtioBlkDriver;
+pub const DRIVER: FnDriver = FnDriver {
+    name: "virtio-blk",
+    matches,
+    preinit,
+};
 
-impl Driver for VirtioBlkDriver {
-    fn name(&self) -> &'static str {
-        "virtio-blk"
-    }
-    fn matches(&self, dev: &PciDevice) -> bool {
-        matches(dev)
-    }
-    fn preinit(
-        &mut self,
-        ctx: &mut DriverCtx<'_>,
-        dev: &PciDevice,
-    ) -> Result<PreinitReport, DriverError> {
-        let info = locate_virtio_regions(ctx.cfg, dev)
-            .map_err(|e| DriverError::Failed(format!("{e:?}")))?;
-        let common = map(ctx.platform, info.common)?;
-        let us = transport::reset(&common, ctx.clock)
-            .map_err(|e| DriverError::Failed(format!("{e:?}")))?;
-        Ok(PreinitReport::proven(format!(
-            "device_status reads 0 after {us} us"
-        )))
-    }
+/// The driver-specific soft reset before anything probes the device, proven by read-back.
+pub fn preinit(ctx: &mut DriverCtx<'_>, dev: &PciDevice) -> Result<PreinitReport, DriverError> {
+    let info =
+        locate_virtio_regions(ctx.cfg, dev).map_err(|e| DriverError::Failed(format!("{e}")))?;
+    let common = map(ctx.platform, info.common)?;
+    let us =
+        transport::reset(&common, ctx.clock).map_err(|e| DriverError::Failed(format!("{e}")))?;
+    Ok(PreinitReport::proven(format!(
+        "device_status reads 0 after {us} us"
+    )))
 }
 
 /// Locates and maps the transport structures of `dev` and brings the device up (resetting it

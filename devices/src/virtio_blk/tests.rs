@@ -13,7 +13,7 @@ use super::*;
 use crate::pci::fake::FakeConfig;
 use crate::pci::{Bdf, scan};
 use crate::virtio::VIRTIO_VENDOR;
-use crate::virtio::pci::{VirtioRegion, reset as reset_only};
+use crate::virtio::pci::{TransportError, VirtioRegion, reset as reset_only};
 use crate::virtio::ring::*;
 
 const BASE: u64 = 0x4000_0000;
@@ -788,7 +788,10 @@ fn bring_up_failures_are_typed() {
     });
     assert!(matches!(
         r.open(opts()),
-        Err(Error::ResetTimeout { status: 0x0F, .. })
+        Err(Error::Transport(TransportError::ResetTimeout {
+            status: 0x0F,
+            ..
+        }))
     ));
 
     let r = Rig::new(|d| Dev {
@@ -963,31 +966,31 @@ fn locate_reports_bad_caps() {
     assert!(try_caps(&good, 0xfe00_0000).is_ok());
     assert_eq!(
         try_caps(&good[..2], 0xfe00_0000),
-        Err(Error::MissingCap { cfg_type: 4 })
+        Err(Error::Transport(TransportError::MissingCap { cfg_type: 4 }))
     );
     assert_eq!(
         try_caps(&good, 0),
-        Err(Error::BadBar {
+        Err(Error::Transport(TransportError::BadBar {
             cfg_type: 1,
             bar: 4
-        }),
+        })),
         "BAR cleared by a reset and not restored"
     );
     assert_eq!(
         try_caps(&[(1, 4, 0x3800, 0x1000), good[1], good[2]], 0xfe00_0000),
-        Err(Error::BadWindow { cfg_type: 1 })
+        Err(Error::Transport(TransportError::BadWindow { cfg_type: 1 }))
     );
     assert_eq!(
         try_caps(&[(1, 4, 0, 0x10), good[1], good[2]], 0xfe00_0000),
-        Err(Error::BadWindow { cfg_type: 1 }),
+        Err(Error::Transport(TransportError::BadWindow { cfg_type: 1 })),
         "common window shorter than the registers"
     );
     assert_eq!(
         try_caps(&[(1, 9, 0, 0x1000), good[1], good[2]], 0xfe00_0000),
-        Err(Error::BadBar {
+        Err(Error::Transport(TransportError::BadBar {
             cfg_type: 1,
             bar: 9
-        })
+        }))
     );
     let c = FakeConfig::new(256);
     c.add(bdf, 0x8086, 0x1234, |_| {});
