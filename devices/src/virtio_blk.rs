@@ -29,7 +29,7 @@ use crate::virtio::pci::{
     self as transport, TransportError, VirtioPciRegions, VirtioRegionsInfo, cfg_type, common,
 };
 use crate::virtio::ring::{self, MAX_QUEUE, Seg, SplitQueue};
-use crate::virtio::{DeviceStatus, DmaWindow, NO_VECTOR};
+use crate::virtio::{DeviceStatus, DmaWindow};
 use chain::{Limits, SECTOR};
 pub use driver::{matches, needs_reset};
 
@@ -221,12 +221,8 @@ pub struct VirtioBlk<'c, R: Regs = Mmio, M: DmaWindow = DmaMem> {
     regs: VirtioPciRegions<R>,
     mem: M,
     clock: &'c dyn Clock,
-    q: SplitQueue,
-    notify_off: usize,
-    features: Features,
-    capacity: u64,
-    blk_size: u32,
-    limits: Limits,
+    /// What bring-up negotiated and set up.
+    s: Setup,
     io_timeout_us: u64,
     name: String,
     broken: Option<BlockError>,
@@ -289,18 +285,15 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
             }
             .into());
         }
-        let c = &regs.common;
-        let mut status = DeviceStatus::ACKNOWLEDGE;
-        c.write8(common::DEVICE_STATUS, status.bits());
-        status |= DeviceStatus::DRIVER;
-        c.write8(common::DEVICE_STATUS, status.bits());
+        regs.set_status(DeviceStatus::ACKNOWLEDGE);
+        let status = DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER;
+        regs.set_status(status);
         let s = match bring_up(&regs, &mem, status) {
             Ok(s) => s,
             Err(e) => {
                 // Tell the device we gave up (virtio 1.2 §3.1.1); the next user resets it.
-                let st = regs.common.read8(common::DEVICE_STATUS);
-                regs.common
-                    .write8(common::DEVICE_STATUS, st | DeviceStatus::FAILED.bits());
+                let st = DeviceStatus::from_bits_retain(regs.status());
+                regs.set_status(st | DeviceStatus::FAILED);
                 return Err(e);
             }
         };
@@ -316,12 +309,7 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
             regs,
             mem,
             clock,
-            q: s.q,
-            notify_off: s.notify_off,
-            features: s.features,
-            capacity: s.capacity,
-            blk_size: s.blk_size,
-            limits: s.limits,
+            s,
             io_timeout_us: opts.io_timeout_us,
             name: String::from("virtio-blk"),
             broken: None,
@@ -336,28 +324,24 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
 
     /// Negotiated features.
     pub fn features(&self) -> Features {
-        self.features
+        self.s.features
     }
 
     /// The device's preferred block size (F_BLK_SIZE, else 512).
     pub fn blk_size(&self) -> u32 {
-        self.blk_size
+        self.s.blk_size
     }
 
     /// Chain limits in use.
     pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
-    fn status(&self) -> u8 {
-        self.regs.common.read8(common::DEVICE_STATUS)
+        self.s.limits
     }
 
     fn check(&self, lba: u64, phys: u64, len: u64) -> Result<(), BlockError> {
         if len == 0 {
             return Err(BlockError::BadRequest);
         }
-        check_request(lba, phys, len, SECTOR.trailing_zeros(), self.capacity, 1)
+        check_request(lba, phys, len, SECTOR.trailing_zeros(), self.s.capacity, 1)
             .map_err(|_| BlockError::BadRequest)
     }
 
@@ -378,10 +362,10 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
             let mut added = false;
             while let (Some(op), None) = (&pending, first_err) {
                 let data = match *op {
-                    Op::Chunk { c, .. } => self.limits.segs_for(c.len),
+                    Op::Chunk { c, .. } => self.s.limits.segs_for(c.len),
                     Op::Flush => 0,
                 };
-                if self.q.num_free() < data + 2 {
+                if self.s.q.num_free() < data + 2 {
                     break;
                 }
                 if let Err(e) = self.push(op) {
@@ -393,10 +377,10 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
                 pending = ops.next();
             }
             if added {
-                self.q.publish(&self.mem);
-                self.regs.notify.write16(self.notify_off, 0);
+                self.s.q.publish(&self.mem);
+                self.regs.notify.write16(self.s.notify_off, 0);
             }
-            if self.q.in_flight() == 0 {
+            if self.s.q.in_flight() == 0 {
                 if pending.is_some() && first_err.is_none() {
                     // Cannot happen (seg_max <= queue size - 2), but never report unsent
                     // requests as written.
@@ -406,7 +390,7 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
             }
             self.wait_used()?;
             loop {
-                match self.q.pop_used(&self.mem) {
+                match self.s.q.pop_used(&self.mem) {
                     Ok(Some(u)) => {
                         let st = self.mem.read32(STATUS_OFF + 4 * usize::from(u.head)) & 0xFF;
                         if st != 0 && first_err.is_none() {
@@ -431,7 +415,7 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
     }
 
     fn push(&mut self, op: &Op) -> Result<(), ring::RingError> {
-        let head = self.q.next_head().ok_or(ring::RingError::Full)?;
+        let head = self.s.q.next_head().ok_or(ring::RingError::Full)?;
         let h = HDR_OFF + OUTHDR * usize::from(head);
         let s = STATUS_OFF + 4 * usize::from(head);
         let (ty, sector, data) = match *op {
@@ -462,23 +446,23 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
             len: 1,
             device_writes: true,
         };
-        let size_max = self.limits.size_max;
-        let n_data = data.map_or(0, |(c, _)| self.limits.segs_for(c.len));
+        let size_max = self.s.limits.size_max;
+        let n_data = data.map_or(0, |(c, _)| self.s.limits.segs_for(c.len));
         let segs = data
             .into_iter()
             .flat_map(|(c, dw)| chain::data_segs(c.phys, c.len, size_max, dw));
         let chain = core::iter::once(hdr)
             .chain(segs)
             .chain(core::iter::once(st));
-        self.q.push(&self.mem, n_data + 2, chain).map(|_| ())
+        self.s.q.push(&self.mem, n_data + 2, chain).map(|_| ())
     }
 
     fn wait_used(&mut self) -> Result<(), BlockError> {
         let mut polls = 0u32;
         let mut bad = 0u8;
-        let q = &self.q;
+        let q = &self.s.q;
         let mem = &self.mem;
-        let common = &self.regs.common;
+        let regs = &self.regs;
         let r = poll_until(self.clock, self.io_timeout_us, || {
             if q.has_used(mem) {
                 return true;
@@ -486,12 +470,11 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
             polls = polls.wrapping_add(1);
             // A broken device never completes: look at its status now and then (a register
             // read is much slower than a memory read).
-            if polls.is_multiple_of(256) {
-                let s = common.read8(common::DEVICE_STATUS);
-                if s & (DeviceStatus::NEEDS_RESET | DeviceStatus::FAILED).bits() != 0 {
-                    bad = s;
-                    return true;
-                }
+            if polls.is_multiple_of(256)
+                && let Some(s) = regs.broken_status()
+            {
+                bad = s;
+                return true;
             }
             false
         });
@@ -501,9 +484,11 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
             }));
         }
         if r.is_err() {
-            let s = self.status();
+            let s = self.regs.status();
             log::error!("{}: no completion, device status {s:#x}", self.name);
-            if s & (DeviceStatus::NEEDS_RESET | DeviceStatus::FAILED).bits() != 0 {
+            if DeviceStatus::from_bits_retain(s)
+                .intersects(DeviceStatus::NEEDS_RESET | DeviceStatus::FAILED)
+            {
                 return Err(self.fail(BlockError::DeviceError {
                     status: DEVICE_STATUS_ERROR | u32::from(s),
                 }));
@@ -516,6 +501,7 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
     }
 }
 
+/// What bring-up negotiated and set up.
 struct Setup {
     q: SplitQueue,
     notify_off: usize,
@@ -529,14 +515,9 @@ struct Setup {
 fn bring_up<R: Regs, M: DmaWindow>(
     regs: &VirtioPciRegions<R>,
     mem: &M,
-    mut status: DeviceStatus,
+    status: DeviceStatus,
 ) -> Result<Setup, Error> {
-    let c = &regs.common;
-    c.write32(common::DEVICE_FEATURE_SELECT, 0);
-    let lo = c.read32(common::DEVICE_FEATURE);
-    c.write32(common::DEVICE_FEATURE_SELECT, 1);
-    let hi = c.read32(common::DEVICE_FEATURE);
-    let offered = Features::from_bits_retain(u64::from(lo) | (u64::from(hi) << 32));
+    let offered = Features::from_bits_retain(regs.device_features());
     if !offered.contains(Features::VERSION_1) {
         return Err(Error::NoVersion1);
     }
@@ -544,15 +525,7 @@ fn bring_up<R: Regs, M: DmaWindow>(
         return Err(Error::ReadOnly);
     }
     let features = offered & WANTED;
-    c.write32(common::DRIVER_FEATURE_SELECT, 0);
-    c.write32(common::DRIVER_FEATURE, features.bits() as u32);
-    c.write32(common::DRIVER_FEATURE_SELECT, 1);
-    c.write32(common::DRIVER_FEATURE, (features.bits() >> 32) as u32);
-    status |= DeviceStatus::FEATURES_OK;
-    c.write8(common::DEVICE_STATUS, status.bits());
-    if !DeviceStatus::from_bits_retain(c.read8(common::DEVICE_STATUS))
-        .contains(DeviceStatus::FEATURES_OK)
-    {
+    if !regs.accept_features(features.bits(), status) {
         return Err(Error::FeaturesRejected);
     }
 
@@ -562,15 +535,10 @@ fn bring_up<R: Regs, M: DmaWindow>(
         }
         .into());
     }
-    let (capacity, size_max, seg_max, blk_size) = read_config(regs, features)?;
-    if c.read16(common::NUM_QUEUES) == 0 {
-        return Err(Error::NoQueue);
-    }
-    c.write16(common::QUEUE_SELECT, 0);
-    let max = c.read16(common::QUEUE_SIZE);
-    if max == 0 || max == u16::MAX {
-        return Err(Error::NoQueue);
-    }
+    let (capacity, size_max, seg_max, blk_size) = regs
+        .read_device_config(|d| read_config(d, features))
+        .ok_or(Error::ConfigUnstable)?;
+    let max = regs.select_queue(0).ok_or(Error::NoQueue)?;
     // Split rings index modulo the size, so it must divide 2^16: largest power of two <= max.
     let cap = max.min(MAX_QUEUE);
     let qsize = 1u16 << (15 - cap.leading_zeros());
@@ -585,24 +553,13 @@ fn bring_up<R: Regs, M: DmaWindow>(
     if limits.size_max == 0 {
         return Err(Error::BadLimits);
     }
-    let notify_off =
-        usize::from(c.read16(common::QUEUE_NOTIFY_OFF)) * regs.notify_off_multiplier as usize;
-    if notify_off + 2 > regs.notify.size() {
-        return Err(Error::NotifyOutsideWindow);
-    }
+    let notify_off = regs.notify_offset().ok_or(Error::NotifyOutsideWindow)?;
     let q = SplitQueue::new(mem, qsize, DESC_OFF, AVAIL_OFF, USED_OFF)
         .map_err(|_| Error::QueueTooSmall(qsize))?;
-    c.write16(common::QUEUE_SIZE, qsize);
-    c.write16(common::QUEUE_MSIX_VECTOR, NO_VECTOR);
-    c.write16(common::MSIX_CONFIG, NO_VECTOR);
-    c.write64(common::QUEUE_DESC, mem.phys(DESC_OFF));
-    c.write64(common::QUEUE_DRIVER, mem.phys(AVAIL_OFF));
-    c.write64(common::QUEUE_DEVICE, mem.phys(USED_OFF));
-    c.write16(common::QUEUE_ENABLE, 1);
-    status |= DeviceStatus::DRIVER_OK;
-    c.write8(common::DEVICE_STATUS, status.bits());
-    let now = c.read8(common::DEVICE_STATUS);
-    if now & (DeviceStatus::NEEDS_RESET | DeviceStatus::FAILED).bits() != 0 {
+    let phys = |off| mem.phys(off);
+    regs.enable_queue(qsize, phys(DESC_OFF), phys(AVAIL_OFF), phys(USED_OFF));
+    regs.set_status(status | DeviceStatus::FEATURES_OK | DeviceStatus::DRIVER_OK);
+    if let Some(now) = regs.broken_status() {
         return Err(Error::DeviceStatus(now));
     }
     Ok(Setup {
@@ -615,47 +572,37 @@ fn bring_up<R: Regs, M: DmaWindow>(
     })
 }
 
-/// Reads `(capacity, size_max, seg_max, blk_size)` consistently (config generation unchanged
-/// across the reads, virtio 1.2 §4.1.4.3.1).
-fn read_config<R: Regs>(
-    regs: &VirtioPciRegions<R>,
-    f: Features,
-) -> Result<(u64, u32, u32, u32), Error> {
-    let d = &regs.device;
-    for _ in 0..16 {
-        let gen0 = regs.common.read8(common::CONFIG_GENERATION);
-        let cap = d.read64(blk_cfg::CAPACITY);
-        let size_max = if f.contains(Features::SIZE_MAX) && d.size() >= blk_cfg::SIZE_MAX + 4 {
-            d.read32(blk_cfg::SIZE_MAX)
-        } else {
-            u32::MAX
-        };
-        let seg_max = if f.contains(Features::SEG_MAX) && d.size() >= blk_cfg::SEG_MAX + 4 {
-            d.read32(blk_cfg::SEG_MAX)
-        } else {
-            // Without F_SEG_MAX assume one data segment (Linux does the same).
-            1
-        };
-        let blk = if f.contains(Features::BLK_SIZE) && d.size() >= blk_cfg::BLK_SIZE + 4 {
-            d.read32(blk_cfg::BLK_SIZE)
-        } else {
-            512
-        };
-        if regs.common.read8(common::CONFIG_GENERATION) == gen0 {
-            return Ok((cap, size_max, seg_max, blk));
-        }
-    }
-    Err(Error::ConfigUnstable)
+/// Reads `(capacity, size_max, seg_max, blk_size)` from `virtio_blk_config`; fields the
+/// negotiated features leave invalid get their defaults.
+fn read_config<R: Regs>(d: &R, f: Features) -> (u64, u32, u32, u32) {
+    let cap = d.read64(blk_cfg::CAPACITY);
+    let size_max = if f.contains(Features::SIZE_MAX) && d.size() >= blk_cfg::SIZE_MAX + 4 {
+        d.read32(blk_cfg::SIZE_MAX)
+    } else {
+        u32::MAX
+    };
+    let seg_max = if f.contains(Features::SEG_MAX) && d.size() >= blk_cfg::SEG_MAX + 4 {
+        d.read32(blk_cfg::SEG_MAX)
+    } else {
+        // Without F_SEG_MAX assume one data segment (Linux does the same).
+        1
+    };
+    let blk = if f.contains(Features::BLK_SIZE) && d.size() >= blk_cfg::BLK_SIZE + 4 {
+        d.read32(blk_cfg::BLK_SIZE)
+    } else {
+        512
+    };
+    (cap, size_max, seg_max, blk)
 }
 
 impl<R: Regs, M: DmaWindow> BlockDevice for VirtioBlk<'_, R, M> {
     fn info(&self) -> BlockInfo {
-        let per_chain = self.limits.segs_for(self.limits.chain_max()) + 2;
+        let per_chain = self.s.limits.segs_for(self.s.limits.chain_max()) + 2;
         BlockInfo {
             block_size: SECTOR as u32,
-            blocks: self.capacity,
-            max_transfer: self.limits.chain_max(),
-            queue_depth: (self.q.size() / per_chain).max(1),
+            blocks: self.s.capacity,
+            max_transfer: self.s.limits.chain_max(),
+            queue_depth: (self.s.q.size() / per_chain).max(1),
         }
     }
 
@@ -667,7 +614,7 @@ impl<R: Regs, M: DmaWindow> BlockDevice for VirtioBlk<'_, R, M> {
         for r in reqs {
             self.check(r.lba, r.phys, r.len)?;
         }
-        let max = self.limits.chain_max();
+        let max = self.s.limits.chain_max();
         let mut ops = reqs
             .iter()
             .flat_map(|r| chunks(r.lba, r.phys, r.len, max).map(|c| Op::Chunk { write: true, c }));
@@ -676,13 +623,13 @@ impl<R: Regs, M: DmaWindow> BlockDevice for VirtioBlk<'_, R, M> {
 
     fn read(&mut self, lba: u64, phys: u64, len: u64) -> Result<(), BlockError> {
         self.check(lba, phys, len)?;
-        let mut ops =
-            chunks(lba, phys, len, self.limits.chain_max()).map(|c| Op::Chunk { write: false, c });
+        let mut ops = chunks(lba, phys, len, self.s.limits.chain_max())
+            .map(|c| Op::Chunk { write: false, c });
         self.run(&mut ops)
     }
 
     fn flush(&mut self) -> Result<(), BlockError> {
-        if !self.features.contains(Features::FLUSH) {
+        if !self.s.features.contains(Features::FLUSH) {
             return Ok(());
         }
         self.run(&mut core::iter::once(Op::Flush))

@@ -17,7 +17,7 @@ use crate::ahci::tests::FakeAhci;
 use crate::ahci::{Ahci, SIG_ATA};
 use crate::block::testkit::{Arena, FakeClock, pattern};
 use crate::hw::dma::BusWindow;
-use crate::label::{ReadFailed, State};
+use crate::label::{ReadFailed, RecordSummary, State};
 use crate::nvme::Nvme;
 use crate::nvme::tests::FakeNvme;
 
@@ -97,7 +97,22 @@ fn save(disk: &[u8]) -> Result<(RecordSummary, Vec<u8>), ReadError> {
     Ok((summary, out))
 }
 
-use crate::label::RecordSummary;
+/// A DMA arena holding the crash of [`crash`], and a clock for the device models.
+fn setup() -> (Arena, FakeClock, DumpPlan, Vec<u8>) {
+    let mut arena = Arena::new(8 << 20);
+    let (plan, vmcore) = crash(&mut arena);
+    (arena, FakeClock::new(100), plan, vmcore)
+}
+
+/// Writes the record with old memory read from the arena.
+fn write(
+    w: RecordWriter<'_>,
+    dev: &mut dyn BlockDevice,
+    arena: &mut Arena,
+) -> Result<u64, RecordError> {
+    let old = ArenaOld(arena.window());
+    w.write(dev, &old, arena, &mut |_, _| {})
+}
 
 fn labelled(disk: &mut [u8]) -> Label {
     let label = Label::new(*b"record-test-uuid", disk.len() as u64, 1_700_000_000).unwrap();
@@ -108,9 +123,7 @@ fn labelled(disk: &mut [u8]) -> Label {
 #[test]
 fn nvme_record_reads_back_byte_identical() {
     for kind in [ChecksumKind::Full, ChecksumKind::Sampled] {
-        let mut arena = Arena::new(8 << 20);
-        let clock = FakeClock::new(100);
-        let (plan, vmcore) = crash(&mut arena);
+        let (mut arena, clock, plan, vmcore) = setup();
         let fake = FakeNvme::new(&arena);
         let label = labelled(&mut fake.0.borrow_mut().disk);
         let mut dev = Nvme::new(&fake, &mut arena, &clock).unwrap();
@@ -136,15 +149,12 @@ fn nvme_record_reads_back_byte_identical() {
 
 #[test]
 fn ahci_record_reads_back_byte_identical() {
-    let mut arena = Arena::new(8 << 20);
-    let clock = FakeClock::new(100);
-    let (plan, vmcore) = crash(&mut arena);
+    let (mut arena, clock, plan, vmcore) = setup();
     let fake = FakeAhci::new(&arena, &[SIG_ATA]);
     let label = labelled(&mut fake.0.borrow_mut().disk);
     let mut dev = Ahci::new(&fake, &mut arena, &clock).unwrap();
     let w = RecordWriter::new(&label, &plan, [7; 16], ChecksumKind::Full).unwrap();
-    let old = ArenaOld(arena.window());
-    let written = w.write(&mut dev, &old, &mut arena, &mut |_, _| {}).unwrap();
+    let written = write(w, &mut dev, &mut arena).unwrap();
     assert_eq!(written, vmcore.len() as u64);
     let disk = fake.0.borrow().disk.clone();
     let (summary, out) = save(&disk).unwrap();
@@ -154,9 +164,7 @@ fn ahci_record_reads_back_byte_identical() {
 
 #[test]
 fn a_disk_too_small_gets_a_truncated_record() {
-    let mut arena = Arena::new(8 << 20);
-    let clock = FakeClock::new(100);
-    let (plan, vmcore) = crash(&mut arena);
+    let (mut arena, clock, plan, vmcore) = setup();
     let fake = FakeNvme::new(&arena);
     // Room for the header, 64 KiB of data and the table page: less than the vmcore.
     let cap = label::DEFAULT_DATA_OFFSET + 4096 + (64 << 10) + 4096;
@@ -165,8 +173,7 @@ fn a_disk_too_small_gets_a_truncated_record() {
     let mut dev = Nvme::new(&fake, &mut arena, &clock).unwrap();
     let w = RecordWriter::new(&label, &plan, [1; 16], ChecksumKind::Full).unwrap();
     assert!(!w.layout().fits);
-    let old = ArenaOld(arena.window());
-    let written = w.write(&mut dev, &old, &mut arena, &mut |_, _| {}).unwrap();
+    let written = write(w, &mut dev, &mut arena).unwrap();
     assert_eq!(written, 64 << 10);
     let disk = fake.0.borrow().disk.clone();
     let (summary, out) = save(&disk).unwrap();
@@ -176,9 +183,7 @@ fn a_disk_too_small_gets_a_truncated_record() {
 
 #[test]
 fn a_write_failing_mid_record_leaves_it_incomplete() {
-    let mut arena = Arena::new(8 << 20);
-    let clock = FakeClock::new(100);
-    let (plan, _) = crash(&mut arena);
+    let (mut arena, clock, plan, _) = setup();
     let fake = FakeNvme::new(&arena);
     let label = labelled(&mut fake.0.borrow_mut().disk);
     let mut dev = Nvme::new(&fake, &mut arena, &clock).unwrap();
@@ -186,10 +191,7 @@ fn a_write_failing_mid_record_leaves_it_incomplete() {
     // A media error 40 KiB into the vmcore data: inside the first RAM range.
     let bad = w.layout().data_lba + 80;
     fake.0.borrow_mut().fail_lba = Some(bad);
-    let old = ArenaOld(arena.window());
-    let err = w
-        .write(&mut dev, &old, &mut arena, &mut |_, _| {})
-        .unwrap_err();
+    let err = write(w, &mut dev, &mut arena).unwrap_err();
     match err {
         RecordError::Write {
             area: Area::Vmcore,
@@ -207,9 +209,7 @@ fn a_write_failing_mid_record_leaves_it_incomplete() {
 
 #[test]
 fn unreadable_old_memory_is_a_typed_error() {
-    let mut arena = Arena::new(8 << 20);
-    let clock = FakeClock::new(100);
-    let (plan, _) = crash(&mut arena);
+    let (mut arena, clock, plan, _) = setup();
     let fake = FakeNvme::new(&arena);
     let label = labelled(&mut fake.0.borrow_mut().disk);
     let mut dev = Nvme::new(&fake, &mut arena, &clock).unwrap();

@@ -3,6 +3,7 @@
 
 use core::fmt;
 
+use super::{DeviceStatus, NO_VECTOR};
 use crate::block::Regs;
 use crate::hw::Mmio;
 use crate::pci::{Bar, ConfigSpace, PciDevice, caps};
@@ -247,6 +248,95 @@ pub struct VirtioPciRegions<R = Mmio> {
     pub notify_off_multiplier: u32,
     /// Device-specific configuration (`virtio_blk_config`).
     pub device: R,
+}
+
+/// How often a device-configuration read is retried while the generation keeps changing.
+const CONFIG_READ_TRIES: usize = 16;
+
+impl<R: Regs> VirtioPciRegions<R> {
+    /// `device_status` as read.
+    pub fn status(&self) -> u8 {
+        self.common.read8(common::DEVICE_STATUS)
+    }
+
+    /// Writes `device_status`.
+    pub fn set_status(&self, status: DeviceStatus) {
+        self.common.write8(common::DEVICE_STATUS, status.bits());
+    }
+
+    /// The status, if it says the device needs a reset or failed.
+    pub fn broken_status(&self) -> Option<u8> {
+        let s = self.status();
+        (s & (DeviceStatus::NEEDS_RESET | DeviceStatus::FAILED).bits() != 0).then_some(s)
+    }
+
+    /// All 64 feature bits the device offers (§4.1.4.3).
+    pub fn device_features(&self) -> u64 {
+        let c = &self.common;
+        c.write32(common::DEVICE_FEATURE_SELECT, 0);
+        let lo = c.read32(common::DEVICE_FEATURE);
+        c.write32(common::DEVICE_FEATURE_SELECT, 1);
+        let hi = c.read32(common::DEVICE_FEATURE);
+        u64::from(lo) | (u64::from(hi) << 32)
+    }
+
+    /// Writes the driver's `features`, then `status` | FEATURES_OK; false when the device does
+    /// not keep FEATURES_OK, i.e. refuses the set (§3.1.1 steps 5 and 6).
+    pub fn accept_features(&self, features: u64, status: DeviceStatus) -> bool {
+        let c = &self.common;
+        c.write32(common::DRIVER_FEATURE_SELECT, 0);
+        c.write32(common::DRIVER_FEATURE, features as u32);
+        c.write32(common::DRIVER_FEATURE_SELECT, 1);
+        c.write32(common::DRIVER_FEATURE, (features >> 32) as u32);
+        self.set_status(status | DeviceStatus::FEATURES_OK);
+        DeviceStatus::from_bits_retain(self.status()).contains(DeviceStatus::FEATURES_OK)
+    }
+
+    /// Selects `queue` and returns the largest size the device allows; `None` when the queue
+    /// does not exist.
+    pub fn select_queue(&self, queue: u16) -> Option<u16> {
+        let c = &self.common;
+        if queue >= c.read16(common::NUM_QUEUES) {
+            return None;
+        }
+        c.write16(common::QUEUE_SELECT, queue);
+        let max = c.read16(common::QUEUE_SIZE);
+        (max != 0 && max != u16::MAX).then_some(max)
+    }
+
+    /// Byte offset of the selected queue's notify register in the notify window, `None` when
+    /// it lies outside (§4.1.4.4).
+    pub fn notify_offset(&self) -> Option<usize> {
+        let off = usize::from(self.common.read16(common::QUEUE_NOTIFY_OFF))
+            * self.notify_off_multiplier as usize;
+        (off + 2 <= self.notify.size()).then_some(off)
+    }
+
+    /// Sets up the selected queue without interrupts: size, no MSI-X vectors (also for config
+    /// changes), the ring addresses, enable.
+    pub fn enable_queue(&self, size: u16, desc: u64, driver: u64, device: u64) {
+        let c = &self.common;
+        c.write16(common::QUEUE_SIZE, size);
+        c.write16(common::QUEUE_MSIX_VECTOR, NO_VECTOR);
+        c.write16(common::MSIX_CONFIG, NO_VECTOR);
+        c.write64(common::QUEUE_DESC, desc);
+        c.write64(common::QUEUE_DRIVER, driver);
+        c.write64(common::QUEUE_DEVICE, device);
+        c.write16(common::QUEUE_ENABLE, 1);
+    }
+
+    /// Runs `read` over the device configuration until the configuration generation is the
+    /// same before and after (§4.1.4.3.1); `None` when it never settles.
+    pub fn read_device_config<T>(&self, mut read: impl FnMut(&R) -> T) -> Option<T> {
+        for _ in 0..CONFIG_READ_TRIES {
+            let gen0 = self.common.read8(common::CONFIG_GENERATION);
+            let v = read(&self.device);
+            if self.common.read8(common::CONFIG_GENERATION) == gen0 {
+                return Some(v);
+            }
+        }
+        None
+    }
 }
 
 /// Resets the device: writes 0 to `device_status` and waits until it reads 0. Afterwards the

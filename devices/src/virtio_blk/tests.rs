@@ -12,9 +12,9 @@ use super::chain::*;
 use super::*;
 use crate::pci::fake::FakeConfig;
 use crate::pci::{Bdf, scan};
-use crate::virtio::VIRTIO_VENDOR;
 use crate::virtio::pci::{TransportError, VirtioRegion, reset as reset_only};
 use crate::virtio::ring::*;
+use crate::virtio::{NO_VECTOR, VIRTIO_VENDOR};
 
 const BASE: u64 = 0x4000_0000;
 const DATA: u64 = BASE + 0x10_0000;
