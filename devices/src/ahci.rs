@@ -26,7 +26,9 @@ pub use driver::matches;
 pub use error::*;
 pub use identify::*;
 #[cfg(test)]
-pub(crate) mod tests;
+pub(crate) mod model;
+#[cfg(test)]
+mod tests;
 
 // ---------------------------------------------------------------------------------------------
 // Registers (§3).

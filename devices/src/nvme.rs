@@ -25,7 +25,9 @@ pub use driver::{NeverReady, matches};
 pub use error::*;
 pub use identify::*;
 #[cfg(test)]
-pub(crate) mod tests;
+pub(crate) mod model;
+#[cfg(test)]
+mod tests;
 
 // ---------------------------------------------------------------------------------------------
 // Registers (§3.1).

@@ -13,13 +13,13 @@ use rkdump_vmcore::{DumpPlan, OldMemError, prepare_dump, write_vmcore};
 
 use super::read::{self, ReadError};
 use super::*;
-use crate::ahci::tests::FakeAhci;
+use crate::ahci::model::FakeAhci;
 use crate::ahci::{Ahci, SIG_ATA};
 use crate::block::testkit::{Arena, FakeClock, pattern};
 use crate::hw::dma::BusWindow;
 use crate::label::{ReadFailed, RecordSummary, State};
 use crate::nvme::Nvme;
-use crate::nvme::tests::FakeNvme;
+use crate::nvme::model::FakeNvme;
 
 const HDR: u64 = 0x2f00_0000;
 const DM: u64 = 0xffff_8880_0000_0000;
