@@ -11,6 +11,8 @@ pub mod chain;
 pub mod driver;
 
 #[cfg(test)]
+pub(crate) mod model;
+#[cfg(test)]
 mod tests;
 
 use alloc::format;
@@ -256,10 +258,10 @@ enum Op {
     Flush,
 }
 
-impl<'c> VirtioBlk<'c> {
+impl<'c, R: Regs> VirtioBlk<'c, R> {
     /// Resets and brings up the device on the mapped `regions`, with DMA memory from `alloc`.
     pub fn new(
-        regions: VirtioPciRegions,
+        regions: VirtioPciRegions<R>,
         alloc: &mut dyn DmaAllocator,
         clock: &'c dyn Clock,
         opts: InitOptions,

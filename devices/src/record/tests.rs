@@ -1,4 +1,4 @@
-//! The record writer against the simulated NVMe and AHCI controllers, read back with the code
+//! The record writer against the simulated NVMe, AHCI and virtio-blk devices, read back with the code
 //! `rkdumpctl save` runs ([`super::read`]) and compared byte for byte with the vmcore
 //! rkdump-vmcore's own writer produces.
 
@@ -20,6 +20,7 @@ use crate::hw::dma::BusWindow;
 use crate::label::{ReadFailed, RecordSummary, State};
 use crate::nvme::Nvme;
 use crate::nvme::model::FakeNvme;
+use crate::virtio_blk::model::Rig;
 
 const HDR: u64 = 0x2f00_0000;
 const DM: u64 = 0xffff_8880_0000_0000;
@@ -157,6 +158,21 @@ fn ahci_record_reads_back_byte_identical() {
     let written = write(w, &mut dev, &mut arena).unwrap();
     assert_eq!(written, vmcore.len() as u64);
     let disk = fake.0.borrow().disk.clone();
+    let (summary, out) = save(&disk).unwrap();
+    assert_eq!(summary.header.state, State::Complete);
+    assert!(out == vmcore, "vmcore read back differs");
+}
+
+#[test]
+fn virtio_record_reads_back_byte_identical() {
+    let (mut arena, _, plan, vmcore) = setup();
+    let rig = Rig::on_bus(&arena, 8192);
+    let label = labelled(&mut rig.d.borrow_mut().disk);
+    let mut dev = rig.open_on(&mut arena).unwrap();
+    let w = RecordWriter::new(&label, &plan, [9; 16], ChecksumKind::Sampled).unwrap();
+    let written = write(w, &mut dev, &mut arena).unwrap();
+    assert_eq!(written, vmcore.len() as u64);
+    let disk = rig.d.borrow().disk.clone();
     let (summary, out) = save(&disk).unwrap();
     assert_eq!(summary.header.state, State::Complete);
     assert!(out == vmcore, "vmcore read back differs");
