@@ -149,8 +149,8 @@ impl Queue {
     /// Writes `cmd` at the tail and rings the doorbell. The caller keeps fewer than `entries`
     /// commands outstanding, so the queue cannot overflow.
     fn push(&mut self, regs: &impl Regs, stride: usize, cmd: &Command) {
-        let off = usize::from(self.tail) * 64;
-        self.sq.bytes_mut()[off..off + 64].copy_from_slice(&cmd.encode());
+        let off = usize::from(self.tail) * SQE_BYTES;
+        self.sq.bytes_mut()[off..off + SQE_BYTES].copy_from_slice(&cmd.encode());
         self.tail = (self.tail + 1) % self.entries;
         fence(); // entry visible before the doorbell
         regs.write32(sq_doorbell(self.qid, stride), u32::from(self.tail));
@@ -158,9 +158,10 @@ impl Queue {
 
     /// Takes the next completion if the controller has posted one, and tells it so.
     fn pop(&mut self, regs: &impl Regs, stride: usize) -> Option<Completion> {
-        let off = usize::from(self.cursor.head) * 16;
+        let off = usize::from(self.cursor.head) * CQE_BYTES;
+        // The dword holding the phase tag first: the rest is valid only once it flipped.
         let dw3 = self.cq.read32(off + 12);
-        if (dw3 & (1 << 16) != 0) != self.cursor.phase {
+        if Completion::parse([0, 0, 0, dw3]).phase() != self.cursor.phase {
             return None;
         }
         fence(); // the rest of the entry after its phase tag
@@ -356,11 +357,11 @@ impl<'c, R: Regs> Nvme<'c, R> {
         }
         let mut page = |n: usize| alloc_dma_mem(dma, n.next_multiple_of(4096), 4096, false);
         let (Some(asq), Some(acq), Some(ident), Some(iosq), Some(iocq), Some(prp_lists)) = (
-            page(usize::from(ADMIN_ENTRIES) * 64),
-            page(usize::from(ADMIN_ENTRIES) * 16),
+            page(usize::from(ADMIN_ENTRIES) * SQE_BYTES),
+            page(usize::from(ADMIN_ENTRIES) * CQE_BYTES),
             page(4096),
-            page(usize::from(entries) * 64),
-            page(usize::from(entries) * 16),
+            page(usize::from(entries) * SQE_BYTES),
+            page(usize::from(entries) * CQE_BYTES),
             page(usize::from(entries - 1) * 4096),
         ) else {
             return Err(NvmeError::NoMemory);

@@ -5,6 +5,11 @@
 pub mod pci;
 pub mod ring;
 
+/// Feature bit 32, VIRTIO_F_VERSION_1: a modern (1.x) device; every driver requires it (§6).
+pub const F_VERSION_1: u64 = 1 << 32;
+/// Feature bit 33, VIRTIO_F_ACCESS_PLATFORM: device DMA goes through the platform IOMMU (§6).
+pub const F_ACCESS_PLATFORM: u64 = 1 << 33;
+
 use bitflags::bitflags;
 
 use crate::hw::DmaMem;

@@ -67,10 +67,10 @@ bitflags! {
         /// Cache flush command.
         const FLUSH = 1 << 9;
         /// Virtio 1.x (required).
-        const VERSION_1 = 1 << 32;
+        const VERSION_1 = crate::virtio::F_VERSION_1;
         /// Device DMA goes through the platform IOMMU; accepted because refusing makes such
         /// devices fail FEATURES_OK, and rkdump's DMA addresses are physical either way.
-        const ACCESS_PLATFORM = 1 << 33;
+        const ACCESS_PLATFORM = crate::virtio::F_ACCESS_PLATFORM;
     }
 }
 

@@ -159,7 +159,11 @@ pub struct Completion {
     pub status: u16,
 }
 
-const _: () = assert!(core::mem::size_of::<Completion>() == 16);
+const _: () = assert!(core::mem::size_of::<Completion>() == CQE_BYTES);
+/// Bytes of a submission queue entry (CC.IOSQES = 6).
+pub const SQE_BYTES: usize = core::mem::size_of::<Command>();
+/// Bytes of a completion queue entry (CC.IOCQES = 4).
+pub const CQE_BYTES: usize = 16;
 const _: () = assert!(core::mem::offset_of!(Completion, command_id) == 0x0C);
 
 impl Completion {
