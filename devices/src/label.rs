@@ -135,7 +135,7 @@ pub enum Error {
         /// Disk offset.
         offset: u64,
     },
-    /// A block's checksum does not match its table entry.
+    /// A block's XXH64 does not match its table entry.
     BlockChecksum {
         /// Block index.
         block: u64,
@@ -617,8 +617,9 @@ impl ChecksumKind {
 const SAMPLE: u64 = 64;
 const PAGE: u64 = 4096;
 
-/// Streaming per-block checksums: feed vmcore bytes in order, in any pieces.
-pub struct BlockSums {
+/// Streaming per-block XXH64 checksums (the record's table): feed vmcore bytes in order, in any
+/// pieces.
+pub struct BlockXxh64 {
     kind: ChecksumKind,
     block_size: u64,
     /// Bytes fed so far (the vmcore offset of the next byte).
@@ -627,10 +628,10 @@ pub struct BlockSums {
     sums: Vec<u64>,
 }
 
-impl BlockSums {
+impl BlockXxh64 {
     /// For blocks of `block_size` bytes (from the [`RecordLayout`]; a multiple of 4 KiB).
     pub fn new(block_size: u32, kind: ChecksumKind) -> Self {
-        BlockSums {
+        BlockXxh64 {
             kind,
             block_size: u64::from(block_size.max(1)),
             pos: 0,
@@ -691,14 +692,15 @@ impl BlockSums {
 
     /// Checksum of one block (`data` starts at a block boundary, so at a page boundary).
     pub fn of_block(kind: ChecksumKind, data: &[u8]) -> u64 {
-        let mut s = BlockSums::new(u32::MAX, kind);
+        let mut s = BlockXxh64::new(u32::MAX, kind);
         s.feed(data);
         s.cur.digest()
     }
 }
 
-/// The checksum table as written at `table_lba`, padded to 4 KiB.
-pub fn table_bytes(sums: &[u64]) -> Vec<u8> {
+/// The XXH64 checksum table as written at `table_lba`: 8 bytes little-endian per block,
+/// padded to 4 KiB.
+pub fn xxh64_table(sums: &[u64]) -> Vec<u8> {
     let mut out: Vec<u8> = sums.iter().flat_map(|c| c.to_le_bytes()).collect();
     out.resize(out.len().div_ceil(ALIGN as usize) * ALIGN as usize, 0);
     out
@@ -749,7 +751,7 @@ pub fn verify_record(
         let len = (header.written - start).min(bs) as usize;
         let offset = header.data_offset() + start;
         read(offset, &mut buf[..len]).map_err(|_| Error::ReadFailed { offset })?;
-        let computed = BlockSums::of_block(kind, &buf[..len]);
+        let computed = BlockXxh64::of_block(kind, &buf[..len]);
         if computed != stored {
             return Err(Error::BlockChecksum {
                 block: i,

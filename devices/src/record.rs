@@ -15,7 +15,7 @@ use rkdump_vmcore::{DumpPlan, OldMemError, Segment};
 
 use crate::block::{BlockDevice, BlockError, WriteReq};
 use crate::hw::{DmaAllocator, alloc_dma_mem};
-use crate::label::{self, BlockSums, ChecksumKind, Label, RecordHeader, RecordLayout};
+use crate::label::{self, BlockXxh64, ChecksumKind, Label, RecordHeader, RecordLayout};
 
 /// Bytes handed to the driver per `write` call: large enough to keep queues full, small
 /// enough for regular progress reports.
@@ -145,7 +145,7 @@ impl<'p> RecordWriter<'p> {
 
         let data_start = layout.data_lba * label::LBA_BYTES;
         let limit = layout.writable_bytes;
-        let mut sums = BlockSums::new(layout.block_size, self.checksum);
+        let mut sums = BlockXxh64::new(layout.block_size, self.checksum);
         let mut written = 0u64;
         let mut batch = Batch::default();
         for seg in self.plan.layout.segments() {
@@ -187,7 +187,7 @@ impl<'p> RecordWriter<'p> {
         }
         out.flush_batch(&mut batch)?;
         progress(written, total);
-        let table = label::table_bytes(&sums.finish());
+        let table = label::xxh64_table(&sums.finish());
         out.bytes(Area::ChecksumTable, to_lba(layout.table_lba), &table)?;
         out.dev.flush().map_err(RecordError::Flush)?;
         self.header.finish(written);

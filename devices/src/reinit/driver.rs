@@ -16,7 +16,7 @@ use crate::time::Clock;
 pub trait Platform {
     /// Maps `len` bytes of device registers at physical `phys` uncached, or `None` when the
     /// range is not a device's (outside every bridge window, overlapping RAM) or cannot be
-    /// mapped. Mapping the same range twice is allowed (preinit, then probe).
+    /// mapped. Mapping the same range twice is allowed (preinit, then open).
     fn map_mmio(&mut self, phys: u64, len: u64) -> Option<Mmio>;
 
     /// Maps memory BAR `bar` of `dev`, which must be assigned (a zero address is a BAR the
