@@ -124,11 +124,9 @@ pub fn find(
 }
 
 /// Old memory through the kernel's identity map: devices DMA from the same addresses.
-struct Old<'a>(&'a physmem::OldMem);
-
-impl OldMemSlices for Old<'_> {
+impl OldMemSlices for physmem::OldMem {
     fn with_slice(&self, phys: u64, len: u64, f: &mut dyn FnMut(&[u8])) -> Result<(), OldMemError> {
-        self.0.with_slice(phys, len, f)
+        physmem::OldMem::with_slice(self, phys, len, f)
     }
 }
 
@@ -150,5 +148,5 @@ pub fn dump(
             layout.writable_bytes
         );
     }
-    writer.write(&mut *disk.dev, &Old(mem), &mut KernelDma, progress)
+    writer.write(&mut *disk.dev, mem, &mut KernelDma, progress)
 }
