@@ -17,6 +17,9 @@ use crate::reinit::{DriverError, DriverSet, Platform};
 use crate::time::Clock;
 use crate::virtio_blk::{self, InitOptions};
 
+#[cfg(test)]
+mod tests;
+
 /// The block drivers rkdump has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DiskKind {
