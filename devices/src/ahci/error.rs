@@ -131,7 +131,7 @@ impl From<AhciError> for BlockError {
     }
 }
 
-/// What [`Ahci::preinit`], [`Ahci::hba_reset`] or [`Ahci::stop_ports`] found and did.
+/// What [`Ahci::preinit`](super::Ahci::preinit), [`Ahci::hba_reset`](super::Ahci::hba_reset) or [`Ahci::stop_ports`](super::Ahci::stop_ports) found and did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ResetReport {
     /// GHC as found.
@@ -176,7 +176,7 @@ impl fmt::Display for ResetReport {
     }
 }
 
-/// How much reset [`Ahci::new_with`] performs.
+/// How much reset [`Ahci::new_with`](super::Ahci::new_with) performs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AhciReset {
     /// HBA reset (GHC.HR), then stop every port, then COMRESET the chosen one.
@@ -189,7 +189,7 @@ pub enum AhciReset {
     Skip,
 }
 
-/// Options for [`Ahci::new_with`].
+/// Options for [`Ahci::new_with`](super::Ahci::new_with).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AhciOptions {
     /// Reset depth.

@@ -142,7 +142,7 @@ impl From<NvmeError> for BlockError {
     }
 }
 
-/// What [`Nvme::preinit`] found and did.
+/// What [`Nvme::preinit`](super::Nvme::preinit) found and did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResetReport {
     /// CAP.
@@ -191,7 +191,7 @@ impl fmt::Display for ResetReport {
     }
 }
 
-/// How much of the reset [`Nvme::new_with`] performs.
+/// How much of the reset [`Nvme::new_with`](super::Nvme::new_with) performs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NvmeReset {
     /// Clear CC.EN and wait for RDY=0 first (always, outside tests).
