@@ -1,8 +1,23 @@
-//! The block-device interface the dump writer uses. Drivers write straight from physical
-//! addresses (old-kernel memory or rkdump's own buffers), so page data is never copied; a driver
-//! keeps as many requests in flight as its queue allows.
+//! The block-device interface the dump writer uses, and the kit the drivers behind it share
+//! (register access, command slots, request checks and splitting, identify strings). Drivers
+//! write straight from physical addresses (old-kernel memory or rkdump's own buffers), so page
+//! data is never copied; a driver keeps as many requests in flight as its queue allows.
 
 use core::fmt;
+
+pub mod ident;
+pub mod regs;
+pub mod request;
+pub mod slots;
+#[cfg(test)]
+pub(crate) mod testkit;
+#[cfg(test)]
+mod tests;
+
+pub use ident::{ByteOrder, ident_string};
+pub use regs::Regs;
+pub use request::{check_request, split};
+pub use slots::Slots;
 
 /// One write: `len` bytes from physical address `phys` to the device starting at `lba`.
 /// `len` is a multiple of the sector size; `phys` is at least 4-byte aligned (drivers needing

@@ -1,5 +1,5 @@
 //! The rkdump dump-disk format: the label that marks a disk as rkdump's to write, and the dump
-//! record (header, vmcore bytes, per-block CRC table). Shared by the capture kernel, which
+//! record (header, vmcore bytes, per-block XXH64 checksum table). Shared by the capture kernel, which
 //! writes only where a valid label allows, and by `rkdumpctl prepare/save` on Linux.
 //!
 //! The label covers the whole disk (no partition table: the disk, or image file, is dedicated).
@@ -11,7 +11,7 @@
 //! | `4096 .. data_offset` | untouched (default `data_offset` = 1 MiB) |
 //! | `data_offset .. +4096` | record header ([`RecordHeader`]), 176 bytes then zeros |
 //! | `data_offset + 4096 ..` | the vmcore bytes, `written` of them, padded to 4 KiB |
-//! | `table_offset ..` | one CRC-32/ISO-HDLC per `block_size` bytes of vmcore, padded to 4 KiB |
+//! | `table_offset ..` | one XXH64 (seed 0, 8 bytes LE, [`ChecksumKind`]) per `block_size` bytes of vmcore, padded to 4 KiB |
 //!
 //! The table follows the data at an offset fixed before writing starts ([`record_layout`]), so a
 //! streaming writer that knows only the vmcore size can place it. Write order: header with
@@ -80,8 +80,8 @@ struct RecordRaw {
     written: U64,         // 0x20: bytes of it on disk
     block_size: U32,      // 0x28: checksum granularity
     flags: U32,           // 0x2C: bits 0..3 checksum kind (1 full XXH64, 2 sampled)
-    n_blocks: U64,        // 0x30: CRC table entries
-    table_offset: U64,    // 0x38: where the CRC table is
+    n_blocks: U64,        // 0x30: checksum table entries
+    table_offset: U64,    // 0x38: where the checksum table is
     timestamp: U64,       // 0x40: crashed kernel's crash time (s), 0 if unknown
     run_id: [u8; 16],     // 0x48
     label_uuid: [u8; 16], // 0x58: ties the record to its label
@@ -101,7 +101,7 @@ pub enum Error {
     Short,
     /// Magic bytes differ (not an rkdump disk / no record).
     BadMagic,
-    /// Stored CRC does not match.
+    /// Stored CRC-32 (label or header) does not match.
     BadCrc {
         /// CRC stored.
         stored: u32,
@@ -135,7 +135,7 @@ pub enum Error {
         /// Disk offset.
         offset: u64,
     },
-    /// A block's checksum does not match its table entry.
+    /// A block's XXH64 does not match its table entry.
     BlockChecksum {
         /// Block index.
         block: u64,
@@ -323,15 +323,15 @@ pub struct RecordLayout {
     pub header_lba: u64,
     /// First vmcore byte.
     pub data_lba: u64,
-    /// CRC table.
+    /// XXH64 checksum table.
     pub table_lba: u64,
-    /// CRC table bytes (padded).
+    /// Checksum table bytes (padded).
     pub table_bytes: u64,
     /// First LBA after the record.
     pub end_lba: u64,
     /// Checksum granularity.
     pub block_size: u32,
-    /// CRC table entries.
+    /// Checksum table entries.
     pub n_blocks: u64,
     /// The whole vmcore fits.
     pub fits: bool,
@@ -400,9 +400,9 @@ pub struct RecordHeader {
     pub written: u64,
     /// Checksum granularity.
     pub block_size: u32,
-    /// CRC table entries (planned, for an Incomplete record).
+    /// Checksum table entries (planned, for an Incomplete record).
     pub n_blocks: u64,
-    /// Where the CRC table is.
+    /// Where the checksum table is.
     pub table_offset: u64,
     /// Crash time (seconds), 0 if unknown.
     pub timestamp: u64,
@@ -446,7 +446,7 @@ impl RecordHeader {
         }
     }
 
-    /// Marks the dump done after `written` bytes and the CRC table are on disk: Complete if
+    /// Marks the dump done after `written` bytes and the checksum table are on disk: Complete if
     /// that is the whole vmcore, else Truncated.
     pub fn finish(&mut self, written: u64) {
         self.written = written;
@@ -617,8 +617,9 @@ impl ChecksumKind {
 const SAMPLE: u64 = 64;
 const PAGE: u64 = 4096;
 
-/// Streaming per-block checksums: feed vmcore bytes in order, in any pieces.
-pub struct BlockSums {
+/// Streaming per-block XXH64 checksums (the record's table): feed vmcore bytes in order, in any
+/// pieces.
+pub struct BlockXxh64 {
     kind: ChecksumKind,
     block_size: u64,
     /// Bytes fed so far (the vmcore offset of the next byte).
@@ -627,10 +628,10 @@ pub struct BlockSums {
     sums: Vec<u64>,
 }
 
-impl BlockSums {
+impl BlockXxh64 {
     /// For blocks of `block_size` bytes (from the [`RecordLayout`]; a multiple of 4 KiB).
     pub fn new(block_size: u32, kind: ChecksumKind) -> Self {
-        BlockSums {
+        BlockXxh64 {
             kind,
             block_size: u64::from(block_size.max(1)),
             pos: 0,
@@ -691,14 +692,15 @@ impl BlockSums {
 
     /// Checksum of one block (`data` starts at a block boundary, so at a page boundary).
     pub fn of_block(kind: ChecksumKind, data: &[u8]) -> u64 {
-        let mut s = BlockSums::new(u32::MAX, kind);
+        let mut s = BlockXxh64::new(u32::MAX, kind);
         s.feed(data);
         s.cur.digest()
     }
 }
 
-/// The checksum table as written at `table_lba`, padded to 4 KiB.
-pub fn table_bytes(sums: &[u64]) -> Vec<u8> {
+/// The XXH64 checksum table as written at `table_lba`: 8 bytes little-endian per block,
+/// padded to 4 KiB.
+pub fn xxh64_table(sums: &[u64]) -> Vec<u8> {
     let mut out: Vec<u8> = sums.iter().flat_map(|c| c.to_le_bytes()).collect();
     out.resize(out.len().div_ceil(ALIGN as usize) * ALIGN as usize, 0);
     out
@@ -713,11 +715,11 @@ pub struct ReadFailed;
 pub struct RecordSummary {
     /// The header.
     pub header: RecordHeader,
-    /// Blocks whose CRC was checked (0 for an Incomplete record: its table is not written yet).
+    /// Blocks whose XXH64 was checked (0 for an Incomplete record: its table is not written yet).
     pub blocks_verified: u64,
 }
 
-/// Checks a record: header CRC and consistency against `label`, then every block's CRC
+/// Checks a record: header CRC-32 and consistency against `label`, then every block's XXH64
 /// (Complete and Truncated records). `read(offset, buf)` fills `buf` from disk offset `offset`.
 pub fn verify_record(
     label: &Label,
@@ -749,7 +751,7 @@ pub fn verify_record(
         let len = (header.written - start).min(bs) as usize;
         let offset = header.data_offset() + start;
         read(offset, &mut buf[..len]).map_err(|_| Error::ReadFailed { offset })?;
-        let computed = BlockSums::of_block(kind, &buf[..len]);
+        let computed = BlockXxh64::of_block(kind, &buf[..len]);
         if computed != stored {
             return Err(Error::BlockChecksum {
                 block: i,

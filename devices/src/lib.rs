@@ -1,5 +1,7 @@
 //! Devices for rkdump: PCI configuration access and enumeration, device reinitialisation, the
-//! dump-disk label, and polled block drivers (virtio-blk, NVMe, AHCI).
+//! dump-disk label and record ([`label`], [`record`]), and polled block drivers (virtio-blk,
+//! NVMe, AHCI) on a shared kit ([`block`]) and transport ([`virtio`]); [`disk`] is how the kernel
+//! finds and opens the dump disk among them.
 //!
 //! Trust layering: everything here except [`hw`] is safe code that treats device registers and
 //! firmware data as untrusted input. [`hw`] owns the `unsafe` (port I/O, MMIO, DMA memory,
@@ -16,10 +18,13 @@ pub mod acpi_s5;
 pub mod ahci;
 pub mod blob;
 pub mod block;
+pub mod disk;
 pub mod hw;
 pub mod label;
 pub mod nvme;
 pub mod pci;
+pub mod record;
 pub mod reinit;
 pub mod time;
+pub mod virtio;
 pub mod virtio_blk;

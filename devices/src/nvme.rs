@@ -1,819 +1,34 @@
 //! Polled NVMe driver: resets what a crashed kernel left enabled, then runs one admin and one I/O
 //! queue pair whose PRP entries point straight at the dump's physical memory.
 //!
-//! Section numbers cite the NVM Express Base Specification 1.4. This module also holds the few
-//! pieces the AHCI driver shares ([`Regs`], [`Slots`], [`split`]) until `hw` grows a home for them.
+//! Section numbers cite the NVM Express Base Specification 1.4.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
 
-use bitflags::bitflags;
 use log::{info, warn};
 
-use crate::block::{BlockDevice, BlockError, BlockInfo, WriteReq};
-use crate::hw::DmaAllocator;
-use crate::hw::{DmaMem, Mmio, fence};
+use crate::block::{
+    BlockDevice, BlockError, BlockInfo, Regs, Slots, WriteReq, check_request, split,
+};
+use crate::hw::{DmaAllocator, DmaMem, Mmio, alloc_dma_mem, fence};
 use crate::time::{Clock, poll_until};
 
+mod command;
+mod regs;
+pub use regs::*;
+pub mod driver;
+mod error;
+mod identify;
+pub use command::*;
+pub use driver::{NeverReady, matches};
+pub use error::*;
+pub use identify::*;
 #[cfg(test)]
-pub(crate) mod testkit;
+pub(crate) mod model;
 #[cfg(test)]
 mod tests;
-
-// ---------------------------------------------------------------------------------------------
-// Shared with `ahci`.
-
-/// 32-bit register access: [`Mmio`] on hardware, a simulated controller in host tests.
-pub trait Regs {
-    /// Reads the 32-bit register at byte offset `off`.
-    fn read32(&self, off: usize) -> u32;
-    /// Writes the 32-bit register at byte offset `off`.
-    fn write32(&self, off: usize, v: u32);
-    /// Reads a 64-bit register as two 32-bit reads, low half first (§3.1: hosts may do that).
-    fn read64(&self, off: usize) -> u64 {
-        u64::from(self.read32(off)) | (u64::from(self.read32(off + 4)) << 32)
-    }
-    /// Writes a 64-bit register as two 32-bit writes, low half first.
-    fn write64(&self, off: usize, v: u64) {
-        self.write32(off, v as u32);
-        self.write32(off + 4, (v >> 32) as u32);
-    }
-}
-
-impl Regs for Mmio {
-    fn read32(&self, off: usize) -> u32 {
-        Mmio::read32(self, off)
-    }
-    fn write32(&self, off: usize, v: u32) {
-        Mmio::write32(self, off, v)
-    }
-}
-
-impl<T: Regs + ?Sized> Regs for &T {
-    fn read32(&self, off: usize) -> u32 {
-        (**self).read32(off)
-    }
-    fn write32(&self, off: usize, v: u32) {
-        (**self).write32(off, v)
-    }
-}
-
-/// Allocates zeroed DMA memory for CPU and device use (checked by [`crate::hw::alloc_dma_mem`]).
-pub(crate) fn alloc_dma(
-    dma: &mut dyn DmaAllocator,
-    len: usize,
-    align: usize,
-    below_4g: bool,
-) -> Option<DmaMem> {
-    crate::hw::alloc_dma_mem(dma, len, align, below_4g)
-}
-
-/// A set of up to 64 command identifiers or slots, handed out lowest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Slots {
-    all: u64,
-    free: u64,
-}
-
-impl Slots {
-    /// `n` free slots (at most 64).
-    pub fn new(n: u32) -> Self {
-        let all = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
-        Slots { all, free: all }
-    }
-    /// Takes the lowest free slot.
-    pub fn alloc(&mut self) -> Option<u16> {
-        if self.free == 0 {
-            return None;
-        }
-        let i = self.free.trailing_zeros();
-        self.free &= !(1 << i);
-        Some(i as u16)
-    }
-    /// Returns a slot; false if it was not in use (a device naming a command never issued).
-    pub fn release(&mut self, i: u16) -> bool {
-        let bit = 1u64.checked_shl(u32::from(i)).unwrap_or(0) & self.all;
-        if bit == 0 || self.free & bit != 0 {
-            return false;
-        }
-        self.free |= bit;
-        true
-    }
-    /// Bit mask of slots in use.
-    pub fn busy(&self) -> u64 {
-        self.all & !self.free
-    }
-    /// Whether every slot is in use.
-    pub fn is_full(&self) -> bool {
-        self.free == 0
-    }
-    /// Whether no slot is in use.
-    pub fn is_idle(&self) -> bool {
-        self.free == self.all
-    }
-}
-
-/// Splits a transfer of `len` bytes at (`lba`, `phys`) into `(lba, phys, len)` pieces of at most
-/// `max` bytes, each a whole number of `1 << block_shift` blocks.
-pub fn split(
-    lba: u64,
-    phys: u64,
-    len: u64,
-    block_shift: u32,
-    max: u64,
-) -> impl Iterator<Item = (u64, u64, u64)> {
-    let max = ((max >> block_shift) << block_shift).max(1 << block_shift);
-    let mut done = 0u64;
-    core::iter::from_fn(move || {
-        if done >= len {
-            return None;
-        }
-        let n = (len - done).min(max);
-        let item = (
-            lba.wrapping_add(done >> block_shift),
-            phys.wrapping_add(done),
-            n,
-        );
-        done += n;
-        Some(item)
-    })
-}
-
-/// Checks a transfer against the device: whole blocks, `align`-aligned source, inside the
-/// device, no address wrap. Returns why not.
-pub(crate) fn check_request(
-    lba: u64,
-    phys: u64,
-    len: u64,
-    block_shift: u32,
-    blocks: u64,
-    align: u64,
-) -> Result<(), &'static str> {
-    if len & ((1 << block_shift) - 1) != 0 {
-        return Err("length is not a whole number of blocks");
-    }
-    if !phys.is_multiple_of(align) {
-        return Err("buffer is misaligned");
-    }
-    if phys.checked_add(len).is_none() {
-        return Err("buffer wraps the address space");
-    }
-    match lba.checked_add(len >> block_shift) {
-        Some(end) if end <= blocks => Ok(()),
-        _ => Err("beyond the end of the device"),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Registers (§3.1).
-
-/// Controller Capabilities.
-const CAP: usize = 0x00;
-/// Version.
-const VS: usize = 0x08;
-/// Interrupt Mask Set.
-const INTMS: usize = 0x0C;
-/// Controller Configuration.
-const CC: usize = 0x14;
-/// Controller Status.
-const CSTS: usize = 0x1C;
-/// Admin Queue Attributes.
-const AQA: usize = 0x24;
-/// Admin Submission Queue base.
-const ASQ: usize = 0x28;
-/// Admin Completion Queue base.
-const ACQ: usize = 0x30;
-/// First doorbell (§3.1.24).
-const DOORBELLS: usize = 0x1000;
-
-bitflags! {
-    /// CC single-bit fields (§3.1.5); the multi-bit fields are the `CC_*` constants.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub struct Cc: u32 {
-        /// Enable.
-        const EN = 1 << 0;
-    }
-
-    /// CSTS (§3.1.6).
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub struct Csts: u32 {
-        /// Ready.
-        const RDY = 1 << 0;
-        /// Controller Fatal Status.
-        const CFS = 1 << 1;
-        /// NVM Subsystem Reset Occurred (RW1C).
-        const NSSRO = 1 << 4;
-    }
-}
-
-/// CC.IOSQES = 6: 64-byte submission entries.
-const CC_IOSQES_64: u32 = 6 << 16;
-/// CC.IOCQES = 4: 16-byte completion entries.
-const CC_IOCQES_16: u32 = 4 << 20;
-
-/// Controller Capabilities (§3.1.1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cap(pub u64);
-
-impl Cap {
-    /// Maximum Queue Entries Supported, as a count (the field is 0-based).
-    pub fn max_queue_entries(self) -> u32 {
-        (self.0 & 0xFFFF) as u32 + 1
-    }
-    /// Worst-case time for CSTS.RDY to follow CC.EN: (CAP.TO + 1) × 500 ms, in microseconds
-    /// (+1 so a controller reporting TO=0 still gets half a second).
-    pub fn ready_timeout_us(self) -> u64 {
-        (((self.0 >> 24) & 0xFF) + 1) * 500_000
-    }
-    /// Doorbell stride in bytes: 4 << CAP.DSTRD.
-    pub fn doorbell_stride(self) -> usize {
-        4 << ((self.0 >> 32) & 0xF)
-    }
-    /// Whether the NVM command set is supported (CAP.CSS bit 0).
-    pub fn nvm_command_set(self) -> bool {
-        self.0 & (1 << 37) != 0
-    }
-    /// CAP.MPSMIN: minimum memory page size is 4 KiB << this.
-    pub fn mps_min(self) -> u8 {
-        ((self.0 >> 48) & 0xF) as u8
-    }
-}
-
-fn sq_doorbell(qid: u16, stride: usize) -> usize {
-    DOORBELLS + 2 * usize::from(qid) * stride
-}
-
-fn cq_doorbell(qid: u16, stride: usize) -> usize {
-    DOORBELLS + (2 * usize::from(qid) + 1) * stride
-}
-
-// ---------------------------------------------------------------------------------------------
-// Commands and completions (§4.2, §4.6).
-
-/// Admin: Create I/O Submission Queue.
-pub const ADMIN_CREATE_SQ: u8 = 0x01;
-/// Admin: Create I/O Completion Queue.
-pub const ADMIN_CREATE_CQ: u8 = 0x05;
-/// Admin: Identify.
-pub const ADMIN_IDENTIFY: u8 = 0x06;
-/// NVM: Flush.
-pub const NVM_FLUSH: u8 = 0x00;
-/// NVM: Write.
-pub const NVM_WRITE: u8 = 0x01;
-/// NVM: Read.
-pub const NVM_READ: u8 = 0x02;
-
-/// Identify CNS: namespace data structure for NSID.
-const CNS_NAMESPACE: u8 = 0x00;
-/// Identify CNS: controller data structure.
-const CNS_CONTROLLER: u8 = 0x01;
-/// Identify CNS: active namespace ID list.
-const CNS_ACTIVE_NSIDS: u8 = 0x02;
-
-/// Page size the driver programs (CC.MPS = 0) and PRPs are built for.
-pub const PAGE: u64 = 4096;
-/// The largest transfer one PRP list page can describe whatever the start offset: the first
-/// (partial) page in PRP1, up to 512 list entries for the rest.
-pub const MAX_PRP_TRANSFER: u64 = 2 << 20;
-
-/// CDW10 of the queue-creation commands: 0-based size in 31:16, queue ID in 15:0.
-fn size_qid(qid: u16, entries: u16) -> u32 {
-    (u32::from(entries.saturating_sub(1)) << 16) | u32::from(qid)
-}
-
-/// A submission queue entry (§4.2) using PRPs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Command {
-    /// Opcode.
-    pub opcode: u8,
-    /// Command identifier (set at submission).
-    pub cid: u16,
-    /// Namespace identifier.
-    pub nsid: u32,
-    /// PRP entry 1.
-    pub prp1: u64,
-    /// PRP entry 2 or PRP list pointer.
-    pub prp2: u64,
-    /// Command dwords 10 to 15.
-    pub cdw: [u32; 6],
-}
-
-impl Command {
-    /// Identify (§5.15) with `cns` into the 4 KiB page at `buf`.
-    pub fn identify(cns: u8, nsid: u32, buf: u64) -> Self {
-        Command {
-            opcode: ADMIN_IDENTIFY,
-            nsid,
-            prp1: buf,
-            cdw: [u32::from(cns), 0, 0, 0, 0, 0],
-            ..Command::default()
-        }
-    }
-    /// Create I/O Completion Queue (§5.3): physically contiguous, interrupts disabled (polled).
-    pub fn create_cq(qid: u16, entries: u16, base: u64) -> Self {
-        Command {
-            opcode: ADMIN_CREATE_CQ,
-            prp1: base,
-            // CDW11: PC=1, IEN=0, IV=0.
-            cdw: [size_qid(qid, entries), 1, 0, 0, 0, 0],
-            ..Command::default()
-        }
-    }
-    /// Create I/O Submission Queue (§5.4): physically contiguous, bound to `cqid`.
-    pub fn create_sq(qid: u16, entries: u16, base: u64, cqid: u16) -> Self {
-        let cdw11 = (u32::from(cqid) << 16) | 1; // PC=1; QPRIO only matters with WRR
-        Command {
-            opcode: ADMIN_CREATE_SQ,
-            prp1: base,
-            cdw: [size_qid(qid, entries), cdw11, 0, 0, 0, 0],
-            ..Command::default()
-        }
-    }
-    /// Read or Write (NVM Command Set §6.9, §6.15) of `blocks` (1..=65536) at `lba`.
-    pub fn rw(opcode: u8, nsid: u32, lba: u64, blocks: u32, prp1: u64, prp2: u64) -> Self {
-        let nlb = blocks.saturating_sub(1) & 0xFFFF;
-        Command {
-            opcode,
-            nsid,
-            prp1,
-            prp2,
-            // CDW10/11: SLBA; CDW12: NLB, 0-based.
-            cdw: [lba as u32, (lba >> 32) as u32, nlb, 0, 0, 0],
-            ..Command::default()
-        }
-    }
-    /// Flush (§6.8) of `nsid`'s volatile write cache.
-    pub fn flush(nsid: u32) -> Self {
-        Command {
-            opcode: NVM_FLUSH,
-            nsid,
-            ..Command::default()
-        }
-    }
-    /// The 64 bytes the controller reads.
-    pub fn encode(&self) -> [u8; 64] {
-        let mut b = [0u8; 64];
-        let dw0 = u32::from(self.opcode) | (u32::from(self.cid) << 16); // FUSE=0, PSDT=0 (PRP)
-        b[0..4].copy_from_slice(&dw0.to_le_bytes());
-        b[4..8].copy_from_slice(&self.nsid.to_le_bytes());
-        b[24..32].copy_from_slice(&self.prp1.to_le_bytes());
-        b[32..40].copy_from_slice(&self.prp2.to_le_bytes());
-        for (i, dw) in self.cdw.iter().enumerate() {
-            b[40 + 4 * i..44 + 4 * i].copy_from_slice(&dw.to_le_bytes());
-        }
-        b
-    }
-}
-
-/// A completion queue entry (§4.6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Completion {
-    /// Command-specific result (DW0).
-    pub result: u32,
-    /// Submission queue head pointer.
-    pub sq_head: u16,
-    /// Submission queue identifier.
-    pub sq_id: u16,
-    /// Command identifier.
-    pub cid: u16,
-    /// Phase tag.
-    pub phase: bool,
-    /// Status field (DW3 31:17): SC in bits 7:0, SCT in 10:8, then CRD, M, DNR.
-    pub status: u16,
-}
-
-impl Completion {
-    /// Decodes the four dwords of an entry.
-    pub fn parse(dw: [u32; 4]) -> Self {
-        Completion {
-            result: dw[0],
-            sq_head: dw[2] as u16,
-            sq_id: (dw[2] >> 16) as u16,
-            cid: dw[3] as u16,
-            phase: dw[3] & (1 << 16) != 0,
-            status: (dw[3] >> 17) as u16,
-        }
-    }
-    /// Whether SCT and SC are both zero.
-    pub fn is_success(&self) -> bool {
-        self.status & 0x7FF == 0
-    }
-}
-
-/// Completion queue consumer position and the phase a new entry carries (§4.6: the controller
-/// inverts the phase tag each time it wraps; the queue starts zeroed, so the first pass is 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CqCursor {
-    /// Next entry to look at.
-    pub head: u16,
-    /// Phase tag of a new entry at `head`.
-    pub phase: bool,
-    entries: u16,
-}
-
-impl CqCursor {
-    /// A fresh queue of `entries` entries.
-    pub fn new(entries: u16) -> Self {
-        CqCursor {
-            head: 0,
-            phase: true,
-            entries: entries.max(1),
-        }
-    }
-    /// Consumes the entry at `head`.
-    pub fn advance(&mut self) {
-        self.head += 1;
-        if self.head == self.entries {
-            self.head = 0;
-            self.phase = !self.phase;
-        }
-    }
-}
-
-/// Why PRPs could not be built.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PrpError {
-    /// Zero-length transfer.
-    Empty,
-    /// The buffer is not dword aligned (§4.3: PRP offsets have bits 1:0 clear).
-    Misaligned,
-    /// The buffer wraps the address space.
-    Overflow,
-    /// More pages than one list page describes.
-    TooLong,
-}
-
-/// Builds PRP1/PRP2 for `len` bytes at `phys` (§4.3): PRP1 may start inside a page, every later
-/// entry is a page base. When more than two pages are touched PRP2 points at the list written
-/// into `list` (whose physical address is `list_phys`, page aligned, 4 KiB).
-pub fn build_prps(
-    phys: u64,
-    len: u64,
-    list: &mut [u8],
-    list_phys: u64,
-) -> Result<(u64, u64), PrpError> {
-    if len == 0 {
-        return Err(PrpError::Empty);
-    }
-    if !phys.is_multiple_of(4) {
-        return Err(PrpError::Misaligned);
-    }
-    phys.checked_add(len).ok_or(PrpError::Overflow)?;
-    let first = PAGE - phys % PAGE;
-    if len <= first {
-        return Ok((phys, 0));
-    }
-    let next = phys - phys % PAGE + PAGE;
-    let rest_pages = (len - first).div_ceil(PAGE);
-    if rest_pages == 1 {
-        return Ok((phys, next));
-    }
-    let entries = list.len().min(PAGE as usize) / 8;
-    if rest_pages > entries as u64 {
-        return Err(PrpError::TooLong);
-    }
-    for (i, e) in list
-        .chunks_exact_mut(8)
-        .take(rest_pages as usize)
-        .enumerate()
-    {
-        e.copy_from_slice(&(next + i as u64 * PAGE).to_le_bytes());
-    }
-    Ok((phys, list_phys))
-}
-
-/// Bytes one command may move per Identify Controller MDTS (§5.15.2.1): 2^MDTS minimum pages,
-/// `None` when unlimited.
-pub fn mdts_bytes(mdts: u8, mps_min: u8) -> Option<u64> {
-    if mdts == 0 {
-        return None;
-    }
-    1u64.checked_shl(12 + u32::from(mps_min) + u32::from(mdts))
-        .or(Some(u64::MAX))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Identify data (§5.15.2).
-
-/// What the driver uses from Identify Controller.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ControllerId {
-    /// PCI vendor ID.
-    pub vid: u16,
-    /// Serial number.
-    pub serial: String,
-    /// Model number.
-    pub model: String,
-    /// Firmware revision.
-    pub firmware: String,
-    /// Maximum Data Transfer Size (0 = no limit).
-    pub mdts: u8,
-    /// Number of namespaces.
-    pub nn: u32,
-    /// A volatile write cache is present (so Flush matters).
-    pub vwc: bool,
-}
-
-/// A printable copy of an ASCII identify field (space padded; anything else shown as '?').
-fn ascii(b: &[u8]) -> String {
-    let s: String = b
-        .iter()
-        .map(|&c| {
-            if (0x20..0x7F).contains(&c) {
-                c as char
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    String::from(s.trim())
-}
-
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    u64::from(le32(b, at)) | (u64::from(le32(b, at + 4)) << 32)
-}
-
-impl ControllerId {
-    /// Parses the 4 KiB Identify Controller data structure.
-    pub fn parse(b: &[u8]) -> Result<Self, NvmeError> {
-        if b.len() < 4096 {
-            return Err(NvmeError::BadIdentify {
-                what: "controller data shorter than 4 KiB",
-            });
-        }
-        Ok(ControllerId {
-            vid: le16(b, 0),
-            serial: ascii(&b[4..24]),
-            model: ascii(&b[24..64]),
-            firmware: ascii(&b[64..72]),
-            mdts: b[77],
-            nn: le32(b, 516),
-            vwc: b[525] & 1 != 0,
-        })
-    }
-}
-
-/// What the driver uses from Identify Namespace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NamespaceId {
-    /// Namespace size in logical blocks.
-    pub nsze: u64,
-    /// log2 of the logical block size of the formatted LBA format.
-    pub lba_shift: u32,
-}
-
-impl NamespaceId {
-    /// Parses the 4 KiB Identify Namespace data structure; refuses formats the driver cannot
-    /// write without extra buffers (metadata) and block sizes outside 512..=4096.
-    pub fn parse(b: &[u8]) -> Result<Self, NvmeError> {
-        if b.len() < 4096 {
-            return Err(NvmeError::BadIdentify {
-                what: "namespace data shorter than 4 KiB",
-            });
-        }
-        let nsze = le64(b, 0);
-        if nsze == 0 {
-            return Err(NvmeError::NoNamespace);
-        }
-        let nlbaf = b[25];
-        let flbas = b[26];
-        // FLBAS bits 3:0, extended by bits 6:5 in NVMe 2.0 for more than 16 formats.
-        let idx = (flbas & 0xF) | (((flbas >> 5) & 0x3) << 4);
-        if idx > nlbaf {
-            return Err(NvmeError::BadIdentify {
-                what: "FLBAS selects a format beyond NLBAF",
-            });
-        }
-        let lbaf = le32(b, 128 + 4 * usize::from(idx));
-        let ms = lbaf & 0xFFFF;
-        let lbads = (lbaf >> 16) & 0xFF;
-        if ms != 0 {
-            return Err(NvmeError::Unsupported {
-                what: "LBA format with metadata",
-                value: u64::from(ms),
-            });
-        }
-        if !(9..=12).contains(&lbads) {
-            return Err(NvmeError::Unsupported {
-                what: "logical block size",
-                value: u64::from(lbads),
-            });
-        }
-        Ok(NamespaceId {
-            nsze,
-            lba_shift: lbads,
-        })
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Errors and reports.
-
-/// NVMe driver failures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NvmeError {
-    /// Registers read all-ones: the controller is gone (unmapped BAR, dead link).
-    Gone,
-    /// A wait ran out.
-    Timeout {
-        /// What was waited for.
-        what: &'static str,
-        /// How long, in microseconds.
-        waited_us: u64,
-        /// CSTS when giving up.
-        csts: u32,
-    },
-    /// CSTS.CFS: the controller reported a fatal error.
-    Fatal {
-        /// CSTS.
-        csts: u32,
-    },
-    /// The controller or namespace lacks something the driver needs.
-    Unsupported {
-        /// What.
-        what: &'static str,
-        /// The offending value.
-        value: u64,
-    },
-    /// An admin command completed with an error status.
-    AdminFailed {
-        /// Opcode.
-        opcode: u8,
-        /// Status field (SC | SCT << 8 | ...).
-        status: u16,
-    },
-    /// An I/O command completed with an error status.
-    IoFailed {
-        /// Opcode.
-        opcode: u8,
-        /// First block of the command.
-        lba: u64,
-        /// Status field.
-        status: u16,
-    },
-    /// A completion named a command that is not in flight.
-    BadCompletion {
-        /// The identifier it carried.
-        cid: u16,
-    },
-    /// Identify data the driver cannot use.
-    BadIdentify {
-        /// What is wrong.
-        what: &'static str,
-    },
-    /// No active namespace.
-    NoNamespace,
-    /// The DMA allocator ran out.
-    NoMemory,
-    /// A request outside the namespace or misaligned.
-    BadRequest {
-        /// First block asked for.
-        lba: u64,
-        /// Why it was refused.
-        why: &'static str,
-    },
-}
-
-impl fmt::Display for NvmeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NvmeError::Gone => write!(f, "nvme: controller gone (registers read all-ones)"),
-            NvmeError::Timeout {
-                what,
-                waited_us,
-                csts,
-            } => write!(
-                f,
-                "nvme: timeout after {} ms waiting for {what} (CSTS {csts:#x})",
-                waited_us / 1000
-            ),
-            NvmeError::Fatal { csts } => {
-                write!(f, "nvme: controller fatal status (CSTS {csts:#x})")
-            }
-            NvmeError::Unsupported { what, value } => {
-                write!(f, "nvme: unsupported {what} ({value:#x})")
-            }
-            NvmeError::AdminFailed { opcode, status } => write!(
-                f,
-                "nvme: admin opcode {opcode:#04x} failed, SCT {:#x} SC {:#04x}",
-                (status >> 8) & 7,
-                status & 0xFF
-            ),
-            NvmeError::IoFailed {
-                opcode,
-                lba,
-                status,
-            } => write!(
-                f,
-                "nvme: I/O opcode {opcode:#04x} at LBA {lba} failed, SCT {:#x} SC {:#04x}",
-                (status >> 8) & 7,
-                status & 0xFF
-            ),
-            NvmeError::BadCompletion { cid } => {
-                write!(
-                    f,
-                    "nvme: completion for command {cid} that is not in flight"
-                )
-            }
-            NvmeError::BadIdentify { what } => write!(f, "nvme: bad identify data: {what}"),
-            NvmeError::NoNamespace => write!(f, "nvme: no active namespace"),
-            NvmeError::NoMemory => write!(f, "nvme: out of DMA memory"),
-            NvmeError::BadRequest { lba, why } => {
-                write!(f, "nvme: bad request at LBA {lba}: {why}")
-            }
-        }
-    }
-}
-
-impl From<NvmeError> for BlockError {
-    fn from(e: NvmeError) -> Self {
-        match e {
-            NvmeError::Timeout { what, .. } => BlockError::Timeout { what },
-            NvmeError::IoFailed { status, .. } | NvmeError::AdminFailed { status, .. } => {
-                BlockError::DeviceError {
-                    status: u32::from(status),
-                }
-            }
-            NvmeError::Fatal { csts } => BlockError::DeviceError { status: csts },
-            NvmeError::Gone => BlockError::DeviceError { status: u32::MAX },
-            NvmeError::BadRequest { .. } => BlockError::BadRequest,
-            NvmeError::NoMemory => BlockError::NoMemory,
-            NvmeError::Unsupported { .. }
-            | NvmeError::BadCompletion { .. }
-            | NvmeError::BadIdentify { .. }
-            | NvmeError::NoNamespace => BlockError::DeviceError { status: 0 },
-        }
-    }
-}
-
-/// What [`Nvme::preinit`] found and did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ResetReport {
-    /// CAP.
-    pub cap: u64,
-    /// VS.
-    pub version: u32,
-    /// CC as found.
-    pub cc_before: u32,
-    /// CSTS as found.
-    pub csts_before: u32,
-    /// How long a half-enabled controller (CC.EN=1, RDY=0) took to become ready before being
-    /// disabled; `None` if it was not half-enabled or never got there.
-    pub settle_us: Option<u64>,
-    /// How long CSTS.RDY took to clear after CC.EN=0; `None` if no disable was needed.
-    pub disable_us: Option<u64>,
-}
-
-impl ResetReport {
-    /// The crashed kernel left the controller enabled (CC.EN=1).
-    pub fn was_enabled(&self) -> bool {
-        self.cc_before & Cc::EN.bits() != 0
-    }
-    /// CSTS.CFS was set.
-    pub fn was_fatal(&self) -> bool {
-        self.csts_before & Csts::CFS.bits() != 0
-    }
-}
-
-impl fmt::Display for ResetReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "nvme {}.{}: found CC {:#x} CSTS {:#x}",
-            self.version >> 16,
-            (self.version >> 8) & 0xFF,
-            self.cc_before,
-            self.csts_before
-        )?;
-        if let Some(us) = self.settle_us {
-            write!(f, ", let half-enabled controller settle {us} us")?;
-        }
-        match self.disable_us {
-            Some(us) => write!(f, ", disabled, RDY=0 after {us} us"),
-            None => write!(f, ", already disabled"),
-        }
-    }
-}
-
-/// How much of the reset [`Nvme::new_with`] performs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NvmeReset {
-    /// Clear CC.EN and wait for RDY=0 first (always, outside tests).
-    Disable,
-    /// Program the queues over whatever state is there. For rkdump's negative-control tests
-    /// only: on a controller left enabled QEMU replays stale admin commands.
-    Skip,
-}
 
 // ---------------------------------------------------------------------------------------------
 // The driver.
@@ -852,8 +67,8 @@ impl Queue {
     /// Writes `cmd` at the tail and rings the doorbell. The caller keeps fewer than `entries`
     /// commands outstanding, so the queue cannot overflow.
     fn push(&mut self, regs: &impl Regs, stride: usize, cmd: &Command) {
-        let off = usize::from(self.tail) * 64;
-        self.sq.bytes_mut()[off..off + 64].copy_from_slice(&cmd.encode());
+        let off = usize::from(self.tail) * SQE_BYTES;
+        self.sq.bytes_mut()[off..off + SQE_BYTES].copy_from_slice(&cmd.encode());
         self.tail = (self.tail + 1) % self.entries;
         fence(); // entry visible before the doorbell
         regs.write32(sq_doorbell(self.qid, stride), u32::from(self.tail));
@@ -861,9 +76,10 @@ impl Queue {
 
     /// Takes the next completion if the controller has posted one, and tells it so.
     fn pop(&mut self, regs: &impl Regs, stride: usize) -> Option<Completion> {
-        let off = usize::from(self.cursor.head) * 16;
+        let off = usize::from(self.cursor.head) * CQE_BYTES;
+        // The dword holding the phase tag first: the rest is valid only once it flipped.
         let dw3 = self.cq.read32(off + 12);
-        if (dw3 & (1 << 16) != 0) != self.cursor.phase {
+        if Completion::parse([0, 0, 0, dw3]).phase() != self.cursor.phase {
             return None;
         }
         fence(); // the rest of the entry after its phase tag
@@ -1057,13 +273,13 @@ impl<'c, R: Regs> Nvme<'c, R> {
                 value: u64::from(entries),
             });
         }
-        let mut page = |n: usize| alloc_dma(dma, n.next_multiple_of(4096), 4096, false);
+        let mut page = |n: usize| alloc_dma_mem(dma, n.next_multiple_of(4096), 4096, false);
         let (Some(asq), Some(acq), Some(ident), Some(iosq), Some(iocq), Some(prp_lists)) = (
-            page(usize::from(ADMIN_ENTRIES) * 64),
-            page(usize::from(ADMIN_ENTRIES) * 16),
+            page(usize::from(ADMIN_ENTRIES) * SQE_BYTES),
+            page(usize::from(ADMIN_ENTRIES) * CQE_BYTES),
             page(4096),
-            page(usize::from(entries) * 64),
-            page(usize::from(entries) * 16),
+            page(usize::from(entries) * SQE_BYTES),
+            page(usize::from(entries) * CQE_BYTES),
             page(usize::from(entries - 1) * 4096),
         ) else {
             return Err(NvmeError::NoMemory);
@@ -1193,7 +409,7 @@ impl<'c, R: Regs> Nvme<'c, R> {
     /// Runs one admin command to completion.
     fn admin(&mut self, mut cmd: Command) -> Result<Completion, NvmeError> {
         self.admin_cid = self.admin_cid.wrapping_add(1);
-        cmd.cid = self.admin_cid;
+        cmd.command_id = self.admin_cid;
         self.admin.push(&self.regs, self.stride, &cmd);
         let c = self.admin.wait(
             &self.regs,
@@ -1202,13 +418,13 @@ impl<'c, R: Regs> Nvme<'c, R> {
             ADMIN_TIMEOUT_US,
             "admin completion",
         )?;
-        if c.cid != cmd.cid {
-            return Err(NvmeError::BadCompletion { cid: c.cid });
+        if c.command_id != cmd.command_id {
+            return Err(NvmeError::BadCompletion { cid: c.command_id });
         }
         if !c.is_success() {
             return Err(NvmeError::AdminFailed {
                 opcode: cmd.opcode,
-                status: c.status,
+                status: c.status_field(),
             });
         }
         Ok(c)
@@ -1232,16 +448,16 @@ impl<'c, R: Regs> Nvme<'c, R> {
                 Err(_) => {
                     self.slots.release(cid);
                     return Err(NvmeError::BadRequest {
-                        lba: u64::from(cmd.cdw[0]) | (u64::from(cmd.cdw[1]) << 32),
+                        lba: cmd.slba(),
                         why: "no PRPs for this buffer",
                     });
                 }
             }
         }
-        cmd.cid = cid;
+        cmd.command_id = cid;
         self.inflight[usize::from(cid)] = InFlight {
             opcode: cmd.opcode,
-            lba: u64::from(cmd.cdw[0]) | (u64::from(cmd.cdw[1]) << 32),
+            lba: cmd.slba(),
         };
         self.io.push(&self.regs, self.stride, &cmd);
         Ok(())
@@ -1257,15 +473,15 @@ impl<'c, R: Regs> Nvme<'c, R> {
             IO_TIMEOUT_US,
             "I/O completion",
         )?;
-        if !self.slots.release(c.cid) {
-            return Err(NvmeError::BadCompletion { cid: c.cid });
+        if !self.slots.release(c.command_id) {
+            return Err(NvmeError::BadCompletion { cid: c.command_id });
         }
         if !c.is_success() && self.io_error.is_none() {
-            let f = self.inflight[usize::from(c.cid)];
+            let f = self.inflight[usize::from(c.command_id)];
             self.io_error = Some(NvmeError::IoFailed {
                 opcode: f.opcode,
                 lba: f.lba,
-                status: c.status,
+                status: c.status_field(),
             });
         }
         Ok(())

@@ -1,74 +1,45 @@
-//! Polled virtio-blk over modern virtio-pci (virtio 1.2 §4.1, §5.2): locating the register
-//! structures, reset and bring-up without interrupts, and pipelined zero-copy I/O.
+//! Polled virtio-blk (virtio 1.2 §5.2) on the modern virtio-pci transport ([`crate::virtio`]):
+//! bring-up without interrupts and pipelined zero-copy I/O.
 //!
 //! Bring-up order (device-reinit.md §3): the kernel locates the regions
 //! ([`locate_virtio_regions`]), maps them, enables memory decode and bus mastering
-//! ([`crate::pci::enable_mem_bus_master`]) and disables MSI/MSI-X; then [`reset_only`] (the
-//! reinit layer's preinit step) and [`VirtioBlk::new`], which resets again (cheap, and what
-//! Linux's `register_virtio_device` does) unless told not to.
+//! ([`crate::pci::enable_mem_bus_master`]) and disables MSI/MSI-X; then the transport reset
+//! ([`crate::virtio::pci::reset`], the reinit layer's preinit step) and [`VirtioBlk::new`],
+//! which resets again (cheap, and what Linux's `register_virtio_device` does) unless told not to.
 
-pub mod ring;
+pub mod chain;
+pub mod driver;
+mod error;
+pub use error::Error;
 
+#[cfg(test)]
+pub(crate) mod model;
 #[cfg(test)]
 mod tests;
 
 use alloc::format;
 use alloc::string::String;
-use core::fmt;
+use core::mem::{offset_of, size_of};
 
 use bitflags::bitflags;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use crate::block::{BlockDevice, BlockError, BlockInfo, WriteReq};
-use crate::hw::DmaAllocator;
-use crate::hw::{DmaMem, Mmio};
-use crate::pci::{Bar, Bdf, ConfigSpace, PciDevice, caps};
+use crate::block::{BlockDevice, BlockError, BlockInfo, Regs, WriteReq, check_request, split};
+use crate::hw::{DmaAllocator, DmaMem, Mmio};
+use crate::pci::{Bdf, ConfigSpace, PciDevice};
 use crate::time::{Clock, poll_until};
-use ring::{Limits, MAX_QUEUE, SECTOR, Seg, SplitQueue};
+use crate::virtio::pci::{
+    self as transport, TransportError, VirtioPciRegions, VirtioRegionsInfo, cfg_type, common,
+};
+use crate::virtio::ring::{self, MAX_QUEUE, Seg, SplitQueue};
+use crate::virtio::{DeviceStatus, DmaWindow};
+use chain::{Limits, SECTOR};
+pub use driver::{matches, needs_reset};
 
-/// Red Hat / virtio vendor ID.
-pub const VIRTIO_VENDOR: u16 = 0x1AF4;
 /// Modern (1.x) virtio-blk device ID (0x1040 + 2).
 pub const DEVICE_ID_MODERN: u16 = 0x1042;
 /// Transitional virtio-blk device ID (also has the modern capabilities).
 pub const DEVICE_ID_TRANSITIONAL: u16 = 0x1001;
-
-/// `virtio_pci_common_cfg` offsets (include/uapi/linux/virtio_pci.h).
-pub mod common {
-    /// u32: selects which 32 feature bits `DEVICE_FEATURE` shows.
-    pub const DEVICE_FEATURE_SELECT: usize = 0x00;
-    /// u32: device feature bits.
-    pub const DEVICE_FEATURE: usize = 0x04;
-    /// u32: selects which 32 feature bits `DRIVER_FEATURE` sets.
-    pub const DRIVER_FEATURE_SELECT: usize = 0x08;
-    /// u32: driver feature bits.
-    pub const DRIVER_FEATURE: usize = 0x0C;
-    /// u16: config-change MSI-X vector.
-    pub const MSIX_CONFIG: usize = 0x10;
-    /// u16: number of queues.
-    pub const NUM_QUEUES: usize = 0x12;
-    /// u8: device status.
-    pub const DEVICE_STATUS: usize = 0x14;
-    /// u8: config generation.
-    pub const CONFIG_GENERATION: usize = 0x15;
-    /// u16: queue the `QUEUE_*` registers address.
-    pub const QUEUE_SELECT: usize = 0x16;
-    /// u16: queue size (device maximum on read).
-    pub const QUEUE_SIZE: usize = 0x18;
-    /// u16: queue MSI-X vector.
-    pub const QUEUE_MSIX_VECTOR: usize = 0x1A;
-    /// u16: queue enable.
-    pub const QUEUE_ENABLE: usize = 0x1C;
-    /// u16: queue notify offset (in multiplier units).
-    pub const QUEUE_NOTIFY_OFF: usize = 0x1E;
-    /// u64: descriptor table address.
-    pub const QUEUE_DESC: usize = 0x20;
-    /// u64: avail (driver) ring address.
-    pub const QUEUE_DRIVER: usize = 0x28;
-    /// u64: used (device) ring address.
-    pub const QUEUE_DEVICE: usize = 0x30;
-    /// Bytes rkdump needs in the common window.
-    pub const MIN_LEN: usize = 0x38;
-}
 
 /// `virtio_blk_config` offsets (virtio 1.2 §5.2.4).
 pub mod blk_cfg {
@@ -80,28 +51,6 @@ pub mod blk_cfg {
     pub const SEG_MAX: usize = 0x0C;
     /// u32: logical block size (F_BLK_SIZE).
     pub const BLK_SIZE: usize = 0x14;
-}
-
-/// "No MSI-X vector": rkdump polls.
-pub const NO_VECTOR: u16 = 0xFFFF;
-
-bitflags! {
-    /// `device_status` bits (virtio 1.2 §2.1).
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub struct DeviceStatus: u8 {
-        /// Guest noticed the device.
-        const ACKNOWLEDGE = 1;
-        /// Guest has a driver.
-        const DRIVER = 2;
-        /// Driver ready.
-        const DRIVER_OK = 4;
-        /// Feature negotiation done.
-        const FEATURES_OK = 8;
-        /// Device hit an error and must be reset.
-        const NEEDS_RESET = 0x40;
-        /// Driver gave up on the device.
-        const FAILED = 0x80;
-    }
 }
 
 bitflags! {
@@ -119,10 +68,10 @@ bitflags! {
         /// Cache flush command.
         const FLUSH = 1 << 9;
         /// Virtio 1.x (required).
-        const VERSION_1 = 1 << 32;
+        const VERSION_1 = crate::virtio::F_VERSION_1;
         /// Device DMA goes through the platform IOMMU; accepted because refusing makes such
         /// devices fail FEATURES_OK, and rkdump's DMA addresses are physical either way.
-        const ACCESS_PLATFORM = 1 << 33;
+        const ACCESS_PLATFORM = crate::virtio::F_ACCESS_PLATFORM;
     }
 }
 
@@ -134,340 +83,44 @@ pub const WANTED: Features = Features::VERSION_1
     .union(Features::SIZE_MAX)
     .union(Features::ACCESS_PLATFORM);
 
+/// The request header every virtio-blk chain starts with (virtio 1.2 §5.2.6,
+/// `struct virtio_blk_outhdr`), written field by field at these offsets.
+#[repr(C)]
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug, Default)]
+pub struct VirtioBlkOuthdr {
+    /// 0x00: `VIRTIO_BLK_T_*`.
+    pub r#type: u32,
+    /// 0x04: priority (unused, 0).
+    pub ioprio: u32,
+    /// 0x08: first 512-byte sector.
+    pub sector: u64,
+}
+
+const _: () = assert!(size_of::<VirtioBlkOuthdr>() == 16);
+const _: () = assert!(offset_of!(VirtioBlkOuthdr, sector) == 8);
+const OUTHDR: usize = size_of::<VirtioBlkOuthdr>();
+
 const VIRTIO_BLK_T_IN: u32 = 0;
 const VIRTIO_BLK_T_OUT: u32 = 1;
 const VIRTIO_BLK_T_FLUSH: u32 = 4;
 
-/// Vendor capability `cfg_type` values (virtio 1.2 §4.1.4).
-pub mod cfg_type {
-    /// Common configuration.
-    pub const COMMON: u8 = 1;
-    /// Notifications.
-    pub const NOTIFY: u8 = 2;
-    /// ISR status.
-    pub const ISR: u8 = 3;
-    /// Device-specific configuration.
-    pub const DEVICE: u8 = 4;
-}
-
-/// How long a reset may take: virtio-blk drains in-flight requests first, and slow backends
-/// (QEMU `null-co,latency-ns`, real disks with deep queues) take seconds.
-pub const RESET_TIMEOUT_US: u64 = 5_000_000;
 /// Default time the oldest in-flight request may take.
 pub const IO_TIMEOUT_US: u64 = 30_000_000;
 /// Bytes per chain when the device sets no limit (what Linux's block layer sends at most).
 pub const DEFAULT_CHAIN_BYTES: u64 = 1 << 20;
 
-/// virtio-blk driver failures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Error {
-    /// Not a virtio-blk function.
-    NotVirtioBlk {
-        /// Vendor ID.
-        vendor: u16,
-        /// Device ID.
-        device: u16,
-    },
-    /// A required vendor capability is missing.
-    MissingCap {
-        /// `cfg_type`.
-        cfg_type: u8,
-    },
-    /// A capability names a BAR that is not an assigned memory BAR.
-    BadBar {
-        /// `cfg_type`.
-        cfg_type: u8,
-        /// BAR index.
-        bar: u8,
-    },
-    /// A capability's window does not fit in its BAR, or is too short.
-    BadWindow {
-        /// `cfg_type`.
-        cfg_type: u8,
-    },
-    /// `device_status` did not read 0 after reset.
-    ResetTimeout {
-        /// Microseconds waited.
-        waited_us: u64,
-        /// Last status read.
-        status: u8,
-    },
-    /// VIRTIO_F_VERSION_1 not offered (legacy-only device).
-    NoVersion1,
-    /// The device is read-only.
-    ReadOnly,
-    /// FEATURES_OK did not stick.
-    FeaturesRejected,
-    /// Queue 0 does not exist or has size 0.
-    NoQueue,
-    /// Queue 0 is too small for one request.
-    QueueTooSmall(u16),
-    /// The notify address lies outside the notify window.
-    NotifyOutsideWindow,
-    /// `size_max` below one sector.
-    BadLimits,
-    /// The device configuration kept changing while read.
-    ConfigUnstable,
-    /// No DMA memory.
-    NoMemory,
-    /// The device set NEEDS_RESET or FAILED.
-    DeviceStatus(u8),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Error::NotVirtioBlk { vendor, device } => {
-                write!(f, "{vendor:04x}:{device:04x} is not virtio-blk")
-            }
-            Error::MissingCap { cfg_type } => write!(f, "no usable virtio cap type {cfg_type}"),
-            Error::BadBar { cfg_type, bar } => {
-                write!(f, "virtio cap type {cfg_type} names unassigned BAR{bar}")
-            }
-            Error::BadWindow { cfg_type } => {
-                write!(
-                    f,
-                    "virtio cap type {cfg_type} window outside its BAR or too short"
-                )
-            }
-            Error::ResetTimeout { waited_us, status } => {
-                write!(f, "reset: status {status:#x} after {waited_us} us")
-            }
-            Error::NoVersion1 => f.write_str("VIRTIO_F_VERSION_1 not offered"),
-            Error::ReadOnly => f.write_str("device is read-only"),
-            Error::FeaturesRejected => f.write_str("device rejected features"),
-            Error::NoQueue => f.write_str("queue 0 unavailable"),
-            Error::QueueTooSmall(n) => write!(f, "queue size {n} too small"),
-            Error::NotifyOutsideWindow => f.write_str("notify address outside window"),
-            Error::BadLimits => f.write_str("size_max below one sector"),
-            Error::ConfigUnstable => f.write_str("device config generation never settled"),
-            Error::NoMemory => f.write_str("no DMA memory"),
-            Error::DeviceStatus(s) => write!(f, "device status {s:#x} (NEEDS_RESET/FAILED)"),
-        }
-    }
-}
-
-/// One located structure: `len` bytes at `offset` in BAR `bar`, physical address `phys`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VirtioRegion {
-    /// BAR index.
-    pub bar: u8,
-    /// Offset in the BAR.
-    pub offset: u32,
-    /// Length.
-    pub len: u32,
-    /// Physical address (BAR address + offset) the kernel maps.
-    pub phys: u64,
-}
-
-/// Where the virtio-pci structures are; the kernel maps each as uncached [`Mmio`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VirtioRegionsInfo {
-    /// Common configuration.
-    pub common: VirtioRegion,
-    /// Notification area.
-    pub notify: VirtioRegion,
-    /// Bytes per `queue_notify_off` unit.
-    pub notify_off_multiplier: u32,
-    /// ISR status (unused by a polled driver).
-    pub isr: Option<VirtioRegion>,
-    /// Device-specific configuration.
-    pub device: VirtioRegion,
-}
-
-/// Whether `dev` is a virtio-blk function.
-pub fn is_virtio_blk(dev: &PciDevice) -> bool {
-    dev.vendor == VIRTIO_VENDOR
-        && (dev.device == DEVICE_ID_MODERN || dev.device == DEVICE_ID_TRANSITIONAL)
-}
-
-/// Finds the common, notify, ISR and device structures from the vendor capabilities. The first
-/// usable capability of each type wins (virtio 1.2 §4.1.4); BARs come from `dev` (so they must
-/// be assigned, e.g. restored after an FLR).
+/// The transport structures of virtio-blk function `dev` ([`transport::locate_regions`]).
 pub fn locate_virtio_regions(
     cfg: &dyn ConfigSpace,
     dev: &PciDevice,
 ) -> Result<VirtioRegionsInfo, Error> {
-    if !is_virtio_blk(dev) {
+    if !matches(dev) {
         return Err(Error::NotVirtioBlk {
             vendor: dev.vendor,
             device: dev.device,
         });
     }
-    let bdf = dev.bdf;
-    let mut found: [Option<Result<(VirtioRegion, u32), Error>>; 5] = [None; 5];
-    for off in caps::vendor_caps(cfg, bdf) {
-        let cap_len = cfg.read8(bdf, off + 2);
-        let ty = cfg.read8(bdf, off + 3);
-        if !(cfg_type::COMMON..=cfg_type::DEVICE).contains(&ty) || cap_len < 16 {
-            continue;
-        }
-        let slot = &mut found[usize::from(ty)];
-        if matches!(slot, Some(Ok(_))) {
-            continue;
-        }
-        let mult = if ty == cfg_type::NOTIFY {
-            if cap_len < 20 {
-                continue;
-            }
-            cfg.read32(bdf, off + 16)
-        } else {
-            0
-        };
-        let r = region(
-            ty,
-            &dev.bars,
-            cfg.read8(bdf, off + 4),
-            cfg.read32(bdf, off + 8),
-            cfg.read32(bdf, off + 12),
-        )
-        .map(|r| (r, mult));
-        // Keep the first error unless a later capability of the same type works.
-        if slot.is_none() || r.is_ok() {
-            *slot = Some(r);
-        }
-    }
-    let mut take = |ty: u8| -> Result<(VirtioRegion, u32), Error> {
-        found[usize::from(ty)]
-            .take()
-            .unwrap_or(Err(Error::MissingCap { cfg_type: ty }))
-    };
-    let (common, _) = take(cfg_type::COMMON)?;
-    let (notify, notify_off_multiplier) = take(cfg_type::NOTIFY)?;
-    let isr = take(cfg_type::ISR).ok().map(|(r, _)| r);
-    let (device, _) = take(cfg_type::DEVICE)?;
-    if (common.len as usize) < common::MIN_LEN {
-        return Err(Error::BadWindow {
-            cfg_type: cfg_type::COMMON,
-        });
-    }
-    if device.len < 8 {
-        return Err(Error::BadWindow {
-            cfg_type: cfg_type::DEVICE,
-        });
-    }
-    Ok(VirtioRegionsInfo {
-        common,
-        notify,
-        notify_off_multiplier,
-        isr,
-        device,
-    })
-}
-
-fn region(ty: u8, bars: &[Bar; 6], bar: u8, offset: u32, len: u32) -> Result<VirtioRegion, Error> {
-    let bad_bar = Error::BadBar { cfg_type: ty, bar };
-    let (addr, size) = bars
-        .get(usize::from(bar))
-        .and_then(Bar::mem)
-        .ok_or(bad_bar)?;
-    if addr == 0 {
-        return Err(bad_bar);
-    }
-    let end = u64::from(offset) + u64::from(len);
-    if len == 0 || end > size {
-        return Err(Error::BadWindow { cfg_type: ty });
-    }
-    let phys = addr
-        .checked_add(u64::from(offset))
-        .ok_or(Error::BadWindow { cfg_type: ty })?;
-    Ok(VirtioRegion {
-        bar,
-        offset,
-        len,
-        phys,
-    })
-}
-
-/// Register window access; [`Mmio`] in the kernel, a simulated device in tests.
-pub trait Regs {
-    /// Window length in bytes.
-    fn size(&self) -> usize;
-    /// Reads a byte.
-    fn read8(&self, off: usize) -> u8;
-    /// Reads a u16.
-    fn read16(&self, off: usize) -> u16;
-    /// Reads a u32.
-    fn read32(&self, off: usize) -> u32;
-    /// Writes a byte.
-    fn write8(&self, off: usize, v: u8);
-    /// Writes a u16.
-    fn write16(&self, off: usize, v: u16);
-    /// Writes a u32.
-    fn write32(&self, off: usize, v: u32);
-}
-
-impl Regs for Mmio {
-    fn size(&self) -> usize {
-        self.len()
-    }
-    fn read8(&self, off: usize) -> u8 {
-        Mmio::read8(self, off)
-    }
-    fn read16(&self, off: usize) -> u16 {
-        Mmio::read16(self, off)
-    }
-    fn read32(&self, off: usize) -> u32 {
-        Mmio::read32(self, off)
-    }
-    fn write8(&self, off: usize, v: u8) {
-        Mmio::write8(self, off, v)
-    }
-    fn write16(&self, off: usize, v: u16) {
-        Mmio::write16(self, off, v)
-    }
-    fn write32(&self, off: usize, v: u32) {
-        Mmio::write32(self, off, v)
-    }
-}
-
-/// DMA memory the driver owns; [`DmaMem`] in the kernel, a byte buffer in tests.
-pub trait DmaWindow {
-    /// Physical address of byte `off`.
-    fn phys(&self, off: usize) -> u64;
-    /// Volatile u16 read.
-    fn read16(&self, off: usize) -> u16;
-    /// Volatile u32 read.
-    fn read32(&self, off: usize) -> u32;
-    /// Volatile u16 write.
-    fn write16(&self, off: usize, v: u16);
-    /// Volatile u32 write.
-    fn write32(&self, off: usize, v: u32);
-    /// Volatile u64 write.
-    fn write64(&self, off: usize, v: u64);
-}
-
-impl DmaWindow for DmaMem {
-    fn phys(&self, off: usize) -> u64 {
-        DmaMem::phys(self, off)
-    }
-    fn read16(&self, off: usize) -> u16 {
-        DmaMem::read16(self, off)
-    }
-    fn read32(&self, off: usize) -> u32 {
-        DmaMem::read32(self, off)
-    }
-    fn write16(&self, off: usize, v: u16) {
-        DmaMem::write16(self, off, v)
-    }
-    fn write32(&self, off: usize, v: u32) {
-        DmaMem::write32(self, off, v)
-    }
-    fn write64(&self, off: usize, v: u64) {
-        DmaMem::write64(self, off, v)
-    }
-}
-
-/// The mapped virtio-pci structures the driver runs on.
-pub struct VirtioPciRegions<R = Mmio> {
-    /// Common configuration.
-    pub common: R,
-    /// Notification area.
-    pub notify: R,
-    /// From the notify capability.
-    pub notify_off_multiplier: u32,
-    /// Device-specific configuration (`virtio_blk_config`).
-    pub device: R,
+    Ok(transport::locate_regions(cfg, dev)?)
 }
 
 // One DMA allocation: rings for MAX_QUEUE entries, then a 16-byte request header and a 4-byte
@@ -476,7 +129,7 @@ const DESC_OFF: usize = 0;
 const AVAIL_OFF: usize = 4096;
 const USED_OFF: usize = 8192;
 const HDR_OFF: usize = 12288;
-const STATUS_OFF: usize = HDR_OFF + 16 * MAX_QUEUE as usize;
+const STATUS_OFF: usize = HDR_OFF + OUTHDR * MAX_QUEUE as usize;
 /// Bytes of DMA memory one driver instance uses.
 pub const DMA_BYTES: usize = 5 * 4096;
 const _: () = {
@@ -505,37 +158,13 @@ impl Default for InitOptions {
     }
 }
 
-/// Resets the device: writes 0 to `device_status` and waits until it reads 0. Afterwards the
-/// device does no DMA and has forgotten the old kernel's rings (virtio 1.2 §4.1.4.3.1).
-pub fn reset_only<R: Regs + ?Sized>(common: &R, clock: &dyn Clock) -> Result<u64, Error> {
-    if common.size() < common::MIN_LEN {
-        return Err(Error::BadWindow {
-            cfg_type: cfg_type::COMMON,
-        });
-    }
-    common.write8(common::DEVICE_STATUS, 0);
-    let mut last = 0;
-    poll_until(clock, RESET_TIMEOUT_US, || {
-        last = common.read8(common::DEVICE_STATUS);
-        last == 0
-    })
-    .map_err(|t| Error::ResetTimeout {
-        waited_us: t.waited_us,
-        status: last,
-    })
-}
-
 /// A polled virtio-blk device with one queue.
 pub struct VirtioBlk<'c, R: Regs = Mmio, M: DmaWindow = DmaMem> {
     regs: VirtioPciRegions<R>,
     mem: M,
     clock: &'c dyn Clock,
-    q: SplitQueue,
-    notify_off: usize,
-    features: Features,
-    capacity: u64,
-    blk_size: u32,
-    limits: Limits,
+    /// What bring-up negotiated and set up.
+    s: Setup,
     io_timeout_us: u64,
     name: String,
     broken: Option<BlockError>,
@@ -547,15 +176,32 @@ pub const DEVICE_STATUS_ERROR: u32 = 0x100;
 /// `DeviceError.status` when the device broke the ring protocol.
 pub const RING_PROTOCOL_ERROR: u32 = 0x200;
 
+/// One chain's worth of a request: first sector, data address, bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Chunk {
+    sector: u64,
+    phys: u64,
+    len: u64,
+}
+
+/// `len` bytes at (`sector`, `phys`) as chains of at most `chain_max` bytes.
+fn chunks(sector: u64, phys: u64, len: u64, chain_max: u64) -> impl Iterator<Item = Chunk> {
+    split(sector, phys, len, SECTOR.trailing_zeros(), chain_max).map(|(sector, phys, len)| Chunk {
+        sector,
+        phys,
+        len,
+    })
+}
+
 enum Op {
-    Chunk { write: bool, c: ring::Chunk },
+    Chunk { write: bool, c: Chunk },
     Flush,
 }
 
-impl<'c> VirtioBlk<'c> {
+impl<'c, R: Regs> VirtioBlk<'c, R> {
     /// Resets and brings up the device on the mapped `regions`, with DMA memory from `alloc`.
     pub fn new(
-        regions: VirtioPciRegions,
+        regions: VirtioPciRegions<R>,
         alloc: &mut dyn DmaAllocator,
         clock: &'c dyn Clock,
         opts: InitOptions,
@@ -574,24 +220,22 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
         opts: InitOptions,
     ) -> Result<Self, Error> {
         if !opts.skip_reset {
-            reset_only(&regs.common, clock)?;
+            transport::reset(&regs.common, clock)?;
         } else if regs.common.size() < common::MIN_LEN {
-            return Err(Error::BadWindow {
+            return Err(TransportError::BadWindow {
                 cfg_type: cfg_type::COMMON,
-            });
+            }
+            .into());
         }
-        let c = &regs.common;
-        let mut status = DeviceStatus::ACKNOWLEDGE;
-        c.write8(common::DEVICE_STATUS, status.bits());
-        status |= DeviceStatus::DRIVER;
-        c.write8(common::DEVICE_STATUS, status.bits());
+        regs.set_status(DeviceStatus::ACKNOWLEDGE);
+        let status = DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER;
+        regs.set_status(status);
         let s = match bring_up(&regs, &mem, status) {
             Ok(s) => s,
             Err(e) => {
                 // Tell the device we gave up (virtio 1.2 §3.1.1); the next user resets it.
-                let st = regs.common.read8(common::DEVICE_STATUS);
-                regs.common
-                    .write8(common::DEVICE_STATUS, st | DeviceStatus::FAILED.bits());
+                let st = DeviceStatus::from_bits_retain(regs.status());
+                regs.set_status(st | DeviceStatus::FAILED);
                 return Err(e);
             }
         };
@@ -607,12 +251,7 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
             regs,
             mem,
             clock,
-            q: s.q,
-            notify_off: s.notify_off,
-            features: s.features,
-            capacity: s.capacity,
-            blk_size: s.blk_size,
-            limits: s.limits,
+            s,
             io_timeout_us: opts.io_timeout_us,
             name: String::from("virtio-blk"),
             broken: None,
@@ -627,36 +266,25 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
 
     /// Negotiated features.
     pub fn features(&self) -> Features {
-        self.features
+        self.s.features
     }
 
     /// The device's preferred block size (F_BLK_SIZE, else 512).
     pub fn blk_size(&self) -> u32 {
-        self.blk_size
+        self.s.blk_size
     }
 
     /// Chain limits in use.
     pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
-    fn status(&self) -> u8 {
-        self.regs.common.read8(common::DEVICE_STATUS)
+        self.s.limits
     }
 
     fn check(&self, lba: u64, phys: u64, len: u64) -> Result<(), BlockError> {
-        let end = len
-            .checked_div(SECTOR)
-            .and_then(|n| lba.checked_add(n))
-            .ok_or(BlockError::BadRequest)?;
-        if len == 0
-            || !len.is_multiple_of(SECTOR)
-            || end > self.capacity
-            || phys.checked_add(len).is_none()
-        {
+        if len == 0 {
             return Err(BlockError::BadRequest);
         }
-        Ok(())
+        check_request(lba, phys, len, SECTOR.trailing_zeros(), self.s.capacity, 1)
+            .map_err(|_| BlockError::BadRequest)
     }
 
     fn fail(&mut self, e: BlockError) -> BlockError {
@@ -676,10 +304,10 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
             let mut added = false;
             while let (Some(op), None) = (&pending, first_err) {
                 let data = match *op {
-                    Op::Chunk { c, .. } => self.limits.segs_for(c.len),
+                    Op::Chunk { c, .. } => self.s.limits.segs_for(c.len),
                     Op::Flush => 0,
                 };
-                if self.q.num_free() < data + 2 {
+                if self.s.q.num_free() < data + 2 {
                     break;
                 }
                 if let Err(e) = self.push(op) {
@@ -691,10 +319,10 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
                 pending = ops.next();
             }
             if added {
-                self.q.publish(&self.mem);
-                self.regs.notify.write16(self.notify_off, 0);
+                self.s.q.publish(&self.mem);
+                self.regs.notify.write16(self.s.notify_off, 0);
             }
-            if self.q.in_flight() == 0 {
+            if self.s.q.in_flight() == 0 {
                 if pending.is_some() && first_err.is_none() {
                     // Cannot happen (seg_max <= queue size - 2), but never report unsent
                     // requests as written.
@@ -704,7 +332,7 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
             }
             self.wait_used()?;
             loop {
-                match self.q.pop_used(&self.mem) {
+                match self.s.q.pop_used(&self.mem) {
                     Ok(Some(u)) => {
                         let st = self.mem.read32(STATUS_OFF + 4 * usize::from(u.head)) & 0xFF;
                         if st != 0 && first_err.is_none() {
@@ -729,8 +357,8 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
     }
 
     fn push(&mut self, op: &Op) -> Result<(), ring::RingError> {
-        let head = self.q.next_head().ok_or(ring::RingError::Full)?;
-        let h = HDR_OFF + 16 * usize::from(head);
+        let head = self.s.q.next_head().ok_or(ring::RingError::Full)?;
+        let h = HDR_OFF + OUTHDR * usize::from(head);
         let s = STATUS_OFF + 4 * usize::from(head);
         let (ty, sector, data) = match *op {
             Op::Chunk { write, c } => (
@@ -744,13 +372,15 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
             ),
             Op::Flush => (VIRTIO_BLK_T_FLUSH, 0, None),
         };
-        self.mem.write32(h, ty);
-        self.mem.write32(h + 4, 0);
-        self.mem.write64(h + 8, sector);
+        self.mem
+            .write32(h + offset_of!(VirtioBlkOuthdr, r#type), ty);
+        self.mem.write32(h + offset_of!(VirtioBlkOuthdr, ioprio), 0);
+        self.mem
+            .write64(h + offset_of!(VirtioBlkOuthdr, sector), sector);
         self.mem.write32(s, 0xFF);
         let hdr = Seg {
             addr: self.mem.phys(h),
-            len: 16,
+            len: OUTHDR as u32,
             device_writes: false,
         };
         let st = Seg {
@@ -758,23 +388,23 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
             len: 1,
             device_writes: true,
         };
-        let size_max = self.limits.size_max;
-        let n_data = data.map_or(0, |(c, _)| self.limits.segs_for(c.len));
+        let size_max = self.s.limits.size_max;
+        let n_data = data.map_or(0, |(c, _)| self.s.limits.segs_for(c.len));
         let segs = data
             .into_iter()
-            .flat_map(|(c, dw)| ring::data_segs(c.phys, c.len, size_max, dw));
+            .flat_map(|(c, dw)| chain::data_segs(c.phys, c.len, size_max, dw));
         let chain = core::iter::once(hdr)
             .chain(segs)
             .chain(core::iter::once(st));
-        self.q.push(&self.mem, n_data + 2, chain).map(|_| ())
+        self.s.q.push(&self.mem, n_data + 2, chain).map(|_| ())
     }
 
     fn wait_used(&mut self) -> Result<(), BlockError> {
         let mut polls = 0u32;
         let mut bad = 0u8;
-        let q = &self.q;
+        let q = &self.s.q;
         let mem = &self.mem;
-        let common = &self.regs.common;
+        let regs = &self.regs;
         let r = poll_until(self.clock, self.io_timeout_us, || {
             if q.has_used(mem) {
                 return true;
@@ -782,12 +412,11 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
             polls = polls.wrapping_add(1);
             // A broken device never completes: look at its status now and then (a register
             // read is much slower than a memory read).
-            if polls.is_multiple_of(256) {
-                let s = common.read8(common::DEVICE_STATUS);
-                if s & (DeviceStatus::NEEDS_RESET | DeviceStatus::FAILED).bits() != 0 {
-                    bad = s;
-                    return true;
-                }
+            if polls.is_multiple_of(256)
+                && let Some(s) = regs.broken_status()
+            {
+                bad = s;
+                return true;
             }
             false
         });
@@ -797,9 +426,11 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
             }));
         }
         if r.is_err() {
-            let s = self.status();
+            let s = self.regs.status();
             log::error!("{}: no completion, device status {s:#x}", self.name);
-            if s & (DeviceStatus::NEEDS_RESET | DeviceStatus::FAILED).bits() != 0 {
+            if DeviceStatus::from_bits_retain(s)
+                .intersects(DeviceStatus::NEEDS_RESET | DeviceStatus::FAILED)
+            {
                 return Err(self.fail(BlockError::DeviceError {
                     status: DEVICE_STATUS_ERROR | u32::from(s),
                 }));
@@ -812,6 +443,7 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
     }
 }
 
+/// What bring-up negotiated and set up.
 struct Setup {
     q: SplitQueue,
     notify_off: usize,
@@ -825,14 +457,9 @@ struct Setup {
 fn bring_up<R: Regs, M: DmaWindow>(
     regs: &VirtioPciRegions<R>,
     mem: &M,
-    mut status: DeviceStatus,
+    status: DeviceStatus,
 ) -> Result<Setup, Error> {
-    let c = &regs.common;
-    c.write32(common::DEVICE_FEATURE_SELECT, 0);
-    let lo = c.read32(common::DEVICE_FEATURE);
-    c.write32(common::DEVICE_FEATURE_SELECT, 1);
-    let hi = c.read32(common::DEVICE_FEATURE);
-    let offered = Features::from_bits_retain(u64::from(lo) | (u64::from(hi) << 32));
+    let offered = Features::from_bits_retain(regs.device_features());
     if !offered.contains(Features::VERSION_1) {
         return Err(Error::NoVersion1);
     }
@@ -840,32 +467,20 @@ fn bring_up<R: Regs, M: DmaWindow>(
         return Err(Error::ReadOnly);
     }
     let features = offered & WANTED;
-    c.write32(common::DRIVER_FEATURE_SELECT, 0);
-    c.write32(common::DRIVER_FEATURE, features.bits() as u32);
-    c.write32(common::DRIVER_FEATURE_SELECT, 1);
-    c.write32(common::DRIVER_FEATURE, (features.bits() >> 32) as u32);
-    status |= DeviceStatus::FEATURES_OK;
-    c.write8(common::DEVICE_STATUS, status.bits());
-    if !DeviceStatus::from_bits_retain(c.read8(common::DEVICE_STATUS))
-        .contains(DeviceStatus::FEATURES_OK)
-    {
+    if !regs.accept_features(features.bits(), status) {
         return Err(Error::FeaturesRejected);
     }
 
     if regs.device.size() < 8 {
-        return Err(Error::BadWindow {
+        return Err(TransportError::BadWindow {
             cfg_type: cfg_type::DEVICE,
-        });
+        }
+        .into());
     }
-    let (capacity, size_max, seg_max, blk_size) = read_config(regs, features)?;
-    if c.read16(common::NUM_QUEUES) == 0 {
-        return Err(Error::NoQueue);
-    }
-    c.write16(common::QUEUE_SELECT, 0);
-    let max = c.read16(common::QUEUE_SIZE);
-    if max == 0 || max == u16::MAX {
-        return Err(Error::NoQueue);
-    }
+    let (capacity, size_max, seg_max, blk_size) = regs
+        .read_device_config(|d| read_config(d, features))
+        .ok_or(Error::ConfigUnstable)?;
+    let max = regs.select_queue(0).ok_or(Error::NoQueue)?;
     // Split rings index modulo the size, so it must divide 2^16: largest power of two <= max.
     let cap = max.min(MAX_QUEUE);
     let qsize = 1u16 << (15 - cap.leading_zeros());
@@ -880,24 +495,13 @@ fn bring_up<R: Regs, M: DmaWindow>(
     if limits.size_max == 0 {
         return Err(Error::BadLimits);
     }
-    let notify_off =
-        usize::from(c.read16(common::QUEUE_NOTIFY_OFF)) * regs.notify_off_multiplier as usize;
-    if notify_off + 2 > regs.notify.size() {
-        return Err(Error::NotifyOutsideWindow);
-    }
+    let notify_off = regs.notify_offset().ok_or(Error::NotifyOutsideWindow)?;
     let q = SplitQueue::new(mem, qsize, DESC_OFF, AVAIL_OFF, USED_OFF)
         .map_err(|_| Error::QueueTooSmall(qsize))?;
-    c.write16(common::QUEUE_SIZE, qsize);
-    c.write16(common::QUEUE_MSIX_VECTOR, NO_VECTOR);
-    c.write16(common::MSIX_CONFIG, NO_VECTOR);
-    write64(c, common::QUEUE_DESC, mem.phys(DESC_OFF));
-    write64(c, common::QUEUE_DRIVER, mem.phys(AVAIL_OFF));
-    write64(c, common::QUEUE_DEVICE, mem.phys(USED_OFF));
-    c.write16(common::QUEUE_ENABLE, 1);
-    status |= DeviceStatus::DRIVER_OK;
-    c.write8(common::DEVICE_STATUS, status.bits());
-    let now = c.read8(common::DEVICE_STATUS);
-    if now & (DeviceStatus::NEEDS_RESET | DeviceStatus::FAILED).bits() != 0 {
+    let phys = |off| mem.phys(off);
+    regs.enable_queue(qsize, phys(DESC_OFF), phys(AVAIL_OFF), phys(USED_OFF));
+    regs.set_status(status | DeviceStatus::FEATURES_OK | DeviceStatus::DRIVER_OK);
+    if let Some(now) = regs.broken_status() {
         return Err(Error::DeviceStatus(now));
     }
     Ok(Setup {
@@ -910,53 +514,37 @@ fn bring_up<R: Regs, M: DmaWindow>(
     })
 }
 
-fn write64<R: Regs>(r: &R, off: usize, v: u64) {
-    r.write32(off, v as u32);
-    r.write32(off + 4, (v >> 32) as u32);
-}
-
-/// Reads `(capacity, size_max, seg_max, blk_size)` consistently (config generation unchanged
-/// across the reads, virtio 1.2 §4.1.4.3.1).
-fn read_config<R: Regs>(
-    regs: &VirtioPciRegions<R>,
-    f: Features,
-) -> Result<(u64, u32, u32, u32), Error> {
-    let d = &regs.device;
-    for _ in 0..16 {
-        let gen0 = regs.common.read8(common::CONFIG_GENERATION);
-        let cap = u64::from(d.read32(blk_cfg::CAPACITY))
-            | (u64::from(d.read32(blk_cfg::CAPACITY + 4)) << 32);
-        let size_max = if f.contains(Features::SIZE_MAX) && d.size() >= blk_cfg::SIZE_MAX + 4 {
-            d.read32(blk_cfg::SIZE_MAX)
-        } else {
-            u32::MAX
-        };
-        let seg_max = if f.contains(Features::SEG_MAX) && d.size() >= blk_cfg::SEG_MAX + 4 {
-            d.read32(blk_cfg::SEG_MAX)
-        } else {
-            // Without F_SEG_MAX assume one data segment (Linux does the same).
-            1
-        };
-        let blk = if f.contains(Features::BLK_SIZE) && d.size() >= blk_cfg::BLK_SIZE + 4 {
-            d.read32(blk_cfg::BLK_SIZE)
-        } else {
-            512
-        };
-        if regs.common.read8(common::CONFIG_GENERATION) == gen0 {
-            return Ok((cap, size_max, seg_max, blk));
-        }
-    }
-    Err(Error::ConfigUnstable)
+/// Reads `(capacity, size_max, seg_max, blk_size)` from `virtio_blk_config`; fields the
+/// negotiated features leave invalid get their defaults.
+fn read_config<R: Regs>(d: &R, f: Features) -> (u64, u32, u32, u32) {
+    let cap = d.read64(blk_cfg::CAPACITY);
+    let size_max = if f.contains(Features::SIZE_MAX) && d.size() >= blk_cfg::SIZE_MAX + 4 {
+        d.read32(blk_cfg::SIZE_MAX)
+    } else {
+        u32::MAX
+    };
+    let seg_max = if f.contains(Features::SEG_MAX) && d.size() >= blk_cfg::SEG_MAX + 4 {
+        d.read32(blk_cfg::SEG_MAX)
+    } else {
+        // Without F_SEG_MAX assume one data segment (Linux does the same).
+        1
+    };
+    let blk = if f.contains(Features::BLK_SIZE) && d.size() >= blk_cfg::BLK_SIZE + 4 {
+        d.read32(blk_cfg::BLK_SIZE)
+    } else {
+        512
+    };
+    (cap, size_max, seg_max, blk)
 }
 
 impl<R: Regs, M: DmaWindow> BlockDevice for VirtioBlk<'_, R, M> {
     fn info(&self) -> BlockInfo {
-        let per_chain = self.limits.segs_for(self.limits.chain_max()) + 2;
+        let per_chain = self.s.limits.segs_for(self.s.limits.chain_max()) + 2;
         BlockInfo {
             block_size: SECTOR as u32,
-            blocks: self.capacity,
-            max_transfer: self.limits.chain_max(),
-            queue_depth: (self.q.size() / per_chain).max(1),
+            blocks: self.s.capacity,
+            max_transfer: self.s.limits.chain_max(),
+            queue_depth: (self.s.q.size() / per_chain).max(1),
         }
     }
 
@@ -968,22 +556,22 @@ impl<R: Regs, M: DmaWindow> BlockDevice for VirtioBlk<'_, R, M> {
         for r in reqs {
             self.check(r.lba, r.phys, r.len)?;
         }
-        let lim = self.limits;
-        let mut ops = reqs.iter().flat_map(|r| {
-            ring::chunks(r.lba, r.phys, r.len, lim).map(|c| Op::Chunk { write: true, c })
-        });
+        let max = self.s.limits.chain_max();
+        let mut ops = reqs
+            .iter()
+            .flat_map(|r| chunks(r.lba, r.phys, r.len, max).map(|c| Op::Chunk { write: true, c }));
         self.run(&mut ops)
     }
 
     fn read(&mut self, lba: u64, phys: u64, len: u64) -> Result<(), BlockError> {
         self.check(lba, phys, len)?;
-        let mut ops =
-            ring::chunks(lba, phys, len, self.limits).map(|c| Op::Chunk { write: false, c });
+        let mut ops = chunks(lba, phys, len, self.s.limits.chain_max())
+            .map(|c| Op::Chunk { write: false, c });
         self.run(&mut ops)
     }
 
     fn flush(&mut self) -> Result<(), BlockError> {
-        if !self.features.contains(Features::FLUSH) {
+        if !self.s.features.contains(Features::FLUSH) {
             return Ok(());
         }
         self.run(&mut core::iter::once(Op::Flush))

@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use rkdump_boot::cmdline::{ChecksumMode, Options, SerialPort, Target};
 use rkdump_boot::info::BootInfo;
 use rkdump_boot::mem::PhysRange;
-use rkdump_devices::label::{BlockSums, ChecksumKind};
+use rkdump_devices::label::{BlockXxh64, ChecksumKind};
 use rkdump_devices::pci::Bdf;
 use rkdump_vmcore::stream::FrameEncoder;
 use rkdump_vmcore::{DumpPlan, DumpSink, SinkError};
@@ -246,7 +246,7 @@ fn checksum_kind(mode: ChecksumMode) -> ChecksumKind {
             const SAMPLE: u64 = 256 << 10;
             let buf: Vec<u8> = (0..SAMPLE as u32).map(|i| i as u8).collect();
             let t0 = clock::now_us();
-            let h = BlockSums::of_block(ChecksumKind::Full, &buf);
+            let h = BlockXxh64::of_block(ChecksumKind::Full, &buf);
             let us = (clock::now_us() - t0).max(1);
             let rate = (SAMPLE * 1_000_000 / us) >> 20;
             let kind = if rate >= FULL_HASH_MIN_MIB_S {
@@ -272,7 +272,8 @@ fn dump_disk(
     let mut progress = Progress::new();
     let written = disk::dump(d, plan, mem, run_id, checksum, &mut |done, t| {
         progress.update(done, t)
-    })?;
+    })
+    .map_err(|e| alloc::format!("{e}"))?;
     if written < total {
         rkerror!(
             "dump truncated: {written} of {total} bytes fit on {}",

@@ -1,12 +1,13 @@
-//! `rkdumpctl save <disk or image> -o <vmcore>`: verifies the dump record rkdump wrote (label,
-//! header CRC, per-block CRCs) and extracts the vmcore. Incomplete, truncated or corrupt dumps
+//! `rkdumpctl save <disk or image> -o <vmcore>`: verifies the dump record rkdump wrote (label
+//! and header CRC-32, per-block XXH64) and extracts the vmcore. Incomplete, truncated or corrupt dumps
 //! are refused unless `--partial`.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
-use rkdump_devices::label::{self, Label, ReadFailed, State};
+use rkdump_devices::label::{ReadFailed, State};
+use rkdump_devices::record::read::{self, ReadError};
 
 /// Arguments of `save`.
 #[derive(Debug, clap::Args)]
@@ -21,26 +22,36 @@ pub struct Args {
     partial: bool,
 }
 
-/// Runs `save`.
+/// Runs `save`: the record is read with the same code the host tests check the capture
+/// kernel's writer against (`rkdump_devices::record::read`).
 pub fn run(args: &Args) -> Result<(), String> {
     let dev = &args.device;
     let mut f = File::open(dev).map_err(|e| format!("{}: {e}", dev.display()))?;
-    let mut head = vec![0u8; label::LABEL_BYTES];
-    f.read_exact(&mut head)
-        .map_err(|e| format!("{}: reading label: {e}", dev.display()))?;
-    let lab = Label::parse(&head).map_err(|e| format!("{}: {e}", dev.display()))?;
-    let mut hdr = vec![0u8; label::HEADER_BYTES];
-    f.seek(SeekFrom::Start(lab.data_offset))
-        .map_err(|e| e.to_string())?;
-    f.read_exact(&mut hdr)
-        .map_err(|e| format!("reading the record header: {e}"))?;
-    let summary = label::verify_record(&lab, &hdr, |off, buf| {
-        f.seek(SeekFrom::Start(off)).map_err(|_| ReadFailed)?;
-        f.read_exact(buf).map_err(|_| ReadFailed)
-    });
-    let summary = match summary {
-        Ok(s) => s,
-        Err(e) => return Err(format!("dump record rejected: {e}")),
+    // The last I/O error, for the message: the record reader only learns that a read failed.
+    let mut io_error: Option<io::Error> = None;
+    let mut at = |off: u64, buf: &mut [u8]| -> Result<(), ReadFailed> {
+        let r = f.seek(SeekFrom::Start(off)).and_then(|_| f.read_exact(buf));
+        r.map_err(|e| {
+            io_error = Some(e);
+            ReadFailed
+        })
+    };
+    let verified = read::verify(&mut at);
+    let why = |e: &mut Option<io::Error>| e.take().map_or(String::new(), |e| e.to_string());
+    let summary = match verified {
+        Ok((_, s)) => s,
+        Err(ReadError::LabelUnreadable) => {
+            return Err(format!(
+                "{}: reading label: {}",
+                dev.display(),
+                why(&mut io_error)
+            ));
+        }
+        Err(ReadError::Label(e)) => return Err(format!("{}: {e}", dev.display())),
+        Err(ReadError::HeaderUnreadable) => {
+            return Err(format!("reading the record header: {}", why(&mut io_error)));
+        }
+        Err(e) => return Err(format!("{e}")),
     };
     let h = summary.header;
     match h.state {
@@ -58,16 +69,17 @@ pub fn run(args: &Args) -> Result<(), String> {
     }
     let mut out =
         File::create(&args.output).map_err(|e| format!("{}: {e}", args.output.display()))?;
-    f.seek(SeekFrom::Start(h.data_offset()))
-        .map_err(|e| e.to_string())?;
-    let mut left = h.written;
-    let mut buf = vec![0u8; 1 << 20];
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        f.read_exact(&mut buf[..n])
-            .map_err(|e| format!("reading dump data: {e}"))?;
-        out.write_all(&buf[..n]).map_err(|e| e.to_string())?;
-        left -= n as u64;
+    let mut out_error: Option<io::Error> = None;
+    let copied = read::copy_vmcore(&h, &mut at, &mut |b| {
+        out.write_all(b).map_err(|e| {
+            out_error = Some(e);
+            ReadFailed
+        })
+    });
+    match copied {
+        Ok(()) => {}
+        Err(ReadError::Output) => return Err(why(&mut out_error)),
+        Err(_) => return Err(format!("reading dump data: {}", why(&mut io_error))),
     }
     out.sync_all().map_err(|e| e.to_string())?;
     println!(

@@ -141,13 +141,13 @@ fn write_dump_with(l: &Label, vmcore: &[u8], kind: ChecksumKind) -> Vec<u8> {
     disk[hdr_at..hdr_at + HEADER_BYTES].copy_from_slice(&h.to_bytes());
     let w = r.writable_bytes as usize;
     let data_at = (r.data_lba * 512) as usize;
-    let mut crcs = BlockSums::new(r.block_size, kind);
+    let mut sums = BlockXxh64::new(r.block_size, kind);
     // Fed in odd-sized pieces, as a streaming writer would.
     for piece in vmcore[..w].chunks(300_007) {
-        crcs.update(piece);
+        sums.update(piece);
     }
     disk[data_at..data_at + w].copy_from_slice(&vmcore[..w]);
-    let t = table_bytes(&crcs.finish());
+    let t = xxh64_table(&sums.finish());
     assert_eq!(t.len() as u64, r.table_bytes);
     let table_at = (r.table_lba * 512) as usize;
     disk[table_at..table_at + t.len()].copy_from_slice(&t);
@@ -302,21 +302,21 @@ fn record_header_rejects_corruption() {
 fn block_sums_match_one_shot() {
     let data = vmcore(30_000);
     for kind in [ChecksumKind::Full, ChecksumKind::Sampled] {
-        let mut c = BlockSums::new(8192, kind);
+        let mut c = BlockXxh64::new(8192, kind);
         for piece in data.chunks(7) {
             c.update(piece);
         }
         let sums = c.finish();
         let expect: Vec<u64> = data
             .chunks(8192)
-            .map(|b| BlockSums::of_block(kind, b))
+            .map(|b| BlockXxh64::of_block(kind, b))
             .collect();
         assert_eq!(sums, expect, "{kind:?}");
-        assert_eq!(table_bytes(&sums).len(), 4096);
+        assert_eq!(xxh64_table(&sums).len(), 4096);
     }
     // Full covers every byte; sampled exactly the two 64-byte ends of each page.
-    let full = |d: &[u8]| BlockSums::of_block(ChecksumKind::Full, d);
-    let sampled = |d: &[u8]| BlockSums::of_block(ChecksumKind::Sampled, d);
+    let full = |d: &[u8]| BlockXxh64::of_block(ChecksumKind::Full, d);
+    let sampled = |d: &[u8]| BlockXxh64::of_block(ChecksumKind::Sampled, d);
     let mut d = data[..8192].to_vec();
     let (f0, s0) = (full(&d), sampled(&d));
     d[100] ^= 1; // middle of page 0
@@ -334,7 +334,7 @@ fn block_sums_match_one_shot() {
             0
         )
     );
-    assert!(table_bytes(&[]).is_empty());
+    assert!(xxh64_table(&[]).is_empty());
 }
 
 #[test]

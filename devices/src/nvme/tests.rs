@@ -1,13 +1,11 @@
-//! NVMe host tests: pure encoders on byte buffers, then the whole driver against a simulated
-//! controller that behaves like QEMU's `nvme` where it matters (CC.EN edges, latched admin
-//! queue registers, stale queue replay, lazy completion).
+//! NVMe host tests: pure encoders on byte buffers, then the whole driver against the simulated
+//! controller of [`super::model`].
 
-use alloc::vec;
 use alloc::vec::Vec;
-use core::cell::RefCell;
 
-use super::testkit::{Arena, FakeClock, Phys, pattern};
+use super::model::*;
 use super::*;
+use crate::block::testkit::{Arena, FakeClock, pattern};
 
 // ---- pure logic -----------------------------------------------------------------------------
 
@@ -96,7 +94,7 @@ fn prp_refuses_bad_buffers() {
 #[test]
 fn command_encoding_matches_spec_offsets() {
     let mut c = Command::rw(NVM_WRITE, 1, 0x1_2345_6789, 8, 0xAAAA_0000, 0xBBBB_0000);
-    c.cid = 0x42;
+    c.command_id = 0x42;
     let b = c.encode();
     assert_eq!(&b[0..4], &[0x01, 0x00, 0x42, 0x00]); // opcode, flags, CID
     assert_eq!(&b[4..8], &1u32.to_le_bytes()); // NSID
@@ -124,10 +122,10 @@ fn command_encoding_matches_spec_offsets() {
 fn completion_fields_and_status() {
     let c = Completion::parse([7, 0, (1 << 16) | 5, (0x281 << 17) | (1 << 16) | 9]);
     assert_eq!(
-        (c.result, c.sq_head, c.sq_id, c.cid, c.phase),
+        (c.result, c.sq_head, c.sq_id, c.command_id, c.phase()),
         (7, 5, 1, 9, true)
     );
-    assert_eq!(c.status, 0x281);
+    assert_eq!(c.status_field(), 0x281);
     assert!(!c.is_success());
     // DNR/More bits alone do not make a failure.
     assert!(Completion::parse([0, 0, 0, (0x6000 << 17) | 3]).is_success());
@@ -148,51 +146,6 @@ fn cq_cursor_flips_phase_on_wrap() {
 }
 
 #[test]
-fn split_respects_limit_and_blocks() {
-    let v: Vec<_> = split(10, 0x1204, 5 * 512, 9, 1024 + 100).collect();
-    assert_eq!(
-        v,
-        [(10, 0x1204, 1024), (12, 0x1604, 1024), (14, 0x1A04, 512)]
-    );
-    assert_eq!(split(0, 0, 0, 9, 4096).count(), 0);
-    assert_eq!(
-        check_request(0, 0x1000, 1000, 9, 100, 4),
-        Err("length is not a whole number of blocks")
-    );
-    assert_eq!(
-        check_request(0, 0x1002, 512, 9, 100, 4),
-        Err("buffer is misaligned")
-    );
-    assert_eq!(
-        check_request(99, 0x1000, 1024, 9, 100, 4),
-        Err("beyond the end of the device")
-    );
-    assert_eq!(
-        check_request(u64::MAX, 0x1000, 512, 9, 100, 4),
-        Err("beyond the end of the device")
-    );
-    assert_eq!(check_request(98, 0x1000, 1024, 9, 100, 4), Ok(()));
-}
-
-#[test]
-fn slots_hand_out_lowest_and_refuse_strangers() {
-    let mut s = Slots::new(3);
-    assert_eq!(
-        (s.alloc(), s.alloc(), s.alloc(), s.alloc()),
-        (Some(0), Some(1), Some(2), None)
-    );
-    assert!(s.is_full());
-    assert!(s.release(1));
-    assert!(!s.release(1), "double release");
-    assert!(!s.release(7), "never existed");
-    assert_eq!(s.busy(), 0b101);
-    assert_eq!(s.alloc(), Some(1));
-    let mut all = Slots::new(64);
-    assert_eq!((0..64).filter_map(|_| all.alloc()).count(), 64);
-    assert!(!all.release(64));
-}
-
-#[test]
 fn cap_fields() {
     let cap = Cap(0x7FF | (0x0F << 24) | (1 << 32) | (1 << 37) | (1 << 48));
     assert_eq!(cap.max_queue_entries(), 0x800);
@@ -203,31 +156,6 @@ fn cap_fields() {
     assert_eq!(mdts_bytes(0, 0), None);
     assert_eq!(mdts_bytes(7, 0), Some(512 << 10));
     assert_eq!(mdts_bytes(255, 0), Some(u64::MAX));
-}
-
-fn id_ctrl(mdts: u8, vwc: bool) -> Vec<u8> {
-    let mut b = vec![0u8; 4096];
-    b[0..2].copy_from_slice(&0x1B36u16.to_le_bytes());
-    b[4..24].copy_from_slice(b"deadbeef            ");
-    b[24..64].copy_from_slice(b"QEMU NVMe Ctrl                          ");
-    b[64..72].copy_from_slice(b"8.0.3   ");
-    b[77] = mdts;
-    b[516..520].copy_from_slice(&1u32.to_le_bytes());
-    b[525] = u8::from(vwc);
-    b
-}
-
-fn id_ns(blocks: u64, formats: &[(u16, u8)], flbas: u8) -> Vec<u8> {
-    let mut b = vec![0u8; 4096];
-    b[0..8].copy_from_slice(&blocks.to_le_bytes());
-    b[8..16].copy_from_slice(&blocks.to_le_bytes());
-    b[25] = formats.len().saturating_sub(1) as u8;
-    b[26] = flbas;
-    for (i, &(ms, lbads)) in formats.iter().enumerate() {
-        let lbaf = u32::from(ms) | (u32::from(lbads) << 16);
-        b[128 + 4 * i..132 + 4 * i].copy_from_slice(&lbaf.to_le_bytes());
-    }
-    b
 }
 
 #[test]
@@ -288,362 +216,6 @@ fn errors_map_to_block_errors() {
         BlockError::DeviceError { status: 0x280 }
     );
     assert!(alloc::format!("{io}").contains("SCT 0x2 SC 0x80"));
-}
-
-// ---- simulated controller -------------------------------------------------------------------
-
-#[derive(Clone, Copy, Debug, Default)]
-struct Q {
-    base: u64,
-    size: u16,
-    head: u16,
-    tail: u16,
-    phase: bool,
-    cqid: usize,
-}
-
-struct Ctl {
-    mem: Phys,
-    cap: u64,
-    cc: u32,
-    csts: u32,
-    intms: u32,
-    aqa: u32,
-    asq: u64,
-    acq: u64,
-    /// CSTS reads before RDY follows a CC.EN edge; `stuck` keeps RDY from ever clearing.
-    rdy_delay: u32,
-    rdy_pending: Option<(bool, u32)>,
-    stuck: bool,
-    sq: [Option<Q>; 2],
-    cq: [Option<Q>; 2],
-    disk: Vec<u8>,
-    shift: u32,
-    mdts: u8,
-    vwc: bool,
-    gone: bool,
-    flushes: u32,
-    admin_log: Vec<(u8, u64)>,
-    io_log: Vec<(u8, u64, u32)>,
-    max_queued: u16,
-    fail_lba: Option<u64>,
-    cfs_after_io: Option<usize>,
-}
-
-struct FakeNvme(RefCell<Ctl>);
-
-impl FakeNvme {
-    fn new(arena: &Arena) -> Self {
-        FakeNvme(RefCell::new(Ctl {
-            mem: Phys {
-                mem: arena.window(),
-            },
-            // MQES 2047, CQR, TO 15 (7.5 s), NVM command set, MPSMIN 0: QEMU's values.
-            cap: 0x7FF | (1 << 16) | (0x0F << 24) | (1 << 37),
-            cc: 0,
-            csts: 0,
-            intms: 0,
-            aqa: 0,
-            asq: 0,
-            acq: 0,
-            rdy_delay: 3,
-            rdy_pending: None,
-            stuck: false,
-            sq: [None; 2],
-            cq: [None; 2],
-            disk: vec![0; 4 << 20],
-            shift: 9,
-            mdts: 7,
-            vwc: true,
-            gone: false,
-            flushes: 0,
-            admin_log: Vec::new(),
-            io_log: Vec::new(),
-            max_queued: 0,
-            fail_lba: None,
-            cfs_after_io: None,
-        }))
-    }
-
-    fn with(self, f: impl FnOnce(&mut Ctl)) -> Self {
-        f(&mut self.0.borrow_mut());
-        self
-    }
-}
-
-impl Ctl {
-    fn stride(&self) -> usize {
-        Cap(self.cap).doorbell_stride()
-    }
-
-    /// CC.EN 0→1 (QEMU `nvme_start_ctrl`): the latched admin registers take effect.
-    fn start(&mut self) {
-        self.sq[0] = Some(Q {
-            base: self.asq,
-            size: (self.aqa & 0xFFF) as u16 + 1,
-            ..Q::default()
-        });
-        self.cq[0] = Some(Q {
-            base: self.acq,
-            size: ((self.aqa >> 16) & 0xFFF) as u16 + 1,
-            phase: true,
-            ..Q::default()
-        });
-        self.rdy_pending = Some((true, self.rdy_delay));
-    }
-
-    /// CC.EN 1→0 (QEMU `nvme_ctrl_reset`): queues gone, CC/INTMS cleared, AQA/ASQ/ACQ kept.
-    fn reset(&mut self) {
-        self.sq = [None; 2];
-        self.cq = [None; 2];
-        self.cc = 0;
-        self.intms = 0;
-        if !self.stuck {
-            self.rdy_pending = Some((false, self.rdy_delay));
-        }
-    }
-
-    fn tick(&mut self) {
-        match self.rdy_pending {
-            Some((on, 0)) => {
-                self.csts = if on { self.csts | 1 } else { self.csts & !1 };
-                self.rdy_pending = None;
-            }
-            Some((on, n)) => self.rdy_pending = Some((on, n - 1)),
-            None => {}
-        }
-        self.process(1, 1); // I/O completes lazily, so commands pile up in flight
-    }
-
-    fn process(&mut self, qid: usize, max: usize) {
-        for _ in 0..max {
-            if self.csts & Csts::CFS.bits() != 0 {
-                return;
-            }
-            let Some(mut sq) = self.sq[qid] else { return };
-            if sq.head == sq.tail {
-                return;
-            }
-            let at = sq.base + u64::from(sq.head) * 64;
-            let e: Vec<u32> = (0..16).map(|i| self.mem.read32(at + 4 * i)).collect();
-            sq.head = (sq.head + 1) % sq.size;
-            self.sq[qid] = Some(sq);
-            let status = if qid == 0 {
-                self.admin(&e)
-            } else {
-                self.io(&e)
-            };
-            if let Some(status) = status {
-                self.post(sq.cqid, qid as u16, sq.head, (e[0] >> 16) as u16, status);
-            }
-        }
-    }
-
-    fn post(&mut self, cqid: usize, sqid: u16, sqhd: u16, cid: u16, status: u16) {
-        let Some(mut cq) = self.cq[cqid] else { return };
-        let at = cq.base + u64::from(cq.tail) * 16;
-        self.mem.write32(at, 0);
-        self.mem
-            .write32(at + 8, u32::from(sqhd) | (u32::from(sqid) << 16));
-        let dw3 = u32::from(cid) | (u32::from(cq.phase) << 16) | (u32::from(status) << 17);
-        self.mem.write32(at + 12, dw3);
-        cq.tail += 1;
-        if cq.tail == cq.size {
-            cq.tail = 0;
-            cq.phase = !cq.phase;
-        }
-        self.cq[cqid] = Some(cq);
-    }
-
-    fn admin(&mut self, e: &[u32]) -> Option<u16> {
-        let op = e[0] as u8;
-        let prp1 = u64::from(e[6]) | (u64::from(e[7]) << 32);
-        self.admin_log.push((op, prp1));
-        let size = (e[10] >> 16) as u16 + 1;
-        Some(match op {
-            ADMIN_IDENTIFY => {
-                let page = match (e[10] & 0xFF, e[1]) {
-                    (1, _) => id_ctrl(self.mdts, self.vwc),
-                    (2, _) => {
-                        let mut l = vec![0u8; 4096];
-                        l[0] = 1;
-                        l
-                    }
-                    (0, 1) => id_ns(
-                        (self.disk.len() >> self.shift) as u64,
-                        &[(0, self.shift as u8)],
-                        0,
-                    ),
-                    _ => return Some(0x0B), // invalid namespace
-                };
-                if !self.mem.write(prp1, &page) {
-                    return Some(0x06);
-                }
-                0
-            }
-            ADMIN_CREATE_CQ if e[10] & 0xFFFF == 1 && e[11] & 1 == 1 => {
-                self.cq[1] = Some(Q {
-                    base: prp1,
-                    size,
-                    phase: true,
-                    ..Q::default()
-                });
-                0
-            }
-            ADMIN_CREATE_SQ if e[10] & 0xFFFF == 1 && self.cq[1].is_some() => {
-                self.sq[1] = Some(Q {
-                    base: prp1,
-                    size,
-                    cqid: (e[11] >> 16) as usize,
-                    ..Q::default()
-                });
-                0
-            }
-            _ => 0x01, // invalid opcode or field
-        })
-    }
-
-    /// Walks PRP1/PRP2/list independently of the driver's builder.
-    fn segments(&mut self, prp1: u64, prp2: u64, len: u64) -> Option<Vec<(u64, usize)>> {
-        let first = len.min(4096 - prp1 % 4096);
-        let mut v = vec![(prp1, first as usize)];
-        let mut rest = len - first;
-        if rest == 0 {
-            return Some(v);
-        }
-        if rest <= 4096 {
-            prp2.is_multiple_of(4096)
-                .then(|| v.push((prp2, rest as usize)))?;
-            return Some(v);
-        }
-        for i in 0..512u64 {
-            let ent = self.mem.read64(prp2 + 8 * i);
-            if !ent.is_multiple_of(4096) {
-                return None; // PRP offset invalid
-            }
-            let n = rest.min(4096);
-            v.push((ent, n as usize));
-            rest -= n;
-            if rest == 0 {
-                return Some(v);
-            }
-        }
-        None // would need a chained list: the driver never builds one
-    }
-
-    fn io(&mut self, e: &[u32]) -> Option<u16> {
-        let op = e[0] as u8;
-        if op == NVM_FLUSH {
-            self.flushes += 1;
-            return Some(0);
-        }
-        let slba = u64::from(e[10]) | (u64::from(e[11]) << 32);
-        let nlb = (e[12] & 0xFFFF) + 1;
-        self.io_log.push((op, slba, nlb));
-        if self.cfs_after_io.is_some_and(|n| self.io_log.len() > n) {
-            self.csts |= Csts::CFS.bits();
-            return None;
-        }
-        let len = u64::from(nlb) << self.shift;
-        if self.mdts != 0 && len > 4096 << self.mdts {
-            return Some(0x02);
-        }
-        let start = (slba << self.shift) as usize;
-        if start + len as usize > self.disk.len() {
-            return Some(0x80); // LBA out of range
-        }
-        if self
-            .fail_lba
-            .is_some_and(|l| (slba..slba + u64::from(nlb)).contains(&l))
-        {
-            return Some(0x280); // media: write fault
-        }
-        let prp1 = u64::from(e[6]) | (u64::from(e[7]) << 32);
-        let prp2 = u64::from(e[8]) | (u64::from(e[9]) << 32);
-        let Some(segs) = self.segments(prp1, prp2, len) else {
-            return Some(0x13);
-        };
-        let mut pos = start;
-        for (addr, n) in segs {
-            if op == NVM_WRITE {
-                let data = self.mem.read(addr, n)?;
-                self.disk[pos..pos + n].copy_from_slice(&data);
-            } else {
-                let data = self.disk[pos..pos + n].to_vec();
-                self.mem.write(addr, &data);
-            }
-            pos += n;
-        }
-        Some(0)
-    }
-}
-
-impl Regs for FakeNvme {
-    fn read32(&self, off: usize) -> u32 {
-        let mut c = self.0.borrow_mut();
-        if c.gone {
-            return u32::MAX;
-        }
-        match off {
-            0x00 => c.cap as u32,
-            0x04 => (c.cap >> 32) as u32,
-            0x08 => 0x0001_0400,
-            0x0C | 0x10 => c.intms,
-            0x14 => c.cc,
-            0x1C => {
-                c.tick();
-                c.csts
-            }
-            0x24 => c.aqa,
-            0x28 => c.asq as u32,
-            0x2C => (c.asq >> 32) as u32,
-            0x30 => c.acq as u32,
-            0x34 => (c.acq >> 32) as u32,
-            _ => 0,
-        }
-    }
-
-    fn write32(&self, off: usize, v: u32) {
-        let mut c = self.0.borrow_mut();
-        let lo = |r: u64| (r & !0xFFFF_FFFF) | u64::from(v);
-        let hi = |r: u64| (r & 0xFFFF_FFFF) | (u64::from(v) << 32);
-        match off {
-            0x0C => c.intms |= v,
-            0x10 => c.intms &= !v,
-            0x14 => {
-                let was = c.cc & 1;
-                c.cc = v;
-                match (was, v & 1) {
-                    (1, 0) => c.reset(),
-                    (0, 1) => c.start(),
-                    _ => {} // EN=1 again is no edge: nothing restarts (QEMU `nvme_write_bar`)
-                }
-            }
-            0x1C => c.csts &= !(v & Csts::NSSRO.bits()),
-            0x24 => c.aqa = v,
-            0x28 => c.asq = lo(c.asq),
-            0x2C => c.asq = hi(c.asq),
-            0x30 => c.acq = lo(c.acq),
-            0x34 => c.acq = hi(c.acq),
-            _ if off >= 0x1000 => {
-                let idx = (off - 0x1000) / c.stride();
-                let qid = idx / 2;
-                if idx % 2 == 1 || qid > 1 {
-                    return; // CQ head doorbells only free space; the model never fills a CQ
-                }
-                let Some(mut sq) = c.sq[qid] else { return };
-                sq.tail = v as u16;
-                c.sq[qid] = Some(sq);
-                let queued = (sq.tail + sq.size - sq.head) % sq.size;
-                if qid == 1 {
-                    c.max_queued = c.max_queued.max(queued);
-                } else {
-                    c.process(0, usize::from(queued)); // admin runs at once
-                }
-            }
-            _ => {}
-        }
-    }
 }
 
 // ---- driver against the model ---------------------------------------------------------------
@@ -937,7 +509,7 @@ fn controller_left_enabled_replays_stale_commands_without_reset() {
     let old_buf = arena.buf(4096);
     for i in 0..32u64 {
         let mut stale = Command::identify(1, 0, old_buf);
-        stale.cid = 0x100 + i as u16;
+        stale.command_id = 0x100 + i as u16;
         arena.put(old_sq + 64 * i, &stale.encode());
     }
     let dirty = |c: &mut Ctl| {

@@ -1,23 +1,35 @@
-//! The device model, after Linux's `struct device_driver`: a [`Driver`] trait the kernel
-//! implements for each concrete driver, the [`DriverCtx`] bundle it receives, the [`Platform`]
-//! services it may use, and a [`DriverSet`] registry that binds drivers to functions.
+//! The device model the reinit engine sees, after Linux's `struct device_driver`: a [`Driver`]
+//! trait (match and preinit) each concrete driver implements, the [`DriverCtx`] bundle it
+//! receives, the [`Platform`] services it may use, and a [`DriverSet`] registry in match order.
+//! Opening a device for use is not part of it: the dump-disk search opens its disk itself.
 
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::policy::Policy;
 use crate::hw::Mmio;
-use crate::pci::{Bdf, ConfigSpace, PciDevice};
+use crate::pci::{ConfigSpace, PciDevice};
 use crate::time::Clock;
 
 /// Kernel services a driver may need beyond config space and time.
 pub trait Platform {
     /// Maps `len` bytes of device registers at physical `phys` uncached, or `None` when the
     /// range is not a device's (outside every bridge window, overlapping RAM) or cannot be
-    /// mapped. Mapping the same range twice is allowed (preinit, then probe).
+    /// mapped. Mapping the same range twice is allowed (preinit, then open).
     fn map_mmio(&mut self, phys: u64, len: u64) -> Option<Mmio>;
+
+    /// Maps memory BAR `bar` of `dev`, which must be assigned (a zero address is a BAR the
+    /// firmware or the crashed kernel never placed).
+    fn map_bar(&mut self, dev: &PciDevice, bar: u8) -> Result<Mmio, DriverError> {
+        let (addr, size) = dev
+            .bars
+            .get(usize::from(bar))
+            .and_then(|b| b.mem())
+            .filter(|&(a, _)| a != 0)
+            .ok_or(DriverError::NoMmio { bar })?;
+        self.map_mmio(addr, size).ok_or(DriverError::NoMmio { bar })
+    }
 }
 
 /// A platform that maps nothing (host tests, or drivers that need no MMIO).
@@ -150,49 +162,44 @@ pub trait Driver {
         ctx: &mut DriverCtx<'_>,
         dev: &PciDevice,
     ) -> Result<PreinitReport, DriverError>;
-    /// Takes the device into use (the kernel enables memory decode and bus mastering for the
-    /// dump device here).
-    fn probe(&mut self, ctx: &mut DriverCtx<'_>, dev: &PciDevice) -> Result<(), DriverError>;
-    /// Releases the device (stop DMA, leave it idle).
-    fn remove(&mut self, ctx: &mut DriverCtx<'_>, dev: &PciDevice);
-    /// Quiets the device before power-off or reboot (flush caches, stop DMA).
-    fn shutdown(&mut self, ctx: &mut DriverCtx<'_>, dev: &PciDevice);
+}
+
+/// A driver given as its parts: how a concrete driver module (`nvme`, `ahci`, `virtio_blk`)
+/// presents itself to the reinit engine without a type of its own.
+#[derive(Clone, Copy)]
+pub struct FnDriver {
+    /// Short name for reports.
+    pub name: &'static str,
+    /// [`Driver::matches`].
+    pub matches: fn(&PciDevice) -> bool,
+    /// [`Driver::preinit`].
+    pub preinit: fn(&mut DriverCtx<'_>, &PciDevice) -> Result<PreinitReport, DriverError>,
+}
+
+impl Driver for FnDriver {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn matches(&self, dev: &PciDevice) -> bool {
+        (self.matches)(dev)
+    }
+    fn preinit(
+        &mut self,
+        ctx: &mut DriverCtx<'_>,
+        dev: &PciDevice,
+    ) -> Result<PreinitReport, DriverError> {
+        (self.preinit)(ctx, dev)
+    }
 }
 
 /// Index of a registered driver in a [`DriverSet`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DriverId(pub usize);
 
-/// Why [`DriverSet::probe`] did not bind.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ProbeError {
-    /// `rkdump.deny=` or `rkdump.allow=` forbids the device.
-    NotPermitted,
-    /// No registered driver matches.
-    NoDriver,
-    /// Already bound.
-    AlreadyBound,
-    /// The driver's probe failed.
-    Driver(DriverError),
-}
-
-impl fmt::Display for ProbeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProbeError::NotPermitted => f.write_str("excluded by rkdump.deny/allow"),
-            ProbeError::NoDriver => f.write_str("no driver"),
-            ProbeError::AlreadyBound => f.write_str("already bound"),
-            ProbeError::Driver(e) => write!(f, "probe failed: {e}"),
-        }
-    }
-}
-
-/// The driver registry: drivers in registration order (the first match wins) and the
-/// functions bound to them.
+/// The driver registry: drivers in registration order (the first match wins).
 #[derive(Default)]
 pub struct DriverSet {
     drivers: Vec<Box<dyn Driver>>,
-    bound: Vec<(PciDevice, DriverId)>,
 }
 
 impl DriverSet {
@@ -234,54 +241,6 @@ impl DriverSet {
     pub fn name(&self, id: DriverId) -> Option<&'static str> {
         self.drivers.get(id.0).map(|d| d.name())
     }
-
-    /// Binds `dev` to its driver if the policy permits: denied or not-allowed functions are
-    /// never probed.
-    pub fn probe(
-        &mut self,
-        ctx: &mut DriverCtx<'_>,
-        dev: &PciDevice,
-        policy: &Policy,
-    ) -> Result<DriverId, ProbeError> {
-        if !policy.may_use(dev) {
-            return Err(ProbeError::NotPermitted);
-        }
-        if self.bound_to(dev.bdf).is_some() {
-            return Err(ProbeError::AlreadyBound);
-        }
-        let id = self.find(dev).ok_or(ProbeError::NoDriver)?;
-        self.drivers[id.0]
-            .probe(ctx, dev)
-            .map_err(ProbeError::Driver)?;
-        self.bound.push((*dev, id));
-        Ok(id)
-    }
-
-    /// The driver bound to `bdf`.
-    pub fn bound_to(&self, bdf: Bdf) -> Option<DriverId> {
-        self.bound
-            .iter()
-            .find(|(d, _)| d.bdf == bdf)
-            .map(|&(_, id)| id)
-    }
-
-    /// Unbinds `bdf`, calling the driver's `remove`. Returns whether it was bound.
-    pub fn remove(&mut self, ctx: &mut DriverCtx<'_>, bdf: Bdf) -> bool {
-        let Some(i) = self.bound.iter().position(|(d, _)| d.bdf == bdf) else {
-            return false;
-        };
-        let (dev, id) = self.bound.remove(i);
-        self.drivers[id.0].remove(ctx, &dev);
-        true
-    }
-
-    /// Calls `shutdown` on every bound function, last bound first (Linux's
-    /// `device_shutdown` walks the device list in reverse).
-    pub fn shutdown_all(&mut self, ctx: &mut DriverCtx<'_>) {
-        for (dev, id) in self.bound.iter().rev() {
-            self.drivers[id.0].shutdown(ctx, dev);
-        }
-    }
 }
 
 impl fmt::Debug for DriverSet {
@@ -290,14 +249,6 @@ impl fmt::Debug for DriverSet {
             .field(
                 "drivers",
                 &self.drivers.iter().map(|d| d.name()).collect::<Vec<_>>(),
-            )
-            .field(
-                "bound",
-                &self
-                    .bound
-                    .iter()
-                    .map(|(d, id)| (d.bdf, id.0))
-                    .collect::<Vec<_>>(),
             )
             .finish()
     }

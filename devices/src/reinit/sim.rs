@@ -479,20 +479,4 @@ impl Driver for FakeDriver {
             Err(e) => Err(e.clone()),
         }
     }
-    fn probe(&mut self, _: &mut DriverCtx<'_>, dev: &PciDevice) -> Result<(), DriverError> {
-        self.calls
-            .borrow_mut()
-            .push(alloc::format!("probe {}", dev.bdf));
-        Ok(())
-    }
-    fn remove(&mut self, _: &mut DriverCtx<'_>, dev: &PciDevice) {
-        self.calls
-            .borrow_mut()
-            .push(alloc::format!("remove {}", dev.bdf));
-    }
-    fn shutdown(&mut self, _: &mut DriverCtx<'_>, dev: &PciDevice) {
-        self.calls
-            .borrow_mut()
-            .push(alloc::format!("shutdown {}", dev.bdf));
-    }
 }

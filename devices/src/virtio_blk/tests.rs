@@ -2,74 +2,17 @@
 //! virtio-blk that follows QEMU's behaviour (hw/virtio/virtio.c, virtio-pci.c) including the
 //! stale-index failure when the driver skips the reset.
 
-use alloc::collections::VecDeque;
-use alloc::rc::Rc;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::cell::{Cell, RefCell};
 
-use super::ring::*;
+use super::chain::*;
+use super::model::*;
 use super::*;
 use crate::pci::fake::FakeConfig;
 use crate::pci::{Bdf, scan};
-
-const BASE: u64 = 0x4000_0000;
-const DATA: u64 = BASE + 0x10_0000;
-
-type Arena = Rc<RefCell<Vec<u8>>>;
-
-fn arena(len: usize) -> Arena {
-    Rc::new(RefCell::new(vec![0u8; len]))
-}
-
-/// A window of the arena standing in for DMA memory at physical `BASE + off`.
-struct ArenaMem {
-    a: Arena,
-    off: usize,
-}
-
-impl ArenaMem {
-    fn at(&self, off: usize, n: usize) -> usize {
-        let o = self.off + off;
-        assert!(o + n <= self.a.borrow().len());
-        o
-    }
-}
-
-impl DmaWindow for ArenaMem {
-    fn phys(&self, off: usize) -> u64 {
-        BASE + (self.off + off) as u64
-    }
-    fn read16(&self, off: usize) -> u16 {
-        let o = self.at(off, 2);
-        u16::from_le_bytes(self.a.borrow()[o..o + 2].try_into().unwrap())
-    }
-    fn read32(&self, off: usize) -> u32 {
-        let o = self.at(off, 4);
-        u32::from_le_bytes(self.a.borrow()[o..o + 4].try_into().unwrap())
-    }
-    fn write16(&self, off: usize, v: u16) {
-        let o = self.at(off, 2);
-        self.a.borrow_mut()[o..o + 2].copy_from_slice(&v.to_le_bytes());
-    }
-    fn write32(&self, off: usize, v: u32) {
-        let o = self.at(off, 4);
-        self.a.borrow_mut()[o..o + 4].copy_from_slice(&v.to_le_bytes());
-    }
-    fn write64(&self, off: usize, v: u64) {
-        let o = self.at(off, 8);
-        self.a.borrow_mut()[o..o + 8].copy_from_slice(&v.to_le_bytes());
-    }
-}
-
-struct Clk(Cell<u64>);
-impl Clock for Clk {
-    fn now_us(&self) -> u64 {
-        let t = self.0.get();
-        self.0.set(t + 100);
-        t
-    }
-}
+use crate::virtio::pci::{TransportError, VirtioRegion, reset as reset_only};
+use crate::virtio::ring::*;
+use crate::virtio::{NO_VECTOR, VIRTIO_VENDOR};
 
 // ---------------------------------------------------------------------------------------------
 // Ring bookkeeping on a plain buffer: the test plays the device.
@@ -197,7 +140,7 @@ fn chunking_respects_limits() {
         chain_bytes: 1 << 20,
     };
     assert_eq!(lim.chain_max(), 8192);
-    let c: Vec<Chunk> = chunks(10, 0x10_0000, 20 * 1024, lim).collect();
+    let c: Vec<Chunk> = chunks(10, 0x10_0000, 20 * 1024, lim.chain_max()).collect();
     assert_eq!(c.len(), 3);
     assert_eq!(
         c[1],
@@ -217,379 +160,6 @@ fn chunking_respects_limits() {
         chain_bytes: 1 << 20,
     };
     assert_eq!(odd.chain_max() % 512, 0);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Simulated device.
-
-#[derive(Default)]
-struct Dev {
-    a: Option<Arena>,
-    status: u8,
-    dev_feat: u64,
-    drv_feat: u64,
-    dfsel: u32,
-    drvsel: u32,
-    qmax: u16,
-    qsize: u16,
-    qdesc: u64,
-    qdriver: u64,
-    qdevice: u64,
-    qenable: u16,
-    qvec: u16,
-    cfgvec: u16,
-    capacity: u64,
-    seg_max: u32,
-    size_max: u32,
-    disk: Vec<u8>,
-    last_avail: u16,
-    used_idx: u16,
-    // Knobs.
-    stuck_reset: bool,
-    reject_features: bool,
-    lazy: bool,
-    never_complete: bool,
-    bogus_used_id: bool,
-    req_status: u8,
-    // Observations.
-    resets: u32,
-    max_batch: u16,
-    chains: Vec<(u32, u64, Vec<u32>)>,
-    guest_error: bool,
-    pending: VecDeque<u16>,
-}
-
-impl Dev {
-    fn new(a: &Arena, sectors: u64) -> Self {
-        Dev {
-            a: Some(a.clone()),
-            dev_feat: (Features::VERSION_1 | Features::FLUSH | Features::BLK_SIZE).bits()
-                | (1 << 28), // INDIRECT_DESC, which rkdump must not accept
-            qmax: 16,
-            qsize: 16,
-            capacity: sectors,
-            disk: vec![0; (sectors * 512) as usize],
-            ..Dev::default()
-        }
-    }
-
-    /// What the crashed kernel left: DRIVER_OK, queue enabled, indices at `idx`.
-    fn stale(mut self, idx: u16) -> Self {
-        self.status = 0x0F;
-        self.qenable = 1;
-        self.last_avail = idx;
-        self.used_idx = idx;
-        self
-    }
-
-    fn mem(&self, phys: u64, n: usize) -> core::ops::Range<usize> {
-        let o = (phys - BASE) as usize;
-        o..o + n
-    }
-    fn rd16(&self, p: u64) -> u16 {
-        let a = self.a.as_ref().unwrap().borrow();
-        u16::from_le_bytes(a[self.mem(p, 2)].try_into().unwrap())
-    }
-    fn rd32(&self, p: u64) -> u32 {
-        let a = self.a.as_ref().unwrap().borrow();
-        u32::from_le_bytes(a[self.mem(p, 4)].try_into().unwrap())
-    }
-    fn rd64(&self, p: u64) -> u64 {
-        let a = self.a.as_ref().unwrap().borrow();
-        u64::from_le_bytes(a[self.mem(p, 8)].try_into().unwrap())
-    }
-    fn wr(&self, p: u64, b: &[u8]) {
-        let r = self.mem(p, b.len());
-        self.a.as_ref().unwrap().borrow_mut()[r].copy_from_slice(b);
-    }
-
-    fn reset(&mut self) {
-        if self.stuck_reset {
-            return;
-        }
-        self.resets += 1;
-        self.status = 0;
-        self.drv_feat = 0;
-        self.qsize = self.qmax;
-        (self.qdesc, self.qdriver, self.qdevice, self.qenable) = (0, 0, 0, 0);
-        self.last_avail = 0;
-        self.used_idx = 0;
-        self.pending.clear();
-    }
-
-    fn set_status(&mut self, v: u8) {
-        if v == 0 {
-            return self.reset();
-        }
-        let mut v = v;
-        if v & 8 != 0 && self.status & 8 == 0 {
-            let ok = !self.reject_features && self.drv_feat & !self.dev_feat == 0;
-            if !ok {
-                v &= !8;
-            }
-        }
-        // QEMU keeps NEEDS_RESET until a reset.
-        self.status = v | (self.status & 0x40);
-    }
-
-    fn notify(&mut self) {
-        if self.qenable == 0 || self.status & 4 == 0 || self.status & 0x40 != 0 {
-            return;
-        }
-        let avail_idx = self.rd16(self.qdriver + 2);
-        let n = avail_idx.wrapping_sub(self.last_avail);
-        if n > self.qsize {
-            // virtqueue_num_heads: "Guest moved used index from %u to %u".
-            self.guest_error = true;
-            self.status |= 0x40;
-            return;
-        }
-        self.max_batch = self.max_batch.max(n);
-        for _ in 0..n {
-            let slot = u64::from(self.last_avail % self.qsize);
-            let head = self.rd16(self.qdriver + 4 + 2 * slot);
-            self.last_avail = self.last_avail.wrapping_add(1);
-            self.execute(head);
-            if self.never_complete {
-                continue;
-            }
-            if self.lazy {
-                self.pending.push_back(head);
-            } else {
-                self.complete(head);
-            }
-        }
-    }
-
-    fn execute(&mut self, head: u16) {
-        let mut descs = Vec::new();
-        let mut i = head;
-        loop {
-            let d = self.qdesc + 16 * u64::from(i);
-            let (addr, len, flags, next) = (
-                self.rd64(d),
-                self.rd32(d + 8),
-                self.rd16(d + 12),
-                self.rd16(d + 14),
-            );
-            descs.push((addr, len, flags));
-            if flags & VIRTQ_DESC_F_NEXT == 0 {
-                break;
-            }
-            i = next;
-            assert!(descs.len() <= usize::from(self.qsize), "descriptor loop");
-        }
-        let (h, hl, _) = descs[0];
-        assert_eq!(hl, 16);
-        let ty = self.rd32(h);
-        let sector = self.rd64(h + 8);
-        let (st, sl, sf) = *descs.last().unwrap();
-        assert_eq!((sl, sf), (1, VIRTQ_DESC_F_WRITE));
-        let data = &descs[1..descs.len() - 1];
-        let mut pos = (sector * 512) as usize;
-        for &(addr, len, flags) in data {
-            let len = len as usize;
-            assert!(pos + len <= self.disk.len());
-            match ty {
-                1 => {
-                    assert_eq!(flags & VIRTQ_DESC_F_WRITE, 0);
-                    let r = self.mem(addr, len);
-                    let a = self.a.as_ref().unwrap().borrow();
-                    self.disk[pos..pos + len].copy_from_slice(&a[r]);
-                }
-                0 => {
-                    assert_ne!(flags & VIRTQ_DESC_F_WRITE, 0);
-                    let b = self.disk[pos..pos + len].to_vec();
-                    self.wr(addr, &b);
-                }
-                _ => panic!("data on a flush"),
-            }
-            pos += len;
-        }
-        self.chains
-            .push((ty, sector, data.iter().map(|d| d.1).collect()));
-        self.wr(st, &[self.req_status]);
-    }
-
-    fn complete(&mut self, head: u16) {
-        let e = self.qdevice + 4 + 8 * u64::from(self.used_idx % self.qsize);
-        let id = if self.bogus_used_id {
-            999
-        } else {
-            u32::from(head)
-        };
-        self.wr(e, &id.to_le_bytes());
-        self.wr(e + 4, &0u32.to_le_bytes());
-        self.used_idx = self.used_idx.wrapping_add(1);
-        let u = self.used_idx;
-        self.wr(self.qdevice + 2, &u.to_le_bytes());
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Kind {
-    Common,
-    Notify,
-    Device,
-}
-
-struct Win {
-    d: Rc<RefCell<Dev>>,
-    kind: Kind,
-}
-
-fn lo_hi(v: &mut u64, off: usize, x: u32) {
-    if off.is_multiple_of(8) {
-        *v = (*v & !0xFFFF_FFFF) | u64::from(x);
-    } else {
-        *v = (*v & 0xFFFF_FFFF) | (u64::from(x) << 32);
-    }
-}
-
-impl Win {
-    fn rd(&self, off: usize) -> u64 {
-        let mut d = self.d.borrow_mut();
-        match self.kind {
-            Kind::Common => match off {
-                common::DEVICE_FEATURE => (d.dev_feat >> (32 * d.dfsel.min(1))) & 0xFFFF_FFFF,
-                common::NUM_QUEUES => 1,
-                common::DEVICE_STATUS => {
-                    if let Some(h) = d.pending.pop_front() {
-                        d.complete(h);
-                    }
-                    u64::from(d.status)
-                }
-                common::CONFIG_GENERATION => 0,
-                common::QUEUE_SIZE => u64::from(d.qsize),
-                common::QUEUE_ENABLE => u64::from(d.qenable),
-                common::QUEUE_NOTIFY_OFF => 3,
-                common::QUEUE_MSIX_VECTOR => u64::from(d.qvec),
-                common::MSIX_CONFIG => u64::from(d.cfgvec),
-                _ => 0,
-            },
-            Kind::Notify => 0,
-            Kind::Device => match off {
-                0 => d.capacity & 0xFFFF_FFFF,
-                4 => d.capacity >> 32,
-                blk_cfg::SIZE_MAX => u64::from(d.size_max),
-                blk_cfg::SEG_MAX => u64::from(d.seg_max),
-                blk_cfg::BLK_SIZE => 4096,
-                _ => 0,
-            },
-        }
-    }
-
-    fn wr(&self, off: usize, v: u32) {
-        let mut d = self.d.borrow_mut();
-        match self.kind {
-            Kind::Common => match off {
-                common::DEVICE_FEATURE_SELECT => d.dfsel = v,
-                common::DRIVER_FEATURE_SELECT => d.drvsel = v,
-                common::DRIVER_FEATURE => {
-                    let sh = 32 * d.drvsel.min(1);
-                    d.drv_feat = (d.drv_feat & !(0xFFFF_FFFF << sh)) | (u64::from(v) << sh);
-                }
-                common::DEVICE_STATUS => d.set_status(v as u8),
-                common::QUEUE_SELECT => assert_eq!(v, 0),
-                common::QUEUE_SIZE => d.qsize = v as u16,
-                common::QUEUE_MSIX_VECTOR => d.qvec = v as u16,
-                common::MSIX_CONFIG => d.cfgvec = v as u16,
-                common::QUEUE_ENABLE => d.qenable = v as u16,
-                0x20 | 0x24 => lo_hi(&mut d.qdesc, off - 0x20, v),
-                0x28 | 0x2C => lo_hi(&mut d.qdriver, off - 0x28, v),
-                0x30 | 0x34 => lo_hi(&mut d.qdevice, off - 0x30, v),
-                _ => panic!("write to common {off:#x}"),
-            },
-            Kind::Notify => {
-                assert_eq!(
-                    (off, v),
-                    (12, 0),
-                    "notify address = 3 * multiplier 4, queue 0"
-                );
-                d.notify();
-            }
-            Kind::Device => panic!("write to device config"),
-        }
-    }
-}
-
-impl Regs for Win {
-    fn size(&self) -> usize {
-        match self.kind {
-            Kind::Common => 0x38,
-            Kind::Notify => 0x1000,
-            Kind::Device => 0x18,
-        }
-    }
-    fn read8(&self, off: usize) -> u8 {
-        self.rd(off) as u8
-    }
-    fn read16(&self, off: usize) -> u16 {
-        self.rd(off) as u16
-    }
-    fn read32(&self, off: usize) -> u32 {
-        self.rd(off) as u32
-    }
-    fn write8(&self, off: usize, v: u8) {
-        self.wr(off, u32::from(v));
-    }
-    fn write16(&self, off: usize, v: u16) {
-        self.wr(off, u32::from(v));
-    }
-    fn write32(&self, off: usize, v: u32) {
-        self.wr(off, v);
-    }
-}
-
-struct Rig {
-    a: Arena,
-    d: Rc<RefCell<Dev>>,
-    clk: Clk,
-}
-
-impl Rig {
-    fn new(f: impl FnOnce(Dev) -> Dev) -> Self {
-        let a = arena(0x10_0000 + 0x40_0000);
-        let d = Rc::new(RefCell::new(f(Dev::new(&a, 0x8000))));
-        Rig {
-            a,
-            d,
-            clk: Clk(Cell::new(0)),
-        }
-    }
-
-    fn regions(&self) -> VirtioPciRegions<Win> {
-        let w = |kind| Win {
-            d: self.d.clone(),
-            kind,
-        };
-        VirtioPciRegions {
-            common: w(Kind::Common),
-            notify: w(Kind::Notify),
-            notify_off_multiplier: 4,
-            device: w(Kind::Device),
-        }
-    }
-
-    fn open(&self, opts: InitOptions) -> Result<VirtioBlk<'_, Win, ArenaMem>, Error> {
-        let mem = ArenaMem {
-            a: self.a.clone(),
-            off: 0,
-        };
-        VirtioBlk::with_mem(self.regions(), mem, &self.clk, opts)
-    }
-
-    fn fill(&self, phys: u64, len: usize, seed: u8) {
-        let o = (phys - BASE) as usize;
-        for (i, b) in self.a.borrow_mut()[o..o + len].iter_mut().enumerate() {
-            *b = seed.wrapping_add((i / 512) as u8) ^ (i as u8);
-        }
-    }
-
-    fn bytes(&self, phys: u64, len: usize) -> Vec<u8> {
-        let o = (phys - BASE) as usize;
-        self.a.borrow()[o..o + len].to_vec()
-    }
 }
 
 fn opts() -> InitOptions {
@@ -785,7 +355,10 @@ fn bring_up_failures_are_typed() {
     });
     assert!(matches!(
         r.open(opts()),
-        Err(Error::ResetTimeout { status: 0x0F, .. })
+        Err(Error::Transport(TransportError::ResetTimeout {
+            status: 0x0F,
+            ..
+        }))
     ));
 
     let r = Rig::new(|d| Dev {
@@ -960,31 +533,31 @@ fn locate_reports_bad_caps() {
     assert!(try_caps(&good, 0xfe00_0000).is_ok());
     assert_eq!(
         try_caps(&good[..2], 0xfe00_0000),
-        Err(Error::MissingCap { cfg_type: 4 })
+        Err(Error::Transport(TransportError::MissingCap { cfg_type: 4 }))
     );
     assert_eq!(
         try_caps(&good, 0),
-        Err(Error::BadBar {
+        Err(Error::Transport(TransportError::BadBar {
             cfg_type: 1,
             bar: 4
-        }),
+        })),
         "BAR cleared by a reset and not restored"
     );
     assert_eq!(
         try_caps(&[(1, 4, 0x3800, 0x1000), good[1], good[2]], 0xfe00_0000),
-        Err(Error::BadWindow { cfg_type: 1 })
+        Err(Error::Transport(TransportError::BadWindow { cfg_type: 1 }))
     );
     assert_eq!(
         try_caps(&[(1, 4, 0, 0x10), good[1], good[2]], 0xfe00_0000),
-        Err(Error::BadWindow { cfg_type: 1 }),
+        Err(Error::Transport(TransportError::BadWindow { cfg_type: 1 })),
         "common window shorter than the registers"
     );
     assert_eq!(
         try_caps(&[(1, 9, 0, 0x1000), good[1], good[2]], 0xfe00_0000),
-        Err(Error::BadBar {
+        Err(Error::Transport(TransportError::BadBar {
             cfg_type: 1,
             bar: 9
-        })
+        }))
     );
     let c = FakeConfig::new(256);
     c.add(bdf, 0x8086, 0x1234, |_| {});

@@ -1,4 +1,4 @@
-//! Host-test fixtures shared by the NVMe and AHCI tests: a clock that advances on every read and
+//! Host-test fixtures shared by the block-driver tests: a clock that advances on every read and
 //! the device-side accessor the controller models use on the DMA [`Arena`] (which lives with the
 //! rest of the `unsafe` in `hw::dma`).
 

@@ -1,7 +1,10 @@
-//! Split-virtqueue bookkeeping (virtio 1.2 §2.7) and request splitting: pure logic over a
-//! [`DmaWindow`], so host tests drive it with a byte buffer playing the device.
+//! Split-virtqueue bookkeeping (virtio 1.2 §2.7): pure logic over a [`DmaWindow`], so host
+//! tests drive it with a byte buffer playing the device.
 
 use core::fmt;
+use core::mem::{offset_of, size_of};
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::DmaWindow;
 use crate::hw::fence;
@@ -16,7 +19,44 @@ pub const VIRTQ_DESC_F_WRITE: u16 = 2;
 /// Avail flag: the driver does not want interrupts (it polls).
 pub const VIRTQ_AVAIL_F_NO_INTERRUPT: u16 = 1;
 
-const DESC_SIZE: usize = 16;
+/// A descriptor (virtio 1.2 §2.7.5, `struct virtq_desc`), little-endian like x86_64. The
+/// driver writes it field by field with volatile stores at these offsets.
+#[repr(C)]
+#[derive(
+    FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+pub struct VirtqDesc {
+    /// 0x00: buffer physical address.
+    pub addr: u64,
+    /// 0x08: buffer length.
+    pub len: u32,
+    /// 0x0C: `VIRTQ_DESC_F_*`.
+    pub flags: u16,
+    /// 0x0E: next descriptor when `flags` has NEXT.
+    pub next: u16,
+}
+
+/// An element of the used ring (virtio 1.2 §2.7.8, `struct virtq_used_elem`).
+#[repr(C)]
+#[derive(
+    FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+pub struct VirtqUsedElem {
+    /// 0x00: head of the completed chain (u32 for padding reasons, says the spec).
+    pub id: u32,
+    /// 0x04: bytes written into the chain's device-writable buffers.
+    pub len: u32,
+}
+
+const _: () = assert!(cfg!(target_endian = "little"));
+const _: () = assert!(size_of::<VirtqDesc>() == 16 && offset_of!(VirtqDesc, next) == 14);
+const _: () = assert!(size_of::<VirtqUsedElem>() == 8 && offset_of!(VirtqUsedElem, len) == 4);
+
+const DESC_SIZE: usize = size_of::<VirtqDesc>();
+/// `flags` and `idx` (u16 each) head both the avail and the used ring (§2.7.6, §2.7.8).
+const RING_FLAGS: usize = 0;
+const RING_IDX: usize = 2;
+const RING_ENTRIES: usize = 4;
 
 /// One buffer of a descriptor chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,7 +135,11 @@ impl SplitQueue {
     /// Bytes the three rings need for `size` entries: `(desc, avail, used)`.
     pub const fn ring_bytes(size: u16) -> (usize, usize, usize) {
         let n = size as usize;
-        (DESC_SIZE * n, 6 + 2 * n, 6 + 8 * n)
+        (
+            DESC_SIZE * n,
+            RING_ENTRIES + 2 * n + 2,
+            RING_ENTRIES + size_of::<VirtqUsedElem>() * n + 2,
+        )
     }
 
     /// A queue of `size` entries; also zeroes its rings in `mem`.
@@ -123,7 +167,7 @@ impl SplitQueue {
         for off in (used..used + u).step_by(2) {
             mem.write16(off, 0);
         }
-        mem.write16(avail, VIRTQ_AVAIL_F_NO_INTERRUPT);
+        mem.write16(avail + RING_FLAGS, VIRTQ_AVAIL_F_NO_INTERRUPT);
         Ok(SplitQueue {
             size,
             desc,
@@ -189,10 +233,10 @@ impl SplitQueue {
             }
             let d = self.desc + DESC_SIZE * usize::from(idx);
             let next = self.next[usize::from(idx)];
-            mem.write64(d, s.addr);
-            mem.write32(d + 8, s.len);
-            mem.write16(d + 12, flags);
-            mem.write16(d + 14, if last { 0 } else { next });
+            mem.write64(d + offset_of!(VirtqDesc, addr), s.addr);
+            mem.write32(d + offset_of!(VirtqDesc, len), s.len);
+            mem.write16(d + offset_of!(VirtqDesc, flags), flags);
+            mem.write16(d + offset_of!(VirtqDesc, next), if last { 0 } else { next });
             if !last {
                 idx = next;
             }
@@ -207,7 +251,7 @@ impl SplitQueue {
         self.chain_len[usize::from(head)] = n;
         self.chains += 1;
         let slot = usize::from(self.avail_idx % self.size);
-        mem.write16(self.avail + 4 + 2 * slot, head);
+        mem.write16(self.avail + RING_ENTRIES + 2 * slot, head);
         self.avail_idx = self.avail_idx.wrapping_add(1);
         Ok(head)
     }
@@ -215,20 +259,20 @@ impl SplitQueue {
     /// Makes pushed chains visible: descriptors and ring entries before the index.
     pub fn publish(&mut self, mem: &dyn DmaWindow) {
         fence();
-        mem.write16(self.avail + 2, self.avail_idx);
+        mem.write16(self.avail + RING_IDX, self.avail_idx);
         // The index must be globally visible before the caller's notify write.
         fence();
     }
 
     /// Whether the device has completed something not yet consumed.
     pub fn has_used(&self, mem: &dyn DmaWindow) -> bool {
-        mem.read16(self.used + 2) != self.last_used
+        mem.read16(self.used + RING_IDX) != self.last_used
     }
 
     /// Takes the next completion, freeing its chain. The device's values are checked: an id
     /// that heads no chain or an index running ahead of what is in flight is an error.
     pub fn pop_used(&mut self, mem: &dyn DmaWindow) -> Result<Option<Used>, RingError> {
-        let used_idx = mem.read16(self.used + 2);
+        let used_idx = mem.read16(self.used + RING_IDX);
         // Read the ring entry only after seeing the index.
         fence();
         if used_idx == self.last_used {
@@ -241,9 +285,9 @@ impl SplitQueue {
             });
         }
         let slot = usize::from(self.last_used % self.size);
-        let e = self.used + 4 + 8 * slot;
-        let id = mem.read32(e);
-        let len = mem.read32(e + 4);
+        let e = self.used + RING_ENTRIES + size_of::<VirtqUsedElem>() * slot;
+        let id = mem.read32(e + offset_of!(VirtqUsedElem, id));
+        let len = mem.read32(e + offset_of!(VirtqUsedElem, len));
         let head = match u16::try_from(id) {
             Ok(h) if h < self.size && self.chain_len[usize::from(h)] != 0 => h,
             _ => return Err(RingError::BadUsedId(id)),
@@ -261,84 +305,4 @@ impl SplitQueue {
         self.last_used = self.last_used.wrapping_add(1);
         Ok(Some(Used { head, len }))
     }
-}
-
-/// Per-chain limits from the negotiated features.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Data descriptors per chain (`seg_max`, capped by the queue size minus header and status).
-    pub seg_max: u16,
-    /// Bytes per data descriptor (`size_max`, rounded down to whole sectors).
-    pub size_max: u32,
-    /// Bytes per chain rkdump chooses to send.
-    pub chain_bytes: u64,
-}
-
-impl Limits {
-    /// Largest payload of one chain, a whole number of sectors.
-    pub fn chain_max(&self) -> u64 {
-        let by_segs = u64::from(self.seg_max) * u64::from(self.size_max);
-        by_segs.min(self.chain_bytes) & !(SECTOR - 1)
-    }
-
-    /// Data descriptors for `len` bytes.
-    pub fn segs_for(&self, len: u64) -> u16 {
-        len.div_ceil(u64::from(self.size_max)) as u16
-    }
-}
-
-/// virtio-blk's unit: 512-byte sectors, whatever the device's block size.
-pub const SECTOR: u64 = 512;
-
-/// One chain's worth of a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Chunk {
-    /// First sector.
-    pub sector: u64,
-    /// Physical address of the data.
-    pub phys: u64,
-    /// Bytes (whole sectors).
-    pub len: u64,
-}
-
-/// Splits a contiguous request into chains of at most [`Limits::chain_max`] bytes.
-pub fn chunks(sector: u64, phys: u64, len: u64, lim: Limits) -> impl Iterator<Item = Chunk> {
-    let max = lim.chain_max().max(SECTOR);
-    let mut done = 0u64;
-    core::iter::from_fn(move || {
-        if done >= len {
-            return None;
-        }
-        let n = (len - done).min(max);
-        let c = Chunk {
-            sector: sector + done / SECTOR,
-            phys: phys + done,
-            len: n,
-        };
-        done += n;
-        Some(c)
-    })
-}
-
-/// Splits one chunk's data into descriptors of at most `size_max` bytes.
-pub fn data_segs(
-    phys: u64,
-    len: u64,
-    size_max: u32,
-    device_writes: bool,
-) -> impl Iterator<Item = Seg> {
-    let mut done = 0u64;
-    core::iter::from_fn(move || {
-        if done >= len {
-            return None;
-        }
-        let n = (len - done).min(u64::from(size_max));
-        let s = Seg {
-            addr: phys + done,
-            len: n as u32,
-            device_writes,
-        };
-        done += n;
-        Some(s)
-    })
 }
