@@ -40,8 +40,8 @@ pub struct Progress {
 pub struct Line {
     /// Percent of the dump written, 0-100; 100 only once every byte is out.
     pub pct: u8,
-    /// Average rate since the start, in tenths of MiB/s.
-    pub rate_tenths: u64,
+    /// Average rate since the start, in thousandths of MiB/s.
+    pub rate_milli: u64,
     /// Seconds left at the average rate, rounded up; 0 while nothing is written (no rate yet).
     pub eta_s: u64,
     /// Milliseconds since the dump started (the guest's clock: lets a test measure the gaps).
@@ -50,15 +50,16 @@ pub struct Line {
 
 impl fmt::Display for Line {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "progress {}% {}.{} MiB/s eta={}s ms={}",
-            self.pct,
-            self.rate_tenths / 10,
-            self.rate_tenths % 10,
-            self.eta_s,
-            self.elapsed_ms
-        )
+        let (whole, milli) = (self.rate_milli / 1000, self.rate_milli % 1000);
+        write!(f, "progress {}% ", self.pct)?;
+        // One decimal is plenty for disks; a serial line (0.011 MiB/s at 115200 baud) needs three
+        // to show anything but 0.0.
+        if whole == 0 {
+            write!(f, "0.{milli:03}")?;
+        } else {
+            write!(f, "{whole}.{}", milli / 100)?;
+        }
+        write!(f, " MiB/s eta={}s ms={}", self.eta_s, self.elapsed_ms)
     }
 }
 
@@ -129,8 +130,8 @@ impl Progress {
         let elapsed_us = now_us.saturating_sub(self.start_us).max(1);
         let done = u128::from(self.done);
         let elapsed = u128::from(elapsed_us);
-        // bytes/us * 1e6 / 2^20 * 10, in u128: done may be near 2^64.
-        let rate_tenths = done * 10_000_000 / (elapsed << 20);
+        // bytes/us * 1e6 / 2^20 * 1000, in u128: done may be near 2^64.
+        let rate_milli = done * 1_000_000_000 / (elapsed << 20);
         let eta_s = if self.done == 0 {
             0
         } else {
@@ -140,7 +141,7 @@ impl Progress {
         };
         Line {
             pct,
-            rate_tenths: saturate(rate_tenths),
+            rate_milli: saturate(rate_milli),
             eta_s: saturate(eta_s),
             elapsed_ms: elapsed_us / 1000,
         }

@@ -202,20 +202,20 @@ fn figures_never_overflow_or_divide_by_zero() {
     // Empty dump: complete at once.
     let mut p = Progress::new(0, 5);
     let l = p.update(5, 0).unwrap();
-    assert_eq!((l.pct, l.rate_tenths, l.eta_s), (100, 0, 0));
+    assert_eq!((l.pct, l.rate_milli, l.eta_s), (100, 0, 0));
     // Huge sizes, zero elapsed time.
     let mut p = Progress::new(u64::MAX, 0);
     let l = p.update(0, u64::MAX / 2).unwrap();
     assert_eq!(l.pct, 49);
     assert_eq!(l.elapsed_ms, 0);
-    assert_eq!(l.rate_tenths, u64::MAX, "saturates");
+    assert_eq!(l.rate_milli, u64::MAX, "saturates");
     let l = p.update(u64::MAX, u64::MAX).unwrap();
     assert_eq!((l.pct, l.eta_s), (100, 0));
     // Nothing written after a while: no rate, no eta, no division by zero.
     let mut p = Progress::new(1 << 20, 0);
     let l = p.tick(3_000_000).unwrap();
     assert_eq!(
-        (l.pct, l.rate_tenths, l.eta_s, l.elapsed_ms),
+        (l.pct, l.rate_milli, l.eta_s, l.elapsed_ms),
         (0, 0, 0, 3000)
     );
     // A clock that goes backwards and `done` beyond the total or going back.
@@ -239,4 +239,12 @@ fn line_format_is_the_console_contract() {
     let l = p.update(4_000_000, 10 << 20).unwrap();
     assert_eq!(format!("{l}"), "progress 10% 2.5 MiB/s eta=36s ms=4000");
     assert_eq!(p.elapsed_ms(4_500_000), 4500);
+    // A 115200-baud line: 11520 bytes/s for 10 s.
+    let mut p = Progress::new(1 << 20, 0);
+    let l = p.update(10_000_000, 115_200).unwrap();
+    assert_eq!(format!("{l}"), "progress 10% 0.010 MiB/s eta=82s ms=10000");
+    // Fast: one decimal, truncated.
+    let mut p = Progress::new(100 << 30, 0);
+    let l = p.update(1_000_000, 2047 << 20).unwrap();
+    assert_eq!(format!("{l}"), "progress 1% 2047.0 MiB/s eta=50s ms=1000");
 }
