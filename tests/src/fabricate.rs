@@ -24,6 +24,8 @@ pub enum Layout {
     High,
     /// One small RAM range: a dump that takes well under a second.
     Tiny,
+    /// One 320 KiB RAM range: ~330 KiB of vmcore, about 25 s through a 115200-baud line.
+    Serial115200,
 }
 
 /// A fabricated crash ready to boot.
@@ -90,7 +92,7 @@ pub fn build(dir: &Path, layout: Layout) -> Result<Crash, String> {
     let vmcoreinfo = 0x0102_0000u64;
     let text = (
         0x0300_0000u64,
-        if let Layout::Tiny = layout {
+        if let Layout::Tiny | Layout::Serial115200 = layout {
             0x1000
         } else {
             0x20_0000u64
@@ -98,6 +100,7 @@ pub fn build(dir: &Path, layout: Layout) -> Result<Crash, String> {
     );
     let mut ram = match layout {
         Layout::Tiny => vec![(0x0300_0000u64, 0x2000u64)],
+        Layout::Serial115200 => vec![(0x0300_0000u64, 0x5_0000u64)],
         _ => vec![
             (0x0300_0000u64, 0x40_0000u64),
             (0x0800_0123u64, 0x10_0321u64),
@@ -162,7 +165,7 @@ pub fn build(dir: &Path, layout: Layout) -> Result<Crash, String> {
         qemu_args,
         elfcorehdr,
         memory_mib: match layout {
-            Layout::Low | Layout::Tiny => 512,
+            Layout::Low | Layout::Tiny | Layout::Serial115200 => 512,
             Layout::High => 5 * 1024,
         },
         expected: sink.0,

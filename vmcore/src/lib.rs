@@ -4,6 +4,7 @@
 //! `kexec -p` left in old memory, [`notes::Notes::collect`] walks and merges the PT_NOTE buffers,
 //! [`layout::VmcoreLayout::build`] computes the exact output file (one merged PT_NOTE first, page-rounded
 //! PT_LOAD chunks) and [`writer::write_vmcore`] streams it to a [`DumpSink`] through a bounce buffer.
+//! [`progress`] decides when a console progress line is due (fake-clock tested).
 //! [`stream`] is the framed wire format used when the sink is a serial port; `rkdumpctl recv` decodes it.
 //! [`prepare_dump`] runs the first three steps in one call.
 //!
@@ -23,6 +24,7 @@ pub mod header;
 pub mod layout;
 pub mod mem;
 pub mod notes;
+pub mod progress;
 pub mod stream;
 pub mod writer;
 

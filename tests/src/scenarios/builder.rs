@@ -3,8 +3,10 @@
 //! for its checks, and the shared part of every boot (fabricated crash, disks, QEMU, a defined
 //! end, then the checks in order).
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::Env;
 use crate::disk::{self, Fill};
@@ -122,6 +124,8 @@ pub struct Boot {
     disks: Option<(Ctrl, u64)>,
     corrupt_label: bool,
     com2: bool,
+    /// COM2 drained at this many bytes a second instead of at once.
+    com2_line: Option<u64>,
     files: Vec<(&'static str, Contents)>,
     extra: Vec<String>,
     timeout: Duration,
@@ -193,6 +197,16 @@ impl Scenario {
         self.boot(|b| b.com2 = true)
     }
 
+    /// COM2 to `com2.bin` through a line that carries `bytes_per_s` (QEMU's UART sends as fast
+    /// as its backend takes bytes, whatever the baud rate: the line is the slow reader of a FIFO,
+    /// whose 64 KiB buffer fills, after which the guest's UART stays full as on a real port).
+    pub fn com2_line(self, bytes_per_s: u64) -> Scenario {
+        self.boot(|b| {
+            b.com2 = true;
+            b.com2_line = Some(bytes_per_s);
+        })
+    }
+
     /// A file written into the boot's directory before QEMU starts.
     pub fn file(self, name: &'static str, contents: Contents) -> Scenario {
         self.boot(|b| b.files.push((name, contents)))
@@ -254,6 +268,7 @@ impl Boot {
             disks: None,
             corrupt_label: false,
             com2: false,
+            com2_line: None,
             files: Vec::new(),
             extra: Vec::new(),
             timeout: BOOT_TIMEOUT,
@@ -299,12 +314,25 @@ impl Boot {
         if let (Some((ctrl, _)), Some(d)) = (self.disks, &disks) {
             m = attach_disks(m, ctrl, &d.dump, &d.other);
         }
+        let mut line = None;
         if self.com2 {
             let com2 = dir.join("com2.bin");
             let _ = std::fs::remove_file(&com2);
-            m = m.com2_file(&com2);
+            m = match self.com2_line {
+                None => m.com2_file(&com2),
+                Some(rate) => {
+                    let l = SlowLine::start(&dir.join("com2.fifo"), &com2, rate)?;
+                    let m = m.com2_file(&l.fifo);
+                    line = Some(l);
+                    m
+                }
+            };
         }
-        let outcome = Run::new(&m, &dir, self.timeout).start()?;
+        let outcome = Run::new(&m, &dir, self.timeout).start();
+        if let Some(l) = line {
+            l.finish()?;
+        }
+        let outcome = outcome?;
         let ctx = Ctx {
             env,
             dir: &dir,
@@ -331,6 +359,67 @@ impl Boot {
             check(ctx).map_err(|what| failure(&what, &ctx.outcome))?;
         }
         Ok(())
+    }
+}
+
+/// A serial line of limited rate: a FIFO QEMU writes COM2 into and a thread that reads it at
+/// `bytes_per_s` into the capture file.
+struct SlowLine {
+    fifo: PathBuf,
+    reader: JoinHandle<Result<u64, String>>,
+}
+
+impl SlowLine {
+    fn start(fifo: &Path, out: &Path, bytes_per_s: u64) -> Result<SlowLine, String> {
+        let _ = std::fs::remove_file(fifo);
+        let made = std::process::Command::new("mkfifo")
+            .arg(fifo)
+            .status()
+            .map_err(|e| format!("mkfifo: {e}"))?;
+        if !made.success() {
+            return Err(format!("mkfifo {} failed: {made}", fifo.display()));
+        }
+        let (src, dst) = (fifo.to_path_buf(), out.to_path_buf());
+        let reader = std::thread::spawn(move || -> Result<u64, String> {
+            // Blocks until QEMU opens the other end.
+            let mut src =
+                std::fs::File::open(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+            let mut dst =
+                std::fs::File::create(&dst).map_err(|e| format!("{}: {e}", dst.display()))?;
+            let mut buf = [0u8; 256];
+            let mut total = 0u64;
+            // When the line is free again: an idle line earns no credit for a later burst.
+            let mut free_at = Instant::now();
+            loop {
+                let n = src.read(&mut buf).map_err(|e| format!("com2 line: {e}"))?;
+                if n == 0 {
+                    return Ok(total);
+                }
+                dst.write_all(&buf[..n])
+                    .map_err(|e| format!("com2 capture: {e}"))?;
+                total += n as u64;
+                free_at = free_at.max(Instant::now())
+                    + Duration::from_micros(n as u64 * 1_000_000 / bytes_per_s);
+                std::thread::sleep(free_at.saturating_duration_since(Instant::now()));
+            }
+        });
+        Ok(SlowLine {
+            fifo: fifo.to_path_buf(),
+            reader,
+        })
+    }
+
+    /// After QEMU has ended: lets the reader drain what is left in the FIFO and waits for it.
+    fn finish(self) -> Result<u64, String> {
+        // A reader still blocked in open (QEMU never opened its end) is released by this
+        // open-and-close (O_RDWR never blocks on a FIFO) and then reads end of file.
+        let _ = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.fifo);
+        self.reader
+            .join()
+            .map_err(|_| "com2 line reader panicked".to_string())?
     }
 }
 
@@ -420,7 +509,7 @@ mod tests {
     #[test]
     fn scenario_names_are_unique_and_every_boot_checks_something() {
         let all = all();
-        assert_eq!(all.len(), 18);
+        assert_eq!(all.len(), 19);
         for (i, s) in all.iter().enumerate() {
             assert!(all[..i].iter().all(|o| o.name != s.name), "{}", s.name);
             assert!(s.boots.iter().all(|b| !b.checks.is_empty()), "{}", s.name);

@@ -77,6 +77,74 @@ fn serial_dump(name: &'static str, about: &'static str, layout: Layout) -> Scena
     .check(serial_vmcore_identical)
 }
 
+/// The progress lines' timing in the guest's clock (their `ms=` field; host timestamps under TCG
+/// load are not the guest's time).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct ProgressTiming {
+    /// Progress lines seen.
+    pub lines: usize,
+    /// Longest time without a line: from the dump start (ms=0) through every progress line to
+    /// `dump complete`.
+    pub max_gap_ms: u64,
+    /// `dump complete`'s ms=.
+    pub total_ms: u64,
+}
+
+/// Reads [`ProgressTiming`] from the `rkdump: ` lines of a dump.
+pub(super) fn progress_timing<'a>(
+    lines: impl Iterator<Item = &'a str>,
+) -> Result<ProgressTiming, String> {
+    let ms_of = |l: &str| {
+        l.split(' ')
+            .find_map(|w| w.strip_prefix("ms="))
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or(format!("no ms=<guest ms> in `{l}`"))
+    };
+    let (mut prev, mut max_gap_ms, mut count) = (0, 0, 0);
+    for l in lines {
+        let complete = l.starts_with("dump complete ");
+        if !(complete || l.starts_with("progress ")) {
+            continue;
+        }
+        let ms = ms_of(l)?;
+        max_gap_ms = max_gap_ms.max(ms.saturating_sub(prev));
+        prev = ms;
+        if complete {
+            return Ok(ProgressTiming {
+                lines: count,
+                max_gap_ms,
+                total_ms: ms,
+            });
+        }
+        count += 1;
+    }
+    Err("no `dump complete` line".into())
+}
+
+/// Through a 115200-baud line the dump takes long enough to need time-driven progress lines:
+/// at most 2 s apart in the guest's clock (the console contract).
+fn progress_every_2s(c: &Ctx) -> Result<(), String> {
+    let t = progress_timing(c.outcome.rk_lines())?;
+    println!(
+        "    {} progress lines over {} ms of guest time; longest gap {} ms",
+        t.lines, t.total_ms, t.max_gap_ms
+    );
+    holds(
+        t.total_ms >= 10_000,
+        format!(
+            "the slow line made the dump take at least 10 s (took {} ms): otherwise this proves nothing",
+            t.total_ms
+        ),
+    )?;
+    holds(
+        t.max_gap_ms <= 2000,
+        format!(
+            "progress at least every 2 s of guest time: {} ms without a line",
+            t.max_gap_ms
+        ),
+    )
+}
+
 /// A fabricated crash dumped to the labelled disk on `ctrl`; the other disk is untouched, the
 /// driver's preinit proved the reset, and `rkdumpctl save` is byte-identical.
 fn disk_dump(name: &'static str, about: &'static str, ctrl: Ctrl) -> Scenario {
@@ -265,6 +333,20 @@ pub fn all() -> Vec<Scenario> {
             "fabricated crash with a RAM range above 4 GiB, same byte-for-byte check",
             Layout::High,
         ),
+        // QEMU's UART is as fast as its backend; the 115200-baud line is the harness's slow
+        // reader (11520 bytes/s, 8N1), so the guest's UART stays full as on hardware.
+        Scenario::new(
+            "serial-progress-115200",
+            "a ~25 s serial dump through a 115200-baud line prints progress at least every 2 s of guest time",
+            "console=ttyS0 elfcorehdr={elfcorehdr} rkdump.target=serial rkdump.serial_baud=115200 rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .crash(Layout::Serial115200)
+        .crash_memory()
+        .com2_line(11_520)
+        .timeouts(2)
+        .exit(Exit::Pass, "QEMU exit code 33 (pass)")
+        .check(progress_every_2s)
+        .check(serial_vmcore_identical),
         // A header-shaped blob with a broken e_phentsize, loaded where elfcorehdr= points.
         Scenario::new(
             "corrupt-elfcorehdr",
@@ -437,4 +519,40 @@ fn corrupt_header() -> Vec<u8> {
     blob[54] = 55; // e_phentsize: wrong on purpose
     blob[56] = 3; // e_phnum
     blob
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The gap check can fail: the old kernel's one line per 64 KiB at 115200 baud (5.7 s).
+    #[test]
+    fn progress_timing_measures_guest_gaps() {
+        let new = [
+            "dump start bytes=335872 target=serial:ttyS1",
+            "progress 5% 0.0 MiB/s eta=19s ms=990",
+            "note: something else ms=99999",
+            "progress 8% 0.0 MiB/s eta=23s ms=1990",
+            "progress 100% 0.0 MiB/s eta=0s ms=3500",
+            "dump complete bytes=335872 ms=3501 target=serial:ttyS1",
+        ];
+        let t = progress_timing(new.into_iter()).unwrap();
+        assert_eq!(
+            t,
+            ProgressTiming {
+                lines: 3,
+                max_gap_ms: 1510,
+                total_ms: 3501
+            }
+        );
+        let old = [
+            "progress 19% 0.0 MiB/s eta=23s ms=5700",
+            "progress 39% 0.0 MiB/s eta=17s ms=11400",
+            "dump complete bytes=335872 ms=11500 target=serial:ttyS1",
+        ];
+        assert_eq!(progress_timing(old.into_iter()).unwrap().max_gap_ms, 5700);
+        let e = progress_timing(["progress 5% 0.1 MiB/s eta=3s"].into_iter()).unwrap_err();
+        assert!(e.contains("no ms="), "{e}");
+        assert!(progress_timing(new[..5].iter().copied()).is_err());
+    }
 }

@@ -6,6 +6,7 @@ mod fuzz;
 mod header;
 mod layout;
 mod notes;
+mod progress;
 mod stream;
 mod writer;
 
