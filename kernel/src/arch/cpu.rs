@@ -29,6 +29,18 @@ pub fn has_1g_pages() -> bool {
     max_ext >= 0x8000_0001 && __cpuid(0x8000_0001).edx & (1 << 26) != 0
 }
 
+/// MAXPHYADDR as CPUID reports it (leaf 0x8000_0008 EAX[7:0]); `None` when the leaf is missing.
+pub fn phys_addr_bits() -> Option<u8> {
+    // Leaf 0x8000_0000 reports the highest extended leaf; a higher one must not be queried.
+    let max_ext = __cpuid(0x8000_0000).eax;
+    let eax = if max_ext >= 0x8000_0008 {
+        __cpuid(0x8000_0008).eax
+    } else {
+        0
+    };
+    rkdump_boot::physaddr::PhysLimit::phys_bits_from_cpuid(max_ext, eax)
+}
+
 /// Time-stamp counter, for elapsed-time measurement only after calibration.
 pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC has no memory effects; CR4.TSD is clear at kexec entry and in PVH state.

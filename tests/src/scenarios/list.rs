@@ -2,7 +2,7 @@
 //! families several of them share (serial dump, disk dump, CPU-exception self-test).
 
 use super::builder::{Ctrl, Ctx, Scenario, holds, sha256};
-use crate::fabricate::Layout;
+use crate::fabricate::{FOREIGN_PHDRS, Layout};
 use crate::qemu::Exit;
 
 /// `rkdumpctl recv` rebuilds COM2's stream byte-identical to the host's model.
@@ -138,6 +138,21 @@ fn selftest(
             "finish outcome=failed action=halt",
         )
         .exit(Exit::Fail, "QEMU exit code 35 (fail reported)")
+}
+
+/// The line the exception hook prints first (kernel/src/kmain.rs `report_exception`).
+const EXCEPTION_REPORT: &str = "error: exception vector=";
+
+/// No CPU exception was reported: a foreign address must end in a typed error, not a fault.
+fn no_exception(c: &Ctx) -> Result<(), String> {
+    match c
+        .outcome
+        .rk_lines()
+        .find(|l| l.starts_with(EXCEPTION_REPORT))
+    {
+        Some(l) => Err(format!("a CPU exception was reported: {l}")),
+        None => Ok(()),
+    }
 }
 
 /// `rkdump.reset=` on two virtio-blk disks: every disk's reinit line must say `needle`s.
@@ -281,6 +296,78 @@ pub fn all() -> Vec<Scenario> {
             "error: elfcorehdr at 0x1000000 unusable",
         )
         .exit(Exit::Fail, "QEMU exit code 35 (failure reported)"),
+        // Addresses no CPU here can map, on the command line: each is a typed error and the end
+        // rkdump.action names; the unfixed kernel took a #PF (RSVD) and a #GP here.
+        Scenario::new(
+            "foreign-address-cmdline",
+            "elfcorehdr= beyond the CPU's physical address width, non-canonical or wrapping, and acpi_rsdp= beyond the width: rkdump: error: and a defined end, never an exception",
+            "elfcorehdr=0x7ffffffff000 rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .in_subdir("beyond-width")
+        .line(
+            "elfcorehdr beyond the physical address width refused",
+            "error: elfcorehdr at 0x7ffffffff000 unusable: range 0x7ffffffff000+0x40 is beyond the physical address limit",
+        )
+        .check(no_exception)
+        .line("the end follows rkdump.action", "finish outcome=failed action=poweroff")
+        .exit(Exit::Fail, "QEMU exit code 35 (failure reported)")
+        .then_boot(
+            "non-canonical",
+            "elfcorehdr=0xffffffffffff rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .line(
+            "non-canonical elfcorehdr refused",
+            "error: elfcorehdr at 0xffffffffffff unusable: range 0xffffffffffff+0x40 is beyond the physical address limit",
+        )
+        .check(no_exception)
+        .line("the end follows rkdump.action", "finish outcome=failed action=poweroff")
+        .exit(Exit::Fail, "QEMU exit code 35 (failure reported)")
+        .then_boot(
+            "wraps",
+            "elfcorehdr=0xffffffffffffffc0 rkdump.exit=qemu rkdump.action=halt",
+        )
+        .line(
+            "an elfcorehdr whose header wraps past 2^64 refused",
+            "error: elfcorehdr at 0xffffffffffffffc0 unusable: range 0xffffffffffffffc0+0x40 wraps",
+        )
+        .check(no_exception)
+        .line("the end follows rkdump.action", "finish outcome=failed action=halt")
+        .exit(Exit::Fail, "QEMU exit code 35 (failure reported)")
+        .then_boot(
+            "acpi-rsdp",
+            "acpi_rsdp=0x7ffffffff000 rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .expect("acpi_rsdp= beyond the width ignored; the RSDP found by the BIOS scan", |c| {
+            c.any(|l| l.starts_with("acpi rsdp=0xf") && l.contains("pm1a_cnt=0x"))
+        })
+        .check(no_exception)
+        .line("the end follows rkdump.action", "finish outcome=failed action=poweroff")
+        .exit(Exit::Fail, "QEMU exit code 35 (nothing to dump)"),
+        // A fabricated header naming PT_LOADs and a PT_NOTE no CPU here can map, next to good ones.
+        serial_dump(
+            "foreign-address-phdrs",
+            "PT_LOADs and a PT_NOTE beyond the CPU's width, non-canonical or wrapping are reported and left out; the good PT_LOADs are dumped byte for byte",
+            Layout::Foreign,
+        )
+        .check(|c| {
+            let dropped: Vec<&str> = c
+                .outcome
+                .rk_lines()
+                .filter(|l| l.starts_with("error: elfcorehdr phdr ") && l.ends_with("left out of the dump"))
+                .collect();
+            for (note, start, len) in FOREIGN_PHDRS {
+                let what = format!("({} {start:#x}+{len:#x})", if note { "PT_NOTE" } else { "PT_LOAD" });
+                holds(
+                    dropped.iter().any(|l| l.contains(&what)),
+                    format!("an rkdump: error: line for the foreign phdr {what}"),
+                )?;
+            }
+            holds(
+                dropped.len() == FOREIGN_PHDRS.len(),
+                format!("exactly {} phdrs left out: {dropped:?}", FOREIGN_PHDRS.len()),
+            )
+        })
+        .check(no_exception),
         disk_dump(
             "disk-virtio",
             "fabricated crash dumped to a labelled virtio-blk disk behind a root port; an unlabelled disk is untouched; rkdumpctl save is byte-identical",
