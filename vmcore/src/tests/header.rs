@@ -201,7 +201,7 @@ struct Qemu40;
 
 impl crate::header::PhysFilter for Qemu40 {
     fn check(&self, start: u64, len: u64) -> Result<(), crate::header::DropReason> {
-        use crate::header::{Below, DropReason, PhysFilter};
+        use crate::header::{Below, DropReason};
         Below(1 << 40).check(start, len)?;
         let end = start + len;
         if start < 0xfee0_1000 && 0xfee0_0000 < end {
