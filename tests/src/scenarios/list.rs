@@ -368,6 +368,39 @@ pub fn all() -> Vec<Scenario> {
             )
         })
         .check(no_exception),
+        // acpi_rsdp= names fabricated tables whose pointers are foreign: each refused table is
+        // skipped like an invalid one, and the run goes on to dump.
+        Scenario::new(
+            "foreign-address-acpi",
+            "ACPI table pointers beyond the CPU's width or non-canonical (XSDT entries, the XSDT itself) are skipped, never mapped; the dump still completes",
+            "elfcorehdr={elfcorehdr} acpi_rsdp=0x1100000 rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .in_subdir("tables")
+        .crash(Layout::Tiny)
+        .com2()
+        .file("acpi.bin", acpi_foreign_tables)
+        .qemu_args(&["-device", "loader,file={dir}/acpi.bin,addr=0x1100000,force-raw=on"])
+        .expect("the fabricated RSDP is used; no FADT behind the foreign entries", |c| {
+            c.any(|l| l.starts_with("acpi rsdp=0x1100000 pm1a_cnt=none"))
+        })
+        .check(no_exception)
+        .line("the dump completes", "dump complete bytes=")
+        .exit(Exit::Pass, "QEMU exit code 33 (pass)")
+        .then_boot(
+            "xsdt",
+            "elfcorehdr={elfcorehdr} acpi_rsdp=0x1100000 rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .crash(Layout::Tiny)
+        .com2()
+        .file("acpi.bin", acpi_foreign_xsdt)
+        .qemu_args(&["-device", "loader,file={dir}/acpi.bin,addr=0x1100000,force-raw=on"])
+        .line(
+            "an XSDT beyond the width makes the tables unreadable, as an error line",
+            "error: ACPI tables unreadable",
+        )
+        .check(no_exception)
+        .line("the dump completes", "dump complete bytes=")
+        .exit(Exit::Pass, "QEMU exit code 33 (pass)"),
         disk_dump(
             "disk-virtio",
             "fabricated crash dumped to a labelled virtio-blk disk behind a root port; an unlabelled disk is untouched; rkdumpctl save is byte-identical",
@@ -507,6 +540,49 @@ pub fn all() -> Vec<Scenario> {
             Ok(())
         }),
     ]
+}
+
+/// Where the fabricated ACPI tables go (free RAM between the fabricated crash's pieces).
+const FAKE_ACPI: u64 = 0x0110_0000;
+
+/// A valid ACPI 2.0 RSDP at [`FAKE_ACPI`] naming an XSDT at `xsdt`, then (at +0x100) a valid
+/// XSDT whose entries are `entries`.
+fn fake_acpi(xsdt: u64, entries: &[u64]) -> Vec<u8> {
+    fn fix_checksum(bytes: &mut [u8], at: usize) {
+        let sum = bytes.iter().fold(0u8, |s, b| s.wrapping_add(*b));
+        bytes[at] = bytes[at].wrapping_sub(sum);
+    }
+    let mut blob = vec![0u8; 0x200];
+    let rsdp = &mut blob[..36];
+    rsdp[..8].copy_from_slice(b"RSD PTR ");
+    rsdp[9..15].copy_from_slice(b"RKDUMP");
+    rsdp[15] = 2; // revision: use the XSDT
+    rsdp[20..24].copy_from_slice(&36u32.to_le_bytes());
+    rsdp[24..32].copy_from_slice(&xsdt.to_le_bytes());
+    fix_checksum(&mut rsdp[..20], 8);
+    fix_checksum(rsdp, 32);
+    let len = 36 + 8 * entries.len();
+    let x = &mut blob[0x100..0x100 + len];
+    x[..4].copy_from_slice(b"XSDT");
+    x[4..8].copy_from_slice(&(len as u32).to_le_bytes());
+    x[8] = 1;
+    x[10..16].copy_from_slice(b"RKDUMP");
+    x[16..24].copy_from_slice(b"FOREIGN ");
+    for (i, e) in entries.iter().enumerate() {
+        x[36 + 8 * i..44 + 8 * i].copy_from_slice(&e.to_le_bytes());
+    }
+    fix_checksum(x, 9);
+    blob
+}
+
+/// The XSDT names tables beyond the CPU's width and at a non-canonical address.
+fn acpi_foreign_tables() -> Vec<u8> {
+    fake_acpi(FAKE_ACPI + 0x100, &[0x7fff_ffff_0000, 0xffff_ffff_f000])
+}
+
+/// The RSDP names an XSDT beyond the CPU's width.
+fn acpi_foreign_xsdt() -> Vec<u8> {
+    fake_acpi(0x7fff_ffff_0000, &[])
 }
 
 /// A header-shaped blob with a broken e_phentsize.
