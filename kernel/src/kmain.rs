@@ -4,8 +4,8 @@
 //! rkdump's own page tables, so every later read of a foreign address (boot data, ACPI, old
 //! memory) is checked against the physical address limit and mapped on demand instead of
 //! trusting what the loader happened to map; then the boot data, memory, ACPI (clock, power-off),
-//! and only then the job. The exception hook
-//! ([`report_exception`]) and the panic handler print the report and end the run.
+//! and only then the job. The exception hook ([`report_exception`]) and the panic handler print
+//! the report and end the run.
 
 use rkdump_boot::cmdline::{Action, DiagKind, Options, ResetPolicy, SelfTest, SerialPort};
 use rkdump_boot::info::{BootInfo, BootSource};
@@ -187,10 +187,15 @@ pub fn run(kind: u64, info: u64, _base: u64) -> ! {
     power::finish(outcome)
 }
 
-/// The address policy for old memory: the limit, the architectural APIC pages, and the ECAM
-/// window the MCFG names (buses `start..=end` at `base + (bus << 20)`).
+/// The address policy for old memory: the limit, the architectural APIC pages (and the local
+/// APIC where this CPU has it), and the ECAM window the MCFG names (buses `start..=end` at
+/// `base + (bus << 20)`).
 fn address_policy(limit: PhysLimit, acpi: Option<&acpi::AcpiInfo>) -> AddrPolicy {
     let mut policy = AddrPolicy::new(limit);
+    let lapic = PhysRange::new(cpu::apic_base(), 0x1000);
+    if !policy.mmio().contains(&lapic) {
+        policy.add_mmio(lapic);
+    }
     if let Some((base, _, start, end)) = acpi.and_then(|a| a.ecam) {
         let first = base.checked_add(u64::from(start) << 20);
         let len = (u64::from(end) + 1).saturating_sub(u64::from(start)) << 20;

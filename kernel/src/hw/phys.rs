@@ -54,9 +54,9 @@ pub fn copy_from(phys: u64, buf: &mut [u8]) -> Result<(), PhysError> {
     paging::map(phys, len, Cache::WriteBack).map_err(|_| PhysError::Unmapped)?;
     // SAFETY: the source range was checked against the physical address limit and mapped just
     // above (or, only when the kernel's own tables could not be built, the loader mapped it:
-    // kexec identity-maps its segments and PVH's stub maps 0..4 GiB). It is not rkdump's memory (checked above), so no Rust reference aliases
-    // it and it cannot overlap `buf`, which lives in rkdump's stack, heap or DMA memory. It is
-    // only read, as bytes.
+    // kexec identity-maps its segments and PVH's stub maps 0..4 GiB). It is not rkdump's memory
+    // (checked above), so no Rust reference aliases it and it cannot overlap `buf`, which lives
+    // in rkdump's stack, heap or DMA memory. It is only read, as bytes.
     unsafe { core::ptr::copy_nonoverlapping(phys as *const u8, buf.as_mut_ptr(), buf.len()) };
     Ok(())
 }
