@@ -17,6 +17,7 @@ pub mod frames;
 pub mod info;
 pub mod mem;
 pub mod memmap;
+pub mod physaddr;
 pub mod pvh;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

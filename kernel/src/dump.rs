@@ -10,8 +10,10 @@ use core::cell::RefCell;
 use rkdump_boot::cmdline::{ChecksumMode, Options, SerialPort, Target};
 use rkdump_boot::info::BootInfo;
 use rkdump_boot::mem::PhysRange;
+use rkdump_boot::physaddr::AddrPolicy;
 use rkdump_devices::label::{BlockXxh64, ChecksumKind};
 use rkdump_devices::pci::Bdf;
+use rkdump_vmcore::elf::{EHDR_SIZE, PT_NOTE};
 use rkdump_vmcore::progress::{Line as ProgressLine, Progress};
 use rkdump_vmcore::stream::{FrameEncoder, MAX_PAYLOAD};
 use rkdump_vmcore::{DumpPlan, DumpSink, SinkError};
@@ -22,7 +24,7 @@ use crate::acpi::AcpiInfo;
 use crate::clock;
 use crate::disk;
 use crate::memory;
-use crate::physmem::OldMem;
+use crate::physmem::{HeaderFilter, OldMem};
 use crate::power::Outcome;
 use crate::{rkerror, rkline};
 
@@ -32,15 +34,32 @@ use crate::{rkerror, rkline};
 const SERIAL_BOUNCE: usize = MAX_PAYLOAD;
 const _: () = assert!(SERIAL_BOUNCE.is_multiple_of(4096));
 
-/// Runs the dump; returns the outcome for the final action.
-pub fn run(boot: &BootInfo, opts: &Options, image: PhysRange, acpi: Option<AcpiInfo>) -> Outcome {
+/// Runs the dump; returns the outcome for the final action. `policy` judges every old-memory
+/// address the command line and the header name before anything is read there.
+pub fn run(
+    boot: &BootInfo,
+    opts: &Options,
+    image: PhysRange,
+    acpi: Option<AcpiInfo>,
+    policy: &AddrPolicy,
+) -> Outcome {
     let Some(hdr) = opts.elfcorehdr else {
         rkerror!("no elfcorehdr= on the command line: nothing to dump");
         return Outcome::Failed;
     };
+    // At least the ELF header must be readable where the command line says.
+    let hdr_len = hdr.size.unwrap_or(EHDR_SIZE as u64);
+    if let Err(e) = policy.check_elfcorehdr(boot.memory_map(), hdr.addr, hdr_len) {
+        rkerror!(
+            "elfcorehdr at {:#x} unusable: {e}: nothing to dump",
+            hdr.addr
+        );
+        return Outcome::Failed;
+    }
     let owned = vec![(image.start, image.start + image.len)];
-    let mut mem = OldMem::new(owned);
-    let plan = match rkdump_vmcore::prepare_dump(&mut mem, hdr.addr, hdr.size) {
+    let mut mem = OldMem::new(owned, *policy);
+    let filter = HeaderFilter(policy);
+    let plan = match rkdump_vmcore::prepare_dump_filtered(&mut mem, hdr.addr, hdr.size, &filter) {
         Ok(p) => p,
         Err(e) => {
             rkerror!(
@@ -50,6 +69,20 @@ pub fn run(boot: &BootInfo, opts: &Options, image: PhysRange, acpi: Option<AcpiI
             return Outcome::Failed;
         }
     };
+    for d in plan.header.dropped() {
+        rkerror!(
+            "elfcorehdr phdr {} ({} {:#x}+{:#x}) {}: left out of the dump",
+            d.index,
+            if d.phdr.p_type == PT_NOTE {
+                "PT_NOTE"
+            } else {
+                "PT_LOAD"
+            },
+            d.phdr.p_offset,
+            d.phdr.p_memsz,
+            d.reason
+        );
+    }
     let s = plan.layout.summary;
     rkline!(
         "elfcorehdr addr={:#x} phnum={} notes={} loads={}",

@@ -1,14 +1,17 @@
 //! The run itself: from the entry stub's hand-off to the final action.
 //!
-//! Order matters: the exception hook and the CPU tables first (so faults are reported), then the
-//! boot data is copied out while the loader's mappings still hold, then rkdump's own page tables
-//! and memory, ACPI (clock, power-off), and only then the job. The exception hook
-//! ([`report_exception`]) and the panic handler print the report and end the run.
+//! Order matters: the exception hook and the CPU tables first (so faults are reported), then
+//! rkdump's own page tables, so every later read of a foreign address (boot data, ACPI, old
+//! memory) is checked against the physical address limit and mapped on demand instead of
+//! trusting what the loader happened to map; then the boot data, memory, ACPI (clock, power-off),
+//! and only then the job. The exception hook ([`report_exception`]) and the panic handler print
+//! the report and end the run.
 
 use rkdump_boot::cmdline::{Action, DiagKind, Options, ResetPolicy, SelfTest, SerialPort};
 use rkdump_boot::info::{BootInfo, BootSource};
 use rkdump_boot::mem::PhysRange;
 use rkdump_boot::memmap::MemKind;
+use rkdump_boot::physaddr::{AddrPolicy, PhysLimit};
 use spin::Mutex;
 
 use crate::arch::idt::ExceptionReport;
@@ -51,6 +54,9 @@ pub fn run(kind: u64, info: u64, _base: u64) -> ! {
     crate::console::init(SerialPort::Com1, 115_200);
     arch::gdt::init();
     arch::idt::init();
+    let image = image_range();
+    // Before the boot data: its pointers (command line, setup_data, initrd) are foreign.
+    let tables = arch::paging::init((image.start, image.len));
 
     let mut boot = BOOT.lock();
     let loaded = match kind {
@@ -80,12 +86,27 @@ pub fn run(kind: u64, info: u64, _base: u64) -> ! {
         rkerror!("boot information unreadable: {e}");
         power::finish(Outcome::Failed);
     }
-    report_boot(&boot, &opts);
-
-    let image = image_range();
-    if let Err(e) = arch::paging::init((image.start, image.len)) {
+    if let Err(e) = tables {
         rkerror!("page tables: {e}");
         power::finish(Outcome::Failed);
+    }
+    report_boot(&boot, &opts);
+    let limit = arch::paging::phys_limit();
+    // No heap yet: no `format!` here.
+    let levels = if cpu::cr4() & cpu::CR4_LA57 != 0 {
+        5
+    } else {
+        4
+    };
+    match cpu::phys_addr_bits() {
+        Some(bits) => rkline!(
+            "physical address limit {:#x} (cpu {bits} bits, {levels}-level paging)",
+            limit.end()
+        ),
+        None => rkline!(
+            "physical address limit {:#x} (cpu width unknown, {levels}-level paging)",
+            limit.end()
+        ),
     }
     // No heap yet: a fixed array. Until the header is parsed its size is unknown; 64 KiB covers
     // KL's and KF's headers for hundreds of CPUs and memory ranges.
@@ -94,7 +115,14 @@ pub fn run(kind: u64, info: u64, _base: u64) -> ! {
     let elfcorehdr = opts
         .elfcorehdr
         .map(|h| PhysRange::new(h.addr, h.size.unwrap_or(64 << 10)));
-    for r in boot.reserved_ranges().chain([image]).chain(elfcorehdr) {
+    // RAM the map claims beyond the limit could never be mapped: never hand it out.
+    let unmappable = PhysRange::from_bounds(limit.end(), u64::MAX);
+    for r in boot
+        .reserved_ranges()
+        .chain([image])
+        .chain(elfcorehdr)
+        .chain(unmappable)
+    {
         if n < reserved.len() {
             reserved[n] = r;
             n += 1;
@@ -146,6 +174,7 @@ pub fn run(kind: u64, info: u64, _base: u64) -> ! {
             });
         }
     }
+    let policy = address_policy(limit, acpi_info.as_ref());
     let tsc_mhz = clock::calibrate(acpi_info.and_then(|a| a.pm_timer));
     rkline!("clock tsc={} MHz", tsc_mhz);
 
@@ -153,9 +182,28 @@ pub fn run(kind: u64, info: u64, _base: u64) -> ! {
         selftest(t);
     }
 
-    let outcome = dump::run(&boot, &opts, image, acpi_info);
+    let outcome = dump::run(&boot, &opts, image, acpi_info, &policy);
     drop(boot);
     power::finish(outcome)
+}
+
+/// The address policy for old memory: the limit, the architectural APIC pages (and the local
+/// APIC where this CPU has it), and the ECAM window the MCFG names (buses `start..=end` at
+/// `base + (bus << 20)`).
+fn address_policy(limit: PhysLimit, acpi: Option<&acpi::AcpiInfo>) -> AddrPolicy {
+    let mut policy = AddrPolicy::new(limit);
+    let lapic = PhysRange::new(cpu::apic_base(), 0x1000);
+    if !policy.mmio().contains(&lapic) {
+        policy.add_mmio(lapic);
+    }
+    if let Some((base, _, start, end)) = acpi.and_then(|a| a.ecam) {
+        let first = base.checked_add(u64::from(start) << 20);
+        let len = (u64::from(end) + 1).saturating_sub(u64::from(start)) << 20;
+        if let Some(window) = first.and_then(|f| PhysRange::try_new(f, len)) {
+            policy.add_mmio(window);
+        }
+    }
+    policy
 }
 
 /// `0x…` or `none` for optional addresses in console lines.

@@ -4,9 +4,10 @@
 //! are `hw::phys`.
 
 use rkdump_boot::mem::{PhysMem, PhysMemError};
+use rkdump_boot::physaddr::{AddrError, AddrPolicy};
+use rkdump_vmcore::header::{DropReason, PhysFilter};
 use rkdump_vmcore::mem::{OldMemError, OldMemory};
 
-use crate::arch::paging::PHYS_LIMIT;
 use crate::hw::mem::is_rkdump_memory;
 use crate::hw::phys::{self, PhysError};
 
@@ -27,12 +28,36 @@ pub struct OldMem {
     /// Further ranges to refuse, beyond rkdump's own memory (image, heap, DMA, page tables),
     /// which is always refused: reading it would dump rkdump, not the crashed kernel.
     owned: alloc::vec::Vec<(u64, u64)>,
+    /// The address policy (limit, known MMIO) every read is checked against first.
+    policy: AddrPolicy,
 }
 
 impl OldMem {
-    /// A reader that refuses `owned` ranges and rkdump's own memory.
-    pub fn new(owned: alloc::vec::Vec<(u64, u64)>) -> Self {
-        OldMem { owned }
+    /// A reader that refuses `owned` ranges, rkdump's own memory and what `policy` refuses.
+    pub fn new(owned: alloc::vec::Vec<(u64, u64)>, policy: AddrPolicy) -> Self {
+        OldMem { owned, policy }
+    }
+}
+
+/// The address policy as the elfcorehdr validation's filter: a PT_LOAD or PT_NOTE it refuses is
+/// left out of the dump instead of being read.
+#[derive(Debug)]
+pub struct HeaderFilter<'a>(pub &'a AddrPolicy);
+
+impl PhysFilter for HeaderFilter<'_> {
+    fn check(&self, start: u64, len: u64) -> Result<(), DropReason> {
+        match self.0.check_old_memory(start, len) {
+            Ok(_) => Ok(()),
+            Err(AddrError::Wraps { .. }) => Err(DropReason::Wraps),
+            Err(AddrError::BeyondLimit { limit, .. }) => Err(DropReason::BeyondLimit { limit }),
+            Err(AddrError::Mmio { window, .. }) => Err(DropReason::Refused {
+                start: window.start,
+                end: window.start.saturating_add(window.len),
+            }),
+            Err(AddrError::OutsideMemoryMap { map_end, .. }) => {
+                Err(DropReason::BeyondLimit { limit: map_end })
+            }
+        }
     }
 }
 
@@ -53,11 +78,13 @@ fn error(e: PhysError, phys: u64, len: u64) -> OldMemError {
 }
 
 impl OldMem {
-    /// Checks `[phys, phys + len)`: no overflow, below the physical address limit, not ours.
+    /// Checks `[phys, phys + len)`: no overflow, below the physical address limit, not known
+    /// MMIO, not ours.
     fn admit(&self, phys: u64, len: u64) -> Result<(), OldMemError> {
-        let end = match phys.checked_add(len) {
-            Some(end) if end <= PHYS_LIMIT => end,
-            _ => return Err(OldMemError::OutOfRange { phys, len }),
+        let end = match self.policy.check_old_memory(phys, len) {
+            Ok(end) => end,
+            Err(AddrError::Mmio { .. }) => return Err(OldMemError::Forbidden { phys, len }),
+            Err(_) => return Err(OldMemError::OutOfRange { phys, len }),
         };
         if self.owned.iter().any(|&(s, e)| phys < e && s < end) || is_rkdump_memory(phys, end) {
             return Err(OldMemError::Forbidden { phys, len });

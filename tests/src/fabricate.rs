@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use rkdump_vmcore::header::Below;
 use rkdump_vmcore::mem::{OldMemError, OldMemory};
 use rkdump_vmcore::testing::{
     cpu_note_buffer, header_blob, load_phdr, note_phdr, vmcoreinfo_buffer,
@@ -26,7 +27,28 @@ pub enum Layout {
     Tiny,
     /// One 320 KiB RAM range: ~330 KiB of vmcore, about 25 s through a 115200-baud line.
     Serial115200,
+    /// [`Layout::Tiny`] plus program headers naming addresses no CPU here can map (see
+    /// [`FOREIGN_PHDRS`]): rkdump must leave them out and dump the rest.
+    Foreign,
 }
+
+/// The exclusive physical address limit the host model assumes for the guest: QEMU's TCG CPUs
+/// have 40 address bits. Only [`Layout::Foreign`] names addresses near it, and those lie beyond
+/// 2^46, so a KVM guest with up to 46 bits drops the same headers.
+pub const GUEST_PHYS_LIMIT: u64 = 1 << 40;
+
+/// The foreign program headers of [`Layout::Foreign`], appended after the good ones:
+/// (PT_NOTE?, physical start, length).
+pub const FOREIGN_PHDRS: [(bool, u64, u64); 4] = [
+    // Beyond the CPU's physical address width but canonical: a PTE with reserved bits (#PF).
+    (false, 0x7fff_ffff_0000, 0x2000),
+    // At the canonical boundary of four-level paging: an identity address that #GPs.
+    (false, 0xffff_ffff_f000, 0x1000),
+    // A note buffer at a non-canonical address.
+    (true, 0x8000_0000_0000, 368),
+    // A range whose end wraps past 2^64 (the unfiltered header check rejects it outright).
+    (false, 0xffff_ffff_ffff_f000, 0x2000),
+];
 
 /// A fabricated crash ready to boot.
 pub struct Crash {
@@ -92,14 +114,14 @@ pub fn build(dir: &Path, layout: Layout) -> Result<Crash, String> {
     let vmcoreinfo = 0x0102_0000u64;
     let text = (
         0x0300_0000u64,
-        if let Layout::Tiny | Layout::Serial115200 = layout {
+        if let Layout::Tiny | Layout::Serial115200 | Layout::Foreign = layout {
             0x1000
         } else {
             0x20_0000u64
         },
     );
     let mut ram = match layout {
-        Layout::Tiny => vec![(0x0300_0000u64, 0x2000u64)],
+        Layout::Tiny | Layout::Foreign => vec![(0x0300_0000u64, 0x2000u64)],
         Layout::Serial115200 => vec![(0x0300_0000u64, 0x5_0000u64)],
         _ => vec![
             (0x0300_0000u64, 0x40_0000u64),
@@ -118,6 +140,15 @@ pub fn build(dir: &Path, layout: Layout) -> Result<Crash, String> {
     ];
     for &(start, len) in &ram {
         phdrs.push(load_phdr(start, start, DIRECT_MAP + start, len));
+    }
+    if let Layout::Foreign = layout {
+        for (note, start, len) in FOREIGN_PHDRS {
+            phdrs.push(if note {
+                note_phdr(start, len)
+            } else {
+                load_phdr(start, start, DIRECT_MAP.wrapping_add(start), len)
+            });
+        }
     }
     let header = header_blob(&phdrs);
     let info = "OSRELEASE=6.1.0-rkdump-fabricated\nPAGESIZE=4096\nNUMBER(phys_base)=0\nCRASHTIME=1764201600\n";
@@ -148,8 +179,10 @@ pub fn build(dir: &Path, layout: Layout) -> Result<Crash, String> {
         ));
     }
 
-    let plan = rkdump_vmcore::prepare_dump(&mut mem, elfcorehdr, None)
-        .map_err(|e| format!("host model: {e}"))?;
+    // The guest's limit: nothing is left out unless the layout names foreign addresses.
+    let plan =
+        rkdump_vmcore::prepare_dump_filtered(&mut mem, elfcorehdr, None, &Below(GUEST_PHYS_LIMIT))
+            .map_err(|e| format!("host model: {e}"))?;
     let mut sink = VecSink(Vec::new());
     let mut buf = vec![0u8; 64 * 1024];
     rkdump_vmcore::writer::write_vmcore(
@@ -165,7 +198,7 @@ pub fn build(dir: &Path, layout: Layout) -> Result<Crash, String> {
         qemu_args,
         elfcorehdr,
         memory_mib: match layout {
-            Layout::Low | Layout::Tiny | Layout::Serial115200 => 512,
+            Layout::Low | Layout::Tiny | Layout::Serial115200 | Layout::Foreign => 512,
             Layout::High => 5 * 1024,
         },
         expected: sink.0,

@@ -9,7 +9,11 @@
 //!   header; both producers (kexec-tools, `kexec_file_load`) write 64. Rather than silently reading
 //!   something else than the header claims, any other value is an error.
 //! * PT_LOAD and PT_NOTE: `p_offset + p_memsz` must not overflow and must not exceed [`MAX_PHYS_ADDR`]
-//!   (2^52, the x86_64 MAXPHYADDR limit); PT_LOAD `p_filesz <= p_memsz`.
+//!   (2^52, the x86_64 MAXPHYADDR limit); PT_LOAD `p_filesz <= p_memsz`. With
+//!   [`ElfCoreHeader::read_filtered`] the caller's [`PhysFilter`] (the running CPU's real limit and
+//!   the MMIO it knows) judges these ranges instead, and a refused PT_LOAD or PT_NOTE is not an
+//!   error: it is set aside as a [`DroppedPhdr`] and the dump goes on without it (the best dump
+//!   still possible beats none).
 //! * PT_LOAD physical ranges (`[p_offset, p_offset + p_memsz)`, `p_offset` is where the data lives,
 //!   docs/boot-contract.md#what-the-header-contains) must not overlap, except that the kernel-text load (`p_vaddr >= KERNEL_TEXT_VADDR`) may
 //!   overlap RAM loads: kernel text legitimately appears twice.
@@ -162,11 +166,80 @@ impl fmt::Display for Error {
     }
 }
 
-/// A validated ELF core header: the ELF header and its program headers, as the loader wrote them.
+/// Why a PT_LOAD or PT_NOTE range was refused by a [`PhysFilter`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// `p_offset + p_memsz` overflows 64 bits.
+    Wraps,
+    /// The range ends above the physical address limit (exclusive).
+    BeyondLimit {
+        /// The limit.
+        limit: u64,
+    },
+    /// The range overlaps memory that is not the crashed kernel's RAM (e.g. known MMIO).
+    Refused {
+        /// Start of the region it touches.
+        start: u64,
+        /// Exclusive end of that region.
+        end: u64,
+    },
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            DropReason::Wraps => f.write_str("range wraps around 64 bits"),
+            DropReason::BeyondLimit { limit } => {
+                write!(f, "beyond the physical address limit {limit:#x}")
+            }
+            DropReason::Refused { start, end } => {
+                write!(f, "overlaps MMIO [{start:#x}-{end:#x})")
+            }
+        }
+    }
+}
+
+/// Judges the physical ranges a header names before anything reads them: the running machine's
+/// address policy (CPU width, paging mode, known MMIO).
+pub trait PhysFilter {
+    /// `Err` refuses `[start, start + len)`.
+    fn check(&self, start: u64, len: u64) -> Result<(), DropReason>;
+}
+
+/// The plain limit filter: ranges must end at or below `.0` (exclusive) without wrapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Below(pub u64);
+
+impl PhysFilter for Below {
+    fn check(&self, start: u64, len: u64) -> Result<(), DropReason> {
+        match start.checked_add(len) {
+            None => Err(DropReason::Wraps),
+            Some(end) if end > self.0 || start >= self.0 => {
+                Err(DropReason::BeyondLimit { limit: self.0 })
+            }
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+/// A program header [`ElfCoreHeader::read_filtered`] set aside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DroppedPhdr {
+    /// Its index in the elfcorehdr.
+    pub index: usize,
+    /// The program header as found.
+    pub phdr: Elf64_Phdr,
+    /// Why.
+    pub reason: DropReason,
+}
+
+/// A validated ELF core header: the ELF header and its program headers, as the loader wrote them,
+/// minus those a [`PhysFilter`] refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElfCoreHeader {
     ehdr: Elf64_Ehdr,
     phdrs: Vec<Elf64_Phdr>,
+    dropped: Vec<DroppedPhdr>,
 }
 
 impl ElfCoreHeader {
@@ -176,6 +249,27 @@ impl ElfCoreHeader {
         mem: &mut impl OldMemory,
         addr: u64,
         size_hint: Option<u64>,
+    ) -> Result<Self, Error> {
+        Self::read_inner(mem, addr, size_hint, None)
+    }
+
+    /// Like [`ElfCoreHeader::read`], but `filter` judges every PT_LOAD and PT_NOTE range, and a
+    /// refused one is set aside ([`ElfCoreHeader::dropped`]) instead of failing the header. The
+    /// kept program headers keep their order; the other checks apply to them unchanged.
+    pub fn read_filtered(
+        mem: &mut impl OldMemory,
+        addr: u64,
+        size_hint: Option<u64>,
+        filter: &dyn PhysFilter,
+    ) -> Result<Self, Error> {
+        Self::read_inner(mem, addr, size_hint, Some(filter))
+    }
+
+    fn read_inner(
+        mem: &mut impl OldMemory,
+        addr: u64,
+        size_hint: Option<u64>,
+        filter: Option<&dyn PhysFilter>,
     ) -> Result<Self, Error> {
         let ehdr_len = EHDR_SIZE as u64;
         check_available(ehdr_len, size_hint)?;
@@ -205,8 +299,22 @@ impl ElfCoreHeader {
                 source,
             })?;
         let phdrs = parse_phdrs(&table, ehdr.e_phnum)?;
-        validate_phdrs(&phdrs)?;
-        Ok(Self { ehdr, phdrs })
+        let (phdrs, dropped) = match filter {
+            None => {
+                validate_phdrs(&phdrs)?;
+                (phdrs, Vec::new())
+            }
+            Some(f) => {
+                let (kept, dropped) = set_aside(phdrs, f)?;
+                validate_phdrs(&kept)?;
+                (kept, dropped)
+            }
+        };
+        Ok(Self {
+            ehdr,
+            phdrs,
+            dropped,
+        })
     }
 
     /// Parses and validates a header held in memory (`bytes` starts with the ELF header). Applies exactly
@@ -226,7 +334,11 @@ impl ElfCoreHeader {
             .ok_or(Error::Truncated { needed, available })?;
         let phdrs = parse_phdrs(table, ehdr.e_phnum)?;
         validate_phdrs(&phdrs)?;
-        Ok(Self { ehdr, phdrs })
+        Ok(Self {
+            ehdr,
+            phdrs,
+            dropped: Vec::new(),
+        })
     }
 
     /// The ELF header as found.
@@ -234,9 +346,14 @@ impl ElfCoreHeader {
         &self.ehdr
     }
 
-    /// All program headers in header order.
+    /// All kept program headers in header order (indices below count kept headers only).
     pub fn phdrs(&self) -> &[Elf64_Phdr] {
         &self.phdrs
+    }
+
+    /// The PT_LOADs and PT_NOTEs a [`PhysFilter`] refused, with their original indices.
+    pub fn dropped(&self) -> &[DroppedPhdr] {
+        &self.dropped
     }
 
     /// The PT_NOTE program headers with their indices.
@@ -345,6 +462,36 @@ fn parse_phdrs(table: &[u8], e_phnum: u16) -> Result<Vec<Elf64_Phdr>, Error> {
         phdrs.push(phdr);
     }
     Ok(phdrs)
+}
+
+/// Splits `phdrs` into those `filter` admits (every type but PT_LOAD and PT_NOTE is kept as is)
+/// and those it refuses.
+fn set_aside(
+    phdrs: Vec<Elf64_Phdr>,
+    filter: &dyn PhysFilter,
+) -> Result<(Vec<Elf64_Phdr>, Vec<DroppedPhdr>), Error> {
+    let oom = |n: usize| Error::OutOfMemory {
+        bytes: (n * PHDR_SIZE) as u64,
+    };
+    let mut kept = Vec::new();
+    kept.try_reserve_exact(phdrs.len())
+        .map_err(|_| oom(phdrs.len()))?;
+    let mut dropped = Vec::new();
+    for (index, phdr) in phdrs.into_iter().enumerate() {
+        if (phdr.p_type == PT_LOAD || phdr.p_type == PT_NOTE)
+            && let Err(reason) = filter.check(phdr.p_offset, phdr.p_memsz)
+        {
+            dropped.try_reserve(1).map_err(|_| oom(1))?;
+            dropped.push(DroppedPhdr {
+                index,
+                phdr,
+                reason,
+            });
+            continue;
+        }
+        kept.push(phdr);
+    }
+    Ok((kept, dropped))
 }
 
 fn validate_phdrs(phdrs: &[Elf64_Phdr]) -> Result<(), Error> {

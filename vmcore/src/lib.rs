@@ -36,7 +36,7 @@ mod tests;
 
 use core::fmt;
 
-pub use header::ElfCoreHeader;
+pub use header::{DropReason, DroppedPhdr, ElfCoreHeader, PhysFilter};
 pub use layout::{Chunk, Segment, VmcoreLayout};
 pub use mem::{DumpSink, OldMemError, OldMemory, SinkError};
 pub use notes::Notes;
@@ -103,6 +103,23 @@ pub fn prepare_dump(
     size_hint: Option<u64>,
 ) -> Result<DumpPlan, Error> {
     let header = ElfCoreHeader::read(mem, elfcorehdr, size_hint)?;
+    plan(mem, header)
+}
+
+/// Like [`prepare_dump`], but `filter` judges every PT_LOAD and PT_NOTE range first: a refused one
+/// is left out of the dump (listed in [`ElfCoreHeader::dropped`]) and the rest is dumped. The
+/// output then differs from `/proc/vmcore` only by the missing program headers and their data.
+pub fn prepare_dump_filtered(
+    mem: &mut impl OldMemory,
+    elfcorehdr: u64,
+    size_hint: Option<u64>,
+    filter: &dyn PhysFilter,
+) -> Result<DumpPlan, Error> {
+    let header = ElfCoreHeader::read_filtered(mem, elfcorehdr, size_hint, filter)?;
+    plan(mem, header)
+}
+
+fn plan(mem: &mut impl OldMemory, header: ElfCoreHeader) -> Result<DumpPlan, Error> {
     let notes = Notes::collect(mem, &header)?;
     let layout = VmcoreLayout::build(&header, &notes)?;
     Ok(DumpPlan {

@@ -591,3 +591,50 @@ fn pvh_hostile_module_count() {
     assert_eq!(info.reserved().len(), 22);
     assert_eq!(info.reserved()[1].range, PhysRange::new(0x7000, 1024 * 32));
 }
+
+/// The kernel's boot-data reader: the address policy first, then the memory (an address beyond
+/// the limit is never handed to the memory at all).
+struct Policed<'a>(crate::physaddr::PhysLimit, FakeMem<'a>);
+
+impl PhysMem for Policed<'_> {
+    fn read(&self, phys: u64, buf: &mut [u8]) -> Result<(), PhysMemError> {
+        let err = PhysMemError {
+            addr: phys,
+            len: buf.len() as u64,
+        };
+        self.0.check(phys, buf.len() as u64).map_err(|_| err)?;
+        self.1.read(phys, buf)
+    }
+}
+
+#[test]
+fn foreign_pointers_in_the_zero_page() {
+    use crate::physaddr::{Paging, PhysLimit};
+    let limit = PhysLimit::new(Some(40), Paging::FourLevel);
+    // Command line beyond the CPU's width, setup_data at a non-canonical address.
+    let mut zp = zero_page(0xffff_ffff_f000);
+    put32(&mut zp, 0x228, 0xffff_f000);
+    put32(&mut zp, 0x0C8, 0x7fff);
+    let mem = Policed(limit, FakeMem::new().with(ZP, &zp));
+    let info = BootInfo::from_zero_page(ZP, &mem).unwrap();
+    // Each refused pointer is a note; the model is still usable.
+    assert!(info.cmdline().is_empty());
+    assert_eq!(
+        info.notes(),
+        &[
+            BootNote::CmdlineUnreadable(PhysMemError {
+                addr: 0x7fff_ffff_f000,
+                len: 1
+            }),
+            BootNote::SetupDataStopped(SetupDataStop::Unreadable(PhysMemError {
+                addr: 0xffff_ffff_f000,
+                len: 16
+            })),
+        ]
+    );
+    // A zero page beyond the limit is a typed error.
+    assert!(matches!(
+        BootInfo::from_zero_page(0x7fff_ffff_f000, &mem),
+        Err(BootError::ZeroPageUnreadable(_))
+    ));
+}

@@ -29,6 +29,28 @@ pub fn has_1g_pages() -> bool {
     max_ext >= 0x8000_0001 && __cpuid(0x8000_0001).edx & (1 << 26) != 0
 }
 
+/// MAXPHYADDR as CPUID reports it (leaf 0x8000_0008 EAX[7:0]); `None` when the leaf is missing.
+pub fn phys_addr_bits() -> Option<u8> {
+    // Leaf 0x8000_0000 reports the highest extended leaf; a higher one must not be queried.
+    let max_ext = __cpuid(0x8000_0000).eax;
+    let eax = if max_ext >= 0x8000_0008 {
+        __cpuid(0x8000_0008).eax
+    } else {
+        0
+    };
+    rkdump_boot::physaddr::PhysLimit::phys_bits_from_cpuid(max_ext, eax)
+}
+
+/// Physical base of this CPU's local APIC registers: IA32_APIC_BASE (MSR 0x1B) bits 12 and up
+/// (Intel SDM Vol. 3A 11.4.4). The crashed kernel may have moved it from 0xFEE0_0000.
+pub fn apic_base() -> u64 {
+    const IA32_APIC_BASE: u32 = 0x1b;
+    // SAFETY: every x86_64 CPU has a local APIC and this MSR (CPUID.1:EDX.APIC is set on all of
+    // them); reading it has no side effects.
+    let v = unsafe { x86_64::registers::model_specific::Msr::new(IA32_APIC_BASE).read() };
+    v & 0x000f_ffff_ffff_f000
+}
+
 /// Time-stamp counter, for elapsed-time measurement only after calibration.
 pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC has no memory effects; CR4.TSD is clear at kexec entry and in PVH state.

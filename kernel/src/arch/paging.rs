@@ -3,10 +3,15 @@
 //! (old memory above 4 GiB, high MMIO BARs) mapped on demand, with 1 GiB pages only when CPUID
 //! offers them and 2 MiB pages otherwise. If the crashed kernel ran with five-level paging
 //! (CR4.LA57 cannot be cleared in long mode) a PML5 is put on top.
+//!
+//! Nothing is mapped beyond [`phys_limit`] (the CPU's MAXPHYADDR and the canonical half of the
+//! paging mode, `rkdump_boot::physaddr`): such a PTE would have reserved bits set (#PF RSVD on
+//! use) or an identity address that is not canonical (#GP). A request there is a typed error.
 
 use core::cell::UnsafeCell;
 
-use spin::Mutex;
+use rkdump_boot::physaddr::{Paging, PhysLimit};
+use spin::{Mutex, Once};
 
 use super::cpu;
 
@@ -19,8 +24,21 @@ const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 
 const SIZE_2M: u64 = 2 << 20;
 const SIZE_1G: u64 = 1 << 30;
-/// Highest physical address rkdump will map (MAXPHYADDR of 52 bits).
-pub const PHYS_LIMIT: u64 = 1 << 52;
+static LIMIT: Once<PhysLimit> = Once::new();
+
+/// The exclusive limit of what rkdump may map: the CPU's physical address width (CPUID) and the
+/// canonical half of the active paging mode, whichever is lower. Read once; CR4.LA57 cannot
+/// change while rkdump runs.
+pub fn phys_limit() -> PhysLimit {
+    *LIMIT.call_once(|| {
+        let paging = if cpu::cr4() & cpu::CR4_LA57 != 0 {
+            Paging::FiveLevel
+        } else {
+            Paging::FourLevel
+        };
+        PhysLimit::new(cpu::phys_addr_bits(), paging)
+    })
+}
 
 /// Pages kept in .bss for table pages needed before the frame allocator exists.
 const POOL_PAGES: usize = 24;
@@ -43,6 +61,8 @@ pub enum MapError {
         start: u64,
         /// Length of the requested range.
         len: u64,
+        /// The exclusive limit ([`phys_limit`]).
+        limit: u64,
     },
     /// No page was available for a new page-table page.
     NoTablePage,
@@ -51,9 +71,10 @@ pub enum MapError {
 impl core::fmt::Display for MapError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            MapError::OutOfRange { start, len } => {
-                write!(f, "range {start:#x}+{len:#x} beyond physical address limit")
-            }
+            MapError::OutOfRange { start, len, limit } => write!(
+                f,
+                "range {start:#x}+{len:#x} beyond the physical address limit {limit:#x}"
+            ),
             MapError::NoTablePage => write!(f, "out of page-table pages"),
         }
     }
@@ -124,10 +145,9 @@ impl Tables {
     }
 
     fn map(&mut self, start: u64, len: u64, cache: Cache) -> Result<(), MapError> {
-        let end = start
-            .checked_add(len)
-            .filter(|&e| e <= PHYS_LIMIT)
-            .ok_or(MapError::OutOfRange { start, len })?;
+        // The limit is a power of two of at least 2^36, so the 2 MiB and 1 GiB pages rounded
+        // out from a range below it stay below it too.
+        let end = admit(start, len)?;
         let flags = PRESENT
             | WRITABLE
             | HUGE
@@ -181,6 +201,16 @@ impl Tables {
     }
 }
 
+/// Checks `[start, start + len)` against [`phys_limit`]; returns its end.
+fn admit(start: u64, len: u64) -> Result<u64, MapError> {
+    let limit = phys_limit();
+    limit.check(start, len).map_err(|_| MapError::OutOfRange {
+        start,
+        len,
+        limit: limit.end(),
+    })
+}
+
 /// Builds the kernel's tables (0..4 GiB identity, write-back, plus `image`, which kexec may
 /// have placed above 4 GiB) and switches CR3 to them.
 pub fn init(image: (u64, u64)) -> Result<(), MapError> {
@@ -205,8 +235,8 @@ pub fn init(image: (u64, u64)) -> Result<(), MapError> {
     tables.map(image.0, image.1, Cache::WriteBack)?;
     let root = tables.pml5.unwrap_or(tables.pml4);
     // SAFETY: the new tables identity-map 0..4 GiB and the image (code, stacks, statics) exactly
-    // as the previous ones did; boot data was copied into the image before this call and
-    // anything else is mapped on demand. With LA57 on, the root is a PML5 whose entry 0 covers
+    // as the previous ones did; boot data, ACPI and old memory are read only after this call,
+    // through mappings made on demand. With LA57 on, the root is a PML5 whose entry 0 covers
     // the same 0..256 TiB identity space.
     unsafe { write_cr3(root) };
     *guard = Some(tables);
@@ -222,10 +252,12 @@ pub fn set_page_source(source: PageSource) {
 
 /// Identity-maps `[start, start + len)` (rounded out to 2 MiB) with the given memory type.
 pub fn map(start: u64, len: u64, cache: Cache) -> Result<(), MapError> {
+    // Before `init` too: whatever the loader mapped, an address beyond the limit is never read.
+    admit(start, len)?;
     let mut guard = TABLES.lock();
     let Some(tables) = guard.as_mut() else {
-        // Before `init`, the inherited identity map is in use; callers only read boot data
-        // that the loader mapped.
+        // Before `init`, the inherited identity map is in use; the kernel builds its tables
+        // before it reads anything by address, so nothing is read through it.
         return Ok(());
     };
     tables.map(start, len, cache)?;

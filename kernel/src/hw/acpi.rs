@@ -14,9 +14,46 @@ use crate::arch::paging::{self, Cache};
 
 /// Identity-map handler: rkdump's virtual addresses equal physical ones. Firmware tables are
 /// trusted to lie outside rkdump's own memory (they sit in ACPI or reserved E820 regions, which
-/// the frame allocator never hands out).
+/// the frame allocator never hands out), but not to lie below the physical address limit: a table
+/// pointer beyond it, or a table whose own length runs past it, gets [`REFUSED`] instead (zeros,
+/// which no table signature matches, so the `acpi` crate skips it as invalid).
 #[derive(Clone, Copy, Debug)]
 pub struct IdentityHandler;
+
+/// What a refused mapping reads: zeros, one page (requests larger than this are never answered
+/// with it; see `map_physical_region`).
+#[repr(C, align(4096))]
+struct Refused([u8; 4096]);
+
+static REFUSED: Refused = Refused([0; 4096]);
+
+/// `size_of::<SdtHeader>()`: the `acpi` crate maps an SDT's header first and the whole table
+/// (`length` bytes) only after the header validated.
+const SDT_HEADER_LEN: usize = 36;
+
+/// Whether `[phys, phys + len)` can be identity-mapped: below the limit (mapped write-back here).
+fn map_table(phys: u64, len: u64) -> bool {
+    // Firmware tables sit in RAM-like regions; mapping write-back is what Linux does too.
+    paging::map(phys, len, Cache::WriteBack).is_ok()
+}
+
+/// Whether the request for `size` bytes at `phys` is an SDT header whose table runs past the
+/// limit (the RSDP, also 36 bytes, is told apart by its signature). Refusing the header makes the
+/// crate drop the table before it asks for a length rkdump could not map.
+fn header_of_unmappable_table(phys: u64, size: usize) -> bool {
+    if size != SDT_HEADER_LEN {
+        return false;
+    }
+    // SAFETY: the caller mapped `[phys, phys + 36)` just before; 8 bytes are read by value.
+    let head = unsafe { core::ptr::read_unaligned(phys as *const [u8; 8]) };
+    if &head == b"RSD PTR " {
+        return false;
+    }
+    let length = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    paging::phys_limit()
+        .check(phys, u64::from(length).max(SDT_HEADER_LEN as u64))
+        .is_err()
+}
 
 impl AcpiHandler for IdentityHandler {
     unsafe fn map_physical_region<T>(
@@ -24,8 +61,18 @@ impl AcpiHandler for IdentityHandler {
         physical_address: usize,
         size: usize,
     ) -> PhysicalMapping<Self, T> {
-        // Firmware tables sit in RAM-like regions; mapping write-back is what Linux does too.
-        let _ = paging::map(physical_address as u64, size as u64, Cache::WriteBack);
+        let phys = physical_address as u64;
+        let mapped = map_table(phys, size as u64) && !header_of_unmappable_table(phys, size);
+        if !mapped && size <= REFUSED.0.len() && align_of::<T>() <= 4096 {
+            let ptr = NonNull::from(&REFUSED.0).cast::<T>();
+            // SAFETY: REFUSED is a static, page-aligned, never-written page of zeros covering the
+            // `size` bytes asked for; the crate only reads through the mapping.
+            return unsafe { PhysicalMapping::new(physical_address, ptr, size, size, *self) };
+        }
+        // Either mapped, or a refused request larger than a page. The crate asks for more than a
+        // page only for a whole table after its header validated at the same address, and a
+        // header whose table runs past the limit is refused above, so the second case does not
+        // arise; were it to, the access faults and the exception report ends the run.
         // Identity mapping: after `map` the physical address is the pointer. A zero address
         // would be a firmware bug; it becomes a dangling-but-never-null pointer.
         let ptr = NonNull::new(physical_address as *mut T).unwrap_or(NonNull::dangling());
@@ -46,11 +93,12 @@ pub fn bios_rsdp() -> Option<u64> {
         .map(|m| m.physical_start() as u64)
 }
 
-/// Whether a valid RSDP (signature, checksums) sits at `addr` (never in rkdump's own memory).
+/// Whether a valid RSDP (signature, checksums) sits at `addr` (never in rkdump's own memory,
+/// never beyond the physical address limit: `acpi_rsdp=` and the boot data are foreign).
 pub fn rsdp_valid(addr: u64) -> bool {
     let size = core::mem::size_of::<Rsdp>() as u64;
-    match addr.checked_add(size) {
-        Some(end) if addr != 0 && !mem::is_rkdump_memory(addr, end) => {}
+    match paging::phys_limit().check(addr, size) {
+        Ok(end) if addr != 0 && !mem::is_rkdump_memory(addr, end) => {}
         _ => return false,
     }
     // SAFETY: `addr` is not memory rkdump's code references (checked above); the mapping only

@@ -6,7 +6,7 @@ use rkdump_boot::mem::PhysRange;
 use spin::Mutex;
 
 use super::mem;
-use crate::arch::paging::{self, Cache, PHYS_LIMIT};
+use crate::arch::paging::{self, Cache};
 
 /// Pieces the old-memory view hands out at a time.
 const VIEW_PIECE: u64 = 1 << 20;
@@ -24,7 +24,7 @@ pub fn is_viewed(start: u64, end: u64) -> bool {
 /// Why physical memory could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PhysError {
-    /// The range wraps or lies beyond the physical address limit.
+    /// The range wraps or lies beyond the physical address limit (CPU width, canonical half).
     OutOfRange,
     /// The range is rkdump's own memory (or, for copies, the destination buffer itself).
     Forbidden,
@@ -32,11 +32,11 @@ pub enum PhysError {
     Unmapped,
 }
 
+/// Checked before anything is mapped or touched: an address beyond the limit would fault.
 fn end_of(phys: u64, len: u64) -> Result<u64, PhysError> {
-    match phys.checked_add(len) {
-        Some(end) if end <= PHYS_LIMIT => Ok(end),
-        _ => Err(PhysError::OutOfRange),
-    }
+    paging::phys_limit()
+        .check(phys, len)
+        .map_err(|_| PhysError::OutOfRange)
 }
 
 /// Copies `buf.len()` bytes at physical `phys` into `buf` (mapping them write-back first).
@@ -52,11 +52,11 @@ pub fn copy_from(phys: u64, buf: &mut [u8]) -> Result<(), PhysError> {
         return Err(PhysError::Forbidden);
     }
     paging::map(phys, len, Cache::WriteBack).map_err(|_| PhysError::Unmapped)?;
-    // SAFETY: the source range was checked for overflow and mapped just above (or, before the
-    // kernel's own tables exist, the loader mapped it: kexec identity-maps its segments and PVH's
-    // stub maps 0..4 GiB). It is not rkdump's memory (checked above), so no Rust reference aliases
-    // it and it cannot overlap `buf`, which lives in rkdump's stack, heap or DMA memory. It is
-    // only read, as bytes.
+    // SAFETY: the source range was checked against the physical address limit and mapped just
+    // above (or, only when the kernel's own tables could not be built, the loader mapped it:
+    // kexec identity-maps its segments and PVH's stub maps 0..4 GiB). It is not rkdump's memory
+    // (checked above), so no Rust reference aliases it and it cannot overlap `buf`, which lives
+    // in rkdump's stack, heap or DMA memory. It is only read, as bytes.
     unsafe { core::ptr::copy_nonoverlapping(phys as *const u8, buf.as_mut_ptr(), buf.len()) };
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! families several of them share (serial dump, disk dump, CPU-exception self-test).
 
 use super::builder::{Ctrl, Ctx, Scenario, holds, sha256};
-use crate::fabricate::Layout;
+use crate::fabricate::{FOREIGN_PHDRS, Layout};
 use crate::qemu::Exit;
 
 /// `rkdumpctl recv` rebuilds COM2's stream byte-identical to the host's model.
@@ -208,6 +208,21 @@ fn selftest(
         .exit(Exit::Fail, "QEMU exit code 35 (fail reported)")
 }
 
+/// The line the exception hook prints first (kernel/src/kmain.rs `report_exception`).
+const EXCEPTION_REPORT: &str = "error: exception vector=";
+
+/// No CPU exception was reported: a foreign address must end in a typed error, not a fault.
+fn no_exception(c: &Ctx) -> Result<(), String> {
+    match c
+        .outcome
+        .rk_lines()
+        .find(|l| l.starts_with(EXCEPTION_REPORT))
+    {
+        Some(l) => Err(format!("a CPU exception was reported: {l}")),
+        None => Ok(()),
+    }
+}
+
 /// `rkdump.reset=` on two virtio-blk disks: every disk's reinit line must say `needle`s.
 fn reinit_lines_contain(
     what: &'static str,
@@ -363,6 +378,111 @@ pub fn all() -> Vec<Scenario> {
             "error: elfcorehdr at 0x1000000 unusable",
         )
         .exit(Exit::Fail, "QEMU exit code 35 (failure reported)"),
+        // Addresses no CPU here can map, on the command line: each is a typed error and the end
+        // rkdump.action names; the unfixed kernel took a #PF (RSVD) and a #GP here.
+        Scenario::new(
+            "foreign-address-cmdline",
+            "elfcorehdr= beyond the CPU's physical address width, non-canonical or wrapping, and acpi_rsdp= beyond the width: rkdump: error: and a defined end, never an exception",
+            "elfcorehdr=0x7ffffffff000 rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .in_subdir("beyond-width")
+        .line(
+            "elfcorehdr beyond the physical address width refused",
+            "error: elfcorehdr at 0x7ffffffff000 unusable: range 0x7ffffffff000+0x40 is beyond the physical address limit",
+        )
+        .check(no_exception)
+        .line("the end follows rkdump.action", "finish outcome=failed action=poweroff")
+        .exit(Exit::Fail, "QEMU exit code 35 (failure reported)")
+        .then_boot(
+            "non-canonical",
+            "elfcorehdr=0xffffffffffff rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .line(
+            "non-canonical elfcorehdr refused",
+            "error: elfcorehdr at 0xffffffffffff unusable: range 0xffffffffffff+0x40 is beyond the physical address limit",
+        )
+        .check(no_exception)
+        .line("the end follows rkdump.action", "finish outcome=failed action=poweroff")
+        .exit(Exit::Fail, "QEMU exit code 35 (failure reported)")
+        .then_boot(
+            "wraps",
+            "elfcorehdr=0xffffffffffffffc0 rkdump.exit=qemu rkdump.action=halt",
+        )
+        .line(
+            "an elfcorehdr whose header wraps past 2^64 refused",
+            "error: elfcorehdr at 0xffffffffffffffc0 unusable: range 0xffffffffffffffc0+0x40 wraps",
+        )
+        .check(no_exception)
+        .line("the end follows rkdump.action", "finish outcome=failed action=halt")
+        .exit(Exit::Fail, "QEMU exit code 35 (failure reported)")
+        .then_boot(
+            "acpi-rsdp",
+            "acpi_rsdp=0x7ffffffff000 rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .expect("acpi_rsdp= beyond the width ignored; the RSDP found by the BIOS scan", |c| {
+            c.any(|l| l.starts_with("acpi rsdp=0xf") && l.contains("pm1a_cnt=0x"))
+        })
+        .check(no_exception)
+        .line("the end follows rkdump.action", "finish outcome=failed action=poweroff")
+        .exit(Exit::Fail, "QEMU exit code 35 (nothing to dump)"),
+        // A fabricated header naming PT_LOADs and a PT_NOTE no CPU here can map, next to good ones.
+        serial_dump(
+            "foreign-address-phdrs",
+            "PT_LOADs and a PT_NOTE beyond the CPU's width, non-canonical or wrapping are reported and left out; the good PT_LOADs are dumped byte for byte",
+            Layout::Foreign,
+        )
+        .check(|c| {
+            let dropped: Vec<&str> = c
+                .outcome
+                .rk_lines()
+                .filter(|l| l.starts_with("error: elfcorehdr phdr ") && l.ends_with("left out of the dump"))
+                .collect();
+            for (note, start, len) in FOREIGN_PHDRS {
+                let what = format!("({} {start:#x}+{len:#x})", if note { "PT_NOTE" } else { "PT_LOAD" });
+                holds(
+                    dropped.iter().any(|l| l.contains(&what)),
+                    format!("an rkdump: error: line for the foreign phdr {what}"),
+                )?;
+            }
+            holds(
+                dropped.len() == FOREIGN_PHDRS.len(),
+                format!("exactly {} phdrs left out: {dropped:?}", FOREIGN_PHDRS.len()),
+            )
+        })
+        .check(no_exception),
+        // acpi_rsdp= names fabricated tables whose pointers are foreign: each refused table is
+        // skipped like an invalid one, and the run goes on to dump.
+        Scenario::new(
+            "foreign-address-acpi",
+            "ACPI table pointers beyond the CPU's width or non-canonical (XSDT entries, the XSDT itself) are skipped, never mapped; the dump still completes",
+            "elfcorehdr={elfcorehdr} acpi_rsdp=0x1100000 rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .in_subdir("tables")
+        .crash(Layout::Tiny)
+        .com2()
+        .file("acpi.bin", acpi_foreign_tables)
+        .qemu_args(&["-device", "loader,file={dir}/acpi.bin,addr=0x1100000,force-raw=on"])
+        .expect("the fabricated RSDP is used; no FADT behind the foreign entries", |c| {
+            c.any(|l| l.starts_with("acpi rsdp=0x1100000 pm1a_cnt=none"))
+        })
+        .check(no_exception)
+        .line("the dump completes", "dump complete bytes=")
+        .exit(Exit::Pass, "QEMU exit code 33 (pass)")
+        .then_boot(
+            "xsdt",
+            "elfcorehdr={elfcorehdr} acpi_rsdp=0x1100000 rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .crash(Layout::Tiny)
+        .com2()
+        .file("acpi.bin", acpi_foreign_xsdt)
+        .qemu_args(&["-device", "loader,file={dir}/acpi.bin,addr=0x1100000,force-raw=on"])
+        .line(
+            "an XSDT beyond the width makes the tables unreadable, as an error line",
+            "error: ACPI tables unreadable",
+        )
+        .check(no_exception)
+        .line("the dump completes", "dump complete bytes=")
+        .exit(Exit::Pass, "QEMU exit code 33 (pass)"),
         disk_dump(
             "disk-virtio",
             "fabricated crash dumped to a labelled virtio-blk disk behind a root port; an unlabelled disk is untouched; rkdumpctl save is byte-identical",
@@ -502,6 +622,49 @@ pub fn all() -> Vec<Scenario> {
             Ok(())
         }),
     ]
+}
+
+/// Where the fabricated ACPI tables go (free RAM between the fabricated crash's pieces).
+const FAKE_ACPI: u64 = 0x0110_0000;
+
+/// A valid ACPI 2.0 RSDP at [`FAKE_ACPI`] naming an XSDT at `xsdt`, then (at +0x100) a valid
+/// XSDT whose entries are `entries`.
+fn fake_acpi(xsdt: u64, entries: &[u64]) -> Vec<u8> {
+    fn fix_checksum(bytes: &mut [u8], at: usize) {
+        let sum = bytes.iter().fold(0u8, |s, b| s.wrapping_add(*b));
+        bytes[at] = bytes[at].wrapping_sub(sum);
+    }
+    let mut blob = vec![0u8; 0x200];
+    let rsdp = &mut blob[..36];
+    rsdp[..8].copy_from_slice(b"RSD PTR ");
+    rsdp[9..15].copy_from_slice(b"RKDUMP");
+    rsdp[15] = 2; // revision: use the XSDT
+    rsdp[20..24].copy_from_slice(&36u32.to_le_bytes());
+    rsdp[24..32].copy_from_slice(&xsdt.to_le_bytes());
+    fix_checksum(&mut rsdp[..20], 8);
+    fix_checksum(rsdp, 32);
+    let len = 36 + 8 * entries.len();
+    let x = &mut blob[0x100..0x100 + len];
+    x[..4].copy_from_slice(b"XSDT");
+    x[4..8].copy_from_slice(&(len as u32).to_le_bytes());
+    x[8] = 1;
+    x[10..16].copy_from_slice(b"RKDUMP");
+    x[16..24].copy_from_slice(b"FOREIGN ");
+    for (i, e) in entries.iter().enumerate() {
+        x[36 + 8 * i..44 + 8 * i].copy_from_slice(&e.to_le_bytes());
+    }
+    fix_checksum(x, 9);
+    blob
+}
+
+/// The XSDT names tables beyond the CPU's width and at a non-canonical address.
+fn acpi_foreign_tables() -> Vec<u8> {
+    fake_acpi(FAKE_ACPI + 0x100, &[0x7fff_ffff_0000, 0xffff_ffff_f000])
+}
+
+/// The RSDP names an XSDT beyond the CPU's width.
+fn acpi_foreign_xsdt() -> Vec<u8> {
+    fake_acpi(0x7fff_ffff_0000, &[])
 }
 
 /// A header-shaped blob with a broken e_phentsize.

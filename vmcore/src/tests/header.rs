@@ -195,3 +195,91 @@ fn overlapping_loads() {
     assert_eq!(h.loads().count(), 3);
     assert!(h.loads().all(|(_, p)| p.p_type == PT_LOAD));
 }
+
+/// A filter like the kernel's on QEMU's TCG CPU: 40 address bits, plus one MMIO page.
+struct Qemu40;
+
+impl crate::header::PhysFilter for Qemu40 {
+    fn check(&self, start: u64, len: u64) -> Result<(), crate::header::DropReason> {
+        use crate::header::{Below, DropReason};
+        Below(1 << 40).check(start, len)?;
+        let end = start + len;
+        if start < 0xfee0_1000 && 0xfee0_0000 < end {
+            return Err(DropReason::Refused {
+                start: 0xfee0_0000,
+                end: 0xfee0_1000,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn filtered_read_sets_aside_refused_ranges_and_keeps_the_rest() {
+    use crate::header::DropReason;
+    let phdrs = vec![
+        note_phdr(0x7f00_0000, 368),
+        note_phdr(0xffff_ffff_f000, 368),
+        load_phdr(0x100_0000, 0x100_0000, 0xffff_ffff_8100_0000, 0x1000),
+        load_phdr(0x7fff_ffff_0000, 0x7fff_ffff_0000, 0, 0x1000),
+        load_phdr(0x200_0000, 0x200_0000, 0, 0x1000),
+        load_phdr(u64::MAX - 0xfff, u64::MAX - 0xfff, 0, 0x2000),
+        load_phdr(0xfee0_0000, 0xfee0_0000, 0, 0x1000),
+        // Would overlap the load at 0x200_0000, but it is out of range first: set aside, so the
+        // overlap check never sees it.
+        load_phdr(0x200_0000, 0x1_0000_0000_0000, 0, 0x1000),
+    ];
+    let mut mem = FakeMemory::new();
+    mem.insert(HDR_ADDR, header_blob(&phdrs));
+    let h = ElfCoreHeader::read_filtered(&mut mem, HDR_ADDR, None, &Qemu40).unwrap();
+    assert_eq!(h.phdrs(), &[phdrs[0], phdrs[2], phdrs[4]][..]);
+    let dropped: Vec<(usize, DropReason)> =
+        h.dropped().iter().map(|d| (d.index, d.reason)).collect();
+    let beyond = DropReason::BeyondLimit { limit: 1 << 40 };
+    assert_eq!(
+        dropped,
+        vec![
+            (1, beyond),
+            (3, beyond),
+            (5, DropReason::Wraps),
+            (
+                6,
+                DropReason::Refused {
+                    start: 0xfee0_0000,
+                    end: 0xfee0_1000
+                }
+            ),
+            (7, beyond),
+        ]
+    );
+    assert_eq!(h.dropped()[1].phdr, phdrs[3]);
+    // The unfiltered read still rejects the wrapping range outright.
+    assert!(matches!(
+        ElfCoreHeader::read(&mut mem, HDR_ADDR, None),
+        Err(Error::RangeBeyondMaxPhys { index: 5, .. })
+    ));
+    // Everything else is still checked on the kept headers.
+    let mut bad = phdrs.clone();
+    bad[2].p_filesz = 0x2000;
+    mem.insert(HDR_ADDR, header_blob(&bad));
+    assert!(matches!(
+        ElfCoreHeader::read_filtered(&mut mem, HDR_ADDR, None, &Qemu40),
+        Err(Error::FileszExceedsMemsz { index: 1, .. })
+    ));
+}
+
+#[test]
+fn below_filter_boundaries() {
+    use crate::header::{Below, DropReason, PhysFilter};
+    let f = Below(1 << 40);
+    assert_eq!(f.check((1 << 40) - 0x1000, 0x1000), Ok(()));
+    assert_eq!(
+        f.check((1 << 40) - 0x1000, 0x1001),
+        Err(DropReason::BeyondLimit { limit: 1 << 40 })
+    );
+    assert_eq!(
+        f.check(1 << 40, 0),
+        Err(DropReason::BeyondLimit { limit: 1 << 40 })
+    );
+    assert_eq!(f.check(u64::MAX, 1), Err(DropReason::Wraps));
+}

@@ -263,3 +263,28 @@ fn empty_loads_and_phnum_limit() {
         Err(Error::TooManyProgramHeaders { phnum: 0xffff })
     );
 }
+
+/// A PT_LOAD and a PT_NOTE beyond the limit are left out; the output is exactly the dump of the
+/// header without them.
+#[test]
+fn dropped_phdrs_leave_the_dump_of_the_rest() {
+    use crate::header::Below;
+    let good = vec![
+        note_phdr(0x7e00_0000, 368),
+        load_phdr(0x10_0000, 0x10_0000, DM + 0x10_0000, 0x3000),
+        load_phdr(0x40_0000, 0x40_0000, DM + 0x40_0000, 0x1000),
+    ];
+    let mut all = good.clone();
+    all.insert(1, note_phdr(0x8000_0000_0000, 368));
+    all.insert(3, load_phdr(0x7fff_ffff_0000, 0x7fff_ffff_0000, 0, 0x2000));
+    let mut mem = FakeMemory::new();
+    mem.insert(0x7e00_0000, cpu_note_buffer(Some((1, 2))));
+    mem.add_pattern(0x10_0000, 0x50_0000);
+    mem.insert(HDR_ADDR, header_blob(&all));
+    let plan = crate::prepare_dump_filtered(&mut mem, HDR_ADDR, None, &Below(1 << 40)).unwrap();
+    assert_eq!(plan.header.dropped().len(), 2);
+    mem.insert(HDR_ADDR, header_blob(&good));
+    let want = prepare_dump(&mut mem, HDR_ADDR, None).unwrap();
+    assert_eq!(plan.layout, want.layout);
+    assert_eq!(plan.layout.summary.loads, 2);
+}
