@@ -372,7 +372,8 @@ mod tests {
     /// A fake sysfs: sdb (8:16) with partition sdb1 (8:17), dm-0 (253:0) on sdb1, sda (8:0).
     #[test]
     fn backing_devices_follow_partitions_and_mappings() {
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rkdumpctl-save-sysfs");
+        let root =
+            std::env::temp_dir().join(format!("rkdumpctl-save-sysfs-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         let blk = root.join("devices/block");
         for (path, dev) in [
