@@ -358,15 +358,17 @@ pub fn run(args: &Args) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// glibc's `gnu_dev_makedev`.
+    fn makedev(major: u64, minor: u64) -> u64 {
+        ((major & 0xfff) << 8) | ((major & !0xfff) << 32) | (minor & 0xff) | ((minor & !0xff) << 12)
+    }
+
     #[test]
     fn dev_t_split_matches_glibc() {
-        // makedev(8, 17) and makedev(259, 1048577) as glibc encodes them.
         assert_eq!(major_minor(0x811), (8, 17));
-        let big = (259u64 & 0xfff) << 8
-            | (259u64 & !0xfff) << 32
-            | (1_048_577u64 & 0xff)
-            | (1_048_577u64 & !0xff) << 12;
-        assert_eq!(major_minor(big), (259, 1_048_577));
+        assert_eq!(makedev(8, 17), 0x811);
+        assert_eq!(major_minor(makedev(259, 1_048_577)), (259, 1_048_577));
+        assert_eq!(major_minor(makedev(4100, 3)), (4100, 3));
     }
 
     /// A fake sysfs: sdb (8:16) with partition sdb1 (8:17), dm-0 (253:0) on sdb1, sda (8:0).
