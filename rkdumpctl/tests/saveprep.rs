@@ -444,3 +444,29 @@ fn prepare_dry_run_shows_the_label_and_writes_nothing() {
     let o = rkdumpctl(&["prepare", s(&img), "--dry-run", "--force"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
 }
+
+#[test]
+fn prepare_refuses_a_damaged_label_or_record() {
+    let dir = scratch("damaged");
+    let img = dir.join("dump.img");
+    // A record header whose CRC no longer matches: a dump rkdumpctl cannot read, but still one.
+    let mut before = image(16 * MIB, &vmcore(MIB as usize));
+    before[(MIB + 0x20) as usize] ^= 1;
+    fs::write(&img, &before).unwrap();
+    let o = rkdumpctl(&["prepare", s(&img)]);
+    refused(&o, "a damaged dump record (CRC mismatch");
+    assert!(fs::read(&img).unwrap() == before, "image changed");
+    // A label with the magic and a bad CRC.
+    let mut before = image(16 * MIB, &vmcore(MIB as usize));
+    before[0x10] ^= 0xff;
+    fs::write(&img, &before).unwrap();
+    let o = rkdumpctl(&["prepare", s(&img)]);
+    refused(&o, "a damaged rkdump label (CRC mismatch");
+    assert!(fs::read(&img).unwrap() == before, "image changed");
+    // Unknown data in the first 4 KiB.
+    let before = foreign(&[(100, b"hello")]);
+    fs::write(&img, &before).unwrap();
+    let o = rkdumpctl(&["prepare", s(&img)]);
+    refused(&o, "data in the first 4 KiB (no rkdump label)");
+    assert!(fs::read(&img).unwrap() == before, "image changed");
+}
