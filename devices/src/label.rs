@@ -79,15 +79,15 @@ struct RecordRaw {
     vmcore_size: U64,     // 0x18: bytes of the full vmcore
     written: U64,         // 0x20: bytes of it on disk
     block_size: U32,      // 0x28: checksum granularity
-    flags: U32, // 0x2C: bits 0..3 checksum kind (1 full XXH64, 2 sampled); bit 31 FLAG_SAVED
-    n_blocks: U64, // 0x30: checksum table entries
-    table_offset: U64, // 0x38: where the checksum table is
-    timestamp: U64, // 0x40: crashed kernel's crash time (s), 0 if unknown
-    run_id: [u8; 16], // 0x48
+    flags: U32,           // 0x2C: 0..3 checksum kind (1 full, 2 sampled); 31 SAVED
+    n_blocks: U64,        // 0x30: checksum table entries
+    table_offset: U64,    // 0x38: where the checksum table is
+    timestamp: U64,       // 0x40: crashed kernel's crash time (s), 0 if unknown
+    run_id: [u8; 16],     // 0x48
     label_uuid: [u8; 16], // 0x58: ties the record to its label
-    osrelease: [u8; 64], // 0x68: NUL-padded
-    reserved: U32, // 0xA8
-    crc32: U32, // 0xAC: over bytes 0x00..0xAC
+    osrelease: [u8; 64],  // 0x68: NUL-padded
+    reserved: U32,        // 0xA8
+    crc32: U32,           // 0xAC: over bytes 0x00..0xAC
 }
 const RECORD_SIZE: usize = 176;
 const _: () = assert!(size_of::<RecordRaw>() == RECORD_SIZE);
