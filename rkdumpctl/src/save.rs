@@ -208,9 +208,9 @@ impl Drop for Incomplete<'_> {
 }
 
 /// Sets the record's `SAVED` flag: the only write `save` makes to the dump device, and only
-/// after the vmcore is durable. Re-reads the header and checks it is still the record that was
-/// extracted.
-fn mark_saved(dev: &Path, lab: &Label, h: &RecordHeader) -> Result<(), String> {
+/// after the vmcore is durable. Re-reads the header and checks it is still `read`, the header
+/// the vmcore was extracted from.
+fn mark_saved(dev: &Path, lab: &Label, read: &RecordHeader) -> Result<(), String> {
     let f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -220,7 +220,7 @@ fn mark_saved(dev: &Path, lab: &Label, h: &RecordHeader) -> Result<(), String> {
     f.read_exact_at(&mut hdr, lab.data_offset)
         .map_err(|e| e.to_string())?;
     let now = RecordHeader::parse(lab, &hdr).map_err(|e| e.to_string())?;
-    if now.run_id != h.run_id || now.state != h.state || now.written != h.written {
+    if now != *read {
         return Err("the record changed while it was being saved".into());
     }
     let bytes = label::mark_saved(lab, &hdr).map_err(|e| e.to_string())?;
@@ -278,6 +278,8 @@ pub fn run(args: &Args) -> Result<(), String> {
         }
         Err(e) => return Err(format!("{e}")),
     };
+    // The header as read, for marking the record saved at the end.
+    let read_header = summary.header;
     let h = summary.header;
     match h.state {
         State::Complete => {}
@@ -334,7 +336,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
-    match mark_saved(dev, &lab, &h) {
+    match mark_saved(dev, &lab, &read_header) {
         Ok(()) => println!("{}: record marked saved", dev.display()),
         Err(e) => eprintln!(
             "rkdumpctl save: warning: {}: could not mark the record saved ({e}); \
