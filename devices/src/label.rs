@@ -79,7 +79,7 @@ struct RecordRaw {
     vmcore_size: U64,     // 0x18: bytes of the full vmcore
     written: U64,         // 0x20: bytes of it on disk
     block_size: U32,      // 0x28: checksum granularity
-    flags: U32,           // 0x2C: bits 0..3 checksum kind (1 full XXH64, 2 sampled)
+    flags: U32,           // 0x2C: 0..3 checksum kind (1 full, 2 sampled); 31 SAVED
     n_blocks: U64,        // 0x30: checksum table entries
     table_offset: U64,    // 0x38: where the checksum table is
     timestamp: U64,       // 0x40: crashed kernel's crash time (s), 0 if unknown
@@ -187,11 +187,14 @@ fn round_up(v: u64) -> Option<u64> {
     v.checked_add(ALIGN - 1).map(|x| x & !(ALIGN - 1))
 }
 
+/// Bytes of one checksum table entry (an XXH64, little-endian).
+pub const TABLE_ENTRY_BYTES: u64 = 8;
+
 /// Bytes of checksum table for `bytes` of vmcore, padded (one u64 per block).
 fn table_len(bytes: u64, block_size: u32) -> Option<u64> {
     bytes
         .div_ceil(u64::from(block_size))
-        .checked_mul(8)
+        .checked_mul(TABLE_ENTRY_BYTES)
         .and_then(round_up)
 }
 
@@ -376,6 +379,28 @@ pub fn record_layout(label: &Label, vmcore_size: u64) -> Result<RecordLayout, Er
     })
 }
 
+/// Record header `flags` bit 31: `rkdumpctl save` wrote this record's vmcore out and made it
+/// durable. Set only by [`mark_saved`]; a record the capture kernel writes never has it.
+pub const FLAG_SAVED: u32 = 1 << 31;
+
+/// Bytes of the record header that [`mark_saved`] returns (the header's padding to 4 KiB is
+/// not part of it).
+pub const RECORD_HEADER_SIZE: usize = RECORD_SIZE;
+
+/// Sets [`FLAG_SAVED`] in the record header `bytes` read from `label`'s disk at `data_offset`
+/// and recomputes its CRC-32. The header is checked first ([`RecordHeader::parse`]); every
+/// other byte is kept as it was. Returns the [`RECORD_HEADER_SIZE`] bytes to write back at
+/// `data_offset`: nothing else on the disk changes.
+pub fn mark_saved(label: &Label, bytes: &[u8]) -> Result<[u8; RECORD_HEADER_SIZE], Error> {
+    RecordHeader::parse(label, bytes)?;
+    let (mut raw, _) = RecordRaw::read_from_prefix(bytes).map_err(|_| Error::Short)?;
+    raw.flags = U32::new(raw.flags.get() | FLAG_SAVED);
+    raw.crc32 = U32::new(CRC32.checksum(&raw.as_bytes()[..RECORD_SIZE - 4]));
+    let mut out = [0u8; RECORD_HEADER_SIZE];
+    out.copy_from_slice(raw.as_bytes());
+    Ok(out)
+}
+
 /// Record states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -444,6 +469,12 @@ impl RecordHeader {
             osrelease: os,
             flags: ChecksumKind::Full as u32,
         }
+    }
+
+    /// `rkdumpctl save` extracted this record ([`FLAG_SAVED`]): preparing the disk again
+    /// destroys nothing not kept elsewhere.
+    pub fn is_saved(&self) -> bool {
+        self.flags & FLAG_SAVED != 0
     }
 
     /// Marks the dump done after `written` bytes and the checksum table are on disk: Complete if
@@ -557,7 +588,7 @@ impl RecordHeader {
             .and_then(round_up);
         let table_end = self
             .n_blocks
-            .checked_mul(4)
+            .checked_mul(TABLE_ENTRY_BYTES)
             .and_then(round_up)
             .and_then(|t| self.table_offset.checked_add(t));
         match (data_end, table_end) {

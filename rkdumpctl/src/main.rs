@@ -26,9 +26,11 @@ enum Command {
     Recv(recv::Args),
     /// Print the notes (CPUs, VMCOREINFO keys), PT_LOAD ranges and sizes of a vmcore.
     Inspect(inspect::Args),
-    /// Write an rkdump dump label so rkdump may write there (nothing else is ever written).
+    /// Write an rkdump dump label so rkdump may write there (nothing else is ever written);
+    /// refuses a disk holding a dump not yet saved, a partition table or a file system unless --force.
     Prepare(prepare::Args),
-    /// Extract the dump rkdump wrote into an ELF vmcore file (refuses incomplete dumps).
+    /// Extract the dump rkdump wrote into an ELF vmcore file (refuses incomplete dumps), then mark
+    /// it saved.
     Save(save::Args),
     /// Save the PCI configuration of the running system (from sysfs) as a config blob.
     Snapshot(snapshot::Args),

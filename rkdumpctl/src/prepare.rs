@@ -1,20 +1,194 @@
 //! `rkdumpctl prepare <disk or image>`: writes the rkdump label (devices::label) to the first
 //! 4 KiB so the capture kernel may dump there. Nothing else on the device is written.
+//!
+//! It asks before it destroys: a device holding a dump not yet saved, a partition table, or a
+//! file system, swap, LUKS or LVM signature is refused, naming what was found, unless
+//! `--force`. `--dry-run` shows the label it would write and writes nothing.
 
-use std::fs::OpenOptions;
-use std::io::{Seek, SeekFrom, Write};
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
-use rkdump_devices::label::Label;
+use rkdump_devices::label::{self, Label, RecordHeader, State};
 
 /// Arguments of `prepare`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Block device or image file to dedicate to rkdump dumps.
     device: PathBuf,
-    /// Overwrite a device whose first 4 KiB are not zero and carry no rkdump label.
+    /// Write the label even over a dump not yet saved, a partition table, a file system or
+    /// other data (destroys them).
     #[arg(long)]
     force: bool,
+    /// Show the label that would be written, and where, and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Something on the device that writing a label would destroy or orphan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// A valid rkdump record for this label that `rkdumpctl save` has not marked saved.
+    UnsavedDump {
+        /// Record state.
+        state: State,
+        /// vmcore bytes on disk.
+        written: u64,
+        /// vmcore bytes in all.
+        vmcore_size: u64,
+        /// The crashed kernel's release.
+        osrelease: String,
+    },
+    /// A record header with the rkdump magic that does not check out.
+    DamagedDump(label::Error),
+    /// `RKDUMPLB` magic, but the label is not valid.
+    DamagedLabel(label::Error),
+    /// A partition table.
+    PartitionTable(String),
+    /// A file system, swap, LUKS or LVM signature.
+    Signature(&'static str),
+    /// Non-zero bytes in the first 4 KiB that match no known signature.
+    Data,
+}
+
+impl fmt::Display for Found {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Found::UnsavedDump {
+                state,
+                written,
+                vmcore_size,
+                osrelease,
+            } => write!(
+                f,
+                "a dump not yet saved ({state:?}, {written} of {vmcore_size} bytes, kernel {osrelease}); \
+                 run `rkdumpctl save` first"
+            ),
+            Found::DamagedDump(e) => write!(f, "a damaged dump record ({e})"),
+            Found::DamagedLabel(e) => write!(f, "a damaged rkdump label ({e})"),
+            Found::PartitionTable(what) => write!(f, "{what}"),
+            Found::Signature(what) => write!(f, "{what} signature"),
+            Found::Data => f.write_str("data in the first 4 KiB (no rkdump label)"),
+        }
+    }
+}
+
+/// Bytes read from the start of the device for the probes (btrfs's superblock is at 64 KiB).
+const PROBE_BYTES: usize = 128 << 10;
+
+fn at(buf: &[u8], off: usize, magic: &[u8]) -> bool {
+    buf.get(off..off + magic.len()) == Some(magic)
+}
+
+/// Foreign signatures in the first [`PROBE_BYTES`] of a device. Offsets are those of
+/// util-linux libblkid's probers (libblkid/src/partitions/dos.c, gpt.c;
+/// libblkid/src/superblocks/ext.c, xfs.c, btrfs.c, swap.c, luks.c, lvm.c, vfat.c, ntfs.c,
+/// exfat.c).
+pub fn foreign_signatures(head: &[u8]) -> Vec<Found> {
+    let mut found = Vec::new();
+    // dos.c: 0x55 0xAA at 510 and four 16-byte entries from 446; an entry with a non-zero
+    // type (byte 4) is in use. Type 0xEE is GPT's protective MBR.
+    if at(head, 510, &[0x55, 0xAA]) {
+        let types: Vec<u8> = (0..4)
+            .filter_map(|i| head.get(446 + 16 * i + 4).copied())
+            .filter(|&t| t != 0)
+            .collect();
+        if let Some(t) = types.first() {
+            found.push(Found::PartitionTable(format!(
+                "an MBR partition table ({} partition(s), first of type {t:#04x})",
+                types.len()
+            )));
+        }
+    }
+    // gpt.c: the GPT header "EFI PART" at LBA 1 (512-byte or 4096-byte sectors).
+    if at(head, 512, b"EFI PART") || at(head, 4096, b"EFI PART") {
+        found.push(Found::PartitionTable("a GPT partition table".into()));
+    }
+    // ext.c: superblock at 1024, s_magic 0xEF53 (LE) at +0x38.
+    if at(head, 1080, &[0x53, 0xEF]) {
+        found.push(Found::Signature("an ext2/3/4 file system"));
+    }
+    // xfs.c: "XFSB" at 0.
+    if at(head, 0, b"XFSB") {
+        found.push(Found::Signature("an XFS file system"));
+    }
+    // btrfs.c: superblock at 64 KiB, magic at +0x40.
+    if at(head, 65536 + 0x40, b"_BHRfS_M") {
+        found.push(Found::Signature("a btrfs file system"));
+    }
+    // swap.c: the last 10 bytes of the first page, for page sizes 4 KiB to 64 KiB.
+    for page in [4096usize, 8192, 16384, 32768, 65536] {
+        if at(head, page - 10, b"SWAPSPACE2") || at(head, page - 10, b"SWAP-SPACE") {
+            found.push(Found::Signature("a Linux swap"));
+            break;
+        }
+    }
+    // luks.c: "LUKS\xba\xbe" at 0 (LUKS1 and LUKS2).
+    if at(head, 0, b"LUKS\xba\xbe") {
+        found.push(Found::Signature("a LUKS encrypted volume"));
+    }
+    // lvm.c: "LABELONE" at the start of one of sectors 0-3.
+    if (0..4).any(|s| at(head, s * 512, b"LABELONE")) {
+        found.push(Found::Signature("an LVM2 physical volume"));
+    }
+    // vfat.c: the boot sector's file system type string.
+    if at(head, 0x52, b"FAT32   ")
+        || at(head, 0x52, b"MSWIN")
+        || [&b"FAT12   "[..], b"FAT16   ", b"FAT     ", b"MSDOS"]
+            .iter()
+            .any(|m| at(head, 0x36, m))
+    {
+        found.push(Found::Signature("a FAT file system"));
+    }
+    // ntfs.c and exfat.c: the OEM id at 3.
+    if at(head, 3, b"NTFS    ") {
+        found.push(Found::Signature("an NTFS file system"));
+    }
+    if at(head, 3, b"EXFAT   ") {
+        found.push(Found::Signature("an exFAT file system"));
+    }
+    found
+}
+
+/// What writing a label to the device whose first bytes are `head` would destroy; reads the
+/// record header of an existing label through `read_at`.
+fn survey(head: &[u8], read_at: &dyn Fn(u64, &mut [u8]) -> bool) -> Vec<Found> {
+    match Label::parse(head) {
+        // Already rkdump's: only a dump not yet saved matters (stale signatures past the
+        // label are from before the first prepare).
+        Ok(lab) => {
+            let mut hdr = vec![0u8; label::HEADER_BYTES];
+            if !read_at(lab.data_offset, &mut hdr) {
+                return Vec::new();
+            }
+            match RecordHeader::parse(&lab, &hdr) {
+                Ok(h) if h.is_saved() => Vec::new(),
+                Ok(h) => vec![Found::UnsavedDump {
+                    state: h.state,
+                    written: h.written,
+                    vmcore_size: h.vmcore_size,
+                    osrelease: h.osrelease_str().unwrap_or("?").to_string(),
+                }],
+                // No record, or one for an earlier label (not saveable any more).
+                Err(label::Error::BadMagic | label::Error::WrongLabel) => Vec::new(),
+                Err(e) => vec![Found::DamagedDump(e)],
+            }
+        }
+        Err(e) => {
+            let mut found = Vec::new();
+            if at(head, 0, &label::LABEL_MAGIC) {
+                found.push(Found::DamagedLabel(e));
+            }
+            found.extend(foreign_signatures(head));
+            let first = &head[..head.len().min(label::LABEL_BYTES)];
+            if found.is_empty() && first.iter().any(|&b| b != 0) {
+                found.push(Found::Data);
+            }
+            found
+        }
+    }
 }
 
 fn uuid() -> [u8; 16] {
@@ -28,38 +202,126 @@ fn uuid() -> [u8; 16] {
     u
 }
 
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// Runs `prepare`.
 pub fn run(args: &Args) -> Result<(), String> {
-    let mut f = OpenOptions::new()
+    let dev = &args.device;
+    let name = dev.display();
+    // A dry run never opens the device for writing.
+    let mut f: File = OpenOptions::new()
         .read(true)
-        .write(true)
-        .open(&args.device)
-        .map_err(|e| format!("{}: {e}", args.device.display()))?;
-    let size = f.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
-    let mut head = vec![0u8; 4096];
-    f.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
-    let n = std::io::Read::read(&mut f, &mut head).map_err(|e| e.to_string())?;
-    let labelled = Label::parse(&head[..n]).is_ok();
-    if !labelled && head.iter().any(|&b| b != 0) && !args.force {
-        return Err(format!(
-            "{}: the first 4 KiB hold data (a partition table or file system?); use --force to dedicate it to rkdump",
-            args.device.display()
-        ));
+        .write(!args.dry_run)
+        .open(dev)
+        .map_err(|e| format!("{name}: {e}"))?;
+    // Works for block devices too (Linux reports their size at SEEK_END).
+    let size = f
+        .seek(SeekFrom::End(0))
+        .map_err(|e| format!("{name}: size: {e}"))?;
+    let mut head = vec![0u8; PROBE_BYTES.min(usize::try_from(size).unwrap_or(PROBE_BYTES))];
+    f.read_exact_at(&mut head, 0)
+        .map_err(|e| format!("{name}: reading: {e}"))?;
+    let read_at = |off: u64, buf: &mut [u8]| {
+        off.checked_add(buf.len() as u64)
+            .is_some_and(|end| end <= size)
+            && f.read_exact_at(buf, off).is_ok()
+    };
+    let found = survey(&head, &read_at);
+    if !found.is_empty() {
+        let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+        if !args.force {
+            return Err(format!(
+                "{name} holds {}; nothing written. Use --force to dedicate it to rkdump anyway \
+                 (destroys what is there)",
+                list.join("; ")
+            ));
+        }
+        for what in &list {
+            eprintln!("rkdumpctl prepare: warning: --force: overwriting {what}");
+        }
     }
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let capacity = size / 4096 * 4096;
-    let label = Label::new(uuid(), capacity, created).map_err(|e| format!("{e}"))?;
-    f.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
-    f.write_all(&label.to_bytes()).map_err(|e| e.to_string())?;
-    f.sync_all().map_err(|e| e.to_string())?;
+    let capacity = size / label::ALIGN * label::ALIGN;
+    let label = Label::new(uuid(), capacity, created).map_err(|e| format!("{name}: {e}"))?;
+    let bytes = label.to_bytes();
+    if args.dry_run {
+        let crc = u32::from_le_bytes([bytes[0x3C], bytes[0x3D], bytes[0x3E], bytes[0x3F]]);
+        println!("{name}: dry run, nothing written ({size} bytes)");
+        println!(
+            "would write {} bytes at offset 0 (LBA 0-7): a 64-byte label, then zeros",
+            bytes.len()
+        );
+        println!("  0x00 magic          RKDUMPLB");
+        println!("  0x08 version        {}", label::VERSION);
+        println!("  0x0C header_size    64");
+        println!("  0x10 uuid           {}", hex(&label.uuid));
+        println!("  0x20 capacity_bytes {capacity}");
+        println!(
+            "  0x28 data_offset    {:#x} (record header there, vmcore from {:#x})",
+            label.data_offset,
+            label.data_offset + label::HEADER_BYTES as u64
+        );
+        println!("  0x30 created        {created}");
+        println!("  0x38 flags          0");
+        println!("  0x3C crc32          {crc:#010x}");
+        return Ok(());
+    }
+    f.write_all_at(&bytes, 0)
+        .map_err(|e| format!("{name}: writing the label: {e}"))?;
+    f.sync_all().map_err(|e| format!("{name}: {e}"))?;
     println!(
-        "{}: rkdump label written (capacity {} bytes, data at {:#x})",
-        args.device.display(),
-        capacity,
+        "{name}: rkdump label written (capacity {capacity} bytes, data at {:#x})",
         label.data_offset
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(set: &[(usize, &[u8])]) -> Vec<Found> {
+        let mut head = vec![0u8; PROBE_BYTES];
+        for (off, b) in set {
+            head[*off..*off + b.len()].copy_from_slice(b);
+        }
+        survey(&head, &|_, _| false)
+    }
+
+    fn sig(what: &'static str) -> Vec<Found> {
+        vec![Found::Signature(what)]
+    }
+
+    #[test]
+    fn each_signature_is_named() {
+        assert_eq!(probe(&[]), vec![]);
+        assert_eq!(probe(&[(0, b"XFSB")]), sig("an XFS file system"));
+        assert_eq!(probe(&[(65600, b"_BHRfS_M")]), sig("a btrfs file system"));
+        assert_eq!(probe(&[(16374, b"SWAPSPACE2")]), sig("a Linux swap"));
+        assert_eq!(
+            probe(&[(0, b"LUKS\xba\xbe")]),
+            sig("a LUKS encrypted volume")
+        );
+        assert_eq!(
+            probe(&[(1536, b"LABELONE")]),
+            sig("an LVM2 physical volume")
+        );
+        assert_eq!(probe(&[(0x52, b"FAT32   ")]), sig("a FAT file system"));
+        assert_eq!(probe(&[(3, b"NTFS    ")]), sig("an NTFS file system"));
+        assert_eq!(probe(&[(3, b"EXFAT   ")]), sig("an exFAT file system"));
+        assert!(matches!(
+            probe(&[(4096, b"EFI PART")])[..],
+            [Found::PartitionTable(_)]
+        ));
+        // Negative control: a boot signature with four empty entries is no partition table,
+        // only unknown data.
+        assert_eq!(probe(&[(510, &[0x55, 0xAA])]), vec![Found::Data]);
+        // Unknown data past the first 4 KiB is not refused (it is not a known signature).
+        assert_eq!(probe(&[(8000, b"hello")]), vec![]);
+    }
 }

@@ -1,12 +1,20 @@
 //! `rkdumpctl save <disk or image> -o <vmcore>`: verifies the dump record rkdump wrote (label
 //! and header CRC-32, per-block XXH64) and extracts the vmcore. Incomplete, truncated or corrupt dumps
 //! are refused unless `--partial`.
+//!
+//! `save` cannot destroy anything: the dump device is opened read-only until the vmcore is
+//! durable, the output never is (or lives on) the dump device, the vmcore is written to
+//! `<output>.incomplete` and renamed only once all of it is written and synced (on any failure
+//! the `.incomplete` file is removed), and the one write to the dump device afterwards sets
+//! the record's `SAVED` flag ([`label::mark_saved`]).
 
-use std::fs::File;
+use std::fmt;
+use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
 
-use rkdump_devices::label::{ReadFailed, State};
+use rkdump_devices::label::{self, Label, ReadFailed, RecordHeader, State};
 use rkdump_devices::record::read::{self, ReadError};
 
 /// Arguments of `save`.
@@ -14,7 +22,7 @@ use rkdump_devices::record::read::{self, ReadError};
 pub struct Args {
     /// Dump device or image file.
     device: PathBuf,
-    /// Where to write the vmcore.
+    /// Where to write the vmcore (written as `<output>.incomplete`, renamed when complete).
     #[arg(short, long)]
     output: PathBuf,
     /// Extract an incomplete or truncated dump too (the vmcore is then cut short).
@@ -22,11 +30,219 @@ pub struct Args {
     partial: bool,
 }
 
+/// Why an output path is refused before anything is opened for writing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OutputRefused {
+    /// The path is the dump device or image itself (same device and inode).
+    SameFile(PathBuf),
+    /// The path is a device node for the dump device.
+    IsTheDevice(PathBuf),
+    /// The output's file system lives on the dump device (or a partition or mapping of it).
+    OnTheDevice {
+        /// Directory the output goes to.
+        dir: PathBuf,
+        /// `major:minor` of the file system's device.
+        fs_dev: (u32, u32),
+        /// `major:minor` of the dump device.
+        dump_dev: (u32, u32),
+    },
+    /// The path exists and is not a regular file (a directory, device, fifo, socket).
+    NotRegular(PathBuf),
+}
+
+impl fmt::Display for OutputRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutputRefused::SameFile(p) => write!(
+                f,
+                "{} is the dump device or image itself; writing there would destroy the dump",
+                p.display()
+            ),
+            OutputRefused::IsTheDevice(p) => write!(
+                f,
+                "{} is a device node of the dump device; writing there would destroy the dump",
+                p.display()
+            ),
+            OutputRefused::OnTheDevice {
+                dir,
+                fs_dev,
+                dump_dev,
+            } => write!(
+                f,
+                "{} is on a file system on the dump device (file system {}:{}, dump device {}:{}); \
+                 writing there could overwrite the dump",
+                dir.display(),
+                fs_dev.0,
+                fs_dev.1,
+                dump_dev.0,
+                dump_dev.1
+            ),
+            OutputRefused::NotRegular(p) => {
+                write!(f, "{} exists and is not a regular file", p.display())
+            }
+        }
+    }
+}
+
+/// Major and minor number of a Linux `dev_t` (glibc's `gnu_dev_major`/`gnu_dev_minor`).
+fn major_minor(dev: u64) -> (u32, u32) {
+    let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0fff);
+    let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0xff);
+    (major as u32, minor as u32)
+}
+
+/// The block device `dev` and every device it is built on, from sysfs: the whole disk of a
+/// partition (`partition` file, parent directory) and the members of a device-mapper or md
+/// device (`slaves/`), recursively.
+fn backing_devices(sysfs: &Path, dev: (u32, u32)) -> Vec<(u32, u32)> {
+    let mut found = vec![dev];
+    let mut todo = vec![(dev, 0u32)];
+    while let Some((d, depth)) = todo.pop() {
+        if depth > 8 {
+            continue;
+        }
+        let link = sysfs.join(format!("dev/block/{}:{}", d.0, d.1));
+        let Ok(dir) = fs::canonicalize(&link) else {
+            continue;
+        };
+        let mut next = Vec::new();
+        if dir.join("partition").exists()
+            && let Some(parent) = dir.parent()
+        {
+            next.push(parent.to_path_buf());
+        }
+        if let Ok(slaves) = fs::read_dir(dir.join("slaves")) {
+            next.extend(
+                slaves
+                    .flatten()
+                    .filter_map(|e| fs::canonicalize(e.path()).ok()),
+            );
+        }
+        for n in next {
+            let Some(nd) = fs::read_to_string(n.join("dev"))
+                .ok()
+                .and_then(|s| parse_major_minor(s.trim()))
+            else {
+                continue;
+            };
+            if !found.contains(&nd) {
+                found.push(nd);
+                todo.push((nd, depth + 1));
+            }
+        }
+    }
+    found
+}
+
+fn parse_major_minor(s: &str) -> Option<(u32, u32)> {
+    let (a, b) = s.split_once(':')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// `<output>.incomplete`, next to the output.
+fn incomplete_path(output: &Path) -> PathBuf {
+    let mut name = output.as_os_str().to_owned();
+    name.push(".incomplete");
+    PathBuf::from(name)
+}
+
+/// Refuses an output that is, or lives on, the dump device `input` (with metadata `im`).
+fn check_output(
+    im: &Metadata,
+    output: &Path,
+    incomplete: &Path,
+    sysfs: &Path,
+) -> Result<(), OutputRefused> {
+    let block = im.file_type().is_block_device();
+    for p in [output, incomplete] {
+        let Ok(m) = fs::metadata(p) else { continue };
+        if m.dev() == im.dev() && m.ino() == im.ino() {
+            return Err(OutputRefused::SameFile(p.to_path_buf()));
+        }
+        if block && m.file_type().is_block_device() && m.rdev() == im.rdev() {
+            return Err(OutputRefused::IsTheDevice(p.to_path_buf()));
+        }
+        if !m.is_file() {
+            return Err(OutputRefused::NotRegular(p.to_path_buf()));
+        }
+    }
+    if block {
+        let dir = match output.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if let Ok(dm) = fs::metadata(&dir) {
+            let fs_dev = major_minor(dm.dev());
+            let dump_dev = major_minor(im.rdev());
+            if backing_devices(sysfs, fs_dev).contains(&dump_dev) {
+                return Err(OutputRefused::OnTheDevice {
+                    dir,
+                    fs_dev,
+                    dump_dev,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes `<output>.incomplete` when dropped unless [`Incomplete::keep`] ran: a failed save
+/// leaves nothing behind.
+struct Incomplete<'a> {
+    path: &'a Path,
+    armed: bool,
+}
+
+impl Incomplete<'_> {
+    fn keep(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Incomplete<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_file(self.path);
+        }
+    }
+}
+
+/// Sets the record's `SAVED` flag: the only write `save` makes to the dump device, and only
+/// after the vmcore is durable. Re-reads the header and checks it is still `read`, the header
+/// the vmcore was extracted from.
+fn mark_saved(dev: &Path, lab: &Label, read: &RecordHeader) -> Result<(), String> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dev)
+        .map_err(|e| e.to_string())?;
+    let mut hdr = vec![0u8; label::HEADER_BYTES];
+    f.read_exact_at(&mut hdr, lab.data_offset)
+        .map_err(|e| e.to_string())?;
+    let now = RecordHeader::parse(lab, &hdr).map_err(|e| e.to_string())?;
+    if now != *read {
+        return Err("the record changed while it was being saved".into());
+    }
+    let bytes = label::mark_saved(lab, &hdr).map_err(|e| e.to_string())?;
+    f.write_all_at(&bytes, lab.data_offset)
+        .map_err(|e| e.to_string())?;
+    f.sync_all().map_err(|e| e.to_string())
+}
+
 /// Runs `save`: the record is read with the same code the host tests check the capture
 /// kernel's writer against (`rkdump_devices::record::read`).
 pub fn run(args: &Args) -> Result<(), String> {
     let dev = &args.device;
     let mut f = File::open(dev).map_err(|e| format!("{}: {e}", dev.display()))?;
+    let im = f
+        .metadata()
+        .map_err(|e| format!("{}: {e}", dev.display()))?;
+    let incomplete = incomplete_path(&args.output);
+    check_output(&im, &args.output, &incomplete, Path::new("/sys")).map_err(|e| e.to_string())?;
+    // Works for block devices too (Linux reports their size at SEEK_END).
+    let device_bytes = f
+        .seek(SeekFrom::End(0))
+        .map_err(|e| format!("{}: size: {e}", dev.display()))?;
     // The last I/O error, for the message: the record reader only learns that a read failed.
     let mut io_error: Option<io::Error> = None;
     let mut at = |off: u64, buf: &mut [u8]| -> Result<(), ReadFailed> {
@@ -36,10 +252,19 @@ pub fn run(args: &Args) -> Result<(), String> {
             ReadFailed
         })
     };
+    // A label that claims more than the device has (copied from a bigger disk, or an image cut
+    // short) is refused before anything is read where it points.
+    let mut head = vec![0u8; label::LABEL_BYTES];
+    if at(0, &mut head).is_ok()
+        && let Ok(lab) = Label::parse(&head)
+    {
+        lab.check_device(device_bytes)
+            .map_err(|e| format!("{}: {e}", dev.display()))?;
+    }
     let verified = read::verify(&mut at);
     let why = |e: &mut Option<io::Error>| e.take().map_or(String::new(), |e| e.to_string());
-    let summary = match verified {
-        Ok((_, s)) => s,
+    let (lab, summary) = match verified {
+        Ok(v) => v,
         Err(ReadError::LabelUnreadable) => {
             return Err(format!(
                 "{}: reading label: {}",
@@ -53,6 +278,8 @@ pub fn run(args: &Args) -> Result<(), String> {
         }
         Err(e) => return Err(format!("{e}")),
     };
+    // The header as read, for marking the record saved at the end.
+    let read_header = summary.header;
     let h = summary.header;
     match h.state {
         State::Complete => {}
@@ -67,8 +294,23 @@ pub fn run(args: &Args) -> Result<(), String> {
             ));
         }
     }
-    let mut out =
-        File::create(&args.output).map_err(|e| format!("{}: {e}", args.output.display()))?;
+    let out_name = incomplete.display();
+    // A stale `.incomplete` from an interrupted run is removed (not followed, if a symlink);
+    // `check_output` made sure it is not the dump itself.
+    match fs::remove_file(&incomplete) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("{out_name}: {e}")),
+    }
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&incomplete)
+        .map_err(|e| format!("{out_name}: {e}"))?;
+    let guard = Incomplete {
+        path: &incomplete,
+        armed: true,
+    };
     let mut out_error: Option<io::Error> = None;
     let copied = read::copy_vmcore(&h, &mut at, &mut |b| {
         out.write_all(b).map_err(|e| {
@@ -78,10 +320,30 @@ pub fn run(args: &Args) -> Result<(), String> {
     });
     match copied {
         Ok(()) => {}
-        Err(ReadError::Output) => return Err(why(&mut out_error)),
+        Err(ReadError::Output) => return Err(format!("{out_name}: {}", why(&mut out_error))),
         Err(_) => return Err(format!("reading dump data: {}", why(&mut io_error))),
     }
-    out.sync_all().map_err(|e| e.to_string())?;
+    out.sync_all().map_err(|e| format!("{out_name}: {e}"))?;
+    drop(out);
+    fs::rename(&incomplete, &args.output)
+        .map_err(|e| format!("renaming {out_name} to {}: {e}", args.output.display()))?;
+    guard.keep();
+    // Make the rename durable before the record is marked saved.
+    let dir = match args.output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    match mark_saved(dev, &lab, &read_header) {
+        Ok(()) => println!("{}: record marked saved", dev.display()),
+        Err(e) => eprintln!(
+            "rkdumpctl save: warning: {}: could not mark the record saved ({e}); \
+             `rkdumpctl prepare` will want --force",
+            dev.display()
+        ),
+    }
     println!(
         "{}: {:?} dump of {} ({} bytes, {} blocks verified) -> {}",
         dev.display(),
@@ -92,4 +354,59 @@ pub fn run(args: &Args) -> Result<(), String> {
         args.output.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// glibc's `gnu_dev_makedev`.
+    fn makedev(major: u64, minor: u64) -> u64 {
+        ((major & 0xfff) << 8) | ((major & !0xfff) << 32) | (minor & 0xff) | ((minor & !0xff) << 12)
+    }
+
+    #[test]
+    fn dev_t_split_matches_glibc() {
+        assert_eq!(major_minor(0x811), (8, 17));
+        assert_eq!(makedev(8, 17), 0x811);
+        assert_eq!(major_minor(makedev(259, 1_048_577)), (259, 1_048_577));
+        assert_eq!(major_minor(makedev(4100, 3)), (4100, 3));
+    }
+
+    /// A fake sysfs: sdb (8:16) with partition sdb1 (8:17), dm-0 (253:0) on sdb1, sda (8:0).
+    #[test]
+    fn backing_devices_follow_partitions_and_mappings() {
+        let root =
+            std::env::temp_dir().join(format!("rkdumpctl-save-sysfs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let blk = root.join("devices/block");
+        for (path, dev) in [
+            ("sdb", "8:16"),
+            ("sdb/sdb1", "8:17"),
+            ("dm-0", "253:0"),
+            ("sda", "8:0"),
+        ] {
+            fs::create_dir_all(blk.join(path)).unwrap();
+            fs::write(blk.join(path).join("dev"), format!("{dev}\n")).unwrap();
+        }
+        fs::write(blk.join("sdb/sdb1/partition"), "1\n").unwrap();
+        fs::create_dir_all(blk.join("dm-0/slaves")).unwrap();
+        std::os::unix::fs::symlink(blk.join("sdb/sdb1"), blk.join("dm-0/slaves/sdb1")).unwrap();
+        fs::create_dir_all(root.join("dev/block")).unwrap();
+        for (link, target) in [
+            ("8:16", "sdb"),
+            ("8:17", "sdb/sdb1"),
+            ("253:0", "dm-0"),
+            ("8:0", "sda"),
+        ] {
+            std::os::unix::fs::symlink(blk.join(target), root.join("dev/block").join(link))
+                .unwrap();
+        }
+        assert_eq!(backing_devices(&root, (8, 17)), vec![(8, 17), (8, 16)]);
+        let dm = backing_devices(&root, (253, 0));
+        assert!(dm.contains(&(8, 16)) && dm.contains(&(8, 17)), "{dm:?}");
+        // Negative control: another disk is not on sdb.
+        assert_eq!(backing_devices(&root, (8, 0)), vec![(8, 0)]);
+        assert_eq!(backing_devices(&root, (9, 9)), vec![(9, 9)]);
+    }
 }

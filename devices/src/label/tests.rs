@@ -356,3 +356,82 @@ fn sampled_records_verify_and_catch_unwritten_pages() {
     disk[data_at + 8192..data_at + 12288].fill(0);
     assert!(matches!(read(&disk), Err(Error::BlockChecksum { .. })));
 }
+
+/// A Complete header for `written` bytes in 4 KiB blocks, its table right after the data.
+fn header_4k_blocks(l: &Label, written: u64) -> Vec<u8> {
+    let r = record_layout(l, 0).unwrap();
+    let mut h = RecordHeader::new(l, &r, written, 0, [3; 16], b"t");
+    h.block_size = 4096;
+    h.n_blocks = written / 4096;
+    h.table_offset = h.data_offset() + written;
+    h.finish(written);
+    h.to_bytes()
+}
+
+#[test]
+fn table_size_counts_eight_byte_entries() {
+    // 16 MiB disk, record at 1 MiB: 15 MiB - 4 KiB for data and table. 3832 blocks of 4 KiB
+    // leave room for a table of 4-byte entries (16 KiB padded) but not of the real 8-byte
+    // entries (32 KiB): the table would end past the disk.
+    let l = label(16 * MIB);
+    let too_big = header_4k_blocks(&l, 3832 * 4096);
+    assert_eq!(
+        RecordHeader::parse(&l, &too_big),
+        Err(Error::Inconsistent(
+            "table outside the disk or over the data"
+        ))
+    );
+    // Control: four blocks fewer and the 8-byte table fits, so the check is the size, not the
+    // hand-made header.
+    let fits = header_4k_blocks(&l, 3828 * 4096);
+    let h = RecordHeader::parse(&l, &fits).unwrap();
+    let table_end = h.table_offset + (h.n_blocks * TABLE_ENTRY_BYTES).div_ceil(4096) * 4096;
+    assert!(table_end <= l.capacity_bytes);
+}
+
+#[test]
+fn mark_saved_sets_one_bit_and_keeps_the_rest() {
+    let l = label(16 * MIB);
+    let core = vmcore(2 * MIB as usize + 5);
+    let disk = write_dump(&l, &core);
+    let (l2, hdr) = header_of(&disk);
+    let before = RecordHeader::parse(&l2, hdr).unwrap();
+    assert!(!before.is_saved(), "a record the writer makes is not saved");
+    let saved = mark_saved(&l2, hdr).unwrap();
+    let after = RecordHeader::parse(&l2, &saved).unwrap();
+    assert!(after.is_saved());
+    assert_eq!(after.flags, before.flags | FLAG_SAVED);
+    assert_eq!(
+        ChecksumKind::from_flags(after.flags),
+        ChecksumKind::from_flags(before.flags)
+    );
+    // Only flags (0x2C..0x30) and the CRC (0xAC..0xB0) differ.
+    let changed: Vec<usize> = (0..RECORD_HEADER_SIZE)
+        .filter(|&i| saved[i] != hdr[i])
+        .collect();
+    assert!(
+        changed
+            .iter()
+            .all(|&i| (0x2C..0x30).contains(&i) || i >= 0xAC)
+    );
+    assert!(changed.contains(&0x2F));
+    // The saved record still verifies block by block.
+    let mut disk2 = disk.clone();
+    let at = l2.data_offset as usize;
+    disk2[at..at + RECORD_HEADER_SIZE].copy_from_slice(&saved);
+    let (l3, h3) = header_of(&disk2);
+    assert_eq!(
+        verify_record(&l3, h3, reader(&disk2))
+            .unwrap()
+            .blocks_verified,
+        3
+    );
+    // Idempotent.
+    assert_eq!(mark_saved(&l2, &saved).unwrap(), saved);
+    // A damaged or foreign header is not marked (negative controls).
+    let mut bad = hdr.to_vec();
+    bad[0x20] ^= 1;
+    assert!(matches!(mark_saved(&l2, &bad), Err(Error::BadCrc { .. })));
+    let other = Label::new([9; 16], 16 * MIB, 0).unwrap();
+    assert_eq!(mark_saved(&other, hdr), Err(Error::WrongLabel));
+}
