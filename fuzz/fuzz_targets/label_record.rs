@@ -1,7 +1,8 @@
 //! The dump-disk label and record as `rkdumpctl save` reads them. The input is a compact disk:
 //! its first 4 KiB are the label (LBA 0-7), the rest is the disk from the label's `data_offset`
 //! on (record header, then data and checksum table), so the fuzzer need not fill the gap. When
-//! byte 64 (the first after the label structure, zero on disk) is odd, the harness seals the label and header CRC-32s first, so mutations reach
+//! byte 64 (the first after the label structure, zero on disk) is odd, the harness seals the
+//! label and header CRC-32s first, so mutations reach
 //! the field checks behind them instead of dying at the CRC.
 #![no_main]
 
