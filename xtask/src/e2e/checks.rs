@@ -601,6 +601,56 @@ pub fn evaluate(
     out
 }
 
+/// QEMU's `virtio_error` texts (`hw/virtio/virtio.c`) for a device that walks a ring the dead
+/// kernel's driver left behind, each the start of the message after QEMU's program-name
+/// prefix. The negative control `noreset-virtio` records the first (`virtqueue_map_desc`: an
+/// available entry of the stale ring names a descriptor of length 0); the other two are the
+/// same stale ring met one step earlier (`virtqueue_num_heads`: the available index jumped by
+/// more than the queue size; `virtqueue_get_head`: the entry is out of range). Which one QEMU
+/// hits depends on what the ring holds at the crash.
+pub const QEMU_STALE_RING_ERRORS: [&str; 3] = [
+    "virtio: zero sized buffers are not allowed",
+    "Guest moved used index from ",
+    "Guest says index ",
+];
+
+/// The QEMU stderr line that reports a stale virtio ring: `qemu-system-<arch>: ` followed by
+/// one of [`QEMU_STALE_RING_ERRORS`]. Any other line, virtio or not, does not count.
+pub fn qemu_stale_ring_error(stderr: &str) -> Option<&str> {
+    stderr.lines().find(|l| {
+        l.split_once(": ").is_some_and(|(prog, msg)| {
+            prog.starts_with("qemu-system-")
+                && QEMU_STALE_RING_ERRORS.iter().any(|e| msg.starts_with(e))
+        })
+    })
+}
+
+/// The hex number after `key` in `line`.
+fn hex_after(line: &str, key: &str) -> Option<u32> {
+    let rest = line.split(key).nth(1)?;
+    let hex: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
+    u32::from_str_radix(&hex, 16).ok()
+}
+
+/// rkdump's error for a virtio-blk disk QEMU has flagged broken: `virtio-blk <bdf>: device
+/// status 0x4f (...)` with DEVICE_NEEDS_RESET (0x40, virtio 1.2 §2.1) set.
+pub fn virtio_needs_reset_error(errors: &[String]) -> Option<&String> {
+    errors.iter().find(|e| {
+        e.contains("virtio-blk ") && hex_after(e, "device status 0x").is_some_and(|s| s & 0x40 != 0)
+    })
+}
+
+/// rkdump's error for an NVMe controller left enabled: its admin command is never completed
+/// (`nvme: timeout after N ms waiting for admin completion (CSTS 0x1)`), with CSTS.RDY
+/// already 1, the false ready of a controller nobody disabled (NVM Express 1.4 §3.1.6).
+pub fn nvme_admin_timeout_error(errors: &[String]) -> Option<&String> {
+    errors.iter().find(|e| {
+        e.contains("nvme: timeout after ")
+            && e.contains(" waiting for admin completion ")
+            && hex_after(e, "(CSTS 0x").is_some_and(|s| s & 1 != 0)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1104,5 +1154,56 @@ mod tests {
                 .any(|s| s.starts_with("Linux capture kernel booted")),
             "{f:?}"
         );
+    }
+
+    #[test]
+    fn stale_ring_matcher_names_qemus_error() {
+        let seen = "qemu-system-x86_64: virtio: zero sized buffers are not allowed\n";
+        assert_eq!(
+            qemu_stale_ring_error(seen),
+            Some("qemu-system-x86_64: virtio: zero sized buffers are not allowed")
+        );
+        let moved = "warning: x\nqemu-system-x86_64: Guest moved used index from 57 to 1\n";
+        assert!(
+            qemu_stale_ring_error(moved)
+                .unwrap()
+                .contains("Guest moved")
+        );
+        // The old matcher took any line with "desc", "virtio" or "virtqueue".
+        for generic in [
+            "qemu-system-x86_64: Desc next is 3",
+            "some desc line",
+            "qemu-system-x86_64: -device virtio-blk-pci: warning: something",
+            "qemu-system-x86_64: virtqueue size looks odd",
+            "virtio: zero sized buffers are not allowed",
+        ] {
+            assert_eq!(qemu_stale_ring_error(generic), None, "{generic}");
+        }
+    }
+
+    #[test]
+    fn disk_failure_matchers_need_the_specific_error() {
+        let e = |s: &str| vec![s.to_string()];
+        let virtio = "error: virtio-blk 0000:01:00.0: device status 0x4f (NEEDS_RESET/FAILED); \
+                      skipped after 2 ms";
+        assert!(virtio_needs_reset_error(&e(virtio)).is_some());
+        for other in [
+            "error: virtio-blk 0000:01:00.0: device status 0x8f (NEEDS_RESET/FAILED)",
+            "error: virtio-blk 0000:01:00.0: timeout waiting for desc",
+            "error: virtio-blk 0000:01:00.0: reset: status 0x4f after 5000000 us",
+        ] {
+            assert!(virtio_needs_reset_error(&e(other)).is_none(), "{other}");
+        }
+        let nvme = "error: nvme 0000:01:00.0: nvme: timeout after 5000 ms waiting for admin \
+                    completion (CSTS 0x1); skipped after 5007 ms";
+        assert!(nvme_admin_timeout_error(&e(nvme)).is_some());
+        for other in [
+            "error: nvme 0000:01:00.0: nvme: timeout after 5000 ms waiting for admin completion (CSTS 0x0)",
+            "error: nvme 0000:01:00.0: nvme: timeout after 500 ms waiting for CSTS.RDY=1 after setting CC.EN (CSTS 0x0)",
+            "error: nvme 0000:01:00.0: nvme: controller fatal status (CSTS 0x3)",
+            "error: nvme 0000:01:00.0: desc",
+        ] {
+            assert!(nvme_admin_timeout_error(&e(other)).is_none(), "{other}");
+        }
     }
 }
