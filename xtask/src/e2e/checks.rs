@@ -633,10 +633,13 @@ fn hex_after(line: &str, key: &str) -> Option<u32> {
 }
 
 /// rkdump's error for a virtio-blk disk QEMU has flagged broken: `virtio-blk <bdf>: device
-/// status 0x4f (...)` with DEVICE_NEEDS_RESET (0x40, virtio 1.2 §2.1) set.
+/// status 0x4f (...)` at probe (seen by `noreset-virtio`), or `device error status 0x4f` when
+/// the flag comes with the first request, with DEVICE_NEEDS_RESET (0x40, virtio 1.2 §2.1) set.
 pub fn virtio_needs_reset_error(errors: &[String]) -> Option<&String> {
     errors.iter().find(|e| {
-        e.contains("virtio-blk ") && hex_after(e, "device status 0x").is_some_and(|s| s & 0x40 != 0)
+        let status =
+            hex_after(e, "device status 0x").or_else(|| hex_after(e, "device error status 0x"));
+        e.contains("virtio-blk ") && status.is_some_and(|s| s & 0x40 != 0)
     })
 }
 
@@ -1187,6 +1190,8 @@ mod tests {
         let virtio = "error: virtio-blk 0000:01:00.0: device status 0x4f (NEEDS_RESET/FAILED); \
                       skipped after 2 ms";
         assert!(virtio_needs_reset_error(&e(virtio)).is_some());
+        let at_io = "error: virtio-blk 0000:01:00.0: device error status 0x4f";
+        assert!(virtio_needs_reset_error(&e(at_io)).is_some());
         for other in [
             "error: virtio-blk 0000:01:00.0: device status 0x8f (NEEDS_RESET/FAILED)",
             "error: virtio-blk 0000:01:00.0: timeout waiting for desc",
