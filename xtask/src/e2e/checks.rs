@@ -601,17 +601,22 @@ pub fn evaluate(
     out
 }
 
-/// QEMU's `virtio_error` texts (`hw/virtio/virtio.c`) for a device that walks a ring the dead
-/// kernel's driver left behind, each the start of the message after QEMU's program-name
-/// prefix. The negative control `noreset-virtio` records the first (`virtqueue_map_desc`: an
-/// available entry of the stale ring names a descriptor of length 0); the other two are the
-/// same stale ring met one step earlier (`virtqueue_num_heads`: the available index jumped by
-/// more than the queue size; `virtqueue_get_head`: the entry is out of range). Which one QEMU
-/// hits depends on what the ring holds at the crash.
-pub const QEMU_STALE_RING_ERRORS: [&str; 3] = [
+/// QEMU's `virtio_error` texts (`hw/virtio/virtio.c`) for a device that walks a split ring the
+/// dead kernel's driver left behind, each the start of the message after QEMU's program-name
+/// prefix. Which one QEMU hits depends on what the old ring holds at the crash; two runs of
+/// `noreset-virtio` recorded the first two:
+/// - `virtqueue_split_pop`: the requests the old driver left in flight still count as in use,
+///   and the new ones push the count to the ring size;
+/// - `virtqueue_map_desc`: an available entry names a descriptor of length 0;
+/// - `virtqueue_num_heads`: the available index jumped by more than the ring size;
+/// - `virtqueue_get_head`: an available entry names a descriptor beyond the ring;
+/// - `virtqueue_split_read_next_desc`: a chain's next field points beyond the ring.
+pub const QEMU_STALE_RING_ERRORS: [&str; 5] = [
+    "Virtqueue size exceeded",
     "virtio: zero sized buffers are not allowed",
     "Guest moved used index from ",
     "Guest says index ",
+    "Desc next is ",
 ];
 
 /// The QEMU stderr line that reports a stale virtio ring: `qemu-system-<arch>: ` followed by
@@ -633,13 +638,14 @@ fn hex_after(line: &str, key: &str) -> Option<u32> {
 }
 
 /// rkdump's error for a virtio-blk disk QEMU has flagged broken: `virtio-blk <bdf>: device
-/// status 0x4f (...)` at probe (seen by `noreset-virtio`), or `device error status 0x4f` when
-/// the flag comes with the first request, with DEVICE_NEEDS_RESET (0x40, virtio 1.2 §2.1) set.
+/// status 0x4f (...)` at probe, or `device error status 0x14f (the device set NEEDS_RESET)`
+/// when the flag comes with the first request (both seen by `noreset-virtio`), with
+/// DEVICE_NEEDS_RESET (0x40, virtio 1.2 §2.1) set in the status.
 pub fn virtio_needs_reset_error(errors: &[String]) -> Option<&String> {
     errors.iter().find(|e| {
         let status =
             hex_after(e, "device status 0x").or_else(|| hex_after(e, "device error status 0x"));
-        e.contains("virtio-blk ") && status.is_some_and(|s| s & 0x40 != 0)
+        e.contains("virtio-blk") && status.is_some_and(|s| s & 0x40 != 0)
     })
 }
 
@@ -1166,6 +1172,11 @@ mod tests {
             qemu_stale_ring_error(seen),
             Some("qemu-system-x86_64: virtio: zero sized buffers are not allowed")
         );
+        let full = "qemu-system-x86_64: Virtqueue size exceeded\n";
+        assert_eq!(
+            qemu_stale_ring_error(full),
+            Some("qemu-system-x86_64: Virtqueue size exceeded")
+        );
         let moved = "warning: x\nqemu-system-x86_64: Guest moved used index from 57 to 1\n";
         assert!(
             qemu_stale_ring_error(moved)
@@ -1174,8 +1185,9 @@ mod tests {
         );
         // The old matcher took any line with "desc", "virtio" or "virtqueue".
         for generic in [
-            "qemu-system-x86_64: Desc next is 3",
+            "qemu-system-x86_64: Cannot map descriptor ring",
             "some desc line",
+            "qemu-system-x86_64: virtio-blk: desc",
             "qemu-system-x86_64: -device virtio-blk-pci: warning: something",
             "qemu-system-x86_64: virtqueue size looks odd",
             "virtio: zero sized buffers are not allowed",
@@ -1190,7 +1202,8 @@ mod tests {
         let virtio = "error: virtio-blk 0000:01:00.0: device status 0x4f (NEEDS_RESET/FAILED); \
                       skipped after 2 ms";
         assert!(virtio_needs_reset_error(&e(virtio)).is_some());
-        let at_io = "error: virtio-blk 0000:01:00.0: device error status 0x4f";
+        let at_io = "error: disk 0000:01:00.0 virtio-blk: reading LBA 0: device error status \
+                     0x14f (the device set NEEDS_RESET); skipped";
         assert!(virtio_needs_reset_error(&e(at_io)).is_some());
         for other in [
             "error: virtio-blk 0000:01:00.0: device status 0x8f (NEEDS_RESET/FAILED)",
