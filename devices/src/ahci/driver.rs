@@ -54,7 +54,6 @@ pub fn proof(r: &ResetReport, ghc: u32) -> PreinitReport {
          ports running before {:#x}",
         p.port, p.set, p.after, r.ghc_before, r.ports_running
     );
-    // After HR only AE may be set: interrupts off, no reset pending.
     if !p.proves_reset() {
         let why = if p.set == 0 {
             "PxIE did not take the probe value"
@@ -63,6 +62,7 @@ pub fn proof(r: &ResetReport, ghc: u32) -> PreinitReport {
         };
         PreinitReport::unproven(format!("{detail}; {why}"))
     } else if ghc & !Ghc::AE.bits() != 0 {
+        // After HR only AE may be set: interrupts off, no reset pending.
         PreinitReport::unproven(format!("{detail}; GHC not at its reset value"))
     } else {
         PreinitReport::proven(detail)
