@@ -133,8 +133,14 @@ impl<'c, R: Regs> Ahci<'c, R> {
             ports_running: running_ports(regs, pi),
             ..ResetReport::default()
         };
-        // Some HBAs ignore HR unless AHCI mode is on (Linux `ahci_enable_ahci`).
+        // Some HBAs ignore HR unless AHCI mode is on (Linux `ahci_enable_ahci`). IE off.
         regs.write32(GHC, Ghc::AE.bits());
+        // The proof: a port register HR must reset (PxIE, reset value 0, §3.3.6; QEMU
+        // `ahci_reset` clears irq_mask) set to a non-default value first, read after HR.
+        let probe = ports_of(pi).next().map(|port| {
+            regs.write32(port_reg(port, PX_IE), PROBE_IE);
+            (port, regs.read32(port_reg(port, PX_IE)))
+        });
         regs.write32(GHC, (Ghc::AE | Ghc::HR).bits());
         let r = poll_until(clock, HR_TIMEOUT_US, || {
             let g = regs.read32(GHC);
@@ -148,6 +154,11 @@ impl<'c, R: Regs> Ahci<'c, R> {
             port: None,
             waited_us: t.waited_us,
         })?);
+        report.hr_probe = probe.map(|(port, set)| HrProbe {
+            port,
+            set,
+            after: regs.read32(port_reg(port, PX_IE)),
+        });
         regs.write32(GHC, Ghc::AE.bits()); // AE again, IE=0: polled
         if regs.read32(CAP) != cap || regs.read32(PI) != pi {
             regs.write32(CAP, cap);

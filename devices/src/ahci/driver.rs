@@ -5,7 +5,7 @@ use alloc::boxed::Box;
 use alloc::format;
 use core::fmt;
 
-use super::{Ahci, AhciOptions, GHC, Ghc};
+use super::{Ahci, AhciOptions, GHC, Ghc, ResetReport};
 use crate::block::BlockDevice;
 use crate::hw::DmaAllocator;
 use crate::pci::PciDevice;
@@ -32,17 +32,41 @@ pub const DRIVER: FnDriver = FnDriver {
 pub fn preinit(ctx: &mut DriverCtx<'_>, dev: &PciDevice) -> Result<PreinitReport, DriverError> {
     let regs = ctx.platform.map_bar(dev, REGS_BAR)?;
     let r = Ahci::preinit(&regs, ctx.clock).map_err(|e| DriverError::Failed(format!("{e}")))?;
-    let ghc = regs.read32(GHC);
+    Ok(proof(&r, regs.read32(GHC)))
+}
+
+/// Judges an HBA reset by what it changed (AHCI 1.3.1 §10.4.3): GHC.HR cleared by itself, a
+/// port's PxIE set to [`PROBE_IE`](super::PROBE_IE) before it reads its reset value 0 after,
+/// and GHC (`ghc`, read after the reset) holds nothing but AE. A HBA that ignores HR (HR stays
+/// set, or clears without resetting the ports) is not proven.
+pub fn proof(r: &ResetReport, ghc: u32) -> PreinitReport {
+    let Some(us) = r.hba_reset_us else {
+        return PreinitReport::unproven("no HBA reset done");
+    };
+    let Some(p) = r.hr_probe else {
+        return PreinitReport::unproven(format!(
+            "GHC.HR cleared after {us} us, but no implemented port to read back (PI {:#x})",
+            r.pi
+        ));
+    };
     let detail = format!(
-        "GHC {ghc:#x} (was {:#x}), ports running before {:#x}",
-        r.ghc_before, r.ports_running
+        "GHC.HR cleared after {us} us, port {} PxIE {:#x} -> {:#x}, GHC {ghc:#x} (was {:#x}), \
+         ports running before {:#x}",
+        p.port, p.set, p.after, r.ghc_before, r.ports_running
     );
-    // After HR only AE may be set: interrupts off, no reset pending.
-    Ok(if ghc & !Ghc::AE.bits() == 0 {
-        PreinitReport::proven(detail)
+    if !p.proves_reset() {
+        let why = if p.set == 0 {
+            "PxIE did not take the probe value"
+        } else {
+            "PxIE kept its value: the HBA did not reset its ports"
+        };
+        PreinitReport::unproven(format!("{detail}; {why}"))
+    } else if ghc & !Ghc::AE.bits() != 0 {
+        // After HR only AE may be set: interrupts off, no reset pending.
+        PreinitReport::unproven(format!("{detail}; GHC not at its reset value"))
     } else {
-        PreinitReport::unproven(detail)
-    })
+        PreinitReport::proven(detail)
+    }
 }
 
 /// Bit mask of the ports of HBA `dev` with a device attached (0 if its registers cannot be

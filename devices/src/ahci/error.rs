@@ -146,6 +146,9 @@ pub struct ResetReport {
     pub ports_running: u32,
     /// How long GHC.HR took to clear; `None` if no HBA reset was done.
     pub hba_reset_us: Option<u64>,
+    /// PxIE before and after GHC.HR (the reset proof); `None` without an HBA reset or
+    /// without an implemented port.
+    pub hr_probe: Option<super::HrProbe>,
     /// The HBA reset cleared CAP/PI bits firmware had set, and they were written back.
     pub cap_restored: bool,
     /// Ports whose engines would not stop: unusable.

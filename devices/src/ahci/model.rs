@@ -16,6 +16,8 @@ pub(crate) struct Port {
     pub(crate) clb: u64,
     pub(crate) fb: u64,
     pub(crate) is: u32,
+    /// PxIE, with QEMU's writable mask.
+    pub(crate) ie: u32,
     pub(crate) cmd: u32,
     pub(crate) tfd: u32,
     pub(crate) sig: u32,
@@ -46,6 +48,9 @@ pub(crate) struct Hba {
     pub(crate) pi: u32,
     /// GHC reads that still show HR after a reset (`u32::MAX`: forever).
     pub(crate) hr_reads: u32,
+    /// GHC.HR is ignored: it reads clear at once and nothing is reset (a broken HBA, or one
+    /// behind a translation that drops the write's effect).
+    pub(crate) hr_ignored: bool,
     /// The reset clears CAP.SNCQ/S64A and PI until written back (some Intel HBAs).
     pub(crate) hr_loses_cap: Option<(u32, u32)>,
     pub(crate) ports: Vec<Port>,
@@ -99,6 +104,7 @@ impl FakeAhci {
             ghc: 1 << 31,
             pi: (1 << ports.len()) - 1,
             hr_reads: 2,
+            hr_ignored: false,
             hr_loses_cap: None,
             ports,
             disk: vec![0; 16 << 20],
@@ -125,7 +131,7 @@ impl Hba {
             self.pi = 0;
         }
         for p in &mut self.ports {
-            (p.is, p.sctl, p.cmd, p.mapped) = (0, 0, 0b110, None); // SUD|POD
+            (p.is, p.ie, p.sctl, p.cmd, p.mapped) = (0, 0, 0, 0b110, None); // SUD|POD
             p.reset();
         }
     }
@@ -305,6 +311,7 @@ impl Regs for FakeAhci {
                     0x08 => port.fb as u32,
                     0x0C => (port.fb >> 32) as u32,
                     0x10 => port.is,
+                    0x14 => port.ie,
                     0x18 => port.cmd,
                     0x20 => port.tfd,
                     0x24 => port.sig,
@@ -334,7 +341,9 @@ impl Regs for FakeAhci {
                 }
             }
             0x04 => {
-                if v & 1 != 0 {
+                if v & 1 != 0 && h.hr_ignored {
+                    h.ghc = (v & 2) | (1 << 31);
+                } else if v & 1 != 0 {
                     h.ghc |= 1;
                     h.hba_reset();
                     h.ghc |= 1; // HR reads back set for `hr_reads` reads
@@ -352,6 +361,7 @@ impl Regs for FakeAhci {
                     0x08 => h.ports[p].fb = lo(h.ports[p].fb),
                     0x0C => h.ports[p].fb = hi(h.ports[p].fb),
                     0x10 => h.ports[p].is &= !v,
+                    0x14 => h.ports[p].ie = v & 0xFDC0_00FF, // QEMU `ahci_port_write`
                     0x18 => {
                         let port = &mut h.ports[p];
                         let old = port.cmd;

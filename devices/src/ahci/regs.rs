@@ -121,6 +121,31 @@ pub(crate) const IS_ERRORS: PortIs = PortIs::TFES
     .union(PortIs::IFS)
     .union(PortIs::OFS);
 
+/// PxIE value written before GHC.HR for the reset proof: D2H Register, PIO Setup, DMA Setup and
+/// Set Device Bits FIS interrupts (§3.3.6; bits every HBA implements, and inside QEMU's
+/// writable mask 0xfdc000ff). PxIE resets to 0 on HBA reset (§3.3.6, §10.4.3); with GHC.IE
+/// off (and MSI/INTx off from the quiesce step) it raises nothing meanwhile.
+pub(crate) const PROBE_IE: u32 = 0x0000_000F;
+
+/// What GHC.HR did to a port register it must return to its reset value: the AHCI reset proof.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HrProbe {
+    /// The port whose PxIE was used (the lowest implemented one).
+    pub port: u8,
+    /// PxIE read back after writing [`PROBE_IE`], before HR.
+    pub set: u32,
+    /// PxIE read after HR cleared; the reset value is 0.
+    pub after: u32,
+}
+
+impl HrProbe {
+    /// Whether the probe proves the reset: PxIE took a non-default value and HR put it back
+    /// to 0.
+    pub fn proves_reset(&self) -> bool {
+        self.set != 0 && self.after == 0
+    }
+}
+
 /// PxSIG of an ATA (non-packet) device (§3.3.9).
 pub const SIG_ATA: u32 = 0x0000_0101;
 /// PxSSTS.DET: device present and Phy communication established.

@@ -229,6 +229,53 @@ fn hba_reset_wait_is_bounded() {
 }
 
 #[test]
+fn preinit_proof_reads_back_a_port_register_the_reset_cleared() {
+    let (arena, clock) = setup();
+    let fake = FakeAhci::new(&arena, &[0, SIG_ATA]).with(|h| h.pi = 0b10);
+    let r = Ahci::preinit(&fake, &clock).unwrap();
+    let probe = HrProbe {
+        port: 1,
+        set: PROBE_IE,
+        after: 0,
+    };
+    assert_eq!(r.hr_probe, Some(probe), "lowest implemented port, 0xf -> 0");
+    let ghc = fake.read32(GHC);
+    let p = driver::proof(&r, ghc);
+    assert!(p.proven, "{}", p.detail);
+    assert!(p.detail.contains("GHC.HR cleared after "), "{}", p.detail);
+    assert!(p.detail.contains("port 1 PxIE 0xf -> 0x0"), "{}", p.detail);
+}
+
+#[test]
+fn preinit_proof_fails_on_an_hba_that_ignores_hr() {
+    let (arena, clock) = setup();
+    // HR reads clear at once but nothing was reset: the old proof (GHC == AE) passed here.
+    let fake = FakeAhci::new(&arena, &[SIG_ATA]).with(|h| h.hr_ignored = true);
+    let r = Ahci::preinit(&fake, &clock).unwrap();
+    assert_eq!(fake.read32(GHC), Ghc::AE.bits(), "GHC alone looks reset");
+    let p = driver::proof(&r, fake.read32(GHC));
+    assert!(!p.proven, "{}", p.detail);
+    assert!(p.detail.contains("PxIE 0xf -> 0xf"), "{}", p.detail);
+    assert!(p.detail.contains("did not reset its ports"), "{}", p.detail);
+
+    // HR that never clears is an error, not a proof.
+    let fake = FakeAhci::new(&arena, &[SIG_ATA]).with(|h| h.hr_reads = u32::MAX);
+    assert!(matches!(
+        Ahci::preinit(&fake, &clock),
+        Err(AhciError::Timeout {
+            what: "GHC.HR=0",
+            ..
+        })
+    ));
+
+    // No implemented port: nothing to read back.
+    let fake = FakeAhci::new(&arena, &[SIG_ATA]).with(|h| h.pi = 0);
+    let r = Ahci::preinit(&fake, &clock).unwrap();
+    assert_eq!(r.hr_probe, None);
+    assert!(!driver::proof(&r, fake.read32(GHC)).proven);
+}
+
+#[test]
 fn stop_ports_stops_engines_and_reports_stuck_ports() {
     let (arena, clock) = setup();
     let fake = FakeAhci::new(&arena, &[SIG_ATA, SIG_ATA, 0]).with(|h| {

@@ -5,7 +5,7 @@ use alloc::boxed::Box;
 use alloc::format;
 use core::fmt;
 
-use super::{CC, CSTS, Cc, Csts, Nvme, NvmeError, NvmeReset};
+use super::{CC, CSTS, Cc, Csts, Nvme, NvmeError, NvmeReset, ResetReport};
 use crate::block::{BlockDevice, Regs};
 use crate::hw::DmaAllocator;
 use crate::pci::PciDevice;
@@ -35,18 +35,36 @@ pub fn preinit(ctx: &mut DriverCtx<'_>, dev: &PciDevice) -> Result<PreinitReport
         NvmeError::Gone => DriverError::Gone,
         e => DriverError::Failed(format!("{e}")),
     })?;
-    // Proof: the controller now reads disabled and not ready.
-    let cc = regs.read32(CC);
-    let csts = regs.read32(CSTS);
-    let detail = format!(
-        "CC {cc:#x} CSTS {csts:#x} (was CC {:#x} CSTS {:#x})",
+    Ok(proof(&r, regs.read32(CC), regs.read32(CSTS)))
+}
+
+/// Judges a controller reset (NVM Express 1.4 §3.1.5, §3.1.6, §7.6.1) by what it changed:
+/// proven when the controller was enabled (CC.EN or CSTS.RDY set) before, and CC.EN and
+/// CSTS.RDY read 0 after (`cc`, `csts`). A controller found disabled proves nothing.
+pub fn proof(r: &ResetReport, cc: u32, csts: u32) -> PreinitReport {
+    let en = |v: u32| u32::from(v & Cc::EN.bits() != 0);
+    let rdy = |v: u32| u32::from(v & Csts::RDY.bits() != 0);
+    let regs = format!(
+        "(CC {:#x} -> {cc:#x}, CSTS {:#x} -> {csts:#x})",
         r.cc_before, r.csts_before
     );
-    Ok(if cc & Cc::EN.bits() == 0 && csts & Csts::RDY.bits() == 0 {
-        PreinitReport::proven(detail)
-    } else {
-        PreinitReport::unproven(detail)
-    })
+    let detail = format!(
+        "CC.EN {} -> {}, CSTS.RDY {} -> {}",
+        en(r.cc_before),
+        en(cc),
+        rdy(r.csts_before),
+        rdy(csts)
+    );
+    let enabled_before = en(r.cc_before) == 1 || rdy(r.csts_before) == 1;
+    match r.disable_us {
+        _ if !enabled_before => PreinitReport::unproven(format!(
+            "{detail} {regs}: already disabled, nothing for the reset to change"
+        )),
+        Some(us) if en(cc) == 0 && rdy(csts) == 0 => {
+            PreinitReport::proven(format!("{detail} after {us} us {regs}"))
+        }
+        _ => PreinitReport::unproven(format!("{detail} {regs}: still enabled after the reset")),
+    }
 }
 
 /// Test-only fault (`rkdump.fault=dead:<bdf>`): a controller whose CSTS.RDY never sets, i.e.

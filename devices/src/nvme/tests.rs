@@ -270,6 +270,56 @@ fn preinit_reports_gone_and_stuck_controllers() {
 }
 
 #[test]
+fn preinit_proof_needs_an_enabled_controller_that_the_reset_disabled() {
+    let (arena, clock) = setup();
+    let fake = FakeNvme::new(&arena).with(|c| {
+        c.cc = Cc::EN.bits() | CC_IOSQES_64 | CC_IOCQES_16;
+        c.csts = Csts::RDY.bits();
+    });
+    let r = Nvme::preinit(&fake, &clock).unwrap();
+    let p = driver::proof(&r, fake.read32(CC), fake.read32(CSTS));
+    assert!(p.proven, "{}", p.detail);
+    assert!(
+        p.detail.starts_with("CC.EN 1 -> 0, CSTS.RDY 1 -> 0 after "),
+        "{}",
+        p.detail
+    );
+}
+
+#[test]
+fn preinit_proof_fails_on_a_controller_found_disabled_or_left_enabled() {
+    let (arena, clock) = setup();
+    // Already disabled: reading 0 again proves nothing (the old proof passed here).
+    let fake = FakeNvme::new(&arena);
+    let r = Nvme::preinit(&fake, &clock).unwrap();
+    let p = driver::proof(&r, fake.read32(CC), fake.read32(CSTS));
+    assert!(!p.proven, "{}", p.detail);
+    assert!(p.detail.contains("already disabled"), "{}", p.detail);
+
+    // Enabled before, still enabled after (a controller that ignored CC.EN ← 0).
+    let r = ResetReport {
+        cc_before: 1,
+        csts_before: 1,
+        disable_us: Some(10),
+        ..r
+    };
+    let p = driver::proof(&r, 1, 1);
+    assert!(!p.proven, "{}", p.detail);
+    assert!(p.detail.contains("still enabled"), "{}", p.detail);
+
+    // RDY never clears: an error, not a proof.
+    let stuck = FakeNvme::new(&arena).with(|c| {
+        c.cc = 1;
+        c.csts = 1;
+        c.stuck = true;
+    });
+    assert!(matches!(
+        Nvme::preinit(&stuck, &clock),
+        Err(NvmeError::Timeout { .. })
+    ));
+}
+
+#[test]
 fn half_enabled_controller_settles_before_disable() {
     let (arena, clock) = setup();
     let fake = FakeNvme::new(&arena).with(|c| {

@@ -85,9 +85,10 @@ impl<'a> DriverCtx<'a> {
 /// What a successful [`Driver::preinit`] proves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreinitReport {
-    /// The driver read back state that only a reset produces (virtio `device_status == 0`,
-    /// NVMe `CSTS.RDY == 0 && CC == 0`, AHCI `GHC == AE`). `false` = it did its writes but
-    /// could not prove anything; [`super::run`] then tries the next method.
+    /// The driver read back state its reset really changed (virtio `device_status` non-zero
+    /// before, 0 after; NVMe CC.EN/CSTS.RDY 1 before, 0 after; AHCI GHC.HR self-cleared and a
+    /// port's PxIE back from 0xf to 0). `false` = it did its writes but could not prove
+    /// anything; [`super::run`] then tries the next method.
     pub proven: bool,
     /// The proof in a few words, e.g. "status reads 0".
     pub detail: String,

@@ -339,20 +339,56 @@ impl<R: Regs> VirtioPciRegions<R> {
     }
 }
 
-/// Resets the device: writes 0 to `device_status` and waits until it reads 0. Afterwards the
-/// device does no DMA and has forgotten the old kernel's rings (virtio 1.2 §4.1.4.3.1).
-pub fn reset<R: Regs + ?Sized>(common: &R, clock: &dyn Clock) -> Result<u64, TransportError> {
+/// What [`reset`] saw: the status it found and how long the device took to read 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResetDone {
+    /// `device_status` before the reset write.
+    pub status_before: u8,
+    /// Microseconds until `device_status` read 0.
+    pub us: u64,
+}
+
+impl ResetDone {
+    /// Whether the reset is proven by read-back: the status was not 0 before the write and
+    /// reads 0 after it. A device already at 0 proves nothing by reading 0 again.
+    pub fn proven(&self) -> bool {
+        self.status_before != 0
+    }
+}
+
+impl fmt::Display for ResetDone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.proven() {
+            write!(
+                f,
+                "device_status {:#04x} -> 0 after {} us",
+                self.status_before, self.us
+            )
+        } else {
+            write!(
+                f,
+                "device_status 0 before the write: already reset, not proven by the write"
+            )
+        }
+    }
+}
+
+/// Resets the device: records `device_status`, writes 0 and waits until it reads 0. Afterwards
+/// the device does no DMA and has forgotten the old kernel's rings (virtio 1.2 §4.1.4.3.1).
+pub fn reset<R: Regs + ?Sized>(common: &R, clock: &dyn Clock) -> Result<ResetDone, TransportError> {
     if common.size() < common::MIN_LEN {
         return Err(TransportError::BadWindow {
             cfg_type: cfg_type::COMMON,
         });
     }
+    let status_before = common.read8(common::DEVICE_STATUS);
     common.write8(common::DEVICE_STATUS, 0);
     let mut last = 0;
     poll_until(clock, RESET_TIMEOUT_US, || {
         last = common.read8(common::DEVICE_STATUS);
         last == 0
     })
+    .map(|us| ResetDone { status_before, us })
     .map_err(|t| TransportError::ResetTimeout {
         waited_us: t.waited_us,
         status: last,

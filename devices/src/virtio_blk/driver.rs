@@ -48,11 +48,19 @@ pub fn preinit(ctx: &mut DriverCtx<'_>, dev: &PciDevice) -> Result<PreinitReport
     let info =
         locate_virtio_regions(ctx.cfg, dev).map_err(|e| DriverError::Failed(format!("{e}")))?;
     let common = map(ctx.platform, info.common)?;
-    let us =
+    let done =
         transport::reset(&common, ctx.clock).map_err(|e| DriverError::Failed(format!("{e}")))?;
-    Ok(PreinitReport::proven(format!(
-        "device_status reads 0 after {us} us"
-    )))
+    Ok(proof(&done))
+}
+
+/// Judges a transport reset (virtio 1.2 §2.1, §4.1.4.3): proven when `device_status` was not
+/// 0 before the write and read 0 after it; a device found at 0 proves nothing.
+pub fn proof(done: &transport::ResetDone) -> PreinitReport {
+    if done.proven() {
+        PreinitReport::proven(format!("{done}"))
+    } else {
+        PreinitReport::unproven(format!("{done}"))
+    }
 }
 
 /// Locates and maps the transport structures of `dev` and brings the device up (resetting it

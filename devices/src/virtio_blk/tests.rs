@@ -209,6 +209,41 @@ fn reset_only_is_a_separate_step() {
 }
 
 #[test]
+fn preinit_proof_records_the_status_before_the_reset() {
+    // What the crashed kernel left: DRIVER_OK. The write changes it: proven.
+    let r = Rig::new(|d| d.stale(7));
+    let done = reset_only(&r.regions().common, &r.clk).unwrap();
+    assert_eq!(done.status_before, 0x0F);
+    let p = driver::proof(&done);
+    assert!(p.proven, "{}", p.detail);
+    assert!(
+        p.detail.starts_with("device_status 0x0f -> 0 after "),
+        "{}",
+        p.detail
+    );
+}
+
+#[test]
+fn preinit_proof_fails_when_the_write_changed_nothing() {
+    // Already reset: reading 0 again proves nothing about the write.
+    let r = Rig::new(|d| d);
+    let done = reset_only(&r.regions().common, &r.clk).unwrap();
+    let p = driver::proof(&done);
+    assert!(!p.proven, "{}", p.detail);
+    assert!(p.detail.contains("already reset"), "{}", p.detail);
+
+    // A device that ignores the write: the status never reads 0, an error, not a proof.
+    let r = Rig::new(|d| Dev {
+        stuck_reset: true,
+        ..d.stale(7)
+    });
+    assert!(matches!(
+        reset_only(&r.regions().common, &r.clk),
+        Err(TransportError::ResetTimeout { status: 0x0F, .. })
+    ));
+}
+
+#[test]
 fn write_read_round_trip_pipelined() {
     let r = Rig::new(|d| d);
     let mut dev = r.open(opts()).unwrap();

@@ -150,9 +150,10 @@ fn progress_every_2s(c: &Ctx) -> Result<(), String> {
 fn disk_dump(name: &'static str, about: &'static str, ctrl: Ctrl) -> Scenario {
     // reset_devices: the driver's preinit is the first method and must prove itself.
     let (bdf, proof) = match ctrl {
-        Ctrl::Virtio => ("0000:02:00.0", "device_status reads 0"),
-        Ctrl::Nvme => ("0000:02:00.0", "nvme: CC 0x0 CSTS 0x0"),
-        Ctrl::Ahci => ("0000:00:1f.2", "ahci: GHC 0x80000000"),
+        // SeaBIOS leaves the disks it probed at ACKNOWLEDGE|DRIVER|FEATURES_OK.
+        Ctrl::Virtio => ("0000:02:00.0", "device_status 0x0b -> 0 after "),
+        Ctrl::Nvme => ("0000:02:00.0", "nvme: CC.EN 1 -> 0, CSTS.RDY 1 -> 0 after "),
+        Ctrl::Ahci => ("0000:00:1f.2", "PxIE 0xf -> 0x0, GHC 0x80000000"),
     };
     Scenario::new(
         name,

@@ -601,6 +601,65 @@ pub fn evaluate(
     out
 }
 
+/// QEMU's `virtio_error` texts (`hw/virtio/virtio.c`) for a device that walks a split ring the
+/// dead kernel's driver left behind, each the start of the message after QEMU's program-name
+/// prefix. Which one QEMU hits depends on what the old ring holds at the crash; two runs of
+/// `noreset-virtio` recorded the first two:
+/// - `virtqueue_split_pop`: the requests the old driver left in flight still count as in use,
+///   and the new ones push the count to the ring size;
+/// - `virtqueue_map_desc`: an available entry names a descriptor of length 0;
+/// - `virtqueue_num_heads`: the available index jumped by more than the ring size;
+/// - `virtqueue_get_head`: an available entry names a descriptor beyond the ring;
+/// - `virtqueue_split_read_next_desc`: a chain's next field points beyond the ring.
+pub const QEMU_STALE_RING_ERRORS: [&str; 5] = [
+    "Virtqueue size exceeded",
+    "virtio: zero sized buffers are not allowed",
+    "Guest moved used index from ",
+    "Guest says index ",
+    "Desc next is ",
+];
+
+/// The QEMU stderr line that reports a stale virtio ring: `qemu-system-<arch>: ` followed by
+/// one of [`QEMU_STALE_RING_ERRORS`]. Any other line, virtio or not, does not count.
+pub fn qemu_stale_ring_error(stderr: &str) -> Option<&str> {
+    stderr.lines().find(|l| {
+        l.split_once(": ").is_some_and(|(prog, msg)| {
+            prog.starts_with("qemu-system-")
+                && QEMU_STALE_RING_ERRORS.iter().any(|e| msg.starts_with(e))
+        })
+    })
+}
+
+/// The hex number after `key` in `line`.
+fn hex_after(line: &str, key: &str) -> Option<u32> {
+    let rest = line.split(key).nth(1)?;
+    let hex: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
+    u32::from_str_radix(&hex, 16).ok()
+}
+
+/// rkdump's error for a virtio-blk disk QEMU has flagged broken: `virtio-blk <bdf>: device
+/// status 0x4f (...)` at probe, or `device error status 0x14f (the device set NEEDS_RESET)`
+/// when the flag comes with the first request (both seen by `noreset-virtio`), with
+/// DEVICE_NEEDS_RESET (0x40, virtio 1.2 §2.1) set in the status.
+pub fn virtio_needs_reset_error(errors: &[String]) -> Option<&String> {
+    errors.iter().find(|e| {
+        let status =
+            hex_after(e, "device status 0x").or_else(|| hex_after(e, "device error status 0x"));
+        e.contains("virtio-blk") && status.is_some_and(|s| s & 0x40 != 0)
+    })
+}
+
+/// rkdump's error for an NVMe controller left enabled: its admin command is never completed
+/// (`nvme: timeout after N ms waiting for admin completion (CSTS 0x1)`), with CSTS.RDY
+/// already 1, the false ready of a controller nobody disabled (NVM Express 1.4 §3.1.6).
+pub fn nvme_admin_timeout_error(errors: &[String]) -> Option<&String> {
+    errors.iter().find(|e| {
+        e.contains("nvme: timeout after ")
+            && e.contains(" waiting for admin completion ")
+            && hex_after(e, "(CSTS 0x").is_some_and(|s| s & 1 != 0)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1104,5 +1163,65 @@ mod tests {
                 .any(|s| s.starts_with("Linux capture kernel booted")),
             "{f:?}"
         );
+    }
+
+    #[test]
+    fn stale_ring_matcher_names_qemus_error() {
+        let seen = "qemu-system-x86_64: virtio: zero sized buffers are not allowed\n";
+        assert_eq!(
+            qemu_stale_ring_error(seen),
+            Some("qemu-system-x86_64: virtio: zero sized buffers are not allowed")
+        );
+        let full = "qemu-system-x86_64: Virtqueue size exceeded\n";
+        assert_eq!(
+            qemu_stale_ring_error(full),
+            Some("qemu-system-x86_64: Virtqueue size exceeded")
+        );
+        let moved = "warning: x\nqemu-system-x86_64: Guest moved used index from 57 to 1\n";
+        assert!(
+            qemu_stale_ring_error(moved)
+                .unwrap()
+                .contains("Guest moved")
+        );
+        // The old matcher took any line with "desc", "virtio" or "virtqueue".
+        for generic in [
+            "qemu-system-x86_64: Cannot map descriptor ring",
+            "some desc line",
+            "qemu-system-x86_64: virtio-blk: desc",
+            "qemu-system-x86_64: -device virtio-blk-pci: warning: something",
+            "qemu-system-x86_64: virtqueue size looks odd",
+            "virtio: zero sized buffers are not allowed",
+        ] {
+            assert_eq!(qemu_stale_ring_error(generic), None, "{generic}");
+        }
+    }
+
+    #[test]
+    fn disk_failure_matchers_need_the_specific_error() {
+        let e = |s: &str| vec![s.to_string()];
+        let virtio = "error: virtio-blk 0000:01:00.0: device status 0x4f (NEEDS_RESET/FAILED); \
+                      skipped after 2 ms";
+        assert!(virtio_needs_reset_error(&e(virtio)).is_some());
+        let at_io = "error: disk 0000:01:00.0 virtio-blk: reading LBA 0: device error status \
+                     0x14f (the device set NEEDS_RESET); skipped";
+        assert!(virtio_needs_reset_error(&e(at_io)).is_some());
+        for other in [
+            "error: virtio-blk 0000:01:00.0: device status 0x8f (NEEDS_RESET/FAILED)",
+            "error: virtio-blk 0000:01:00.0: timeout waiting for desc",
+            "error: virtio-blk 0000:01:00.0: reset: status 0x4f after 5000000 us",
+        ] {
+            assert!(virtio_needs_reset_error(&e(other)).is_none(), "{other}");
+        }
+        let nvme = "error: nvme 0000:01:00.0: nvme: timeout after 5000 ms waiting for admin \
+                    completion (CSTS 0x1); skipped after 5007 ms";
+        assert!(nvme_admin_timeout_error(&e(nvme)).is_some());
+        for other in [
+            "error: nvme 0000:01:00.0: nvme: timeout after 5000 ms waiting for admin completion (CSTS 0x0)",
+            "error: nvme 0000:01:00.0: nvme: timeout after 500 ms waiting for CSTS.RDY=1 after setting CC.EN (CSTS 0x0)",
+            "error: nvme 0000:01:00.0: nvme: controller fatal status (CSTS 0x3)",
+            "error: nvme 0000:01:00.0: desc",
+        ] {
+            assert!(nvme_admin_timeout_error(&e(other)).is_none(), "{other}");
+        }
     }
 }

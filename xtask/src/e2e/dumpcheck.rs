@@ -55,40 +55,34 @@ pub fn apply(
     }
     if case.expect_disk_failure {
         checks.retain(|c| c.name != "no rkdump errors");
-        let driver = match kind {
-            DiskKind::Virtio => "virtio-blk",
-            DiskKind::Nvme => "nvme",
+        // Each negative control names the one failure it expects (docs/device-reinit.md,
+        // #why-resets-are-needed); any other error does not count.
+        let (expected, disk_error) = match kind {
+            DiskKind::Virtio => (
+                "virtio-blk device status with NEEDS_RESET (0x40)",
+                super::checks::virtio_needs_reset_error(&rk.errors),
+            ),
+            DiskKind::Nvme => (
+                "nvme admin-completion timeout with CSTS.RDY=1",
+                super::checks::nvme_admin_timeout_error(&rk.errors),
+            ),
         };
-        let disk_error = rk.errors.iter().find(|e| e.contains(driver)).cloned();
         checks.push(check(
             "disk fails without reset",
-            match &disk_error {
+            match disk_error {
                 Some(e) => Ok(e.clone()),
-                None => Err(format!(
-                    "no rkdump error for the {driver} disk; errors: {:?}",
-                    rk.errors
-                )),
+                None => Err(format!("no {expected} error; errors: {:?}", rk.errors)),
             },
         ));
         if kind == DiskKind::Virtio {
-            // QEMU flags the device broken (NEEDS_RESET) when the new driver's first kick meets
-            // the old ring state: "Guest moved used index" or, when it walks stale descriptors,
-            // another `virtio:` error such as "zero sized buffers are not allowed".
-            // Which `virtio_error` QEMU hits depends on what the stale ring holds at the crash
-            // ("Guest moved used index", "zero sized buffers", "Virtqueue size exceeded", ...).
-            let virtio_err = stderr
-                .lines()
-                .find(|l| {
-                    let l = l.to_ascii_lowercase();
-                    l.contains("virtio") || l.contains("virtqueue") || l.contains("desc")
-                })
-                .map(str::to_string);
+            // QEMU flags the device broken (NEEDS_RESET) when it walks the old kernel's ring.
             checks.push(check(
                 "QEMU: stale ring detected",
-                match virtio_err {
+                match super::checks::qemu_stale_ring_error(stderr) {
                     Some(l) => Ok(format!("QEMU stderr: {l}")),
                     None => Err(format!(
-                        "QEMU stderr has no virtio error: {}",
+                        "QEMU stderr has none of {:?}: {}",
+                        super::checks::QEMU_STALE_RING_ERRORS,
                         stderr.trim()
                     )),
                 },
