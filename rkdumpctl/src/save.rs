@@ -56,6 +56,18 @@ pub fn run(args: &Args) -> Result<(), String> {
     let h = summary.header;
     match h.state {
         State::Complete => {}
+        // Interrupted (power cut, crash): `written` is the last checkpoint, already verified.
+        State::Incomplete if args.partial => eprintln!(
+            "rkdumpctl save: warning: dump is Incomplete (interrupted); recovering {} of {} bytes up to the last checkpoint, every byte verified",
+            h.written, h.vmcore_size
+        ),
+        State::Incomplete => {
+            return Err(format!(
+                "dump is Incomplete (interrupted after {} of {} bytes were checkpointed); \
+                 --partial would recover {} bytes, every byte verified",
+                h.written, h.vmcore_size, h.written
+            ));
+        }
         other if args.partial => eprintln!(
             "rkdumpctl save: warning: dump is {other:?}; extracting {} bytes",
             h.written
@@ -82,6 +94,12 @@ pub fn run(args: &Args) -> Result<(), String> {
         Err(_) => return Err(format!("reading dump data: {}", why(&mut io_error))),
     }
     out.sync_all().map_err(|e| e.to_string())?;
+    if h.state == State::Incomplete {
+        println!(
+            "recovered {} bytes up to the last checkpoint, every byte verified",
+            h.written
+        );
+    }
     println!(
         "{}: {:?} dump of {} ({} bytes, {} blocks verified) -> {}",
         dev.display(),
