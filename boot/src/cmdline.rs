@@ -251,9 +251,11 @@ enum Key {
     SerialBaud,
     Fault,
     Checksum,
+    Checkpoint,
+    ThrottleMibS,
 }
 
-const KEYS: [(&str, Key); 17] = [
+const KEYS: [(&str, Key); 19] = [
     ("reset_devices", Key::ResetDevices),
     ("elfcorehdr", Key::ElfCoreHdr),
     ("console", Key::Console),
@@ -271,6 +273,8 @@ const KEYS: [(&str, Key); 17] = [
     ("rkdump.serial_baud", Key::SerialBaud),
     ("rkdump.fault", Key::Fault),
     ("rkdump.checksum", Key::Checksum),
+    ("rkdump.checkpoint", Key::Checkpoint),
+    ("rkdump.throttle_mib_s", Key::ThrottleMibS),
 ];
 
 /// Parameter names compare with `-` and `_` equivalent, as in the kernel's `parameq`.
@@ -327,6 +331,12 @@ pub struct Options {
     pub budget_ms: u32,
     /// `rkdump.serial_baud=` (test/diagnostic): baud rate for the dump serial port.
     pub serial_baud: Option<u32>,
+    /// `rkdump.checkpoint=on|off` (test only): `off` writes a disk record without checkpoints,
+    /// to measure what they cost.
+    pub checkpoints: bool,
+    /// `rkdump.throttle_mib_s=<n>` (test only): the disk writer goes no faster than `n` MiB/s, so
+    /// a test can cut the power mid-dump; 0 (default) for no limit.
+    pub throttle_mib_s: u32,
     /// `rkdump.fault=dead:<pci>` (test-only): the function's registers read as all-ones, as if
     /// it fell off the bus or never became ready, to prove every wait on it is bounded.
     pub fault_dead: Option<Bdf>,
@@ -356,6 +366,8 @@ impl Default for Options {
             nopreinit: false,
             budget_ms: DEFAULT_RESET_BUDGET_MS,
             serial_baud: None,
+            checkpoints: true,
+            throttle_mib_s: 0,
             fault_dead: None,
             checksum: ChecksumMode::Auto,
             diags: [None; DIAG_CAPACITY],
@@ -473,6 +485,14 @@ impl Options {
                     _ => return Err("expected auto, full or sampled"),
                 }
             }
+            Key::Checkpoint => {
+                self.checkpoints = match v {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err("expected on or off"),
+                }
+            }
+            Key::ThrottleMibS => self.throttle_mib_s = u32_of(v)?,
             Key::Fault => match v.strip_prefix("dead:") {
                 Some(pci) => self.fault_dead = Some(Bdf::parse(pci).map_err(|e| e.reason())?),
                 None => return Err("expected dead:<pci address>"),

@@ -713,7 +713,13 @@ impl BlockXxh64 {
         }
     }
 
-    /// The checksums, the last one over a partial block.
+    /// Moves the checksums of the blocks completed so far to `into`, so a writer can put them
+    /// on disk and forget them (memory bounded however large the dump).
+    pub fn take_complete(&mut self, into: &mut Vec<u64>) {
+        into.append(&mut self.sums);
+    }
+
+    /// The checksums not taken yet, the last one over a partial block.
     pub fn finish(mut self) -> Vec<u64> {
         if !self.pos.is_multiple_of(self.block_size) {
             self.sums.push(self.cur.digest());
@@ -746,30 +752,34 @@ pub struct ReadFailed;
 pub struct RecordSummary {
     /// The header.
     pub header: RecordHeader,
-    /// Blocks whose XXH64 was checked (0 for an Incomplete record: its table is not written yet).
+    /// Blocks whose XXH64 was checked: all of them, or for an Incomplete record those covered by
+    /// its last checkpoint (0 if it took none).
     pub blocks_verified: u64,
 }
 
-/// Checks a record: header CRC-32 and consistency against `label`, then every block's XXH64
-/// (Complete and Truncated records). `read(offset, buf)` fills `buf` from disk offset `offset`.
+/// Checks a record: header CRC-32 and consistency against `label`, then the XXH64 of every block
+/// `written` covers (for an Incomplete record: up to its last checkpoint). `read(offset, buf)` fills `buf` from disk offset `offset`.
 pub fn verify_record(
     label: &Label,
     header_bytes: &[u8],
     mut read: impl FnMut(u64, &mut [u8]) -> Result<(), ReadFailed>,
 ) -> Result<RecordSummary, Error> {
     let header = RecordHeader::parse(label, header_bytes)?;
-    if header.state == State::Incomplete {
+    let bs = u64::from(header.block_size);
+    // The blocks `written` covers: all `n_blocks` of a Complete or Truncated record; for an
+    // Incomplete one, those its last checkpoint made durable (none if it never took one).
+    let blocks = header.written.div_ceil(bs);
+    if blocks == 0 {
         return Ok(RecordSummary {
             header,
             blocks_verified: 0,
         });
     }
     let kind = ChecksumKind::from_flags(header.flags)?;
-    let bs = u64::from(header.block_size);
     let mut buf = vec![0u8; header.block_size as usize];
     // The table is read a page at a time: its size comes from the disk.
     let mut table = [0u8; ALIGN as usize];
-    for i in 0..header.n_blocks {
+    for i in 0..blocks {
         let entry = (i % (ALIGN / 8)) as usize * 8;
         if entry == 0 {
             let offset = header.table_offset + i * 8;
@@ -793,7 +803,7 @@ pub fn verify_record(
     }
     Ok(RecordSummary {
         header,
-        blocks_verified: header.n_blocks,
+        blocks_verified: blocks,
     })
 }
 

@@ -11,7 +11,9 @@ use rkdump_devices::block::BlockDevice;
 use rkdump_devices::disk::{self as devdisk, DiskKind, NotDumpDisk, OpenOptions};
 use rkdump_devices::label::{ChecksumKind, Label};
 use rkdump_devices::pci::{self, Scan};
-use rkdump_devices::record::{OldMemSlices, RecordError, RecordWriter};
+use rkdump_devices::record::{
+    Checkpoint, Checkpoints, OldMemSlices, Pacing, RecordError, RecordWriter,
+};
 use rkdump_vmcore::{DumpPlan, OldMemError};
 
 use crate::clock::TscClock;
@@ -130,16 +132,33 @@ impl OldMemSlices for physmem::OldMem {
     }
 }
 
-/// Writes the dump record. `progress` gets (done, total) after every batch.
+/// How the disk writer writes: checksum kind, checkpoints, and the test-only throttle.
+pub struct WriteOptions {
+    /// Checksum coverage (`rkdump.checksum=`, resolved).
+    pub checksum: ChecksumKind,
+    /// `rkdump.checkpoint=` (test only): `false` writes no checkpoints.
+    pub checkpoints: bool,
+    /// `rkdump.throttle_mib_s=` (test only): 0 for no limit.
+    pub throttle_mib_s: u32,
+}
+
+/// Writes the dump record. `progress` gets (done, total) after every batch, `on_checkpoint`
+/// each checkpoint taken.
 pub fn dump(
     disk: &mut DumpDisk,
     plan: &DumpPlan,
     mem: &physmem::OldMem,
     run_id: [u8; 16],
-    kind: ChecksumKind,
+    pace: &WriteOptions,
     progress: &mut dyn FnMut(u64, u64),
+    on_checkpoint: &mut dyn FnMut(Checkpoint),
 ) -> Result<u64, RecordError> {
-    let writer = RecordWriter::new(&disk.label, plan, run_id, kind)?;
+    let pacing = Pacing {
+        clock: &CLOCK,
+        checkpoints: pace.checkpoints.then_some(Checkpoints::DEFAULT),
+        throttle_mib_s: pace.throttle_mib_s,
+    };
+    let writer = RecordWriter::new(&disk.label, plan, run_id, pace.checksum)?.with_pacing(pacing);
     let layout = writer.layout();
     if !layout.fits {
         rkerror!(
@@ -148,5 +167,5 @@ pub fn dump(
             layout.writable_bytes
         );
     }
-    writer.write(&mut *disk.dev, mem, &mut KernelDma, progress)
+    writer.write_checkpointed(&mut *disk.dev, mem, &mut KernelDma, progress, on_checkpoint)
 }

@@ -164,7 +164,12 @@ pub fn run(
                 &crate::reinit::policy(opts),
             ) {
                 Some(mut d) => {
-                    match dump_disk(&mut d, &plan, &mem, run_id, checksum_kind(opts.checksum)) {
+                    let pace = disk::WriteOptions {
+                        checksum: checksum_kind(opts.checksum),
+                        checkpoints: opts.checkpoints,
+                        throttle_mib_s: opts.throttle_mib_s,
+                    };
+                    match dump_disk(&mut d, &plan, &mem, run_id, &pace) {
                         Ok(()) => return Outcome::Success,
                         Err(e) => rkerror!(
                             "disk dump to {} failed: {e}; falling back to serial",
@@ -303,15 +308,35 @@ fn dump_disk(
     plan: &DumpPlan,
     mem: &OldMem,
     run_id: [u8; 16],
-    checksum: ChecksumKind,
+    pace: &disk::WriteOptions,
 ) -> Result<(), alloc::string::String> {
     let total = plan.layout.total_size;
     rkline!("dump start bytes={} target={}", total, d.target);
+    if pace.throttle_mib_s > 0 {
+        rkline!(
+            "test: disk writer throttled to {} MiB/s",
+            pace.throttle_mib_s
+        );
+    }
+    if !pace.checkpoints {
+        rkline!("test: checkpoints off");
+    }
     let progress = Reporter::new(total);
-    // The disk writer calls back once per batch: its batch time bounds the gap between lines.
-    let written = disk::dump(d, plan, mem, run_id, checksum, &mut |done, _| {
-        progress.update(done)
-    })
+    // The disk writer calls back once per batch, and sizes batches by time: its batch time
+    // bounds the gap between lines.
+    let mut checkpoint_us = 0u64;
+    let written = disk::dump(
+        d,
+        plan,
+        mem,
+        run_id,
+        pace,
+        &mut |done, _| progress.update(done),
+        &mut |c| {
+            checkpoint_us += c.us;
+            rkline!("checkpoint bytes={} ms={}", c.bytes, c.us / 1000);
+        },
+    )
     .map_err(|e| alloc::format!("{e}"))?;
     if written < total {
         rkerror!(
@@ -325,6 +350,8 @@ fn dump_disk(
         progress.elapsed_ms(),
         d.target
     );
+    // What the checkpoints cost in all (their share of the dump time above).
+    rkline!("checkpoints total ms={}", checkpoint_us / 1000);
     rkline!("memory peak={} KiB", memory::peak_bytes() >> 10);
     Ok(())
 }

@@ -283,6 +283,18 @@ pub fn run(args: &Args) -> Result<(), String> {
     let h = summary.header;
     match h.state {
         State::Complete => {}
+        // Interrupted (power cut, crash): `written` is the last checkpoint, already verified.
+        State::Incomplete if args.partial => eprintln!(
+            "rkdumpctl save: warning: dump is Incomplete (interrupted); recovering {} of {} bytes up to the last checkpoint, every byte verified",
+            h.written, h.vmcore_size
+        ),
+        State::Incomplete => {
+            return Err(format!(
+                "dump is Incomplete (interrupted after {} of {} bytes were checkpointed); \
+                 --partial would recover {} bytes, every byte verified",
+                h.written, h.vmcore_size, h.written
+            ));
+        }
         other if args.partial => eprintln!(
             "rkdumpctl save: warning: dump is {other:?}; extracting {} bytes",
             h.written
@@ -343,6 +355,12 @@ pub fn run(args: &Args) -> Result<(), String> {
              `rkdumpctl prepare` will want --force",
             dev.display()
         ),
+    }
+    if h.state == State::Incomplete {
+        println!(
+            "recovered {} bytes up to the last checkpoint, every byte verified",
+            h.written
+        );
     }
     println!(
         "{}: {:?} dump of {} ({} bytes, {} blocks verified) -> {}",

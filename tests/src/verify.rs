@@ -210,6 +210,56 @@ pub fn check_marker_pages(
     })
 }
 
+/// The marker pages of a vmcore prefix (`rkdumpctl save --partial` of an interrupted dump): every
+/// page of `report` whose bytes lie wholly in the file must be byte-exact; pages beyond its end
+/// are counted, not checked. Returns (pages checked, pages beyond the end).
+pub fn check_marker_prefix(path: &Path, report: &Report) -> Result<(u64, u64), Error> {
+    report.validate().map_err(Error::Report)?;
+    let file = std::fs::File::open(path).map_err(read_err(path.display().to_string()))?;
+    let len = file
+        .metadata()
+        .map_err(read_err(path.display().to_string()))?
+        .len();
+    let mut f = BufReader::new(file);
+    let (_, phdrs) = read_headers(&mut f)?;
+    let loads: Vec<&ProgramHeader> = phdrs.iter().filter(|p| p.p_type == PT_LOAD).collect();
+    let mut page = [0u8; PAGE_SIZE];
+    let (mut checked, mut beyond, mut missing) = (0u64, 0u64, 0u64);
+    let mut bad: Vec<String> = Vec::new();
+    for run in &report.runs {
+        for i in 0..run.count {
+            let index = run.first_index + i;
+            let phys = (run.first_pfn + i) * PAGE_SIZE as u64;
+            let Some(l) = loads
+                .iter()
+                .find(|l| phys >= l.p_paddr && phys + PAGE_SIZE as u64 <= l.p_paddr + l.p_filesz)
+            else {
+                missing += 1;
+                continue;
+            };
+            let at = l.p_offset + (phys - l.p_paddr);
+            if at + PAGE_SIZE as u64 > len {
+                beyond += 1;
+                continue;
+            }
+            f.seek(SeekFrom::Start(at))
+                .and_then(|_| f.read_exact(&mut page))
+                .map_err(read_err(format!("page {index} at {phys:#x}")))?;
+            checked += 1;
+            if !page_matches(report.tag, index, &page) && bad.len() < 10 {
+                bad.push(format!("page {index} at {phys:#x}"));
+            }
+        }
+    }
+    if missing > 0 || !bad.is_empty() {
+        return Err(Error::MarkerPages {
+            missing,
+            wrong: bad,
+        });
+    }
+    Ok((checked, beyond))
+}
+
 /// [`check_marker_pages`] on the file at `path`.
 pub fn check_marker_file(path: &Path, report: &Report) -> Result<MarkerStats, Error> {
     let f = std::fs::File::open(path).map_err(read_err(path.display().to_string()))?;

@@ -487,3 +487,18 @@ fn cmdline_buf() {
         "a\\x09b\\xff"
     );
 }
+
+#[test]
+fn checkpoint_and_throttle_test_switches() {
+    let d = Options::parse("");
+    assert!(d.checkpoints);
+    assert_eq!(d.throttle_mib_s, 0);
+    let o = Options::parse("rkdump.checkpoint=off rkdump.throttle_mib_s=40");
+    assert!(!o.checkpoints);
+    assert_eq!(o.throttle_mib_s, 40);
+    assert!(Options::parse("rkdump.checkpoint=on").checkpoints);
+    let bad = Options::parse("rkdump.checkpoint=maybe rkdump.throttle_mib_s=fast");
+    assert!(bad.checkpoints);
+    assert_eq!(bad.throttle_mib_s, 0);
+    assert_eq!(bad.diagnostics().count(), 2);
+}

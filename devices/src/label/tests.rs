@@ -1,6 +1,8 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use core::cell::RefCell;
+
 use super::*;
 
 const UUID: [u8; 16] = *b"0123456789abcdef";
@@ -226,15 +228,36 @@ fn truncated_record_verifies_what_was_written() {
 }
 
 #[test]
-fn incomplete_record_is_reported_not_verified() {
+fn incomplete_record_verifies_up_to_its_last_checkpoint() {
     let l = label(16 * MIB);
     let r = record_layout(&l, 3 * MIB).unwrap();
     let mut h = RecordHeader::new(&l, &r, 3 * MIB, 0, [1; 16], b"");
-    h.written = MIB + 4096;
+    // No checkpoint yet: nothing to verify, nothing read.
     let s = verify_record(&l, &h.to_bytes(), |_, _| Err(ReadFailed)).unwrap();
     assert_eq!(s.header.state, State::Incomplete);
     assert_eq!(s.blocks_verified, 0);
     assert_eq!(s.header.osrelease_str(), Some(""));
+    // A checkpoint covering two blocks: both are read and checked against the table.
+    h.written = 2 * MIB;
+    let disk = RefCell::new(vec![0u8; 16 * MIB as usize]);
+    let sums = [
+        BlockXxh64::of_block(ChecksumKind::Full, &vec![0u8; MIB as usize]),
+        BlockXxh64::of_block(ChecksumKind::Full, &vec![0u8; MIB as usize]),
+    ];
+    let t = h.table_offset as usize;
+    disk.borrow_mut()[t..t + 16].copy_from_slice(&xxh64_table(&sums)[..16]);
+    let read = |off: u64, buf: &mut [u8]| {
+        let off = off as usize;
+        buf.copy_from_slice(&disk.borrow()[off..off + buf.len()]);
+        Ok(())
+    };
+    let s = verify_record(&l, &h.to_bytes(), read).unwrap();
+    assert_eq!((s.header.state, s.blocks_verified), (State::Incomplete, 2));
+    disk.borrow_mut()[h.data_offset() as usize + MIB as usize + 9] = 1;
+    assert!(matches!(
+        verify_record(&l, &h.to_bytes(), read),
+        Err(Error::BlockChecksum { block: 1, .. })
+    ));
 }
 
 #[test]

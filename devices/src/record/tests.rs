@@ -263,3 +263,374 @@ fn no_label_and_bad_records_are_refused_on_read_back() {
     labelled(&mut disk);
     assert!(matches!(save(&disk), Err(ReadError::Rejected(_))));
 }
+
+// ---- Checkpoints -------------------------------------------------------------------------
+
+use core::cell::Cell;
+
+use crate::block::BlockInfo;
+use crate::time::Clock;
+
+/// Time the tests control: only [`MemDisk`] (at the rate it models) and throttling advance it.
+struct ManualClock(Cell<u64>);
+
+impl Clock for ManualClock {
+    fn now_us(&self) -> u64 {
+        self.0.get()
+    }
+    fn delay_us(&self, us: u64) {
+        self.0.set(self.0.get() + us);
+    }
+}
+
+/// A disk in memory with a volatile write cache: `disk` is what was written, `durable` what the
+/// last flush made safe. Writing takes `us_per_mib` of [`ManualClock`] time per MiB; after
+/// `power_after` writes the power goes: it accepts nothing more, and only `durable` survives.
+struct MemDisk<'c> {
+    mem: BusWindow,
+    disk: Vec<u8>,
+    durable: Vec<u8>,
+    clock: &'c ManualClock,
+    us_per_mib: u64,
+    power_after: Option<u64>,
+    writes: u64,
+    flushes: u64,
+}
+
+impl<'c> MemDisk<'c> {
+    fn new(arena: &Arena, bytes: usize, clock: &'c ManualClock, us_per_mib: u64) -> Self {
+        MemDisk {
+            mem: arena.window(),
+            disk: vec![0; bytes],
+            durable: vec![0; bytes],
+            clock,
+            us_per_mib,
+            power_after: None,
+            writes: 0,
+            flushes: 0,
+        }
+    }
+    fn powered(&self) -> bool {
+        self.power_after.is_none_or(|n| self.writes < n)
+    }
+}
+
+impl BlockDevice for MemDisk<'_> {
+    fn info(&self) -> BlockInfo {
+        BlockInfo {
+            block_size: 512,
+            blocks: (self.disk.len() / 512) as u64,
+            max_transfer: 1 << 20,
+            queue_depth: 1,
+        }
+    }
+    fn name(&self) -> &str {
+        "memdisk"
+    }
+    fn write(&mut self, reqs: &[WriteReq]) -> Result<(), BlockError> {
+        if !self.powered() {
+            return Err(BlockError::Timeout { what: "power" });
+        }
+        self.writes += 1;
+        for r in reqs {
+            let at = (r.lba * 512) as usize;
+            let dst = &mut self.disk[at..at + r.len as usize];
+            assert!(self.mem.read(r.phys, dst), "DMA outside the arena");
+            self.clock.delay_us(r.len * self.us_per_mib / (1 << 20));
+        }
+        Ok(())
+    }
+    fn read(&mut self, _: u64, _: u64, _: u64) -> Result<(), BlockError> {
+        unreachable!("the writer never reads")
+    }
+    fn flush(&mut self) -> Result<(), BlockError> {
+        if !self.powered() {
+            return Err(BlockError::Timeout { what: "power" });
+        }
+        self.flushes += 1;
+        self.durable.copy_from_slice(&self.disk);
+        Ok(())
+    }
+}
+
+/// A crash whose one RAM range is `ram` bytes of pattern: a vmcore of many 1 MiB blocks.
+fn big_crash(arena: &mut Arena, ram_bytes: usize) -> (DumpPlan, Vec<u8>) {
+    let ram = arena.buf(ram_bytes);
+    let data = pattern(ram_bytes, 5);
+    arena.put(ram, &data);
+    let mut mem = FakeMemory::new();
+    mem.insert(ram, data);
+    mem.insert(0x7f00_0000, vmcoreinfo_buffer(VMCOREINFO_TEXT, 4132));
+    let phdrs = vec![
+        note_phdr(0x7f00_0000, 4132),
+        load_phdr(ram, ram, DM + (ram & 0xFFFF_FFFF), ram_bytes as u64),
+    ];
+    mem.insert(HDR, header_blob(&phdrs));
+    let plan = prepare_dump(&mut mem, HDR, None).unwrap();
+    let mut vmcore = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    write_vmcore(
+        &plan.layout,
+        &mut mem,
+        &mut vmcore,
+        &mut buf,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    (plan, vmcore)
+}
+
+const BIG_RAM: usize = 20 << 20;
+const BIG_DISK: usize = 24 << 20;
+
+/// What one checkpointed write did.
+struct Run {
+    result: Result<u64, RecordError>,
+    checkpoints: Vec<(u64, Checkpoint)>,
+    progress_at: Vec<u64>,
+    durable: Vec<u8>,
+    writes: u64,
+    flushes: u64,
+}
+
+/// Writes the [`big_crash`] record to a [`MemDisk`] at `us_per_mib`, power lost after
+/// `power_after` writes, with `checkpoints` (or none).
+fn run(
+    us_per_mib: u64,
+    power_after: Option<u64>,
+    checkpoints: Option<Checkpoints>,
+    throttle_mib_s: u32,
+) -> (Run, Vec<u8>) {
+    let mut arena = Arena::new(BIG_RAM + (4 << 20));
+    let (plan, vmcore) = big_crash(&mut arena, BIG_RAM);
+    let clock = ManualClock(Cell::new(0));
+    let mut dev = MemDisk::new(&arena, BIG_DISK, &clock, us_per_mib);
+    let label = labelled(&mut dev.disk);
+    dev.durable.copy_from_slice(&dev.disk);
+    dev.power_after = power_after;
+    let pacing = Pacing {
+        clock: &clock,
+        checkpoints,
+        throttle_mib_s,
+    };
+    let w = RecordWriter::new(&label, &plan, [4; 16], ChecksumKind::Full)
+        .unwrap()
+        .with_pacing(pacing);
+    let old = ArenaOld(arena.window());
+    let mut cps = Vec::new();
+    let mut progress_at = Vec::new();
+    let result = w.write_checkpointed(
+        &mut dev,
+        &old,
+        &mut arena,
+        &mut |_, _| progress_at.push(clock.now_us()),
+        &mut |c| cps.push((clock.now_us(), c)),
+    );
+    let r = Run {
+        result,
+        checkpoints: cps,
+        progress_at,
+        durable: dev.durable.clone(),
+        writes: dev.writes,
+        flushes: dev.flushes,
+    };
+    (r, vmcore)
+}
+
+#[test]
+fn a_power_cut_anywhere_leaves_the_last_checkpoint_verified_byte_exact() {
+    // 2 MiB/s: batches of 1 MiB, a checkpoint about every 2 s (4 MiB).
+    let (full, vmcore) = run(500_000, None, Some(Checkpoints::DEFAULT), 0);
+    assert_eq!(full.result, Ok(vmcore.len() as u64));
+    let mut recovered = Vec::new();
+    assert!(full.checkpoints.len() >= 3, "{}", full.checkpoints.len());
+    for cut in 1..full.writes {
+        // Each run has its own arena, so its own addresses in the ELF headers.
+        let (r, vmcore) = run(500_000, Some(cut), Some(Checkpoints::DEFAULT), 0);
+        assert!(r.result.is_err(), "cut after {cut} writes");
+        if cut == 1 {
+            // The first header was written but never flushed: no record at all.
+            let err = save(&r.durable).unwrap_err();
+            assert_eq!(err, ReadError::Rejected(label::Error::BadMagic));
+            continue;
+        }
+        let expect = r.checkpoints.last().map_or(0, |c| c.1.bytes);
+        let (summary, out) = save(&r.durable).unwrap();
+        assert_eq!(summary.header.state, State::Incomplete);
+        assert_eq!(summary.header.written, expect, "cut after {cut} writes");
+        assert_eq!(summary.blocks_verified, expect >> 20);
+        assert!(
+            out[..] == vmcore[..out.len()],
+            "cut after {cut}: prefix differs"
+        );
+        recovered.push(out.len() as u64);
+    }
+    // Every checkpoint was the last one before some cut, and recovery only grows.
+    for (_, c) in &full.checkpoints {
+        assert!(recovered.contains(&c.bytes), "{} never recovered", c.bytes);
+    }
+    assert!(recovered.is_sorted());
+}
+
+#[test]
+fn without_checkpoints_a_power_cut_recovers_nothing() {
+    let (r, _) = run(500_000, Some(10), None, 0);
+    assert!(r.result.is_err());
+    assert!(r.checkpoints.is_empty());
+    let (summary, out) = save(&r.durable).unwrap();
+    assert_eq!((summary.header.written, out.len()), (0, 0));
+}
+
+#[test]
+fn a_corrupt_block_inside_the_checkpoint_is_an_error() {
+    let (r, _) = run(500_000, Some(12), Some(Checkpoints::DEFAULT), 0);
+    let (summary, _) = save(&r.durable).unwrap();
+    assert!(summary.header.written >= 2 << 20);
+    let mut disk = r.durable.clone();
+    let at = summary.header.data_offset() as usize + (1 << 20) + 77;
+    disk[at] ^= 1;
+    assert!(matches!(
+        save(&disk),
+        Err(ReadError::Rejected(label::Error::BlockChecksum {
+            block: 1,
+            ..
+        }))
+    ));
+}
+
+#[test]
+fn checkpoints_come_every_2_s_on_a_slow_disk() {
+    // 4 MiB/s: 20 MiB take 5 s.
+    let (r, vmcore) = run(250_000, None, Some(Checkpoints::DEFAULT), 0);
+    assert_eq!(r.result, Ok(vmcore.len() as u64));
+    let mut last = 0;
+    for (at, c) in &r.checkpoints {
+        assert!(at - last <= 2_000_000 + 100_000, "gap {} us", at - last);
+        assert!(at - last >= 1_000_000, "too often: gap {} us", at - last);
+        assert!(c.bytes.is_multiple_of(1 << 20), "whole blocks only");
+        last = *at;
+    }
+    assert!(r.checkpoints.len() >= 2);
+}
+
+#[test]
+fn checkpoints_come_every_interval_bytes_on_a_fast_disk() {
+    // 1 GiB/s, 4 MiB between checkpoints (1 GiB scaled down); time never triggers.
+    let every = Checkpoints {
+        interval_us: u64::MAX,
+        interval_bytes: 4 << 20,
+    };
+    let (r, vmcore) = run(1000, None, Some(every), 0);
+    assert_eq!(r.result, Ok(vmcore.len() as u64));
+    let mut last = 0;
+    for (_, c) in &r.checkpoints {
+        assert!(
+            c.bytes - last <= 4 << 20,
+            "{} bytes between",
+            c.bytes - last
+        );
+        last = c.bytes;
+    }
+    assert!(r.checkpoints.len() >= 4, "{}", r.checkpoints.len());
+    // None with the defaults: 20 MiB in 20 ms is under both intervals.
+    let (r, _) = run(1000, None, Some(Checkpoints::DEFAULT), 0);
+    assert!(r.checkpoints.is_empty());
+}
+
+#[test]
+fn the_cost_of_checkpoints_is_two_flushes_a_header_and_the_changed_table_pages() {
+    let (plain, _) = run(250_000, None, None, 0);
+    let (cp, vmcore) = run(250_000, None, Some(Checkpoints::DEFAULT), 0);
+    let n = cp.checkpoints.len() as u64;
+    let pages: u64 = cp.checkpoints.iter().map(|c| c.1.table_pages).sum();
+    assert!(n >= 2);
+    // 20 MiB: the table is one page, rewritten at each checkpoint.
+    assert_eq!(pages, n);
+    assert_eq!(cp.flushes, plain.flushes + 2 * n);
+    // Batch sizes depend only on the disk's rate and the checkpoint time is not counted as
+    // disk time, so the data writes are the same.
+    assert_eq!(cp.writes, plain.writes + n * (1 + 1));
+    let (summary, out) = save(&cp.durable).unwrap();
+    assert_eq!(summary.header.state, State::Complete);
+    assert!(out == vmcore, "the finished record reads back");
+}
+
+#[test]
+fn batches_are_bounded_by_time_so_progress_comes_every_second() {
+    // 2 MiB/s: one 32 MiB batch would take 16 s.
+    let (r, _) = run(500_000, None, Some(Checkpoints::DEFAULT), 0);
+    assert!(r.progress_at.len() >= 10, "{}", r.progress_at.len());
+    let mut last = 0;
+    for &at in &r.progress_at {
+        assert!(at - last <= 1_000_000, "progress gap {} us", at - last);
+        last = at;
+    }
+}
+
+#[test]
+fn the_throttle_slows_a_fast_disk_to_its_rate() {
+    let (r, vmcore) = run(1000, None, Some(Checkpoints::DEFAULT), 4);
+    assert_eq!(r.result, Ok(vmcore.len() as u64));
+    let end = *r.progress_at.last().unwrap();
+    // 20 MiB at 4 MiB/s: 5 s (the first batches are sized before the rate is known).
+    assert!((4_500_000..=5_600_000).contains(&end), "{end} us");
+    assert!(r.checkpoints.len() >= 2);
+}
+
+#[test]
+fn table_memory_stays_bounded_by_the_entries_between_checkpoints() {
+    // 4 KiB checksum blocks so that a few MiB make many table pages.
+    let mut arena = Arena::new(1 << 20);
+    let clock = ManualClock(Cell::new(0));
+    let mut dev = MemDisk::new(&arena, 4 << 20, &clock, 0);
+    let header_buf = alloc_dma_mem(&mut arena, 4096, 4096, false).unwrap();
+    let buf = alloc_dma_mem(&mut arena, TABLE_BOUNCE, 4096, false).unwrap();
+    let mut table = Table {
+        buf,
+        header_buf,
+        header_lba: 8,
+        table_lba: 16,
+        lbas_per_page: 8,
+        block_size: 4096,
+        on_disk: 0,
+        pending: Vec::new(),
+    };
+    let mut out = Out {
+        dev: &mut dev,
+        dma: &mut arena,
+    };
+    let mut header = RecordHeader::new(
+        &Label::new([1; 16], 4 << 20, 0).unwrap(),
+        &label::record_layout(&Label::new([1; 16], 4 << 20, 0).unwrap(), 1 << 20).unwrap(),
+        u64::MAX,
+        0,
+        [0; 16],
+        b"",
+    );
+    let mut sums = BlockXxh64::new(4096, ChecksumKind::Full);
+    let mut all = Vec::new();
+    let step = 700; // entries between checkpoints
+    for i in 0..10u32 {
+        let data = pattern(step * 4096, i as u8);
+        sums.update(&data);
+        for b in data.chunks(4096) {
+            all.push(BlockXxh64::of_block(ChecksumKind::Full, b));
+        }
+        table
+            .checkpoint(&mut out, &mut header, &mut sums)
+            .unwrap()
+            .unwrap();
+        // What stays is under one page: everything else is on disk.
+        assert!(table.pending.len() < ENTRIES_PER_PAGE as usize);
+        assert_eq!(header.written, all.len() as u64 * 4096);
+    }
+    // The end of the dump, as `write_checkpointed` does it: a last partial block, then the
+    // pages not yet on disk.
+    let tail = pattern(1000, 99);
+    sums.update(&tail);
+    all.push(BlockXxh64::of_block(ChecksumKind::Full, &tail));
+    table.pending.extend(sums.finish());
+    table.write_pending(&mut out).unwrap();
+    let want = label::xxh64_table(&all);
+    assert!(dev.disk[16 * 512..16 * 512 + want.len()] == want[..]);
+}

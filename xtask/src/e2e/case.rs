@@ -102,6 +102,10 @@ pub struct Case {
     /// this machine type memory the host has not touched yet (free-page reporting hands freed
     /// RAM back to the outer hypervisor) comes in at about 450 MB/s, slower than the dump.
     pub fill_dump_disk: bool,
+    /// Power cut: kill QEMU (after the runner's 2 s grace) once the console showed this many
+    /// `rkdump: checkpoint` lines, then check that `rkdumpctl save` refuses the Incomplete
+    /// record and `save --partial` recovers a verified prefix covering every checkpoint.
+    pub power_cut_after: Option<usize>,
 }
 
 /// Controller of an e2e dump disk.
@@ -137,7 +141,7 @@ pub const CASE_NAMES: [&str; 9] = [
 ];
 
 /// rkdump-only cases that write and verify a whole dump (and their negative controls).
-pub const DUMP_CASE_NAMES: [&str; 12] = [
+pub const DUMP_CASE_NAMES: [&str; 13] = [
     "dump-virtio",
     "dump-nvme",
     "noreset-virtio",
@@ -150,6 +154,7 @@ pub const DUMP_CASE_NAMES: [&str; 12] = [
     "dump-la57",
     "bad-elfcorehdr",
     "dump-serial",
+    "power-cut",
 ];
 
 /// The capture kernel command line a Linux peer gets (Debian kdump-tools' defaults + serial
@@ -235,6 +240,7 @@ impl Case {
             bad_elfcorehdr: false,
             raw_dd: None,
             fill_dump_disk: false,
+            power_cut_after: None,
         })
     }
 
@@ -308,6 +314,18 @@ impl Case {
             c.marker_mib = 16;
             c.full_run = true;
             c.timeout = Duration::from_secs(900);
+            c.tag = fresh_tag(name);
+            return Some(c);
+        }
+        if name == "power-cut" {
+            // The writer throttled (test-only switch) so the ~1.1 GB dump takes ~35 s and the
+            // host can cut the power after two checkpoints, well before the end.
+            let mut c = Case::dump("dump-virtio", capture)?;
+            c.name = name.to_string();
+            c.io_at_crash = false;
+            c.capture_extra = "rkdump.checksum=full rkdump.throttle_mib_s=32".to_string();
+            c.power_cut_after = Some(2);
+            c.timeout = Duration::from_secs(180);
             c.tag = fresh_tag(name);
             return Some(c);
         }
@@ -455,6 +473,7 @@ mod tests {
             let io = !matches!(
                 name,
                 "dump-serial"
+                    | "power-cut"
                     | "blob-sbr-kf"
                     | "blob-sbr-kl"
                     | "noblob-sbr"

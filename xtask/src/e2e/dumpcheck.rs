@@ -118,6 +118,111 @@ pub fn apply(
     checks.push(verify_check(log, &vmcore, dir));
 }
 
+/// The power-cut case: QEMU was killed mid-dump after checkpoints. Plain `save` must refuse and
+/// say how much `--partial` recovers; `--partial` must write exactly that, at least as much as the
+/// last checkpoint the console reported, with every marker page inside it byte-exact.
+pub fn apply_power_cut(log: &ConsoleLog, img: &Path, dir: &Path, checks: &mut Vec<Check>) {
+    let rk = log.rkdump();
+    // `rkdump: checkpoint bytes=<N> ms=<T>`
+    let cps: Vec<(u64, u64)> = log
+        .lines
+        .iter()
+        .filter_map(|l| {
+            let rest = l.text.split("rkdump: checkpoint bytes=").nth(1)?;
+            let (n, ms) = rest.split_once(" ms=")?;
+            Some((n.trim().parse().ok()?, ms.trim().parse().ok()?))
+        })
+        .collect();
+    let last = cps.iter().map(|c| c.0).max().unwrap_or(0);
+    checks.push(check(
+        "checkpoints before the cut",
+        if cps.len() >= 2 && rk.dump_complete.is_none() {
+            Ok(format!(
+                "{} checkpoints, last bytes={last}; checkpoint ms: {:?}",
+                cps.len(),
+                cps.iter().map(|c| c.1).collect::<Vec<_>>()
+            ))
+        } else {
+            Err(format!(
+                "{} checkpoint lines, dump complete: {:?}",
+                cps.len(),
+                rk.dump_complete
+            ))
+        },
+    ));
+    let ctl = match crate::build::rkdumpctl() {
+        Ok(c) => c,
+        Err(e) => {
+            checks.push(check("rkdumpctl", Err(e)));
+            return;
+        }
+    };
+    let vmcore = dir.join("vmcore");
+    // "--partial would recover <N> bytes"
+    let would = match ctl.save(img, &vmcore, false) {
+        Ok(out) => Err(format!(
+            "plain save accepted an interrupted dump: {}",
+            out.trim()
+        )),
+        Err(e) => {
+            let text = e.to_string();
+            text.split("--partial would recover ")
+                .nth(1)
+                .and_then(|r| r.split(' ').next()?.parse::<u64>().ok())
+                .ok_or(text)
+        }
+    };
+    checks.push(check(
+        "rkdumpctl save refuses",
+        would
+            .clone()
+            .map(|n| format!("refused; --partial would recover {n} bytes")),
+    ));
+    let Ok(would) = would else { return };
+    let partial = ctl.save(img, &vmcore, true).map_err(|e| e.to_string());
+    let size = std::fs::metadata(&vmcore).map(|m| m.len()).unwrap_or(0);
+    checks.push(check(
+        "rkdumpctl save --partial",
+        match partial {
+            Ok(out)
+                if size == would
+                    && size >= last
+                    && out.contains(&format!("recovered {would} bytes")) =>
+            {
+                Ok(format!(
+                    "{size} bytes, every block verified, >= last checkpoint {last}: {}",
+                    out.trim().replace('\n', " | ")
+                ))
+            }
+            Ok(out) => Err(format!(
+                "wrote {size} bytes, said it would recover {would}, last checkpoint {last}: {}",
+                out.trim()
+            )),
+            Err(e) => Err(e),
+        },
+    ));
+    let fk = log.first_kernel();
+    checks.push(check(
+        "marker pages in the recovered prefix",
+        match fk.marker.as_ref() {
+            None => Err("the first kernel reported no marker".to_string()),
+            Some(report) => rkdump_tests::verify::check_marker_prefix(&vmcore, report)
+                .map_err(|e| e.to_string())
+                .and_then(|(checked, beyond)| {
+                    if checked > 0 {
+                        Ok(format!(
+                            "{checked} marker pages byte-exact, {beyond} beyond the prefix"
+                        ))
+                    } else {
+                        Err(format!(
+                            "no marker page inside the prefix ({beyond} beyond)"
+                        ))
+                    }
+                }),
+        },
+    ));
+}
+
 /// A full serial dump: `rkdumpctl recv` rebuilds the vmcore from COM2, which is then checked.
 pub fn apply_serial(log: &ConsoleLog, dir: &Path, checks: &mut Vec<Check>) {
     let rk = log.rkdump();

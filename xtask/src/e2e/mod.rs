@@ -426,8 +426,19 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
     let captured = Cell::new(false);
     let handoff = Cell::new(false);
     let silence = case.capture_silence;
+    let checkpoints = Cell::new(0usize);
+    let power_cut = Cell::new(false);
     let stop = |l: &Line| -> Option<String> {
         let t = &l.text;
+        if let Some(n) = case.power_cut_after
+            && t.contains("rkdump: checkpoint bytes=")
+        {
+            checkpoints.set(checkpoints.get() + 1);
+            if checkpoints.get() >= n {
+                power_cut.set(true);
+                return Some(format!("power cut after {n} checkpoint lines"));
+            }
+        }
         if t.contains(SYSRQ_LINE) {
             crashed_at.set(Some(l.t));
             return None;
@@ -468,6 +479,8 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
         .start()?;
     let end = match (&outcome.stopped, outcome.timed_out) {
         (Some(why), _) if handoff.get() => RunEnd::Handoff(why.clone()),
+        // The cut is the point of the case: the run ended as planned.
+        (Some(why), _) if power_cut.get() => RunEnd::Handoff(why.clone()),
         (Some(why), _) => RunEnd::Stopped(why.clone()),
         (None, true) => RunEnd::TimedOut(case.timeout.as_secs()),
         (None, false) => RunEnd::Exited(outcome.exit_code),
@@ -488,6 +501,8 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
     let stderr = outcome.stderr;
     if case.bad_elfcorehdr {
         dumpcheck::apply_bad_header(&log, &end, &mut checks);
+    } else if case.power_cut_after.is_some() {
+        dumpcheck::apply_power_cut(&log, &dump_img, &dir, &mut checks);
     } else if case.dump_disk.is_some() {
         dumpcheck::apply(case, &log, &end, &stderr, &dump_img, &dir, &mut checks);
     } else if case.full_run && case.capture == CaptureKind::Rkdump {
