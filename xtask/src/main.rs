@@ -98,6 +98,7 @@ mod tests {
                 "x",
                 "test",
                 "--quick",
+                "--slow",
                 "--scenario",
                 "poweroff",
                 "--scenario",

@@ -12,6 +12,9 @@ pub struct Args {
     /// Skip the end-to-end kexec cases.
     #[arg(long)]
     quick: bool,
+    /// Also run the e2e cases that take over ~3 minutes (the full serial dump).
+    #[arg(long)]
+    slow: bool,
     /// Skip the lints and host unit tests.
     #[arg(long)]
     no_host: bool,
@@ -20,10 +23,11 @@ pub struct Args {
     scenarios: Vec<String>,
 }
 
-/// `cargo xtask test [--quick] [--no-host] [--scenario NAME]...`
+/// `cargo xtask test [--quick] [--slow] [--no-host] [--scenario NAME]...`
 pub fn main(args: Args) -> Result<(), String> {
     let Args {
         quick,
+        slow,
         no_host,
         scenarios: only,
     } = args;
@@ -123,7 +127,7 @@ pub fn main(args: Args) -> Result<(), String> {
     }
 
     if !quick && only.is_empty() {
-        match crate::e2e::run_for_test(&artefacts.bzimage) {
+        match crate::e2e::run_for_test(&artefacts.bzimage, slow) {
             Ok(results) => {
                 for r in results {
                     if r.passed() {

@@ -157,6 +157,10 @@ pub const DUMP_CASE_NAMES: [&str; 13] = [
     "power-cut",
 ];
 
+/// Cases that take over ~3 minutes here (a full serial dump at QEMU's UART speed, ~0.5 MiB/s):
+/// `cargo xtask test` runs them only with `--slow`; `cargo xtask e2e` runs them like the others.
+pub const SLOW_CASE_NAMES: [&str; 1] = ["dump-serial"];
+
 /// The capture kernel command line a Linux peer gets (Debian kdump-tools' defaults + serial
 /// console + immediate reboot on panic so a failing capture ends the run).
 pub const LINUX_CAPTURE_APPEND: &str =

@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use case::{CASE_NAMES, CaptureKind, Case, DUMP_CASE_NAMES, DiskKind};
+pub use case::{CASE_NAMES, CaptureKind, Case, DUMP_CASE_NAMES, DiskKind, SLOW_CASE_NAMES};
 use checks::{Check, RunEnd};
 use console::{ConsoleLog, FirstKernel, Line, SYSRQ_LINE};
 use initramfs::{INITRD_BLOB_LEN, Initramfs};
@@ -603,11 +603,16 @@ fn check_saved_vmcore(log: &ConsoleLog, image: &Path) -> Check {
 
 /// Every rkdump case (handoff checks on both loaders, below and above 4 GiB, with and without an
 /// initrd, a refused image; full dumps with verification and their negative controls), for
-/// `cargo xtask test`. Prints each report and the summary table; returns the results.
-pub fn run_for_test(kernel: &Path) -> Result<Vec<CaseResult>, String> {
+/// `cargo xtask test`; the [`SLOW_CASE_NAMES`] only when `slow`. Prints each report and the
+/// summary table; returns the results.
+pub fn run_for_test(kernel: &Path, slow: bool) -> Result<Vec<CaseResult>, String> {
     let h = Harness::setup(kernel, None, false, false)?;
     let mut cases = Vec::new();
     for name in CASE_NAMES.iter().chain(DUMP_CASE_NAMES.iter()) {
+        if !slow && SLOW_CASE_NAMES.contains(name) {
+            println!("e2e: case {name} skipped (over 3 minutes; `cargo xtask test --slow` runs it)");
+            continue;
+        }
         cases.push(
             Case::standard(name, CaptureKind::Rkdump).ok_or_else(|| format!("no case {name}"))?,
         );
