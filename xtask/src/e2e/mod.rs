@@ -610,7 +610,9 @@ pub fn run_for_test(kernel: &Path, slow: bool) -> Result<Vec<CaseResult>, String
     let mut cases = Vec::new();
     for name in CASE_NAMES.iter().chain(DUMP_CASE_NAMES.iter()) {
         if !slow && SLOW_CASE_NAMES.contains(name) {
-            println!("e2e: case {name} skipped (over 3 minutes; `cargo xtask test --slow` runs it)");
+            println!(
+                "e2e: case {name} skipped (over 3 minutes; `cargo xtask test --slow` runs it)"
+            );
             continue;
         }
         cases.push(
