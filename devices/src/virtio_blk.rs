@@ -1,7 +1,7 @@
 //! Polled virtio-blk (virtio 1.2 §5.2) on the modern virtio-pci transport ([`crate::virtio`]):
 //! bring-up without interrupts and pipelined zero-copy I/O.
 //!
-//! Bring-up order (device-reinit.md §3): the kernel locates the regions
+//! Bring-up order (docs/device-reinit.md#driver-bring-up-after-reinit): the kernel locates the regions
 //! ([`locate_virtio_regions`]), maps them, enables memory decode and bus mastering
 //! ([`crate::pci::enable_mem_bus_master`]) and disables MSI/MSI-X; then the transport reset
 //! ([`crate::virtio::pci::reset`], the reinit layer's preinit step) and [`VirtioBlk::new`],

@@ -1,5 +1,5 @@
 //! The job: read the crashed kernel's ELF core header, lay out the `/proc/vmcore`-identical
-//! file, and stream it to the chosen target with the console lines of interfaces.md
+//! file, and stream it to the chosen target with the console lines of docs/interface.md#console
 //! (`dump start`, `progress`, `dump complete`). Only "nothing to dump" is fatal; a target that
 //! fails falls back to the next one.
 

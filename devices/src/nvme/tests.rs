@@ -552,7 +552,7 @@ fn fatal_status_during_io_fails_fast_and_sticks() {
 #[test]
 fn controller_left_enabled_replays_stale_commands_without_reset() {
     // The crashed kernel's admin queue: enabled controller, SQ head at 5, stale entries 5..32
-    // in old memory (§0 item 9). rkdump then programs new queues.
+    // in old memory (docs/device-reinit.md#why-resets-are-needed). rkdump then programs new queues.
     let (mut arena, clock) = setup();
     let old_sq = arena.buf(4096);
     let old_cq = arena.buf(4096);
