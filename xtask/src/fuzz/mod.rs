@@ -162,10 +162,13 @@ pub fn main(args: Args) -> Result<(), String> {
             summary: summarise(&log),
         });
         if args.keep && out.status.success() {
+            // libFuzzer's merge mode copies into the first folder only the inputs of the
+            // others that add coverage.
             run(nightly_cargo(&fuzz_dir)
-                .args(["fuzz", "cmin", t])
+                .args(["fuzz", "run", t])
                 .arg(&seeds)
-                .arg(&found))?;
+                .arg(&found)
+                .args(["--", "-merge=1"]))?;
         }
     }
     println!("\n{:<16} {:<6} last status", "target", "result");
