@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
-use rkdump_devices::label::{ReadFailed, State};
+use rkdump_devices::label::{ChecksumKind, ReadFailed, RecordSummary, State};
 use rkdump_devices::record::read::{self, ReadError};
 
 /// Arguments of `save`.
@@ -83,13 +83,23 @@ pub fn run(args: &Args) -> Result<(), String> {
     }
     out.sync_all().map_err(|e| e.to_string())?;
     println!(
-        "{}: {:?} dump of {} ({} bytes, {} blocks verified) -> {}",
+        "{}: {:?} dump of {} ({} bytes, {} blocks verified, coverage: {}) -> {}",
         dev.display(),
         h.state,
         h.osrelease_str().unwrap_or("?"),
         h.written,
         summary.blocks_verified,
+        coverage(&summary),
         args.output.display()
     );
     Ok(())
+}
+
+/// How much of the dump the block checksums covered: "every byte", "128 of 4096 bytes per
+/// page" or "none" (also for a record whose table was never written).
+fn coverage(summary: &RecordSummary) -> String {
+    match ChecksumKind::from_flags(summary.header.flags) {
+        Ok(k) if summary.blocks_verified > 0 => k.coverage().to_string(),
+        _ => ChecksumKind::None.coverage().to_string(),
+    }
 }
