@@ -66,7 +66,7 @@ pub(super) fn render_table(rows: &[Row]) -> String {
             s,
             "| {} GiB | {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.ram_gib,
-            r.kind.label(),
+            r.label(),
             if crash {
                 format!("{}M", r.crashkernel)
             } else {

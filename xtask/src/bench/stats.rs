@@ -80,6 +80,27 @@ pub(super) struct Row {
 }
 
 impl Row {
+    /// The configuration's name in tables and charts; rkdump rows name their checksum kind
+    /// (from the runs' consoles: "checksum ?" when no run reported one, "mixed" if they differ).
+    pub(super) fn label(&self) -> String {
+        if self.kind != Kind::Rkdump {
+            return self.kind.label().to_string();
+        }
+        let mut kinds: Vec<&str> = self
+            .samples
+            .iter()
+            .filter_map(|s| s.checksum.as_deref())
+            .collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        let ck = match kinds.as_slice() {
+            [] => "?",
+            [one] => one,
+            _ => "mixed",
+        };
+        format!("{}, checksum {ck}", self.kind.label())
+    }
+
     pub(super) fn values(&self, f: impl Fn(&Sample) -> Option<f64>) -> Vec<Option<f64>> {
         self.samples
             .iter()
