@@ -117,7 +117,7 @@ pub fn apply(
     let saved = crate::build::rkdumpctl()
         .and_then(|ctl| Ok(ctl.save(img, &vmcore, false)?.trim().to_string()));
     let ok = saved.is_ok();
-    let coverage = saved.as_ref().map(|s| s.clone()).unwrap_or_default();
+    let coverage = saved.clone().unwrap_or_default();
     checks.push(check("rkdumpctl save", saved));
     if !ok {
         return;
