@@ -274,10 +274,7 @@ type Saved = Result<(RecordSummary, Vec<u8>), ReadError>;
 
 /// Writes the crash of [`setup`] through the simulated NVMe with `kind`, damages the disk copy
 /// with `damage(disk, first byte of the last page of vmcore data)`, and reads it back.
-fn damaged(
-    kind: ChecksumKind,
-    damage: &dyn Fn(&mut [u8], usize),
-) -> (Vec<u8>, Saved) {
+fn damaged(kind: ChecksumKind, damage: &dyn Fn(&mut [u8], usize)) -> (Vec<u8>, Saved) {
     let (mut arena, clock, plan, vmcore) = setup();
     let fake = FakeNvme::new(&arena);
     let label = labelled(&mut fake.0.borrow_mut().disk);
