@@ -161,8 +161,14 @@ pub(super) mod testdata {
                 kind: Kind::Rkdump,
                 crashkernel: 16,
                 samples: vec![
-                    sample(1.0, 0.9, gib),
-                    sample(1.2, 1.1, gib),
+                    Sample {
+                        checksum: Some("full (default)".into()),
+                        ..sample(1.0, 0.9, gib)
+                    },
+                    Sample {
+                        checksum: Some("full (default)".into()),
+                        ..sample(1.2, 1.1, gib)
+                    },
                     Sample::failed("x"),
                 ],
                 search: Some(Search {
