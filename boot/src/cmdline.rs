@@ -219,13 +219,15 @@ impl fmt::Display for Diag {
 /// `rkdump.checksum=`: coverage of the per-block checksums of a disk dump.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ChecksumMode {
-    /// Full unless hashing on this CPU is too slow to keep up with a fast disk (measured).
+    /// The default: every byte, on every machine (the same as `Full`).
     #[default]
     Auto,
     /// Every byte.
     Full,
-    /// Both 64-byte ends of every 4 KiB page.
+    /// Both 64-byte ends of every 4 KiB page (explicit opt-in).
     Sampled,
+    /// No checksums (explicit opt-in, for measuring their cost): nothing is verified.
+    None,
 }
 
 /// Default of [`Options::budget_ms`].
@@ -340,7 +342,8 @@ pub struct Options {
     /// `rkdump.fault=dead:<pci>` (test-only): the function's registers read as all-ones, as if
     /// it fell off the bus or never became ready, to prove every wait on it is bounded.
     pub fault_dead: Option<Bdf>,
-    /// `rkdump.checksum=auto|full|sampled`: how much of each dump block its checksum covers.
+    /// `rkdump.checksum=auto|full|sampled|none`: how much of each dump block its checksum
+    /// covers (`auto`, the default, is every byte).
     pub checksum: ChecksumMode,
     diags: [Option<Diag>; DIAG_CAPACITY],
     diag_len: usize,
@@ -482,7 +485,8 @@ impl Options {
                     "auto" => ChecksumMode::Auto,
                     "full" => ChecksumMode::Full,
                     "sampled" => ChecksumMode::Sampled,
-                    _ => return Err("expected auto, full or sampled"),
+                    "none" => ChecksumMode::None,
+                    _ => return Err("expected auto, full, sampled or none"),
                 }
             }
             Key::Checkpoint => {

@@ -11,7 +11,7 @@ use alloc::string::String;
 use log::{info, warn};
 
 use crate::block::{
-    BlockDevice, BlockError, BlockInfo, Regs, Slots, WriteReq, check_request, split,
+    BlockDevice, BlockError, BlockInfo, Idle, Regs, Slots, WriteReq, check_request, split,
 };
 use crate::hw::{DmaAllocator, DmaMem, Mmio, alloc_dma_mem, fence};
 use crate::time::{Clock, poll_until};
@@ -438,8 +438,9 @@ impl<'c, R: Regs> Ahci<'c, R> {
 
     /// Waits until at least one issued command finishes (its PxCI and PxSACT bits clear) and
     /// frees its slot. An error bit or a timeout marks the port dead: recovering it (stop, CLO,
-    /// READ LOG EXT for NCQ) is more than a dump needs.
-    fn reap(&mut self, timeout_us: u64) -> Result<(), AhciError> {
+    /// READ LOG EXT for NCQ) is more than a dump needs. `idle` runs between polls that find
+    /// nothing done.
+    fn reap(&mut self, timeout_us: u64, idle: &mut Idle<'_>) -> Result<(), AhciError> {
         let busy = self.slots.busy() as u32;
         let port = self.port;
         let reg = |r| port_reg(port, r);
@@ -466,7 +467,11 @@ impl<'c, R: Regs> Ahci<'c, R> {
                 let active = regs.read32(reg(PX_CI)) | regs.read32(reg(PX_SACT));
                 done = busy & !active;
             }
-            failed.is_some() || done != 0
+            let over = failed.is_some() || done != 0;
+            if !over {
+                idle.step();
+            }
+            over
         });
         let err = match (failed, r) {
             (Some(e), _) => e,
@@ -489,11 +494,13 @@ impl<'c, R: Regs> Ahci<'c, R> {
     }
 
     /// Runs a batch of reads or writes: with NCQ up to the queue depth in flight, else one
-    /// command at a time (ATA forbids overlapping non-queued commands).
+    /// command at a time (ATA forbids overlapping non-queued commands). `idle` runs while it
+    /// waits.
     fn transfer(
         &mut self,
         write: bool,
         reqs: impl Iterator<Item = (u64, u64, u64)> + Clone,
+        idle: &mut Idle<'_>,
     ) -> Result<(), AhciError> {
         if let Some(e) = self.dead {
             return Err(e);
@@ -515,7 +522,7 @@ impl<'c, R: Regs> Ahci<'c, R> {
                     if let Some(s) = self.slots.alloc() {
                         break s;
                     }
-                    self.reap(IO_TIMEOUT_US)?;
+                    self.reap(IO_TIMEOUT_US, idle)?;
                 };
                 let sectors = (len >> self.sector_shift) as u32;
                 let fis = if self.ncq {
@@ -525,12 +532,12 @@ impl<'c, R: Regs> Ahci<'c, R> {
                 };
                 if let Err(why) = self.issue(fis, write, Some((phys, len)), slot) {
                     self.slots.release(slot);
-                    self.drain()?;
+                    self.drain(idle)?;
                     return Err(AhciError::BadRequest { lba, why });
                 }
             }
         }
-        self.drain()
+        self.drain(idle)
     }
 
     /// Runs one non-queued command in slot 0 (every batch has drained before, so nothing else
@@ -547,16 +554,16 @@ impl<'c, R: Regs> Ahci<'c, R> {
         let r = self
             .issue(fis, false, data, slot)
             .map_err(|why| AhciError::BadRequest { lba: 0, why })
-            .and_then(|()| self.reap(timeout_us));
+            .and_then(|()| self.reap(timeout_us, &mut Idle::new(&mut || false)));
         self.ncq = ncq;
         self.slots = slots;
         r
     }
 
     /// Waits for every command in flight.
-    fn drain(&mut self) -> Result<(), AhciError> {
+    fn drain(&mut self, idle: &mut Idle<'_>) -> Result<(), AhciError> {
         while !self.slots.is_idle() {
-            self.reap(IO_TIMEOUT_US)?;
+            self.reap(IO_TIMEOUT_US, idle)?;
         }
         Ok(())
     }
@@ -602,11 +609,21 @@ impl<R: Regs> BlockDevice for Ahci<'_, R> {
     }
 
     fn write(&mut self, reqs: &[WriteReq]) -> Result<(), BlockError> {
-        Ok(self.transfer(true, reqs.iter().map(|r| (r.lba, r.phys, r.len)))?)
+        self.write_overlapped(reqs, &mut || false)
+    }
+
+    fn write_overlapped(
+        &mut self,
+        reqs: &[WriteReq],
+        idle: &mut dyn FnMut() -> bool,
+    ) -> Result<(), BlockError> {
+        let reqs = reqs.iter().map(|r| (r.lba, r.phys, r.len));
+        Ok(self.transfer(true, reqs, &mut Idle::new(idle))?)
     }
 
     fn read(&mut self, lba: u64, phys: u64, len: u64) -> Result<(), BlockError> {
-        Ok(self.transfer(false, core::iter::once((lba, phys, len)))?)
+        let once = core::iter::once((lba, phys, len));
+        Ok(self.transfer(false, once, &mut Idle::new(&mut || false))?)
     }
 
     fn flush(&mut self) -> Result<(), BlockError> {

@@ -76,6 +76,28 @@ impl fmt::Display for BlockError {
     }
 }
 
+/// Runs the caller's [`BlockDevice::write_overlapped`] work while polling, and remembers when
+/// it said it is done so it is not called again.
+pub struct Idle<'a> {
+    work: &'a mut dyn FnMut() -> bool,
+    more: bool,
+}
+
+impl<'a> Idle<'a> {
+    /// Wraps `work`.
+    pub fn new(work: &'a mut dyn FnMut() -> bool) -> Self {
+        Idle { work, more: true }
+    }
+
+    /// One piece of the work, if any remains; whether more remains.
+    pub fn step(&mut self) -> bool {
+        if self.more {
+            self.more = (self.work)();
+        }
+        self.more
+    }
+}
+
 /// A polled block device.
 pub trait BlockDevice {
     /// Geometry and limits.
@@ -84,6 +106,27 @@ pub trait BlockDevice {
     fn name(&self) -> &str;
     /// Writes every request, pipelining up to the queue depth; returns when all completed.
     fn write(&mut self, reqs: &[WriteReq]) -> Result<(), BlockError>;
+    /// [`write`](Self::write), running the caller's `idle` work while the device transfers:
+    /// a driver that polls for completions calls `idle` between polls instead of spinning.
+    /// `idle` does one bounded piece of work per call (well under a millisecond) and returns
+    /// whether more remains; once it returned `false` it is not called again. It may also not
+    /// be called at all, or only for part of its work: the caller finishes the rest after
+    /// this returns. Every wait stays bounded by the driver's own timeout, which counts the
+    /// time `idle` takes. `idle` must not touch the device, and may only read the memory the
+    /// requests name (the device reads it at the same time).
+    ///
+    /// The default writes, then runs the work: no overlap, same result.
+    fn write_overlapped(
+        &mut self,
+        reqs: &[WriteReq],
+        idle: &mut dyn FnMut() -> bool,
+    ) -> Result<(), BlockError> {
+        let r = self.write(reqs);
+        if r.is_ok() {
+            while idle() {}
+        }
+        r
+    }
     /// Reads `len` bytes at `lba` into physical address `phys` (a DMA buffer).
     fn read(&mut self, lba: u64, phys: u64, len: u64) -> Result<(), BlockError>;
     /// Makes completed writes durable (cache flush).

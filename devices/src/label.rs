@@ -619,27 +619,60 @@ impl RecordHeader {
 
 /// How much of each block its checksum covers (record header `flags` bits 0..3).
 ///
-/// Checksums are XXH64 (seed 0), one u64 per block. `Full` hashes every byte. `Sampled` hashes
-/// the first and last 64 bytes of every 4 KiB page, which catches pages that were never
-/// written, written torn or from the wrong address, at a fraction of the CPU cost: hashing
-/// every byte dominates a dump where the CPU is slow next to the disk (software-emulated
-/// machines).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Checksums are XXH64 (seed 0), one u64 per block. `Full` (the default) hashes every byte, so
+/// any changed byte is caught. `Sampled` hashes the first and last 64 bytes of every 4 KiB page:
+/// it catches pages that were never written, written torn or from the wrong address, but not a
+/// byte changed in the middle of a page. `None` hashes nothing (the table is written but never
+/// checked): for measuring what checksums cost, never for a dump one relies on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(u32)]
 pub enum ChecksumKind {
-    /// XXH64 over every byte of the block.
+    /// XXH64 over every byte of the block: the default (`rkdump.checksum=auto`).
+    #[default]
     Full = 1,
     /// XXH64 over bytes 0..64 and 4032..4096 of every page of the block.
     Sampled = 2,
+    /// No checksum: nothing is verified.
+    None = 3,
 }
 
 impl ChecksumKind {
-    /// From the header's flags.
+    /// From the header's flags. 0 is refused: a zeroed flags field never means "unchecked".
     pub fn from_flags(flags: u32) -> Result<Self, Error> {
         match flags & 0xF {
             1 => Ok(ChecksumKind::Full),
             2 => Ok(ChecksumKind::Sampled),
+            3 => Ok(ChecksumKind::None),
             k => Err(Error::UnknownChecksum(k)),
+        }
+    }
+
+    /// Bytes of every 4 KiB page the checksum covers: 4096, 128 or 0.
+    pub fn covered_per_page(self) -> u64 {
+        match self {
+            ChecksumKind::Full => PAGE,
+            ChecksumKind::Sampled => 2 * SAMPLE,
+            ChecksumKind::None => 0,
+        }
+    }
+
+    /// What a verified record of this kind proves, for `rkdumpctl save`'s summary:
+    /// "every byte", "128 of 4096 bytes per page" or "none".
+    pub fn coverage(self) -> Coverage {
+        Coverage(self)
+    }
+}
+
+/// [`ChecksumKind::coverage`]'s text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Coverage(ChecksumKind);
+
+impl fmt::Display for Coverage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            ChecksumKind::Full => f.write_str("every byte"),
+            ChecksumKind::None => f.write_str("none"),
+            k => write!(f, "{} of {PAGE} bytes per page", k.covered_per_page()),
         }
     }
 }
@@ -674,6 +707,7 @@ impl BlockXxh64 {
     fn feed(&mut self, data: &[u8]) {
         match self.kind {
             ChecksumKind::Full => self.cur.update(data),
+            ChecksumKind::None => {}
             ChecksumKind::Sampled => {
                 // Hash only the parts of `data` in [0, 64) or [4032, 4096) of their page.
                 let mut at = self.pos;
@@ -753,7 +787,9 @@ pub struct RecordSummary {
     /// The header.
     pub header: RecordHeader,
     /// Blocks whose XXH64 was checked: all of them, or for an Incomplete record those covered by
-    /// its last checkpoint (0 if it took none).
+    /// its last checkpoint (0 if it took none, and for [`ChecksumKind::None`]);
+    /// `ChecksumKind::from_flags(header.flags)` says how much of each block that covers
+    /// ([`ChecksumKind::coverage`]).
     pub blocks_verified: u64,
 }
 
@@ -776,6 +812,12 @@ pub fn verify_record(
         });
     }
     let kind = ChecksumKind::from_flags(header.flags)?;
+    if kind == ChecksumKind::None {
+        return Ok(RecordSummary {
+            header,
+            blocks_verified: 0,
+        });
+    }
     let mut buf = vec![0u8; header.block_size as usize];
     // The table is read a page at a time: its size comes from the disk.
     let mut table = [0u8; ALIGN as usize];

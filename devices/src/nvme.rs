@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use log::{info, warn};
 
 use crate::block::{
-    BlockDevice, BlockError, BlockInfo, Regs, Slots, WriteReq, check_request, split,
+    BlockDevice, BlockError, BlockInfo, Idle, Regs, Slots, WriteReq, check_request, split,
 };
 use crate::hw::{DmaAllocator, DmaMem, Mmio, alloc_dma_mem, fence};
 use crate::time::{Clock, poll_until};
@@ -95,7 +95,8 @@ impl Queue {
     }
 
     /// Waits for the next completion, checking CSTS now and then so a controller that died
-    /// (all-ones) or went fatal (CFS) is reported at once rather than after the timeout.
+    /// (all-ones) or went fatal (CFS) is reported at once rather than after the timeout, and
+    /// running a piece of `idle` work between polls that find nothing.
     fn wait(
         &mut self,
         regs: &impl Regs,
@@ -103,6 +104,7 @@ impl Queue {
         stride: usize,
         timeout_us: u64,
         what: &'static str,
+        idle: &mut Idle<'_>,
     ) -> Result<Completion, NvmeError> {
         let mut got = None;
         let mut bad = None;
@@ -112,6 +114,7 @@ impl Queue {
             if got.is_some() {
                 return true;
             }
+            idle.step();
             let now = clock.now_us();
             if now.wrapping_sub(last) >= HEALTH_EVERY_US {
                 last = now;
@@ -417,6 +420,7 @@ impl<'c, R: Regs> Nvme<'c, R> {
             self.stride,
             ADMIN_TIMEOUT_US,
             "admin completion",
+            &mut Idle::new(&mut || false),
         )?;
         if c.command_id != cmd.command_id {
             return Err(NvmeError::BadCompletion { cid: c.command_id });
@@ -432,12 +436,17 @@ impl<'c, R: Regs> Nvme<'c, R> {
 
     /// Queues one I/O command (with PRPs for `data`, if any), first reaping completions until a
     /// command identifier is free.
-    fn submit(&mut self, mut cmd: Command, data: Option<(u64, u64)>) -> Result<(), NvmeError> {
+    fn submit(
+        &mut self,
+        mut cmd: Command,
+        data: Option<(u64, u64)>,
+        idle: &mut Idle<'_>,
+    ) -> Result<(), NvmeError> {
         let cid = loop {
             if let Some(cid) = self.slots.alloc() {
                 break cid;
             }
-            self.reap()?;
+            self.reap(idle)?;
         };
         if let Some((phys, len)) = data {
             let at = usize::from(cid) * PAGE as usize;
@@ -465,13 +474,14 @@ impl<'c, R: Regs> Nvme<'c, R> {
 
     /// Collects one I/O completion; an error status is remembered for the batch, anything that
     /// leaves the queue in an unknown state is returned.
-    fn reap(&mut self) -> Result<(), NvmeError> {
+    fn reap(&mut self, idle: &mut Idle<'_>) -> Result<(), NvmeError> {
         let c = self.io.wait(
             &self.regs,
             self.clock,
             self.stride,
             IO_TIMEOUT_US,
             "I/O completion",
+            idle,
         )?;
         if !self.slots.release(c.command_id) {
             return Err(NvmeError::BadCompletion { cid: c.command_id });
@@ -488,11 +498,13 @@ impl<'c, R: Regs> Nvme<'c, R> {
     }
 
     /// Runs a batch of reads or writes, keeping up to the queue depth in flight, and returns
-    /// once every command completed. A controller that stops answering is marked dead.
+    /// once every command completed; `idle` runs while it waits. A controller that stops
+    /// answering is marked dead.
     fn transfer(
         &mut self,
         opcode: u8,
         reqs: impl Iterator<Item = (u64, u64, u64)> + Clone,
+        idle: &mut Idle<'_>,
     ) -> Result<(), NvmeError> {
         if let Some(e) = self.dead {
             return Err(e);
@@ -510,19 +522,23 @@ impl<'c, R: Regs> Nvme<'c, R> {
                 }
                 let blocks = (len >> self.lba_shift) as u32;
                 let cmd = Command::rw(opcode, self.nsid, lba, blocks, 0, 0);
-                if let Err(e) = self.submit(cmd, Some((phys, len))) {
+                if let Err(e) = self.submit(cmd, Some((phys, len)), idle) {
                     result = Err(e);
                     break 'all;
                 }
             }
         }
-        self.finish(result)
+        self.finish(result, idle)
     }
 
     /// Drains the commands in flight and combines the outcome.
-    fn finish(&mut self, mut result: Result<(), NvmeError>) -> Result<(), NvmeError> {
+    fn finish(
+        &mut self,
+        mut result: Result<(), NvmeError>,
+        idle: &mut Idle<'_>,
+    ) -> Result<(), NvmeError> {
         while !self.slots.is_idle() {
-            if let Err(e) = self.reap() {
+            if let Err(e) = self.reap(idle) {
                 result = result.and(Err(e));
                 break;
             }
@@ -574,11 +590,21 @@ impl<R: Regs> BlockDevice for Nvme<'_, R> {
 
     fn write(&mut self, reqs: &[WriteReq]) -> Result<(), BlockError> {
         let reqs = reqs.iter().map(|r| (r.lba, r.phys, r.len));
-        Ok(self.transfer(NVM_WRITE, reqs)?)
+        Ok(self.transfer(NVM_WRITE, reqs, &mut Idle::new(&mut || false))?)
+    }
+
+    fn write_overlapped(
+        &mut self,
+        reqs: &[WriteReq],
+        idle: &mut dyn FnMut() -> bool,
+    ) -> Result<(), BlockError> {
+        let reqs = reqs.iter().map(|r| (r.lba, r.phys, r.len));
+        Ok(self.transfer(NVM_WRITE, reqs, &mut Idle::new(idle))?)
     }
 
     fn read(&mut self, lba: u64, phys: u64, len: u64) -> Result<(), BlockError> {
-        Ok(self.transfer(NVM_READ, core::iter::once((lba, phys, len)))?)
+        let once = core::iter::once((lba, phys, len));
+        Ok(self.transfer(NVM_READ, once, &mut Idle::new(&mut || false))?)
     }
 
     fn flush(&mut self) -> Result<(), BlockError> {
@@ -589,7 +615,9 @@ impl<R: Regs> BlockDevice for Nvme<'_, R> {
             return Ok(()); // no volatile cache: completed writes are already durable
         }
         self.io_error = None;
-        let r = self.submit(Command::flush(self.nsid), None);
-        Ok(self.finish(r)?)
+        let mut nothing = || false;
+        let mut none = Idle::new(&mut nothing);
+        let r = self.submit(Command::flush(self.nsid), None, &mut none);
+        Ok(self.finish(r, &mut none)?)
     }
 }

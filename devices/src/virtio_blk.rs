@@ -24,7 +24,9 @@ use core::mem::{offset_of, size_of};
 use bitflags::bitflags;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use crate::block::{BlockDevice, BlockError, BlockInfo, Regs, WriteReq, check_request, split};
+use crate::block::{
+    BlockDevice, BlockError, BlockInfo, Idle, Regs, WriteReq, check_request, split,
+};
 use crate::hw::{DmaAllocator, DmaMem, Mmio};
 use crate::pci::{Bdf, ConfigSpace, PciDevice};
 use crate::time::{Clock, poll_until};
@@ -293,8 +295,13 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
         e
     }
 
-    /// Submits `ops`, keeping the ring as full as possible, and waits for all of them.
-    fn run(&mut self, ops: &mut dyn Iterator<Item = Op>) -> Result<(), BlockError> {
+    /// Submits `ops`, keeping the ring as full as possible, and waits for all of them, running
+    /// `idle` while it waits.
+    fn run(
+        &mut self,
+        ops: &mut dyn Iterator<Item = Op>,
+        idle: &mut Idle<'_>,
+    ) -> Result<(), BlockError> {
         if let Some(e) = self.broken {
             return Err(e);
         }
@@ -330,7 +337,7 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
                 }
                 break;
             }
-            self.wait_used()?;
+            self.wait_used(idle)?;
             loop {
                 match self.s.q.pop_used(&self.mem) {
                     Ok(Some(u)) => {
@@ -399,7 +406,7 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
         self.s.q.push(&self.mem, n_data + 2, chain).map(|_| ())
     }
 
-    fn wait_used(&mut self) -> Result<(), BlockError> {
+    fn wait_used(&mut self, idle: &mut Idle<'_>) -> Result<(), BlockError> {
         let mut polls = 0u32;
         let mut bad = 0u8;
         let q = &self.s.q;
@@ -409,6 +416,7 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
             if q.has_used(mem) {
                 return true;
             }
+            idle.step();
             polls = polls.wrapping_add(1);
             // A broken device never completes: look at its status now and then (a register
             // read is much slower than a memory read).
@@ -553,6 +561,14 @@ impl<R: Regs, M: DmaWindow> BlockDevice for VirtioBlk<'_, R, M> {
     }
 
     fn write(&mut self, reqs: &[WriteReq]) -> Result<(), BlockError> {
+        self.write_overlapped(reqs, &mut || false)
+    }
+
+    fn write_overlapped(
+        &mut self,
+        reqs: &[WriteReq],
+        idle: &mut dyn FnMut() -> bool,
+    ) -> Result<(), BlockError> {
         for r in reqs {
             self.check(r.lba, r.phys, r.len)?;
         }
@@ -560,20 +576,21 @@ impl<R: Regs, M: DmaWindow> BlockDevice for VirtioBlk<'_, R, M> {
         let mut ops = reqs
             .iter()
             .flat_map(|r| chunks(r.lba, r.phys, r.len, max).map(|c| Op::Chunk { write: true, c }));
-        self.run(&mut ops)
+        self.run(&mut ops, &mut Idle::new(idle))
     }
 
     fn read(&mut self, lba: u64, phys: u64, len: u64) -> Result<(), BlockError> {
         self.check(lba, phys, len)?;
         let mut ops = chunks(lba, phys, len, self.s.limits.chain_max())
             .map(|c| Op::Chunk { write: false, c });
-        self.run(&mut ops)
+        self.run(&mut ops, &mut Idle::new(&mut || false))
     }
 
     fn flush(&mut self) -> Result<(), BlockError> {
         if !self.s.features.contains(Features::FLUSH) {
             return Ok(());
         }
-        self.run(&mut core::iter::once(Op::Flush))
+        let mut none = || false;
+        self.run(&mut core::iter::once(Op::Flush), &mut Idle::new(&mut none))
     }
 }

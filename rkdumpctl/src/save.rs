@@ -14,7 +14,9 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use rkdump_devices::label::{self, Label, ReadFailed, RecordHeader, State};
+use rkdump_devices::label::{
+    self, ChecksumKind, Label, ReadFailed, RecordHeader, RecordSummary, State,
+};
 use rkdump_devices::record::read::{self, ReadError};
 
 /// Arguments of `save`.
@@ -363,15 +365,25 @@ pub fn run(args: &Args) -> Result<(), String> {
         );
     }
     println!(
-        "{}: {:?} dump of {} ({} bytes, {} blocks verified) -> {}",
+        "{}: {:?} dump of {} ({} bytes, {} blocks verified, coverage: {}) -> {}",
         dev.display(),
         h.state,
         h.osrelease_str().unwrap_or("?"),
         h.written,
         summary.blocks_verified,
+        coverage(&summary),
         args.output.display()
     );
     Ok(())
+}
+
+/// How much of the dump the block checksums covered: "every byte", "128 of 4096 bytes per
+/// page" or "none" (also for a record whose table was never written).
+fn coverage(summary: &RecordSummary) -> String {
+    match ChecksumKind::from_flags(summary.header.flags) {
+        Ok(k) if summary.blocks_verified > 0 => k.coverage().to_string(),
+        _ => ChecksumKind::None.coverage().to_string(),
+    }
 }
 
 #[cfg(test)]

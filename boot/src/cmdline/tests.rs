@@ -260,6 +260,10 @@ fn rkdump_options() {
         ChecksumMode::Full
     );
     assert_eq!(
+        Options::parse("rkdump.checksum=none").checksum,
+        ChecksumMode::None
+    );
+    assert_eq!(
         Options::parse("rkdump.checksum=crc").checksum,
         ChecksumMode::Auto
     );

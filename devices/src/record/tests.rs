@@ -634,3 +634,137 @@ fn table_memory_stays_bounded_by_the_entries_between_checkpoints() {
     let want = label::xxh64_table(&all);
     assert!(dev.disk[16 * 512..16 * 512 + want.len()] == want[..]);
 }
+
+/// Disk offset of vmcore byte `at` in a record on [`labelled`]'s disk.
+fn disk_offset(at: usize) -> usize {
+    label::DEFAULT_DATA_OFFSET as usize + 4096 + at
+}
+
+/// What [`save`] returns.
+type Saved = Result<(RecordSummary, Vec<u8>), ReadError>;
+
+/// Writes the crash of [`setup`] through the simulated NVMe with `kind`, damages the disk copy
+/// with `damage(disk, first byte of the last page of vmcore data)`, and reads it back.
+fn damaged(kind: ChecksumKind, damage: &dyn Fn(&mut [u8], usize)) -> (Vec<u8>, Saved) {
+    let (mut arena, clock, plan, vmcore) = setup();
+    let fake = FakeNvme::new(&arena);
+    let label = labelled(&mut fake.0.borrow_mut().disk);
+    let mut dev = Nvme::new(&fake, &mut arena, &clock).unwrap();
+    let w = RecordWriter::new(&label, &plan, [5; 16], kind).unwrap();
+    write(w, &mut dev, &mut arena).unwrap();
+    let mut disk = fake.0.borrow().disk.clone();
+    assert!(
+        save(&disk).unwrap().1 == vmcore,
+        "undamaged record reads back"
+    );
+    // The last page of the vmcore: old memory (pattern data, no zero runs).
+    let page = disk_offset(vmcore.len() - 4096);
+    damage(&mut disk, page);
+    (vmcore, save(&disk))
+}
+
+/// One byte flipped in the middle of a page.
+fn flip_mid_page(disk: &mut [u8], page: usize) {
+    disk[page + 2048] ^= 0x10;
+}
+
+/// 3 KiB zeroed inside a page, clear of both sampled 64-byte ends.
+fn zero_3k_inside_page(disk: &mut [u8], page: usize) {
+    let r = page + 512..page + 512 + 3072;
+    assert!(
+        disk[r.clone()].iter().any(|&b| b != 0),
+        "zeroing changes bytes"
+    );
+    disk[r].fill(0);
+}
+
+/// The first 64 bytes of a page zeroed, as a torn or never-written page leaves them.
+fn zero_page_head(disk: &mut [u8], page: usize) {
+    assert!(disk[page..page + 64].iter().any(|&b| b != 0));
+    disk[page..page + 64].fill(0);
+}
+
+fn coverage(summary: &RecordSummary) -> alloc::string::String {
+    alloc::format!(
+        "{}",
+        ChecksumKind::from_flags(summary.header.flags)
+            .unwrap()
+            .coverage()
+    )
+}
+
+#[test]
+fn the_default_checksum_refuses_any_changed_byte() {
+    assert_eq!(ChecksumKind::default(), ChecksumKind::Full);
+    for damage in [flip_mid_page, zero_3k_inside_page, zero_page_head] {
+        let (_, read) = damaged(ChecksumKind::default(), &damage);
+        match read {
+            Err(ReadError::Rejected(label::Error::BlockChecksum { block: 0, .. })) => {}
+            other => panic!("damaged default record accepted: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn sampled_misses_changes_inside_a_page_and_says_what_it_covered() {
+    for damage in [flip_mid_page, zero_3k_inside_page] {
+        let (vmcore, read) = damaged(ChecksumKind::Sampled, &damage);
+        let (summary, out) = read.expect("sampled does not look inside the page");
+        assert!(out != vmcore, "the corrupt vmcore comes out");
+        assert_eq!(summary.blocks_verified, 1);
+        assert_eq!(coverage(&summary), "128 of 4096 bytes per page");
+    }
+    // What it does catch: a page whose first bytes are wrong.
+    let (_, read) = damaged(ChecksumKind::Sampled, &zero_page_head);
+    assert!(matches!(
+        read,
+        Err(ReadError::Rejected(label::Error::BlockChecksum { .. }))
+    ));
+}
+
+#[test]
+fn checksum_none_verifies_nothing_and_says_so() {
+    let (vmcore, read) = damaged(ChecksumKind::None, &flip_mid_page);
+    let (summary, out) = read.unwrap();
+    assert!(out != vmcore);
+    assert_eq!(summary.blocks_verified, 0);
+    assert_eq!(coverage(&summary), "none");
+    assert_eq!(
+        alloc::format!("{}", ChecksumKind::Full.coverage()),
+        "every byte"
+    );
+}
+
+#[test]
+fn hashing_overlaps_the_transfer_and_stops_when_done() {
+    use core::cell::Cell;
+    let (mut arena, clock, _, _) = setup();
+    let fake = FakeNvme::new(&arena);
+    labelled(&mut fake.0.borrow_mut().disk);
+    let mut dev = Nvme::new(&fake, &mut arena, &clock).unwrap();
+    let buf = arena.buf(64 << 10);
+    // 16 commands of 4 KiB: the simulated controller completes one per poll, lazily.
+    let reqs: Vec<WriteReq> = (0..16u64)
+        .map(|i| WriteReq {
+            lba: 4096 + i * 8,
+            phys: buf + i * 4096,
+            len: 4096,
+        })
+        .collect();
+    // Work that never ends: the driver calls it while it waits, and still returns.
+    let calls = Cell::new(0u32);
+    dev.write_overlapped(&reqs, &mut || {
+        calls.set(calls.get() + 1);
+        true
+    })
+    .unwrap();
+    assert!(calls.get() > 0, "no work ran while the device was busy");
+    // Work of three pieces is run at most three times.
+    let pieces = Cell::new(0u32);
+    dev.write_overlapped(&reqs, &mut || {
+        pieces.set(pieces.get() + 1);
+        pieces.get() < 3
+    })
+    .unwrap();
+    assert!(pieces.get() <= 3, "called {} times", pieces.get());
+}

@@ -29,7 +29,7 @@ pub struct Args {
     /// Block size of the raw dd (MiB).
     #[arg(long = "rawdd-bs", value_name = "MIB", default_value = "4", value_parser = parse_block_mib)]
     rawdd_bs: u32,
-    /// Extra rkdump parameters (A/B runs, e.g. "rkdump.checksum=full").
+    /// Extra rkdump parameters (A/B runs, e.g. "rkdump.checksum=none").
     #[arg(long, value_name = "S", default_value = "", allow_hyphen_values = true)]
     rkdump_append: String,
     /// Where disk images and run directories live during the runs (default:

@@ -66,7 +66,7 @@ pub(super) fn render_table(rows: &[Row]) -> String {
             s,
             "| {} GiB | {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.ram_gib,
-            r.kind.label(),
+            r.label(),
             if crash {
                 format!("{}M", r.crashkernel)
             } else {
@@ -308,7 +308,7 @@ mod tests {
         let t = render_table(&r);
         assert_eq!(t.lines().count(), 2 + r.len());
         assert!(
-            t.contains("| 1 GiB | rkdump | 16M | 2/3 | 0.11 s | 1.10 s |"),
+            t.contains("| 1 GiB | rkdump, checksum full (default) | 16M | 2/3 | 0.11 s | 1.10 s |"),
             "{t}"
         );
         assert!(t.contains("| 8M |"), "{t}");

@@ -30,6 +30,9 @@ pub(super) struct Sample {
     pub(super) guest_secs: Option<f64>,
     /// rkdump's frame-allocator peak (KiB).
     pub(super) peak_kib: Option<u64>,
+    /// rkdump's block-checksum kind as its console reported it (`checksum mode=<asked>
+    /// kind=<kind>`): "full (default)", "sampled", "none", ...
+    pub(super) checksum: Option<String>,
     /// rkdump's loaded image size in memory (bytes).
     pub(super) image_len: Option<u64>,
     /// Host CPUs other processes kept busy during the run, on average (the machine has 2 and
@@ -105,6 +108,15 @@ pub(super) fn measure(kind: Kind, log: &ConsoleLog, flat: Option<Result<u64, Str
             } else {
                 s.why = "no `rkdump: dump complete` line".into();
             }
+            s.checksum = find(after, "rkdump: checksum mode=").and_then(|(_, a)| {
+                let asked = a.split_whitespace().next()?;
+                let kind = kv(a, "kind")?;
+                Some(if asked == "auto" {
+                    format!("{kind} (default)")
+                } else {
+                    kind.to_string()
+                })
+            });
             s.peak_kib = find(after, "rkdump: memory peak=")
                 .and_then(|(_, v)| v.split_whitespace().next()?.parse().ok());
             s.image_len = find(after, "rkdump: memory image=").and_then(|(_, v)| {
@@ -244,6 +256,7 @@ mod tests {
 [   4.590344] [    4.139752] sysrq: Trigger a crash
 [   4.641845] rkdump: entered
 [   4.650469] rkdump: memory image=0x3ee00000+0x99000 heap=2048 KiB page-tables=6
+[   4.680001] rkdump: checksum mode=auto kind=full covers=every byte
 [   4.689710] rkdump: dump start bytes=1098547200 target=disk:0000:01:00.0
 [  10.611862] rkdump: dump complete bytes=1098547200 ms=5906 target=disk:0000:01:00.0
 [  10.611963] rkdump: memory peak=2348 KiB";
@@ -259,6 +272,13 @@ mod tests {
         assert_eq!(s.written, Some(1_098_547_200));
         assert_eq!(s.guest_secs, Some(5.906));
         assert_eq!(s.peak_kib, Some(2348));
+        assert_eq!(s.checksum.as_deref(), Some("full (default)"));
+        let none = RKDUMP_LOG.replace(
+            "mode=auto kind=full covers=every byte",
+            "mode=none kind=none covers=none",
+        );
+        let s = measure(Kind::Rkdump, &ConsoleLog::parse_saved(&none), None);
+        assert_eq!(s.checksum.as_deref(), Some("none"));
         assert_eq!(s.image_len, Some(0x99000));
         assert!((s.rate().unwrap() - 176.9).abs() < 0.1);
         let serial = RKDUMP_LOG.replace("target=disk:0000:01:00.0", "target=serial:ttyS1");

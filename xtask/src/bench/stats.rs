@@ -80,6 +80,27 @@ pub(super) struct Row {
 }
 
 impl Row {
+    /// The configuration's name in tables and charts; rkdump rows name their checksum kind
+    /// (from the runs' consoles: "checksum ?" when no run reported one, "mixed" if they differ).
+    pub(super) fn label(&self) -> String {
+        if self.kind != Kind::Rkdump {
+            return self.kind.label().to_string();
+        }
+        let mut kinds: Vec<&str> = self
+            .samples
+            .iter()
+            .filter_map(|s| s.checksum.as_deref())
+            .collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        let ck = match kinds.as_slice() {
+            [] => "?",
+            [one] => one,
+            _ => "mixed",
+        };
+        format!("{}, checksum {ck}", self.kind.label())
+    }
+
     pub(super) fn values(&self, f: impl Fn(&Sample) -> Option<f64>) -> Vec<Option<f64>> {
         self.samples
             .iter()
@@ -140,8 +161,14 @@ pub(super) mod testdata {
                 kind: Kind::Rkdump,
                 crashkernel: 16,
                 samples: vec![
-                    sample(1.0, 0.9, gib),
-                    sample(1.2, 1.1, gib),
+                    Sample {
+                        checksum: Some("full (default)".into()),
+                        ..sample(1.0, 0.9, gib)
+                    },
+                    Sample {
+                        checksum: Some("full (default)".into()),
+                        ..sample(1.2, 1.1, gib)
+                    },
                     Sample::failed("x"),
                 ],
                 search: Some(Search {

@@ -101,7 +101,7 @@ pub(super) fn chart_panels(rows: &[Row]) -> Vec<Panel> {
                 .iter()
                 .filter_map(|k| {
                     let r = row(rows, ram, *k)?;
-                    Some((r.kind.label().to_string(), f(r)?))
+                    Some((r.label(), f(r)?))
                 })
                 .collect()
         };

@@ -272,7 +272,7 @@ impl Case {
         } else {
             "0000:00:01.0,0000:01:00.0,-16".to_string()
         });
-        c.capture_extra = "rkdump.reset=sbr rkdump.checksum=sampled".to_string();
+        c.capture_extra = "rkdump.reset=sbr".to_string();
         c.tag = fresh_tag(name);
         Some(c)
     }
@@ -352,10 +352,8 @@ impl Case {
         c.timeout = Duration::from_secs(if fail { 150 } else { 300 });
         if fail {
             c.capture_extra = "rkdump.reset=none rkdump.nopreinit".to_string();
-        } else if disk == DiskKind::Virtio {
-            // Full-coverage block checksums end to end; the NVMe case runs the default (auto).
-            c.capture_extra = "rkdump.checksum=full".to_string();
         }
+        // Every dump case runs the default checksum (auto = every byte verified by `save`).
         c.tag = fresh_tag(name);
         Some(c)
     }

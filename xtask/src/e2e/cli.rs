@@ -41,6 +41,9 @@ pub struct Args {
     /// Keep bulky artefacts (initramfs.cpio, com2.bin) of passing cases too.
     #[arg(long)]
     keep: bool,
+    /// Extra rkdump parameters for every case (A/B measurements, e.g. "rkdump.checksum=none").
+    #[arg(long, value_name = "S", default_value = "", allow_hyphen_values = true)]
+    rkdump_append: String,
     /// Hard timeout per case (default 120).
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
@@ -131,6 +134,13 @@ pub fn main(args: Args) -> Result<(), String> {
         }
         if let Some(t) = args.timeout {
             c.timeout = Duration::from_secs(t);
+        }
+        let extra = args.rkdump_append.trim();
+        if capture == CaptureKind::Rkdump && !extra.is_empty() {
+            if !c.capture_extra.is_empty() {
+                c.capture_extra.push(' ');
+            }
+            c.capture_extra.push_str(extra);
         }
         cases.push(c);
     }

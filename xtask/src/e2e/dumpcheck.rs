@@ -111,9 +111,21 @@ pub fn apply(
     let saved = crate::build::rkdumpctl()
         .and_then(|ctl| Ok(ctl.save(img, &vmcore, false)?.trim().to_string()));
     let ok = saved.is_ok();
+    let coverage = saved.clone().unwrap_or_default();
     checks.push(check("rkdumpctl save", saved));
     if !ok {
         return;
+    }
+    // Issue 12: the default dump is verified byte for byte, QEMU included.
+    if !case.capture_extra.contains("rkdump.checksum=") {
+        checks.push(check(
+            "default checksum verified every byte",
+            if coverage.contains("coverage: every byte") {
+                Ok("coverage: every byte".to_string())
+            } else {
+                Err(format!("save did not verify every byte: {coverage}"))
+            },
+        ));
     }
     checks.push(verify_check(log, &vmcore, dir));
 }
