@@ -173,40 +173,10 @@ pub fn check_marker_pages(
     f: &mut (impl Read + Seek),
     report: &Report,
 ) -> Result<MarkerStats, Error> {
-    report.validate().map_err(Error::Report)?;
-    let (_, phdrs) = read_headers(f)?;
-    let loads: Vec<&ProgramHeader> = phdrs.iter().filter(|p| p.p_type == PT_LOAD).collect();
-    let mut page = [0u8; PAGE_SIZE];
-    let mut bad: Vec<String> = Vec::new();
-    let mut missing = 0u64;
-    for run in &report.runs {
-        for i in 0..run.count {
-            let index = run.first_index + i;
-            let phys = (run.first_pfn + i) * PAGE_SIZE as u64;
-            let Some(l) = loads
-                .iter()
-                .find(|l| phys >= l.p_paddr && phys + PAGE_SIZE as u64 <= l.p_paddr + l.p_filesz)
-            else {
-                missing += 1;
-                continue;
-            };
-            f.seek(SeekFrom::Start(l.p_offset + (phys - l.p_paddr)))
-                .and_then(|_| f.read_exact(&mut page))
-                .map_err(read_err(format!("page {index} at {phys:#x}")))?;
-            if !page_matches(report.tag, index, &page) && bad.len() < 10 {
-                bad.push(format!("page {index} at {phys:#x}"));
-            }
-        }
-    }
-    if missing > 0 || !bad.is_empty() {
-        return Err(Error::MarkerPages {
-            missing,
-            wrong: bad,
-        });
-    }
+    let (loads, _) = walk_marker_pages(f, report, None)?;
     Ok(MarkerStats {
         pages: report.pages,
-        loads: loads.len(),
+        loads,
     })
 }
 
@@ -214,14 +184,25 @@ pub fn check_marker_pages(
 /// page of `report` whose bytes lie wholly in the file must be byte-exact; pages beyond its end
 /// are counted, not checked. Returns (pages checked, pages beyond the end).
 pub fn check_marker_prefix(path: &Path, report: &Report) -> Result<(u64, u64), Error> {
-    report.validate().map_err(Error::Report)?;
     let file = std::fs::File::open(path).map_err(read_err(path.display().to_string()))?;
     let len = file
         .metadata()
         .map_err(read_err(path.display().to_string()))?
         .len();
-    let mut f = BufReader::new(file);
-    let (_, phdrs) = read_headers(&mut f)?;
+    let (_, counts) = walk_marker_pages(&mut BufReader::new(file), report, Some(len))?;
+    Ok(counts)
+}
+
+/// Checks every marker page of `report` that a PT_LOAD holds and that ends within `file_len`
+/// (the whole file when `None`). A page no PT_LOAD holds, or one with the wrong bytes, is an
+/// error. Returns the PT_LOAD count and (pages checked, pages beyond `file_len`).
+fn walk_marker_pages(
+    f: &mut (impl Read + Seek),
+    report: &Report,
+    file_len: Option<u64>,
+) -> Result<(usize, (u64, u64)), Error> {
+    report.validate().map_err(Error::Report)?;
+    let (_, phdrs) = read_headers(f)?;
     let loads: Vec<&ProgramHeader> = phdrs.iter().filter(|p| p.p_type == PT_LOAD).collect();
     let mut page = [0u8; PAGE_SIZE];
     let (mut checked, mut beyond, mut missing) = (0u64, 0u64, 0u64);
@@ -238,7 +219,7 @@ pub fn check_marker_prefix(path: &Path, report: &Report) -> Result<(u64, u64), E
                 continue;
             };
             let at = l.p_offset + (phys - l.p_paddr);
-            if at + PAGE_SIZE as u64 > len {
+            if file_len.is_some_and(|len| at + PAGE_SIZE as u64 > len) {
                 beyond += 1;
                 continue;
             }
@@ -257,7 +238,7 @@ pub fn check_marker_prefix(path: &Path, report: &Report) -> Result<(u64, u64), E
             wrong: bad,
         });
     }
-    Ok((checked, beyond))
+    Ok((loads.len(), (checked, beyond)))
 }
 
 /// [`check_marker_pages`] on the file at `path`.
