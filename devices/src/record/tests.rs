@@ -5,6 +5,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use rkdump_vmcore::elf::Elf64_Phdr;
 use rkdump_vmcore::testing::{
     FakeMemory, VMCOREINFO_TEXT, cpu_note_buffer, header_blob, load_phdr, note_phdr,
     vmcoreinfo_buffer,
@@ -66,10 +67,16 @@ fn crash(arena: &mut Arena) -> (DumpPlan, Vec<u8>) {
     phdrs.push(load_phdr(ram, ram, va, 32 << 10));
     let hi = ram + (40 << 10);
     phdrs.push(load_phdr(hi, hi, va + (40 << 10), 56 << 10));
-    mem.insert(HDR, header_blob(&phdrs));
+    reference(mem, &phdrs)
+}
+
+/// Puts the elfcorehdr of `phdrs` into `mem` and returns its plan and the vmcore the writer must
+/// reproduce (streamed to memory by the vmcore crate, not through any device).
+fn reference(mut mem: FakeMemory, phdrs: &[Elf64_Phdr]) -> (DumpPlan, Vec<u8>) {
+    mem.insert(HDR, header_blob(phdrs));
     let plan = prepare_dump(&mut mem, HDR, None).unwrap();
     let mut vmcore = Vec::new();
-    let mut buf = vec![0u8; 16384];
+    let mut buf = vec![0u8; 1 << 20];
     write_vmcore(
         &plan.layout,
         &mut mem,
@@ -365,19 +372,7 @@ fn big_crash(arena: &mut Arena, ram_bytes: usize) -> (DumpPlan, Vec<u8>) {
         note_phdr(0x7f00_0000, 4132),
         load_phdr(ram, ram, DM + (ram & 0xFFFF_FFFF), ram_bytes as u64),
     ];
-    mem.insert(HDR, header_blob(&phdrs));
-    let plan = prepare_dump(&mut mem, HDR, None).unwrap();
-    let mut vmcore = Vec::new();
-    let mut buf = vec![0u8; 1 << 20];
-    write_vmcore(
-        &plan.layout,
-        &mut mem,
-        &mut vmcore,
-        &mut buf,
-        &mut |_, _| {},
-    )
-    .unwrap();
-    (plan, vmcore)
+    reference(mem, &phdrs)
 }
 
 const BIG_RAM: usize = 20 << 20;
