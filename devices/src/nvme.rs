@@ -589,8 +589,7 @@ impl<R: Regs> BlockDevice for Nvme<'_, R> {
     }
 
     fn write(&mut self, reqs: &[WriteReq]) -> Result<(), BlockError> {
-        let reqs = reqs.iter().map(|r| (r.lba, r.phys, r.len));
-        Ok(self.transfer(NVM_WRITE, reqs, &mut Idle::new(&mut || false))?)
+        self.write_overlapped(reqs, &mut || false)
     }
 
     fn write_overlapped(

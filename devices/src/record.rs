@@ -523,20 +523,13 @@ struct Out<'a, D: ?Sized> {
 }
 
 impl<D: BlockDevice + ?Sized> Out<'_, D> {
-    /// Writes bytes from rkdump memory, copied into a DMA buffer first.
+    /// Writes bytes from rkdump memory, copied into a new DMA buffer first.
     fn bytes(&mut self, area: Area, lba: u64, bytes: &[u8]) -> Result<(), RecordError> {
         let len = bytes.len().div_ceil(4096) * 4096;
         // Freshly allocated DMA memory is zeroed, so the tail of the last block is too.
         let mut buf = alloc_dma_mem(self.dma, len, 4096, false).ok_or(RecordError::NoMemory)?;
         buf.copy_in(0, bytes);
-        let req = WriteReq {
-            lba,
-            phys: buf.phys(0),
-            len: len as u64,
-        };
-        self.dev
-            .write(&[req])
-            .map_err(|error| RecordError::Write { area, lba, error })
+        self.write_bounce(area, lba, &buf, len)
     }
 
     /// Writes the first `len` bytes of `buf`, a bounce buffer of the writer's own.
