@@ -1,10 +1,13 @@
 //! End-to-end tests of `rkdumpctl recv` and `inspect` on dumps built by rkdump-vmcore from fake old memory.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{rkdumpctl, scratch, text};
 use rkdump_vmcore::stream::{FRAME_HEADER_SIZE, FrameEncoder};
 use rkdump_vmcore::testing::{
     FakeMemory, VMCOREINFO_TEXT, cpu_note_buffer, header_blob, load_phdr, note_phdr,
@@ -54,25 +57,6 @@ fn dump() -> (Vec<u8>, Vec<u8>) {
     (file, stream)
 }
 
-/// A fresh directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("rkdumpctl-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn rkdumpctl(args: &[&Path]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rkdumpctl"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// Offset in `stream` of the first byte of the `n`th data frame's payload.
 fn data_payload(stream: &[u8], n: usize) -> usize {
     let mut at = stream
@@ -92,13 +76,13 @@ fn recv_rebuilds_the_vmcore_byte_for_byte() {
     let dir = scratch("ok");
     let (input, out) = (dir.join("serial.bin"), dir.join("vmcore"));
     std::fs::write(&input, &stream).unwrap();
-    let o = rkdumpctl(&[Path::new("recv"), &input, Path::new("-o"), &out]);
+    let o = rkdumpctl([Path::new("recv"), &input, Path::new("-o"), &out]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains("CRC32 verified"));
     assert!(std::fs::read(&out).unwrap() == file);
     assert!(!dir.join("vmcore.incomplete").exists());
 
-    let o = rkdumpctl(&[Path::new("inspect"), &out]);
+    let o = rkdumpctl([Path::new("inspect"), &out]);
     let s = text(&o.stdout);
     assert!(o.status.success(), "{}", text(&o.stderr));
     for want in [
@@ -128,7 +112,7 @@ fn recv_refuses_a_corrupt_frame_unless_partial() {
     let (input, out) = (dir.join("serial.bin"), dir.join("vmcore"));
     std::fs::write(&input, &stream).unwrap();
 
-    let o = rkdumpctl(&[Path::new("recv"), &input, Path::new("-o"), &out]);
+    let o = rkdumpctl([Path::new("recv"), &input, Path::new("-o"), &out]);
     let err = text(&o.stderr);
     assert!(!o.status.success());
     assert!(err.contains("bad frame at stream byte"), "{err}");
@@ -138,7 +122,7 @@ fn recv_refuses_a_corrupt_frame_unless_partial() {
     assert!(!out.exists());
     assert!(!dir.join("vmcore.incomplete").exists());
 
-    let o = rkdumpctl(&[
+    let o = rkdumpctl([
         Path::new("recv"),
         &input,
         Path::new("-o"),
@@ -159,12 +143,12 @@ fn recv_refuses_a_truncated_stream() {
     let dir = scratch("truncated");
     let (input, out) = (dir.join("serial.bin"), dir.join("vmcore"));
     std::fs::write(&input, &stream[..stream.len() / 2]).unwrap();
-    let o = rkdumpctl(&[Path::new("recv"), &input, Path::new("-o"), &out]);
+    let o = rkdumpctl([Path::new("recv"), &input, Path::new("-o"), &out]);
     assert!(!o.status.success());
     assert!(text(&o.stderr).contains("no valid End frame"));
 
     std::fs::write(&input, b"just console text, no dump\n").unwrap();
-    let o = rkdumpctl(&[Path::new("recv"), &input, Path::new("-o"), &out]);
+    let o = rkdumpctl([Path::new("recv"), &input, Path::new("-o"), &out]);
     assert!(!o.status.success());
     assert!(text(&o.stderr).contains("no rkdump stream frame found"));
 }
@@ -215,7 +199,7 @@ fn inspect_rejects_non_cores() {
     let dir = scratch("inspect-bad");
     let p = dir.join("not-a-core");
     std::fs::write(&p, b"hello").unwrap();
-    let o = rkdumpctl(&[Path::new("inspect"), &p]);
+    let o = rkdumpctl([Path::new("inspect"), &p]);
     assert!(!o.status.success());
     assert!(text(&o.stderr).contains("not a valid x86_64 ELF core"));
 }
@@ -241,7 +225,7 @@ fn recv_partial(name: &str, stream: &[u8]) -> (Output, PathBuf) {
     let dir = scratch(name);
     let (input, out) = (dir.join("serial.bin"), dir.join("vmcore"));
     std::fs::write(&input, stream).unwrap();
-    let o = rkdumpctl(&[
+    let o = rkdumpctl([
         Path::new("recv"),
         &input,
         Path::new("-o"),
@@ -291,7 +275,7 @@ fn recv_without_partial_rejects_an_implausible_size() {
     let dir = scratch("tib-strict");
     let (input, out) = (dir.join("serial.bin"), dir.join("vmcore"));
     std::fs::write(&input, cut_stream(&file, 1 << 40, false)).unwrap();
-    let o = rkdumpctl(&[Path::new("recv"), &input, Path::new("-o"), &out]);
+    let o = rkdumpctl([Path::new("recv"), &input, Path::new("-o"), &out]);
     assert!(!o.status.success());
     assert!(text(&o.stderr).contains("ELF header lays out"));
     assert!(!out.exists() && !dir.join("vmcore.incomplete").exists());

@@ -2,8 +2,13 @@
 //! the middle of a page, 3 KiB zeroed inside a page. The record is laid out with the same
 //! `rkdump_devices::label` code the capture kernel's writer uses, with the default checksum.
 
+mod common;
+
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::{rkdumpctl, text};
 
 use rkdump_devices::label::{
     self, BlockXxh64, ChecksumKind, LBA_BYTES, Label, RecordHeader, xxh64_table,
@@ -43,19 +48,16 @@ fn image(data: &[u8], kind: ChecksumKind) -> (Vec<u8>, usize) {
 }
 
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("rkdumpctl-save-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::scratch(&format!("save-coverage-{name}"))
 }
 
 fn save(img: &Path, out: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rkdumpctl"))
-        .arg("save")
-        .arg(img)
-        .arg("-o")
-        .arg(out)
-        .output()
-        .unwrap()
+    rkdumpctl([
+        OsStr::new("save"),
+        img.as_os_str(),
+        OsStr::new("-o"),
+        out.as_os_str(),
+    ])
 }
 
 /// Writes the image of `kind` damaged by `damage(disk, offset of page 5)` and runs `save`.
@@ -80,7 +82,7 @@ fn zero_3k_inside_page(disk: &mut [u8], page: usize) {
 }
 
 fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    text(&o.stdout)
 }
 
 #[test]

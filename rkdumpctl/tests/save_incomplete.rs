@@ -1,8 +1,11 @@
 //! `rkdumpctl save` on a record a power cut left Incomplete after a checkpoint: plain `save`
 //! refuses and names what `--partial` would recover; `--partial` extracts exactly that prefix.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use rkdump_devices::label::{
     BlockXxh64, ChecksumKind, Label, RecordHeader, record_layout, xxh64_table,
@@ -32,20 +35,23 @@ fn image(name: &str) -> (PathBuf, Vec<u8>) {
     disk[t..t + table.len()].copy_from_slice(&table);
     let hb = h.to_bytes();
     disk[label.data_offset as usize..][..hb.len()].copy_from_slice(&hb);
-    let dir = std::env::temp_dir().join(format!("rkdumpctl-save-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch(&format!("save-incomplete-{name}"));
     let path = dir.join("disk.img");
     std::fs::write(&path, &disk).unwrap();
     (path, data[..2 * MIB].to_vec())
 }
 
-fn save(img: &PathBuf, out: &PathBuf, partial: bool) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rkdumpctl"));
-    c.arg("save").arg(img).arg("-o").arg(out);
+fn save(img: &Path, out: &Path, partial: bool) -> Output {
+    let mut args = vec![
+        OsStr::new("save"),
+        img.as_os_str(),
+        OsStr::new("-o"),
+        out.as_os_str(),
+    ];
     if partial {
-        c.arg("--partial");
+        args.push(OsStr::new("--partial"));
     }
-    c.output().unwrap()
+    common::rkdumpctl(args)
 }
 
 #[test]

@@ -2,10 +2,13 @@
 //! rkdump-devices label API (the code the capture kernel's writer uses), damaged on purpose,
 //! and every refusal checked to leave the image byte for byte as it was.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::{rkdumpctl, text};
 use rkdump_devices::label::{
     self, BlockXxh64, ChecksumKind, FLAG_SAVED, LABEL_BYTES, Label, RecordHeader, record_layout,
     xxh64_table,
@@ -55,21 +58,7 @@ fn patch_header(disk: &mut [u8], at: usize, v: &[u8]) {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("rkdumpctl-saveprep-{name}"));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn rkdumpctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rkdumpctl"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    common::scratch(&format!("saveprep-{name}"))
 }
 
 fn s(p: &Path) -> &str {
@@ -102,7 +91,7 @@ fn save_refuses_the_input_as_output() {
     let img = dir.join("dump.img");
     let before = image(16 * MIB, &vmcore(3 * MIB as usize));
     fs::write(&img, &before).unwrap();
-    let o = rkdumpctl(&["save", s(&img), "-o", s(&img)]);
+    let o = rkdumpctl(["save", s(&img), "-o", s(&img)]);
     refused(&o, "is the dump device or image itself");
     assert!(fs::read(&img).unwrap() == before, "image changed");
 
@@ -112,17 +101,17 @@ fn save_refuses_the_input_as_output() {
     let sym = dir.join("sym");
     std::os::unix::fs::symlink(&img, &sym).unwrap();
     for other in [&hard, &sym] {
-        let o = rkdumpctl(&["save", s(&img), "-o", s(other)]);
+        let o = rkdumpctl(["save", s(&img), "-o", s(other)]);
         refused(&o, "is the dump device or image itself");
     }
     // The temporary name is checked too: `-o x` writes `x.incomplete` first.
     let inc = dir.join("x.incomplete");
     fs::hard_link(&img, &inc).unwrap();
-    let o = rkdumpctl(&["save", s(&img), "-o", s(&dir.join("x"))]);
+    let o = rkdumpctl(["save", s(&img), "-o", s(&dir.join("x"))]);
     refused(&o, "x.incomplete is the dump device or image itself");
     assert!(fs::read(&img).unwrap() == before, "image changed");
     // Not a regular file.
-    let o = rkdumpctl(&["save", s(&img), "-o", s(&dir)]);
+    let o = rkdumpctl(["save", s(&img), "-o", s(&dir)]);
     refused(&o, "exists and is not a regular file");
     assert!(fs::read(&img).unwrap() == before, "image changed");
 }
@@ -137,7 +126,7 @@ fn save_writes_incomplete_then_renames_and_marks_saved() {
     let out = dir.join("vmcore");
     // An old output is replaced only once the new one is complete.
     fs::write(&out, b"old").unwrap();
-    let o = rkdumpctl(&["save", s(&img), "-o", s(&out)]);
+    let o = rkdumpctl(["save", s(&img), "-o", s(&out)]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains("record marked saved"));
     assert!(fs::read(&out).unwrap() == core);
@@ -159,7 +148,7 @@ fn save_writes_incomplete_then_renames_and_marks_saved() {
     let hdr = RecordHeader::parse(&l, &after[h..h + 4096]).unwrap();
     assert_eq!(hdr.flags & FLAG_SAVED, FLAG_SAVED);
     // Saving again still works (the record stays readable).
-    let o = rkdumpctl(&["save", s(&img), "-o", s(&out)]);
+    let o = rkdumpctl(["save", s(&img), "-o", s(&out)]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(fs::read(&out).unwrap() == core);
 }
@@ -173,14 +162,14 @@ fn save_refuses_a_label_bigger_than_the_device() {
     let before = image_with_label(l, 16 * MIB, &vmcore(2 * MIB as usize));
     fs::write(&img, &before).unwrap();
     let out = dir.join("vmcore");
-    let o = rkdumpctl(&["save", s(&img), "-o", s(&out), "--partial"]);
+    let o = rkdumpctl(["save", s(&img), "-o", s(&out), "--partial"]);
     refused(&o, "device has 16777216 bytes, label claims 1099511627776");
     no_output(&out);
     assert!(fs::read(&img).unwrap() == before, "image changed");
     // Control: the same record under a label of the real size is saved.
     let good = image(16 * MIB, &vmcore(2 * MIB as usize));
     fs::write(&img, &good).unwrap();
-    let o = rkdumpctl(&["save", s(&img), "-o", s(&out)]);
+    let o = rkdumpctl(["save", s(&img), "-o", s(&out)]);
     assert!(o.status.success(), "{}", text(&o.stderr));
 }
 
@@ -199,7 +188,7 @@ fn save_refuses_a_checksum_table_past_the_disk() {
     patch_header(&mut before, 0x38, &(MIB + 4096 + n * 4096).to_le_bytes());
     fs::write(&img, &before).unwrap();
     let out = dir.join("vmcore");
-    let o = rkdumpctl(&["save", s(&img), "-o", s(&out), "--partial"]);
+    let o = rkdumpctl(["save", s(&img), "-o", s(&out), "--partial"]);
     refused(&o, "table outside the disk");
     no_output(&out);
     assert!(fs::read(&img).unwrap() == before, "image changed");
@@ -268,7 +257,7 @@ fn prepare_refuses_an_unsaved_dump_until_it_is_saved() {
     let core = vmcore(2 * MIB as usize);
     let before = image(16 * MIB, &core);
     fs::write(&img, &before).unwrap();
-    let o = rkdumpctl(&["prepare", s(&img)]);
+    let o = rkdumpctl(["prepare", s(&img)]);
     refused(
         &o,
         "a dump not yet saved (Complete, 2097152 of 2097152 bytes",
@@ -276,16 +265,16 @@ fn prepare_refuses_an_unsaved_dump_until_it_is_saved() {
     refused(&o, "nothing written");
     assert!(fs::read(&img).unwrap() == before, "image changed");
     // A dry run says the same and writes nothing either.
-    let o = rkdumpctl(&["prepare", s(&img), "--dry-run"]);
+    let o = rkdumpctl(["prepare", s(&img), "--dry-run"]);
     refused(&o, "a dump not yet saved");
     assert!(fs::read(&img).unwrap() == before, "image changed");
 
     let out = dir.join("vmcore");
-    let o = rkdumpctl(&["save", s(&img), "-o", s(&out)]);
+    let o = rkdumpctl(["save", s(&img), "-o", s(&out)]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     // Saved: preparing again needs no --force, and writes only the label.
     let saved = fs::read(&img).unwrap();
-    let o = rkdumpctl(&["prepare", s(&img)]);
+    let o = rkdumpctl(["prepare", s(&img)]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let after = fs::read(&img).unwrap();
     assert!(after[LABEL_BYTES..] == saved[LABEL_BYTES..]);
@@ -295,7 +284,7 @@ fn prepare_refuses_an_unsaved_dump_until_it_is_saved() {
         "new label, new uuid"
     );
     // The old record now belongs to the previous label: that is what prepare protected.
-    let o = rkdumpctl(&["save", s(&img), "-o", s(&dir.join("again"))]);
+    let o = rkdumpctl(["save", s(&img), "-o", s(&dir.join("again"))]);
     refused(&o, "record belongs to another label");
 }
 
@@ -305,7 +294,7 @@ fn prepare_force_overwrites_an_unsaved_dump() {
     let img = dir.join("dump.img");
     let before = image(16 * MIB, &vmcore(MIB as usize));
     fs::write(&img, &before).unwrap();
-    let o = rkdumpctl(&["prepare", s(&img), "--force"]);
+    let o = rkdumpctl(["prepare", s(&img), "--force"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("--force: overwriting a dump not yet saved"));
     let after = fs::read(&img).unwrap();
@@ -370,10 +359,10 @@ fn prepare_refuses_partition_tables_and_signatures() {
     ];
     for (name, before, want) in cases {
         fs::write(&img, &before).unwrap();
-        let o = rkdumpctl(&["prepare", s(&img)]);
+        let o = rkdumpctl(["prepare", s(&img)]);
         refused(&o, want);
         assert!(fs::read(&img).unwrap() == before, "{name}: image changed");
-        let o = rkdumpctl(&["prepare", s(&img), "--dry-run"]);
+        let o = rkdumpctl(["prepare", s(&img), "--dry-run"]);
         refused(&o, want);
         assert!(
             fs::read(&img).unwrap() == before,
@@ -382,10 +371,10 @@ fn prepare_refuses_partition_tables_and_signatures() {
     }
     // Control: a zeroed image is prepared without --force.
     fs::write(&img, vec![0u8; 16 * MIB as usize]).unwrap();
-    let o = rkdumpctl(&["prepare", s(&img)]);
+    let o = rkdumpctl(["prepare", s(&img)]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     // And re-preparing an rkdump disk with no dump needs no --force either.
-    let o = rkdumpctl(&["prepare", s(&img)]);
+    let o = rkdumpctl(["prepare", s(&img)]);
     assert!(o.status.success(), "{}", text(&o.stderr));
 }
 
@@ -395,7 +384,7 @@ fn prepare_force_writes_only_the_label_over_ext4() {
     let img = dir.join("disk.img");
     let before = foreign(&[(1080, &[0x53, 0xEF])]);
     fs::write(&img, &before).unwrap();
-    let o = rkdumpctl(&["prepare", s(&img), "--force"]);
+    let o = rkdumpctl(["prepare", s(&img), "--force"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("overwriting an ext2/3/4 file system signature"));
     let after = fs::read(&img).unwrap();
@@ -410,7 +399,7 @@ fn prepare_dry_run_shows_the_label_and_writes_nothing() {
     let img = dir.join("disk.img");
     let before = vec![0u8; 16 * MIB as usize];
     fs::write(&img, &before).unwrap();
-    let o = rkdumpctl(&["prepare", s(&img), "--dry-run"]);
+    let o = rkdumpctl(["prepare", s(&img), "--dry-run"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let out = text(&o.stdout);
     for want in [
@@ -430,7 +419,7 @@ fn prepare_dry_run_shows_the_label_and_writes_nothing() {
     // --force --dry-run over a file system: warns, shows, still writes nothing.
     let ext4 = foreign(&[(1080, &[0x53, 0xEF])]);
     fs::write(&img, &ext4).unwrap();
-    let o = rkdumpctl(&["prepare", s(&img), "--dry-run", "--force"]);
+    let o = rkdumpctl(["prepare", s(&img), "--dry-run", "--force"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains("dry run, nothing written"));
     assert!(
@@ -441,7 +430,7 @@ fn prepare_dry_run_shows_the_label_and_writes_nothing() {
     let mut perm = fs::metadata(&img).unwrap().permissions();
     perm.set_readonly(true);
     fs::set_permissions(&img, perm).unwrap();
-    let o = rkdumpctl(&["prepare", s(&img), "--dry-run", "--force"]);
+    let o = rkdumpctl(["prepare", s(&img), "--dry-run", "--force"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
 }
 
@@ -453,20 +442,20 @@ fn prepare_refuses_a_damaged_label_or_record() {
     let mut before = image(16 * MIB, &vmcore(MIB as usize));
     before[(MIB + 0x20) as usize] ^= 1;
     fs::write(&img, &before).unwrap();
-    let o = rkdumpctl(&["prepare", s(&img)]);
+    let o = rkdumpctl(["prepare", s(&img)]);
     refused(&o, "a damaged dump record (CRC mismatch");
     assert!(fs::read(&img).unwrap() == before, "image changed");
     // A label with the magic and a bad CRC.
     let mut before = image(16 * MIB, &vmcore(MIB as usize));
     before[0x10] ^= 0xff;
     fs::write(&img, &before).unwrap();
-    let o = rkdumpctl(&["prepare", s(&img)]);
+    let o = rkdumpctl(["prepare", s(&img)]);
     refused(&o, "a damaged rkdump label (CRC mismatch");
     assert!(fs::read(&img).unwrap() == before, "image changed");
     // Unknown data in the first 4 KiB.
     let before = foreign(&[(100, b"hello")]);
     fs::write(&img, &before).unwrap();
-    let o = rkdumpctl(&["prepare", s(&img)]);
+    let o = rkdumpctl(["prepare", s(&img)]);
     refused(&o, "data in the first 4 KiB (no rkdump label)");
     assert!(fs::read(&img).unwrap() == before, "image changed");
 }

@@ -1,11 +1,14 @@
 //! End-to-end tests of `rkdumpctl snapshot` and `load` on a fake sysfs/procfs tree, with a fake
 //! bzImage and a fake kexec that records its arguments.
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use common::{rkdumpctl, text};
 use rkdump_devices::blob::Blob;
 use rkdump_devices::pci::Bdf;
 
@@ -13,10 +16,7 @@ const BOOT_ID: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
 
 /// A fresh directory for one test.
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("rkdumpctl-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
+    common::scratch(&format!("snapshot-{name}"))
 }
 
 fn put16(c: &mut [u8], off: usize, v: u16) {
@@ -110,19 +110,8 @@ fn fake_kexec(path: &Path, args_out: &Path, stderr: &str, code: i32) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-fn rkdumpctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rkdumpctl"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]
@@ -130,7 +119,7 @@ fn snapshot_of_a_fake_sysfs_parses_back() {
     let dir = scratch("snapshot");
     let (sys, proc) = fake_system(&dir);
     let out_path = dir.join("out/config.blob");
-    let out = rkdumpctl(&[
+    let out = rkdumpctl([
         "snapshot",
         "-o",
         s(&out_path),
@@ -207,7 +196,7 @@ fn snapshot_of_a_fake_sysfs_parses_back() {
 #[test]
 fn snapshot_without_pci_sysfs_fails() {
     let dir = scratch("nosys");
-    let out = rkdumpctl(&[
+    let out = rkdumpctl([
         "snapshot",
         "-o",
         s(&dir.join("b")),
@@ -232,7 +221,7 @@ fn load_dry_run_prints_the_kexec_command() {
     let kernel = dir.join("bzImage");
     fake_bzimage(&kernel);
     let blob_path = dir.join("cfg.blob");
-    let out = rkdumpctl(&[
+    let out = rkdumpctl([
         "load",
         "--dry-run",
         "--kernel",
