@@ -144,7 +144,9 @@ impl Tables {
         Ok(page)
     }
 
-    fn map(&mut self, start: u64, len: u64, cache: Cache) -> Result<(), MapError> {
+    /// Identity-maps the range; returns whether any entry was written (`false` when it was
+    /// already mapped with this memory type, so the caller need not flush translations).
+    fn map(&mut self, start: u64, len: u64, cache: Cache) -> Result<bool, MapError> {
         // The limit is a power of two of at least 2^36, so the 2 MiB and 1 GiB pages rounded
         // out from a range below it stay below it too.
         let end = admit(start, len)?;
@@ -156,6 +158,7 @@ impl Tables {
                 Cache::Uncached => PCD | PWT,
             };
         let mut addr = start & !(SIZE_2M - 1);
+        let mut changed = false;
         while addr < end {
             let pml4_index = ((addr >> 39) & 511) as usize;
             let pdpt_index = ((addr >> 30) & 511) as usize;
@@ -170,6 +173,7 @@ impl Tables {
             {
                 // SAFETY: as above.
                 unsafe { pdpt_slot.write_volatile(addr | flags) };
+                changed = true;
                 addr += SIZE_1G;
                 continue;
             }
@@ -190,14 +194,20 @@ impl Tables {
                 }
                 // SAFETY: as above.
                 unsafe { pdpt_slot.write_volatile(pd | PRESENT | WRITABLE) };
+                changed = true;
             }
             let pd = self.child(pdpt, pdpt_index)?;
             let pd_index = ((addr >> 21) & 511) as usize;
+            let pd_slot = (pd + 8 * pd_index as u64) as *mut u64;
             // SAFETY: live table page owned by this struct; index < 512.
-            unsafe { ((pd + 8 * pd_index as u64) as *mut u64).write_volatile(addr | flags) };
+            if unsafe { pd_slot.read_volatile() } != addr | flags {
+                // SAFETY: as above.
+                unsafe { pd_slot.write_volatile(addr | flags) };
+                changed = true;
+            }
             addr += SIZE_2M;
         }
-        Ok(())
+        Ok(changed)
     }
 }
 
@@ -260,11 +270,14 @@ pub fn map(start: u64, len: u64, cache: Cache) -> Result<(), MapError> {
         // before it reads anything by address, so nothing is read through it.
         return Ok(());
     };
-    tables.map(start, len, cache)?;
-    let root = tables.pml5.unwrap_or(tables.pml4);
-    // SAFETY: reloading the same root flushes stale translations (type changes); the tables
-    // only gained or re-typed identity mappings.
-    unsafe { write_cr3(root) };
+    // Old memory is viewed piece by piece while it is hashed: re-mapping what is already mapped
+    // must not flush the TLB each time.
+    if tables.map(start, len, cache)? {
+        let root = tables.pml5.unwrap_or(tables.pml4);
+        // SAFETY: reloading the same root flushes stale translations (type changes); the tables
+        // only gained or re-typed identity mappings.
+        unsafe { write_cr3(root) };
+    }
     Ok(())
 }
 
