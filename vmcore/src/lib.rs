@@ -24,6 +24,7 @@ pub mod header;
 pub mod layout;
 pub mod mem;
 pub mod notes;
+pub mod pages;
 pub mod progress;
 pub mod stream;
 pub mod writer;
