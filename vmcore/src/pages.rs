@@ -42,7 +42,9 @@ impl PfnBitmap {
         start_pfn.checked_add(npages).ok_or(BitmapError::Range)?;
         let n = usize::try_from(npages.div_ceil(64)).map_err(|_| BitmapError::NoMemory)?;
         let mut words = Vec::new();
-        words.try_reserve_exact(n).map_err(|_| BitmapError::NoMemory)?;
+        words
+            .try_reserve_exact(n)
+            .map_err(|_| BitmapError::NoMemory)?;
         words.resize(n, 0);
         Ok(PfnBitmap {
             start_pfn,
