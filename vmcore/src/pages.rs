@@ -147,7 +147,7 @@ impl Iterator for Runs<'_> {
         while p < end && !self.map.get(p) {
             // Skip whole clear words at once.
             let i = p - self.map.start_pfn;
-            if i % 64 == 0 && self.map.words[(i / 64) as usize] == 0 {
+            if i.is_multiple_of(64) && self.map.words[(i / 64) as usize] == 0 {
                 p += 64;
             } else {
                 p += 1;
@@ -160,7 +160,10 @@ impl Iterator for Runs<'_> {
         let first = p;
         while p < end && self.map.get(p) {
             let i = p - self.map.start_pfn;
-            if i % 64 == 0 && self.map.words[(i / 64) as usize] == u64::MAX && p + 64 <= end {
+            if i.is_multiple_of(64)
+                && self.map.words[(i / 64) as usize] == u64::MAX
+                && p + 64 <= end
+            {
                 p += 64;
             } else {
                 p += 1;
