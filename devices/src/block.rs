@@ -3,6 +3,7 @@
 //! write straight from physical addresses (old-kernel memory or rkdump's own buffers), so page
 //! data is never copied; a driver keeps as many requests in flight as its queue allows.
 
+use crate::time::Clock;
 use core::fmt;
 
 pub mod ident;
@@ -72,6 +73,37 @@ impl fmt::Display for BlockError {
             BlockError::DeviceError { status } => write!(f, "device error status {status:#x}"),
             BlockError::BadRequest => write!(f, "request outside the device or misaligned"),
             BlockError::NoMemory => write!(f, "out of DMA memory"),
+        }
+    }
+}
+
+/// How often a driver waiting for completions looks at the device's health register (NVMe
+/// CSTS, virtio device status). Completions are found in memory; a register read is an exit to
+/// the hypervisor, and under QEMU's TCG it takes the global lock the device model's completion
+/// path needs, so reading it on every poll slows down the very completion being waited for.
+pub const HEALTH_EVERY_US: u64 = 1_000;
+
+/// Says when a polling loop is due for its next health-register read ([`HEALTH_EVERY_US`]).
+pub struct HealthTimer {
+    last_us: u64,
+}
+
+impl HealthTimer {
+    /// Starts the interval now.
+    pub fn new(clock: &dyn Clock) -> Self {
+        HealthTimer {
+            last_us: clock.now_us(),
+        }
+    }
+
+    /// Whether [`HEALTH_EVERY_US`] passed since the last time this said yes (or since `new`).
+    pub fn due(&mut self, clock: &dyn Clock) -> bool {
+        let now = clock.now_us();
+        if now.wrapping_sub(self.last_us) >= HEALTH_EVERY_US {
+            self.last_us = now;
+            true
+        } else {
+            false
         }
     }
 }

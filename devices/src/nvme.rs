@@ -10,7 +10,8 @@ use alloc::vec::Vec;
 use log::{info, warn};
 
 use crate::block::{
-    BlockDevice, BlockError, BlockInfo, Idle, Regs, Slots, WriteReq, check_request, split,
+    BlockDevice, BlockError, BlockInfo, HealthTimer, Idle, Regs, Slots, WriteReq, check_request,
+    split,
 };
 use crate::hw::{DmaAllocator, DmaMem, Mmio, alloc_dma_mem, fence};
 use crate::time::{Clock, poll_until};
@@ -39,8 +40,6 @@ const ADMIN_ENTRIES: u16 = 32;
 const IO_ENTRIES: u16 = 64;
 const ADMIN_TIMEOUT_US: u64 = 5_000_000;
 const IO_TIMEOUT_US: u64 = 30_000_000;
-/// While waiting for a completion, look at CSTS this often so a dead controller fails fast.
-const HEALTH_EVERY_US: u64 = 1_000;
 
 /// One submission/completion queue pair.
 struct Queue {
@@ -108,16 +107,14 @@ impl Queue {
     ) -> Result<Completion, NvmeError> {
         let mut got = None;
         let mut bad = None;
-        let mut last = clock.now_us();
+        let mut health = HealthTimer::new(clock);
         let r = poll_until(clock, timeout_us, || {
             got = self.pop(regs, stride);
             if got.is_some() {
                 return true;
             }
             idle.step();
-            let now = clock.now_us();
-            if now.wrapping_sub(last) >= HEALTH_EVERY_US {
-                last = now;
+            if health.due(clock) {
                 let csts = regs.read32(CSTS);
                 if csts == u32::MAX {
                     bad = Some(NvmeError::Gone);

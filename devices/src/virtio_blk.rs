@@ -25,7 +25,7 @@ use bitflags::bitflags;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::block::{
-    BlockDevice, BlockError, BlockInfo, Idle, Regs, WriteReq, check_request, split,
+    BlockDevice, BlockError, BlockInfo, HealthTimer, Idle, Regs, WriteReq, check_request, split,
 };
 use crate::hw::{DmaAllocator, DmaMem, Mmio};
 use crate::pci::{Bdf, ConfigSpace, PciDevice};
@@ -407,20 +407,19 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
     }
 
     fn wait_used(&mut self, idle: &mut Idle<'_>) -> Result<(), BlockError> {
-        let mut polls = 0u32;
         let mut bad = 0u8;
         let q = &self.s.q;
         let mem = &self.mem;
         let regs = &self.regs;
-        let r = poll_until(self.clock, self.io_timeout_us, || {
+        let clock = self.clock;
+        let mut health = HealthTimer::new(clock);
+        let r = poll_until(clock, self.io_timeout_us, || {
             if q.has_used(mem) {
                 return true;
             }
             idle.step();
-            polls = polls.wrapping_add(1);
-            // A broken device never completes: look at its status now and then (a register
-            // read is much slower than a memory read).
-            if polls.is_multiple_of(256)
+            // A broken device never completes: look at its status now and then.
+            if health.due(clock)
                 && let Some(s) = regs.broken_status()
             {
                 bad = s;

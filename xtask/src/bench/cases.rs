@@ -23,34 +23,69 @@ pub(super) const RKDUMP_CANDIDATES: [u32; 20] = [
 /// One measured configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Kind {
-    /// rkdump as capture kernel.
+    /// rkdump as capture kernel, dumping to NVMe.
     Rkdump,
+    /// rkdump as capture kernel, dumping to virtio-blk.
+    RkdumpVirtio,
     /// Linux capture kernel, raw copy of /proc/vmcore.
     PeerRaw,
     /// Linux capture kernel, makedumpfile -c -d 31.
     PeerMkdf,
-    /// The first kernel's `dd oflag=direct` of the same bytes: the disk's limit.
+    /// The first kernel's `dd oflag=direct` of the same bytes to the NVMe disk: what emulated
+    /// Linux pushes through QEMU's NVMe, a guest-side reference, not the disk's limit.
     RawDd,
+    /// The same `dd` to the virtio-blk disk.
+    RawDdVirtio,
+    /// The hypervisor's own dump as a peer: QEMU's `dump-guest-memory` (ELF) over QMP on the
+    /// same guest, into the same file system as the disk images.
+    GuestElf,
+    /// QEMU's `dump-guest-memory` in kdump-zlib format.
+    GuestKdump,
+    /// The limit: the host's own 4 MiB writes of the same size into a pre-written file in the
+    /// file system that holds the disk images, then fdatasync.
+    HostLimit,
 }
 
 impl Kind {
-    pub(super) const ALL: [Kind; 4] = [Kind::Rkdump, Kind::PeerRaw, Kind::PeerMkdf, Kind::RawDd];
+    pub(super) const ALL: [Kind; 9] = [
+        Kind::Rkdump,
+        Kind::RkdumpVirtio,
+        Kind::PeerRaw,
+        Kind::PeerMkdf,
+        Kind::RawDd,
+        Kind::RawDdVirtio,
+        Kind::GuestElf,
+        Kind::GuestKdump,
+        Kind::HostLimit,
+    ];
 
     pub(super) fn slug(self) -> &'static str {
         match self {
             Kind::Rkdump => "rkdump",
+            Kind::RkdumpVirtio => "rkdump-virtio",
             Kind::PeerRaw => "peer-raw",
             Kind::PeerMkdf => "peer-mkdf",
             Kind::RawDd => "rawdd",
+            Kind::RawDdVirtio => "rawdd-virtio",
+            Kind::GuestElf => "qemu-dump-elf",
+            Kind::GuestKdump => "qemu-dump-kdump",
+            Kind::HostLimit => "host-limit",
         }
     }
 
     pub(super) fn label(self) -> &'static str {
         match self {
-            Kind::Rkdump => "rkdump",
+            Kind::Rkdump => "rkdump, NVMe",
+            Kind::RkdumpVirtio => "rkdump, virtio-blk",
             Kind::PeerRaw => "Linux peer, raw copy",
             Kind::PeerMkdf => "Linux peer, makedumpfile -c -d 31",
-            Kind::RawDd => "raw dd oflag=direct (first kernel)",
+            Kind::RawDd => "first kernel's dd oflag=direct, NVMe (guest-side reference)",
+            Kind::RawDdVirtio => {
+                "first kernel's dd oflag=direct, virtio-blk (guest-side reference)"
+            }
+            Kind::GuestElf => "QEMU dump-guest-memory, ELF (hypervisor's dump)",
+            Kind::GuestKdump => "QEMU dump-guest-memory, kdump-zlib (hypervisor's dump)",
+            Kind::HostLimit => "host write limit (dd bs=4M into the images' file system)",
         }
     }
 
@@ -58,26 +93,49 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.slug() == s)
     }
 
-    /// `crashkernel=` of the timed runs (the raw dd run never kexecs; it keeps rkdump's).
-    pub(super) fn crashkernel(self) -> u32 {
+    /// An rkdump dump run (either disk).
+    pub(super) fn is_rkdump(self) -> bool {
+        matches!(self, Kind::Rkdump | Kind::RkdumpVirtio)
+    }
+
+    /// Runs that crash the guest (the others measure a write without kexec).
+    pub(super) fn crashes(self) -> bool {
+        matches!(
+            self,
+            Kind::Rkdump | Kind::RkdumpVirtio | Kind::PeerRaw | Kind::PeerMkdf
+        )
+    }
+
+    /// The dump disk an rkdump or raw-dd run writes.
+    pub(super) fn disk(self) -> Option<DiskKind> {
         match self {
-            Kind::Rkdump | Kind::RawDd => RKDUMP_CRASHKERNEL,
-            Kind::PeerRaw | Kind::PeerMkdf => PEER_CRASHKERNEL,
+            Kind::Rkdump | Kind::RawDd => Some(DiskKind::Nvme),
+            Kind::RkdumpVirtio | Kind::RawDdVirtio => Some(DiskKind::Virtio),
+            _ => None,
         }
     }
 
+    /// `crashkernel=` of the timed runs (runs without a crash keep rkdump's).
+    pub(super) fn crashkernel(self) -> u32 {
+        match self {
+            Kind::PeerRaw | Kind::PeerMkdf => PEER_CRASHKERNEL,
+            _ => RKDUMP_CRASHKERNEL,
+        }
+    }
+
+    /// Bisection candidates: only for crash runs of each kernel's first configuration.
     pub(super) fn candidates(self) -> &'static [u32] {
         match self {
             Kind::Rkdump => &RKDUMP_CANDIDATES,
             Kind::PeerRaw | Kind::PeerMkdf => &PEER_CANDIDATES,
-            Kind::RawDd => &[],
+            _ => &[],
         }
     }
 
     pub(super) fn capture(self) -> CaptureKind {
         match self {
             Kind::PeerRaw | Kind::PeerMkdf => CaptureKind::Linux,
-            Kind::Rkdump | Kind::RawDd => CaptureKind::Rkdump,
+            _ => CaptureKind::Rkdump,
         }
     }
 }
@@ -93,6 +151,7 @@ pub(super) fn bench_case(
 ) -> Result<Case, String> {
     let base = match kind {
         Kind::Rkdump => "dump-nvme",
+        Kind::RkdumpVirtio => "dump-virtio",
         _ => "kl-low",
     };
     let mut c = Case::standard(base, kind.capture()).ok_or(format!("no e2e case {base}"))?;
@@ -103,11 +162,11 @@ pub(super) fn bench_case(
     c.loaders = vec![e2e::case::Loader::Kl];
     let ram = u64::from(ram);
     match kind {
-        Kind::Rkdump => {
-            // dump-nvme without the I/O-in-flight part: the crash is the same for everyone.
+        Kind::Rkdump | Kind::RkdumpVirtio => {
+            // The dump case without the I/O-in-flight part: the crash is the same for everyone.
             c.io_at_crash = false;
             c.full_run = true;
-            c.dump_disk = Some(DiskKind::Nvme);
+            c.dump_disk = kind.disk();
             c.timeout = Duration::from_secs(180 + 90 * ram);
         }
         Kind::PeerRaw | Kind::PeerMkdf => {
@@ -120,12 +179,20 @@ pub(super) fn bench_case(
             c.extra_qemu_args = e2e::dump_disk_args(DiskKind::Nvme, disk);
             c.timeout = Duration::from_secs(240 + 180 * ram);
         }
-        Kind::RawDd => {
+        Kind::RawDd | Kind::RawDdVirtio => {
+            let d = kind.disk().unwrap_or(DiskKind::Nvme);
             c.marker_mib = 0;
-            c.raw_dd = Some((DiskKind::Nvme, raw_mib, raw_blocks));
-            c.extra_qemu_args = e2e::dump_disk_args(DiskKind::Nvme, disk);
+            c.raw_dd = Some((d, raw_mib, raw_blocks));
+            c.extra_qemu_args = e2e::dump_disk_args(d, disk);
             c.timeout = Duration::from_secs(120 + 60 * ram);
         }
+        Kind::GuestElf | Kind::GuestKdump => {
+            // The same marker-filled guest, held idle (no kexec, no crash) while the host asks
+            // QEMU to dump it.
+            c.hold = true;
+            c.timeout = Duration::from_secs(240 + 120 * ram);
+        }
+        Kind::HostLimit => return Err("the host limit runs no guest".into()),
     }
     Ok(c)
 }

@@ -55,6 +55,11 @@ pub struct Args {
     /// Echo whole consoles.
     #[arg(short, long)]
     verbose: bool,
+    /// Run timed runs even while other processes keep the CPUs busy (no waiting for quiet, no
+    /// repeats of busy runs; the tables still show how busy the host was). For iteration only:
+    /// such figures are not comparable.
+    #[arg(long)]
+    busy_ok: bool,
 }
 
 fn parse_gib(s: &str) -> Result<u32, String> {
@@ -96,6 +101,8 @@ pub(super) struct Opts {
     pub(super) disk_dir: Option<PathBuf>,
     /// Timed runs fill their disk images with zeros first (not `--sparse`).
     pub(super) fill: bool,
+    /// Timed runs wait for a quiet host and repeat busy runs (not `--busy-ok`).
+    pub(super) wait_quiet: bool,
 }
 
 impl Args {
@@ -124,6 +131,7 @@ impl Args {
             rkdump_append: self.rkdump_append,
             disk_dir: self.disk_dir,
             fill: !self.sparse,
+            wait_quiet: !self.busy_ok,
         })
     }
 }

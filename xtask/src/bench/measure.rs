@@ -78,8 +78,12 @@ pub(super) fn uptime_delta(text: &str) -> Option<f64> {
 /// The figures of one run from its console. `flat` is the host's walk of a makedumpfile
 /// flattened stream on the disk (peer-mkdf only).
 pub(super) fn measure(kind: Kind, log: &ConsoleLog, flat: Option<Result<u64, String>>) -> Sample {
-    if kind == Kind::RawDd {
-        return measure_rawdd(&log.lines);
+    match kind {
+        Kind::RawDd | Kind::RawDdVirtio => return measure_rawdd(&log.lines),
+        Kind::GuestElf | Kind::GuestKdump | Kind::HostLimit => {
+            return Sample::failed("measured by the bench's anchors, not from a console");
+        }
+        _ => {}
     }
     let Some(i) = log.sysrq_index() else {
         return Sample::failed("no `sysrq: Trigger a crash` line");
@@ -88,7 +92,7 @@ pub(super) fn measure(kind: Kind, log: &ConsoleLog, flat: Option<Result<u64, Str
     let after = log.capture_lines();
     let mut s = Sample::default();
     match kind {
-        Kind::Rkdump => {
+        Kind::Rkdump | Kind::RkdumpVirtio => {
             s.first_line = find(after, "rkdump: entered").and_then(|(t, _)| secs_between(sysrq, t));
             let start = find(after, "rkdump: dump start ");
             let done = find(after, "rkdump: dump complete ");
@@ -176,7 +180,7 @@ pub(super) fn measure(kind: Kind, log: &ConsoleLog, flat: Option<Result<u64, Str
                 }
             }
         }
-        Kind::RawDd => return measure_rawdd(&log.lines),
+        _ => {}
     }
     s
 }

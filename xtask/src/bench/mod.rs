@@ -26,6 +26,7 @@
 //! [`measure`] console measurement, [`procstat`] /proc probing, [`stats`] statistics,
 //! [`markdown`] and [`svg`] the reports, [`run`] the orchestration.
 
+mod anchors;
 mod cases;
 mod cli;
 mod markdown;

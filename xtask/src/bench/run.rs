@@ -10,6 +10,7 @@ use rkdump_tests::disk;
 use rkdump_tests::tools::{self, which};
 use rkdump_tests::verify;
 
+use super::anchors;
 use super::cases::{Kind, append_rkdump, bench_case};
 use super::markdown::{NOTES, fmt_s, render_ratios, render_runs, render_table, render_targets};
 use super::measure::{Sample, flattened_len, measure};
@@ -128,7 +129,27 @@ pub(super) fn run_one(
     keep: bool,
 ) -> Result<Sample, String> {
     let ram_bytes = case.memory_bytes().ok_or("bad -m")?;
-    if kind != Kind::Rkdump {
+    if matches!(kind, Kind::GuestElf | Kind::GuestKdump) {
+        // The anchor writes its dump where the others' disk images live.
+        if let Some(d) = disk.parent() {
+            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        let before = cpu_snapshot();
+        let t0 = std::time::Instant::now();
+        let mut s = anchors::guest_dump(h, kind, case, disk)?;
+        s.others_busy = match (before, cpu_snapshot()) {
+            (Some(b), Some(a)) => others_busy(b, a, t0.elapsed()),
+            _ => None,
+        };
+        keep_logs(&h.out_root.join(&case.name), &logs.join(&case.name))?;
+        if !keep {
+            let _ = std::fs::remove_file(disk);
+            let _ = std::fs::remove_dir_all(h.out_root.join(&case.name));
+        }
+        report_run(case, &s);
+        return Ok(s);
+    }
+    if !kind.is_rkdump() {
         if let Some(d) = disk.parent() {
             std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
         }
@@ -152,7 +173,7 @@ pub(super) fn run_one(
     let mut s = measure(kind, &r.log, flat);
     s.others_busy = busy;
     match kind {
-        Kind::Rkdump if s.ok && !r.passed() => {
+        Kind::Rkdump | Kind::RkdumpVirtio if s.ok && !r.passed() => {
             // The harness extracted and verified the dump: that must hold too.
             s.ok = false;
             s.why = r
@@ -188,6 +209,12 @@ pub(super) fn run_one(
         let _ = std::fs::remove_file(disk);
         let _ = std::fs::remove_dir_all(&r.dir);
     }
+    report_run(case, &s);
+    Ok(s)
+}
+
+/// The one-line progress report of a finished run.
+fn report_run(case: &Case, s: &Sample) {
     eprintln!(
         "bench: {} -> {} first {} durable {} write {} {} MiB/s, other processes {} CPUs{}",
         case.name,
@@ -203,7 +230,6 @@ pub(super) fn run_one(
             format!(" ({})", s.why)
         }
     );
-    Ok(s)
 }
 
 /// Entry point of `cargo xtask bench`.
@@ -247,7 +273,18 @@ pub fn main(args: super::Args) -> Result<(), String> {
 
     // One harness (one initramfs, one lock hold) per capture kernel set-up, in turn.
     let phases: [(&[Kind], CaptureKind); 3] = [
-        (&[Kind::Rkdump, Kind::RawDd], CaptureKind::Rkdump),
+        (
+            &[
+                Kind::Rkdump,
+                Kind::RkdumpVirtio,
+                Kind::RawDd,
+                Kind::RawDdVirtio,
+                Kind::GuestElf,
+                Kind::GuestKdump,
+                Kind::HostLimit,
+            ],
+            CaptureKind::Rkdump,
+        ),
         (&[Kind::PeerRaw], CaptureKind::Linux),
         (&[Kind::PeerMkdf], CaptureKind::Linux),
     ];
@@ -307,7 +344,7 @@ pub fn main(args: super::Args) -> Result<(), String> {
                     crashkernel: kind.crashkernel(),
                     samples: Vec::new(),
                     search: None,
-                    image: (kind != Kind::RawDd).then(|| image.clone()),
+                    image: kind.crashes().then(|| image.clone()),
                 })
                 .collect();
             let mut dump_bytes: Option<u64> = None;
@@ -320,18 +357,32 @@ pub fn main(args: super::Args) -> Result<(), String> {
                     let bytes = dump_bytes.unwrap_or(u64::from(ram) << 30);
                     let blocks = bytes.div_ceil(u64::from(o.rawdd_mib) << 20);
                     let raw = (o.rawdd_mib, blocks);
+                    if kind == Kind::HostLimit {
+                        let s = with_retries(o.wait_quiet, || anchors::host_limit(&disks, bytes))?;
+                        eprintln!(
+                            "bench: {name} -> {} MiB/s",
+                            s.rate().map_or("-".into(), |v| format!("{v:.1}"))
+                        );
+                        row.samples.push(s);
+                        continue;
+                    }
                     let mut case = bench_case(kind, ram, row.crashkernel, &name, &disk, raw)?;
                     append_rkdump(&mut case, kind, &o.rkdump_append);
                     case.fill_dump_disk = o.fill;
-                    let s = with_retries(true, || run_one(&h, kind, &case, &disk, &logs, o.keep))?;
-                    if kind == Kind::Rkdump && s.ok {
+                    let s = with_retries(o.wait_quiet, || {
+                        run_one(&h, kind, &case, &disk, &logs, o.keep)
+                    })?;
+                    if kind.is_rkdump() && s.ok {
                         dump_bytes = dump_bytes.or(s.written);
                     }
                     row.samples.push(s);
                 }
             }
             if o.bisect {
-                for row in phase_rows.iter_mut().filter(|r| r.kind != Kind::RawDd) {
+                for row in phase_rows
+                    .iter_mut()
+                    .filter(|r| !r.kind.candidates().is_empty())
+                {
                     let kind = row.kind;
                     let mut notes: Vec<(u32, String)> = Vec::new();
                     let (smallest, probes) = bisect(kind.candidates(), |mib| {
@@ -383,9 +434,10 @@ pub fn main(args: super::Args) -> Result<(), String> {
         .unwrap_or_default();
     let header = format!(
         "Machine: {cpu}, {} host CPUs; {qemu_version}; accelerator TCG (`-accel tcg,thread=multi`), q35, 2 vCPUs.\n\
-         First kernel {}; loader kexec_load (`kexec -p -c`); marker fills 1/4 of guest RAM; dump disk: QEMU NVMe behind a pcie-root-port, raw image, cache=unsafe, in {} ({}), {}.\n\
+         First kernel {}; loader kexec_load (`kexec -p -c`); marker fills 1/4 of guest RAM; dump disks: QEMU NVMe and virtio-blk (modern, one queue) behind a pcie-root-port, raw images, cache=unsafe, in {} ({}), {}.\n\
          Timed runs: {} per configuration, medians shown; ratios are medians of per-repetition pairs. Host-clock times between console lines.\n\
-         Raw dd: `dd if=/dev/zero of=/dev/nvme0n1 bs={}M oflag=direct`, as many whole blocks as rkdump's dump has bytes.{}\n\
+         First kernel's dd (a guest-side reference, not the disk's limit): `dd if=/dev/zero of=/dev/nvme0n1 (or vda) bs={}M oflag=direct`, as many whole blocks as rkdump's dump has bytes.\n\
+         Anchors: QEMU's `dump-guest-memory` over QMP (paging off; ELF and kdump-zlib) of the same marker-filled guest held idle, into the images' file system, timed from the command to its answer and to fdatasync; the host's write limit: the dump's bytes in 4 MiB writes into a pre-written file there, then fdatasync.{}\n\
          Wall time of the benchmark: {:.0} s.\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         first_kernel.display(),
@@ -410,7 +462,7 @@ pub fn main(args: super::Args) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     let md = format!(
-        "# rkdump benchmark (cargo xtask bench)\n\n{header}\n## Figures\n\n{table}\n## Ratios (rkdump / other)\n\n{ratios}\n## Targets (issue 8)\n\n{targets}\n## Reading the figures\n\n{NOTES}\n## Every run\n\n{}",
+        "# rkdump benchmark (cargo xtask bench)\n\n{header}\n## Figures\n\n{table}\n## Ratios (rkdump / other)\n\n{ratios}\n## Targets\n\n{targets}\n## Reading the figures\n\n{NOTES}\n## Every run\n\n{}",
         render_runs(&rows)
     );
     std::fs::write(out.join("results.md"), &md).map_err(|e| format!("writing results.md: {e}"))?;

@@ -83,7 +83,7 @@ impl Row {
     /// The configuration's name in tables and charts; rkdump rows name their checksum kind
     /// (from the runs' consoles: "checksum ?" when no run reported one, "mixed" if they differ).
     pub(super) fn label(&self) -> String {
-        if self.kind != Kind::Rkdump {
+        if !self.kind.is_rkdump() {
             return self.kind.label().to_string();
         }
         let mut kinds: Vec<&str> = self
@@ -120,9 +120,14 @@ pub(super) fn row(rows: &[Row], ram: u32, kind: Kind) -> Option<&Row> {
     rows.iter().find(|r| r.ram_gib == ram && r.kind == kind)
 }
 
-/// Median of the pair-by-pair ratios rkdump / `other` for one figure.
+/// Median of the pair-by-pair ratios rkdump (NVMe) / `other` for one figure.
 pub(super) fn ratio(rows: &[Row], ram: u32, other: Kind, f: Figure) -> Option<f64> {
-    let a = row(rows, ram, Kind::Rkdump)?;
+    ratio_of(rows, ram, Kind::Rkdump, other, f)
+}
+
+/// Median of the pair-by-pair ratios `kind` / `other` for one figure.
+pub(super) fn ratio_of(rows: &[Row], ram: u32, kind: Kind, other: Kind, f: Figure) -> Option<f64> {
+    let a = row(rows, ram, kind)?;
     let b = row(rows, ram, other)?;
     median(&pair_ratios(&a.values(f), &b.values(f)))
 }
@@ -204,6 +209,30 @@ pub(super) mod testdata {
                     sample(0.0, 1.0, gib),
                     sample(0.0, 1.0, gib),
                     sample(0.0, 1.0, gib),
+                ],
+                search: None,
+                image: None,
+            },
+            Row {
+                ram_gib: 1,
+                kind: Kind::GuestElf,
+                crashkernel: 16,
+                samples: vec![
+                    sample(2.0, 1.5, gib),
+                    sample(2.4, 1.5, gib),
+                    sample(2.0, 1.5, gib),
+                ],
+                search: None,
+                image: None,
+            },
+            Row {
+                ram_gib: 1,
+                kind: Kind::HostLimit,
+                crashkernel: 16,
+                samples: vec![
+                    sample(1.0, 1.0, gib),
+                    sample(1.0, 1.0, gib),
+                    sample(1.0, 1.0, gib),
                 ],
                 search: None,
                 image: None,

@@ -106,20 +106,40 @@ pub(super) fn chart_panels(rows: &[Row]) -> Vec<Panel> {
                 .collect()
         };
         let peers = [Kind::Rkdump, Kind::PeerRaw, Kind::PeerMkdf];
-        let durable = bars(&peers, &|r| r.med(|s| s.durable));
+        let durable = bars(
+            &[
+                Kind::Rkdump,
+                Kind::RkdumpVirtio,
+                Kind::PeerRaw,
+                Kind::PeerMkdf,
+                Kind::GuestElf,
+            ],
+            &|r| r.med(|s| s.durable),
+        );
         if !durable.is_empty() {
             panels.push(Panel {
-                title: format!("{ram} GiB: sysrq -> dump durable, median"),
+                title: format!(
+                    "{ram} GiB: sysrq -> dump durable (QEMU's dump: command -> durable), median"
+                ),
                 unit: "s, host clock; shorter is better".into(),
                 bars: durable,
             });
         }
-        let rate = bars(&[Kind::Rkdump, Kind::PeerRaw, Kind::RawDd], &|r| {
-            r.med(Sample::rate)
-        });
+        let rate = bars(
+            &[
+                Kind::Rkdump,
+                Kind::RkdumpVirtio,
+                Kind::PeerRaw,
+                Kind::RawDd,
+                Kind::RawDdVirtio,
+                Kind::GuestElf,
+                Kind::HostLimit,
+            ],
+            &|r| r.med(Sample::rate),
+        );
         if !rate.is_empty() {
             panels.push(Panel {
-                title: format!("{ram} GiB: write rate to the NVMe disk, median"),
+                title: format!("{ram} GiB: write rate, median"),
                 unit: "MiB/s; longer is better".into(),
                 bars: rate,
             });

@@ -106,6 +106,10 @@ pub struct Case {
     /// `rkdump: checkpoint` lines, then check that `rkdumpctl save` refuses the Incomplete
     /// record and `save --partial` recovers a verified prefix covering every checkpoint.
     pub power_cut_after: Option<usize>,
+    /// Benchmark anchor: once the marker is ready, the first kernel's /init says `hold ready`
+    /// and idles (no kexec, no crash) while the host dumps the guest through QMP
+    /// (`e2e.hold=1`).
+    pub hold: bool,
 }
 
 /// Controller of an e2e dump disk.
@@ -245,6 +249,7 @@ impl Case {
             raw_dd: None,
             fill_dump_disk: false,
             power_cut_after: None,
+            hold: false,
         })
     }
 
@@ -435,6 +440,9 @@ impl Case {
         }
         if let Some(sc) = &self.scramble {
             io.push_str(&format!(" e2e.scramble={sc}"));
+        }
+        if self.hold {
+            io.push_str(" e2e.hold=1");
         }
         Ok(format!(
             "console=ttyS0{io} {} e2e.mode={} e2e.initrd={} e2e.broken={} e2e.marker={} e2e.tag={:x}{} e2e.append=\"{}\"",

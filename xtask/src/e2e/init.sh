@@ -26,6 +26,14 @@ mkdir -p /tmp
 dmesg -n 1 2>/dev/null
 
 say() { echo "E2E: $*"; }
+# Block drivers the first kernel has as modules (virtio_blk in Debian's cloud kernel), shipped
+# in the initramfs; loaded on demand by the paths that write or read a disk.
+load_modules() {
+    for m in /e2e/modules/*.ko; do
+        [ -e "$m" ] || continue
+        insmod "$m" > /tmp/insmod.err 2>&1 || say "insmod $m failed: $(cat /tmp/insmod.err)"
+    done
+}
 off() { sync; poweroff -f; sleep 5; echo o > /proc/sysrq-trigger; }
 
 CMDLINE=$(cat /proc/cmdline)
@@ -90,6 +98,7 @@ for w in $CMDLINE; do
         e2e.io=*) IO=${w#e2e.io=} ;;
         e2e.loadctl=*) LOADCTL=${w#e2e.loadctl=} ;;
         e2e.scramble=*) SCRAMBLE=${w#e2e.scramble=} ;;
+        e2e.hold=1) HOLD=1 ;;
     esac
 done
 APPEND=$(sed -n 's/.*e2e\.append="\([^"]*\)".*/\1/p' /proc/cmdline)
@@ -109,15 +118,17 @@ if [ "$MARKER_MIB" != 0 ]; then
     [ -e /tmp/marker.ready ] || say "marker-timeout"
 fi
 
+# e2e.hold=1 (benchmark anchor): the marker's memory is in place; idle while the host dumps the
+# guest with QEMU's dump-guest-memory, then kills QEMU. No kexec, no crash.
+if [ "$HOLD" = 1 ]; then
+    say "hold ready"
+    while true; do sleep 1000; done
+fi
+
 # e2e.io=<disk>: keep direct-I/O reads in flight on that disk when the crash comes, so the
 # capture kernel finds its controller busy with stale rings (device-reinit.md, test V1/N1).
 if [ -n "$IO" ]; then
-    if [ ! -b /dev/$IO ]; then
-        for m in /e2e/modules/*.ko; do
-            [ -e "$m" ] || continue
-            insmod "$m" > /tmp/insmod.err 2>&1 || say "insmod $m failed: $(cat /tmp/insmod.err)"
-        done
-    fi
+    [ -b /dev/$IO ] || load_modules
     i=0
     while [ ! -b /dev/$IO ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
     if [ -b /dev/$IO ]; then
@@ -141,8 +152,11 @@ if [ -n "$RAWDD" ]; then
     blocks=${RAWDD#*:}
     bs=4
     case "$blocks" in *:*) bs=${blocks#*:}; blocks=${blocks%%:*} ;; esac
+    [ -b /dev/$dev ] || load_modules
     i=0
     while [ ! -b /dev/$dev ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    # Never let dd create a file in devtmpfs (which refuses O_DIRECT) in place of a missing disk.
+    [ -b /dev/$dev ] || { say "error rawdd disk /dev/$dev never appeared"; off; }
     say "rawdd start dev=$dev blocks=$blocks bs=${bs}M"
     read t0 _ < /proc/uptime
     dd if=/dev/zero of=/dev/$dev bs=${bs}M count=$blocks oflag=direct 2> /tmp/rawdd.err

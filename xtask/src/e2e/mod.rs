@@ -331,6 +331,23 @@ impl Harness {
         })
     }
 
+    /// An empty run directory for `case` under [`Harness::out_root`], holding the initramfs
+    /// (hard-linked when possible) that [`Harness::machine`] boots.
+    pub fn fresh_run_dir(&self, case: &Case) -> Result<PathBuf, String> {
+        let dir = self.out_root.join(&case.name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| format!("cleaning {}: {e}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let cpio = dir.join("initramfs.cpio");
+        if std::fs::hard_link(&self.initramfs.path, &cpio).is_err() {
+            std::fs::copy(&self.initramfs.path, &cpio)
+                .map_err(|e| format!("copying the initramfs: {e}"))?;
+        }
+        Ok(dir)
+    }
+
     /// The QEMU machine of `case`, with its artefacts in `dir`.
     pub fn machine(&self, case: &Case, dir: &Path) -> Result<Machine, String> {
         let mut m = Machine::q35(&case.memory, Accel::Tcg)
@@ -391,16 +408,8 @@ fn interesting(text: &str) -> bool {
 /// Runs one case end to end and checks it. `Err` only for harness failures (QEMU not startable,
 /// files not writable); a failing guest is a `CaseResult` whose checks failed.
 pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
-    let dir = h.out_root.join(&case.name);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| format!("cleaning {}: {e}", dir.display()))?;
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let dir = h.fresh_run_dir(case)?;
     let cpio = dir.join("initramfs.cpio");
-    if std::fs::hard_link(&h.initramfs.path, &cpio).is_err() {
-        std::fs::copy(&h.initramfs.path, &cpio)
-            .map_err(|e| format!("copying the initramfs: {e}"))?;
-    }
     let machine = h.machine(case, &dir)?;
     let image = dir.join("vmcore.img");
     if case.save_vmcore && case.capture == CaptureKind::Linux {
