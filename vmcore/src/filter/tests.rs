@@ -277,3 +277,222 @@ fn zero_page_test() {
     assert_eq!(Level::from_bits(31), Some(Level::all()));
     assert_eq!(Level::from_bits(32), None);
 }
+
+// ---- filtered ELF output ----
+
+mod elf_output {
+    use super::*;
+    use crate::elf::{Elf64_Phdr, PT_LOAD};
+    use crate::testing::{header_blob, load_phdr, note_phdr, pattern_byte, vmcoreinfo_buffer};
+    use crate::{DumpPlan, prepare_dump, write_vmcore};
+    use zerocopy::FromBytes;
+
+    const HDR_PHYS: u64 = 0x50_0000_0000;
+    const NOTE_PHYS: u64 = 0x50_0001_0000;
+    const DIRECT: u64 = 0xffff_891a_8000_0000;
+    /// The second PT_LOAD starts mid-page, as a reserved E820 tail can make it.
+    const SECOND: u64 = (RAM_PAGES / 2) * 4096 + 0x800;
+
+    fn crash(zoo: &mut Zoo, vmcoreinfo: &str) -> DumpPlan {
+        let mem = &mut zoo.k.tables.mem;
+        mem.add_pattern(0, RAM_PAGES * 4096);
+        let half = RAM_PAGES / 2 * 4096;
+        let notes = vmcoreinfo_buffer(vmcoreinfo, 4096);
+        let phdrs = [
+            note_phdr(NOTE_PHYS, notes.len() as u64),
+            load_phdr(0, 0, DIRECT, half),
+            load_phdr(SECOND, SECOND, DIRECT + SECOND, RAM_PAGES * 4096 - SECOND),
+        ];
+        mem.insert(HDR_PHYS, header_blob(&phdrs));
+        mem.insert(NOTE_PHYS, notes);
+        prepare_dump(mem, HDR_PHYS, None).unwrap()
+    }
+
+    fn debian_text() -> alloc::string::String {
+        let mut t =
+            alloc::string::String::from_utf8(crate::kernel::testing::DEBIAN_6_1.to_vec()).unwrap();
+        t.push_str("\nNUMBER(PG_hwpoison)=23\n");
+        t
+    }
+
+    fn write(zoo: &mut Zoo, layout: &crate::layout::VmcoreLayout) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        write_vmcore(
+            layout,
+            &mut zoo.k.tables.mem,
+            &mut out,
+            &mut buf,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(out.len() as u64, layout.total_size);
+        out
+    }
+
+    fn loads(file: &[u8]) -> Vec<Elf64_Phdr> {
+        let n = u16::from_le_bytes([file[56], file[57]]) as usize;
+        (0..n)
+            .map(|i| Elf64_Phdr::read_from_bytes(&file[64 + 56 * i..120 + 56 * i]).unwrap())
+            .filter(|p| p.p_type == PT_LOAD)
+            .collect()
+    }
+
+    /// Frames whose bytes are in the file, each checked against old memory.
+    fn frames_in_file(file: &[u8]) -> Vec<u64> {
+        let mut frames = Vec::new();
+        for p in loads(file) {
+            assert!(p.p_filesz <= p.p_memsz);
+            assert_eq!(p.p_vaddr - DIRECT, p.p_paddr, "vaddr follows paddr");
+            for i in 0..p.p_filesz {
+                let phys = p.p_paddr + i;
+                assert_eq!(
+                    file[(p.p_offset + i) as usize],
+                    pattern_byte(phys),
+                    "byte at {phys:#x}"
+                );
+            }
+            let first = p.p_paddr / 4096;
+            let last = (p.p_paddr + p.p_filesz).div_ceil(4096);
+            frames.extend(first..last);
+        }
+        frames.sort_unstable();
+        frames.dedup();
+        frames
+    }
+
+    #[test]
+    fn level_31_leaves_long_runs_out_and_keeps_short_ones() {
+        let mut zoo = Zoo::new();
+        let plan = crash(&mut zoo, &debian_text());
+        let out = apply_elf(&plan, &mut zoo.k.tables.mem, Level::all(), &mut |_, _| {});
+        assert_eq!(out.fallback, None);
+        assert_eq!(out.level, Level::all());
+        let file = write(&mut zoo, &out.layout);
+        let kept = frames_in_file(&file);
+        // The 512-frame THP and hugetlb pages are long runs: absent.
+        for p in range(THP, 512).chain(range(HUGETLB, 512)) {
+            assert!(kept.binary_search(&p).is_err(), "frame {p} absent");
+        }
+        // Short excluded runs (one anonymous page, a 16-frame buddy block) stay, as in makedumpfile.
+        for p in [ANON, CACHE, FREE, FREE + 15, NORMAL, THP - 1, THP + 512] {
+            assert!(kept.binary_search(&p).is_ok(), "frame {p} kept");
+        }
+        // Every PT_LOAD still spans its input range: the excluded runs are p_memsz beyond p_filesz.
+        let l = loads(&file);
+        assert_eq!(l.len(), 4, "{l:?}"); // 1st load split after THP and hugetlb, 2nd whole
+        assert_eq!(l[0].p_paddr, 0);
+        assert_eq!(l[1].p_paddr, (THP + 512) * 4096);
+        assert_eq!(l[2].p_paddr, (HUGETLB + 512) * 4096);
+        assert_eq!(l[0].p_memsz, (THP + 512) * 4096);
+        assert_eq!(l[0].p_filesz, THP * 4096);
+        assert_eq!(l[3].p_paddr, SECOND);
+        let span: u64 = l.iter().map(|p| p.p_memsz).sum();
+        assert_eq!(span, RAM_PAGES * 4096 - 0x800);
+        assert_eq!(
+            file.len() as u64,
+            write(&mut zoo, &plan.layout).len() as u64 - 1024 * 4096
+        );
+        assert_eq!(out.written_excluded_pages, out.stats.excluded() - 1024);
+    }
+
+    #[test]
+    fn level_0_and_1_are_the_unfiltered_file_byte_for_byte() {
+        let mut zoo = Zoo::new();
+        let plan = crash(&mut zoo, &debian_text());
+        let full = write(&mut zoo, &plan.layout);
+        for level in [Level::empty(), Level::ZERO] {
+            let out = apply_elf(&plan, &mut zoo.k.tables.mem, level, &mut |_, _| {});
+            assert_eq!(out.fallback, None);
+            assert!(write(&mut zoo, &out.layout) == full, "level {level:?}");
+        }
+        // Negative control: level 8 changes the file.
+        let out = apply_elf(&plan, &mut zoo.k.tables.mem, Level::USER, &mut |_, _| {});
+        assert!(write(&mut zoo, &out.layout) != full);
+    }
+
+    #[test]
+    fn missing_or_broken_kernel_data_falls_back_to_level_1() {
+        let mut zoo = Zoo::new();
+        // VMCOREINFO without mem_section.
+        let text: alloc::string::String = debian_text()
+            .lines()
+            .filter(|l| !l.starts_with("SYMBOL(mem_section)"))
+            .flat_map(|l| [l, "\n"])
+            .collect();
+        let plan = crash(&mut zoo, &text);
+        let full = write(&mut zoo, &plan.layout);
+        let out = apply_elf(&plan, &mut zoo.k.tables.mem, Level::all(), &mut |_, _| {});
+        assert_eq!(out.level, Level::ZERO);
+        let why = alloc::format!("{}", out.fallback.clone().unwrap());
+        assert!(why.contains("SYMBOL(mem_section)"), "{why}");
+        assert!(write(&mut zoo, &out.layout) == full);
+
+        // Page tables that do not map the page structs: the plan fails mid-way, nothing half-done.
+        let mut zoo = Zoo::new();
+        let plan = crash(&mut zoo, &debian_text());
+        let full = write(&mut zoo, &plan.layout);
+        let (pd, i) = zoo.k.tables.slot(fake_layout::VMEMMAP, 2);
+        zoo.k.tables.set_entry(pd, i, 0);
+        let out = apply_elf(&plan, &mut zoo.k.tables.mem, Level::all(), &mut |_, _| {});
+        assert_eq!(
+            out.fallback,
+            Some(Fallback::Plan(elf::PlanError::Select(
+                SelectError::Inconsistent("page struct not mapped")
+            )))
+        );
+        assert!(write(&mut zoo, &out.layout) == full);
+
+        // No VMCOREINFO at all.
+        let mut zoo = Zoo::new();
+        let plan = crash(&mut zoo, "");
+        let mut plan2 = plan.clone();
+        plan2.notes = crate::notes::Notes::default();
+        let out = apply_elf(&plan2, &mut zoo.k.tables.mem, Level::all(), &mut |_, _| {});
+        assert_eq!(out.fallback, Some(Fallback::NoVmcoreinfo));
+    }
+
+    #[test]
+    fn pieces_stay_bounded_on_alternating_runs() {
+        // 128 kept frames, then a 256-frame free block, over and over: every excluded run is long.
+        let pages = 1u64 << 21; // 8 GiB
+        let mut k = FakeKernel::debian(&[(0, pages)]);
+        let buddy = k.flags.buddy_mapcount.unwrap();
+        let mut p = 0;
+        let mut runs = 0u64;
+        while p + 384 <= pages {
+            k.set_mapcount(p + 128, buddy);
+            k.set_private(p + 128, 8);
+            p += 384;
+            runs += 1;
+        }
+        assert!(runs > elf::MAX_PIECES as u64);
+        let mem = &mut k.tables.mem;
+        mem.insert(
+            HDR_PHYS,
+            header_blob(&[
+                note_phdr(NOTE_PHYS, 4096),
+                load_phdr(0, 0, DIRECT, pages * 4096),
+            ]),
+        );
+        mem.insert(
+            NOTE_PHYS,
+            vmcoreinfo_buffer(
+                core::str::from_utf8(crate::kernel::testing::DEBIAN_6_1).unwrap(),
+                4096,
+            ),
+        );
+        let plan = prepare_dump(mem, HDR_PHYS, None).unwrap();
+        let out = apply_elf(&plan, mem, Level::FREE, &mut |_, _| {});
+        assert_eq!(out.fallback, None);
+        assert!(out.pieces <= elf::MAX_PIECES, "{}", out.pieces);
+        assert!(out.split_threshold > elf::PFN_EXCLUDED);
+        assert_eq!(out.stats.free, runs * 256);
+        // Merged gaps are written, so file frames + left-out frames = all frames.
+        let file_pages = out.layout.summary.chunk_bytes / 4096;
+        assert_eq!(
+            file_pages + (out.stats.free - out.written_excluded_pages),
+            pages
+        );
+    }
+}

@@ -113,8 +113,6 @@ pub mod fake_layout {
     pub const MEMMAP_PHYS: u64 = 0x100_0000_0000;
     /// Physical home of the `mem_section` root array and the section pages.
     pub const SECTIONS_PHYS: u64 = 0x80_0000_0000;
-    /// Page tables.
-    pub const TABLES_PHYS: u64 = 0x40_0000_0000;
     /// Virtual home of the section pages (a direct-map address).
     pub const SECTIONS_VA: u64 = 0xffff_8880_4000_0000;
 }
@@ -160,7 +158,10 @@ impl FakeKernel {
             layout.size, 64,
             "the fake packs one section's structs in 2 MiB"
         );
-        let mut tables = PageTables::new(false, TABLES_PHYS);
+        // The top-level table sits where the VMCOREINFO says (`init_top_pgt` through phys_base),
+        // so `Translator::new(&info)` finds it like the filter in the kernel does.
+        let root = super::vtop::Translator::new(&info).root();
+        let mut tables = PageTables::new(false, root);
         // Root array: LENGTH(mem_section) pointers at SYMBOL(mem_section).
         let root_bytes = ((sparse.mem_section & 0xfff) + sparse.roots * 8).next_multiple_of(4096);
         tables
@@ -214,9 +215,9 @@ impl FakeKernel {
         }
     }
 
-    /// The translator over the fake tables.
+    /// The translator over the fake tables (the one the VMCOREINFO implies).
     pub fn translator(&self) -> super::vtop::Translator {
-        super::vtop::Translator::from_parts(self.tables.root, false, 0)
+        super::vtop::Translator::new(&self.info)
     }
 
     /// The bytes of frame `pfn`'s page struct (its section must be present).
