@@ -496,3 +496,127 @@ mod elf_output {
         );
     }
 }
+
+// ---- memory bound on a sparse 1 TiB machine ----
+
+mod bound {
+    use super::*;
+    use crate::mem::{OldMemError, OldMemory};
+    use crate::testing::{header_blob, load_phdr, note_phdr, vmcoreinfo_buffer};
+
+    /// Old memory that counts what the filter reads.
+    struct Counted<'a> {
+        inner: &'a mut crate::testing::FakeMemory,
+        bytes: u64,
+        largest: usize,
+    }
+
+    impl OldMemory for Counted<'_> {
+        fn read(&mut self, phys: u64, buf: &mut [u8]) -> Result<(), OldMemError> {
+            self.bytes += buf.len() as u64;
+            self.largest = self.largest.max(buf.len());
+            self.inner.read(phys, buf)
+        }
+    }
+
+    const HDR_PHYS: u64 = 0x50_0000_0000;
+    const NOTE_PHYS: u64 = 0x50_0001_0000;
+    const GIB_PAGES: u64 = 1 << 18;
+
+    struct Run {
+        read: u64,
+        largest: usize,
+        stats: FilterStats,
+        pieces: usize,
+        header_bytes: usize,
+    }
+
+    /// `apply_elf` at level 31 on a machine whose RAM is `ram` (frame ranges, one PT_LOAD each),
+    /// all of it order-9 free blocks every 1024 frames plus one anonymous page per 1024. The fake
+    /// memory holds page structs only for the sections that have RAM: a read anywhere else fails.
+    fn run(ram: &[(u64, u64)]) -> Run {
+        let mut k = FakeKernel::debian(ram);
+        let buddy = k.flags.buddy_mapcount.unwrap();
+        let mut phdrs = vec![note_phdr(NOTE_PHYS, 4096)];
+        for &(start, n) in ram {
+            let mut p = start;
+            while p + 1024 <= start + n {
+                k.set_mapcount(p, buddy);
+                k.set_private(p, 9);
+                k.set_mapping(p + 600, 0xffff_8880_0000_0001);
+                p += 1024;
+            }
+            phdrs.push(load_phdr(
+                start * 4096,
+                start * 4096,
+                0xffff_8880_0000_0000 + start * 4096,
+                n * 4096,
+            ));
+        }
+        let text = core::str::from_utf8(crate::kernel::testing::DEBIAN_6_1).unwrap();
+        k.tables.mem.insert(HDR_PHYS, header_blob(&phdrs));
+        k.tables
+            .mem
+            .insert(NOTE_PHYS, vmcoreinfo_buffer(text, 4096));
+        let plan = crate::prepare_dump(&mut k.tables.mem, HDR_PHYS, None).unwrap();
+        let mut mem = Counted {
+            inner: &mut k.tables.mem,
+            bytes: 0,
+            largest: 0,
+        };
+        let out = apply_elf(&plan, &mut mem, Level::all(), &mut |_, _| {});
+        assert_eq!(out.fallback, None);
+        Run {
+            read: mem.bytes,
+            largest: mem.largest,
+            stats: out.stats,
+            pieces: out.pieces,
+            header_bytes: out.layout.header_bytes.len(),
+        }
+    }
+
+    #[test]
+    fn a_sparse_1_tib_machine_costs_what_4_gib_cost() {
+        // 1 TiB of physical address space: 2 GiB at the bottom, 1 GiB at 512 GiB, 1 GiB at the top.
+        let tib = run(&[
+            (0, 2 * GIB_PAGES),
+            (512 * GIB_PAGES, GIB_PAGES),
+            (1023 * GIB_PAGES, GIB_PAGES),
+        ]);
+        let ram_pages = 4 * GIB_PAGES;
+        assert_eq!(tib.stats.examined, ram_pages);
+        assert_eq!(tib.stats.free, ram_pages / 2);
+        assert_eq!(tib.stats.user, ram_pages / 1024);
+        // Page structs are read once each (64 bytes per frame) plus the section and table
+        // look-ups, in chunks of at most CHUNK_PAGES structs: nothing follows the 1 TiB span.
+        assert!(tib.read < ram_pages * 64 + (1 << 20), "read {}", tib.read);
+        assert!(
+            tib.largest <= (CHUNK_PAGES * 64) as usize,
+            "{}",
+            tib.largest
+        );
+        // What the filter and the plan hold, whatever the RAM: one chunk of page structs, one
+        // window bitmap, at most MAX_PIECES pieces and their program headers.
+        let info = FakeKernel::debian(&[(0, 1)]).info;
+        let chunk = PageFilter::new(&info, Level::all()).unwrap().buffer_bytes();
+        assert_eq!(chunk, 32 << 10);
+        assert_eq!(elf::WINDOW_PAGES / 8, 32 << 10);
+        assert!(tib.pieces <= elf::MAX_PIECES);
+        assert!(tib.header_bytes <= 64 + 56 * (elf::MAX_PIECES + 1) + 4096);
+        // The same RAM packed at the bottom of a 4 GiB machine reads the same and plans alike.
+        let low = run(&[(0, ram_pages)]);
+        assert_eq!(
+            low.stats,
+            FilterStats {
+                sections_without_map: 0,
+                ..tib.stats
+            }
+        );
+        assert!(
+            tib.read.abs_diff(low.read) < 1 << 20,
+            "{} vs {}",
+            tib.read,
+            low.read
+        );
+    }
+}
