@@ -656,6 +656,18 @@ pub fn apply_elf(
     level: Level,
     progress: &mut dyn FnMut(u64, u64),
 ) -> ElfFiltered {
+    apply_elf_split(plan, mem, level, elf::SPLIT_RUN, progress)
+}
+
+/// [`apply_elf`] with the excluded-run length that splits a PT_LOAD chosen
+/// ([`elf::PFN_EXCLUDED`] gives makedumpfile's ELF layout).
+pub fn apply_elf_split(
+    plan: &crate::DumpPlan,
+    mem: &mut dyn OldMemory,
+    level: Level,
+    split_run: u64,
+    progress: &mut dyn FnMut(u64, u64),
+) -> ElfFiltered {
     let unfiltered = |fallback: Option<Fallback>, level: Level| ElfFiltered {
         layout: plan.layout.clone(),
         level,
@@ -680,7 +692,7 @@ pub fn apply_elf(
         Ok(f) => f,
         Err(e) => return fail(Fallback::Setup(e)),
     };
-    let elf_plan = match elf::plan(&plan.header, mem, &mut filter, progress) {
+    let elf_plan = match elf::plan(&plan.header, mem, &mut filter, split_run, progress) {
         Ok(p) => p,
         Err(e) => return fail(Fallback::Plan(e)),
     };

@@ -352,9 +352,11 @@ mod elf_output {
                     "byte at {phys:#x}"
                 );
             }
-            let first = p.p_paddr / 4096;
-            let last = (p.p_paddr + p.p_filesz).div_ceil(4096);
-            frames.extend(first..last);
+            if p.p_filesz > 0 {
+                let first = p.p_paddr / 4096;
+                let last = (p.p_paddr + p.p_filesz).div_ceil(4096);
+                frames.extend(first..last);
+            }
         }
         frames.sort_unstable();
         frames.dedup();
@@ -362,23 +364,54 @@ mod elf_output {
     }
 
     #[test]
-    fn level_31_leaves_long_runs_out_and_keeps_short_ones() {
+    fn level_31_leaves_every_excluded_frame_out() {
         let mut zoo = Zoo::new();
         let plan = crash(&mut zoo, &debian_text());
         let out = apply_elf(&plan, &mut zoo.k.tables.mem, Level::all(), &mut |_, _| {});
         assert_eq!(out.fallback, None);
         assert_eq!(out.level, Level::all());
+        assert_eq!(out.written_excluded_pages, 0);
+        let file = write(&mut zoo, &out.layout);
+        let kept = frames_in_file(&file);
+        let (gone, _) = zoo.excluded(Level::all());
+        for p in &gone {
+            assert!(kept.binary_search(p).is_err(), "frame {p} absent");
+        }
+        assert_eq!(kept.len() as u64 + gone.len() as u64, RAM_PAGES);
+        // Every PT_LOAD still spans its input range: the excluded runs are p_memsz beyond
+        // p_filesz, which readers see as zeros.
+        let l = loads(&file);
+        let span: u64 = l.iter().map(|p| p.p_memsz).sum();
+        assert_eq!(span, RAM_PAGES * 4096 - 0x800);
+        assert_eq!(out.pieces, l.len());
+        assert_eq!(
+            file.len() as u64,
+            write(&mut zoo, &plan.layout).len() as u64 - gone.len() as u64 * 4096
+        );
+    }
+
+    #[test]
+    fn makedumpfiles_rule_keeps_short_runs_and_splits_at_256() {
+        let mut zoo = Zoo::new();
+        let plan = crash(&mut zoo, &debian_text());
+        let out = apply_elf_split(
+            &plan,
+            &mut zoo.k.tables.mem,
+            Level::all(),
+            elf::PFN_EXCLUDED,
+            &mut |_, _| {},
+        );
+        assert_eq!(out.fallback, None);
         let file = write(&mut zoo, &out.layout);
         let kept = frames_in_file(&file);
         // The 512-frame THP and hugetlb pages are long runs: absent.
         for p in range(THP, 512).chain(range(HUGETLB, 512)) {
             assert!(kept.binary_search(&p).is_err(), "frame {p} absent");
         }
-        // Short excluded runs (one anonymous page, a 16-frame buddy block) stay, as in makedumpfile.
+        // Short excluded runs (one anonymous page, a 16-frame buddy block) stay.
         for p in [ANON, CACHE, FREE, FREE + 15, NORMAL, THP - 1, THP + 512] {
             assert!(kept.binary_search(&p).is_ok(), "frame {p} kept");
         }
-        // Every PT_LOAD still spans its input range: the excluded runs are p_memsz beyond p_filesz.
         let l = loads(&file);
         assert_eq!(l.len(), 4, "{l:?}"); // 1st load split after THP and hugetlb, 2nd whole
         assert_eq!(l[0].p_paddr, 0);
@@ -486,7 +519,7 @@ mod elf_output {
         let out = apply_elf(&plan, mem, Level::FREE, &mut |_, _| {});
         assert_eq!(out.fallback, None);
         assert!(out.pieces <= elf::MAX_PIECES, "{}", out.pieces);
-        assert!(out.split_threshold > elf::PFN_EXCLUDED);
+        assert!(out.split_threshold > elf::SPLIT_RUN);
         assert_eq!(out.stats.free, runs * 256);
         // Merged gaps are written, so file frames + left-out frames = all frames.
         let file_pages = out.layout.summary.chunk_bytes / 4096;
