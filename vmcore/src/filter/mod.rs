@@ -22,7 +22,9 @@
 //! - always (with any of 2/4/8/16): `PG_hwpoison`, and `_mapcount == PAGE_OFFLINE_MAPCOUNT_VALUE`.
 //!
 //! Slab is `PG_slab` (until 6.9) or `_mapcount == PAGE_SLAB_MAPCOUNT_VALUE` (6.10+). The compound
-//! order is `compound_order` (a byte, 4.16..6.5) or the low byte of the first tail's flags (6.6+).
+//! order is `compound_order` (a byte, 4.16..6.5) or the low byte of the first tail's flags (6.6+);
+//! unlike makedumpfile (which refuses only orders of 64 and more), an order above 18 (a 1 GiB page)
+//! counts as a single page, so one corrupt head cannot exclude the rest of RAM.
 //! Checked against Debian's 6.1 VMCOREINFO (testdata/). Not handled: kernels before 4.16 (16-bit
 //! `compound_order`, `PG_buddy`), the free-list walk makedumpfile falls back to without
 //! `PAGE_BUDDY_MAPCOUNT_VALUE`, FLATMEM/DISCONTIGMEM kernels (only SPARSEMEM, with or without
@@ -94,6 +96,8 @@ pub const CHUNK_PAGES: u64 = 512;
 const SECTION_FLAG_BITS: u64 = 6;
 const SECTION_MARKED_PRESENT: u64 = 1;
 const PAGE_MAPPING_ANON: u64 = 1;
+/// Largest compound page on x86_64: a 1 GiB gigantic hugetlb page (makedumpfile only refuses 64).
+const MAX_COMPOUND_ORDER: u32 = 18;
 const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
 
 /// Why a filter could not be set up.
@@ -462,8 +466,9 @@ impl PageFilter {
             let dtor = l.compound_dtor.map(|o| tail[o as usize]);
             (order, dtor.is_some() && dtor == f.hugetlb_dtor)
         };
-        // A nonsensical order (garbage, or a head not aligned to it) counts as a single page.
-        let order = if order >= 64 || pfn & ((1u64 << order) - 1) != 0 {
+        // A nonsensical order (garbage, above a 1 GiB gigantic page, or a head not aligned to
+        // it) counts as a single page: one bad struct must not wipe out the dump.
+        let order = if order > MAX_COMPOUND_ORDER || pfn & ((1u64 << order) - 1) != 0 {
             0
         } else {
             order

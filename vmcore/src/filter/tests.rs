@@ -653,3 +653,51 @@ mod bound {
         );
     }
 }
+
+#[test]
+fn garbage_page_structs_never_panic_and_only_clear_bits() {
+    let mut x = 0x0123_4567_89ab_cdefu64;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut k = FakeKernel::debian(&[(0, RAM_PAGES)]);
+    for pfn in 0..RAM_PAGES {
+        for b in k.page(pfn).iter_mut() {
+            *b = rnd() as u8;
+        }
+        if rnd() % 4 == 0 {
+            // Plausible-looking values more often than chance would give them.
+            let buddy = k.flags.buddy_mapcount.unwrap();
+            k.set_mapcount(pfn, buddy);
+        }
+    }
+    let mut f = PageFilter::new(&k.info, Level::all())
+        .unwrap()
+        .with_translator(k.translator());
+    let mut keep = PfnBitmap::new(0, RAM_PAGES).unwrap();
+    keep.set_range(100, RAM_PAGES - 200, true);
+    let before = keep.clone();
+    let s = f.select(&mut k.tables.mem, &mut keep).unwrap();
+    for p in 0..RAM_PAGES {
+        assert!(!keep.get(p) || before.get(p), "bit {p} set by the filter");
+    }
+    assert_eq!(s.excluded, before.count() - keep.count());
+}
+
+#[test]
+fn a_corrupt_compound_order_excludes_one_page_not_the_rest_of_ram() {
+    let mut zoo = Zoo::new();
+    // Frame 0 is aligned to every order: a head claiming order 40 would otherwise take all RAM.
+    let f = zoo.k.flags;
+    zoo.k.set_flags(0, 1 << f.lru);
+    zoo.k.set_mapping(0, 0xffff_8880_0000_0001);
+    zoo.k.set_compound(0, 2, 0);
+    let l = zoo.k.layout;
+    zoo.k.page(1)[l.compound_order.unwrap() as usize] = 40;
+    let (gone, s) = zoo.excluded(Level::USER);
+    assert!(gone.contains(&0) && !gone.contains(&1));
+    assert_eq!(s.user, 1 + 1 + 512 + 512);
+}

@@ -407,3 +407,35 @@ fn the_adapter_walks_once_per_large_page() {
     // 3 table reads (PML4E, PDPTE, PDE) for the one walk + 100 data reads.
     assert_eq!(t.mem.reads - before, 103);
 }
+
+#[test]
+fn mangled_vmcoreinfo_never_panics() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut parsed = 0;
+    for _ in 0..3000 {
+        let mut text = DEBIAN_6_1.to_vec();
+        for _ in 0..(rnd() % 8 + 1) {
+            let i = (rnd() % text.len() as u64) as usize;
+            match rnd() % 3 {
+                0 => text[i] = rnd() as u8,
+                1 => text[i] = b"0123456789abcdef=-\n("[(rnd() % 20) as usize],
+                _ => {
+                    text.remove(i);
+                }
+            }
+        }
+        if let Ok(info) = KernelInfo::parse(&VmcoreInfo::new(&text)) {
+            parsed += 1;
+            let _ = (info.sparsemem(), info.page_layout(), info.page_flags());
+            let _ = Translator::new(&info);
+        }
+    }
+    // Most mutations miss the core keys: the checks above ran on parsed values too.
+    assert!(parsed > 1000, "{parsed}");
+}
