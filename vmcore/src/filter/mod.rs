@@ -561,8 +561,8 @@ impl PageSelector for PageFilter {
         let examined = keep.count();
         let before = self.stats.excluded();
         self.stats.examined += examined;
-        // The chunk and section caches describe old memory, which does not change; the chunk's
-        // frames are only trusted within one select call for simplicity.
+        // Old memory does not change, but a window may come from another PT_LOAD: the chunk is
+        // reloaded per window (the section cache stays valid).
         self.chunk_len = 0;
         let translator = self.translator;
         let mut virt = OldVirt::new(mem, &translator);
@@ -583,7 +583,7 @@ impl PageSelector for PageFilter {
                 continue;
             };
             while pfn < section_end {
-                // Skip frames the header does not offer, a word at a time where possible.
+                // Frames the header does not offer (or already excluded) are not judged.
                 if !keep.get(pfn) {
                     pfn += 1;
                     continue;
