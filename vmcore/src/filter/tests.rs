@@ -656,13 +656,7 @@ mod bound {
 
 #[test]
 fn garbage_page_structs_never_panic_and_only_clear_bits() {
-    let mut x = 0x0123_4567_89ab_cdefu64;
-    let mut rnd = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rnd = crate::kernel::testing::xorshift(0x0123_4567_89ab_cdefu64);
     let mut k = FakeKernel::debian(&[(0, RAM_PAGES)]);
     for pfn in 0..RAM_PAGES {
         for b in k.page(pfn).iter_mut() {

@@ -15,7 +15,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::notes::VmcoreInfo;
+use crate::notes::{VmcoreInfo, parse_hex};
 
 /// Why a VMCOREINFO key could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -505,16 +505,4 @@ fn out_of_range(key: &str, value: i128) -> InfoError {
         key: key.to_string(),
         value,
     }
-}
-
-fn parse_hex(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let s = s
-        .strip_prefix("0x")
-        .or_else(|| s.strip_prefix("0X"))
-        .unwrap_or(s);
-    if s.is_empty() || s.len() > 16 {
-        return None;
-    }
-    u64::from_str_radix(s, 16).ok()
 }

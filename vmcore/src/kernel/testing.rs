@@ -284,3 +284,14 @@ impl FakeKernel {
         u64::from_le_bytes(self.page(pfn)[o..o + 8].try_into().unwrap())
     }
 }
+
+/// A deterministic xorshift64 stream for the in-test fuzzers (`seed` must not be 0).
+pub fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}

@@ -341,13 +341,7 @@ fn self_referencing_and_garbage_tables_end_in_bounded_reads() {
     assert_eq!(m.phys_start, root); // the recursive map's leaf is the root frame
     // Garbage tables: random entries, random addresses; every outcome is a value, never a panic,
     // and never more than 5 reads per translation.
-    let mut x = 0x1234_5678_9abc_def0u64;
-    let mut rnd = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rnd = crate::kernel::testing::xorshift(0x1234_5678_9abc_def0u64);
     for five in [false, true] {
         let mut t = PageTables::new(five, 0x10_0000);
         let mut tables = vec![t.root];
@@ -410,13 +404,7 @@ fn the_adapter_walks_once_per_large_page() {
 
 #[test]
 fn mangled_vmcoreinfo_never_panics() {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut rnd = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rnd = crate::kernel::testing::xorshift(0x9e37_79b9_7f4a_7c15u64);
     let mut parsed = 0;
     for _ in 0..3000 {
         let mut text = DEBIAN_6_1.to_vec();
