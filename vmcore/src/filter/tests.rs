@@ -662,7 +662,7 @@ fn garbage_page_structs_never_panic_and_only_clear_bits() {
         for b in k.page(pfn).iter_mut() {
             *b = rnd() as u8;
         }
-        if rnd() % 4 == 0 {
+        if rnd().is_multiple_of(4) {
             // Plausible-looking values more often than chance would give them.
             let buddy = k.flags.buddy_mapcount.unwrap();
             k.set_mapcount(pfn, buddy);

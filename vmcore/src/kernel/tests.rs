@@ -351,7 +351,7 @@ fn self_referencing_and_garbage_tables_end_in_bounded_reads() {
         for &tb in &tables {
             for i in 0..512 {
                 // Mostly pointers into the table area, some anywhere.
-                let e = if rnd() % 4 == 0 {
+                let e = if rnd().is_multiple_of(4) {
                     rnd()
                 } else {
                     tables[(rnd() % tables.len() as u64) as usize] | (rnd() & 0x8000_0000_0000_0fff)
