@@ -98,7 +98,6 @@ const SECTION_MARKED_PRESENT: u64 = 1;
 const PAGE_MAPPING_ANON: u64 = 1;
 /// Largest compound page on x86_64: a 1 GiB gigantic hugetlb page (makedumpfile only refuses 64).
 const MAX_COMPOUND_ORDER: u32 = 18;
-const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
 
 /// Why a filter could not be set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,6 +186,7 @@ struct PageStruct {
 pub struct PageFilter {
     level: Level,
     translator: Translator,
+    kernel_space: u64,
     sparse: SparseMem,
     layout: PageLayout,
     flags: PageFlags,
@@ -245,6 +245,7 @@ impl PageFilter {
         Ok(PageFilter {
             level,
             translator: Translator::new(info),
+            kernel_space: info.kernel_space_start(),
             sparse,
             layout,
             flags,
@@ -349,7 +350,7 @@ impl PageFilter {
             if root == 0 {
                 return Ok(None);
             }
-            if root < KERNEL_HALF {
+            if root < self.kernel_space {
                 return Err(SelectError::Inconsistent("mem_section root pointer"));
             }
             root.checked_add((section % sm.sections_per_root) * sm.section_size)
@@ -368,7 +369,7 @@ impl PageFilter {
         let ok = |pfn: u64| {
             pfn.checked_mul(self.layout.size)
                 .and_then(|o| base.checked_add(o))
-                .is_some_and(|va| va >= KERNEL_HALF)
+                .is_some_and(|va| va >= self.kernel_space)
         };
         if base == 0 || !ok(first) || !ok(last) {
             return Err(SelectError::Inconsistent("section_mem_map"));

@@ -695,3 +695,24 @@ fn a_corrupt_compound_order_excludes_one_page_not_the_rest_of_ram() {
     assert!(gone.contains(&0) && !gone.contains(&1));
     assert_eq!(s.user, 1 + 1 + 512 + 512);
 }
+
+#[test]
+fn five_level_kernels_are_filtered_through_five_level_tables() {
+    let info = KernelInfo::parse(&crate::notes::VmcoreInfo::new(
+        crate::kernel::testing::DEBIAN_6_1_LA57,
+    ))
+    .unwrap();
+    let mut k = FakeKernel::new(info, &[(0, 4096)]);
+    assert!(k.tables.five_level);
+    let f = k.flags;
+    k.set_flags(100, 1 << f.lru);
+    k.set_mapping(100, 0xff11_0000_0000_0001);
+    k.set_mapcount(256, f.buddy_mapcount.unwrap());
+    k.set_private(256, 3);
+    let mut pf = PageFilter::new(&k.info, Level::USER | Level::FREE).unwrap();
+    let mut keep = PfnBitmap::new(0, 4096).unwrap();
+    keep.set_range(0, 4096, true);
+    let s = pf.select(&mut k.tables.mem, &mut keep).unwrap();
+    assert_eq!(s.excluded, 1 + 8);
+    assert!(!keep.get(100) && !keep.get(263) && keep.get(264));
+}

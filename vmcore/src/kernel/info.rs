@@ -149,6 +149,17 @@ impl KernelInfo {
         Ok(info)
     }
 
+    /// Lowest kernel virtual address: the upper canonical half, 47 or 56 bits wide
+    /// (Documentation/arch/x86/x86_64/mm.rst: 4-level from `ffff800000000000`, 5-level from
+    /// `ff00000000000000`).
+    pub fn kernel_space_start(&self) -> u64 {
+        if self.pgtable_l5 {
+            0xff00_0000_0000_0000
+        } else {
+            0xffff_8000_0000_0000
+        }
+    }
+
     /// The raw VMCOREINFO text (at most [`MAX_VMCOREINFO`] bytes).
     pub fn text(&self) -> &[u8] {
         &self.text
@@ -223,7 +234,7 @@ impl KernelInfo {
     /// The sparse memory model's description (`mem_section` and friends).
     pub fn sparsemem(&self) -> Result<SparseMem, InfoError> {
         let mem_section = self.symbol("mem_section")?;
-        if mem_section < KERNEL_HALF {
+        if mem_section < self.kernel_space_start() {
             return Err(out_of_range("SYMBOL(mem_section)", mem_section.into()));
         }
         let roots = self.length("mem_section")?;
@@ -361,9 +372,6 @@ impl KernelInfo {
         })
     }
 }
-
-/// Kernel virtual addresses are in the upper half on x86_64.
-const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
 
 fn check_field(off: u64, width: u64, size: u64, name: &str) -> Result<u64, InfoError> {
     if off.saturating_add(width) > size {

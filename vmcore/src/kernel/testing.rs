@@ -8,6 +8,10 @@ use crate::testing::FakeMemory;
 /// VMCOREINFO of Debian's 6.1.0-57-cloud-amd64, captured from a real crash (testdata/README.md).
 pub const DEBIAN_6_1: &[u8] = include_bytes!("../../testdata/vmcoreinfo-6.1.0-57-cloud-amd64.txt");
 
+/// The same kernel booted with 5-level paging (`-cpu qemu64,+la57`), captured the same way.
+pub const DEBIAN_6_1_LA57: &[u8] =
+    include_bytes!("../../testdata/vmcoreinfo-6.1.0-57-cloud-amd64-la57.txt");
+
 /// Entry bits used by the builder.
 pub const PRESENT_RW: u64 = 0x3;
 /// The page-size bit of a PDPTE/PDE.
@@ -161,7 +165,7 @@ impl FakeKernel {
         // The top-level table sits where the VMCOREINFO says (`init_top_pgt` through phys_base),
         // so `Translator::new(&info)` finds it like the filter in the kernel does.
         let root = super::vtop::Translator::new(&info).root();
-        let mut tables = PageTables::new(false, root);
+        let mut tables = PageTables::new(info.pgtable_l5, root);
         // Root array: LENGTH(mem_section) pointers at SYMBOL(mem_section).
         let root_bytes = ((sparse.mem_section & 0xfff) + sparse.roots * 8).next_multiple_of(4096);
         tables

@@ -9,7 +9,7 @@ use super::vtop::{START_KERNEL_MAP, Translator};
 use crate::notes::VmcoreInfo;
 use crate::testing::pattern_byte;
 
-use super::testing::DEBIAN_6_1;
+use super::testing::{DEBIAN_6_1, DEBIAN_6_1_LA57};
 
 fn parse(text: &str) -> Result<KernelInfo, InfoError> {
     KernelInfo::parse(&VmcoreInfo::new(text.as_bytes()))
@@ -426,4 +426,24 @@ fn mangled_vmcoreinfo_never_panics() {
     }
     // Most mutations miss the core keys: the checks above ran on parsed values too.
     assert!(parsed > 1000, "{parsed}");
+}
+
+#[test]
+fn la57_vmcoreinfo_describes_five_level_paging_and_52_bit_sections() {
+    let info = KernelInfo::parse(&VmcoreInfo::new(DEBIAN_6_1_LA57)).unwrap();
+    assert!(info.pgtable_l5);
+    assert_eq!(info.kernel_space_start(), 0xff00_0000_0000_0000);
+    let sm = info.sparsemem().unwrap();
+    assert_eq!(sm.max_physmem_bits, 52);
+    assert!(sm.extreme);
+    assert_eq!(sm.roots, 131_072);
+    // Its direct map (mem_section's home) is below the 4-level kernel half: only valid with l5.
+    assert!(sm.mem_section < 0xffff_8000_0000_0000);
+    assert!(Translator::new(&info).five_level());
+    let four = core::str::from_utf8(DEBIAN_6_1_LA57).unwrap().replace(
+        "NUMBER(pgtable_l5_enabled)=1",
+        "NUMBER(pgtable_l5_enabled)=0",
+    );
+    let e = parse(&four).unwrap().sparsemem().unwrap_err();
+    assert_eq!(e.key(), "SYMBOL(mem_section)");
 }
