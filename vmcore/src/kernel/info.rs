@@ -59,6 +59,9 @@ impl fmt::Display for InfoError {
             InfoError::Malformed { key, value } => {
                 write!(f, "VMCOREINFO {key}={value:?} does not parse")
             }
+            InfoError::OutOfRange { key, value } if key.starts_with("SYMBOL(") => {
+                write!(f, "VMCOREINFO {key}={value:x} is out of range")
+            }
             InfoError::OutOfRange { key, value } => {
                 write!(f, "VMCOREINFO {key}={value} is out of range")
             }

@@ -446,4 +446,11 @@ fn la57_vmcoreinfo_describes_five_level_paging_and_52_bit_sections() {
     );
     let e = parse(&four).unwrap().sparsemem().unwrap_err();
     assert_eq!(e.key(), "SYMBOL(mem_section)");
+    assert_eq!(
+        alloc::format!("{e}"),
+        alloc::format!(
+            "VMCOREINFO SYMBOL(mem_section)={:x} is out of range",
+            sm.mem_section
+        )
+    );
 }
