@@ -143,7 +143,7 @@ pub const CASE_NAMES: [&str; 9] = [
 ];
 
 /// rkdump-only cases that write and verify a whole dump (and their negative controls).
-pub const DUMP_CASE_NAMES: [&str; 15] = [
+pub const DUMP_CASE_NAMES: [&str; 16] = [
     "dump-virtio",
     "dump-nvme",
     "noreset-virtio",
@@ -159,6 +159,7 @@ pub const DUMP_CASE_NAMES: [&str; 15] = [
     "power-cut",
     "dump-level31",
     "dump-level1",
+    "dump-la57-level31",
 ];
 
 /// Cases that take over ~3 minutes here (a full serial dump at QEMU's UART speed, ~0.5 MiB/s):
@@ -335,6 +336,15 @@ impl Case {
             c.capture_extra = "rkdump.checksum=full rkdump.throttle_mib_s=32".to_string();
             c.power_cut_after = Some(2);
             c.timeout = Duration::from_secs(180);
+            c.tag = fresh_tag(name);
+            return Some(c);
+        }
+        if name == "dump-la57-level31" {
+            // The filter through a 5-level kernel's page tables and 52-bit mem_section.
+            let mut c = Case::dump("dump-la57", capture)?;
+            c.name = name.to_string();
+            c.capture_extra = "rkdump.level=31".to_string();
+            c.markers_absent = true;
             c.tag = fresh_tag(name);
             return Some(c);
         }
