@@ -34,7 +34,9 @@
 //! `section_mem_map`, decoded as `map + pfn * SIZE(page)`) and read through the crashed kernel's page
 //! tables ([`crate::kernel::OldVirt`]). Memory is bounded: besides the caller's window bitmap the
 //! filter holds one chunk of [`CHUNK_PAGES`] page structs ([`PageFilter::buffer_bytes`], 32 KiB for a
-//! 64-byte `struct page`, at most 128 KiB), whatever the machine's RAM.
+//! 64-byte `struct page`, at most 128 KiB), whatever the machine's RAM. [`apply_elf`] adds one
+//! window bitmap (32 KiB), at most [`elf::MAX_PIECES`] pieces (128 KiB) and the output header (at
+//! most 224 KiB of program headers): under 512 KiB in all, for 1 GiB or 1 TiB alike.
 
 use alloc::vec::Vec;
 use core::fmt;
