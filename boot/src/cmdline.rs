@@ -255,9 +255,10 @@ enum Key {
     Checksum,
     Checkpoint,
     ThrottleMibS,
+    Level,
 }
 
-const KEYS: [(&str, Key); 19] = [
+const KEYS: [(&str, Key); 20] = [
     ("reset_devices", Key::ResetDevices),
     ("elfcorehdr", Key::ElfCoreHdr),
     ("console", Key::Console),
@@ -277,6 +278,7 @@ const KEYS: [(&str, Key); 19] = [
     ("rkdump.checksum", Key::Checksum),
     ("rkdump.checkpoint", Key::Checkpoint),
     ("rkdump.throttle_mib_s", Key::ThrottleMibS),
+    ("rkdump.level", Key::Level),
 ];
 
 /// Parameter names compare with `-` and `_` equivalent, as in the kernel's `parameq`.
@@ -345,6 +347,9 @@ pub struct Options {
     /// `rkdump.checksum=auto|full|sampled|none`: how much of each dump block its checksum
     /// covers (`auto`, the default, is every byte).
     pub checksum: ChecksumMode,
+    /// `rkdump.level=<0..31>`: makedumpfile's dump level bits (1 zero pages, 2 non-private page
+    /// cache, 4 all page cache, 8 user data, 16 free pages); 0 (default) dumps every page.
+    pub level: u8,
     diags: [Option<Diag>; DIAG_CAPACITY],
     diag_len: usize,
     diags_dropped: u32,
@@ -373,6 +378,7 @@ impl Default for Options {
             throttle_mib_s: 0,
             fault_dead: None,
             checksum: ChecksumMode::Auto,
+            level: 0,
             diags: [None; DIAG_CAPACITY],
             diag_len: 0,
             diags_dropped: 0,
@@ -497,6 +503,10 @@ impl Options {
                 }
             }
             Key::ThrottleMibS => self.throttle_mib_s = u32_of(v)?,
+            Key::Level => match u32_of(v)? {
+                n @ 0..=31 => self.level = n as u8,
+                _ => return Err("expected a dump level 0..31"),
+            },
             Key::Fault => match v.strip_prefix("dead:") {
                 Some(pci) => self.fault_dead = Some(Bdf::parse(pci).map_err(|e| e.reason())?),
                 None => return Err("expected dead:<pci address>"),
