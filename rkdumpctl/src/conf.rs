@@ -207,11 +207,9 @@ impl fmt::Display for Error {
         match self {
             Error::Read(p, e) => write!(f, "reading {}: {e}", p.display()),
             Error::Syntax(at) => write!(f, "{at}: expected `key = value`"),
-            Error::UnknownKey(at, k) => write!(
-                f,
-                "{at}: unknown key \"{k}\" (known: {})",
-                KEYS.join(", ")
-            ),
+            Error::UnknownKey(at, k) => {
+                write!(f, "{at}: unknown key \"{k}\" (known: {})", KEYS.join(", "))
+            }
             Error::Repeated(at, k, first) => {
                 write!(f, "{at}: key \"{k}\" already set on line {first}")
             }
@@ -258,7 +256,8 @@ impl Config {
             }
             let at = Origin::Line(path.to_path_buf(), n);
             let (key, value) = split_kv(line).ok_or_else(|| Error::Syntax(at.clone()))?;
-            let key = canonical_key(key).ok_or_else(|| Error::UnknownKey(at.clone(), key.into()))?;
+            let key =
+                canonical_key(key).ok_or_else(|| Error::UnknownKey(at.clone(), key.into()))?;
             if let Some(&(_, first)) = seen.iter().find(|(k, _)| *k == key) {
                 return Err(Error::Repeated(at, key.into(), first));
             }
@@ -303,10 +302,8 @@ impl Config {
                 self.device = match value {
                     "" | "auto" => Devices::Auto,
                     list => {
-                        let paths: Vec<PathBuf> = list
-                            .split(',')
-                            .map(|p| PathBuf::from(p.trim()))
-                            .collect();
+                        let paths: Vec<PathBuf> =
+                            list.split(',').map(|p| PathBuf::from(p.trim())).collect();
                         if paths.iter().any(|p| !p.is_absolute()) {
                             return Err(bad("expected `auto` or a comma list of absolute paths"));
                         }
@@ -518,7 +515,10 @@ mod tests {
             msg("\n\nlevel = 32"),
             "/etc/rkdump.conf:3: level = \"32\": expected a dump level 0..31"
         );
-        assert_eq!(msg("just words"), "/etc/rkdump.conf:1: expected `key = value`");
+        assert_eq!(
+            msg("just words"),
+            "/etc/rkdump.conf:1: expected `key = value`"
+        );
         assert_eq!(
             msg("keep = 1\nkeep = 2"),
             "/etc/rkdump.conf:2: key \"keep\" already set on line 1"
@@ -531,13 +531,18 @@ mod tests {
         assert!(msg("syscall = kexec").contains("auto, file or legacy"));
         // Values rkdump's own parser rejects are rejected here, with its reason.
         let m = msg("\naction = explode");
-        assert!(m.starts_with("/etc/rkdump.conf:2: action = \"explode\": rkdump would ignore it"), "{m}");
+        assert!(
+            m.starts_with("/etc/rkdump.conf:2: action = \"explode\": rkdump would ignore it"),
+            "{m}"
+        );
         assert!(msg("reset = flr,jump").contains("rkdump would ignore it"));
         assert!(msg("deny = 8086").contains("rkdump would ignore it"));
         assert!(msg("target = floppy").contains("rkdump would ignore it"));
         assert!(msg("target = disk serial").contains("spaces"));
         // Negative control: the same keys with good values parse.
-        assert!(parse("action = halt\nreset = none\ndeny = class:0c\ntarget = serial:ttyS1").is_ok());
+        assert!(
+            parse("action = halt\nreset = none\ndeny = class:0c\ntarget = serial:ttyS1").is_ok()
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod conf;
 mod inspect;
+mod install;
 mod load;
 mod prepare;
 mod recv;
@@ -37,6 +38,11 @@ enum Command {
     Snapshot(snapshot::Args),
     /// Snapshot, then load rkdump with `kexec -p`: the blob as initrd, `reset_devices` on the command line.
     Load(load::Args),
+    /// Install the capture kernel under /usr/lib/rkdump/, the systemd unit rkdump.service, the
+    /// hotplug udev rule and a commented /etc/rkdump.conf.
+    Install(install::InstallArgs),
+    /// Remove what `install` put there (keeps /etc/rkdump.conf and saved dumps).
+    Uninstall(install::UninstallArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +54,14 @@ fn main() -> ExitCode {
         Command::Load(args) => ("load", load::run(&args).map_err(|e| e.to_string())),
         Command::Prepare(args) => ("prepare", prepare::run(&args)),
         Command::Save(args) => ("save", save::run(&args)),
+        Command::Install(args) => (
+            "install",
+            install::run_install(&args).map_err(|e| e.to_string()),
+        ),
+        Command::Uninstall(args) => (
+            "uninstall",
+            install::run_uninstall(&args).map_err(|e| e.to_string()),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
