@@ -327,6 +327,25 @@ fn resolve_blob(given: Option<&Path>) -> PathBuf {
     }
 }
 
+/// Runs kexec with `args`; returns what it printed on stderr, or why it failed.
+pub fn exec_kexec(kexec: &Path, args: &[OsString]) -> Result<String, Error> {
+    let out = Command::new(kexec)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| Error::Spawn(kexec.to_path_buf(), e))?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        return Err(Error::Kexec {
+            code: out.status.code(),
+            stderr,
+        });
+    }
+    Ok(stderr)
+}
+
 /// Runs `rkdumpctl load`.
 pub fn run(args: &Args) -> Result<(), Error> {
     let syscall = match (args.file_syscall, args.legacy_syscall) {
@@ -358,20 +377,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
         return Ok(());
     }
     println!("{summary}");
-    let out = Command::new(&args.kexec)
-        .args(&kexec_args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| Error::Spawn(args.kexec.clone(), e))?;
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    if !out.status.success() {
-        return Err(Error::Kexec {
-            code: out.status.code(),
-            stderr,
-        });
-    }
+    let stderr = exec_kexec(&args.kexec, &kexec_args)?;
     if !stderr.trim().is_empty() {
         eprintln!("{}", stderr.trim_end());
     }

@@ -23,13 +23,13 @@ use rkdump_devices::record::read::{self, ReadError};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Dump device or image file.
-    device: PathBuf,
+    pub device: PathBuf,
     /// Where to write the vmcore (written as `<output>.incomplete`, renamed when complete).
     #[arg(short, long)]
-    output: PathBuf,
+    pub output: PathBuf,
     /// Extract an incomplete or truncated dump too (the vmcore is then cut short).
     #[arg(long)]
-    partial: bool,
+    pub partial: bool,
 }
 
 /// Why an output path is refused before anything is opened for writing.
