@@ -225,7 +225,7 @@ fn section(
 /// [`ALIGN`]) needing `init_size` bytes of memory. Touches only 0..[`SECTIONS_END`] and the stub.
 pub fn write_headers(setup: &mut [u8], payload_len: u32, init_size: u32) -> Result<(), String> {
     let setup_len = u32::try_from(setup.len()).map_err(|_| "setup too large")?;
-    if setup_len != 2 * ALIGN || payload_len % ALIGN != 0 {
+    if setup_len != 2 * ALIGN || !payload_len.is_multiple_of(ALIGN) {
         return Err(format!(
             "PE layout needs a 1 KiB setup area and a payload in {ALIGN}-byte units \
              (setup {setup_len}, payload {payload_len})"
