@@ -9,6 +9,7 @@ mod install;
 mod load;
 mod lockdown;
 mod prepare;
+mod progress;
 mod recv;
 mod save;
 mod service;
