@@ -294,13 +294,16 @@ pub fn shell_command(program: &OsStr, args: &[OsString]) -> String {
         .join(" ")
 }
 
-/// The kernel to load: `--kernel`, else the first of /boot/rkdump/bzImage and a bzImage next to
-/// the rkdumpctl binary that exists.
+/// The kernel to load: `--kernel`, else the first of /boot/rkdump/bzImage, /usr/lib/rkdump/bzImage
+/// (`rkdumpctl install`) and a bzImage next to the rkdumpctl binary that exists.
 fn resolve_kernel(given: Option<&Path>) -> Result<PathBuf, Error> {
     if let Some(k) = given {
         return Ok(k.to_path_buf());
     }
-    let mut tried = vec![PathBuf::from(DEFAULT_KERNEL)];
+    let mut tried = vec![
+        PathBuf::from(DEFAULT_KERNEL),
+        PathBuf::from(crate::conf::DEFAULT_KERNEL),
+    ];
     if let Some(dir) = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
