@@ -8,7 +8,7 @@
 //!    saved, re-arms;
 //! 3. `rkdumpctl boot` saves nothing new; then `status` exits non-zero naming why after: `kexec -p
 //!    -u`, the label zeroed, a target smaller than the estimate, and a PCI function hot-added
-//!    by the host over QMP (`device_add`) after the snapshot; `reload` (what the udev rule runs)
+//!    by the host over QMP (`blockdev-add` + `device_add` of a virtio-blk disk) after the snapshot; `reload` (what the udev rule runs)
 //!    makes it armed again and `status` shows the reload's reason;
 //! 4. with `lockdown=integrity`: loading the unsigned image fails and says a signed image is
 //!    needed.
@@ -93,7 +93,7 @@ fn status_is(lines: &[String], want_ok: bool, why: &str) -> Result<String, Strin
     }
 }
 
-/// Hot-adds a PCI function on the hotplug root port over QMP.
+/// Hot-adds a disk (virtio-blk on a null block node) on the empty root port over QMP.
 fn qmp_device_add(sock: &Path) -> Result<String, String> {
     let s = UnixStream::connect(sock).map_err(|e| format!("QMP {}: {e}", sock.display()))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))
@@ -106,7 +106,8 @@ fn qmp_device_add(sock: &Path) -> Result<String, String> {
         .map_err(|e| format!("QMP greeting: {e}"))?;
     for cmd in [
         r#"{"execute":"qmp_capabilities"}"#,
-        r#"{"execute":"device_add","arguments":{"driver":"pci-testdev","id":"hot1","bus":"rphp"}}"#,
+        r#"{"execute":"blockdev-add","arguments":{"driver":"null-co","node-name":"hot0","size":67108864}}"#,
+        r#"{"execute":"device_add","arguments":{"driver":"virtio-blk-pci","drive":"hot0","id":"hot1","bus":"rphp"}}"#,
     ] {
         w.write_all(cmd.as_bytes())
             .and_then(|()| w.write_all(b"\n"))
