@@ -51,7 +51,7 @@ const SCN_CODE_RWX: u32 = SCN_CODE_RX | 0x8000_0000;
 /// `IMAGE_DOS_HEADER` (winnt.h).
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
-#[allow(non_snake_case, reason = "C field names")]
+#[expect(non_snake_case, reason = "C field names")]
 pub struct IMAGE_DOS_HEADER {
     /// 0x00: "MZ".
     pub e_magic: U16,
@@ -67,7 +67,7 @@ const _: () = assert!(size_of::<IMAGE_DOS_HEADER>() == 0x40);
 /// `IMAGE_FILE_HEADER` (the COFF header).
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
-#[allow(non_snake_case, reason = "C field names")]
+#[expect(non_snake_case, reason = "C field names")]
 pub struct IMAGE_FILE_HEADER {
     /// 0x00.
     pub Machine: U16,
@@ -89,7 +89,7 @@ const _: () = assert!(size_of::<IMAGE_FILE_HEADER>() == 20);
 /// `IMAGE_DATA_DIRECTORY`.
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
-#[allow(non_snake_case, reason = "C field names")]
+#[expect(non_snake_case, reason = "C field names")]
 pub struct IMAGE_DATA_DIRECTORY {
     /// RVA (for the certificate table: a file offset).
     pub VirtualAddress: U32,
@@ -100,7 +100,7 @@ pub struct IMAGE_DATA_DIRECTORY {
 /// `IMAGE_OPTIONAL_HEADER64` with [`NUM_DATA_DIRS`] data directories.
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
-#[allow(non_snake_case, reason = "C field names")]
+#[expect(non_snake_case, reason = "C field names")]
 pub struct IMAGE_OPTIONAL_HEADER64 {
     /// 0x00: [`PE32PLUS_MAGIC`].
     pub Magic: U16,
@@ -168,7 +168,7 @@ const _: () = assert!(size_of::<IMAGE_OPTIONAL_HEADER64>() == 0x70 + 8 * NUM_DAT
 /// `IMAGE_SECTION_HEADER`.
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
-#[allow(non_snake_case, reason = "C field names")]
+#[expect(non_snake_case, reason = "C field names")]
 pub struct IMAGE_SECTION_HEADER {
     /// 0x00.
     pub Name: [u8; 8],
