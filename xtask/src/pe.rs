@@ -51,7 +51,6 @@ const SCN_CODE_RWX: u32 = SCN_CODE_RX | 0x8000_0000;
 /// `IMAGE_DOS_HEADER` (winnt.h).
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
-#[expect(non_snake_case, reason = "C field names")]
 pub struct IMAGE_DOS_HEADER {
     /// 0x00: "MZ".
     pub e_magic: U16,
