@@ -166,6 +166,10 @@ EOC
     ctl status
     case $n in
         1)
+            # The level-31 estimate just before the crash; the host compares it with
+            # makedumpfile -d 31 of the saved vmcore.
+            /e2e/rkdumpctl estimate --config /tmp/rkdump.conf --set level=31 --json > /tmp/est.json 2>&1
+            say "service estimate31 rc=$? $(tr -d ' \n' < /tmp/est.json)"
             sync; say "crash now"; sleep 0.5; echo c > /proc/sysrq-trigger
             say "error still alive after sysrq-trigger"; off ;;
         2)

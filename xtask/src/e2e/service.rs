@@ -241,6 +241,7 @@ pub fn run(h: &Harness) -> Result<ServiceResult, String> {
     let im = make_images(&dir)?;
     let mut checks = Vec::new();
     let mut marker = None;
+    let mut estimate31: Option<u64> = None;
     let verbose = h.verbose;
     let echo = move |t: &str| verbose || t.contains("E2E: ") || t.contains("rkdump: dump");
 
@@ -292,6 +293,10 @@ pub fn run(h: &Harness) -> Result<ServiceResult, String> {
         match boot {
             1 => {
                 marker = out.log.first_kernel().marker;
+                estimate31 = lines.iter().find_map(|l| {
+                    let j = l.split_once("\"dump_bytes\":")?.1;
+                    j.split([',', '}']).next()?.parse::<u64>().ok()
+                });
                 checks.push(check(&name("boot arms"), boot_rc("0")));
                 let st = section(&lines, "saved count=");
                 checks.push(check(&name("status armed"), status_is(st, true, "")));
@@ -334,15 +339,21 @@ pub fn run(h: &Harness) -> Result<ServiceResult, String> {
                 ));
                 let st = section(&lines, "saved count=");
                 checks.push(check(&name("status armed"), status_is(st, true, "")));
+                let saved = extract(&dir, &im, dirline);
                 checks.push(check(
                     &name("saved vmcore has marker"),
-                    extract_and_check(&dir, &im, dirline, |p| match &marker {
-                        Some(r) => verify::check_marker_file(p, r)
-                            .map(|s| s.pages)
+                    saved.clone().and_then(|(p, d)| match &marker {
+                        Some(r) => verify::check_marker_file(&p, r)
+                            .map(|s| format!("{} marker pages intact in {d}/vmcore", s.pages))
                             .map_err(|e| e.to_string()),
                         None => Err("boot 1 reported no marker".into()),
                     }),
                 ));
+                checks.push(check(
+                    &name("estimate31 vs makedumpfile"),
+                    saved.and_then(|(p, _)| estimate31_error(&p, estimate31)),
+                ));
+                let _ = std::fs::remove_file(dir.join("saved-vmcore"));
             }
             3 => {
                 checks.push(check(&name("boot re-arms"), boot_rc("0")));
@@ -456,14 +467,8 @@ fn estimate_error(status: &[String], log: &ConsoleLog) -> Result<String, String>
     }
 }
 
-/// Copies the saved vmcore out of the ext4 image with `debugfs` and checks the first kernel's
-/// marker pages in it.
-fn extract_and_check(
-    dir: &Path,
-    im: &Images,
-    dirline: Option<&String>,
-    check_marker: impl Fn(&Path) -> Result<u64, String>,
-) -> Result<String, String> {
+/// Copies the saved vmcore out of the ext4 image with `debugfs`: (host path, directory).
+fn extract(dir: &Path, im: &Images, dirline: Option<&String>) -> Result<(PathBuf, String), String> {
     let d = dirline
         .and_then(|l| l.strip_prefix("saved-dir /crashfs"))
         .and_then(|l| l.split_whitespace().next())
@@ -478,9 +483,41 @@ fn extract_and_check(
     if !out.is_file() {
         return Err(format!("debugfs: {}", String::from_utf8_lossy(&o.stderr)));
     }
-    let pages = check_marker(&out);
+    Ok((out, d.to_string()))
+}
+
+/// The level-31 estimate taken just before the crash against `makedumpfile -E -d 31` of the
+/// saved vmcore (the same crash, filtered by the reference tool): within 25 %.
+fn estimate31_error(vmcore: &Path, estimate: Option<u64>) -> Result<String, String> {
+    let est = estimate.ok_or("boot 1 printed no level-31 estimate")?;
+    let out = vmcore.with_extension("d31");
     let _ = std::fs::remove_file(&out);
-    Ok(format!("{} marker pages intact in {d}/vmcore", pages?))
+    let o = Command::new("makedumpfile")
+        .args(["-E", "-d", "31"])
+        .arg(vmcore)
+        .arg(&out)
+        .output()
+        .map_err(|e| format!("makedumpfile: {e}"))?;
+    let size = std::fs::metadata(&out).map(|m| m.len());
+    let _ = std::fs::remove_file(&out);
+    let size = size.map_err(|_| {
+        let err = String::from_utf8_lossy(&o.stderr);
+        format!(
+            "makedumpfile wrote nothing: {}",
+            err.lines().last().unwrap_or("")
+        )
+    })?;
+    let err = (est as f64 - size as f64) / size as f64 * 100.0;
+    let note = format!(
+        "estimate {:.1} MiB, makedumpfile -d 31 {:.1} MiB: {err:+.1} %",
+        est as f64 / 1048576.0,
+        size as f64 / 1048576.0
+    );
+    if err.abs() <= 25.0 {
+        Ok(note)
+    } else {
+        Err(note)
+    }
 }
 
 #[cfg(test)]
