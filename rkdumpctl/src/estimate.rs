@@ -123,14 +123,8 @@ impl fmt::Display for Error {
     }
 }
 
-/// Bytes of top-level `System RAM` ranges and of `Crash kernel` ranges nested in them.
-pub fn system_ram(iomem: &str) -> (u64, u64) {
-    let (ram, crash, _) = iomem_sizes(iomem);
-    (ram, crash)
-}
-
-/// [`system_ram`], and the kernel image's bytes: from the first `Kernel ...` range (code) to the
-/// end of the last (bss) inside System RAM.
+/// Bytes of top-level `System RAM` ranges, of `Crash kernel` ranges nested in them, and of the
+/// kernel image: from the first nested `Kernel ...` range (code) to the end of the last (bss).
 pub fn iomem_sizes(iomem: &str) -> (u64, u64, u64) {
     let mut ram = 0u64;
     let mut crash = 0u64;
@@ -404,9 +398,9 @@ fd000000-fdffffff : PCI Bus 0000:00
         // "Kernel code" 0x1000000.. to the end of "Kernel bss" 0x2ffffff.
         assert_eq!(kernel, 0x2000000);
         // A "Crash kernel" outside System RAM or at top level does not count.
-        assert_eq!(system_ram("2f000000-3effffff : Crash kernel\n").1, 0);
+        assert_eq!(iomem_sizes("2f000000-3effffff : Crash kernel\n").1, 0);
         // A user other than root sees zeros.
-        assert_eq!(system_ram("00000000-00000000 : System RAM\n").0, 1);
+        assert_eq!(iomem_sizes("00000000-00000000 : System RAM\n").0, 1);
     }
 
     #[test]
