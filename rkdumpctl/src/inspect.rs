@@ -214,7 +214,7 @@ fn print_notes(notes: &Notes, size: usize, full_vmcoreinfo: bool) {
 }
 
 /// Formats seconds since the epoch as a UTC date and time.
-pub(crate) fn utc(secs: u64) -> String {
+fn utc(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Civil-from-days (proleptic Gregorian), days since 1970-01-01.

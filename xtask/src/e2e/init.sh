@@ -109,6 +109,51 @@ if [ "$MARKER_MIB" != 0 ]; then
     [ -e /tmp/marker.ready ] || say "marker-timeout"
 fi
 
+# e2e.io=<disk>: keep direct-I/O reads in flight on that disk when the crash comes, so the
+# capture kernel finds its controller busy with stale rings (device-reinit.md, test V1/N1).
+if [ -n "$IO" ]; then
+    if [ ! -b /dev/$IO ]; then
+        for m in /e2e/modules/*.ko; do
+            [ -e "$m" ] || continue
+            insmod "$m" > /tmp/insmod.err 2>&1 || say "insmod $m failed: $(cat /tmp/insmod.err)"
+        done
+    fi
+    i=0
+    while [ ! -b /dev/$IO ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    if [ -b /dev/$IO ]; then
+        ( while true; do dd if=/dev/$IO of=/dev/null bs=64k count=256 iflag=direct 2>/dev/null; done ) &
+        ( while true; do dd if=/dev/$IO of=/dev/null bs=4k count=4096 skip=1000 iflag=direct 2>/dev/null; done ) &
+        sleep 1
+        say "io running on /dev/$IO"
+    else
+        say "error io disk /dev/$IO never appeared"
+    fi
+fi
+
+# e2e.rawdd=<disk>:<blocks>[:<MiB>] (benchmark raw limit): <blocks> x <MiB> (default 4) MiB of
+# zeros to /dev/<disk> with O_DIRECT from this (first) kernel, then power off: no kexec, no crash.
+RAWDD=
+for w in $CMDLINE; do
+    case "$w" in e2e.rawdd=*) RAWDD=${w#e2e.rawdd=} ;; esac
+done
+if [ -n "$RAWDD" ]; then
+    dev=${RAWDD%%:*}
+    blocks=${RAWDD#*:}
+    bs=4
+    case "$blocks" in *:*) bs=${blocks#*:}; blocks=${blocks%%:*} ;; esac
+    i=0
+    while [ ! -b /dev/$dev ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    say "rawdd start dev=$dev blocks=$blocks bs=${bs}M"
+    read t0 _ < /proc/uptime
+    dd if=/dev/zero of=/dev/$dev bs=${bs}M count=$blocks oflag=direct 2> /tmp/rawdd.err
+    rc=$?
+    read t1 _ < /proc/uptime
+    # Debian's busybox dd prints no byte count: full records out (a partial one would be +1).
+    full=$(sed -n 's/^\([0-9][0-9]*\)+\([0-9][0-9]*\) records out.*/\1/p' /tmp/rawdd.err | tail -n 1)
+    say "rawdd done dev=$dev rc=$rc bytes=$(( ${full:-0} * bs * 1048576 )) start=$t0 end=$t1 $(tail -n 1 /tmp/rawdd.err)"
+    off
+fi
+
 # e2e.service=1 (xtask/src/e2e/service.rs): run rkdump the way the service does, over several
 # boots of the same disks. A disk with an ext4 file system holds /var/crash and the state and
 # counts the boots; boot 1 arms with `rkdumpctl boot` and crashes, boot 2 saves and re-arms,
@@ -194,51 +239,6 @@ EOC
     say "service case hot-added pci=$(ls /sys/bus/pci/devices | wc -l) was=$before"; ctl status
     ctl reload --reason=add:pci:hotplug; ctl status
     sync; say "service done"; off
-fi
-
-# e2e.io=<disk>: keep direct-I/O reads in flight on that disk when the crash comes, so the
-# capture kernel finds its controller busy with stale rings (device-reinit.md, test V1/N1).
-if [ -n "$IO" ]; then
-    if [ ! -b /dev/$IO ]; then
-        for m in /e2e/modules/*.ko; do
-            [ -e "$m" ] || continue
-            insmod "$m" > /tmp/insmod.err 2>&1 || say "insmod $m failed: $(cat /tmp/insmod.err)"
-        done
-    fi
-    i=0
-    while [ ! -b /dev/$IO ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-    if [ -b /dev/$IO ]; then
-        ( while true; do dd if=/dev/$IO of=/dev/null bs=64k count=256 iflag=direct 2>/dev/null; done ) &
-        ( while true; do dd if=/dev/$IO of=/dev/null bs=4k count=4096 skip=1000 iflag=direct 2>/dev/null; done ) &
-        sleep 1
-        say "io running on /dev/$IO"
-    else
-        say "error io disk /dev/$IO never appeared"
-    fi
-fi
-
-# e2e.rawdd=<disk>:<blocks>[:<MiB>] (benchmark raw limit): <blocks> x <MiB> (default 4) MiB of
-# zeros to /dev/<disk> with O_DIRECT from this (first) kernel, then power off: no kexec, no crash.
-RAWDD=
-for w in $CMDLINE; do
-    case "$w" in e2e.rawdd=*) RAWDD=${w#e2e.rawdd=} ;; esac
-done
-if [ -n "$RAWDD" ]; then
-    dev=${RAWDD%%:*}
-    blocks=${RAWDD#*:}
-    bs=4
-    case "$blocks" in *:*) bs=${blocks#*:}; blocks=${blocks%%:*} ;; esac
-    i=0
-    while [ ! -b /dev/$dev ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-    say "rawdd start dev=$dev blocks=$blocks bs=${bs}M"
-    read t0 _ < /proc/uptime
-    dd if=/dev/zero of=/dev/$dev bs=${bs}M count=$blocks oflag=direct 2> /tmp/rawdd.err
-    rc=$?
-    read t1 _ < /proc/uptime
-    # Debian's busybox dd prints no byte count: full records out (a partial one would be +1).
-    full=$(sed -n 's/^\([0-9][0-9]*\)+\([0-9][0-9]*\) records out.*/\1/p' /tmp/rawdd.err | tail -n 1)
-    say "rawdd done dev=$dev rc=$rc bytes=$(( ${full:-0} * bs * 1048576 )) start=$t0 end=$t1 $(tail -n 1 /tmp/rawdd.err)"
-    off
 fi
 
 IMG=/e2e/capture.bzImage
