@@ -23,13 +23,13 @@ use rkdump_devices::record::read::{self, ReadError};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Dump device or image file.
-    pub device: PathBuf,
+    device: PathBuf,
     /// Where to write the vmcore (written as `<output>.incomplete`, renamed when complete).
     #[arg(short, long)]
-    pub output: PathBuf,
+    output: PathBuf,
     /// Extract an incomplete or truncated dump too (the vmcore is then cut short).
     #[arg(long)]
-    pub partial: bool,
+    partial: bool,
 }
 
 /// Why an output path is refused before anything is opened for writing.

@@ -7,6 +7,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use clap::Parser;
 use rkdump_devices::label::{ChecksumKind, RecordHeader};
 
 use crate::conf::{ConfArgs, Config, SyscallPolicy};
@@ -15,6 +16,13 @@ use crate::load::{self, Syscall};
 use crate::snapshot::{self, Sources};
 use crate::state::{self, Loaded, SavedDump, State};
 use crate::{lockdown, save, status};
+
+/// `save`'s arguments, parsed as its command line.
+#[derive(clap::Parser)]
+struct SaveCli {
+    #[command(flatten)]
+    args: save::Args,
+}
 
 /// File in each saved dump directory that marks it as `boot`'s (pruning touches only those).
 pub const MARKER: &str = "rkdump.json";
@@ -94,12 +102,17 @@ pub fn save_dump(device: &Path, h: &RecordHeader, save_dir: &Path) -> Result<Sav
     }
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let vmcore = dir.join("vmcore");
-    // Whatever the record holds is kept: an interrupted dump is the only copy there is.
-    let args = save::Args {
-        device: device.to_path_buf(),
-        output: vmcore.clone(),
-        partial: true,
-    };
+    // Whatever the record holds is kept: an interrupted dump is the only copy there is. The
+    // arguments go through `save`'s own command line, so options it gains keep their defaults.
+    let args = SaveCli::try_parse_from([
+        "save".as_ref(),
+        device.as_os_str(),
+        "--output".as_ref(),
+        vmcore.as_os_str(),
+        "--partial".as_ref(),
+    ])
+    .map_err(|e| e.to_string())?
+    .args;
     if let Err(e) = save::run(&args) {
         let _ = fs::remove_dir(&dir);
         return Err(e);
