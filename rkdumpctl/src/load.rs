@@ -294,13 +294,16 @@ pub fn shell_command(program: &OsStr, args: &[OsString]) -> String {
         .join(" ")
 }
 
-/// The kernel to load: `--kernel`, else the first of /boot/rkdump/bzImage and a bzImage next to
-/// the rkdumpctl binary that exists.
+/// The kernel to load: `--kernel`, else the first of /boot/rkdump/bzImage, /usr/lib/rkdump/bzImage
+/// (`rkdumpctl install`) and a bzImage next to the rkdumpctl binary that exists.
 fn resolve_kernel(given: Option<&Path>) -> Result<PathBuf, Error> {
     if let Some(k) = given {
         return Ok(k.to_path_buf());
     }
-    let mut tried = vec![PathBuf::from(DEFAULT_KERNEL)];
+    let mut tried = vec![
+        PathBuf::from(DEFAULT_KERNEL),
+        PathBuf::from(crate::conf::DEFAULT_KERNEL),
+    ];
     if let Some(dir) = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
@@ -325,6 +328,25 @@ fn resolve_blob(given: Option<&Path>) -> PathBuf {
     } else {
         std::env::temp_dir().join("rkdump-config.blob")
     }
+}
+
+/// Runs kexec with `args`; returns what it printed on stderr, or why it failed.
+pub fn exec_kexec(kexec: &Path, args: &[OsString]) -> Result<String, Error> {
+    let out = Command::new(kexec)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| Error::Spawn(kexec.to_path_buf(), e))?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        return Err(Error::Kexec {
+            code: out.status.code(),
+            stderr,
+        });
+    }
+    Ok(stderr)
 }
 
 /// Runs `rkdumpctl load`.
@@ -358,20 +380,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
         return Ok(());
     }
     println!("{summary}");
-    let out = Command::new(&args.kexec)
-        .args(&kexec_args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| Error::Spawn(args.kexec.clone(), e))?;
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    if !out.status.success() {
-        return Err(Error::Kexec {
-            code: out.status.code(),
-            stderr,
-        });
-    }
+    let stderr = exec_kexec(&args.kexec, &kexec_args)?;
     if !stderr.trim().is_empty() {
         eprintln!("{}", stderr.trim_end());
     }

@@ -1,12 +1,21 @@
 //! rkdumpctl: the Linux-side rkdump tool. This file owns the command line; each command lives in its own
 //! module (docs/interface.md#rkdumpctl).
 
+mod conf;
+mod dumpdisk;
+mod estimate;
 mod inspect;
+mod install;
 mod load;
+mod lockdown;
 mod prepare;
+mod progress;
 mod recv;
 mod save;
+mod service;
 mod snapshot;
+mod state;
+mod status;
 
 use std::process::ExitCode;
 
@@ -36,6 +45,36 @@ enum Command {
     Snapshot(snapshot::Args),
     /// Snapshot, then load rkdump with `kexec -p`: the blob as initrd, `reset_devices` on the command line.
     Load(load::Args),
+    /// Install the capture kernel under /usr/lib/rkdump/, the systemd unit rkdump.service, the
+    /// hotplug udev rule and a commented /etc/rkdump.conf.
+    Install(install::InstallArgs),
+    /// Remove what `install` put there (keeps /etc/rkdump.conf and saved dumps).
+    Uninstall(install::UninstallArgs),
+    /// What rkdump.service runs: save a pending dump to /var/crash/<UTC time>-<release>/, prune,
+    /// then snapshot and load; ends by saying armed or not (exit 0 only when armed).
+    Boot(service::BootArgs),
+    /// New snapshot and load (what the hotplug udev rule runs); records the reason.
+    Reload(service::ReloadArgs),
+    /// Whether the machine is armed, and why not; exit 0 only when armed.
+    Status(status::Args),
+    /// The expected dump size at the configured level and format.
+    Estimate(estimate::Args),
+}
+
+/// A failed `load`, with the lockdown / signature explanation when that is the cause.
+fn explain_load(args: &load::Args, e: load::Error) -> String {
+    let mut msg = e.to_string();
+    if let load::Error::Kexec { .. } = e {
+        let kernel = args
+            .kernel
+            .as_deref()
+            .unwrap_or(std::path::Path::new(load::DEFAULT_KERNEL));
+        if let Some(h) = lockdown::hint(&args.sources.sysfs_root, &msg, kernel) {
+            msg.push('\n');
+            msg.push_str(&h);
+        }
+    }
+    msg
 }
 
 fn main() -> ExitCode {
@@ -44,9 +83,21 @@ fn main() -> ExitCode {
         Command::Recv(args) => ("recv", recv::run(&args).map_err(|e| e.to_string())),
         Command::Inspect(args) => ("inspect", inspect::run(&args).map_err(|e| e.to_string())),
         Command::Snapshot(args) => ("snapshot", snapshot::run(&args).map_err(|e| e.to_string())),
-        Command::Load(args) => ("load", load::run(&args).map_err(|e| e.to_string())),
+        Command::Load(args) => ("load", load::run(&args).map_err(|e| explain_load(&args, e))),
         Command::Prepare(args) => ("prepare", prepare::run(&args)),
         Command::Save(args) => ("save", save::run(&args)),
+        Command::Boot(args) => ("boot", service::run_boot(&args)),
+        Command::Reload(args) => ("reload", service::run_reload(&args)),
+        Command::Status(args) => ("status", status::run(&args)),
+        Command::Estimate(args) => ("estimate", estimate::run(&args)),
+        Command::Install(args) => (
+            "install",
+            install::run_install(&args).map_err(|e| e.to_string()),
+        ),
+        Command::Uninstall(args) => (
+            "uninstall",
+            install::run_uninstall(&args).map_err(|e| e.to_string()),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -125,7 +125,10 @@ fn receive(
     let timeout = Duration::from_secs(args.timeout_s);
     let mut finished = false;
     let mut timed_out = false;
+    let mut progress = crate::progress::Progress::new("rkdumpctl recv", 0);
     let mut drain = |dec: &mut StreamDecoder, out: &mut Output| -> Result<bool, Error> {
+        progress.set_total(re.announced_size());
+        progress.set_position(re.received_end());
         while let Some(ev) = dec.next_event() {
             match re.handle(&ev, out).map_err(|_| out_err(out, None))? {
                 Action::Continue => {}
@@ -156,6 +159,8 @@ fn receive(
         dec.finish();
         drain(&mut dec, out)?;
     }
+    progress.set_position(re.received_end());
+    progress.finish();
     let stats = *dec.stats();
     if stats.frames == 0 {
         return Err(Error::NoStream {

@@ -326,12 +326,15 @@ pub fn run(args: &Args) -> Result<(), String> {
         armed: true,
     };
     let mut out_error: Option<io::Error> = None;
+    let mut progress = crate::progress::Progress::new("rkdumpctl save", h.written);
     let copied = read::copy_vmcore(&h, &mut at, &mut |b| {
+        progress.inc(b.len() as u64);
         out.write_all(b).map_err(|e| {
             out_error = Some(e);
             ReadFailed
         })
     });
+    progress.finish();
     match copied {
         Ok(()) => {}
         Err(ReadError::Output) => return Err(format!("{out_name}: {}", why(&mut out_error))),

@@ -1,7 +1,8 @@
 //! Turns the linked kernel (a static PIE linked at 0) into the two boot artefacts:
 //!
 //! - `bzImage`: a 1 KiB setup area carrying the Linux boot-protocol header (docs/boot-contract.md#bzimage-header-rules,
-//!   §14.1) followed by the flat payload; kexec jumps to payload + 0x200 in 64-bit mode.
+//!   §14.1) followed by the flat payload; kexec jumps to payload + 0x200 in 64-bit mode. The
+//!   same file is a PE/COFF image (`crate::pe`), so it can be signed for kexec_file_load.
 //! - `rkdump.elf`: one PT_LOAD of the same payload at [`PVH_LOAD_ADDR`] plus a PT_NOTE with the
 //!   Xen PVH entry note, for QEMU `-kernel`. The payload's first instruction
 //!   (`mov $imm32, %ebp`) gets the load address patched in, since 32-bit code cannot find its
@@ -99,6 +100,7 @@ pub fn check_bzimage(
             "XLF_5LEVEL missing: kexec_file_load refuses the image on 5-level hosts".into(),
         );
     }
+    crate::pe::check(image, payload.len()).map_err(|e| format!("bzImage PE/COFF view: {e}"))?;
     Ok(s)
 }
 
@@ -173,6 +175,8 @@ fn make_bzimage(payload: &[u8], init_size: u64) -> Result<Vec<u8>, String> {
     put(&mut setup, 0x258, &0x10_0000u64.to_le_bytes()); // pref_address: 1 MiB
     put(&mut setup, 0x260, &init_size.to_le_bytes());
     put(&mut setup, VERSION_AT, VERSION_STRING);
+    let payload_len = u32::try_from(payload.len()).map_err(|_| "payload too large")?;
+    crate::pe::write_headers(&mut setup, payload_len, init_size)?;
 
     let mut image = setup;
     image.extend_from_slice(payload);
@@ -281,6 +285,132 @@ mod tests {
         }
         // init_size smaller than the payload: kexec would drop or truncate the kernel.
         assert!(check_bzimage(&make_bzimage(&p, 4096).unwrap(), &p).is_err());
+    }
+
+    #[test]
+    fn bzimage_is_also_a_pe_image() {
+        use goblin::pe::PE;
+        let p = payload();
+        let img = make_bzimage(&p, 64 * 1024).unwrap();
+        // An independent reader (goblin) accepts the PE view.
+        let pe = PE::parse(&img).unwrap();
+        assert!(pe.is_64);
+        assert_eq!(pe.header.coff_header.machine, crate::pe::MACHINE_AMD64);
+        assert_eq!(pe.entry as usize, crate::pe::ENTRY_AT);
+        let names: Vec<_> = pe
+            .sections
+            .iter()
+            .map(|s| s.name().unwrap().to_string())
+            .collect();
+        assert_eq!(names, [".setup", ".text"]);
+        assert_eq!(pe.sections[1].pointer_to_raw_data, 1024);
+        assert_eq!(pe.sections[1].size_of_raw_data as usize, p.len());
+        assert_eq!(pe.sections[1].virtual_size, 64 * 1024);
+        assert_eq!(&img[..2], b"MZ");
+        assert_eq!(
+            u32::from_le_bytes(img[0x3C..0x40].try_into().unwrap()),
+            0x40
+        );
+        // The PE headers end before the setup header; the entry stub after the version string.
+        assert!(img[0x148..0x1F1].iter().all(|&b| b == 0));
+        assert!(crate::pe::ENTRY_AT >= VERSION_AT + VERSION_STRING.len());
+        assert!(crate::pe::ENTRY_AT >= 0x202 + JUMP_LEN as usize + 4);
+        // Negative controls: the PE check notices a broken MZ, PE signature or entry stub.
+        for at in [0usize, 0x40, crate::pe::ENTRY_AT] {
+            let mut bad = img.clone();
+            bad[at] ^= 0xFF;
+            assert!(
+                check_bzimage(&bad, &p).is_err(),
+                "byte {at:#x} flipped accepted"
+            );
+        }
+    }
+
+    /// `sbsign` signs the image with a throw-away key, `sbverify --cert` accepts it (and refuses
+    /// another certificate and the unsigned image), and the signed file still passes the
+    /// kexec header check. Skipped, saying so, without openssl/sbsign/sbverify.
+    #[test]
+    fn sbsign_signs_and_sbverify_accepts() {
+        use std::process::Command;
+        let have = |t: &str| Command::new(t).arg("--help").output().is_ok();
+        if !(have("openssl") && have("sbsign") && have("sbverify")) {
+            eprintln!(
+                "openssl, sbsign or sbverify missing (scripts/setup.sh installs sbsigntool): not run"
+            );
+            return;
+        }
+        let d = std::env::temp_dir().join(format!("xtask-sbsign-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let p = payload();
+        let img = make_bzimage(&p, 64 * 1024).unwrap();
+        std::fs::write(d.join("bzImage"), &img).unwrap();
+        let key = |name: &str| {
+            let ok = Command::new("openssl")
+                .args([
+                    "req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                ])
+                .args(["-subj", &format!("/CN=rkdump test {name}/")])
+                .arg("-keyout")
+                .arg(d.join(format!("{name}.key")))
+                .arg("-out")
+                .arg(d.join(format!("{name}.crt")))
+                .output()
+                .unwrap();
+            assert!(
+                ok.status.success(),
+                "{}",
+                String::from_utf8_lossy(&ok.stderr)
+            );
+        };
+        key("a");
+        key("b");
+        let verify = |file: &str, cert: &str| {
+            Command::new("sbverify")
+                .arg("--cert")
+                .arg(d.join(cert))
+                .arg(d.join(file))
+                .output()
+                .unwrap()
+        };
+        assert!(
+            !verify("bzImage", "a.crt").status.success(),
+            "unsigned image verified"
+        );
+        let out = Command::new("sbsign")
+            .arg("--key")
+            .arg(d.join("a.key"))
+            .arg("--cert")
+            .arg(d.join("a.crt"))
+            .arg("--output")
+            .arg(d.join("bzImage.signed"))
+            .arg(d.join("bzImage"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "sbsign: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v = verify("bzImage.signed", "a.crt");
+        assert!(
+            v.status.success(),
+            "sbverify: {}{}",
+            String::from_utf8_lossy(&v.stdout),
+            String::from_utf8_lossy(&v.stderr)
+        );
+        assert!(
+            !verify("bzImage.signed", "b.crt").status.success(),
+            "wrong cert accepted"
+        );
+        let signed = std::fs::read(d.join("bzImage.signed")).unwrap();
+        // The setup header and payload are untouched; the loaders still accept the file.
+        assert_eq!(&signed[0x1F1..0x26C], &img[0x1F1..0x26C]);
+        assert_eq!(&signed[1024..1024 + p.len()], &p[..]);
+        rkdump_boot::bootparam::check_kexec_header(&signed).unwrap();
+        let s = crate::pe::check(&signed, p.len()).unwrap();
+        assert!(s.cert_table.1 > 0 && s.cert_table.0 as usize >= img.len());
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

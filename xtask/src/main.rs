@@ -11,6 +11,7 @@ mod demo;
 mod e2e;
 mod fuzz;
 mod image;
+mod pe;
 mod run;
 mod test;
 

@@ -108,6 +108,7 @@ pub fn main(args: Args) -> Result<(), String> {
         for n in CASE_NAMES.iter().chain(DUMP_CASE_NAMES.iter()) {
             println!("{n}");
         }
+        println!("{}", super::service::NAME);
         return Ok(());
     }
     let capture = if args.linux_capture {
@@ -122,6 +123,9 @@ pub fn main(args: Args) -> Result<(), String> {
             names.extend(DUMP_CASE_NAMES.iter().map(|s| s.to_string()));
         }
     }
+    // `service` (e2e/service.rs) is four boots of its own, run after the others.
+    let service = names.iter().any(|n| n == super::service::NAME);
+    names.retain(|n| n != super::service::NAME);
     let mut cases = Vec::new();
     for n in &names {
         let mut c =
@@ -170,14 +174,23 @@ pub fn main(args: Args) -> Result<(), String> {
         args.verbose,
     )?;
     let results = run_cases(&h, &cases)?;
-    let failed: Vec<&str> = results
+    let mut failed: Vec<&str> = results
         .iter()
         .filter(|r| !r.passed())
         .map(|r| r.case.name.as_str())
         .collect();
+    let mut ran = results.len();
+    if service {
+        let r = super::service::run(&h)?;
+        println!("{}", r.report());
+        ran += 1;
+        if !r.passed() {
+            failed.push(super::service::NAME);
+        }
+    }
     println!(
         "e2e: {} passed, {} failed",
-        results.len() - failed.len(),
+        ran - failed.len(),
         failed.len()
     );
     if failed.is_empty() {

@@ -168,6 +168,93 @@ if [ -n "$RAWDD" ]; then
     off
 fi
 
+# e2e.service=1 (xtask/src/e2e/service.rs): run rkdump the way the service does, over several
+# boots of the same disks. A disk with an ext4 file system holds /var/crash and the state and
+# counts the boots; boot 1 arms with `rkdumpctl boot` and crashes, boot 2 saves and re-arms,
+# boot 3 saves nothing new and produces each "not armed" reason (host hot-adds a PCI function
+# over QMP when asked), boot 4 (lockdown=integrity) shows the signed-image explanation.
+if grep -q 'e2e.service=1' /proc/cmdline; then
+    for m in /e2e/modules/*.ko; do [ -e "$m" ] && insmod "$m" 2>/dev/null; done
+    i=0
+    while [ ! -b /dev/vdc ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    DUMP=; SMALL=; mkdir -p /crashfs
+    for d in vda vdb vdc; do
+        if [ "$(dd if=/dev/$d bs=8 count=1 2>/dev/null)" = RKDUMPLB ]; then
+            if [ "$(cat /sys/block/$d/size)" -lt 262144 ]; then SMALL=/dev/$d; else DUMP=/dev/$d; fi
+        elif mount -t ext4 /dev/$d /crashfs 2>/dev/null; then
+            say "service crashfs /dev/$d"
+        fi
+    done
+    n=$(( $(cat /crashfs/boots 2>/dev/null || echo 0) + 1 )); echo $n > /crashfs/boots; sync
+    say "service boot=$n dump=$DUMP small=$SMALL"
+    cat > /tmp/rkdump.conf <<EOC
+# written by the e2e /init
+device = $DUMP
+target = disk:01:00.0
+kernel = /e2e/capture.bzImage
+action = poweroff
+save_dir = /crashfs/crash
+keep = 3
+EOC
+    ctl() {
+        /e2e/rkdumpctl "$@" --config /tmp/rkdump.conf --state-dir /crashfs/state > /tmp/ctl.out 2>&1
+        rc=$?
+        while IFS= read -r l || [ -n "$l" ]; do say "service $1-out $l"; done < /tmp/ctl.out
+        say "service $1 rc=$rc"
+    }
+    saved() {
+        c=0
+        for j in /crashfs/crash/*/rkdump.json; do
+            [ -e "$j" ] || continue
+            c=$((c + 1))
+            say "service saved-dir $(dirname "$j") vmcore=$(stat -c %s "$(dirname "$j")/vmcore") $(tr -d '\n' < "$j" | tr -s ' ')"
+        done
+        say "service saved count=$c"
+    }
+    if grep -q 'lockdown=' /proc/cmdline; then
+        mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+        say "service lockdown $(cat /sys/kernel/security/lockdown)"
+        ctl boot
+        /e2e/rkdumpctl load --file-syscall --kernel /e2e/capture.bzImage --blob-out /tmp/b.blob > /tmp/ctl.out 2>&1
+        say "service load rc=$?"
+        while IFS= read -r l || [ -n "$l" ]; do say "service load-out $l"; done < /tmp/ctl.out
+        say "service done"; off
+    fi
+    ctl boot
+    saved
+    ctl status
+    case $n in
+        1)
+            # The level-31 estimate just before the crash; the host compares it with
+            # makedumpfile -d 31 of the saved vmcore.
+            /e2e/rkdumpctl estimate --config /tmp/rkdump.conf --set level=31 --json > /tmp/est.json 2>&1
+            say "service estimate31 rc=$? $(tr -d ' \n' < /tmp/est.json)"
+            sync; say "crash now"; sleep 0.5; echo c > /proc/sysrq-trigger
+            say "error still alive after sysrq-trigger"; off ;;
+        2)
+            sync; say "service done"; off ;;
+    esac
+    # Boot 3 and later: every "not armed" reason, each followed by a return to armed.
+    /usr/sbin/kexec -p -u; say "service case unloaded"; ctl status
+    ctl reload --reason=e2e-rearm; ctl status
+    dd if=$DUMP of=/tmp/label bs=4096 count=1 2>/dev/null
+    dd if=/dev/zero of=$DUMP bs=4096 count=1 conv=fsync 2>/dev/null
+    say "service case label-gone"; ctl status
+    dd if=/tmp/label of=$DUMP bs=4096 count=1 conv=fsync 2>/dev/null
+    ctl status
+    say "service case too-small"; ctl status --set device=$SMALL
+    before=$(ls /sys/bus/pci/devices | wc -l)
+    say "service hotplug-now"
+    i=0
+    while [ "$(ls /sys/bus/pci/devices | wc -l)" -le "$before" ] && [ $i -lt 300 ]; do
+        sleep 0.1; i=$((i + 1))
+        [ $((i % 50)) = 0 ] && echo 1 > /sys/bus/pci/rescan
+    done
+    say "service case hot-added pci=$(ls /sys/bus/pci/devices | wc -l) was=$before"; ctl status
+    ctl reload --reason=add:pci:hotplug; ctl status
+    sync; say "service done"; off
+fi
+
 IMG=/e2e/capture.bzImage
 if [ "$BROKEN" = 1 ]; then
     cp $IMG /tmp/broken.bzImage
