@@ -17,8 +17,6 @@
 //! the first kernel's marker pages in it.
 
 use std::cell::Cell;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -26,6 +24,7 @@ use std::time::Duration;
 use rkdump_tests::console::ConsoleLog;
 use rkdump_tests::disk::{self, Fill};
 use rkdump_tests::qemu::{Accel, Controller, Machine, Run};
+use rkdump_tests::qmp::Qmp;
 use rkdump_tests::verify;
 
 use super::checks::Check;
@@ -95,40 +94,18 @@ fn status_is(lines: &[String], want_ok: bool, why: &str) -> Result<String, Strin
 
 /// Hot-adds a disk (virtio-blk on a null block node) on the empty root port over QMP.
 fn qmp_device_add(sock: &Path) -> Result<String, String> {
-    let s = UnixStream::connect(sock).map_err(|e| format!("QMP {}: {e}", sock.display()))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    let mut w = s.try_clone().map_err(|e| e.to_string())?;
-    let mut r = BufReader::new(s);
-    let mut reply = String::new();
-    let mut line = String::new();
-    r.read_line(&mut line)
-        .map_err(|e| format!("QMP greeting: {e}"))?;
-    for cmd in [
-        r#"{"execute":"qmp_capabilities"}"#,
+    let t = Duration::from_secs(10);
+    let mut q = Qmp::connect(sock, t).map_err(|e| e.to_string())?;
+    q.execute(
         r#"{"execute":"blockdev-add","arguments":{"driver":"null-co","node-name":"hot0","size":67108864}}"#,
+        t,
+    )
+    .map_err(|e| e.to_string())?;
+    q.execute(
         r#"{"execute":"device_add","arguments":{"driver":"virtio-blk-pci","drive":"hot0","id":"hot1","bus":"rphp"}}"#,
-    ] {
-        w.write_all(cmd.as_bytes())
-            .and_then(|()| w.write_all(b"\n"))
-            .map_err(|e| format!("QMP write: {e}"))?;
-        loop {
-            line.clear();
-            r.read_line(&mut line)
-                .map_err(|e| format!("QMP read: {e}"))?;
-            if line.is_empty() {
-                return Err("QMP closed".into());
-            }
-            if line.contains("\"return\"") || line.contains("\"error\"") {
-                break;
-            }
-        }
-        if line.contains("\"error\"") {
-            return Err(format!("QMP {cmd}: {}", line.trim()));
-        }
-        reply = line.trim().to_string();
-    }
-    Ok(reply)
+        t,
+    )
+    .map_err(|e| e.to_string())
 }
 
 struct Images {
@@ -194,13 +171,7 @@ fn machine(
         .root_port("rp3", 3)
         .disk("small", &im.small, &Controller::VirtioBlk, Some("rp3"))
         .root_port("rphp", 4)
-        .args([
-            "-qmp".to_string(),
-            format!(
-                "unix:{},server=on,wait=off",
-                bdir.join("qmp.sock").display()
-            ),
-        ]))
+        .args(Qmp::args(&Qmp::socket_in(bdir))))
 }
 
 /// Result of the whole case.
@@ -249,7 +220,7 @@ pub fn run(h: &Harness) -> Result<ServiceResult, String> {
         let bdir = dir.join(format!("boot{boot}"));
         std::fs::create_dir_all(&bdir).map_err(|e| e.to_string())?;
         let m = machine(h, &dir, &bdir, &im, boot == 4)?;
-        let sock = bdir.join("qmp.sock");
+        let sock = Qmp::socket_in(&bdir);
         let hotplug: Cell<Option<Result<String, String>>> = Cell::new(None);
         let stop = |l: &rkdump_tests::console::Line| -> Option<String> {
             if l.text.contains("E2E: service hotplug-now") {
