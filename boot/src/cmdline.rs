@@ -255,9 +255,10 @@ enum Key {
     Checksum,
     Checkpoint,
     ThrottleMibS,
+    Cpus,
 }
 
-const KEYS: [(&str, Key); 19] = [
+const KEYS: [(&str, Key); 20] = [
     ("reset_devices", Key::ResetDevices),
     ("elfcorehdr", Key::ElfCoreHdr),
     ("console", Key::Console),
@@ -277,7 +278,12 @@ const KEYS: [(&str, Key); 19] = [
     ("rkdump.checksum", Key::Checksum),
     ("rkdump.checkpoint", Key::Checkpoint),
     ("rkdump.throttle_mib_s", Key::ThrottleMibS),
+    ("rkdump.cpus", Key::Cpus),
 ];
+
+/// CPUs used when `rkdump.cpus=` is absent: the crashing CPU alone, so a plain dump never
+/// depends on waking CPUs the crashed kernel left in an unknown state (see docs/interface.md).
+pub const DEFAULT_CPUS: u32 = 1;
 
 /// Parameter names compare with `-` and `_` equivalent, as in the kernel's `parameq`.
 fn key_eq(key: &[u8], name: &str) -> bool {
@@ -345,6 +351,10 @@ pub struct Options {
     /// `rkdump.checksum=auto|full|sampled|none`: how much of each dump block its checksum
     /// covers (`auto`, the default, is every byte).
     pub checksum: ChecksumMode,
+    /// `rkdump.cpus=<n>|all`: how many CPUs the run uses, the one running rkdump included
+    /// (`1`: that CPU alone, no other CPU is woken). `None` is the default, see
+    /// [`Options::cpus_or_default`].
+    pub cpus: Option<u32>,
     diags: [Option<Diag>; DIAG_CAPACITY],
     diag_len: usize,
     diags_dropped: u32,
@@ -373,6 +383,7 @@ impl Default for Options {
             throttle_mib_s: 0,
             fault_dead: None,
             checksum: ChecksumMode::Auto,
+            cpus: None,
             diags: [None; DIAG_CAPACITY],
             diag_len: 0,
             diags_dropped: 0,
@@ -497,6 +508,11 @@ impl Options {
                 }
             }
             Key::ThrottleMibS => self.throttle_mib_s = u32_of(v)?,
+            Key::Cpus if v == "all" => self.cpus = Some(u32::MAX),
+            Key::Cpus => match u32_of(v)? {
+                0 => return Err("expected all or a count of at least 1"),
+                n => self.cpus = Some(n),
+            },
             Key::Fault => match v.strip_prefix("dead:") {
                 Some(pci) => self.fault_dead = Some(Bdf::parse(pci).map_err(|e| e.reason())?),
                 None => return Err("expected dead:<pci address>"),
@@ -516,6 +532,12 @@ impl Options {
             }
             None => self.diags_dropped = self.diags_dropped.saturating_add(1),
         }
+    }
+
+    /// CPUs to run on, the running one included: `rkdump.cpus=` if given (`all` is
+    /// `u32::MAX`), else [`DEFAULT_CPUS`].
+    pub fn cpus_or_default(&self) -> u32 {
+        self.cpus.unwrap_or(DEFAULT_CPUS)
     }
 
     /// The reset policy in force: `rkdump.reset=` if given, else `Auto` with `reset_devices`,
