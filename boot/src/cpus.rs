@@ -158,8 +158,15 @@ pub enum SkipReason {
     Duplicate,
     /// `rkdump.cpus=` or [`MAX_CPUS`] is reached.
     Limit,
-    /// The SIPI was sent but the CPU did not check in (set by the kernel, not by [`plan`]).
+    /// Set by the kernel, not by [`plan`]: the STARTUP IPIs were sent but the CPU did not check
+    /// in within the time allowed.
     Timeout,
+    /// Set by the kernel: the IPI could not be sent.
+    Ipi,
+    /// Set by the kernel: no RAM for the CPU's stacks.
+    NoMemory,
+    /// Set by the kernel: no RAM below 640 KiB for the real-mode trampoline.
+    NoLowMemory,
 }
 
 impl SkipReason {
@@ -171,6 +178,9 @@ impl SkipReason {
             SkipReason::Duplicate => "duplicate",
             SkipReason::Limit => "limit",
             SkipReason::Timeout => "timeout",
+            SkipReason::Ipi => "ipi",
+            SkipReason::NoMemory => "nomem",
+            SkipReason::NoLowMemory => "nolowmem",
         }
     }
 }
@@ -207,12 +217,7 @@ impl WakePlan {
 
 /// Plans the wake-up: `running` is the APIC ID of the CPU running rkdump, `disabled` the one
 /// `disable_cpu_apicid=` names, `asked` the value of `rkdump.cpus=` (`None` for all).
-pub fn plan(
-    cpus: &MadtCpus,
-    running: u32,
-    disabled: Option<u32>,
-    asked: Option<u32>,
-) -> WakePlan {
+pub fn plan(cpus: &MadtCpus, running: u32, disabled: Option<u32>, asked: Option<u32>) -> WakePlan {
     let asked = asked.map_or(MAX_CPUS, |n| (n as usize).clamp(1, MAX_CPUS));
     let mut plan = WakePlan {
         wake: [0; MAX_CPUS],

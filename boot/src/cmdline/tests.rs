@@ -520,5 +520,8 @@ fn cpus_count_all_and_errors() {
         assert_eq!(o.cpus, None, "{bad}");
         assert_eq!(o.diagnostics().count(), 1, "{bad}");
     }
-    assert_eq!(Options::parse("rkdump.selftest=smp").selftest, Some(SelfTest::Smp));
+    assert_eq!(
+        Options::parse("rkdump.selftest=smp").selftest,
+        Some(SelfTest::Smp)
+    );
 }

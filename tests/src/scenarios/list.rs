@@ -302,6 +302,40 @@ pub fn all() -> Vec<Scenario> {
             "rkdump.selftest=divide rkdump.exit=qemu rkdump.action=halt",
             "0 (#DE)",
         ),
+        // Four vCPUs, the one kexec would name as the old boot CPU held back: the other two APs
+        // come up through INIT-SIPI-SIPI and each hashes its share of a buffer, which the BSP
+        // hashes again (kernel/src/smp.rs `selftest`).
+        Scenario::new(
+            "smp-checksum",
+            "woken APs run their share of a checksum job and match the BSP's own result",
+            "console=ttyS0 rkdump.cpus=all disable_cpu_apicid=2 rkdump.selftest=smp rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .qemu_args(&["-smp", "4"])
+        .line(
+            "three CPUs online, APIC ID 2 skipped for disable_cpu_apicid",
+            "cpus online=3 asked=all skipped=2:disable_cpu_apicid",
+        )
+        .line(
+            "every chunk hashed by its CPU, all three ran, no mismatch",
+            "smp selftest cpus=3 chunks=64 ran-on=3 mismatches=0",
+        )
+        .exit(Exit::Pass, "QEMU exit code 33 (pass)"),
+        // Negative control: rkdump.cpus=1 wakes nothing, so the same job runs on the BSP alone.
+        Scenario::new(
+            "smp-one-cpu",
+            "rkdump.cpus=1 wakes no AP: the job runs on the crashing CPU alone",
+            "console=ttyS0 rkdump.cpus=1 rkdump.selftest=smp rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .qemu_args(&["-smp", "2"])
+        .line(
+            "one CPU online, the AP left out by the limit",
+            "cpus online=1 asked=1 skipped=1:limit",
+        )
+        .line(
+            "no chunk ran on an AP",
+            "smp selftest cpus=1 chunks=64 ran-on=1 mismatches=0",
+        )
+        .exit(Exit::Pass, "QEMU exit code 33 (pass)"),
         // Empty command line: defaults, defined end (reboot, QEMU exits).
         Scenario::new(
             "bad-cmdline",
