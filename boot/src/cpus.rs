@@ -5,9 +5,12 @@
 //!
 //! The rules, each with its reason:
 //! - never the CPU running rkdump (it is already up);
-//! - never the APIC ID kexec names in `disable_cpu_apicid=`: the crashed kernel's boot CPU, which
-//!   some machines reset entirely when it is sent INIT (Linux's own `disable_cpu_apicid` handling
-//!   in `arch/x86/kernel/apic/apic.c` skips it for the same reason);
+//! - never the boot CPU (BSP): INIT does not park a BSP in wait-for-SIPI, it restarts it at the
+//!   firmware's reset vector (Intel SDM Vol. 3A §9.4.1), which resets some machines and, under
+//!   QEMU, ran SeaBIOS into a triple fault in our `dump-la57` run. When the running CPU is not the
+//!   BSP, the BSP is the APIC ID kexec names in `disable_cpu_apicid=` (kexec_load passes it; Linux
+//!   skips it in `arch/x86/kernel/apic/apic.c` for this reason), and, because kexec_file_load does
+//!   not pass it, also the first enabled MADT entry (firmware lists the boot processor first);
 //! - only entries flagged enabled (bit 0) or online-capable (bit 1, ACPI 6.3 and later); a
 //!   disabled entry without online-capable is a CPU that does not exist;
 //! - each APIC ID once (a duplicate entry is firmware noise, not a second CPU);
@@ -152,6 +155,8 @@ impl MadtCpus {
 pub enum SkipReason {
     /// `disable_cpu_apicid=` names it.
     Disabled,
+    /// The first enabled MADT entry while rkdump runs on another CPU: taken as the boot CPU.
+    BootCpu,
     /// The entry is neither enabled nor online-capable.
     Absent,
     /// The APIC ID appeared earlier in the table.
@@ -174,6 +179,7 @@ impl SkipReason {
     pub fn as_str(self) -> &'static str {
         match self {
             SkipReason::Disabled => "disable_cpu_apicid",
+            SkipReason::BootCpu => "boot-cpu",
             SkipReason::Absent => "absent",
             SkipReason::Duplicate => "duplicate",
             SkipReason::Limit => "limit",
@@ -215,9 +221,16 @@ impl WakePlan {
     }
 }
 
-/// Plans the wake-up: `running` is the APIC ID of the CPU running rkdump, `disabled` the one
-/// `disable_cpu_apicid=` names, `asked` the value of `rkdump.cpus=` (`None` for all).
-pub fn plan(cpus: &MadtCpus, running: u32, disabled: Option<u32>, asked: Option<u32>) -> WakePlan {
+/// Plans the wake-up: `running` is the APIC ID of the CPU running rkdump and `running_is_bsp`
+/// its IA32_APIC_BASE.BSP flag, `disabled` the ID `disable_cpu_apicid=` names, `asked` the value
+/// of `rkdump.cpus=` (`None` for all).
+pub fn plan(
+    cpus: &MadtCpus,
+    running: u32,
+    running_is_bsp: bool,
+    disabled: Option<u32>,
+    asked: Option<u32>,
+) -> WakePlan {
     let asked = asked.map_or(MAX_CPUS, |n| (n as usize).clamp(1, MAX_CPUS));
     let mut plan = WakePlan {
         wake: [0; MAX_CPUS],
@@ -227,6 +240,8 @@ pub fn plan(cpus: &MadtCpus, running: u32, disabled: Option<u32>, asked: Option<
         asked,
     };
     let entries = cpus.as_slice();
+    let first_enabled = entries.iter().find(|e| e.enabled).map(|e| e.apic_id);
+    let boot_cpu = if running_is_bsp { None } else { first_enabled };
     for (i, cpu) in entries.iter().enumerate() {
         let id = cpu.apic_id;
         if id == running {
@@ -236,6 +251,8 @@ pub fn plan(cpus: &MadtCpus, running: u32, disabled: Option<u32>, asked: Option<
             Some(SkipReason::Duplicate)
         } else if disabled == Some(id) {
             Some(SkipReason::Disabled)
+        } else if boot_cpu == Some(id) {
+            Some(SkipReason::BootCpu)
         } else if !cpu.enabled && !cpu.online_capable {
             Some(SkipReason::Absent)
         } else if 1 + plan.wake_len >= asked {
@@ -383,11 +400,17 @@ mod tests {
         let t = madt(&[&lapic(0, 1), &lapic(1, 1), &lapic(2, 1), &lapic(3, 1)]);
         let cpus = MadtCpus::parse(&t).unwrap();
         // Crash on CPU 2; kexec names the old boot CPU 0.
-        let p = plan(&cpus, 2, Some(0), None);
+        let p = plan(&cpus, 2, false, Some(0), None);
         assert_eq!(ids(&p), [1, 3]);
         assert_eq!(p.skipped(), &[(0, SkipReason::Disabled)]);
-        // Without disable_cpu_apicid the old boot CPU is an ordinary AP.
-        assert_eq!(ids(&plan(&cpus, 2, None, None)), [0, 1, 3]);
+        // Without disable_cpu_apicid (kexec_file_load) the first enabled entry is taken as the
+        // boot CPU when rkdump does not run on it.
+        let p = plan(&cpus, 2, false, None, None);
+        assert_eq!(ids(&p), [1, 3]);
+        assert_eq!(p.skipped(), &[(0, SkipReason::BootCpu)]);
+        // Running on the boot CPU: every other CPU may be woken, disable_cpu_apicid still holds.
+        assert_eq!(ids(&plan(&cpus, 0, true, None, None)), [1, 2, 3]);
+        assert_eq!(ids(&plan(&cpus, 0, true, Some(3), None)), [1, 2]);
     }
 
     #[test]
@@ -399,7 +422,7 @@ mod tests {
             &lapic(3, 1),
             &lapic(3, 1),
         ]);
-        let p = plan(&MadtCpus::parse(&t).unwrap(), 0, None, None);
+        let p = plan(&MadtCpus::parse(&t).unwrap(), 0, true, None, None);
         assert_eq!(ids(&p), [2, 3]);
         assert_eq!(
             p.skipped(),
@@ -412,16 +435,28 @@ mod tests {
         let t = madt(&[&lapic(0, 1), &lapic(1, 1), &lapic(2, 1), &lapic(3, 1)]);
         let cpus = MadtCpus::parse(&t).unwrap();
         // 1: the running CPU alone.
-        let p = plan(&cpus, 0, None, Some(1));
+        let p = plan(&cpus, 0, true, None, Some(1));
         assert!(p.wake().is_empty());
         assert_eq!(p.asked, 1);
         assert_eq!(p.skipped().len(), 3);
         assert!(p.skipped().iter().all(|s| s.1 == SkipReason::Limit));
-        assert_eq!(ids(&plan(&cpus, 0, None, Some(2))), [1]);
+        assert_eq!(ids(&plan(&cpus, 0, true, None, Some(2))), [1]);
         // 0 is read as 1, never as "none at all".
-        assert!(plan(&cpus, 0, None, Some(0)).wake().is_empty());
+        assert!(plan(&cpus, 0, true, None, Some(0)).wake().is_empty());
         // More than there are: all of them.
-        assert_eq!(ids(&plan(&cpus, 0, None, Some(64))), [1, 2, 3]);
+        assert_eq!(ids(&plan(&cpus, 0, true, None, Some(64))), [1, 2, 3]);
+    }
+
+    #[test]
+    fn boot_cpu_is_the_first_enabled_entry() {
+        // A disabled first entry is not a CPU; the boot CPU is the first enabled one.
+        let t = madt(&[&lapic(4, 0), &lapic(5, 1), &lapic(6, 1), &lapic(7, 1)]);
+        let p = plan(&MadtCpus::parse(&t).unwrap(), 7, false, None, None);
+        assert_eq!(ids(&p), [6]);
+        assert_eq!(
+            p.skipped(),
+            &[(4, SkipReason::Absent), (5, SkipReason::BootCpu)]
+        );
     }
 
     #[test]
@@ -429,7 +464,7 @@ mod tests {
         let entries: Vec<Vec<u8>> = (0..40u32).map(|i| x2apic(i, 1)).collect();
         let refs: Vec<&[u8]> = entries.iter().map(|e| e.as_slice()).collect();
         let cpus = MadtCpus::parse(&madt(&refs)).unwrap();
-        let p = plan(&cpus, 7, None, None);
+        let p = plan(&cpus, 7, true, None, None);
         assert_eq!(p.wake().len(), MAX_CPUS - 1);
         assert!(!p.wake().contains(&7));
         assert_eq!(p.asked, MAX_CPUS);

@@ -127,6 +127,7 @@ pub fn init(opts: &Options, rsdp: Option<u64>) {
         let plan = cpus::plan(
             &madt,
             arch_smp::initial_apic_id(),
+            arch_smp::is_bsp(),
             opts.disable_cpu_apicid,
             Some(1),
         );
@@ -146,7 +147,13 @@ pub fn init(opts: &Options, rsdp: Option<u64>) {
             return;
         }
     };
-    let plan = cpus::plan(&madt, lapic.id(), opts.disable_cpu_apicid, Some(asked));
+    let plan = cpus::plan(
+        &madt,
+        lapic.id(),
+        arch_smp::is_bsp(),
+        opts.disable_cpu_apicid,
+        Some(asked),
+    );
     let mut skipped: Vec<(u32, SkipReason)> = plan.skipped().to_vec();
     if !plan.wake().is_empty() {
         match hw::cpus::install_trampoline() {

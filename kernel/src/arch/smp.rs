@@ -662,6 +662,12 @@ pub fn stop_all() {
     STOP.store(true, Ordering::Release);
 }
 
+/// Whether this CPU is the boot processor (IA32_APIC_BASE bit 8, set by the hardware at
+/// power-on and kept across kexec; an MSR read, the APIC itself is not touched).
+pub fn is_bsp() -> bool {
+    rdmsr(IA32_APIC_BASE) & (1 << 8) != 0
+}
+
 /// This CPU's initial APIC ID from CPUID (leaf 0xB's x2APIC ID where the leaf exists, else leaf
 /// 1 EBX[31:24]), read without touching the local APIC.
 pub fn initial_apic_id() -> u32 {
