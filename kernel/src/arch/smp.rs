@@ -187,11 +187,15 @@ impl Lapic {
         Err(IpiError::Busy)
     }
 
-    /// INIT (assert, then de-assert for CPUs that want it) to `dest`: the CPU resets into
-    /// wait-for-SIPI. Also used to park an AP that missed its check-in.
+    /// INIT (assert, then in xAPIC mode de-assert for CPUs that want it) to `dest`: the CPU
+    /// resets into wait-for-SIPI. Also used to park an AP that missed its check-in.
     pub fn send_init(self, dest: u32) -> Result<(), IpiError> {
         self.send(dest, ICR_INIT | ICR_LEVEL | ICR_ASSERT)?;
-        self.send(dest, ICR_INIT | ICR_LEVEL)
+        match self {
+            Lapic::X { .. } => self.send(dest, ICR_INIT | ICR_LEVEL),
+            // x2APIC mode has no INIT level de-assert (Intel SDM Vol. 3A §11.12, the ICR).
+            Lapic::X2 => Ok(()),
+        }
     }
 
     /// STARTUP IPI: `dest` starts in real mode at `vector << 12`.

@@ -302,18 +302,19 @@ pub fn all() -> Vec<Scenario> {
             "rkdump.selftest=divide rkdump.exit=qemu rkdump.action=halt",
             "0 (#DE)",
         ),
-        // Four vCPUs, the one kexec would name as the old boot CPU held back: the other two APs
-        // come up through INIT-SIPI-SIPI and each hashes its share of a buffer, which the BSP
-        // hashes again (kernel/src/smp.rs `selftest`).
+        // Four vCPUs plus a hot-pluggable slot QEMU lists as a disabled MADT entry, and the one
+        // kexec would name as the old boot CPU held back: the other two APs come up through
+        // INIT-SIPI-SIPI and each hashes its share of a buffer, which the BSP hashes again
+        // (kernel/src/smp.rs `selftest`).
         Scenario::new(
             "smp-checksum",
             "woken APs run their share of a checksum job and match the BSP's own result",
             "console=ttyS0 rkdump.cpus=all disable_cpu_apicid=2 rkdump.selftest=smp rkdump.exit=qemu rkdump.action=poweroff",
         )
-        .qemu_args(&["-smp", "4"])
+        .qemu_args(&["-smp", "4,maxcpus=5"])
         .line(
-            "three CPUs online, APIC ID 2 skipped for disable_cpu_apicid",
-            "cpus online=3 asked=all skipped=2:disable_cpu_apicid",
+            "three CPUs online; APIC ID 2 held back by disable_cpu_apicid, the empty slot 4 absent",
+            "cpus online=3 asked=all skipped=2:disable_cpu_apicid,4:absent",
         )
         .line(
             "every chunk hashed by its CPU, all three ran, no mismatch",
