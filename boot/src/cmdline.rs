@@ -348,6 +348,9 @@ pub struct Options {
     /// `rkdump.fault=dead:<pci>` (test-only): the function's registers read as all-ones, as if
     /// it fell off the bus or never became ready, to prove every wait on it is bounded.
     pub fault_dead: Option<Bdf>,
+    /// `rkdump.fault=nosipi:<apic id>` (test-only): that CPU gets INIT but no STARTUP IPI, so it
+    /// never checks in, to prove a CPU that does not come up is left out without stalling.
+    pub fault_nosipi: Option<u32>,
     /// `rkdump.checksum=auto|full|sampled|none`: how much of each dump block its checksum
     /// covers (`auto`, the default, is every byte).
     pub checksum: ChecksumMode,
@@ -382,6 +385,7 @@ impl Default for Options {
             checkpoints: true,
             throttle_mib_s: 0,
             fault_dead: None,
+            fault_nosipi: None,
             checksum: ChecksumMode::Auto,
             cpus: None,
             diags: [None; DIAG_CAPACITY],
@@ -513,9 +517,10 @@ impl Options {
                 0 => return Err("expected all or a count of at least 1"),
                 n => self.cpus = Some(n),
             },
-            Key::Fault => match v.strip_prefix("dead:") {
-                Some(pci) => self.fault_dead = Some(Bdf::parse(pci).map_err(|e| e.reason())?),
-                None => return Err("expected dead:<pci address>"),
+            Key::Fault => match (v.strip_prefix("dead:"), v.strip_prefix("nosipi:")) {
+                (Some(pci), _) => self.fault_dead = Some(Bdf::parse(pci).map_err(|e| e.reason())?),
+                (_, Some(id)) => self.fault_nosipi = Some(u32_of(id)?),
+                _ => return Err("expected dead:<pci address> or nosipi:<apic id>"),
             },
         }
         Ok(Applied::Set)

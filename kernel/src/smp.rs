@@ -159,7 +159,7 @@ pub fn init(opts: &Options, rsdp: Option<u64>) {
         match hw::cpus::install_trampoline() {
             Some(tramp) => {
                 lapic.enable();
-                wake(lapic, &tramp, plan.wake(), &mut skipped);
+                wake(lapic, &tramp, plan.wake(), opts.fault_nosipi, &mut skipped);
             }
             None => {
                 rkline!("note: smp: no RAM below 640 KiB for the AP trampoline; one CPU");
@@ -175,7 +175,15 @@ pub fn init(opts: &Options, rsdp: Option<u64>) {
     );
 }
 
-fn wake(lapic: Lapic, tramp: &Trampoline, ids: &[u32], skipped: &mut Vec<(u32, SkipReason)>) {
+/// Starts the APs `ids` one at a time; `no_sipi` (test-only `rkdump.fault=nosipi:`) gets INIT
+/// but no STARTUP.
+fn wake(
+    lapic: Lapic,
+    tramp: &Trampoline,
+    ids: &[u32],
+    no_sipi: Option<u32>,
+    skipped: &mut Vec<(u32, SkipReason)>,
+) {
     for (slot, &id) in ids.iter().enumerate() {
         let index = online();
         let Some(block) = hw::cpus::ap_block(slot, index) else {
@@ -186,6 +194,10 @@ fn wake(lapic: Lapic, tramp: &Trampoline, ids: &[u32], skipped: &mut Vec<(u32, S
         let start = clock::now_us();
         let sent = lapic.send_init(id).and_then(|()| {
             delay_us(10_000);
+            if no_sipi == Some(id) {
+                rkline!("note: smp: test fault: no STARTUP IPI to APIC ID {id}");
+                return Ok(());
+            }
             lapic.send_startup(id, tramp.vector())?;
             delay_us(200);
             if !arch_smp::checked_in(slot, false) {

@@ -321,6 +321,27 @@ pub fn all() -> Vec<Scenario> {
             "smp selftest cpus=3 chunks=64 ran-on=3 mismatches=0",
         )
         .exit(Exit::Pass, "QEMU exit code 33 (pass)"),
+        // A CPU that never comes up (test fault: INIT but no STARTUP) is left out after its
+        // 100 ms and the job runs on the others without waiting for it.
+        Scenario::new(
+            "smp-cpu-timeout",
+            "an AP that does not check in within 100 ms is left out and nothing waits on it",
+            "console=ttyS0 rkdump.cpus=all rkdump.fault=nosipi:1 rkdump.selftest=smp rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .qemu_args(&["-smp", "3"])
+        .line(
+            "the test fault withheld the STARTUP IPI",
+            "note: smp: test fault: no STARTUP IPI to APIC ID 1",
+        )
+        .line(
+            "APIC ID 1 left out for its timeout, APIC ID 2 up",
+            "cpus online=2 asked=all skipped=1:timeout",
+        )
+        .line(
+            "the job ran on the two CPUs that came up",
+            "smp selftest cpus=2 chunks=64 ran-on=2 mismatches=0",
+        )
+        .exit(Exit::Pass, "QEMU exit code 33 (pass)"),
         // Negative control: rkdump.cpus=1 wakes nothing, so the same job runs on the BSP alone.
         Scenario::new(
             "smp-one-cpu",
