@@ -41,6 +41,14 @@ pub struct Cpu {
     pub count: usize,
 }
 
+impl Cpu {
+    /// This CPU's share of `items` work items: `index, index + count, ...` (every item goes to
+    /// exactly one CPU).
+    pub fn share(self, items: usize) -> core::iter::StepBy<core::ops::Range<usize>> {
+        (self.index.min(items)..items).step_by(self.count.max(1))
+    }
+}
+
 /// CPUs [`for_each_cpu`] runs on, this one included.
 pub fn online() -> usize {
     ONLINE.load(Ordering::Acquire)
@@ -256,7 +264,7 @@ pub fn selftest() -> ! {
     let sums: [AtomicU64; CHUNKS] = [const { AtomicU64::new(0) }; CHUNKS];
     let ran_by: [AtomicUsize; CHUNKS] = [const { AtomicUsize::new(usize::MAX) }; CHUNKS];
     for_each_cpu(|cpu| {
-        for c in (cpu.index..CHUNKS).step_by(cpu.count.max(1)) {
+        for c in cpu.share(CHUNKS) {
             let sum = xxhash_rust::xxh64::xxh64(&buf[c * CHUNK..(c + 1) * CHUNK], 0);
             sums[c].store(sum, Ordering::Relaxed);
             ran_by[c].store(cpu.index, Ordering::Relaxed);

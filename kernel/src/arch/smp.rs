@@ -587,7 +587,8 @@ fn reload_cr3() {
 }
 
 fn work_loop(index: usize) -> ! {
-    let mut seen = 0;
+    // Jobs posted before this CPU came online are not its business (and their closures are gone).
+    let mut seen = GENERATION.load(Ordering::Acquire);
     loop {
         if STOP.load(Ordering::Acquire) {
             cpu::halt_forever();
@@ -658,6 +659,11 @@ pub fn run<F: Fn(usize) + Sync>(
             stalled(done, expected);
         }
         core::hint::spin_loop();
+    }
+    // Every participant is done with `job`: leave no pointer to it behind.
+    if let Some(p) = POSTED.lock().as_mut() {
+        p.data = 0;
+        p.cpus = 0;
     }
 }
 
