@@ -256,9 +256,10 @@ enum Key {
     Checkpoint,
     ThrottleMibS,
     Level,
+    Cpus,
 }
 
-const KEYS: [(&str, Key); 20] = [
+const KEYS: [(&str, Key); 21] = [
     ("reset_devices", Key::ResetDevices),
     ("elfcorehdr", Key::ElfCoreHdr),
     ("console", Key::Console),
@@ -279,7 +280,12 @@ const KEYS: [(&str, Key); 20] = [
     ("rkdump.checkpoint", Key::Checkpoint),
     ("rkdump.throttle_mib_s", Key::ThrottleMibS),
     ("rkdump.level", Key::Level),
+    ("rkdump.cpus", Key::Cpus),
 ];
+
+/// CPUs used when `rkdump.cpus=` is absent: the crashing CPU alone, so a plain dump never
+/// depends on waking CPUs the crashed kernel left in an unknown state (see docs/interface.md).
+pub const DEFAULT_CPUS: u32 = 1;
 
 /// Parameter names compare with `-` and `_` equivalent, as in the kernel's `parameq`.
 fn key_eq(key: &[u8], name: &str) -> bool {
@@ -344,12 +350,19 @@ pub struct Options {
     /// `rkdump.fault=dead:<pci>` (test-only): the function's registers read as all-ones, as if
     /// it fell off the bus or never became ready, to prove every wait on it is bounded.
     pub fault_dead: Option<Bdf>,
+    /// `rkdump.fault=nosipi:<apic id>` (test-only): that CPU gets INIT but no STARTUP IPI, so it
+    /// never checks in, to prove a CPU that does not come up is left out without stalling.
+    pub fault_nosipi: Option<u32>,
     /// `rkdump.checksum=auto|full|sampled|none`: how much of each dump block its checksum
     /// covers (`auto`, the default, is every byte).
     pub checksum: ChecksumMode,
     /// `rkdump.level=<0..31>`: makedumpfile's dump level bits (1 zero pages, 2 non-private page
     /// cache, 4 all page cache, 8 user data, 16 free pages); 0 (default) dumps every page.
     pub level: u8,
+    /// `rkdump.cpus=<n>|all`: how many CPUs the run uses, the one running rkdump included
+    /// (`1`: that CPU alone, no other CPU is woken). `None` is the default, see
+    /// [`Options::cpus_or_default`].
+    pub cpus: Option<u32>,
     diags: [Option<Diag>; DIAG_CAPACITY],
     diag_len: usize,
     diags_dropped: u32,
@@ -377,8 +390,10 @@ impl Default for Options {
             checkpoints: true,
             throttle_mib_s: 0,
             fault_dead: None,
+            fault_nosipi: None,
             checksum: ChecksumMode::Auto,
             level: 0,
+            cpus: None,
             diags: [None; DIAG_CAPACITY],
             diag_len: 0,
             diags_dropped: 0,
@@ -507,9 +522,15 @@ impl Options {
                 n @ 0..=31 => self.level = n as u8,
                 _ => return Err("expected a dump level 0..31"),
             },
-            Key::Fault => match v.strip_prefix("dead:") {
-                Some(pci) => self.fault_dead = Some(Bdf::parse(pci).map_err(|e| e.reason())?),
-                None => return Err("expected dead:<pci address>"),
+            Key::Cpus if v == "all" => self.cpus = Some(u32::MAX),
+            Key::Cpus => match u32_of(v)? {
+                0 => return Err("expected all or a count of at least 1"),
+                n => self.cpus = Some(n),
+            },
+            Key::Fault => match (v.strip_prefix("dead:"), v.strip_prefix("nosipi:")) {
+                (Some(pci), _) => self.fault_dead = Some(Bdf::parse(pci).map_err(|e| e.reason())?),
+                (_, Some(id)) => self.fault_nosipi = Some(u32_of(id)?),
+                _ => return Err("expected dead:<pci address> or nosipi:<apic id>"),
             },
         }
         Ok(Applied::Set)
@@ -526,6 +547,12 @@ impl Options {
             }
             None => self.diags_dropped = self.diags_dropped.saturating_add(1),
         }
+    }
+
+    /// CPUs to run on, the running one included: `rkdump.cpus=` if given (`all` is
+    /// `u32::MAX`), else [`DEFAULT_CPUS`].
+    pub fn cpus_or_default(&self) -> u32 {
+        self.cpus.unwrap_or(DEFAULT_CPUS)
     }
 
     /// The reset policy in force: `rkdump.reset=` if given, else `Auto` with `reset_devices`,

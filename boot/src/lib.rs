@@ -13,6 +13,7 @@ extern crate std;
 
 pub mod bootparam;
 pub mod cmdline;
+pub mod cpus;
 pub mod frames;
 pub mod info;
 pub mod mem;

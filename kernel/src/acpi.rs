@@ -1,6 +1,7 @@
 //! What rkdump takes from ACPI, through the `acpi` crate and `hw::acpi`: RSDP discovery (command
 //! line `acpi_rsdp=`, boot info, then the legacy BIOS-area scan), the FADT's PM1 control blocks
-//! and PM timer, `\_S5` from the DSDT for power-off, and the MCFG for PCI ECAM.
+//! and PM timer, `\_S5` from the DSDT for power-off, the MCFG for PCI ECAM, and the MADT's
+//! processor entries for waking the other CPUs.
 
 use rkdump_devices::acpi_s5;
 
@@ -31,6 +32,15 @@ pub fn find_rsdp(candidates: &[Option<u64>]) -> Option<u64> {
         }
     }
     hw_acpi::bios_rsdp()
+}
+
+/// The processor entries of the MADT behind `rsdp`; `None` when the tables or the MADT are
+/// missing.
+pub fn madt_cpus(
+    rsdp: u64,
+) -> Option<Result<rkdump_boot::cpus::MadtCpus, rkdump_boot::cpus::MadtError>> {
+    let tables = hw_acpi::tables(rsdp).ok()?;
+    hw_acpi::with_madt(&tables, rkdump_boot::cpus::MadtCpus::parse)
 }
 
 /// Reads FADT, DSDT and MCFG behind `rsdp`.

@@ -18,7 +18,7 @@ use crate::arch::idt::ExceptionReport;
 use crate::arch::{self, cpu};
 use crate::physmem::BootMem;
 use crate::power::{self, Outcome};
-use crate::{acpi, clock, dump, memory, rkerror, rkline};
+use crate::{acpi, clock, dump, memory, rkerror, rkline, smp};
 
 /// How the kernel was entered (set by the entry stub in `rdi`).
 const ENTRY_ZERO_PAGE: u64 = 0;
@@ -177,6 +177,7 @@ pub fn run(kind: u64, info: u64, _base: u64) -> ! {
     let policy = address_policy(limit, acpi_info.as_ref());
     let tsc_mhz = clock::calibrate(acpi_info.and_then(|a| a.pm_timer));
     rkline!("clock tsc={} MHz", tsc_mhz);
+    smp::init(&opts, rsdp);
 
     if let Some(t) = opts.selftest {
         selftest(t);
@@ -184,6 +185,7 @@ pub fn run(kind: u64, info: u64, _base: u64) -> ! {
 
     let outcome = dump::run(&boot, &opts, image, acpi_info, &policy);
     drop(boot);
+    smp::stop();
     power::finish(outcome)
 }
 
@@ -291,6 +293,7 @@ fn selftest(t: SelfTest) {
         SelfTest::Divide => arch::selftest::divide_by_zero(),
         SelfTest::Breakpoint => x86_64::instructions::interrupts::int3(),
         SelfTest::Panic => panic!("selftest"),
+        SelfTest::Smp => smp::selftest(),
         _ => rkline!("note: unknown selftest"),
     }
 }

@@ -518,3 +518,22 @@ fn dump_level() {
     assert_eq!(d.len(), 2, "{d:?}");
     assert!(d[0].contains("expected a dump level 0..31"), "{d:?}");
 }
+
+#[test]
+fn cpus_count_all_and_errors() {
+    let d = Options::parse("");
+    assert_eq!(d.cpus, None);
+    assert_eq!(d.cpus_or_default(), DEFAULT_CPUS);
+    assert_eq!(Options::parse("rkdump.cpus=1").cpus_or_default(), 1);
+    assert_eq!(Options::parse("rkdump.cpus=4").cpus, Some(4));
+    assert_eq!(Options::parse("rkdump.cpus=all").cpus, Some(u32::MAX));
+    for bad in ["rkdump.cpus=0", "rkdump.cpus=many", "rkdump.cpus="] {
+        let o = Options::parse(bad);
+        assert_eq!(o.cpus, None, "{bad}");
+        assert_eq!(o.diagnostics().count(), 1, "{bad}");
+    }
+    assert_eq!(
+        Options::parse("rkdump.selftest=smp").selftest,
+        Some(SelfTest::Smp)
+    );
+}

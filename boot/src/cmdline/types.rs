@@ -355,6 +355,8 @@ pub enum SelfTest {
     Breakpoint,
     /// Call the panic handler.
     Panic,
+    /// Run a checksum job on every CPU and compare it with this CPU's own result.
+    Smp,
     /// Anything else, kept as given.
     Unknown(ShortBytes<16>),
 }
@@ -366,6 +368,7 @@ impl SelfTest {
             "divide" => Self::Divide,
             "breakpoint" => Self::Breakpoint,
             "panic" => Self::Panic,
+            "smp" => Self::Smp,
             other => Self::Unknown(ShortBytes::new(other.as_bytes())),
         }
     }

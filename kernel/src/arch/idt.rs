@@ -236,7 +236,8 @@ const _: () = assert!(core::mem::size_of::<Gate>() == 16);
 #[repr(C, align(16))]
 struct Idt(UnsafeCell<[Gate; 32]>);
 
-// SAFETY: written once by `init` on the only running CPU before `lidt`; read only by the CPU.
+// SAFETY: written once by `init` on the only running CPU before `lidt` (before any AP is
+// started); read only by the CPUs after that.
 unsafe impl Sync for Idt {}
 
 static IDT: Idt = Idt(UnsafeCell::new(
@@ -277,6 +278,11 @@ pub fn init() {
             reserved: 0,
         };
     }
+    load();
+}
+
+/// Loads the IDT [`init`] filled (on an AP: the same gates, read-only from here on).
+pub fn load() {
     let pointer = x86_64::structures::DescriptorTablePointer {
         limit: (core::mem::size_of::<[Gate; 32]>() - 1) as u16,
         base: x86_64::VirtAddr::from_ptr(IDT.0.get()),

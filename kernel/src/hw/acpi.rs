@@ -135,6 +135,24 @@ pub fn with_dsdt<R>(tables: &AcpiTables<IdentityHandler>, f: impl FnOnce(&[u8]) 
     Some(f(bytes))
 }
 
+/// Runs `f` over the MADT's bytes (header and entries), if the tables have a MADT under 1 MiB.
+pub fn with_madt<R>(tables: &AcpiTables<IdentityHandler>, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    let madt = tables.find_table::<acpi::madt::Madt>().ok()?;
+    let addr = madt.physical_start() as u64;
+    let len = acpi::AcpiTable::header(&*madt.get()).length as usize;
+    drop(madt);
+    let end = addr.checked_add(len as u64)?;
+    if len >= 1 << 20 || mem::is_rkdump_memory(addr, end) {
+        return None;
+    }
+    paging::map(addr, len as u64, Cache::WriteBack).ok()?;
+    // SAFETY: the RSDT/XSDT of validated tables names the MADT and its checked header gives the
+    // length: that many bytes of firmware table memory, not rkdump's (checked above), mapped just
+    // above, only read, and the slice lives only for the call of `f`.
+    let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
+    Some(f(bytes))
+}
+
 /// An ACPI PM1 control block (I/O port) named by the FADT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pm1Control(u16);

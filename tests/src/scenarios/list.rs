@@ -316,6 +316,62 @@ pub fn all() -> Vec<Scenario> {
             "rkdump.selftest=divide rkdump.exit=qemu rkdump.action=halt",
             "0 (#DE)",
         ),
+        // Four vCPUs plus a hot-pluggable slot QEMU lists as a disabled MADT entry, and the one
+        // kexec would name as the old boot CPU held back: the other two APs come up through
+        // INIT-SIPI-SIPI and each hashes its share of a buffer, which the BSP hashes again
+        // (kernel/src/smp.rs `selftest`).
+        Scenario::new(
+            "smp-checksum",
+            "woken APs run their share of a checksum job and match the BSP's own result",
+            "console=ttyS0 rkdump.cpus=all disable_cpu_apicid=2 rkdump.selftest=smp rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .qemu_args(&["-smp", "4,maxcpus=5"])
+        .line(
+            "three CPUs online; APIC ID 2 held back by disable_cpu_apicid, the empty slot 4 absent",
+            "cpus online=3 asked=all skipped=2:disable_cpu_apicid,4:absent",
+        )
+        .line(
+            "every chunk hashed by its CPU, all three ran, no mismatch",
+            "smp selftest cpus=3 chunks=64 ran-on=3 mismatches=0",
+        )
+        .exit(Exit::Pass, "QEMU exit code 33 (pass)"),
+        // A CPU that never comes up (test fault: INIT but no STARTUP) is left out after its
+        // 100 ms and the job runs on the others without waiting for it.
+        Scenario::new(
+            "smp-cpu-timeout",
+            "an AP that does not check in within 100 ms is left out and nothing waits on it",
+            "console=ttyS0 rkdump.cpus=all rkdump.fault=nosipi:1 rkdump.selftest=smp rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .qemu_args(&["-smp", "3"])
+        .line(
+            "the test fault withheld the STARTUP IPI",
+            "note: smp: test fault: no STARTUP IPI to APIC ID 1",
+        )
+        .line(
+            "APIC ID 1 left out for its timeout, APIC ID 2 up",
+            "cpus online=2 asked=all skipped=1:timeout",
+        )
+        .line(
+            "the job ran on the two CPUs that came up",
+            "smp selftest cpus=2 chunks=64 ran-on=2 mismatches=0",
+        )
+        .exit(Exit::Pass, "QEMU exit code 33 (pass)"),
+        // Negative control: rkdump.cpus=1 wakes nothing, so the same job runs on the BSP alone.
+        Scenario::new(
+            "smp-one-cpu",
+            "rkdump.cpus=1 wakes no AP: the job runs on the crashing CPU alone",
+            "console=ttyS0 rkdump.cpus=1 rkdump.selftest=smp rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .qemu_args(&["-smp", "2"])
+        .line(
+            "one CPU online, the AP left out by the limit",
+            "cpus online=1 asked=1 skipped=1:limit",
+        )
+        .line(
+            "no chunk ran on an AP",
+            "smp selftest cpus=1 chunks=64 ran-on=1 mismatches=0",
+        )
+        .exit(Exit::Pass, "QEMU exit code 33 (pass)"),
         // Empty command line: defaults, defined end (reboot, QEMU exits).
         Scenario::new(
             "bad-cmdline",
