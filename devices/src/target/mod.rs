@@ -1,0 +1,97 @@
+//! Dump targets smaller than a whole disk: a labelled partition ([`partition`] reads the table,
+//! untrusted) and the blocks of a preallocated file ([`mapped`] turns either into a
+//! [`BlockDevice`] restricted to its runs). The kernel orchestrates; the decisions (which
+//! partition carries a label that fits it) are made here, host-tested.
+//!
+//! The guarantee of the whole-disk target holds for both: rkdump writes only where the rkdump
+//! label read from the medium, inside the range, allows, and never outside the range, which
+//! the [`mapped::Mapped`] device enforces per request.
+
+#![forbid(unsafe_code)]
+
+pub mod mapped;
+pub mod partition;
+#[cfg(test)]
+mod tests;
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::block::BlockDevice;
+use crate::disk::{self, NotDumpDisk};
+use crate::hw::{DmaAllocator, alloc_dma_mem};
+use crate::label::Label;
+use partition::{Partition, Table, TableError};
+
+/// Bytes of the bounce buffer the partition table is read through (one per disk searched).
+pub const TABLE_BOUNCE: usize = 16 << 10;
+
+/// What [`find_labelled_partition`] found on a disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionSearch {
+    /// The table.
+    pub table: Table,
+    /// The first partition (in table order) carrying a valid label that fits inside it.
+    pub found: Option<(Partition, Label)>,
+    /// Partitions looked at and why each is not a dump target.
+    pub rejected: Vec<(u32, NotDumpDisk)>,
+}
+
+/// Why a disk's partitions were not searched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SearchError {
+    /// No DMA memory for the bounce buffer.
+    NoMemory,
+    /// No usable partition table.
+    Table(TableError),
+}
+
+impl fmt::Display for SearchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SearchError::NoMemory => f.write_str("no DMA memory"),
+            SearchError::Table(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Reads `dev`'s partition table and the label at the start of each partition, checking each
+/// label's capacity against its partition's size. Reads only; writes nothing.
+pub fn find_labelled_partition(
+    dev: &mut dyn BlockDevice,
+    dma: &mut dyn DmaAllocator,
+) -> Result<PartitionSearch, SearchError> {
+    let info = dev.info();
+    let bs = u64::from(info.block_size);
+    let bounce = alloc_dma_mem(dma, TABLE_BOUNCE, 4096, false).ok_or(SearchError::NoMemory)?;
+    let mut read = |lba: u64, buf: &mut [u8]| -> bool {
+        let per = TABLE_BOUNCE / bs as usize;
+        for (k, chunk) in buf.chunks_mut(per * bs as usize).enumerate() {
+            let at = lba + (k * per) as u64;
+            if dev.read(at, bounce.phys(0), chunk.len() as u64).is_err() {
+                return false;
+            }
+            bounce.copy_out(0, chunk);
+        }
+        true
+    };
+    let table = partition::read_table(&mut read, info.block_size, info.blocks)
+        .map_err(SearchError::Table)?;
+    let mut rejected = Vec::new();
+    let mut found = None;
+    for p in &table.partitions {
+        let bytes = p.blocks.saturating_mul(bs);
+        match disk::read_label_at(dev, dma, p.first_lba, bytes) {
+            Ok(label) => {
+                found = Some((*p, label));
+                break;
+            }
+            Err(e) => rejected.push((p.number, e)),
+        }
+    }
+    Ok(PartitionSearch {
+        table,
+        found,
+        rejected,
+    })
+}
