@@ -1,6 +1,11 @@
 //! `rkdumpctl prepare <disk or image>`: writes the rkdump label (devices::label) to the first
 //! 4 KiB so the capture kernel may dump there. Nothing else on the device is written.
 //!
+//! `--partition N` labels partition `N` of a disk image instead (the GPT or MBR of the image is
+//! read with the capture kernel's own parser); on a real disk, name the partition's device
+//! node (`/dev/sda2`, `/dev/nvme0n1p2`) instead: the label's capacity is the partition's size
+//! either way, and the capture kernel checks it against the partition table it reads.
+//!
 //! It asks before it destroys: a device holding a dump not yet saved, a partition table, or a
 //! file system, swap, LUKS or LVM signature is refused, naming what was found, unless
 //! `--force`. `--dry-run` shows the label it would write and writes nothing.
@@ -25,6 +30,51 @@ pub struct Args {
     /// Show the label that would be written, and where, and write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Label partition N (1-based, as Linux numbers them) of the disk image instead of the
+    /// whole image.
+    #[arg(long, value_name = "N")]
+    partition: Option<u32>,
+}
+
+/// Byte offset and length of partition `number` of the disk or image `f` of `size` bytes,
+/// from its GPT or MBR (512-byte sectors, as image files have; 4096 tried next).
+pub fn partition_range(f: &File, size: u64, number: u32) -> Result<(u64, u64), String> {
+    use rkdump_devices::target::partition;
+    let mut last = String::new();
+    for bs in [512u32, 4096] {
+        let mut read = |lba: u64, buf: &mut [u8]| {
+            lba.checked_mul(u64::from(bs))
+                .is_some_and(|off| f.read_exact_at(buf, off).is_ok())
+        };
+        match partition::read_table(&mut read, bs, size / u64::from(bs)) {
+            Ok(t) => {
+                let p = t
+                    .partitions
+                    .iter()
+                    .find(|p| p.number == number)
+                    .ok_or_else(|| {
+                        format!(
+                            "no partition {number} in its {} table (partitions: {}; MBR extended \
+                         partitions and their logical partitions are not dump targets)",
+                            t.scheme,
+                            t.partitions
+                                .iter()
+                                .map(|p| p.number.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })?;
+                return Ok((p.first_lba * u64::from(bs), p.blocks * u64::from(bs)));
+            }
+            // A GPT on 4096-byte sectors has its header at byte 4096, not 512.
+            Err(e) => {
+                if last.is_empty() {
+                    last = e.to_string();
+                }
+            }
+        }
+    }
+    Err(last)
 }
 
 /// Something on the device that writing a label would destroy or orphan.
@@ -217,16 +267,20 @@ pub fn run(args: &Args) -> Result<(), String> {
         .open(dev)
         .map_err(|e| format!("{name}: {e}"))?;
     // Works for block devices too (Linux reports their size at SEEK_END).
-    let size = f
+    let whole = f
         .seek(SeekFrom::End(0))
         .map_err(|e| format!("{name}: size: {e}"))?;
+    let (base, size) = match args.partition {
+        None => (0, whole),
+        Some(n) => partition_range(&f, whole, n).map_err(|e| format!("{name}: {e}"))?,
+    };
     let mut head = vec![0u8; PROBE_BYTES.min(usize::try_from(size).unwrap_or(PROBE_BYTES))];
-    f.read_exact_at(&mut head, 0)
+    f.read_exact_at(&mut head, base)
         .map_err(|e| format!("{name}: reading: {e}"))?;
     let read_at = |off: u64, buf: &mut [u8]| {
         off.checked_add(buf.len() as u64)
             .is_some_and(|end| end <= size)
-            && f.read_exact_at(buf, off).is_ok()
+            && f.read_exact_at(buf, base + off).is_ok()
     };
     let found = survey(&head, &read_at);
     if !found.is_empty() {
@@ -253,7 +307,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         let crc = u32::from_le_bytes([bytes[0x3C], bytes[0x3D], bytes[0x3E], bytes[0x3F]]);
         println!("{name}: dry run, nothing written ({size} bytes)");
         println!(
-            "would write {} bytes at offset 0 (LBA 0-7): a 64-byte label, then zeros",
+            "would write {} bytes at offset {base} (its first 8 sectors): a 64-byte label, then zeros",
             bytes.len()
         );
         println!("  0x00 magic          RKDUMPLB");
@@ -271,11 +325,14 @@ pub fn run(args: &Args) -> Result<(), String> {
         println!("  0x3C crc32          {crc:#010x}");
         return Ok(());
     }
-    f.write_all_at(&bytes, 0)
+    f.write_all_at(&bytes, base)
         .map_err(|e| format!("{name}: writing the label: {e}"))?;
     f.sync_all().map_err(|e| format!("{name}: {e}"))?;
+    let part = args.partition.map_or(String::new(), |n| {
+        format!(" on partition {n} at byte {base}")
+    });
     println!(
-        "{name}: rkdump label written (capacity {capacity} bytes, data at {:#x})",
+        "{name}: rkdump label written{part} (capacity {capacity} bytes, data at {:#x})",
         label.data_offset
     );
     Ok(())

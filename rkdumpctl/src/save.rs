@@ -30,6 +30,10 @@ pub struct Args {
     /// Extract an incomplete or truncated dump too (the vmcore is then cut short).
     #[arg(long)]
     partial: bool,
+    /// The dump is in partition N (1-based) of the disk image (`rkdumpctl prepare
+    /// --partition N`).
+    #[arg(long, value_name = "N")]
+    partition: Option<u32>,
 }
 
 /// Why an output path is refused before anything is opened for writing.
@@ -212,21 +216,21 @@ impl Drop for Incomplete<'_> {
 /// Sets the record's `SAVED` flag: the only write `save` makes to the dump device, and only
 /// after the vmcore is durable. Re-reads the header and checks it is still `read`, the header
 /// the vmcore was extracted from.
-fn mark_saved(dev: &Path, lab: &Label, read: &RecordHeader) -> Result<(), String> {
+fn mark_saved(dev: &Path, base: u64, lab: &Label, read: &RecordHeader) -> Result<(), String> {
     let f = OpenOptions::new()
         .read(true)
         .write(true)
         .open(dev)
         .map_err(|e| e.to_string())?;
     let mut hdr = vec![0u8; label::HEADER_BYTES];
-    f.read_exact_at(&mut hdr, lab.data_offset)
+    f.read_exact_at(&mut hdr, base + lab.data_offset)
         .map_err(|e| e.to_string())?;
     let now = RecordHeader::parse(lab, &hdr).map_err(|e| e.to_string())?;
     if now != *read {
         return Err("the record changed while it was being saved".into());
     }
     let bytes = label::mark_saved(lab, &hdr).map_err(|e| e.to_string())?;
-    f.write_all_at(&bytes, lab.data_offset)
+    f.write_all_at(&bytes, base + lab.data_offset)
         .map_err(|e| e.to_string())?;
     f.sync_all().map_err(|e| e.to_string())
 }
@@ -242,13 +246,27 @@ pub fn run(args: &Args) -> Result<(), String> {
     let incomplete = incomplete_path(&args.output);
     check_output(&im, &args.output, &incomplete, Path::new("/sys")).map_err(|e| e.to_string())?;
     // Works for block devices too (Linux reports their size at SEEK_END).
-    let device_bytes = f
+    let whole = f
         .seek(SeekFrom::End(0))
         .map_err(|e| format!("{}: size: {e}", dev.display()))?;
+    let (base, device_bytes) = match args.partition {
+        None => (0, whole),
+        Some(n) => crate::prepare::partition_range(&f, whole, n)
+            .map_err(|e| format!("{}: {e}", dev.display()))?,
+    };
     // The last I/O error, for the message: the record reader only learns that a read failed.
     let mut io_error: Option<io::Error> = None;
     let mut at = |off: u64, buf: &mut [u8]| -> Result<(), ReadFailed> {
-        let r = f.seek(SeekFrom::Start(off)).and_then(|_| f.read_exact(buf));
+        let inside = off
+            .checked_add(buf.len() as u64)
+            .is_some_and(|end| end <= device_bytes);
+        if !inside {
+            io_error = Some(io::Error::other("read past the end of the partition"));
+            return Err(ReadFailed);
+        }
+        let r = f
+            .seek(SeekFrom::Start(base + off))
+            .and_then(|_| f.read_exact(buf));
         r.map_err(|e| {
             io_error = Some(e);
             ReadFailed
@@ -350,7 +368,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
-    match mark_saved(dev, &lab, &read_header) {
+    match mark_saved(dev, base, &lab, &read_header) {
         Ok(()) => println!("{}: record marked saved", dev.display()),
         Err(e) => eprintln!(
             "rkdumpctl save: warning: {}: could not mark the record saved ({e}); \
