@@ -38,6 +38,13 @@ pub struct DumpDisk {
     pub target: String,
 }
 
+impl DumpDisk {
+    /// A labelled range opened elsewhere (the file target).
+    pub fn new(dev: Box<dyn BlockDevice>, label: Label, target: String) -> Self {
+        DumpDisk { dev, label, target }
+    }
+}
+
 /// Which labelled ranges a search accepts (`rkdump.target=` entries `disk` and `part`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Accept {

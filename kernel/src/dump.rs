@@ -135,7 +135,7 @@ pub fn run(
         scan = pci.scan(false);
     }
 
-    crate::targets::run(opts, &pci, &scan, &plan, &mut mem, run_id)
+    crate::targets::run(opts, blob.as_deref(), &pci, &scan, &plan, &mut mem, run_id)
 }
 
 /// The dump's [`Progress`] on the kernel clock, printing the lines it says are due. Shared by

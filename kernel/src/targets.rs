@@ -7,20 +7,32 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use alloc::boxed::Box;
+
 use rkdump_boot::cmdline::{Options, TargetStep};
-use rkdump_devices::pci::Scan;
+use rkdump_devices::blob::filemap::{self, FileMap};
+use rkdump_devices::disk::{self as devdisk, DiskKind, OpenOptions};
+use rkdump_devices::pci::{self, Scan};
+use rkdump_devices::target;
 use rkdump_vmcore::DumpPlan;
 
-use crate::disk::{self, Accept};
+use crate::clock::TscClock;
+use crate::disk::{self, Accept, DumpDisk};
+use crate::drivers::KernelMmio;
 use crate::dump;
+use crate::memory::KernelDma;
 use crate::pci::Pci;
 use crate::physmem::OldMem;
 use crate::power::Outcome;
 use crate::{rkerror, rkline};
 
-/// Tries each target of `opts.target` in order until one takes the whole dump.
+static CLOCK: TscClock = TscClock;
+
+/// Tries each target of `opts.target` in order until one takes the whole dump. `blob` is the
+/// initrd (config blob, and the file map after it when `rkdumpctl load --file` put one there).
 pub fn run(
     opts: &Options,
+    blob: Option<&[u8]>,
     pci: &Pci,
     scan: &Scan,
     plan: &DumpPlan,
@@ -43,7 +55,35 @@ pub fn run(
             .map_or(String::from("nothing"), |n| format!("{n}"));
         match *step {
             TargetStep::File => {
-                rkline!("target file: skipped: no file map in the config blob; trying {next}");
+                let map = match blob.map(filemap::find) {
+                    None | Some(Ok(None)) => {
+                        rkline!(
+                            "target file: skipped: no file map in the config blob; trying {next}"
+                        );
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        rkerror!("target file: skipped: {e}; trying {next}");
+                        continue;
+                    }
+                    Some(Ok(Some(m))) => m,
+                };
+                let Some(mut d) = open_file(opts, pci, scan, &map) else {
+                    rkerror!("target file: skipped: the file's disk is not usable; trying {next}");
+                    continue;
+                };
+                let pace = disk::WriteOptions {
+                    checksum: dump::checksum_kind(opts.checksum),
+                    checkpoints: opts.checkpoints,
+                    throttle_mib_s: opts.throttle_mib_s,
+                };
+                match dump::dump_disk(&mut d, plan, mem, run_id, &pace) {
+                    Ok(()) => return Outcome::Success,
+                    Err(e) => rkerror!(
+                        "target file: dump to {} failed midway: {e}; falling back to {next} for a fresh dump",
+                        d.target
+                    ),
+                }
             }
             TargetStep::Disks { want, whole, part } => {
                 let want = want.map(|a| rkdump_devices::pci::Bdf {
@@ -112,4 +152,69 @@ pub fn run(
     }
     rkerror!("no target took the dump");
     Outcome::Failed
+}
+
+/// Opens the disk the file map names and the file on it (`rkdump_devices::target::open_file`
+/// decides); every refusal is an error line. The controller is left disabled when refused.
+fn open_file(opts: &Options, pci: &Pci, scan: &Scan, map: &FileMap) -> Option<DumpDisk> {
+    let cfg = &*pci.cfg;
+    let bdf = map.bdf;
+    rkline!(
+        "file map: disk {bdf} blocks={} block_size={} partition_lba={} file_bytes={} runs={}",
+        map.disk_blocks,
+        map.block_size,
+        map.part_start_lba,
+        map.file_bytes,
+        map.runs.len()
+    );
+    let Some(d) = scan.devices.iter().find(|d| d.bdf == bdf) else {
+        rkerror!("file map: no PCI function at {bdf}");
+        return None;
+    };
+    let Some(kind) = DiskKind::of(d) else {
+        rkerror!("file map: {bdf} is not a disk controller rkdump drives");
+        return None;
+    };
+    if !crate::reinit::policy(opts).may_use(d) {
+        rkerror!("file map: {bdf} {kind}: not probed (rkdump.deny= / rkdump.allow=)");
+        return None;
+    }
+    let mut platform = KernelMmio;
+    let opened = devdisk::candidates(&mut platform, cfg, d, kind);
+    for c in opened {
+        let oo = OpenOptions {
+            skip_reset: opts.nopreinit,
+            never_ready: false,
+        };
+        let mut note = |a: core::fmt::Arguments<'_>| rkline!("{kind} {bdf}: {a}");
+        let dev = match devdisk::open(
+            &c,
+            &mut platform,
+            cfg,
+            &mut KernelDma,
+            &CLOCK,
+            oo,
+            &mut note,
+        ) {
+            Ok(dev) => dev,
+            Err(e) => {
+                rkerror!("file map: {kind} {bdf}: {e}");
+                continue;
+            }
+        };
+        let name = format!("file:{bdf}");
+        match target::open_file(dev, &mut KernelDma, map, name.clone()) {
+            Ok((file, label)) => {
+                rkline!(
+                    "file {bdf} {kind} label ok capacity={} data_offset={:#x}",
+                    label.capacity_bytes,
+                    label.data_offset
+                );
+                return Some(DumpDisk::new(Box::new(file), label, name));
+            }
+            Err(e) => rkerror!("file map: {kind} {bdf}: {e}; not writing"),
+        }
+    }
+    pci::disable(cfg, bdf);
+    None
 }

@@ -17,10 +17,14 @@ mod tests;
 use alloc::vec::Vec;
 use core::fmt;
 
+use alloc::string::String;
+
+use crate::blob::filemap::FileMap;
 use crate::block::BlockDevice;
 use crate::disk::{self, NotDumpDisk};
 use crate::hw::{DmaAllocator, alloc_dma_mem};
 use crate::label::Label;
+use mapped::{MapError, Mapped};
 use partition::{Partition, Table, TableError};
 
 /// Bytes of the bounce buffer the partition table is read through (one per disk searched).
@@ -94,4 +98,62 @@ pub fn find_labelled_partition(
         found,
         rejected,
     })
+}
+
+/// Why a file map does not lead to a writable file on the device it names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileTargetError {
+    /// The device is not the disk the map was made on (size or block size differ).
+    OtherDisk {
+        /// Blocks the device has.
+        blocks: u64,
+        /// Its block size.
+        block_size: u32,
+    },
+    /// The runs do not fit the device.
+    Map(MapError),
+    /// No valid label at the file's first block (or one claiming more than the runs hold).
+    Label(NotDumpDisk),
+    /// A valid label, but not the file's: another uuid than the map's.
+    WrongLabel,
+}
+
+impl fmt::Display for FileTargetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileTargetError::OtherDisk { blocks, block_size } => write!(
+                f,
+                "not the disk of the file map (it has {blocks} blocks of {block_size} bytes)"
+            ),
+            FileTargetError::Map(e) => write!(f, "file map: {e}"),
+            FileTargetError::Label(e) => write!(f, "label at the file's first block: {e}"),
+            FileTargetError::WrongLabel => {
+                f.write_str("label at the file's first block belongs to another file")
+            }
+        }
+    }
+}
+
+/// Opens the file of `map` on `dev`: checks the device is the map's disk, maps the runs, and
+/// reads the label at the file's first block from the medium (valid, the map's uuid, no bigger
+/// than the runs). Only reads. The returned device writes nowhere but the file's blocks.
+pub fn open_file<D: BlockDevice>(
+    dev: D,
+    dma: &mut dyn DmaAllocator,
+    map: &FileMap,
+    name: String,
+) -> Result<(Mapped<D>, Label), FileTargetError> {
+    let info = dev.info();
+    if info.blocks != map.disk_blocks || info.block_size != map.block_size {
+        return Err(FileTargetError::OtherDisk {
+            blocks: info.blocks,
+            block_size: info.block_size,
+        });
+    }
+    let mut file = Mapped::new(dev, map.runs.clone(), name).map_err(FileTargetError::Map)?;
+    let label = disk::read_label(&mut file, dma).map_err(FileTargetError::Label)?;
+    if label.uuid != map.label_uuid {
+        return Err(FileTargetError::WrongLabel);
+    }
+    Ok((file, label))
 }

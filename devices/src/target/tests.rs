@@ -644,3 +644,131 @@ fn label_bigger_than_its_partition_is_refused() {
             && matches!(e, NotDumpDisk::NoLabel(label::Error::DeviceTooSmall { .. })))
     );
 }
+
+fn file_map(runs: Vec<Run>, disk_blocks: u64, uuid: [u8; 16]) -> crate::blob::filemap::FileMap {
+    let blocks: u64 = runs.iter().map(|r| r.blocks).sum();
+    crate::blob::filemap::FileMap {
+        bdf: crate::pci::Bdf::new(0, 2, 0, 0).unwrap(),
+        block_size: 512,
+        disk_blocks,
+        part_start_lba: 2048,
+        file_bytes: blocks * 512,
+        label_uuid: uuid,
+        runs,
+    }
+}
+
+/// A file in three extents out of order on the disk: the label is checked at the first
+/// extent, the record goes only into the extents, and reads back through them.
+#[test]
+fn record_into_a_fragmented_file_touches_only_its_extents() {
+    let mut arena = Arena::new(16 << 20);
+    let (plan, vmcore) = crash(&mut arena, 2 << 20);
+    let disk_blocks = (16 << 20) / 512;
+    let runs = vec![
+        Run {
+            lba: 20_000,
+            blocks: 4096,
+        },
+        Run {
+            lba: 4096,
+            blocks: 6144,
+        },
+        Run {
+            lba: 12_000,
+            blocks: 2048,
+        },
+    ];
+    let file_bytes = 12288 * 512;
+    let mut image = pattern(16 << 20, 77);
+    let lab = Label::new(*b"file-target-uuid", file_bytes, 1).unwrap();
+    image[20_000 * 512..20_000 * 512 + 4096].copy_from_slice(&lab.to_bytes());
+    let before = image.clone();
+    let map = file_map(runs.clone(), disk_blocks, lab.uuid);
+    let dev = mem_disk(&arena, image, 512);
+    let (mut file, found) = open_file(dev, &mut arena, &map, String::from("file")).unwrap();
+    assert_eq!(found, lab);
+    assert!(file.inner().written.is_empty(), "opening only reads");
+    let w = RecordWriter::new(&found, &plan, [2; 16], ChecksumKind::Full).unwrap();
+    let old = ArenaOld(arena.window());
+    w.write(&mut file, &old, &mut arena, &mut |_, _| {})
+        .unwrap();
+    let after = &file.inner().disk;
+    let inside = |b: usize| {
+        runs.iter()
+            .any(|r| (r.lba..r.lba + r.blocks).contains(&(b as u64)))
+    };
+    for b in (0..disk_blocks as usize).filter(|&b| !inside(b)) {
+        assert_eq!(
+            after[b * 512..(b + 1) * 512],
+            before[b * 512..(b + 1) * 512],
+            "block {b}"
+        );
+    }
+    // The file's bytes, in file order, read back as a dump disk.
+    let mut content = Vec::new();
+    for r in &runs {
+        content.extend_from_slice(&after[r.lba as usize * 512..(r.lba + r.blocks) as usize * 512]);
+    }
+    let mut at = |off: u64, buf: &mut [u8]| -> Result<(), ReadFailed> {
+        let off = off as usize;
+        buf.copy_from_slice(content.get(off..off + buf.len()).ok_or(ReadFailed)?);
+        Ok(())
+    };
+    let (_, summary) = read::verify(&mut at).unwrap();
+    let mut out = Vec::new();
+    read::copy_vmcore(&summary.header, &mut at, &mut |b| {
+        out.extend_from_slice(b);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(out, vmcore);
+}
+
+#[test]
+fn file_map_on_the_wrong_disk_or_label_is_refused() {
+    let mut arena = Arena::new(1 << 20);
+    let runs = vec![Run {
+        lba: 100,
+        blocks: 4096,
+    }];
+    let lab = Label::new([5; 16], 4096 * 512, 1).unwrap();
+    let mut image = vec![0u8; 8192 * 512];
+    image[100 * 512..100 * 512 + 4096].copy_from_slice(&lab.to_bytes());
+    let open = |map: &crate::blob::filemap::FileMap, image: &Vec<u8>, arena: &mut Arena| {
+        let dev = mem_disk(arena, image.clone(), 512);
+        open_file(dev, arena, map, String::from("f")).map(|(_, l)| l)
+    };
+    assert_eq!(
+        open(&file_map(runs.clone(), 8192, [5; 16]), &image, &mut arena),
+        Ok(lab)
+    );
+    assert_eq!(
+        open(&file_map(runs.clone(), 8193, [5; 16]), &image, &mut arena),
+        Err(FileTargetError::OtherDisk {
+            blocks: 8192,
+            block_size: 512
+        })
+    );
+    assert_eq!(
+        open(&file_map(runs.clone(), 8192, [6; 16]), &image, &mut arena),
+        Err(FileTargetError::WrongLabel)
+    );
+    // The label claims more than the runs hold.
+    let short = vec![Run {
+        lba: 100,
+        blocks: 2048,
+    }];
+    assert!(matches!(
+        open(&file_map(short, 8192, [5; 16]), &image, &mut arena),
+        Err(FileTargetError::Label(NotDumpDisk::NoLabel(
+            label::Error::DeviceTooSmall { .. }
+        )))
+    ));
+    // No label at the first run (the file was moved or overwritten).
+    image[100 * 512] ^= 1;
+    assert!(matches!(
+        open(&file_map(runs, 8192, [5; 16]), &image, &mut arena),
+        Err(FileTargetError::Label(NotDumpDisk::NoLabel(_)))
+    ));
+}
