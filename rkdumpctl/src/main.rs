@@ -1,6 +1,7 @@
 //! rkdumpctl: the Linux-side rkdump tool. This file owns the command line; each command lives in its own
 //! module (docs/interface.md#rkdumpctl).
 
+mod filetarget;
 mod inspect;
 mod load;
 mod prepare;

@@ -21,8 +21,22 @@ use rkdump_devices::label::{self, Label, RecordHeader, State};
 /// Arguments of `prepare`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Block device or image file to dedicate to rkdump dumps.
-    device: PathBuf,
+    /// Block device, partition or image file to dedicate to rkdump dumps.
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    device: Option<PathBuf>,
+    /// Create a preallocated dump file here instead (ext4 or xfs; docs/targets.md).
+    #[arg(long, value_name = "PATH", requires = "size")]
+    file: Option<PathBuf>,
+    /// Size of the `--file`: bytes (K, M, G suffixes: powers of 1024) or `auto` (the RAM size
+    /// plus a margin: every RAM byte is dumped until page filtering exists).
+    #[arg(long, value_name = "BYTES|auto")]
+    size: Option<String>,
+    /// sysfs root, for finding the file's disk.
+    #[arg(long, value_name = "DIR", default_value = "/sys", hide = true)]
+    sysfs_root: PathBuf,
+    /// procfs root, for `--size auto`.
+    #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
+    proc_root: PathBuf,
     /// Write the label even over a dump not yet saved, a partition table, a file system or
     /// other data (destroys them).
     #[arg(long)]
@@ -256,9 +270,81 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// `--size`: `auto`, or bytes with an optional K/M/G/T suffix (powers of 1024).
+fn parse_size(v: &str, proc_root: &std::path::Path) -> Result<u64, String> {
+    use crate::filetarget;
+    if v == "auto" {
+        let ram = filetarget::ram_bytes(proc_root)
+            .ok_or("--size auto: cannot read the RAM size from /proc/iomem or /proc/meminfo")?;
+        let size = filetarget::auto_size(ram);
+        println!(
+            "--size auto: {size} bytes = {ram} bytes of RAM + 1/64 + 64 MiB (no page filtering yet: the dump holds all RAM)"
+        );
+        return Ok(size);
+    }
+    let (num, mult) = match v.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&v[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&v[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&v[..i], 1 << 30),
+        Some((i, 'T' | 't')) => (&v[..i], 1 << 40),
+        _ => (v, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or(format!(
+            "--size {v}: expected bytes (K/M/G/T suffix) or auto"
+        ))
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `prepare --file`.
+fn run_file(args: &Args, path: &std::path::Path) -> Result<(), String> {
+    use crate::filetarget::{self, PrepareFile};
+    let size = parse_size(args.size.as_deref().unwrap_or("auto"), &args.proc_root)?;
+    let p = PrepareFile {
+        path,
+        size,
+        force: args.force,
+        dry_run: args.dry_run,
+        sysfs: &args.sysfs_root,
+    };
+    let map = match filetarget::prepare(&p, uuid(), now()) {
+        Ok(m) => m,
+        Err(e) if e.is_empty() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    println!(
+        "{}: rkdump dump file ready: {} bytes, immutable, {} run(s) on disk {} (block size {}, {} blocks), label {}",
+        path.display(),
+        map.file_bytes,
+        map.runs.len(),
+        map.bdf,
+        map.block_size,
+        map.disk_blocks,
+        hex(&map.label_uuid)
+    );
+    println!(
+        "next: rkdumpctl load --file {} (puts the map into the config blob)",
+        path.display()
+    );
+    Ok(())
+}
+
 /// Runs `prepare`.
 pub fn run(args: &Args) -> Result<(), String> {
-    let dev = &args.device;
+    if let Some(path) = &args.file {
+        return run_file(args, path);
+    }
+    let Some(dev) = &args.device else {
+        return Err("name a device, or --file".into());
+    };
     let name = dev.display();
     // A dry run never opens the device for writing.
     let mut f: File = OpenOptions::new()
@@ -306,8 +392,12 @@ pub fn run(args: &Args) -> Result<(), String> {
     if args.dry_run {
         let crc = u32::from_le_bytes([bytes[0x3C], bytes[0x3D], bytes[0x3E], bytes[0x3F]]);
         println!("{name}: dry run, nothing written ({size} bytes)");
+        let place = match args.partition {
+            None => String::from("offset 0 (LBA 0-7)"),
+            Some(n) => format!("offset {base} (the first 8 sectors of partition {n})"),
+        };
         println!(
-            "would write {} bytes at offset {base} (its first 8 sectors): a 64-byte label, then zeros",
+            "would write {} bytes at {place}: a 64-byte label, then zeros",
             bytes.len()
         );
         println!("  0x00 magic          RKDUMPLB");

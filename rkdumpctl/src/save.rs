@@ -7,6 +7,11 @@
 //! `<output>.incomplete` and renamed only once all of it is written and synced (on any failure
 //! the `.incomplete` file is removed), and the one write to the dump device afterwards sets
 //! the record's `SAVED` flag ([`label::mark_saved`]).
+//!
+//! A dump file (`prepare --file`) is read through the file system after
+//! `posix_fadvise(POSIX_FADV_DONTNEED)` drops its cached pages (rkdump wrote its blocks
+//! underneath the file system, so a cached page would be stale); its `SAVED` flag is set with
+//! the immutable flag lifted for that one in-place write.
 
 use std::fmt;
 use std::fs::{self, File, Metadata, OpenOptions};
@@ -217,11 +222,7 @@ impl Drop for Incomplete<'_> {
 /// after the vmcore is durable. Re-reads the header and checks it is still `read`, the header
 /// the vmcore was extracted from.
 fn mark_saved(dev: &Path, base: u64, lab: &Label, read: &RecordHeader) -> Result<(), String> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(dev)
-        .map_err(|e| e.to_string())?;
+    let f = File::open(dev).map_err(|e| e.to_string())?;
     let mut hdr = vec![0u8; label::HEADER_BYTES];
     f.read_exact_at(&mut hdr, base + lab.data_offset)
         .map_err(|e| e.to_string())?;
@@ -230,9 +231,8 @@ fn mark_saved(dev: &Path, base: u64, lab: &Label, read: &RecordHeader) -> Result
         return Err("the record changed while it was being saved".into());
     }
     let bytes = label::mark_saved(lab, &hdr).map_err(|e| e.to_string())?;
-    f.write_all_at(&bytes, base + lab.data_offset)
-        .map_err(|e| e.to_string())?;
-    f.sync_all().map_err(|e| e.to_string())
+    // A dump file is immutable: its flag is lifted for this one in-place write.
+    crate::filetarget::write_in_place(dev, base + lab.data_offset, &bytes)
 }
 
 /// Runs `save`: the record is read with the same code the host tests check the capture
@@ -254,6 +254,10 @@ pub fn run(args: &Args) -> Result<(), String> {
         Some(n) => crate::prepare::partition_range(&f, whole, n)
             .map_err(|e| format!("{}: {e}", dev.display()))?,
     };
+    // A dump file was written by rkdump underneath the file system: pages cached before the
+    // crash would be stale, so they are dropped and every read goes to the disk. (After the
+    // reboot that follows a crash nothing is cached; this covers a save without one.)
+    crate::filetarget::drop_cache(&f);
     // The last I/O error, for the message: the record reader only learns that a read failed.
     let mut io_error: Option<io::Error> = None;
     let mut at = |off: u64, buf: &mut [u8]| -> Result<(), ReadFailed> {
