@@ -62,6 +62,11 @@ pub fn run(
                         );
                         continue;
                     }
+                    // The blob itself is judged (and its errors reported) by reinit.
+                    Some(Err(filemap::FileMapError::Blob(_))) => {
+                        rkline!("target file: skipped: no valid config blob; trying {next}");
+                        continue;
+                    }
                     Some(Err(e)) => {
                         rkerror!("target file: skipped: {e}; trying {next}");
                         continue;

@@ -356,15 +356,14 @@ pub fn run(args: &Args) -> Result<(), Error> {
     check_cmdline(&cmdline, syscall, cmdline_size)?;
 
     let blob = resolve_blob(args.blob_out.as_deref());
-    let snap = snapshot::take(&args.sources)?;
+    let mut snap = snapshot::take(&args.sources)?;
     snapshot::warn("load", &snap);
-    let mut blob_bytes = snap.blob.clone();
     let mut summary = String::new();
     if let Some(file) = &args.file {
         let map = crate::filetarget::file_map(file, &args.sources.sysfs_root)
             .map_err(Error::FileTarget)?;
         summary = format!(
-            "\nrkdumpctl load: file target {}: {} bytes in {} run(s) on disk {} ({} blocks of {} bytes)",
+            "\nrkdumpctl load: file target {}: {} bytes in {} run(s) on disk {} ({} blocks of {} bytes), map appended to the blob",
             file.display(),
             map.file_bytes,
             map.runs.len(),
@@ -372,10 +371,11 @@ pub fn run(args: &Args) -> Result<(), Error> {
             map.disk_blocks,
             map.block_size
         );
-        blob_bytes.resize(filemap::map_offset(blob_bytes.len()), 0);
-        blob_bytes.extend_from_slice(&map.to_bytes());
+        let at = filemap::map_offset(snap.blob.len());
+        snap.blob.resize(at, 0);
+        snap.blob.extend_from_slice(&map.to_bytes());
     }
-    snapshot::write_file(&blob, &blob_bytes)?;
+    snapshot::write_file(&blob, &snap.blob)?;
     let summary = format!("rkdumpctl load: snapshot: {}{summary}", snap.summary(&blob));
 
     let kexec_args = kexec_args(&kernel, &blob, &cmdline, syscall);

@@ -25,12 +25,16 @@ pub struct Args {
     #[arg(required_unless_present = "file", conflicts_with = "file")]
     device: Option<PathBuf>,
     /// Create a preallocated dump file here instead (ext4 or xfs; docs/targets.md).
-    #[arg(long, value_name = "PATH", requires = "size")]
+    #[arg(long, value_name = "PATH")]
     file: Option<PathBuf>,
     /// Size of the `--file`: bytes (K, M, G suffixes: powers of 1024) or `auto` (the RAM size
     /// plus a margin: every RAM byte is dumped until page filtering exists).
     #[arg(long, value_name = "BYTES|auto")]
     size: Option<String>,
+    /// With `--file`: check an existing dump file as `load --file` does (file system, disk,
+    /// immutable flag, label, extents) and print its map; writes nothing.
+    #[arg(long, requires = "file")]
+    check: bool,
     /// sysfs root, for finding the file's disk.
     #[arg(long, value_name = "DIR", default_value = "/sys", hide = true)]
     sysfs_root: PathBuf,
@@ -307,7 +311,28 @@ fn now() -> u64 {
 /// `prepare --file`.
 fn run_file(args: &Args, path: &std::path::Path) -> Result<(), String> {
     use crate::filetarget::{self, PrepareFile};
-    let size = parse_size(args.size.as_deref().unwrap_or("auto"), &args.proc_root)?;
+    if args.check {
+        let map = filetarget::file_map(path, &args.sysfs_root)?;
+        println!(
+            "{}: usable dump file: {} bytes in {} run(s) on disk {} ({} blocks of {} bytes, partition at block {}), label {}",
+            path.display(),
+            map.file_bytes,
+            map.runs.len(),
+            map.bdf,
+            map.disk_blocks,
+            map.block_size,
+            map.part_start_lba,
+            hex(&map.label_uuid)
+        );
+        for r in &map.runs {
+            println!("  run lba={} blocks={}", r.lba, r.blocks);
+        }
+        return Ok(());
+    }
+    let Some(size) = args.size.as_deref() else {
+        return Err("--file needs --size <bytes|auto>".into());
+    };
+    let size = parse_size(size, &args.proc_root)?;
     let p = PrepareFile {
         path,
         size,

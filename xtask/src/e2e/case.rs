@@ -106,6 +106,9 @@ pub struct Case {
     /// `rkdump: checkpoint` lines, then check that `rkdumpctl save` refuses the Incomplete
     /// record and `save --partial` recovers a verified prefix covering every checkpoint.
     pub power_cut_after: Option<usize>,
+    /// File target (xtask/src/e2e/targets.rs): the first kernel's file system is ext4 on this
+    /// disk (`root.img`); /init prepares a dump file there and loads with `--file`.
+    pub file_root: Option<DiskKind>,
 }
 
 /// Controller of an e2e dump disk.
@@ -245,6 +248,7 @@ impl Case {
             raw_dd: None,
             fill_dump_disk: false,
             power_cut_after: None,
+            file_root: None,
         })
     }
 
@@ -285,6 +289,9 @@ impl Case {
             return None;
         }
         if let Some(c) = Case::blob(name, capture) {
+            return Some(c);
+        }
+        if let Some(c) = Case::target(name, capture) {
             return Some(c);
         }
         if name == "bad-elfcorehdr" {
@@ -420,10 +427,13 @@ impl Case {
             ));
         }
         let modes: Vec<&str> = self.loaders.iter().map(|l| l.flag()).collect();
-        let mut io = match (self.io_at_crash, self.dump_disk) {
+        let mut io = match (self.io_at_crash, self.dump_disk.or(self.file_root)) {
             (true, Some(d)) => format!(" e2e.io={}", d.linux_dev()),
             _ => String::new(),
         };
+        if let Some(d) = self.file_root {
+            io.push_str(&format!(" e2e.fileroot={}", d.linux_dev()));
+        }
         if let Some((disk, mib, blocks)) = self.raw_dd {
             io.push_str(&format!(" e2e.rawdd={}:{blocks}:{mib}", disk.linux_dev()));
         }

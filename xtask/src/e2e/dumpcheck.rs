@@ -259,7 +259,7 @@ pub fn apply_serial(log: &ConsoleLog, dir: &Path, checks: &mut Vec<Check>) {
 }
 
 /// The extracted vmcore checked against what the first kernel reported (CPUs, marker pages).
-fn verify_check(log: &ConsoleLog, vmcore: &Path, dir: &Path) -> Check {
+pub(super) fn verify_check(log: &ConsoleLog, vmcore: &Path, dir: &Path) -> Check {
     let fk = log.first_kernel();
     let cpus = fk.nproc.map(|n| n as usize);
     check(
