@@ -215,13 +215,15 @@ pub fn runs_of(
     let mut runs: Vec<Run> = Vec::new();
     let mut at = 0u64;
     for (i, e) in extents.iter().enumerate() {
+        // Past the end of the file: xfs's speculative preallocation (unwritten, and never
+        // read as the file's data) is no concern.
+        if e.logical >= file_bytes {
+            break;
+        }
         for (flag, what) in refused {
             if e.flags & flag.bits() != 0 {
                 return Err(Refusal::Extent { index: i, what });
             }
-        }
-        if at >= file_bytes {
-            break;
         }
         if e.logical != at {
             return Err(Refusal::Hole(at));
@@ -521,19 +523,20 @@ pub fn prepare(args: &PrepareFile<'_>, uuid: [u8; 16], created: u64) -> Result<F
         .open(args.path)
         .map_err(|e| format!("{name}: {e}"))?;
     let result = (|| -> Result<FileMap, String> {
+        let io = |e: std::io::Error| format!("{name}: {e}");
         // Every byte written (label, then zeros), so no extent is left unwritten.
-        f.write_all(&label.to_bytes()).map_err(|e| e.to_string())?;
+        f.write_all(&label.to_bytes()).map_err(io)?;
         let zeros = vec![0u8; 4 << 20];
         let mut left = size - label::LABEL_BYTES as u64;
         while left > 0 {
             let n = left.min(zeros.len() as u64) as usize;
-            f.write_all(&zeros[..n]).map_err(|e| e.to_string())?;
+            f.write_all(&zeros[..n]).map_err(io)?;
             left -= n as u64;
         }
-        f.sync_all().map_err(|e| format!("fsync: {e}"))?;
-        let fl = rustix::fs::ioctl_getflags(&f).map_err(|e| format!("inode flags: {e}"))?;
+        f.sync_all().map_err(|e| format!("{name}: fsync: {e}"))?;
+        let fl = rustix::fs::ioctl_getflags(&f).map_err(|e| format!("{name}: inode flags: {e}"))?;
         rustix::fs::ioctl_setflags(&f, fl | rustix::fs::IFlags::IMMUTABLE)
-            .map_err(|e| format!("setting immutable (FS_IMMUTABLE_FL): {e}"))?;
+            .map_err(|e| format!("{name}: setting immutable (FS_IMMUTABLE_FL): {e}"))?;
         file_map(args.path, args.sysfs)
     })();
     if result.is_err() {
@@ -543,7 +546,7 @@ pub fn prepare(args: &PrepareFile<'_>, uuid: [u8; 16], created: u64) -> Result<F
         }
         let _ = fs::remove_file(args.path);
     }
-    result.map_err(|e| format!("{name}: {e}; the file was removed"))
+    result.map_err(|e| format!("{e}; the file was removed"))
 }
 
 /// Writes `bytes` at `offset` of `path` and syncs. An immutable file (a dump file) has the flag
@@ -627,6 +630,19 @@ mod tests {
         // 512-byte blocks count the same bytes; a tail past the file is cut off.
         let runs = runs_of(&e, 3 << 20, 0, 512).unwrap();
         assert_eq!(runs[1].blocks, 2048);
+        // xfs's preallocation past the end of the file is unwritten, and ignored; an unwritten
+        // extent inside the file is not.
+        let unwritten = FiemapExtentFlags::UNWRITTEN.bits();
+        let mut pre = e.to_vec();
+        pre.push(ext(4 << 20, 60 << 20, 1 << 20, unwritten));
+        assert_eq!(runs_of(&pre, 4 << 20, 1 << 20, 4096).unwrap().len(), 2);
+        assert_eq!(
+            runs_of(&pre, 5 << 20, 1 << 20, 4096),
+            Err(Refusal::Extent {
+                index: 3,
+                what: "unwritten (it would read back as zeros)"
+            })
+        );
     }
 
     #[test]

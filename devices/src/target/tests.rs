@@ -772,3 +772,16 @@ fn file_map_on_the_wrong_disk_or_label_is_refused() {
         Err(FileTargetError::Label(NotDumpDisk::NoLabel(_)))
     ));
 }
+
+/// Tables written by util-linux sfdisk (the fuzz seeds): read as sfdisk laid them out.
+#[test]
+fn sfdisk_tables_parse_as_sfdisk_wrote_them() {
+    let gpt = include_bytes!("../../../fuzz/corpus/partition_table/seed-sfdisk-gpt");
+    let t = parse(gpt, 512).unwrap();
+    assert_eq!(t.gpt_source, Some(GptSource::Primary { backup_ok: true }));
+    assert_eq!(spans(&t), vec![(1, 34, 60), (2, 94, 60)]);
+    // `start=1, size=4, type=83` and an extended `start=5, size=8`.
+    let mbr = include_bytes!("../../../fuzz/corpus/partition_table/seed-sfdisk-mbr");
+    let t = parse(mbr, 512).unwrap();
+    assert_eq!((t.scheme, spans(&t)), (Scheme::Mbr, vec![(1, 1, 4)]));
+}
