@@ -106,9 +106,11 @@ pub struct Case {
     /// `rkdump: checkpoint` lines, then check that `rkdumpctl save` refuses the Incomplete
     /// record and `save --partial` recovers a verified prefix covering every checkpoint.
     pub power_cut_after: Option<usize>,
-    /// File target (xtask/src/e2e/targets.rs): the first kernel's file system is ext4 on this
-    /// disk (`root.img`); /init prepares a dump file there and loads with `--file`.
+    /// File target (xtask/src/e2e/targets.rs): the first kernel's file system (ext4 or xfs) is
+    /// on this disk (`root.img`); /init prepares a dump file there and loads with `--file`.
     pub file_root: Option<DiskKind>,
+    /// The file target's file system is xfs (else ext4).
+    pub file_xfs: bool,
 }
 
 /// Controller of an e2e dump disk.
@@ -249,6 +251,7 @@ impl Case {
             fill_dump_disk: false,
             power_cut_after: None,
             file_root: None,
+            file_xfs: false,
         })
     }
 

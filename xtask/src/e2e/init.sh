@@ -11,7 +11,7 @@
 #   e2e.kexecdebug=1   pass -d to kexec
 #   e2e.append="<capture kernel command line>"
 #   e2e.rawdd=<disk>:<blocks>[:<MiB>]   (benchmark) write <blocks> x <MiB> (4) MiB to /dev/<disk> with O_DIRECT, power off
-#   e2e.fileroot=<disk>   mount ext4 /dev/<disk> on /mnt, `rkdumpctl prepare --file /mnt/rkdump.img
+#   e2e.fileroot=<disk>   mount /dev/<disk> (ext4 or xfs) on /mnt, `rkdumpctl prepare --file /mnt/rkdump.img
 #                         --size auto`, and load with `--file` (file-target case)
 #   e2e.filesave=<disk>   (second boot, no crash) mount it, `rkdumpctl save /mnt/rkdump.img -o /mnt/vmcore`
 # and, for a Linux capture kernel, from its own command line:
@@ -98,17 +98,20 @@ for w in $CMDLINE; do
     esac
 done
 
-# The file-target disk: virtio-blk is a module in Debian's kernel; ext4 is built in.
+# The file-target disk: virtio-blk and xfs are modules in Debian's kernel; ext4 is built in.
 mount_fileroot() {
     if [ ! -b /dev/$1 ]; then
         for m in /e2e/modules/*.ko; do
             [ -e "$m" ] && insmod "$m" > /dev/null 2>&1
         done
     fi
+    for m in /e2e/fsmodules/*.ko; do
+        [ -e "$m" ] && insmod "$m" > /dev/null 2>&1
+    done
     i=0
     while [ ! -b /dev/$1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
     mkdir -p /mnt
-    mount -t ext4 /dev/$1 /mnt
+    mount /dev/$1 /mnt
 }
 
 # e2e.filesave=<disk>: the boot after a file-target crash. No kexec, no crash.

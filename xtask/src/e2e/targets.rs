@@ -5,7 +5,9 @@
 //! second boot of the same kernel and disk runs `rkdumpctl save` on the file in the guest. The
 //! host then checks `e2fsck -fn`, every recorded file's SHA-256 (read with debugfs, without
 //! mounting), and extracts the file with debugfs to verify the vmcore (markers byte-exact) and
-//! compare it with the guest's.
+//! compare it with the guest's. `file-xfs-nvme`: the same with xfs (`mkfs.xfs -p` prototype
+//! file) on NVMe, checked with `xfs_repair -n`, files read through a read-only loop mount
+//! (`norecovery`: nothing replayed or written).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,7 +21,7 @@ use super::checks::{Check, RunEnd};
 use super::{Harness, dump_disk_args};
 
 /// The dump-target cases, in run order.
-pub const TARGET_CASE_NAMES: [&str; 1] = ["file-ext4"];
+pub const TARGET_CASE_NAMES: [&str; 2] = ["file-ext4", "file-xfs-nvme"];
 
 /// Path of the dump file inside the guest's file system.
 const GUEST_FILE: &str = "/rkdump.img";
@@ -27,7 +29,12 @@ const GUEST_FILE: &str = "/rkdump.img";
 impl Case {
     /// A dump-target case by name.
     pub(super) fn target(name: &str, capture: CaptureKind) -> Option<Case> {
-        if name != "file-ext4" || capture != CaptureKind::Rkdump {
+        let (disk, xfs) = match name {
+            "file-ext4" => (DiskKind::Virtio, false),
+            "file-xfs-nvme" => (DiskKind::Nvme, true),
+            _ => return None,
+        };
+        if capture != CaptureKind::Rkdump {
             return None;
         }
         let mut c = Case::standard("kf-low", capture)?;
@@ -36,7 +43,8 @@ impl Case {
         // Small enough for the file (sized `auto`: RAM + 1/64 + 64 MiB) to be written quickly.
         c.memory = "512M".to_string();
         c.crashkernel = "crashkernel=16M".to_string();
-        c.file_root = Some(DiskKind::Virtio);
+        c.file_root = Some(disk);
+        c.file_xfs = xfs;
         c.io_at_crash = true;
         c.loadctl = true;
         c.full_run = true;
@@ -90,16 +98,39 @@ pub fn make_root(case: &Case, dir: &Path) -> Result<Vec<(String, String)>, Strin
     let size_mib = (2 * ram + (384 << 20)) >> 20;
     let img = dir.join("root.img");
     let _ = std::fs::remove_file(&img);
-    let out = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "rkdumproot", "-d"])
-        .arg(&src)
-        .arg(&img)
-        .arg(format!("{size_mib}M"))
+    let mut cmd = if case.file_xfs {
+        // mkfs.xfs takes its contents from a prototype file (mkfs.xfs(8), -p).
+        let mut proto = String::from("/dev/null\n0 0\nd--755 0 0\ndata d--755 0 0\n");
+        for (path, _) in root_files() {
+            let name = path.trim_start_matches("data/");
+            proto.push_str(&format!(
+                "{name} ---644 0 0 {}\n",
+                src.join(&path).display()
+            ));
+        }
+        proto.push_str("$\n$\n");
+        let proto_path = dir.join("rootfs.proto");
+        std::fs::write(&proto_path, proto).map_err(|e| e.to_string())?;
+        rkdump_tests::disk::create(&img, size_mib << 20, rkdump_tests::disk::Fill::Sparse)?;
+        let mut c = Command::new("mkfs.xfs");
+        c.args(["-q", "-f", "-L", "rkdumproot", "-p"])
+            .arg(&proto_path)
+            .arg(&img);
+        c
+    } else {
+        let mut c = Command::new("mkfs.ext4");
+        c.args(["-q", "-F", "-L", "rkdumproot", "-d"])
+            .arg(&src)
+            .arg(&img)
+            .arg(format!("{size_mib}M"));
+        c
+    };
+    let out = cmd
         .output()
-        .map_err(|e| format!("mkfs.ext4 (e2fsprogs): {e}"))?;
+        .map_err(|e| format!("mkfs (e2fsprogs, xfsprogs): {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "mkfs.ext4 failed: {}",
+            "mkfs failed: {}",
             String::from_utf8_lossy(&out.stderr)
         ));
     }
@@ -238,9 +269,22 @@ pub fn apply(
         }
     };
     // The file system is intact.
-    let fsck = Command::new("e2fsck").arg("-fn").arg(&img).output();
+    let (fsck_name, fsck) = if case.file_xfs {
+        (
+            "xfs_repair -n clean",
+            Command::new("xfs_repair")
+                .args(["-n", "-f"])
+                .arg(&img)
+                .output(),
+        )
+    } else {
+        (
+            "e2fsck -fn clean",
+            Command::new("e2fsck").arg("-fn").arg(&img).output(),
+        )
+    };
     checks.push(check(
-        "e2fsck -fn clean",
+        fsck_name,
         match fsck {
             Ok(o) if o.status.success() => Ok("exit 0".into()),
             Ok(o) => Err(format!(
@@ -248,19 +292,27 @@ pub fn apply(
                 o.status.code(),
                 String::from_utf8_lossy(&o.stdout)
                     .lines()
+                    .chain(String::from_utf8_lossy(&o.stderr).lines())
                     .take(8)
                     .collect::<Vec<_>>()
                     .join(" | ")
             )),
-            Err(e) => Err(format!("e2fsck: {e}")),
+            Err(e) => Err(format!("{fsck_name}: {e}")),
         },
     ));
+    let view = match HostView::new(case, &img, dir) {
+        Ok(v) => v,
+        Err(e) => {
+            checks.push(check("host view of the file system", Err(e)));
+            return;
+        }
+    };
     // Every other file as it was.
     let tmp = dir.join("file-check.bin");
     let changed: Vec<String> = sums
         .iter()
         .filter(|(path, want)| {
-            debugfs_dump(&img, path, &tmp).is_err()
+            view.copy(path, &tmp).is_err()
                 || std::fs::read(&tmp).map(|b| sha256(&b)).ok().as_ref() != Some(want)
         })
         .map(|(p, _)| p.clone())
@@ -277,7 +329,7 @@ pub fn apply(
     // The dump file as ext4 sees it: verified and byte-exact markers.
     let file = dir.join("rkdump.img");
     let vmcore = dir.join("vmcore");
-    let saved = debugfs_dump(&img, GUEST_FILE, &file).and_then(|()| {
+    let saved = view.copy(GUEST_FILE, &file).and_then(|()| {
         crate::build::rkdumpctl()
             .and_then(|ctl| Ok(ctl.save(&file, &vmcore, false)?.trim().to_string()))
     });
@@ -299,6 +351,53 @@ pub fn apply(
         },
     ));
     let _ = std::fs::remove_file(&file);
+}
+
+/// How the host reads the guest's files without changing the image: debugfs for ext4, a
+/// read-only `norecovery` loop mount for xfs (unmounted when dropped).
+enum HostView {
+    Debugfs(PathBuf),
+    Mounted(PathBuf),
+}
+
+impl HostView {
+    fn new(case: &Case, img: &Path, dir: &Path) -> Result<HostView, String> {
+        if !case.file_xfs {
+            return Ok(HostView::Debugfs(img.to_path_buf()));
+        }
+        let mnt = dir.join("root-ro");
+        std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
+        let o = Command::new("mount")
+            .args(["-o", "ro,norecovery,loop"])
+            .arg(img)
+            .arg(&mnt)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !o.status.success() {
+            return Err(format!(
+                "mount -o ro,norecovery,loop (needs root): {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+        }
+        Ok(HostView::Mounted(mnt))
+    }
+
+    fn copy(&self, guest: &str, out: &Path) -> Result<(), String> {
+        match self {
+            HostView::Debugfs(img) => debugfs_dump(img, guest, out),
+            HostView::Mounted(mnt) => std::fs::copy(mnt.join(guest.trim_start_matches('/')), out)
+                .map(|_| ())
+                .map_err(|e| format!("{guest}: {e}")),
+        }
+    }
+}
+
+impl Drop for HostView {
+    fn drop(&mut self) {
+        if let HostView::Mounted(mnt) = self {
+            let _ = Command::new("umount").arg(&*mnt).status();
+        }
+    }
 }
 
 /// The root image path of a case directory.
