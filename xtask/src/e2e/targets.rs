@@ -335,7 +335,7 @@ pub fn apply(
     });
     let ok = saved.is_ok();
     checks.push(check(
-        "host: rkdumpctl save on the file (via debugfs)",
+        "host: rkdumpctl save on the file (read through the file system)",
         saved,
     ));
     if !ok {
