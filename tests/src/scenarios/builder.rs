@@ -150,6 +150,7 @@ pub struct Boot {
     disks: Option<(Ctrl, u64)>,
     corrupt_label: bool,
     partitioned: bool,
+    dump_fault: Option<&'static str>,
     com2: bool,
     /// COM2 drained at this many bytes a second instead of at once.
     com2_line: Option<u64>,
@@ -218,6 +219,12 @@ impl Scenario {
     /// data; `rkdumpctl prepare --partition 2` labels the middle one.
     pub fn partitioned(self) -> Scenario {
         self.boot(|b| b.partitioned = true)
+    }
+
+    /// The dump disk goes through QEMU's blkdebug driver with this rule file (`blkdebug.conf`
+    /// in the boot's directory): write errors injected where the rules say.
+    pub fn dump_disk_fault(self, rules: &'static str) -> Scenario {
+        self.boot(|b| b.dump_fault = Some(rules))
     }
 
     /// Every byte of the dump disk outside the labelled partition (both GPTs, the other
@@ -320,6 +327,7 @@ impl Boot {
             disks: None,
             corrupt_label: false,
             partitioned: false,
+            dump_fault: None,
             com2: false,
             com2_line: None,
             files: Vec::new(),
@@ -365,7 +373,15 @@ impl Boot {
             .args(crash.iter().flat_map(|c| c.qemu_args.clone()))
             .args(self.extra.iter().map(|a| a.replace("{dir}", &dir_text)));
         if let (Some((ctrl, _)), Some(d)) = (self.disks, &disks) {
-            m = attach_disks(m, ctrl, &d.dump, &d.other);
+            let dump = match self.dump_fault {
+                None => d.dump.clone(),
+                Some(rules) => {
+                    let conf = dir.join("blkdebug.conf");
+                    std::fs::write(&conf, rules).map_err(|e| format!("{}: {e}", conf.display()))?;
+                    PathBuf::from(format!("blkdebug:{}:{}", conf.display(), d.dump.display()))
+                }
+            };
+            m = attach_disks(m, ctrl, &dump, &d.other);
         }
         let mut line = None;
         if self.com2 {
@@ -669,7 +685,7 @@ mod tests {
     #[test]
     fn scenario_names_are_unique_and_every_boot_checks_something() {
         let all = all();
-        assert_eq!(all.len(), 25);
+        assert_eq!(all.len(), 26);
         for (i, s) in all.iter().enumerate() {
             assert!(all[..i].iter().all(|o| o.name != s.name), "{}", s.name);
             assert!(s.boots.iter().all(|b| !b.checks.is_empty()), "{}", s.name);

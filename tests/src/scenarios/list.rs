@@ -649,6 +649,33 @@ pub fn all() -> Vec<Scenario> {
         .dump_disk_untouched("the partitioned disk is not written")
         .exit(Exit::Pass, "dump completed over serial (exit 33)")
         .check(serial_vmcore_identical),
+        Scenario::new(
+            "target-midway-fallback",
+            "the labelled partition's disk fails writes after the record header (QEMU blkdebug): the console says the target failed midway and the dump starts afresh on serial; nothing outside the partition changes",
+            "elfcorehdr={elfcorehdr} rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .crash(Layout::Tiny)
+        .disks(Ctrl::Virtio, 16)
+        .partitioned()
+        // Partition 2 starts at sector 10240; its record header is at +1 MiB (sectors
+        // 12288-12295) and the vmcore from sector 12296: every write covering that fails.
+        .dump_disk_fault(
+            "[inject-error]\nevent = \"write_aio\"\nerrno = \"5\"\nsector = \"12296\"\nonce = \"off\"\n",
+        )
+        .com2()
+        .expect("the partition target started", |c| {
+            c.any(|l| l.starts_with("dump start bytes=") && l.ends_with("target=part:0000:02:00.0/2"))
+        })
+        .expect("the failure midway, named, and the fresh dump's target", |c| {
+            c.any(|l| {
+                l.starts_with("error: target disk/part: dump to part:0000:02:00.0/2 failed midway: ")
+                    && l.ends_with("; falling back to serial:ttyS1 for a fresh dump")
+            })
+        })
+        .serial_fallback("the fresh dump went to serial")
+        .exit(Exit::Pass, "dump completed over serial (exit 33)")
+        .check(serial_vmcore_identical)
+        .outside_partition_untouched(),
     ]
 }
 
