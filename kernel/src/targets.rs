@@ -77,39 +77,18 @@ pub fn run(
                     rkerror!("target file: skipped: the file's disk is not usable; trying {next}");
                     continue;
                 };
-                let pace = disk::WriteOptions {
-                    checksum: dump::checksum_kind(opts.checksum),
-                    checkpoints: opts.checkpoints,
-                    throttle_mib_s: opts.throttle_mib_s,
-                };
-                match dump::dump_disk(&mut d, plan, mem, run_id, &pace) {
-                    Ok(()) => return Outcome::Success,
-                    Err(e) => rkerror!(
-                        "target file: dump to {} failed midway: {e}; falling back to {next} for a fresh dump",
-                        d.target
-                    ),
+                if write(opts, *step, &next, &mut d, plan, mem, run_id) {
+                    return Outcome::Success;
                 }
             }
             TargetStep::Disks { want, whole, part } => {
-                let want = want.map(|a| rkdump_devices::pci::Bdf {
-                    segment: a.segment,
-                    bus: a.bus,
-                    dev: a.dev,
-                    func: a.func,
-                });
-                let fault = opts.fault_dead.map(|a| rkdump_devices::pci::Bdf {
-                    segment: a.segment,
-                    bus: a.bus,
-                    dev: a.dev,
-                    func: a.func,
-                });
                 let found = disk::find(
                     pci,
                     scan,
                     want,
                     Accept { whole, part },
                     opts.nopreinit,
-                    fault,
+                    opts.fault_dead,
                     &crate::reinit::policy(opts),
                 );
                 let Some(mut d) = found else {
@@ -122,17 +101,8 @@ pub fn run(
                     }
                     continue;
                 };
-                let pace = disk::WriteOptions {
-                    checksum: dump::checksum_kind(opts.checksum),
-                    checkpoints: opts.checkpoints,
-                    throttle_mib_s: opts.throttle_mib_s,
-                };
-                match dump::dump_disk(&mut d, plan, mem, run_id, &pace) {
-                    Ok(()) => return Outcome::Success,
-                    Err(e) => rkerror!(
-                        "target {step}: dump to {} failed midway: {e}; falling back to {next} for a fresh dump",
-                        d.target
-                    ),
+                if write(opts, *step, &next, &mut d, plan, mem, run_id) {
+                    return Outcome::Success;
                 }
             }
             TargetStep::Serial(port) => {
@@ -157,6 +127,34 @@ pub fn run(
     }
     rkerror!("no target took the dump");
     Outcome::Failed
+}
+
+/// Writes the dump record to an opened labelled range; on a failure midway says so and that
+/// `next` gets a fresh dump. Whether the dump is complete (or truncated, which is not a failure).
+fn write(
+    opts: &Options,
+    step: TargetStep,
+    next: &str,
+    d: &mut DumpDisk,
+    plan: &DumpPlan,
+    mem: &OldMem,
+    run_id: [u8; 16],
+) -> bool {
+    let pace = disk::WriteOptions {
+        checksum: dump::checksum_kind(opts.checksum),
+        checkpoints: opts.checkpoints,
+        throttle_mib_s: opts.throttle_mib_s,
+    };
+    match dump::dump_disk(d, plan, mem, run_id, &pace) {
+        Ok(()) => true,
+        Err(e) => {
+            rkerror!(
+                "target {step}: dump to {} failed midway: {e}; falling back to {next} for a fresh dump",
+                d.target
+            );
+            false
+        }
+    }
 }
 
 /// Opens the disk the file map names and the file on it (`rkdump_devices::target::open_file`
