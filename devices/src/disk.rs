@@ -269,7 +269,13 @@ pub fn read_label_at(
         .map_err(NotDumpDisk::Io)?;
     let mut raw = vec![0; label::LABEL_BYTES];
     buf.copy_out(0, &mut raw);
-    let label = Label::parse(&raw).map_err(NotDumpDisk::NoLabel)?;
+    check_label(&raw, bytes)
+}
+
+/// Parses label bytes read from the start of a range of `bytes` bytes and checks the label
+/// claims no more than the range.
+pub fn check_label(raw: &[u8], bytes: u64) -> Result<Label, NotDumpDisk> {
+    let label = Label::parse(raw).map_err(NotDumpDisk::NoLabel)?;
     label.check_device(bytes).map_err(NotDumpDisk::NoLabel)?;
     Ok(label)
 }

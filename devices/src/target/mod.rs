@@ -23,12 +23,14 @@ use crate::blob::filemap::FileMap;
 use crate::block::BlockDevice;
 use crate::disk::{self, NotDumpDisk};
 use crate::hw::{DmaAllocator, alloc_dma_mem};
-use crate::label::Label;
+use crate::label::{LABEL_BYTES, Label};
 use mapped::{MapError, Mapped};
 use partition::{Partition, Table, TableError};
 
-/// Bytes of the bounce buffer the partition table is read through (one per disk searched).
+/// Bytes of the bounce buffer the partition table and the partitions' labels are read through
+/// (one per disk searched).
 pub const TABLE_BOUNCE: usize = 16 << 10;
+const _: () = assert!(TABLE_BOUNCE >= LABEL_BYTES);
 
 /// What [`find_labelled_partition`] found on a disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,9 +85,22 @@ pub fn find_labelled_partition(
         .map_err(SearchError::Table)?;
     let mut rejected = Vec::new();
     let mut found = None;
+    // Each label is read through the same bounce buffer (DMA memory is never freed).
+    let mut raw = alloc::vec![0u8; LABEL_BYTES];
     for p in &table.partitions {
         let bytes = p.blocks.saturating_mul(bs);
-        match disk::read_label_at(dev, dma, p.first_lba, bytes) {
+        if bytes < LABEL_BYTES as u64 {
+            rejected.push((p.number, NotDumpDisk::NoLabel(crate::label::Error::Short)));
+            continue;
+        }
+        let checked = dev
+            .read(p.first_lba, bounce.phys(0), LABEL_BYTES as u64)
+            .map_err(NotDumpDisk::Io)
+            .and_then(|()| {
+                bounce.copy_out(0, &mut raw);
+                disk::check_label(&raw, bytes)
+            });
+        match checked {
             Ok(label) => {
                 found = Some((*p, label));
                 break;
