@@ -2,12 +2,14 @@
 # Installs what rkdump's build and tests need on a fresh Debian 12 machine (idempotent).
 # Rust: the toolchain pinned in rust-toolchain.toml plus the bare-metal target.
 # Debian: QEMU, kexec-tools, busybox, the cloud kernel (first kernel of the e2e tests),
-# makedumpfile, cpio, crash and binutils (readelf) for checking dumps; sbsigntool for the signed-image tests.
+# makedumpfile, cpio, crash and binutils (readelf) for checking dumps; sbsigntool for the signed-image
+# tests; fdisk (sfdisk) and e2fsprogs, xfsprogs and btrfs-progs to make the partitioned and
+# file-system disk images of the dump-target tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for p in qemu-system-x86 kexec-tools busybox-static linux-image-cloud-amd64 makedumpfile cpio binutils sbsigntool; do
+for p in qemu-system-x86 kexec-tools busybox-static linux-image-cloud-amd64 makedumpfile cpio binutils sbsigntool fdisk e2fsprogs xfsprogs btrfs-progs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ "${#need[@]}" -gt 0 ]; then

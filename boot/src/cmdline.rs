@@ -15,7 +15,7 @@ pub use device::{Bdf, DeviceMatch, ParseBdfError, ResetMethods, ResetPolicy};
 pub use num::{NumError, memparse, parse_hex, parse_int};
 pub use types::{
     Action, Console, DEVICE_LIST_CAPACITY, DeviceList, ElfCoreHdrArg, SelfTest, SerialPort,
-    ShortBytes, Target,
+    ShortBytes, TARGET_LIST_CAPACITY, Target, TargetList, TargetStep,
 };
 use types::{ConsoleArg, write_escaped};
 
@@ -321,8 +321,8 @@ pub struct Options {
     pub acpi_rsdp: Option<u64>,
     /// `disable_cpu_apicid=`: the crashed kernel's BSP, which must never be sent INIT.
     pub disable_cpu_apicid: Option<u32>,
-    /// `rkdump.target=` (default [`Target::Auto`]).
-    pub target: Target,
+    /// `rkdump.target=`, a comma list (default `auto`; see [`TargetList::resolved`]).
+    pub target: TargetList,
     /// `rkdump.action=` (default [`Action::Reboot`]).
     pub action: Action,
     /// `rkdump.reset=` as given; use [`Options::effective_reset`].
@@ -377,7 +377,7 @@ impl Default for Options {
             other_console: None,
             acpi_rsdp: None,
             disable_cpu_apicid: None,
-            target: Target::Auto,
+            target: TargetList::one(Target::Auto),
             action: Action::Reboot,
             reset: None,
             deny: DeviceList::new(),
@@ -477,7 +477,7 @@ impl Options {
                 self.acpi_rsdp = Some(addr).filter(|&a| a != 0);
             }
             Key::DisableCpuApicid => self.disable_cpu_apicid = Some(u32_of(v)?),
-            Key::Target => self.target = Target::parse(v)?,
+            Key::Target => self.target = TargetList::parse(v)?,
             Key::Action => self.action = Action::parse(v)?,
             Key::Reset => self.reset = Some(ResetPolicy::parse(v)?),
             Key::Deny | Key::Allow => {

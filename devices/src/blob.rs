@@ -75,6 +75,8 @@ use crc::{CRC_32_ISO_HDLC, Crc, Digest};
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
+pub mod filemap;
+
 use crate::pci::bridge;
 pub use crate::pci::bridge::Window;
 use crate::pci::caps::{self, Cap, ExtCap};

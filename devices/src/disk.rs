@@ -252,14 +252,30 @@ pub fn read_label(
     dma: &mut dyn DmaAllocator,
 ) -> Result<Label, NotDumpDisk> {
     let info = dev.info();
+    let bytes = info.blocks.saturating_mul(u64::from(info.block_size));
+    read_label_at(dev, dma, 0, bytes)
+}
+
+/// Reads and checks the label at block `lba` of `dev` against `bytes`, the size of the range
+/// it starts (a whole disk, or a partition: a label claiming more than its range is refused).
+pub fn read_label_at(
+    dev: &mut dyn BlockDevice,
+    dma: &mut dyn DmaAllocator,
+    lba: u64,
+    bytes: u64,
+) -> Result<Label, NotDumpDisk> {
     let buf = alloc_dma_mem(dma, label::LABEL_BYTES, 4096, false).ok_or(NotDumpDisk::NoMemory)?;
-    dev.read(0, buf.phys(0), label::LABEL_BYTES as u64)
+    dev.read(lba, buf.phys(0), label::LABEL_BYTES as u64)
         .map_err(NotDumpDisk::Io)?;
-    let mut bytes = vec![0; label::LABEL_BYTES];
-    buf.copy_out(0, &mut bytes);
-    let label = Label::parse(&bytes).map_err(NotDumpDisk::NoLabel)?;
-    label
-        .check_device(info.blocks.saturating_mul(u64::from(info.block_size)))
-        .map_err(NotDumpDisk::NoLabel)?;
+    let mut raw = vec![0; label::LABEL_BYTES];
+    buf.copy_out(0, &mut raw);
+    check_label(&raw, bytes)
+}
+
+/// Parses label bytes read from the start of a range of `bytes` bytes and checks the label
+/// claims no more than the range.
+pub fn check_label(raw: &[u8], bytes: u64) -> Result<Label, NotDumpDisk> {
+    let label = Label::parse(raw).map_err(NotDumpDisk::NoLabel)?;
+    label.check_device(bytes).map_err(NotDumpDisk::NoLabel)?;
     Ok(label)
 }

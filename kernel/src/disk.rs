@@ -1,6 +1,8 @@
 //! Dumping to disk, orchestrated: find a block device carrying an rkdump label (candidates,
-//! opening and the label check live in `rkdump_devices::disk`), then have
-//! `rkdump_devices::record` write the dump record, logging each step on the console.
+//! opening and the label check live in `rkdump_devices::disk`), or a disk whose partition table
+//! names a labelled partition (`rkdump_devices::target`, written through a window that refuses
+//! anything outside the partition), then have `rkdump_devices::record` write the dump record,
+//! logging each step on the console.
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -14,6 +16,9 @@ use rkdump_devices::pci::{self, Scan};
 use rkdump_devices::record::{
     Checkpoint, Checkpoints, OldMemSlices, Pacing, RecordError, RecordWriter,
 };
+use rkdump_devices::target::mapped::Mapped;
+use rkdump_devices::target::partition::{GptSource, TableError};
+use rkdump_devices::target::{self as devtarget, PartitionSearch};
 use rkdump_vmcore::{DumpPlan, OldMemError};
 
 use crate::clock::TscClock;
@@ -29,16 +34,34 @@ static CLOCK: TscClock = TscClock;
 pub struct DumpDisk {
     dev: Box<dyn BlockDevice>,
     label: Label,
-    /// `disk:<bdf>` for console lines.
+    /// `disk:<bdf>` or `part:<bdf>/<n>` for console lines.
     pub target: String,
 }
 
+impl DumpDisk {
+    /// A labelled range opened elsewhere (the file target).
+    pub fn new(dev: Box<dyn BlockDevice>, label: Label, target: String) -> Self {
+        DumpDisk { dev, label, target }
+    }
+}
+
+/// Which labelled ranges a search accepts (`rkdump.target=` entries `disk` and `part`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Accept {
+    /// A whole disk labelled at LBA 0.
+    pub whole: bool,
+    /// A labelled partition of a GPT or MBR disk.
+    pub part: bool,
+}
+
 /// Finds the dump disk: the device named by `want` (a `disk:<bdf>` target) or the first one
-/// carrying a valid label. Devices without a label are left disabled and never written.
+/// carrying a valid label (on the whole disk or, when `accept.part`, on a partition). Devices
+/// without a label are left disabled and never written.
 pub fn find(
     pci: &Pci,
     scan: &Scan,
     want: Option<pci::Bdf>,
+    accept: Accept,
     skip_reset: bool,
     fault: Option<pci::Bdf>,
     policy: &rkdump_devices::reinit::Policy,
@@ -94,7 +117,7 @@ pub fn find(
         };
         let info = dev.info();
         match devdisk::read_label(&mut *dev, &mut KernelDma) {
-            Ok(label) => {
+            Ok(label) if accept.whole => {
                 rkline!(
                     "disk {bdf} {kind} blocks={} block_size={} label ok capacity={} data_offset={:#x}",
                     info.blocks,
@@ -108,11 +131,20 @@ pub fn find(
                     target: format!("disk:{bdf}"),
                 });
             }
+            Ok(_) => {
+                rkline!("disk {bdf} {kind}: whole-disk label, not a target in this pass");
+                pci::disable(cfg, bdf);
+            }
             Err(e @ (NotDumpDisk::Io(_) | NotDumpDisk::NoMemory)) => {
                 rkerror!("disk {bdf} {kind}: {e}; skipped");
                 pci::disable(cfg, bdf);
             }
             Err(NotDumpDisk::NoLabel(e)) => {
+                if accept.part
+                    && let Some(found) = labelled_partition(dev, bdf, kind)
+                {
+                    return Some(found);
+                }
                 if want.is_some() {
                     rkerror!("disk {bdf} {kind}: no usable rkdump label ({e}); not writing");
                 } else {
@@ -123,6 +155,67 @@ pub fn find(
         }
     }
     None
+}
+
+/// The first labelled partition of `dev`, opened through a window onto it; `None` (with the
+/// reasons on the console) if the disk has no table or no partition carries a label.
+fn labelled_partition(
+    mut dev: Box<dyn BlockDevice>,
+    bdf: pci::Bdf,
+    kind: DiskKind,
+) -> Option<DumpDisk> {
+    let info = dev.info();
+    let search = match devtarget::find_labelled_partition(&mut *dev, &mut KernelDma) {
+        Ok(s) => s,
+        // A disk with neither label nor table: the caller's "no rkdump label" line says it.
+        Err(devtarget::SearchError::Table(TableError::NoTable)) => return None,
+        Err(e) => {
+            rkline!("disk {bdf} {kind}: partition table unusable ({e}); no partition used");
+            return None;
+        }
+    };
+    let PartitionSearch {
+        table,
+        found,
+        rejected,
+    } = search;
+    let source = match table.gpt_source {
+        Some(GptSource::Primary { backup_ok: true }) | None => String::new(),
+        Some(GptSource::Primary { backup_ok: false }) => String::from(", backup GPT damaged"),
+        Some(GptSource::Backup(e)) => format!(", primary GPT damaged ({e}): using the backup"),
+    };
+    rkline!(
+        "disk {bdf} {kind}: {} partition table, {} partition(s){source}",
+        table.scheme,
+        table.partitions.len()
+    );
+    for (n, e) in &rejected {
+        rkline!("disk {bdf} {kind} partition {n}: no rkdump label ({e}); not used");
+    }
+    let (p, label) = found?;
+    let target = format!("part:{bdf}/{}", p.number);
+    match Mapped::window(dev, p.first_lba, p.blocks, target.clone()) {
+        Ok(window) => {
+            rkline!(
+                "part {bdf}/{} {kind} first_lba={} blocks={} block_size={} label ok capacity={} data_offset={:#x}",
+                p.number,
+                p.first_lba,
+                p.blocks,
+                info.block_size,
+                label.capacity_bytes,
+                label.data_offset
+            );
+            Some(DumpDisk {
+                dev: Box::new(window),
+                label,
+                target,
+            })
+        }
+        Err(e) => {
+            rkerror!("part {bdf}/{} {kind}: {e}; not used", p.number);
+            None
+        }
+    }
 }
 
 /// Old memory through the kernel's identity map: devices DMA from the same addresses.

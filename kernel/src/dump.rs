@@ -1,18 +1,17 @@
 //! The job: read the crashed kernel's ELF core header, lay out the `/proc/vmcore`-identical
 //! file, and stream it to the chosen target with the console lines of docs/interface.md#console
 //! (`dump start`, `progress`, `dump complete`). Only "nothing to dump" is fatal; a target that
-//! fails falls back to the next one.
+//! fails falls back to the next one (the list: `crate::targets`).
 
 use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
-use rkdump_boot::cmdline::{ChecksumMode, Options, SerialPort, Target};
+use rkdump_boot::cmdline::{ChecksumMode, Options, SerialPort};
 use rkdump_boot::info::BootInfo;
 use rkdump_boot::mem::PhysRange;
 use rkdump_boot::physaddr::AddrPolicy;
 use rkdump_devices::label::{BlockXxh64, ChecksumKind};
-use rkdump_devices::pci::Bdf;
 use rkdump_vmcore::elf::{EHDR_SIZE, PT_NOTE};
 use rkdump_vmcore::progress::{Line as ProgressLine, Progress};
 use rkdump_vmcore::stream::{FrameEncoder, MAX_PAYLOAD};
@@ -138,77 +137,7 @@ pub fn run(
         scan = pci.scan(false);
     }
 
-    let target = match opts.target {
-        Target::Serial(port) => port,
-        Target::Auto | Target::Disk | Target::DiskAt(_) => {
-            let want = match opts.target {
-                Target::DiskAt(a) => Some(Bdf {
-                    segment: a.segment,
-                    bus: a.bus,
-                    dev: a.dev,
-                    func: a.func,
-                }),
-                _ => None,
-            };
-
-            let fault = opts.fault_dead.map(|a| Bdf {
-                segment: a.segment,
-                bus: a.bus,
-                dev: a.dev,
-                func: a.func,
-            });
-            match disk::find(
-                &pci,
-                &scan,
-                want,
-                opts.nopreinit,
-                fault,
-                &crate::reinit::policy(opts),
-            ) {
-                Some(mut d) => {
-                    let pace = disk::WriteOptions {
-                        checksum: checksum_kind(opts.checksum),
-                        checkpoints: opts.checkpoints,
-                        throttle_mib_s: opts.throttle_mib_s,
-                    };
-                    match dump_disk(&mut d, &plan, &mem, run_id, &pace) {
-                        Ok(()) => return Outcome::Success,
-                        Err(e) => rkerror!(
-                            "disk dump to {} failed: {e}; falling back to serial",
-                            d.target
-                        ),
-                    }
-                }
-                None if opts.target == Target::Auto => {
-                    rkline!("no labelled dump disk; dumping to serial");
-                }
-                None => rkerror!(
-                    "no usable labelled dump disk for target {}; falling back to serial",
-                    opts.target
-                ),
-            }
-            SerialPort::Com2
-        }
-    };
-    if opts.console.map(|c| c.port) == Some(target)
-        || (opts.console.is_none() && target == SerialPort::Com1)
-    {
-        rkerror!("dump serial port {target} is also the console; refusing to mix them");
-        return Outcome::Failed;
-    }
-    match dump_serial(
-        &plan,
-        &mut mem,
-        target,
-        opts.serial_baud.unwrap_or(115_200),
-        run_id,
-    ) {
-        Ok(()) => Outcome::Success,
-        Err(e) => {
-            rkerror!("serial dump failed: {e}");
-            Outcome::Failed
-        }
-    }
+    crate::targets::run(opts, blob.as_deref(), &pci, &scan, &plan, &mut mem, run_id)
 }
 
 /// The dump's [`Progress`] on the kernel clock, printing the lines it says are due. Shared by
@@ -281,7 +210,7 @@ impl DumpSink for SerialSink<'_> {
 /// the hashing runs while the disk DMAs the same memory. The console line reports XXH64's rate
 /// on this CPU, for information only (a cold 256 KiB buffer: it includes first-use costs such
 /// as QEMU's translation of the hash code, so it reads low under emulation).
-fn checksum_kind(mode: ChecksumMode) -> ChecksumKind {
+pub(crate) fn checksum_kind(mode: ChecksumMode) -> ChecksumKind {
     let kind = match mode {
         ChecksumMode::Auto => ChecksumKind::default(),
         ChecksumMode::Full => ChecksumKind::Full,
@@ -316,7 +245,7 @@ fn checksum_kind(mode: ChecksumMode) -> ChecksumKind {
     kind
 }
 
-fn dump_disk(
+pub(crate) fn dump_disk(
     d: &mut disk::DumpDisk,
     plan: &DumpPlan,
     mem: &OldMem,
@@ -369,7 +298,7 @@ fn dump_disk(
     Ok(())
 }
 
-fn dump_serial(
+pub(crate) fn dump_serial(
     plan: &DumpPlan,
     mem: &mut OldMem,
     port: SerialPort,

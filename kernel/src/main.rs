@@ -46,6 +46,7 @@ mod power;
 mod reinit;
 #[cfg(target_os = "none")]
 mod smp;
+mod targets;
 
 /// Host builds (`cargo clippy --workspace`) get an empty program: the kernel only exists for
 /// `x86_64-unknown-none`.

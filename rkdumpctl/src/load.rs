@@ -12,6 +12,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use rkdump_devices::blob::filemap;
+
 use crate::snapshot::{self, Sources};
 
 /// Installed location of the rkdump kernel.
@@ -46,6 +48,11 @@ pub struct Args {
     /// rkdump-config.blob in the temporary directory].
     #[arg(long, value_name = "PATH")]
     pub blob_out: Option<PathBuf>,
+    /// A dump file made by `rkdumpctl prepare --file`: its block map is checked again and
+    /// appended to the config blob, so rkdump can dump into it (`rkdump.target=file`, first in
+    /// the default order).
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
     /// Snapshot and print the kexec command (shell-quoted) instead of running it.
     #[arg(long)]
     pub dry_run: bool,
@@ -99,6 +106,8 @@ pub enum Error {
         /// The kernel's `cmdline_size`.
         cmdline_size: u32,
     },
+    /// The `--file` is not a usable dump file.
+    FileTarget(String),
     /// kexec could not be started.
     Spawn(PathBuf, io::Error),
     /// kexec ran and failed.
@@ -114,6 +123,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Snapshot(e) => write!(f, "snapshot: {e}"),
+            Error::FileTarget(e) => write!(f, "--file: {e}"),
             Error::NoKernel(tried) => {
                 write!(f, "no rkdump kernel found (tried")?;
                 for p in tried {
@@ -368,10 +378,27 @@ pub fn run(args: &Args) -> Result<(), Error> {
     check_cmdline(&cmdline, syscall, cmdline_size)?;
 
     let blob = resolve_blob(args.blob_out.as_deref());
-    let snap = snapshot::take(&args.sources)?;
+    let mut snap = snapshot::take(&args.sources)?;
     snapshot::warn("load", &snap);
+    let mut summary = String::new();
+    if let Some(file) = &args.file {
+        let map = crate::filetarget::file_map(file, &args.sources.sysfs_root)
+            .map_err(Error::FileTarget)?;
+        summary = format!(
+            "\nrkdumpctl load: file target {}: {} bytes in {} run(s) on disk {} ({} blocks of {} bytes), map appended to the blob",
+            file.display(),
+            map.file_bytes,
+            map.runs.len(),
+            map.bdf,
+            map.disk_blocks,
+            map.block_size
+        );
+        let at = filemap::map_offset(snap.blob.len());
+        snap.blob.resize(at, 0);
+        snap.blob.extend_from_slice(&map.to_bytes());
+    }
     snapshot::write_file(&blob, &snap.blob)?;
-    let summary = format!("rkdumpctl load: snapshot: {}", snap.summary(&blob));
+    let summary = format!("rkdumpctl load: snapshot: {}{summary}", snap.summary(&blob));
 
     let kexec_args = kexec_args(&kernel, &blob, &cmdline, syscall);
     if args.dry_run {

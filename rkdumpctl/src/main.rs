@@ -4,6 +4,7 @@
 mod conf;
 mod dumpdisk;
 mod estimate;
+mod filetarget;
 mod inspect;
 mod install;
 mod load;

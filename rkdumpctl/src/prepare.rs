@@ -1,6 +1,11 @@
 //! `rkdumpctl prepare <disk or image>`: writes the rkdump label (devices::label) to the first
 //! 4 KiB so the capture kernel may dump there. Nothing else on the device is written.
 //!
+//! `--partition N` labels partition `N` of a disk image instead (the GPT or MBR of the image is
+//! read with the capture kernel's own parser); on a real disk, name the partition's device
+//! node (`/dev/sda2`, `/dev/nvme0n1p2`) instead: the label's capacity is the partition's size
+//! either way, and the capture kernel checks it against the partition table it reads.
+//!
 //! It asks before it destroys: a device holding a dump not yet saved, a partition table, or a
 //! file system, swap, LUKS or LVM signature is refused, naming what was found, unless
 //! `--force`. `--dry-run` shows the label it would write and writes nothing.
@@ -16,8 +21,26 @@ use rkdump_devices::label::{self, Label, RecordHeader, State};
 /// Arguments of `prepare`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Block device or image file to dedicate to rkdump dumps.
-    device: PathBuf,
+    /// Block device, partition or image file to dedicate to rkdump dumps.
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    device: Option<PathBuf>,
+    /// Create a preallocated dump file here instead (ext4 or xfs; docs/targets.md).
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+    /// Size of the `--file`: bytes (K, M, G suffixes: powers of 1024) or `auto` (the RAM size
+    /// plus a margin: every RAM byte is dumped until page filtering exists).
+    #[arg(long, value_name = "BYTES|auto")]
+    size: Option<String>,
+    /// With `--file`: check an existing dump file as `load --file` does (file system, disk,
+    /// immutable flag, label, extents) and print its map; writes nothing.
+    #[arg(long, requires = "file")]
+    check: bool,
+    /// sysfs root, for finding the file's disk.
+    #[arg(long, value_name = "DIR", default_value = "/sys", hide = true)]
+    sysfs_root: PathBuf,
+    /// procfs root, for `--size auto`.
+    #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
+    proc_root: PathBuf,
     /// Write the label even over a dump not yet saved, a partition table, a file system or
     /// other data (destroys them).
     #[arg(long)]
@@ -25,6 +48,51 @@ pub struct Args {
     /// Show the label that would be written, and where, and write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Label partition N (1-based, as Linux numbers them) of the disk image instead of the
+    /// whole image.
+    #[arg(long, value_name = "N")]
+    partition: Option<u32>,
+}
+
+/// Byte offset and length of partition `number` of the disk or image `f` of `size` bytes,
+/// from its GPT or MBR (512-byte sectors, as image files have; 4096 tried next).
+pub fn partition_range(f: &File, size: u64, number: u32) -> Result<(u64, u64), String> {
+    use rkdump_devices::target::partition;
+    let mut last = String::new();
+    for bs in [512u32, 4096] {
+        let mut read = |lba: u64, buf: &mut [u8]| {
+            lba.checked_mul(u64::from(bs))
+                .is_some_and(|off| f.read_exact_at(buf, off).is_ok())
+        };
+        match partition::read_table(&mut read, bs, size / u64::from(bs)) {
+            Ok(t) => {
+                let p = t
+                    .partitions
+                    .iter()
+                    .find(|p| p.number == number)
+                    .ok_or_else(|| {
+                        format!(
+                            "no partition {number} in its {} table (partitions: {}; MBR extended \
+                         partitions and their logical partitions are not dump targets)",
+                            t.scheme,
+                            t.partitions
+                                .iter()
+                                .map(|p| p.number.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })?;
+                return Ok((p.first_lba * u64::from(bs), p.blocks * u64::from(bs)));
+            }
+            // A GPT on 4096-byte sectors has its header at byte 4096, not 512.
+            Err(e) => {
+                if last.is_empty() {
+                    last = e.to_string();
+                }
+            }
+        }
+    }
+    Err(last)
 }
 
 /// Something on the device that writing a label would destroy or orphan.
@@ -206,9 +274,102 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// `--size`: `auto`, or bytes with an optional K/M/G/T suffix (powers of 1024).
+fn parse_size(v: &str, proc_root: &std::path::Path) -> Result<u64, String> {
+    use crate::filetarget;
+    if v == "auto" {
+        let ram = filetarget::ram_bytes(proc_root)
+            .ok_or("--size auto: cannot read the RAM size from /proc/iomem or /proc/meminfo")?;
+        let size = filetarget::auto_size(ram);
+        println!(
+            "--size auto: {size} bytes = {ram} bytes of RAM + 1/64 + 64 MiB (no page filtering yet: the dump holds all RAM)"
+        );
+        return Ok(size);
+    }
+    let (num, mult) = match v.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&v[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&v[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&v[..i], 1 << 30),
+        Some((i, 'T' | 't')) => (&v[..i], 1 << 40),
+        _ => (v, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or(format!(
+            "--size {v}: expected bytes (K/M/G/T suffix) or auto"
+        ))
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `prepare --file`.
+fn run_file(args: &Args, path: &std::path::Path) -> Result<(), String> {
+    use crate::filetarget::{self, PrepareFile};
+    if args.check {
+        let map = filetarget::file_map(path, &args.sysfs_root)?;
+        println!(
+            "{}: usable dump file: {} bytes in {} run(s) on disk {} ({} blocks of {} bytes, partition at block {}), label {}",
+            path.display(),
+            map.file_bytes,
+            map.runs.len(),
+            map.bdf,
+            map.disk_blocks,
+            map.block_size,
+            map.part_start_lba,
+            hex(&map.label_uuid)
+        );
+        for r in &map.runs {
+            println!("  run lba={} blocks={}", r.lba, r.blocks);
+        }
+        return Ok(());
+    }
+    let Some(size) = args.size.as_deref() else {
+        return Err("--file needs --size <bytes|auto>".into());
+    };
+    let size = parse_size(size, &args.proc_root)?;
+    let p = PrepareFile {
+        path,
+        size,
+        force: args.force,
+        dry_run: args.dry_run,
+        sysfs: &args.sysfs_root,
+    };
+    let map = match filetarget::prepare(&p, uuid(), now()) {
+        Ok(m) => m,
+        Err(e) if e.is_empty() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    println!(
+        "{}: rkdump dump file ready: {} bytes, immutable, {} run(s) on disk {} (block size {}, {} blocks), label {}",
+        path.display(),
+        map.file_bytes,
+        map.runs.len(),
+        map.bdf,
+        map.block_size,
+        map.disk_blocks,
+        hex(&map.label_uuid)
+    );
+    println!(
+        "next: rkdumpctl load --file {} (puts the map into the config blob)",
+        path.display()
+    );
+    Ok(())
+}
+
 /// Runs `prepare`.
 pub fn run(args: &Args) -> Result<(), String> {
-    let dev = &args.device;
+    if let Some(path) = &args.file {
+        return run_file(args, path);
+    }
+    let Some(dev) = &args.device else {
+        return Err("name a device, or --file".into());
+    };
     let name = dev.display();
     // A dry run never opens the device for writing.
     let mut f: File = OpenOptions::new()
@@ -217,16 +378,20 @@ pub fn run(args: &Args) -> Result<(), String> {
         .open(dev)
         .map_err(|e| format!("{name}: {e}"))?;
     // Works for block devices too (Linux reports their size at SEEK_END).
-    let size = f
+    let whole = f
         .seek(SeekFrom::End(0))
         .map_err(|e| format!("{name}: size: {e}"))?;
+    let (base, size) = match args.partition {
+        None => (0, whole),
+        Some(n) => partition_range(&f, whole, n).map_err(|e| format!("{name}: {e}"))?,
+    };
     let mut head = vec![0u8; PROBE_BYTES.min(usize::try_from(size).unwrap_or(PROBE_BYTES))];
-    f.read_exact_at(&mut head, 0)
+    f.read_exact_at(&mut head, base)
         .map_err(|e| format!("{name}: reading: {e}"))?;
     let read_at = |off: u64, buf: &mut [u8]| {
         off.checked_add(buf.len() as u64)
             .is_some_and(|end| end <= size)
-            && f.read_exact_at(buf, off).is_ok()
+            && f.read_exact_at(buf, base + off).is_ok()
     };
     let found = survey(&head, &read_at);
     if !found.is_empty() {
@@ -252,8 +417,12 @@ pub fn run(args: &Args) -> Result<(), String> {
     if args.dry_run {
         let crc = u32::from_le_bytes([bytes[0x3C], bytes[0x3D], bytes[0x3E], bytes[0x3F]]);
         println!("{name}: dry run, nothing written ({size} bytes)");
+        let place = match args.partition {
+            None => String::from("offset 0 (LBA 0-7)"),
+            Some(n) => format!("offset {base} (the first 8 sectors of partition {n})"),
+        };
         println!(
-            "would write {} bytes at offset 0 (LBA 0-7): a 64-byte label, then zeros",
+            "would write {} bytes at {place}: a 64-byte label, then zeros",
             bytes.len()
         );
         println!("  0x00 magic          RKDUMPLB");
@@ -271,11 +440,14 @@ pub fn run(args: &Args) -> Result<(), String> {
         println!("  0x3C crc32          {crc:#010x}");
         return Ok(());
     }
-    f.write_all_at(&bytes, 0)
+    f.write_all_at(&bytes, base)
         .map_err(|e| format!("{name}: writing the label: {e}"))?;
     f.sync_all().map_err(|e| format!("{name}: {e}"))?;
+    let part = args.partition.map_or(String::new(), |n| {
+        format!(" on partition {n} at byte {base}")
+    });
     println!(
-        "{name}: rkdump label written (capacity {capacity} bytes, data at {:#x})",
+        "{name}: rkdump label written{part} (capacity {capacity} bytes, data at {:#x})",
         label.data_offset
     );
     Ok(())

@@ -7,6 +7,11 @@
 //! `<output>.incomplete` and renamed only once all of it is written and synced (on any failure
 //! the `.incomplete` file is removed), and the one write to the dump device afterwards sets
 //! the record's `SAVED` flag ([`label::mark_saved`]).
+//!
+//! A dump file (`prepare --file`) is read through the file system after
+//! `posix_fadvise(POSIX_FADV_DONTNEED)` drops its cached pages (rkdump wrote its blocks
+//! underneath the file system, so a cached page would be stale); its `SAVED` flag is set with
+//! the immutable flag lifted for that one in-place write.
 
 use std::fmt;
 use std::fs::{self, File, Metadata, OpenOptions};
@@ -30,6 +35,10 @@ pub struct Args {
     /// Extract an incomplete or truncated dump too (the vmcore is then cut short).
     #[arg(long)]
     partial: bool,
+    /// The dump is in partition N (1-based) of the disk image (`rkdumpctl prepare
+    /// --partition N`).
+    #[arg(long, value_name = "N")]
+    partition: Option<u32>,
 }
 
 /// Why an output path is refused before anything is opened for writing.
@@ -212,23 +221,18 @@ impl Drop for Incomplete<'_> {
 /// Sets the record's `SAVED` flag: the only write `save` makes to the dump device, and only
 /// after the vmcore is durable. Re-reads the header and checks it is still `read`, the header
 /// the vmcore was extracted from.
-fn mark_saved(dev: &Path, lab: &Label, read: &RecordHeader) -> Result<(), String> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(dev)
-        .map_err(|e| e.to_string())?;
+fn mark_saved(dev: &Path, base: u64, lab: &Label, read: &RecordHeader) -> Result<(), String> {
+    let f = File::open(dev).map_err(|e| e.to_string())?;
     let mut hdr = vec![0u8; label::HEADER_BYTES];
-    f.read_exact_at(&mut hdr, lab.data_offset)
+    f.read_exact_at(&mut hdr, base + lab.data_offset)
         .map_err(|e| e.to_string())?;
     let now = RecordHeader::parse(lab, &hdr).map_err(|e| e.to_string())?;
     if now != *read {
         return Err("the record changed while it was being saved".into());
     }
     let bytes = label::mark_saved(lab, &hdr).map_err(|e| e.to_string())?;
-    f.write_all_at(&bytes, lab.data_offset)
-        .map_err(|e| e.to_string())?;
-    f.sync_all().map_err(|e| e.to_string())
+    // A dump file is immutable: its flag is lifted for this one in-place write.
+    crate::filetarget::write_in_place(dev, base + lab.data_offset, &bytes)
 }
 
 /// Runs `save`: the record is read with the same code the host tests check the capture
@@ -242,13 +246,31 @@ pub fn run(args: &Args) -> Result<(), String> {
     let incomplete = incomplete_path(&args.output);
     check_output(&im, &args.output, &incomplete, Path::new("/sys")).map_err(|e| e.to_string())?;
     // Works for block devices too (Linux reports their size at SEEK_END).
-    let device_bytes = f
+    let whole = f
         .seek(SeekFrom::End(0))
         .map_err(|e| format!("{}: size: {e}", dev.display()))?;
+    let (base, device_bytes) = match args.partition {
+        None => (0, whole),
+        Some(n) => crate::prepare::partition_range(&f, whole, n)
+            .map_err(|e| format!("{}: {e}", dev.display()))?,
+    };
+    // A dump file was written by rkdump underneath the file system: pages cached before the
+    // crash would be stale, so they are dropped and every read goes to the disk. (After the
+    // reboot that follows a crash nothing is cached; this covers a save without one.)
+    crate::filetarget::drop_cache(&f);
     // The last I/O error, for the message: the record reader only learns that a read failed.
     let mut io_error: Option<io::Error> = None;
     let mut at = |off: u64, buf: &mut [u8]| -> Result<(), ReadFailed> {
-        let r = f.seek(SeekFrom::Start(off)).and_then(|_| f.read_exact(buf));
+        let inside = off
+            .checked_add(buf.len() as u64)
+            .is_some_and(|end| end <= device_bytes);
+        if !inside {
+            io_error = Some(io::Error::other("read past the end of the partition"));
+            return Err(ReadFailed);
+        }
+        let r = f
+            .seek(SeekFrom::Start(base + off))
+            .and_then(|_| f.read_exact(buf));
         r.map_err(|e| {
             io_error = Some(e);
             ReadFailed
@@ -353,7 +375,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
-    match mark_saved(dev, &lab, &read_header) {
+    match mark_saved(dev, base, &lab, &read_header) {
         Ok(()) => println!("{}: record marked saved", dev.display()),
         Err(e) => eprintln!(
             "rkdumpctl save: warning: {}: could not mark the record saved ({e}); \

@@ -108,6 +108,31 @@ impl Rkdumpctl {
         self.run([OsStr::new("prepare"), disk.as_os_str()])
     }
 
+    /// `rkdumpctl prepare <image> --partition <n>`: labels partition `n` of a disk image.
+    pub fn prepare_partition(&self, disk: &Path, n: u32) -> Result<String, Error> {
+        let n = n.to_string();
+        self.run([
+            OsStr::new("prepare"),
+            disk.as_os_str(),
+            OsStr::new("--partition"),
+            OsStr::new(&n),
+        ])
+    }
+
+    /// `rkdumpctl save <image> --partition <n> -o <out>`: extracts a dump from a labelled
+    /// partition of a disk image.
+    pub fn save_partition(&self, disk: &Path, n: u32, out: &Path) -> Result<String, Error> {
+        let n = n.to_string();
+        self.run([
+            OsStr::new("save"),
+            disk.as_os_str(),
+            OsStr::new("--partition"),
+            OsStr::new(&n),
+            OsStr::new("-o"),
+            out.as_os_str(),
+        ])
+    }
+
     /// `rkdumpctl save <disk> -o <out> [--partial]`: extracts a dump from a labelled disk.
     pub fn save(&self, disk: &Path, out: &Path, partial: bool) -> Result<String, Error> {
         let mut args = vec![

@@ -42,7 +42,7 @@ fn empty_and_defaults() {
     for line in ["", "   ", "\0rkdump.action=halt"] {
         let o = Options::parse(line);
         assert_eq!(o, Options::default());
-        assert_eq!(o.target, Target::Auto);
+        assert_eq!(o.target.as_slice(), [Target::Auto]);
         assert_eq!(o.action, Action::Reboot);
         assert_eq!(o.budget_ms, 5000);
         assert_eq!(o.effective_reset(), ResetPolicy::None);
@@ -230,13 +230,13 @@ fn rkdump_options() {
     );
     assert_eq!(o.diagnostics().count(), 0, "{:?}", diags(&o));
     assert_eq!(
-        o.target,
-        Target::DiskAt(Bdf {
+        o.target.as_slice(),
+        [Target::DiskAt(Bdf {
             segment: 0,
             bus: 1,
             dev: 0,
             func: 0
-        })
+        })]
     );
     assert_eq!(o.action, Action::Poweroff);
     let m = ResetMethods::FLR | ResetMethods::PM | ResetMethods::SBR;
@@ -293,7 +293,7 @@ fn rkdump_options() {
         );
     }
 
-    let t = |s: &str| Options::parse(s).target;
+    let t = |s: &str| Options::parse(s).target.as_slice()[0];
     assert_eq!(t("rkdump.target=disk"), Target::Disk);
     assert_eq!(t("rkdump.target=auto"), Target::Auto);
     assert_eq!(t("rkdump.target=serial"), Target::Serial(SerialPort::Com2));
@@ -350,6 +350,84 @@ fn rkdump_options() {
 }
 
 #[test]
+fn target_lists_are_tried_in_order_with_serial_last() {
+    let list = |s: &str| Options::parse(s).target;
+    let l = list("rkdump.target=file,disk,serial");
+    assert_eq!(
+        l.as_slice(),
+        [Target::File, Target::Disk, Target::Serial(SerialPort::Com2)]
+    );
+    assert_eq!(std::format!("{l}"), "file,disk,serial:ttyS1");
+    assert_eq!(l.resolved(), l);
+    // `auto` (the default) expands to the documented order.
+    assert_eq!(
+        list("").resolved().as_slice(),
+        TargetList::DEFAULT_ORDER.as_slice()
+    );
+    // COM2 is the last resort of a list without a serial port, as for a lone `disk` before.
+    assert_eq!(
+        list("rkdump.target=part").resolved().as_slice(),
+        [Target::Part, Target::Serial(SerialPort::Com2)]
+    );
+    // A listed port replaces it; repeats are dropped, `auto` expands in place.
+    assert_eq!(
+        list("rkdump.target=disk,serial:ttyS0,auto")
+            .resolved()
+            .as_slice(),
+        [
+            Target::Disk,
+            Target::Serial(SerialPort::Com1),
+            Target::File,
+            Target::Part,
+            Target::Serial(SerialPort::Com2)
+        ]
+    );
+    // Adjacent disk and part entries are one search; disk:<pci> is its own.
+    let steps = |s: &str| list(s).steps().collect::<Vec<_>>();
+    let disks = |whole, part| TargetStep::Disks {
+        want: None,
+        whole,
+        part,
+    };
+    assert_eq!(
+        steps(""),
+        [
+            TargetStep::File,
+            disks(true, true),
+            TargetStep::Serial(SerialPort::Com2)
+        ]
+    );
+    let at = Bdf {
+        segment: 0,
+        bus: 2,
+        dev: 0,
+        func: 0,
+    };
+    assert_eq!(
+        steps("rkdump.target=part,file,disk:02:00.0,disk"),
+        [
+            disks(false, true),
+            TargetStep::File,
+            TargetStep::Disks {
+                want: Some(at),
+                whole: true,
+                part: false
+            },
+            disks(true, false),
+            TargetStep::Serial(SerialPort::Com2)
+        ]
+    );
+    // Negative controls: a bad entry or more than 8 reject the whole list (the default stays).
+    assert_eq!(list("rkdump.target=file,nvme").as_slice(), [Target::Auto]);
+    let nine = Options::parse("rkdump.target=file,part,file,part,file,part,file,part,file");
+    assert_eq!(nine.target.as_slice(), [Target::Auto]);
+    assert!(matches!(
+        diags(&nine)[..],
+        [(_, DiagKind::Malformed("more than 8 targets"))]
+    ));
+}
+
+#[test]
 fn malformed_rkdump_values_keep_defaults() {
     for bad in [
         "rkdump.target=nvme",
@@ -357,6 +435,7 @@ fn malformed_rkdump_values_keep_defaults() {
         "rkdump.target=disk:00:04.8",
         "rkdump.target=disk:",
         "rkdump.target=serial:ttyS9",
+        "rkdump.target=file,,serial",
         "rkdump.action=explode",
         "rkdump.reset=flr,bogus",
         "rkdump.reset=flr,",

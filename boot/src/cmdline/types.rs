@@ -216,16 +216,20 @@ fn parse_serial_options(opts: &str) -> Result<Option<u32>, &'static str> {
     Ok(baud)
 }
 
-/// `rkdump.target=`: where the dump goes.
+/// One entry of `rkdump.target=`: a place the dump may go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Target {
-    /// The first disk with an rkdump dump label if one exists, else serial COM2 (default).
+    /// `auto`: [`TargetList::DEFAULT_ORDER`] (the default).
     #[default]
     Auto,
-    /// `disk`: the first disk carrying an rkdump dump label.
+    /// `disk`: the first disk carrying an rkdump dump label at LBA 0.
     Disk,
     /// `disk:<pci>`: the disk behind this PCI function.
     DiskAt(Bdf),
+    /// `part`: the first labelled GPT or MBR partition.
+    Part,
+    /// `file`: the preallocated file whose block map the config blob carries.
+    File,
     /// `serial` (COM2) or `serial:ttyS<n>`.
     Serial(SerialPort),
 }
@@ -235,6 +239,8 @@ impl Target {
         match v {
             "auto" => Ok(Self::Auto),
             "disk" => Ok(Self::Disk),
+            "part" => Ok(Self::Part),
+            "file" => Ok(Self::File),
             "serial" => Ok(Self::Serial(SerialPort::Com2)),
             _ => {
                 if let Some(pci) = v.strip_prefix("disk:") {
@@ -242,10 +248,15 @@ impl Target {
                 } else if let Some(tty) = v.strip_prefix("serial:") {
                     Ok(Self::Serial(SerialPort::parse_tty(tty)?))
                 } else {
-                    Err("expected auto, disk, disk:<pci>, serial or serial:ttyS<n>")
+                    Err("expected auto, file, part, disk, disk:<pci>, serial or serial:ttyS<n>")
                 }
             }
         }
+    }
+
+    /// A disk search serves it (`disk`, `disk:<pci>`, `part`).
+    pub fn is_disk(&self) -> bool {
+        matches!(self, Self::Disk | Self::DiskAt(_) | Self::Part)
     }
 }
 
@@ -255,8 +266,186 @@ impl fmt::Display for Target {
             Self::Auto => f.write_str("auto"),
             Self::Disk => f.write_str("disk"),
             Self::DiskAt(pci) => write!(f, "disk:{pci}"),
+            Self::Part => f.write_str("part"),
+            Self::File => f.write_str("file"),
             Self::Serial(port) => write!(f, "serial:{port}"),
         }
+    }
+}
+
+/// Capacity of a [`TargetList`].
+pub const TARGET_LIST_CAPACITY: usize = 8;
+
+/// `rkdump.target=`: a comma list of [`Target`]s, tried in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TargetList {
+    items: [Target; TARGET_LIST_CAPACITY],
+    len: usize,
+}
+
+impl Default for TargetList {
+    fn default() -> Self {
+        Self::one(Target::Auto)
+    }
+}
+
+impl TargetList {
+    /// What `auto` stands for: the file, then a whole labelled disk or a labelled partition
+    /// (one search over the disks in PCI order), then COM2.
+    pub const DEFAULT_ORDER: [Target; 4] = [
+        Target::File,
+        Target::Disk,
+        Target::Part,
+        Target::Serial(SerialPort::Com2),
+    ];
+
+    /// A list of one.
+    pub const fn one(t: Target) -> Self {
+        let mut items = [Target::Auto; TARGET_LIST_CAPACITY];
+        items[0] = t;
+        Self { items, len: 1 }
+    }
+
+    /// The entries as given.
+    pub fn as_slice(&self) -> &[Target] {
+        &self.items[..self.len]
+    }
+
+    /// The order the kernel tries: `auto` expanded to [`Self::DEFAULT_ORDER`], repeats
+    /// dropped, and COM2 appended as the last resort unless a serial port is listed (as a
+    /// lone `disk` target always fell back to serial).
+    pub fn resolved(&self) -> TargetList {
+        let mut out = TargetList {
+            items: [Target::Auto; TARGET_LIST_CAPACITY],
+            len: 0,
+        };
+        let push = |t: Target, out: &mut TargetList| {
+            if !out.as_slice().contains(&t) && out.len < TARGET_LIST_CAPACITY {
+                out.items[out.len] = t;
+                out.len += 1;
+            }
+        };
+        for &t in self.as_slice() {
+            if t == Target::Auto {
+                for d in Self::DEFAULT_ORDER {
+                    push(d, &mut out);
+                }
+            } else {
+                push(t, &mut out);
+            }
+        }
+        if !out
+            .as_slice()
+            .iter()
+            .any(|t| matches!(t, Target::Serial(_)))
+        {
+            push(Target::Serial(SerialPort::Com2), &mut out);
+        }
+        out
+    }
+
+    /// The [`resolved`](Self::resolved) list as the searches the kernel runs: adjacent `disk`
+    /// and `part` entries become one search over the disks (in PCI order) that accepts either.
+    pub fn steps(&self) -> impl Iterator<Item = TargetStep> + '_ {
+        let list = self.resolved();
+        let mut steps = [TargetStep::File; TARGET_LIST_CAPACITY];
+        let mut n = 0;
+        for t in list.as_slice() {
+            let step = match *t {
+                Target::File | Target::Auto => TargetStep::File,
+                Target::Serial(p) => TargetStep::Serial(p),
+                Target::DiskAt(b) => TargetStep::Disks {
+                    want: Some(b),
+                    whole: true,
+                    part: false,
+                },
+                Target::Disk | Target::Part => {
+                    let (whole, part) = (*t == Target::Disk, *t == Target::Part);
+                    if n > 0
+                        && let TargetStep::Disks {
+                            want: None,
+                            whole: w,
+                            part: p,
+                        } = &mut steps[n - 1]
+                    {
+                        *w |= whole;
+                        *p |= part;
+                        continue;
+                    }
+                    TargetStep::Disks {
+                        want: None,
+                        whole,
+                        part,
+                    }
+                }
+            };
+            steps[n] = step;
+            n += 1;
+        }
+        (0..n).map(move |i| steps[i])
+    }
+
+    pub(crate) fn parse(v: &str) -> Result<Self, &'static str> {
+        let mut out = TargetList {
+            items: [Target::Auto; TARGET_LIST_CAPACITY],
+            len: 0,
+        };
+        for item in v.split(',') {
+            if out.len == TARGET_LIST_CAPACITY {
+                return Err("more than 8 targets");
+            }
+            out.items[out.len] = Target::parse(item)?;
+            out.len += 1;
+        }
+        Ok(out)
+    }
+}
+
+/// One search of [`TargetList::steps`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetStep {
+    /// The file of the config blob's block map.
+    File,
+    /// The disks: the first one (or the one at `want`) with a whole-disk label if `whole`, or
+    /// with a labelled partition if `part`.
+    Disks {
+        /// `disk:<pci>`.
+        want: Option<Bdf>,
+        /// Accept a label at LBA 0.
+        whole: bool,
+        /// Accept a labelled partition.
+        part: bool,
+    },
+    /// A serial port.
+    Serial(SerialPort),
+}
+
+impl fmt::Display for TargetStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File => f.write_str("file"),
+            Self::Disks { want: Some(b), .. } => write!(f, "disk:{b}"),
+            Self::Disks {
+                whole: true,
+                part: true,
+                ..
+            } => f.write_str("disk/part"),
+            Self::Disks { part: true, .. } => f.write_str("part"),
+            Self::Disks { .. } => f.write_str("disk"),
+            Self::Serial(p) => write!(f, "serial:{p}"),
+        }
+    }
+}
+
+impl fmt::Display for TargetList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, t) in self.as_slice().iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{t}")?;
+        }
+        Ok(())
     }
 }
 

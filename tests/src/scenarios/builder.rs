@@ -87,6 +87,32 @@ pub struct Disks {
     pub dump_before: [u8; 32],
     /// SHA-256 of the unlabelled disk before the boot.
     pub other_before: [u8; 32],
+    /// The dump disk is partitioned and this partition is labelled.
+    pub partition: Option<u32>,
+    /// Byte ranges of the dump disk outside the labelled partition, with their SHA-256 before
+    /// the boot (empty for a whole-disk label).
+    pub outside: Vec<Region>,
+}
+
+/// A byte range of a disk image and its SHA-256 before the boot.
+pub struct Region {
+    /// What it is ("partition 1", "GPT and gaps before partition 2", ...).
+    pub name: String,
+    /// First byte.
+    pub offset: u64,
+    /// Bytes.
+    pub len: u64,
+    /// SHA-256 before the boot.
+    pub before: [u8; 32],
+}
+
+/// The partitions of a partitioned dump disk of `mib` MiB (sfdisk script, 512-byte sectors):
+/// 4 MiB of data, the dump partition, 4 MiB of data; the middle one is labelled.
+const PARTITIONED_LABELLED: u32 = 2;
+
+fn partition_spans(mib: u64) -> [(u64, u64); 3] {
+    let s = |m: u64| m << 11;
+    [(s(1), s(4)), (s(5), s(mib - 10)), (s(mib - 5), s(4))]
 }
 
 /// The controller of a disk boot.
@@ -123,6 +149,8 @@ pub struct Boot {
     memory: Memory,
     disks: Option<(Ctrl, u64)>,
     corrupt_label: bool,
+    partitioned: bool,
+    dump_fault: Option<&'static str>,
     com2: bool,
     /// COM2 drained at this many bytes a second instead of at once.
     com2_line: Option<u64>,
@@ -185,6 +213,37 @@ impl Scenario {
     /// A labelled dump disk and an unlabelled one of `mib` MiB each on `ctrl`.
     pub fn disks(self, ctrl: Ctrl, mib: u64) -> Scenario {
         self.boot(|b| b.disks = Some((ctrl, mib)))
+    }
+
+    /// The dump disk gets a GPT with three partitions (made by sfdisk), the outer two full of
+    /// data; `rkdumpctl prepare --partition 2` labels the middle one.
+    pub fn partitioned(self) -> Scenario {
+        self.boot(|b| b.partitioned = true)
+    }
+
+    /// The dump disk goes through QEMU's blkdebug driver with this rule file (`blkdebug.conf`
+    /// in the boot's directory): write errors injected where the rules say.
+    pub fn dump_disk_fault(self, rules: &'static str) -> Scenario {
+        self.boot(|b| b.dump_fault = Some(rules))
+    }
+
+    /// Every byte of the dump disk outside the labelled partition (both GPTs, the other
+    /// partitions, the gaps) has the SHA-256 it had before the boot.
+    pub fn outside_partition_untouched(self) -> Scenario {
+        self.check(|c| {
+            let d = c.disks()?;
+            if d.outside.is_empty() {
+                return Err("the dump disk is not partitioned".into());
+            }
+            for r in &d.outside {
+                let now = sha256_range(&d.dump, r.offset, r.len)?;
+                holds(
+                    now == r.before,
+                    format!("{} ({} bytes at {}) unchanged", r.name, r.len, r.offset),
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// Flips a byte inside the dump disk's label (its uuid), so its CRC no longer matches.
@@ -267,6 +326,8 @@ impl Boot {
             memory: Memory::Mib(256),
             disks: None,
             corrupt_label: false,
+            partitioned: false,
+            dump_fault: None,
             com2: false,
             com2_line: None,
             files: Vec::new(),
@@ -289,7 +350,7 @@ impl Boot {
             .transpose()?;
         let disks = self
             .disks
-            .map(|(_, mib)| prepare_disks(env, &dir, mib, self.corrupt_label))
+            .map(|(_, mib)| prepare_disks(env, &dir, mib, self.corrupt_label, self.partitioned))
             .transpose()?;
         let append = match &crash {
             Some(c) => self
@@ -312,7 +373,15 @@ impl Boot {
             .args(crash.iter().flat_map(|c| c.qemu_args.clone()))
             .args(self.extra.iter().map(|a| a.replace("{dir}", &dir_text)));
         if let (Some((ctrl, _)), Some(d)) = (self.disks, &disks) {
-            m = attach_disks(m, ctrl, &d.dump, &d.other);
+            let dump = match self.dump_fault {
+                None => d.dump.clone(),
+                Some(rules) => {
+                    let conf = dir.join("blkdebug.conf");
+                    std::fs::write(&conf, rules).map_err(|e| format!("{}: {e}", conf.display()))?;
+                    PathBuf::from(format!("blkdebug:{}:{}", conf.display(), d.dump.display()))
+                }
+            };
+            m = attach_disks(m, ctrl, &dump, &d.other);
         }
         let mut line = None;
         if self.com2 {
@@ -440,14 +509,28 @@ fn failure(what: &str, o: &Outcome) -> String {
     )
 }
 
-/// A dump disk of `mib` MiB labelled with `rkdumpctl prepare` and an unlabelled one holding
-/// data, as image files in `dir`.
-fn prepare_disks(env: &Env, dir: &Path, mib: u64, corrupt_label: bool) -> Result<Disks, String> {
+/// A dump disk of `mib` MiB labelled with `rkdumpctl prepare` (whole, or its middle partition
+/// when `partitioned`) and an unlabelled one holding data, as image files in `dir`.
+fn prepare_disks(
+    env: &Env,
+    dir: &Path,
+    mib: u64,
+    corrupt_label: bool,
+    partitioned: bool,
+) -> Result<Disks, String> {
     let dump = dir.join("dump.img");
     let other = dir.join("other.img");
     disk::create(&dump, mib << 20, Fill::Sparse)?;
     disk::create(&other, mib << 20, Fill::PatternHead)?;
-    env.rkdumpctl.prepare(&dump)?;
+    let (partition, outside) = if partitioned {
+        (
+            Some(PARTITIONED_LABELLED),
+            partition_dump_disk(env, &dump, mib)?,
+        )
+    } else {
+        env.rkdumpctl.prepare(&dump)?;
+        (None, Vec::new())
+    };
     if corrupt_label {
         let mut img = std::fs::read(&dump).map_err(|e| e.to_string())?;
         img[0x10] ^= 0xff;
@@ -458,7 +541,100 @@ fn prepare_disks(env: &Env, dir: &Path, mib: u64, corrupt_label: bool) -> Result
         other_before: sha256(&other)?,
         dump,
         other,
+        partition,
+        outside,
     })
+}
+
+/// Writes a GPT with sfdisk, fills partitions 1 and 3 with data, labels partition 2, and
+/// returns every range outside partition 2 with its SHA-256.
+fn partition_dump_disk(env: &Env, dump: &Path, mib: u64) -> Result<Vec<Region>, String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::FileExt as _;
+    let spans = partition_spans(mib);
+    let mut script = String::from("label: gpt\n");
+    for (start, size) in spans {
+        script.push_str(&format!("start={start}, size={size}\n"));
+    }
+    let mut child = std::process::Command::new("sfdisk")
+        .arg("-q")
+        .arg(dump)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("sfdisk (fdisk package, scripts/setup.sh): {e}"))?;
+    child
+        .stdin
+        .take()
+        .ok_or("sfdisk stdin")?
+        .write_all(script.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let st = child.wait().map_err(|e| e.to_string())?;
+    if !st.success() {
+        return Err(format!("sfdisk failed: {st}"));
+    }
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dump)
+        .map_err(|e| e.to_string())?;
+    for (i, (start, size)) in [spans[0], spans[2]].into_iter().enumerate() {
+        let data: Vec<u8> = (0..size * 512)
+            .map(|b| ((b as u32).wrapping_mul(2654435761) >> (13 + i)) as u8)
+            .collect();
+        f.write_all_at(&data, start * 512)
+            .map_err(|e| e.to_string())?;
+    }
+    drop(f);
+    env.rkdumpctl
+        .prepare_partition(dump, PARTITIONED_LABELLED)
+        .map_err(|e| e.to_string())?;
+    let end = mib << 20;
+    let (p2_start, p2_len) = (spans[1].0 * 512, spans[1].1 * 512);
+    let ranges = [
+        (
+            "the protective MBR, primary GPT and gap before partition 1",
+            0,
+            spans[0].0 * 512,
+        ),
+        ("partition 1", spans[0].0 * 512, spans[0].1 * 512),
+        (
+            "the gap between partitions 1 and 2",
+            (spans[0].0 + spans[0].1) * 512,
+            p2_start - (spans[0].0 + spans[0].1) * 512,
+        ),
+        (
+            "the gap between partitions 2 and 3",
+            p2_start + p2_len,
+            spans[2].0 * 512 - p2_start - p2_len,
+        ),
+        ("partition 3", spans[2].0 * 512, spans[2].1 * 512),
+        (
+            "the gap after partition 3 and the backup GPT",
+            (spans[2].0 + spans[2].1) * 512,
+            end - (spans[2].0 + spans[2].1) * 512,
+        ),
+    ];
+    ranges
+        .into_iter()
+        .map(|(name, offset, len)| {
+            Ok(Region {
+                name: name.to_string(),
+                offset,
+                len,
+                before: sha256_range(dump, offset, len)?,
+            })
+        })
+        .collect()
+}
+
+/// SHA-256 of `len` bytes of a file from `offset`.
+pub(super) fn sha256_range(path: &Path, offset: u64, len: u64) -> Result<[u8; 32], String> {
+    use sha2::Digest;
+    use std::os::unix::fs::FileExt as _;
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact_at(&mut buf, offset)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(sha2::Sha256::digest(&buf).into())
 }
 
 /// SHA-256 of a file.

@@ -35,9 +35,12 @@ fn serial_vmcore_identical(c: &Ctx) -> Result<(), String> {
 fn disk_vmcore_identical(c: &Ctx) -> Result<(), String> {
     let crash = c.crash()?;
     let out = c.dir.join("vmcore");
-    c.ctl()
-        .save(&c.disks()?.dump, &out, false)
-        .map_err(|e| format!("rkdumpctl save failed: {e}"))?;
+    let d = c.disks()?;
+    match d.partition {
+        None => c.ctl().save(&d.dump, &out, false),
+        Some(n) => c.ctl().save_partition(&d.dump, n, &out),
+    }
+    .map_err(|e| format!("rkdumpctl save failed: {e}"))?;
     let got = std::fs::read(&out).map_err(|e| e.to_string())?;
     if got != crash.expected {
         return Err(format!(
@@ -705,7 +708,104 @@ pub fn all() -> Vec<Scenario> {
             );
             Ok(())
         }),
+        part_dump(
+            "part-gpt-virtio",
+            "a GPT disk (sfdisk) with three partitions, the middle one labelled: the dump goes inside it, both GPTs, the other partitions and the gaps are unchanged, save is byte-identical",
+            Ctrl::Virtio,
+        ),
+        part_dump("part-gpt-nvme", "the same on NVMe", Ctrl::Nvme),
+        Scenario::new(
+            "target-list-fallback",
+            "rkdump.target=disk,serial with no whole-disk label (only a labelled partition, which `disk` does not take): the console says why disk was skipped, the dump goes to serial, the disk is untouched",
+            "elfcorehdr={elfcorehdr} rkdump.target=disk,serial rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .crash(Layout::Tiny)
+        .disks(Ctrl::Virtio, 32)
+        .partitioned()
+        .com2()
+        .line("the target order on the console", "targets disk,serial:ttyS1")
+        .line(
+            "the skipped target and the next one, as an error line",
+            "error: no usable labelled dump disk for target disk; falling back to serial:ttyS1",
+        )
+        .serial_fallback("the dump went to serial")
+        .dump_disk_untouched("the partitioned disk is not written")
+        .exit(Exit::Pass, "dump completed over serial (exit 33)")
+        .check(serial_vmcore_identical),
+        Scenario::new(
+            "target-midway-fallback",
+            "the labelled partition's disk fails writes after the record header (QEMU blkdebug): the console says the target failed midway and the dump starts afresh on serial; nothing outside the partition changes",
+            "elfcorehdr={elfcorehdr} rkdump.exit=qemu rkdump.action=poweroff",
+        )
+        .crash(Layout::Tiny)
+        .disks(Ctrl::Virtio, 16)
+        .partitioned()
+        // Partition 2 starts at sector 10240; its record header is at +1 MiB (sectors
+        // 12288-12295) and the vmcore from sector 12296: every write covering that fails.
+        .dump_disk_fault(
+            "[inject-error]\nevent = \"write_aio\"\nerrno = \"5\"\nsector = \"12296\"\nonce = \"off\"\n",
+        )
+        .com2()
+        .expect("the partition target started", |c| {
+            c.any(|l| l.starts_with("dump start bytes=") && l.ends_with("target=part:0000:02:00.0/2"))
+        })
+        .expect("the failure midway, named, and the fresh dump's target", |c| {
+            c.any(|l| {
+                l.starts_with("error: target disk/part: dump to part:0000:02:00.0/2 failed midway: ")
+                    && l.ends_with("; falling back to serial:ttyS1 for a fresh dump")
+            })
+        })
+        .serial_fallback("the fresh dump went to serial")
+        .exit(Exit::Pass, "dump completed over serial (exit 33)")
+        .check(serial_vmcore_identical)
+        .outside_partition_untouched(),
     ]
+}
+
+/// A fabricated crash dumped into the labelled middle partition of a GPT disk on `ctrl`.
+fn part_dump(name: &'static str, about: &'static str, ctrl: Ctrl) -> Scenario {
+    Scenario::new(
+        name,
+        about,
+        "elfcorehdr={elfcorehdr} rkdump.exit=qemu rkdump.action=poweroff",
+    )
+    .crash(Layout::Low)
+    .crash_memory()
+    .disks(ctrl, 64)
+    .partitioned()
+    .timeouts(2)
+    .expect(
+        "the GPT was read: three partitions, both headers valid",
+        |c| {
+            c.any(|l| {
+                l.starts_with("disk 0000:02:00.0 ")
+                    && l.ends_with(": GPT partition table, 3 partition(s)")
+            })
+        },
+    )
+    .expect("partition 1 (data) refused for its missing label", |c| {
+        c.any(|l| l.contains(" partition 1: no rkdump label (bad magic)"))
+    })
+    .expect("partition 2 found by its label", |c| {
+        c.any(|l| l.starts_with("part 0000:02:00.0/2 ") && l.contains("label ok"))
+    })
+    .expect("the dump started on the partition", |c| {
+        c.any(|l| l.starts_with("dump start bytes=") && l.ends_with("target=part:0000:02:00.0/2"))
+    })
+    .check(|c| {
+        let complete = format!("dump complete bytes={}", c.expected_len());
+        holds(c.has(&complete), "dump complete with the full size")
+    })
+    .exit(Exit::Pass, "QEMU exit code 33 (pass)")
+    .outside_partition_untouched()
+    .check(|c| {
+        let d = c.disks()?;
+        holds(
+            sha256(&d.other)? == d.other_before,
+            "the unlabelled disk's SHA-256 is unchanged",
+        )
+    })
+    .check(disk_vmcore_identical)
 }
 
 /// Where the fabricated ACPI tables go (free RAM between the fabricated crash's pieces).

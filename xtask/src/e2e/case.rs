@@ -112,6 +112,11 @@ pub struct Case {
     pub hold: bool,
     /// A filtered dump (`rkdump.level=` with bit 8): the marker pages (user data) must be absent.
     pub markers_absent: bool,
+    /// File target (xtask/src/e2e/targets.rs): the first kernel's file system (ext4 or xfs) is
+    /// on this disk (`root.img`); /init prepares a dump file there and loads with `--file`.
+    pub file_root: Option<DiskKind>,
+    /// The file target's file system is xfs (else ext4).
+    pub file_xfs: bool,
 }
 
 /// Controller of an e2e dump disk.
@@ -256,6 +261,8 @@ impl Case {
             power_cut_after: None,
             hold: false,
             markers_absent: false,
+            file_root: None,
+            file_xfs: false,
         })
     }
 
@@ -296,6 +303,9 @@ impl Case {
             return None;
         }
         if let Some(c) = Case::blob(name, capture) {
+            return Some(c);
+        }
+        if let Some(c) = Case::target(name, capture) {
             return Some(c);
         }
         if name == "bad-elfcorehdr" {
@@ -451,10 +461,13 @@ impl Case {
             ));
         }
         let modes: Vec<&str> = self.loaders.iter().map(|l| l.flag()).collect();
-        let mut io = match (self.io_at_crash, self.dump_disk) {
+        let mut io = match (self.io_at_crash, self.dump_disk.or(self.file_root)) {
             (true, Some(d)) => format!(" e2e.io={}", d.linux_dev()),
             _ => String::new(),
         };
+        if let Some(d) = self.file_root {
+            io.push_str(&format!(" e2e.fileroot={}", d.linux_dev()));
+        }
         if let Some((disk, mib, blocks)) = self.raw_dd {
             io.push_str(&format!(" e2e.rawdd={}:{blocks}:{mib}", disk.linux_dev()));
         }

@@ -105,7 +105,11 @@ pub fn main(args: Args) -> Result<(), String> {
         return check_marker(vmcore, console_log);
     }
     if args.list {
-        for n in CASE_NAMES.iter().chain(DUMP_CASE_NAMES.iter()) {
+        for n in CASE_NAMES
+            .iter()
+            .chain(DUMP_CASE_NAMES.iter())
+            .chain(super::TARGET_CASE_NAMES.iter())
+        {
             println!("{n}");
         }
         println!("{}", super::service::NAME);
@@ -121,6 +125,7 @@ pub fn main(args: Args) -> Result<(), String> {
         names = CASE_NAMES.iter().map(|s| s.to_string()).collect();
         if capture == CaptureKind::Rkdump {
             names.extend(DUMP_CASE_NAMES.iter().map(|s| s.to_string()));
+            names.extend(super::TARGET_CASE_NAMES.iter().map(|s| s.to_string()));
         }
     }
     // `service` (e2e/service.rs) is four boots of its own, run after the others.

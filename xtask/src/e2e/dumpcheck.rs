@@ -308,7 +308,7 @@ pub fn apply_serial(log: &ConsoleLog, dir: &Path, checks: &mut Vec<Check>) {
 }
 
 /// The extracted vmcore checked against what the first kernel reported (CPUs, marker pages).
-fn verify_check(
+pub(super) fn verify_check(
     log: &ConsoleLog,
     vmcore: &Path,
     dir: &Path,

@@ -11,6 +11,9 @@
 #   e2e.kexecdebug=1   pass -d to kexec
 #   e2e.append="<capture kernel command line>"
 #   e2e.rawdd=<disk>:<blocks>[:<MiB>]   (benchmark) write <blocks> x <MiB> (4) MiB to /dev/<disk> with O_DIRECT, power off
+#   e2e.fileroot=<disk>   mount /dev/<disk> (ext4 or xfs) on /mnt, `rkdumpctl prepare --file /mnt/rkdump.img
+#                         --size auto`, and load with `--file` (file-target case)
+#   e2e.filesave=<disk>   (second boot, no crash) mount it, `rkdumpctl save /mnt/rkdump.img -o /mnt/vmcore`
 # and, for a Linux capture kernel, from its own command line:
 #   e2e.save=<disk>    copy /proc/vmcore to /dev/<disk>
 #   e2e.makedumpfile=<disk>   (benchmark) makedumpfile -F -c -d 31 /proc/vmcore | dd to /dev/<disk>
@@ -99,8 +102,40 @@ for w in $CMDLINE; do
         e2e.loadctl=*) LOADCTL=${w#e2e.loadctl=} ;;
         e2e.scramble=*) SCRAMBLE=${w#e2e.scramble=} ;;
         e2e.hold=1) HOLD=1 ;;
+        e2e.fileroot=*) FILEROOT=${w#e2e.fileroot=} ;;
+        e2e.filesave=*) FILESAVE=${w#e2e.filesave=} ;;
     esac
 done
+
+# The file-target disk: virtio-blk and xfs are modules in Debian's kernel; ext4 is built in.
+mount_fileroot() {
+    if [ ! -b /dev/$1 ]; then
+        for m in /e2e/modules/*.ko; do
+            [ -e "$m" ] && insmod "$m" > /dev/null 2>&1
+        done
+    fi
+    for m in /e2e/fsmodules/*.ko; do
+        [ -e "$m" ] && insmod "$m" > /dev/null 2>&1
+    done
+    i=0
+    while [ ! -b /dev/$1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    mkdir -p /mnt
+    mount /dev/$1 /mnt
+}
+
+# e2e.filesave=<disk>: the boot after a file-target crash. No kexec, no crash.
+if [ -n "$FILESAVE" ]; then
+    mount_fileroot "$FILESAVE" || say "error mounting /dev/$FILESAVE"
+    /e2e/rkdumpctl save /mnt/rkdump.img -o /mnt/vmcore > /tmp/save.out 2>&1
+    rc=$?
+    while IFS= read -r l || [ -n "$l" ]; do say "filesave-out $l"; done < /tmp/save.out
+    sum=$(sha256sum /mnt/vmcore 2>/dev/null | cut -d' ' -f1)
+    say "filesave rc=$rc sha256=$sum"
+    umount /mnt || say "error umount /mnt"
+    sync
+    say "filesave-done"
+    off
+fi
 APPEND=$(sed -n 's/.*e2e\.append="\([^"]*\)".*/\1/p' /proc/cmdline)
 
 say "first-kernel release=$(uname -r) nproc=$(nproc) possible=$(cat /sys/devices/system/cpu/possible) present=$(cat /sys/devices/system/cpu/present)"
@@ -123,6 +158,20 @@ fi
 if [ "$HOLD" = 1 ]; then
     say "hold ready"
     while true; do sleep 1000; done
+fi
+
+# e2e.fileroot=<disk>: the dump file on the ext4 file system of that disk.
+FILEARG=
+if [ -n "$FILEROOT" ]; then
+    if mount_fileroot "$FILEROOT"; then
+        /e2e/rkdumpctl prepare --file /mnt/rkdump.img --size auto > /tmp/prep.out 2>&1
+        rc=$?
+        while IFS= read -r l || [ -n "$l" ]; do say "prepare-out $l"; done < /tmp/prep.out
+        say "prepare rc=$rc"
+        FILEARG="--file /mnt/rkdump.img"
+    else
+        say "error mounting /dev/$FILEROOT"
+    fi
 fi
 
 # e2e.io=<disk>: keep direct-I/O reads in flight on that disk when the crash comes, so the
@@ -276,7 +325,7 @@ for m in $(echo "$MODES" | tr ',' ' '); do
         # The way users load rkdump: rkdumpctl snapshots PCI config into a blob and runs
         # kexec -p with it as the initrd (e2e.loadctl=corrupt: flip a blob byte before kexec).
         flag=--file-syscall; [ "$m" = c ] && flag=--legacy-syscall
-        set -- /e2e/rkdumpctl load --kernel "$IMG" --append "$APPEND" $flag --kexec /usr/sbin/kexec --blob-out /tmp/config.blob
+        set -- /e2e/rkdumpctl load --kernel "$IMG" --append "$APPEND" $flag --kexec /usr/sbin/kexec --blob-out /tmp/config.blob $FILEARG
         if [ "$LOADCTL" = corrupt ]; then
             "$@" --dry-run > /tmp/load.cmd 2> /tmp/kexec.out
             printf '\377' | dd of=/tmp/config.blob bs=1 seek=300 conv=notrunc 2>/dev/null
@@ -328,6 +377,11 @@ if [ -n "$SCRAMBLE" ]; then
     fi
     w32 "$br" 32 $nwin; w32 "$dev" 16 $nbar
     say "scrambled $br window $(printf %08x $win)->$(printf %08x "$(r32 "$br" 32)") $dev bar0 $(printf %08x $bar)->$(printf %08x "$(r32 "$dev" 16)")"
+fi
+# The dump file's file system: everything on disk, so the host's fsck sees a clean journal.
+if [ -n "$FILEROOT" ]; then
+    sync
+    mount -o remount,ro /mnt || say "error remount ro /mnt"
 fi
 say "crash now"
 # Let the tty drain: the panic's console output would overtake lines still queued in it.

@@ -46,6 +46,9 @@ pub const VIRTIO_BLK_MODULES: [&str; 6] = [
     "kernel/drivers/block/virtio_blk.ko",
 ];
 
+/// File-system modules the file-target cases mount with (in this order; ext4 is built in).
+pub const FS_MODULES: [&str; 2] = ["kernel/lib/libcrc32c.ko", "kernel/fs/xfs/xfs.ko"];
+
 /// The module tree of a `/boot/vmlinuz-<release>` kernel, if installed.
 pub fn modules_for(kernel: &Path) -> Option<PathBuf> {
     let name = kernel.file_name()?.to_str()?;
@@ -200,6 +203,12 @@ pub fn build(inputs: &Inputs, out: &Path) -> Result<Initramfs, String> {
             let src = m.join(rel);
             if src.is_file() {
                 c.file(&format!("/e2e/modules/{i}.ko"), 0o644, &read(&src)?)?;
+            }
+        }
+        for (i, rel) in FS_MODULES.iter().enumerate() {
+            let src = m.join(rel);
+            if src.is_file() {
+                c.file(&format!("/e2e/fsmodules/{i}.ko"), 0o644, &read(&src)?)?;
             }
         }
     }

@@ -18,6 +18,7 @@ mod cpio;
 mod dumpcheck;
 pub mod initramfs;
 pub mod service;
+mod targets;
 
 pub use rkdump_tests::console;
 
@@ -34,6 +35,7 @@ use rkdump_tests::disk::{self, Fill};
 use rkdump_tests::qemu::{Accel, Controller, Machine, Run};
 use rkdump_tests::tools::which;
 use rkdump_tests::verify;
+pub use targets::TARGET_CASE_NAMES;
 
 /// Locations and tools shared by all cases of one harness run.
 #[derive(Clone, Debug)]
@@ -371,6 +373,9 @@ impl Harness {
         if let Some(kind) = case.dump_disk {
             m = m.args(dump_disk_args(kind, &dir.join("dump.img")));
         }
+        if let Some(kind) = case.file_root {
+            m = m.args(dump_disk_args(kind, &targets::root_img(dir)));
+        }
         Ok(m.args(case.extra_qemu_args.iter().cloned()))
     }
 }
@@ -424,6 +429,10 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
         disk::create(&dump_img, size, case.dump_disk_fill())?;
         crate::build::rkdumpctl()?.prepare(&dump_img)?;
     }
+    let root_sums = match case.file_root {
+        Some(_) => targets::make_root(case, &dir)?,
+        None => Vec::new(),
+    };
     eprintln!(
         "e2e: case {} ({} s timeout)",
         case.name,
@@ -511,6 +520,8 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
     let stderr = outcome.stderr;
     if case.bad_elfcorehdr {
         dumpcheck::apply_bad_header(&log, &end, &mut checks);
+    } else if case.file_root.is_some() {
+        targets::apply(case, h, &log, &end, &dir, &root_sums, &mut checks);
     } else if case.power_cut_after.is_some() {
         dumpcheck::apply_power_cut(&log, &dump_img, &dir, &mut checks);
     } else if case.dump_disk.is_some() {
@@ -570,6 +581,7 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
         let _ = std::fs::remove_file(dir.join("com2.bin"));
         let _ = std::fs::remove_file(&image);
         let _ = std::fs::remove_file(&dump_img);
+        let _ = std::fs::remove_file(targets::root_img(&dir));
         let _ = std::fs::remove_file(dir.join("vmcore"));
     }
     Ok(result)
@@ -618,7 +630,11 @@ fn check_saved_vmcore(log: &ConsoleLog, image: &Path) -> Check {
 pub fn run_for_test(kernel: &Path, slow: bool) -> Result<Vec<CaseResult>, String> {
     let h = Harness::setup(kernel, None, false, false)?;
     let mut cases = Vec::new();
-    for name in CASE_NAMES.iter().chain(DUMP_CASE_NAMES.iter()) {
+    for name in CASE_NAMES
+        .iter()
+        .chain(DUMP_CASE_NAMES.iter())
+        .chain(TARGET_CASE_NAMES.iter())
+    {
         if !slow && SLOW_CASE_NAMES.contains(name) {
             println!(
                 "e2e: case {name} skipped (over 3 minutes; `cargo xtask test --slow` runs it)"
