@@ -1,0 +1,197 @@
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::notes::VmcoreInfo;
+use crate::report::printk::{Error, Layout, read_tail};
+use crate::report::testing::{FakeVirt, SynthRing};
+
+fn layout(ring: &SynthRing) -> Layout {
+    let text = ring.vmcoreinfo();
+    Layout::from_vmcoreinfo(&VmcoreInfo::new(text.as_bytes())).expect("layout")
+}
+
+fn filled(n: u64, count_bits: u32, size_bits: u32) -> (FakeVirt, SynthRing) {
+    let mut mem = FakeVirt::new();
+    let mut ring = SynthRing::new(&mut mem, count_bits, size_bits);
+    for i in 0..n {
+        ring.push(&mut mem, i * 1_000_123, format!("message {i}").as_bytes());
+    }
+    (mem, ring)
+}
+
+#[test]
+fn empty_ring_has_no_records_and_no_errors() {
+    let mut mem = FakeVirt::new();
+    let ring = SynthRing::new(&mut mem, 4, 10);
+    let t = read_tail(&mut mem, &layout(&ring), 50, 1024);
+    assert!(t.records.is_empty());
+    assert!(t.errors.is_empty(), "{:?}", t.errors);
+    assert_eq!(t.panic, None);
+}
+
+#[test]
+fn lines_are_formatted_as_makedumpfile_prints_them() {
+    let mut mem = FakeVirt::new();
+    let mut ring = SynthRing::new(&mut mem, 4, 12);
+    ring.push(&mut mem, 1_500_000_000, b"first");
+    ring.push(&mut mem, 12_345_678_901, b"two\nlines\x01\xc3");
+    let t = read_tail(&mut mem, &layout(&ring), 50, 1024);
+    assert!(t.errors.is_empty(), "{:?}", t.errors);
+    assert_eq!(
+        t.last_lines(50),
+        [
+            "[    1.500000] first",
+            "[   12.345678] two",
+            "               lines\\x01\\xc3",
+        ]
+    );
+}
+
+#[test]
+fn last_n_lines_are_the_newest_in_order() {
+    let (mut mem, ring) = filled(40, 6, 14);
+    let t = read_tail(&mut mem, &layout(&ring), 5, 1024);
+    let lines = t.last_lines(5);
+    let want: Vec<String> = (35..40)
+        .map(|i| {
+            let ns = i * 1_000_123u64;
+            format!(
+                "[{:5}.{:06}] message {i}",
+                ns / 1_000_000_000,
+                ns % 1_000_000_000 / 1000
+            )
+        })
+        .collect();
+    assert_eq!(lines, want);
+    // Without a panic line the walk reads on to the tail: 40 records and the bootstrap one.
+    assert!(t.examined >= 40);
+}
+
+#[test]
+fn wrapped_ring_reads_only_live_records() {
+    // 16 descriptors, 512 bytes of text: 300 records wrap both rings many times.
+    let (mut mem, ring) = filled(300, 4, 9);
+    let live = ring.live_ids();
+    assert!(live.len() < 16 && live.len() > 4, "{}", live.len());
+    let t = read_tail(&mut mem, &layout(&ring), 1000, 1024);
+    assert!(t.errors.is_empty(), "{:?}", t.errors);
+    let ids: Vec<u64> = t.records.iter().map(|r| r.id).collect();
+    assert_eq!(ids, live);
+    let first = 300 - live.len() as u64;
+    let texts: Vec<String> = t
+        .records
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.text).into_owned())
+        .collect();
+    let want: Vec<String> = (first..300).map(|i| format!("message {i}")).collect();
+    assert_eq!(texts, want);
+}
+
+#[test]
+fn panic_line_and_cpu_line_are_found() {
+    let mut mem = FakeVirt::new();
+    let mut ring = SynthRing::new(&mut mem, 6, 14);
+    ring.push(&mut mem, 1, b"sysrq: Trigger a crash");
+    ring.push(&mut mem, 2, b"Kernel panic - not syncing: sysrq triggered crash");
+    ring.push(
+        &mut mem,
+        3,
+        b"CPU: 1 PID: 1 Comm: sh Not tainted 6.1.0-57-cloud-amd64 #1  Debian 6.1.158-1",
+    );
+    for i in 0..20 {
+        ring.push(&mut mem, 10 + i, b" some_function+0x10/0x20");
+    }
+    // Only 3 lines wanted: the walk goes on until it has the panic line, without keeping more.
+    let t = read_tail(&mut mem, &layout(&ring), 3, 1024);
+    assert_eq!(t.panic.as_deref(), Some("sysrq triggered crash"));
+    assert_eq!(t.cpu_line, Some((1, 1, String::from("sh"))));
+    assert_eq!(t.last_lines(3).len(), 3);
+}
+
+#[test]
+fn corrupted_block_id_is_reported_and_skipped() {
+    let (mut mem, ring) = filled(10, 5, 12);
+    let live = ring.live_ids();
+    let victim = live[5];
+    let at = ring.block_of(victim).expect("block");
+    mem.bytes_mut(at, 8)
+        .expect("block bytes")
+        .copy_from_slice(&0x1234u64.to_le_bytes());
+    let t = read_tail(&mut mem, &layout(&ring), 100, 1024);
+    assert_eq!(t.records.len(), 9);
+    assert!(t.records.iter().all(|r| r.id != victim));
+    assert!(
+        matches!(&t.errors[..], [Error::BadRecord { id, why }] if *id == victim && why.contains("belongs to id")),
+        "{:?}",
+        t.errors
+    );
+}
+
+#[test]
+fn corrupted_lpos_is_reported_and_skipped() {
+    let (mut mem, ring) = filled(10, 5, 12);
+    let victim = ring.live_ids()[2];
+    let desc = ring.desc_of(victim);
+    // `next` three wraps past `begin`.
+    let begin = u64::from_le_bytes(mem.bytes_mut(desc + 8, 8).unwrap().try_into().unwrap());
+    mem.bytes_mut(desc + 16, 8)
+        .unwrap()
+        .copy_from_slice(&begin.wrapping_add(3 * 4096).to_le_bytes());
+    let t = read_tail(&mut mem, &layout(&ring), 100, 1024);
+    assert_eq!(t.records.len(), 9);
+    assert!(
+        matches!(&t.errors[..], [Error::BadRecord { id, why }] if *id == victim && why.contains("more than one wrap")),
+        "{:?}",
+        t.errors
+    );
+}
+
+#[test]
+fn garbage_ring_stops_after_a_bounded_number_of_errors() {
+    let (mut mem, ring) = filled(30, 5, 12);
+    // Every text block overwritten with garbage.
+    for b in mem.bytes_mut(ring.data, 4096).unwrap().iter_mut() {
+        *b = 0xa5;
+    }
+    let t = read_tail(&mut mem, &layout(&ring), 100, 1024);
+    assert!(t.records.is_empty());
+    assert_eq!(t.errors.len(), 9, "{:?}", t.errors);
+    assert!(matches!(t.errors.last(), Some(Error::BadRing(_))));
+    assert_eq!(t.examined, 8);
+}
+
+#[test]
+fn truncated_memory_gives_errors_not_panics() {
+    // The text data ring is missing (e.g. a dump cut short before it).
+    let (mut mem, ring) = filled(10, 5, 12);
+    mem.remove(ring.data);
+    let t = read_tail(&mut mem, &layout(&ring), 100, 1024);
+    assert!(t.records.is_empty());
+    assert!(matches!(&t.errors[0], Error::BadRecord { why, .. } if why.contains("text block")));
+
+    // The ring header itself is unreadable.
+    let (mut mem, ring) = filled(10, 5, 12);
+    mem.remove(ring.rb);
+    let t = read_tail(&mut mem, &layout(&ring), 100, 1024);
+    assert!(t.records.is_empty());
+    assert!(matches!(&t.errors[..], [Error::Read { what: "struct printk_ringbuffer", .. }]));
+}
+
+#[test]
+fn implausible_header_is_refused() {
+    let (mut mem, ring) = filled(3, 5, 12);
+    // count_bits 60.
+    mem.bytes_mut(ring.rb, 4)
+        .unwrap()
+        .copy_from_slice(&60u32.to_le_bytes());
+    let t = read_tail(&mut mem, &layout(&ring), 100, 1024);
+    assert!(matches!(&t.errors[..], [Error::BadRing(w)] if w.contains("count_bits 60")));
+}
+
+#[test]
+fn missing_vmcoreinfo_key_is_named() {
+    let text = "SYMBOL(prb)=ffffffff83000000\nSIZE(printk_ringbuffer)=80\n";
+    let e = Layout::from_vmcoreinfo(&VmcoreInfo::new(text.as_bytes())).unwrap_err();
+    assert_eq!(e, Error::MissingKey("OFFSET(printk_ringbuffer.desc_ring)"));
+}
