@@ -135,6 +135,20 @@ fn read_vec(mem: &mut impl VirtMemory, va: u64, len: usize) -> Result<Vec<u8>, E
     Ok(v)
 }
 
+/// Up to `want` bytes ending at `end`: the longest readable of `want`, `want / 2`, ... down
+/// to 512 (the bytes before a table may be unmapped).
+fn read_back(mem: &mut impl VirtMemory, end: u64, want: usize) -> Result<Vec<u8>, Error> {
+    let mut len = want;
+    loop {
+        let mut v = vec![0u8; len];
+        match mem.read_virt(end.saturating_sub(len as u64), &mut v) {
+            Ok(()) => return Ok(v),
+            Err(e) if len <= 512 => return Err(rd(e)),
+            Err(_) => len /= 2,
+        }
+    }
+}
+
 fn read_u32(mem: &mut impl VirtMemory, va: u64) -> Result<u32, Error> {
     let mut b = [0u8; 4];
     mem.read_virt(va, &mut b).map_err(rd)?;
@@ -216,7 +230,7 @@ impl Kallsyms {
         // The token table ends just before the index, padded to 8: its last string ends in a
         // NUL, and every index entry starts right after a NUL.
         let last = u64::from(idx[255]);
-        let window = read_vec(mem, ti.saturating_sub(last + 512), (last + 512) as usize)?;
+        let window = read_back(mem, ti, (last + 512) as usize)?;
         let mut table = None;
         for pad in 0..8u64 {
             let end = window.len() as u64 - pad;
@@ -254,7 +268,7 @@ impl Kallsyms {
             token_table,
             token_index: idx,
         };
-        let back = read_vec(mem, tt.saturating_sub(64 << 10), 64 << 10)?;
+        let back = read_back(mem, tt, 64 << 10)?;
         let mut located = false;
         for (mi, n_markers, width) in marker_candidates(&back) {
             k.markers = tt - (back.len() - mi) as u64;
@@ -309,7 +323,8 @@ impl Kallsyms {
         };
         let lo = hi.saturating_sub(64 << 10);
         let base = lo.saturating_sub(8) & !7;
-        let region = read_vec(mem, base, (hi - base) as usize)?;
+        let region = read_back(mem, hi, (hi - base) as usize)?;
+        let base = hi - region.len() as u64;
         let mut names = hi & !7;
         while names >= base + 8 {
             let off = (names - 8 - base) as usize;

@@ -51,7 +51,7 @@ impl VirtMemory for FakeVirt {
                 buf.copy_from_slice(src);
                 Ok(())
             }
-            None => Err(VirtError { va }),
+            None => Err(VirtError::NotMapped { va }),
         }
     }
 }
