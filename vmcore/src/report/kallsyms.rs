@@ -207,7 +207,7 @@ impl Kallsyms {
                     a == 0 && (2..=64).contains(&b) && c > b && c <= b + 64 && d > c && d <= c + 64
                 }) && let Some(idx) = token_index_at(piece, at)
                 {
-                    match Self::from_token_index(mem, va + at as u64, idx, anchor) {
+                    match Self::from_token_index(mem, va + at as u64, idx, anchor, None) {
                         Ok(k) => return Ok(k),
                         Err(e) => last_err = Some(e),
                     }
@@ -219,12 +219,58 @@ impl Kallsyms {
         Err(last_err.unwrap_or(Error::NotFound { searched }))
     }
 
+    /// Uses the addresses newer kernels (and Debian's 6.1 since 6.1.0-5x) publish in VMCOREINFO
+    /// (`SYMBOL(kallsyms_token_index)` and friends; the markers are not published and are found
+    /// before the token table as in [`Self::find`]). The tables derived from the token index must
+    /// agree with every published address.
+    pub fn from_vmcoreinfo(
+        mem: &mut impl VirtMemory,
+        info: &crate::notes::VmcoreInfo<'_>,
+        anchor: Anchor<'_>,
+    ) -> Result<Option<Self>, Error> {
+        let sym = |name: &str| {
+            info.get(&format!("SYMBOL({name})"))
+                .and_then(super::parse_hex)
+        };
+        let Some(ti) = sym("kallsyms_token_index") else {
+            return Ok(None);
+        };
+        let raw = read_vec(mem, ti, 512)?;
+        let idx = token_index_at(&raw, 0).ok_or_else(|| {
+            Error::Inconsistent(format!(
+                "SYMBOL(kallsyms_token_index) {ti:#x} holds no token index"
+            ))
+        })?;
+        let hint = match sym("kallsyms_num_syms") {
+            Some(at) => Some(read_u32(mem, at)?),
+            None => None,
+        };
+        let k = Self::from_token_index(mem, ti, idx, anchor, hint)?;
+        let published = [
+            ("kallsyms_names", k.names),
+            ("kallsyms_num_syms", k.names - 8),
+            ("kallsyms_offsets", k.offsets),
+        ];
+        for (name, derived) in published {
+            if let Some(v) = sym(name)
+                && v != derived
+            {
+                return Err(Error::Inconsistent(format!(
+                    "VMCOREINFO {name} {v:#x} differs from the tables' {derived:#x}"
+                )));
+            }
+        }
+        Ok(Some(k))
+    }
+
     /// Builds the tables around a token index found at `ti` and checks them with `anchor`.
+    /// `num_syms_hint` (from VMCOREINFO) lets it step over `kallsyms_seqs_of_names`.
     pub fn from_token_index(
         mem: &mut impl VirtMemory,
         ti: u64,
         idx: [u16; 256],
         anchor: Anchor<'_>,
+        num_syms_hint: Option<u32>,
     ) -> Result<Self, Error> {
         let bad = |s: &str| Error::Inconsistent(String::from(s));
         // The token table ends just before the index, padded to 8: its last string ends in a
@@ -268,15 +314,23 @@ impl Kallsyms {
             token_table,
             token_index: idx,
         };
-        let back = read_back(mem, tt, 64 << 10)?;
+        // The markers end at the token table, or (6.2+, and Debian's 6.1) at
+        // `kallsyms_seqs_of_names`, 3 bytes per symbol, which then sits between them.
+        let mut ends = vec![tt];
+        if let Some(n) = num_syms_hint {
+            ends.push(tt.saturating_sub(align8(3 * u64::from(n))));
+        }
         let mut located = false;
-        for (mi, n_markers, width) in marker_candidates(&back) {
-            k.markers = tt - (back.len() - mi) as u64;
-            k.marker_width = width;
-            let last_marker = k.marker(mem, n_markers - 1)?;
-            if k.find_names(mem, last_marker, n_markers)? {
-                located = true;
-                break;
+        'ends: for end in ends {
+            let back = read_back(mem, end, 64 << 10)?;
+            for (mi, n_markers, width) in marker_candidates(&back) {
+                k.markers = end - (back.len() - mi) as u64;
+                k.marker_width = width;
+                let last_marker = k.marker(mem, n_markers - 1)?;
+                if k.find_names(mem, last_marker, n_markers)? {
+                    located = true;
+                    break 'ends;
+                }
             }
         }
         if !located {

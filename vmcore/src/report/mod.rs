@@ -107,8 +107,10 @@ pub struct Report {
     /// Whether the first entry of `cpus` is known to be the crashing CPU (from dump_stack's
     /// `CPU: n PID: p` line) rather than assumed.
     pub crashing_known: bool,
-    /// Where kallsyms was found, or why not.
+    /// Where kallsyms was found (its token index), or why not.
     pub symbols: Result<u64, String>,
+    /// How the symbol table was located.
+    pub symbols_how: &'static str,
     /// Call trace of the crashing CPU.
     pub trace: Option<Trace>,
     /// Last printk lines, oldest first.
@@ -129,6 +131,7 @@ pub fn build(mem: &mut impl VirtMemory, input: Inputs<'_>) -> Report {
         cpus: Vec::new(),
         crashing_known: false,
         symbols: Err(String::from("not searched")),
+        symbols_how: "",
         trace: None,
         log: Vec::new(),
         lines_wanted: input.lines.min(MAX_LINES),
@@ -199,8 +202,23 @@ pub fn build(mem: &mut impl VirtMemory, input: Inputs<'_>) -> Report {
                 i.get(&key).and_then(parse_hex).map(|addr| (name, addr))
             })
     });
-    let syms = match (input.kernel_image, anchor) {
-        (Some((start, end)), Some((name, addr))) => {
+    let published = match (&info, anchor) {
+        (Some(i), Some((name, addr))) => Kallsyms::from_vmcoreinfo(mem, i, Anchor { name, addr }),
+        _ => Ok(None),
+    };
+    let syms = match (published, input.kernel_image, anchor) {
+        (Ok(Some(k)), _, _) => {
+            r.symbols = Ok(k.token_index_addr);
+            r.symbols_how = "VMCOREINFO SYMBOL(kallsyms_*)";
+            Some(k)
+        }
+        (Err(e), _, _) => {
+            r.symbols = Err(format!("{e}"));
+            r.errors.push(format!("{e}: no symbols"));
+            None
+        }
+        (Ok(None), Some((start, end)), Some((name, addr))) => {
+            r.symbols_how = "found by structure in the kernel image";
             match Kallsyms::find(mem, start, end, Anchor { name, addr }) {
                 Ok(k) => {
                     r.symbols = Ok(k.token_index_addr);
@@ -213,13 +231,13 @@ pub fn build(mem: &mut impl VirtMemory, input: Inputs<'_>) -> Report {
                 }
             }
         }
-        (None, _) => {
+        (Ok(None), None, _) => {
             r.symbols = Err(String::from("kernel image range unknown"));
             r.errors
                 .push(String::from("kallsyms: no kernel-text PT_LOAD: no symbols"));
             None
         }
-        (_, None) => {
+        (Ok(None), _, None) => {
             r.symbols = Err(String::from("no SYMBOL() anchor in VMCOREINFO"));
             r.errors.push(String::from(
                 "kallsyms: VMCOREINFO names no symbol to check against: no symbols",
@@ -292,7 +310,11 @@ pub fn render(r: &Report) -> String {
     );
     match &r.symbols {
         Ok(at) => {
-            let _ = writeln!(s, "symbols: kallsyms of the crashed kernel (token index at {at:#x})");
+            let _ = writeln!(
+                s,
+                "symbols: kallsyms of the crashed kernel, {} (token index at {at:#x})",
+                r.symbols_how
+            );
         }
         Err(why) => {
             let _ = writeln!(s, "symbols: none ({why})");
