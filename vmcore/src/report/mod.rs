@@ -14,7 +14,7 @@
 pub mod kallsyms;
 pub mod printk;
 pub mod stack;
-pub mod virt;
+pub use crate::kernel::virt;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
