@@ -27,6 +27,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write as _;
 
+use crate::header::ElfCoreHeader;
+use crate::kernel::{KernelInfo, OldVirt, Translator};
+use crate::mem::OldMemory;
 use crate::notes::{Notes, PrStatus};
 use kallsyms::{Anchor, Kallsyms};
 use virt::{VirtError, VirtMemory};
@@ -261,6 +264,53 @@ pub fn build(mem: &mut impl VirtMemory, input: Inputs<'_>) -> Report {
     }
     r.cpus = cpus;
     r
+}
+
+/// Builds the report over the crashed kernel's physical memory: VMCOREINFO gives the page-table
+/// root ([`crate::kernel::Translator`]), the kernel-text PT_LOAD of `header` bounds the kallsyms
+/// search. The one entry point of the kernel (before the dump) and `rkdumpctl inspect` (on a
+/// saved vmcore).
+pub fn from_old_memory(
+    mem: &mut dyn OldMemory,
+    header: &ElfCoreHeader,
+    notes: &Notes,
+    lines: usize,
+) -> Report {
+    let kernel_image = header
+        .loads()
+        .map(|(_, p)| p)
+        .find(|p| crate::header::is_kernel_text(p))
+        .map(|p| (p.p_vaddr, p.p_vaddr.saturating_add(p.p_memsz)));
+    let input = Inputs {
+        notes,
+        kernel_image,
+        lines,
+    };
+    let info = notes.vmcoreinfo().map(|v| KernelInfo::parse(&v));
+    match info {
+        Some(Ok(info)) => {
+            let translator = Translator::new(&info);
+            let mut virt = OldVirt::new(mem, &translator);
+            build(&mut virt, input)
+        }
+        other => {
+            // No translation: the parts from the notes alone.
+            let mut r = build(&mut NoVirt, input);
+            if let Some(Err(e)) = other {
+                r.errors.push(format!("VMCOREINFO unusable for address translation: {e}"));
+            }
+            r
+        }
+    }
+}
+
+/// Virtual memory that has nothing: for a report from the notes alone.
+struct NoVirt;
+
+impl VirtMemory for NoVirt {
+    fn read_virt(&mut self, va: u64, _buf: &mut [u8]) -> Result<(), VirtError> {
+        Err(VirtError::NotMapped { va })
+    }
 }
 
 /// Formats seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC`.
