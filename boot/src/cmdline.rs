@@ -230,6 +230,9 @@ pub enum ChecksumMode {
     None,
 }
 
+/// Default of [`Options::report_lines`].
+pub const DEFAULT_REPORT_LINES: u32 = 50;
+
 /// Default of [`Options::budget_ms`].
 pub const DEFAULT_RESET_BUDGET_MS: u32 = 5000;
 
@@ -255,9 +258,10 @@ enum Key {
     Checksum,
     Checkpoint,
     ThrottleMibS,
+    ReportLines,
 }
 
-const KEYS: [(&str, Key); 19] = [
+const KEYS: [(&str, Key); 20] = [
     ("reset_devices", Key::ResetDevices),
     ("elfcorehdr", Key::ElfCoreHdr),
     ("console", Key::Console),
@@ -277,6 +281,7 @@ const KEYS: [(&str, Key); 19] = [
     ("rkdump.checksum", Key::Checksum),
     ("rkdump.checkpoint", Key::Checkpoint),
     ("rkdump.throttle_mib_s", Key::ThrottleMibS),
+    ("rkdump.report_lines", Key::ReportLines),
 ];
 
 /// Parameter names compare with `-` and `_` equivalent, as in the kernel's `parameq`.
@@ -345,6 +350,9 @@ pub struct Options {
     /// `rkdump.checksum=auto|full|sampled|none`: how much of each dump block its checksum
     /// covers (`auto`, the default, is every byte).
     pub checksum: ChecksumMode,
+    /// `rkdump.report_lines=<n>`: printk lines in the crash report before the dump (0: none;
+    /// the report caps it).
+    pub report_lines: u32,
     diags: [Option<Diag>; DIAG_CAPACITY],
     diag_len: usize,
     diags_dropped: u32,
@@ -373,6 +381,7 @@ impl Default for Options {
             throttle_mib_s: 0,
             fault_dead: None,
             checksum: ChecksumMode::Auto,
+            report_lines: DEFAULT_REPORT_LINES,
             diags: [None; DIAG_CAPACITY],
             diag_len: 0,
             diags_dropped: 0,
@@ -497,6 +506,7 @@ impl Options {
                 }
             }
             Key::ThrottleMibS => self.throttle_mib_s = u32_of(v)?,
+            Key::ReportLines => self.report_lines = u32_of(v)?,
             Key::Fault => match v.strip_prefix("dead:") {
                 Some(pci) => self.fault_dead = Some(Bdf::parse(pci).map_err(|e| e.reason())?),
                 None => return Err("expected dead:<pci address>"),

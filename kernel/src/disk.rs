@@ -150,6 +150,7 @@ pub fn dump(
     mem: &physmem::OldMem,
     run_id: [u8; 16],
     pace: &WriteOptions,
+    report: &str,
     progress: &mut dyn FnMut(u64, u64),
     on_checkpoint: &mut dyn FnMut(Checkpoint),
 ) -> Result<u64, RecordError> {
@@ -158,7 +159,9 @@ pub fn dump(
         checkpoints: pace.checkpoints.then_some(Checkpoints::DEFAULT),
         throttle_mib_s: pace.throttle_mib_s,
     };
-    let writer = RecordWriter::new(&disk.label, plan, run_id, pace.checksum)?.with_pacing(pacing);
+    let writer = RecordWriter::new(&disk.label, plan, run_id, pace.checksum)?
+        .with_pacing(pacing)
+        .with_report(report);
     let layout = writer.layout();
     if !layout.fits {
         rkerror!(

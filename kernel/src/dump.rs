@@ -107,6 +107,7 @@ pub fn run(
     for w in plan.notes.warnings() {
         rkline!("note: notes: {w:?}");
     }
+    let report = crate::report::run(&mut mem, &plan, opts.report_lines);
     // Never hand out memory the header lives in or that the dump reads.
     for p in plan
         .header
@@ -169,7 +170,7 @@ pub fn run(
                         checkpoints: opts.checkpoints,
                         throttle_mib_s: opts.throttle_mib_s,
                     };
-                    match dump_disk(&mut d, &plan, &mem, run_id, &pace) {
+                    match dump_disk(&mut d, &plan, &mem, run_id, &pace, &report) {
                         Ok(()) => return Outcome::Success,
                         Err(e) => rkerror!(
                             "disk dump to {} failed: {e}; falling back to serial",
@@ -320,6 +321,7 @@ fn dump_disk(
     mem: &OldMem,
     run_id: [u8; 16],
     pace: &disk::WriteOptions,
+    report: &str,
 ) -> Result<(), alloc::string::String> {
     let total = plan.layout.total_size;
     rkline!("dump start bytes={} target={}", total, d.target);
@@ -342,6 +344,7 @@ fn dump_disk(
         mem,
         run_id,
         pace,
+        report,
         &mut |done, _| progress.update(done),
         &mut |c| {
             checkpoint_us += c.us;

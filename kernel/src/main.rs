@@ -42,6 +42,8 @@ mod physmem;
 mod power;
 #[cfg(target_os = "none")]
 mod reinit;
+#[cfg(target_os = "none")]
+mod report;
 
 /// Host builds (`cargo clippy --workspace`) get an empty program: the kernel only exists for
 /// `x86_64-unknown-none`.

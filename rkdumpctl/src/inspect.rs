@@ -9,9 +9,9 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
+use rkdump_vmcore::elf::Elf64_Phdr;
 use rkdump_vmcore::elf::{EHDR_SIZE, NT_PRSTATUS, NT_VMCOREINFO, PHDR_SIZE, PT_NOTE};
 use rkdump_vmcore::header::{self, ElfCoreHeader, is_kernel_text};
-use rkdump_vmcore::elf::Elf64_Phdr;
 use rkdump_vmcore::mem::{OldMemError, OldMemory};
 use rkdump_vmcore::notes::Notes;
 use rkdump_vmcore::report;

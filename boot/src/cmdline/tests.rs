@@ -506,3 +506,14 @@ fn checkpoint_and_throttle_test_switches() {
     assert_eq!(bad.throttle_mib_s, 0);
     assert_eq!(bad.diagnostics().count(), 2);
 }
+
+#[test]
+fn report_lines_default_and_set() {
+    assert_eq!(Options::parse("").report_lines, 50);
+    assert_eq!(Options::parse("rkdump.report_lines=7").report_lines, 7);
+    assert_eq!(Options::parse("rkdump.report_lines=0").report_lines, 0);
+    // A bad value keeps the default and is reported.
+    let o = Options::parse("rkdump.report_lines=many");
+    assert_eq!(o.report_lines, 50);
+    assert!(matches!(diags(&o)[..], [(_, DiagKind::Malformed(_))]));
+}

@@ -334,7 +334,9 @@ impl Kallsyms {
             }
         }
         if !located {
-            return Err(bad("no markers, names and kallsyms_num_syms before the tokens"));
+            return Err(bad(
+                "no markers, names and kallsyms_num_syms before the tokens",
+            ));
         }
         // The offsets: before num_syms (6.1 and older) or after the token index (6.2+).
         let num_syms_addr = k.names - 8;
@@ -344,12 +346,14 @@ impl Kallsyms {
             read_u64(mem, num_syms_addr - 8)?,
         );
         let after_off = align8(ti + 512);
-        let after = (after_off, read_u64(mem, after_off + table_bytes).unwrap_or(0));
+        let after = (
+            after_off,
+            read_u64(mem, after_off + table_bytes).unwrap_or(0),
+        );
         for (offsets, base) in [before, after] {
             k.offsets = offsets;
             k.relative_base = base;
-            if k
-                .lookup(mem, anchor.addr)
+            if k.lookup(mem, anchor.addr)
                 .ok()
                 .flatten()
                 .is_some_and(|s| s.offset == 0 && s.name == anchor.name)
@@ -386,18 +390,8 @@ impl Kallsyms {
                 .get(off..off + 4)
                 .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
             if n > 256 && n <= MAX_SYMS && n.div_ceil(256) == n_markers {
-                let mut cur = names + last_marker;
-                let mut ok = true;
-                for _ in 0..(n - 256 * (n_markers - 1)) {
-                    match self.entry_len(mem, cur) {
-                        Ok(len) => cur += len,
-                        Err(_) => {
-                            ok = false;
-                            break;
-                        }
-                    }
-                }
-                if ok && align8(cur) == self.markers {
+                let end = self.skip_entries(mem, names + last_marker, n - 256 * (n_markers - 1));
+                if end.is_ok_and(|cur| align8(cur) == self.markers) {
                     self.names = names;
                     self.num_syms = n;
                     return Ok(true);
@@ -406,6 +400,31 @@ impl Kallsyms {
             names -= 8;
         }
         Ok(false)
+    }
+
+    /// Address after `n` name entries starting at `va`, reading 4 KiB at a time (a group of
+    /// 256 names is a few KiB: one or two reads instead of one per name).
+    fn skip_entries(&self, mem: &mut impl VirtMemory, mut va: u64, n: u32) -> Result<u64, Error> {
+        let mut buf = [0u8; 4096];
+        let mut have = 0u64..0u64;
+        for _ in 0..n {
+            if !(have.contains(&va) && have.contains(&(va + 1))) {
+                match mem.read_virt(va, &mut buf) {
+                    Ok(()) => have = va..va + buf.len() as u64,
+                    Err(_) => {
+                        va += self.entry_len(mem, va)?;
+                        continue;
+                    }
+                }
+            }
+            let o = (va - have.start) as usize;
+            va += if buf[o] & 0x80 != 0 {
+                2 + (u64::from(buf[o] & 0x7f) | (u64::from(buf[o + 1]) << 7))
+            } else {
+                1 + u64::from(buf[o])
+            };
+        }
+        Ok(va)
     }
 
     /// Bytes taken by the name entry at `va` (length header included).
@@ -455,10 +474,8 @@ impl Kallsyms {
 
     /// Name of symbol `i` (without its type character).
     pub fn name(&self, mem: &mut impl VirtMemory, i: u32) -> Result<String, Error> {
-        let mut va = self.names + self.marker(mem, i >> 8)?;
-        for _ in 0..(i & 0xff) {
-            va += self.entry_len(mem, va)?;
-        }
+        let group = self.names + self.marker(mem, i >> 8)?;
+        let va = self.skip_entries(mem, group, i & 0xff)?;
         let len = self.entry_len(mem, va)?;
         let hdr = if len > 1 + 0x7f { 2 } else { 1 };
         let body = read_vec(mem, va + hdr, (len - hdr).min(MAX_NAME as u64) as usize)?;
@@ -567,7 +584,9 @@ impl Kallsyms {
 /// least two markers (more than 256 symbols).
 fn marker_candidates(back: &[u8]) -> Vec<(usize, u32, u8)> {
     let word = |i: usize| -> Option<u64> {
-        Some(u64::from(u32::from_le_bytes(back.get(i..i + 4)?.try_into().ok()?)))
+        Some(u64::from(u32::from_le_bytes(
+            back.get(i..i + 4)?.try_into().ok()?,
+        )))
     };
     let mut out = Vec::new();
     for (width, pad) in [(4usize, 0usize), (4, 4), (8, 0)] {

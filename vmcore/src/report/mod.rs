@@ -145,8 +145,9 @@ pub fn build(mem: &mut impl VirtMemory, input: Inputs<'_>) -> Report {
         r.osrelease = info.osrelease().map(String::from);
         r.crash_time = info.crash_time();
     } else {
-        r.errors
-            .push(String::from("no VMCOREINFO note: no release, log or symbols"));
+        r.errors.push(String::from(
+            "no VMCOREINFO note: no release, log or symbols",
+        ));
     }
     let mut cpus: Vec<Cpu> = input
         .notes
@@ -297,7 +298,8 @@ pub fn from_old_memory(
             // No translation: the parts from the notes alone.
             let mut r = build(&mut NoVirt, input);
             if let Some(Err(e)) = other {
-                r.errors.push(format!("VMCOREINFO unusable for address translation: {e}"));
+                r.errors
+                    .push(format!("VMCOREINFO unusable for address translation: {e}"));
             }
             r
         }
@@ -333,6 +335,39 @@ pub fn utc(secs: u64) -> String {
         rem / 60 % 60,
         rem % 60
     )
+}
+
+/// [`render`] within `max` bytes (the record's report area): the oldest log lines are left
+/// out first, then the text is cut.
+pub fn render_within(r: &Report, max: usize) -> String {
+    let full = render(r);
+    if full.len() <= max {
+        return full;
+    }
+    // Fewer log lines make the text shorter: the most that fit, by bisection.
+    let (mut lo, mut hi) = (0usize, r.log.len());
+    let mut best = None;
+    while lo <= hi {
+        let mid = lo + (hi - lo) / 2;
+        let mut shorter = r.clone();
+        shorter.log.drain(..r.log.len() - mid);
+        let text = render(&shorter);
+        if text.len() <= max {
+            best = Some(text);
+            lo = mid + 1;
+        } else if mid == 0 {
+            break;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    best.unwrap_or_else(|| {
+        let mut cut = max;
+        while !full.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        String::from(&full[..cut])
+    })
 }
 
 /// The report body as text lines (without the `report begin` / `report end` lines), at most
@@ -379,7 +414,9 @@ pub fn render(r: &Report) -> String {
         let comm = c
             .comm
             .as_ref()
-            .map_or(String::from("? (task not read)"), |(n, how)| format!("{n} ({how})"));
+            .map_or(String::from("? (task not read)"), |(n, how)| {
+                format!("{n} ({how})")
+            });
         let _ = writeln!(
             s,
             "cpu {}{role}: pid {} comm {comm}",

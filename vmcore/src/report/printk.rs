@@ -293,12 +293,7 @@ enum Outcome {
     Skip,
 }
 
-fn read_record(
-    mem: &mut impl VirtMemory,
-    l: &Layout,
-    r: &Ring,
-    id: u64,
-) -> Result<Outcome, Error> {
+fn read_record(mem: &mut impl VirtMemory, l: &Layout, r: &Ring, id: u64) -> Result<Outcome, Error> {
     let bad = |why: String| Error::BadRecord { id, why };
     let idx = id & ((1u64 << r.count_bits) - 1);
     let desc = idx
@@ -436,4 +431,3 @@ fn parse_cpu_line(text: &str) -> Option<(u32, i64, String)> {
     let comm = rest.split(' ').next()?;
     Some((cpu.parse().ok()?, pid.parse().ok()?, String::from(comm)))
 }
-

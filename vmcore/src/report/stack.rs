@@ -63,10 +63,14 @@ pub fn scan(
         .push((rip, resolve(mem, rip).unwrap_or_else(|| String::from("?"))));
     let rsp = regs.rsp();
     if rsp & 7 != 0 || rsp < (1 << 63) {
-        errors.push(format!("call trace: rsp {rsp:#x} is not a kernel stack pointer"));
+        errors.push(format!(
+            "call trace: rsp {rsp:#x} is not a kernel stack pointer"
+        ));
         return (trace, errors);
     }
-    let top = (rsp | (THREAD_SIZE - 1)).saturating_add(1).min(rsp + MAX_SCAN);
+    let top = (rsp | (THREAD_SIZE - 1))
+        .saturating_add(1)
+        .min(rsp + MAX_SCAN);
     let mut page = vec![0u8; 4096];
     let mut at = rsp;
     while at < top && trace.frames.len() < MAX_FRAMES {

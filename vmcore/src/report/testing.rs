@@ -155,7 +155,10 @@ impl SynthRing {
 
     /// The VMCOREINFO text naming this ring.
     pub fn vmcoreinfo(&self) -> String {
-        format!("OSRELEASE=6.1.0-synthetic\nSYMBOL(prb)={:x}\n{LAYOUT_6_1}", self.prb)
+        format!(
+            "OSRELEASE=6.1.0-synthetic\nSYMBOL(prb)={:x}\n{LAYOUT_6_1}",
+            self.prb
+        )
     }
 
     fn store_header(&self, mem: &mut FakeVirt) {
@@ -208,7 +211,9 @@ impl SynthRing {
             self.live.pop_front();
         }
         let idx = id & (count - 1);
-        let d = mem.bytes_mut(self.data + data_at, blk as usize).expect("data");
+        let d = mem
+            .bytes_mut(self.data + data_at, blk as usize)
+            .expect("data");
         d[..8].copy_from_slice(&id.to_le_bytes());
         d[8..8 + text.len()].copy_from_slice(text);
         let desc = mem.bytes_mut(self.descs + 24 * idx, 24).expect("desc");
@@ -235,14 +240,17 @@ impl SynthRing {
     /// Where the text block of `id` lies (data ring address).
     pub fn block_of(&self, id: u64) -> Option<u64> {
         let size = 1u64 << self.size_bits;
-        self.live.iter().find(|&&(i, _, _)| i == id).map(|&(_, b, n)| {
-            let blk_start = if (b >> self.size_bits) == (n >> self.size_bits) {
-                b & (size - 1)
-            } else {
-                0
-            };
-            self.data + blk_start
-        })
+        self.live
+            .iter()
+            .find(|&&(i, _, _)| i == id)
+            .map(|&(_, b, n)| {
+                let blk_start = if (b >> self.size_bits) == (n >> self.size_bits) {
+                    b & (size - 1)
+                } else {
+                    0
+                };
+                self.data + blk_start
+            })
     }
 
     /// Address of descriptor `id`.

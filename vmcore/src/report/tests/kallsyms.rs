@@ -147,10 +147,16 @@ fn finds_tables_in_6_1_order_and_resolves_addresses() {
     assert_eq!(k.token_index_addr, b.token_index_at);
     assert_eq!(k.num_syms as usize, b.syms.len());
     assert_eq!(k.marker_width, 4);
-    let s = k.lookup(&mut b.mem, BASE + 0x1000 + 5 * 0x40 + 3).unwrap().unwrap();
+    let s = k
+        .lookup(&mut b.mem, BASE + 0x1000 + 5 * 0x40 + 3)
+        .unwrap()
+        .unwrap();
     assert_eq!(format!("{s}"), "func_5+0x3/0x40");
     // An aliased address resolves to the first symbol of the alias group, as Linux does.
-    let s = k.lookup(&mut b.mem, BASE + 0x1000 + 7 * 0x40).unwrap().unwrap();
+    let s = k
+        .lookup(&mut b.mem, BASE + 0x1000 + 7 * 0x40)
+        .unwrap()
+        .unwrap();
     assert!(s.name == "func_7" || s.name == "func_7_alias");
     let first_alias = b
         .syms
@@ -159,7 +165,10 @@ fn finds_tables_in_6_1_order_and_resolves_addresses() {
         .unwrap();
     assert_eq!(s.name, first_alias.0);
     // The long (two-byte length) name.
-    let s = k.lookup(&mut b.mem, BASE + 0x1000 + 600 * 0x40 + 1).unwrap().unwrap();
+    let s = k
+        .lookup(&mut b.mem, BASE + 0x1000 + 600 * 0x40 + 1)
+        .unwrap()
+        .unwrap();
     assert_eq!(s.name, "a".repeat(200));
     // A per-CPU symbol: a non-negative offset is an absolute value.
     let s = k.lookup(&mut b.mem, 0x1_ad08).unwrap().unwrap();
@@ -175,7 +184,10 @@ fn finds_tables_in_6_1_order_and_resolves_addresses() {
 fn finds_tables_in_6_2_order() {
     let mut b = build(false);
     let k = find(&mut b);
-    let s = k.lookup(&mut b.mem, BASE + 0x1000 + 0x40 * 599 + 0x3f).unwrap().unwrap();
+    let s = k
+        .lookup(&mut b.mem, BASE + 0x1000 + 0x40 * 599 + 0x3f)
+        .unwrap()
+        .unwrap();
     assert_eq!(format!("{s}"), "func_599+0x3f/0x40");
 }
 
@@ -186,7 +198,10 @@ fn name_to_address_in_one_pass() {
     let got = k
         .addresses_of(&mut b.mem, &["current_task", "func_300", "no_such_symbol"])
         .unwrap();
-    assert_eq!(got, [Some(0x1_ad00), Some(BASE + 0x1000 + 300 * 0x40), None]);
+    assert_eq!(
+        got,
+        [Some(0x1_ad00), Some(BASE + 0x1000 + 300 * 0x40), None]
+    );
 }
 
 #[test]
@@ -197,7 +212,10 @@ fn wrong_anchor_is_refused() {
         addr: BASE + 0x80_0040,
     };
     let e = Kallsyms::find(&mut b.mem, IMAGE, IMAGE + (1 << 20), wrong).unwrap_err();
-    assert!(matches!(e, Error::Inconsistent(ref w) if w.contains("init_uts_ns")), "{e}");
+    assert!(
+        matches!(e, Error::Inconsistent(ref w) if w.contains("init_uts_ns")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -205,7 +223,12 @@ fn no_tables_is_not_found() {
     let mut mem = FakeVirt::new();
     mem.insert(IMAGE, (0..256 << 10).map(|i| (i * 7 % 251) as u8).collect());
     let e = Kallsyms::find(&mut mem, IMAGE, IMAGE + (256 << 10), anchor()).unwrap_err();
-    assert_eq!(e, Error::NotFound { searched: 256 << 10 });
+    assert_eq!(
+        e,
+        Error::NotFound {
+            searched: 256 << 10
+        }
+    );
 }
 
 #[test]

@@ -93,7 +93,11 @@ fn panic_line_and_cpu_line_are_found() {
     let mut mem = FakeVirt::new();
     let mut ring = SynthRing::new(&mut mem, 6, 14);
     ring.push(&mut mem, 1, b"sysrq: Trigger a crash");
-    ring.push(&mut mem, 2, b"Kernel panic - not syncing: sysrq triggered crash");
+    ring.push(
+        &mut mem,
+        2,
+        b"Kernel panic - not syncing: sysrq triggered crash",
+    );
     ring.push(
         &mut mem,
         3,
@@ -175,7 +179,13 @@ fn truncated_memory_gives_errors_not_panics() {
     mem.remove(ring.rb);
     let t = read_tail(&mut mem, &layout(&ring), 100, 1024);
     assert!(t.records.is_empty());
-    assert!(matches!(&t.errors[..], [Error::Read { what: "struct printk_ringbuffer", .. }]));
+    assert!(matches!(
+        &t.errors[..],
+        [Error::Read {
+            what: "struct printk_ringbuffer",
+            ..
+        }]
+    ));
 }
 
 #[test]

@@ -1,0 +1,27 @@
+//! The crash report before the dump: `rkdump_vmcore::report` over old memory, printed on the
+//! console between `rkdump: report begin` and `rkdump: report end ms=<T>` (T covers reading,
+//! resolving and printing). Returns the text for the dump record's report area (the same
+//! report with as many of the newest log lines as fit there).
+
+use alloc::string::String;
+
+use rkdump_devices::report_area;
+use rkdump_vmcore::DumpPlan;
+use rkdump_vmcore::report;
+
+use crate::clock;
+use crate::console;
+use crate::physmem::OldMem;
+use crate::rkline;
+
+/// Builds, prints and returns the report. Never fails: what cannot be read is an
+/// `rkdump: error: report: ...` line inside it.
+pub fn run(mem: &mut OldMem, plan: &DumpPlan, lines: u32) -> String {
+    let t0 = clock::now_us();
+    rkline!("report begin");
+    let r = report::from_old_memory(mem, &plan.header, &plan.notes, lines as usize);
+    console::raw(format_args!("{}", report::render(&r)));
+    let for_record = report::render_within(&r, report_area::MAX_TEXT);
+    rkline!("report end ms={}", (clock::now_us() - t0) / 1000);
+    for_record
+}
