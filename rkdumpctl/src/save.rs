@@ -247,9 +247,14 @@ fn show_report(output: &Path, stored: Option<Result<String, rkdump_devices::repo
                 Ok(()) => println!("crash report (stored by rkdump) -> {}", path.display()),
                 Err(e) => eprintln!("rkdumpctl save: warning: {}: {e}", path.display()),
             }
-            println!("rkdump: report begin");
-            print!("{text}");
-            println!("rkdump: report end");
+            // The lines that say why: the rest is in the file.
+            for l in text.lines().filter(|l| {
+                l.starts_with("crashed kernel:")
+                    || l.starts_with("panic:")
+                    || (l.starts_with("cpu ") && l.contains("(crashing)"))
+            }) {
+                println!("  {l}");
+            }
         }
         Some(Err(e)) => println!("crash report: {e}"),
         None => {

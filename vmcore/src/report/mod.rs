@@ -11,6 +11,7 @@
 //! - [`kallsyms`]: the kernel's symbol table, found in old memory by its structure;
 //! - [`stack`]: the call trace by a stack scan (Debian's kernels have no frame pointers).
 
+pub mod cache;
 pub mod kallsyms;
 pub mod printk;
 pub mod stack;
@@ -124,8 +125,16 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
+/// Pages the report keeps cached (256 KiB).
+pub const CACHE_PAGES: usize = 64;
+
 /// Builds the report. Never fails: what cannot be read is an entry in [`Report::errors`].
 pub fn build(mem: &mut impl VirtMemory, input: Inputs<'_>) -> Report {
+    let mut cached = cache::PageCache::new(mem, CACHE_PAGES);
+    build_from(&mut cached, input)
+}
+
+fn build_from(mem: &mut impl VirtMemory, input: Inputs<'_>) -> Report {
     let mut r = Report {
         osrelease: None,
         crash_time: None,

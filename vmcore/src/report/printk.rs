@@ -271,7 +271,7 @@ fn read_ring(mem: &mut impl VirtMemory, l: &Layout) -> Result<Ring, Error> {
     let tail_id = le64(&rb, at(at(dr, l.dr_tail_id)?, l.atomic_counter)?).ok_or_else(short)?;
     let size_bits = le32(&rb, at(tr, l.ring_size_bits)?).ok_or_else(short)?;
     let data = le64(&rb, at(tr, l.ring_data)?).ok_or_else(short)?;
-    if count_bits > MAX_COUNT_BITS || size_bits > MAX_SIZE_BITS || size_bits < 4 {
+    if count_bits > MAX_COUNT_BITS || !(4..=MAX_SIZE_BITS).contains(&size_bits) {
         return Err(Error::BadRing(format!(
             "count_bits {count_bits} / size_bits {size_bits} out of range"
         )));

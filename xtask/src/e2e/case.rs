@@ -106,6 +106,9 @@ pub struct Case {
     /// `rkdump: checkpoint` lines, then check that `rkdumpctl save` refuses the Incomplete
     /// record and `save --partial` recovers a verified prefix covering every checkpoint.
     pub power_cut_after: Option<usize>,
+    /// Crash by ending init (`e2e.crash=exit`: panic "Attempted to kill init!") instead of
+    /// sysrq `c`: the crash report must name that reason.
+    pub crash_exit: bool,
 }
 
 /// Controller of an e2e dump disk.
@@ -141,7 +144,7 @@ pub const CASE_NAMES: [&str; 9] = [
 ];
 
 /// rkdump-only cases that write and verify a whole dump (and their negative controls).
-pub const DUMP_CASE_NAMES: [&str; 13] = [
+pub const DUMP_CASE_NAMES: [&str; 14] = [
     "dump-virtio",
     "dump-nvme",
     "noreset-virtio",
@@ -155,6 +158,7 @@ pub const DUMP_CASE_NAMES: [&str; 13] = [
     "bad-elfcorehdr",
     "dump-serial",
     "power-cut",
+    "report-exit",
 ];
 
 /// Cases that take over ~3 minutes here (a full serial dump at QEMU's UART speed, ~0.5 MiB/s):
@@ -245,6 +249,7 @@ impl Case {
             raw_dd: None,
             fill_dump_disk: false,
             power_cut_after: None,
+            crash_exit: false,
         })
     }
 
@@ -318,6 +323,15 @@ impl Case {
             c.marker_mib = 16;
             c.full_run = true;
             c.timeout = Duration::from_secs(900);
+            c.tag = fresh_tag(name);
+            return Some(c);
+        }
+        if name == "report-exit" {
+            // A second crash reason for the crash report: init exits.
+            let mut c = Case::dump("dump-nvme", capture)?;
+            c.name = name.to_string();
+            c.io_at_crash = false;
+            c.crash_exit = true;
             c.tag = fresh_tag(name);
             return Some(c);
         }
@@ -435,6 +449,9 @@ impl Case {
         }
         if let Some(sc) = &self.scramble {
             io.push_str(&format!(" e2e.scramble={sc}"));
+        }
+        if self.crash_exit {
+            io.push_str(" e2e.crash=exit");
         }
         Ok(format!(
             "console=ttyS0{io} {} e2e.mode={} e2e.initrd={} e2e.broken={} e2e.marker={} e2e.tag={:x}{} e2e.append=\"{}\"",

@@ -128,6 +128,7 @@ pub fn apply(
         ));
     }
     checks.push(verify_check(log, &vmcore, dir));
+    super::reportcheck::apply(case, log, &vmcore, dir, checks);
 }
 
 /// The power-cut case: QEMU was killed mid-dump after checkpoints. Plain `save` must refuse and

@@ -17,6 +17,7 @@ pub mod cli;
 mod cpio;
 mod dumpcheck;
 pub mod initramfs;
+pub mod reportcheck;
 
 pub use rkdump_tests::console;
 

@@ -46,7 +46,7 @@ fn encode(ty: u8, name: &str) -> Vec<u8> {
 }
 
 fn pad8(v: &mut Vec<u8>) {
-    while v.len() % 8 != 0 {
+    while !v.len().is_multiple_of(8) {
         v.push(0);
     }
 }
