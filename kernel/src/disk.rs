@@ -140,6 +140,8 @@ pub struct WriteOptions {
     pub checkpoints: bool,
     /// `rkdump.throttle_mib_s=` (test only): 0 for no limit.
     pub throttle_mib_s: u32,
+    /// The crash report text for the record's report area.
+    pub report: String,
 }
 
 /// Writes the dump record. `progress` gets (done, total) after every batch, `on_checkpoint`
@@ -150,7 +152,6 @@ pub fn dump(
     mem: &physmem::OldMem,
     run_id: [u8; 16],
     pace: &WriteOptions,
-    report: &str,
     progress: &mut dyn FnMut(u64, u64),
     on_checkpoint: &mut dyn FnMut(Checkpoint),
 ) -> Result<u64, RecordError> {
@@ -161,7 +162,7 @@ pub fn dump(
     };
     let writer = RecordWriter::new(&disk.label, plan, run_id, pace.checksum)?
         .with_pacing(pacing)
-        .with_report(report);
+        .with_report(&pace.report);
     let layout = writer.layout();
     if !layout.fits {
         rkerror!(

@@ -169,8 +169,9 @@ pub fn run(
                         checksum: checksum_kind(opts.checksum),
                         checkpoints: opts.checkpoints,
                         throttle_mib_s: opts.throttle_mib_s,
+                        report: report.clone(),
                     };
-                    match dump_disk(&mut d, &plan, &mem, run_id, &pace, &report) {
+                    match dump_disk(&mut d, &plan, &mem, run_id, &pace) {
                         Ok(()) => return Outcome::Success,
                         Err(e) => rkerror!(
                             "disk dump to {} failed: {e}; falling back to serial",
@@ -321,7 +322,6 @@ fn dump_disk(
     mem: &OldMem,
     run_id: [u8; 16],
     pace: &disk::WriteOptions,
-    report: &str,
 ) -> Result<(), alloc::string::String> {
     let total = plan.layout.total_size;
     rkline!("dump start bytes={} target={}", total, d.target);
@@ -344,7 +344,6 @@ fn dump_disk(
         mem,
         run_id,
         pace,
-        report,
         &mut |done, _| progress.update(done),
         &mut |c| {
             checkpoint_us += c.us;
