@@ -525,6 +525,20 @@ impl Kallsyms {
         }))
     }
 
+    /// Resolves a return address as Linux's `%pB` does: the call may be a function's last
+    /// instruction (a call to a `noreturn` function), so the symbol is that of `addr - 1`,
+    /// with the offset counted to `addr`.
+    pub fn lookup_return(
+        &self,
+        mem: &mut impl VirtMemory,
+        addr: u64,
+    ) -> Result<Option<Symbol>, Error> {
+        Ok(self.lookup(mem, addr.wrapping_sub(1))?.map(|mut s| {
+            s.offset += 1;
+            s
+        }))
+    }
+
     /// Finds the addresses of `wanted` names in one pass over the names (bounded by
     /// `num_syms`); `None` for those not found.
     pub fn addresses_of(

@@ -90,7 +90,8 @@ pub fn scan(
             if mem.read_virt(v - 7, &mut code).is_err() || !follows_call(&code) {
                 continue;
             }
-            if let Some(sym) = resolve(mem, v) {
+            if let Ok(Some(sym)) = k.lookup_return(mem, v) {
+                let sym = format!("{sym}");
                 trace.frames.push((v, sym));
                 if trace.frames.len() >= MAX_FRAMES {
                     break;

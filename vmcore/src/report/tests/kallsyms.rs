@@ -243,3 +243,64 @@ fn damaged_names_are_refused_not_misread() {
     let e = Kallsyms::find(&mut b.mem, IMAGE, IMAGE + (1 << 20), anchor()).unwrap_err();
     assert!(matches!(e, Error::Inconsistent(_)), "{e}");
 }
+
+#[test]
+fn return_addresses_resolve_like_linux_pb() {
+    let mut b = build(true);
+    let k = find(&mut b);
+    // A return address right at the start of func_6: the call was func_5's last instruction.
+    let s = k
+        .lookup_return(&mut b.mem, BASE + 0x1000 + 6 * 0x40)
+        .unwrap()
+        .unwrap();
+    assert_eq!(format!("{s}"), "func_5+0x40/0x40");
+}
+
+#[test]
+fn stack_scan_keeps_return_addresses_after_calls_only() {
+    use crate::notes::PrStatus;
+    use crate::report::stack::scan;
+
+    let mut b = build(true);
+    let k = find(&mut b);
+    // Kernel text: a call (e8 rel32) ending at func_3+0x10 and at func_9+0x20; func_4+0x8 is
+    // a text address with no call before it.
+    let mut text = vec![0x90u8; 0x10000];
+    for ret in [0x1000 + 3 * 0x40 + 0x10, 0x1000 + 9 * 0x40 + 0x20] {
+        text[ret - 5] = 0xe8;
+    }
+    b.mem.insert(BASE, text);
+    // A stack page 16 KiB aligned, rsp 0x100 below its top.
+    let stack_top = 0xffff_c900_0001_0000u64;
+    let rsp = stack_top - 0x100;
+    let mut words = vec![0u64; 0x20];
+    words[2] = BASE + 0x1000 + 3 * 0x40 + 0x10;
+    words[5] = BASE + 0x1000 + 4 * 0x40 + 0x8;
+    words[7] = 0x1234;
+    words[9] = BASE + 0x1000 + 9 * 0x40 + 0x20;
+    b.mem
+        .insert(rsp, words.iter().flat_map(|w| w.to_le_bytes()).collect());
+    let mut regs = PrStatus {
+        pr_pid: 1,
+        pr_reg: [0; 27],
+    };
+    regs.pr_reg[16] = BASE + 0x1000 + 0x40 + 4; // rip in func_1
+    regs.pr_reg[19] = rsp;
+    let (trace, errors) = scan(&mut b.mem, Some(&k), &regs, Some((BASE, BASE + 0x10000)));
+    assert!(errors.is_empty(), "{errors:?}");
+    let names: Vec<&str> = trace.frames.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(
+        names,
+        ["func_1+0x4/0x40", "func_3+0x10/0x40", "func_9+0x20/0x40"]
+    );
+    assert_eq!(trace.scanned, 0x100);
+
+    // An rsp that is not a kernel address gives an error line and only frame 0.
+    regs.pr_reg[19] = 0x7fff_0000;
+    let (trace, errors) = scan(&mut b.mem, Some(&k), &regs, Some((BASE, BASE + 0x10000)));
+    assert_eq!(trace.frames.len(), 1);
+    assert!(
+        errors[0].contains("not a kernel stack pointer"),
+        "{errors:?}"
+    );
+}
