@@ -271,6 +271,54 @@ fn print_notes(notes: &Notes, size: usize, full_vmcoreinfo: bool) {
 mod tests {
     use rkdump_vmcore::report::utc;
 
+    /// Writes the printk test data of `vmcore/testdata/printk-6.1.0-57/` from a saved vmcore
+    /// (`RKDUMP_CAPTURE_VMCORE=<vmcore> RKDUMP_CAPTURE_OUT=<dir> cargo test -p rkdumpctl --
+    /// --ignored capture_printk`): the ring's memory regions (trailing zeros left out) and the
+    /// VMCOREINFO text. See vmcore/testdata/README.md.
+    #[test]
+    #[ignore = "capture tool, run by hand on a real vmcore"]
+    fn capture_printk() {
+        use rkdump_vmcore::kernel::{KernelInfo, OldVirt, Translator, VirtMemory};
+        use rkdump_vmcore::report::printk::{Layout, ring_regions};
+        use std::os::unix::fs::FileExt;
+
+        let path = std::env::var("RKDUMP_CAPTURE_VMCORE").expect("RKDUMP_CAPTURE_VMCORE");
+        let out = std::path::PathBuf::from(std::env::var("RKDUMP_CAPTURE_OUT").expect("OUT"));
+        let file = std::fs::File::open(&path).unwrap();
+        let mut head = vec![0u8; 64 << 10];
+        let n = file.read_at(&mut head, 0).unwrap();
+        let core = rkdump_vmcore::header::ElfCoreHeader::parse(&head[..n]).unwrap();
+        let mut note_bytes = Vec::new();
+        for (_, p) in core.notes() {
+            let mut b = vec![0u8; p.p_filesz as usize];
+            file.read_exact_at(&mut b, p.p_offset).unwrap();
+            note_bytes.extend(b);
+        }
+        let notes = rkdump_vmcore::notes::Notes::parse_merged(&note_bytes);
+        let vi = notes.vmcoreinfo().unwrap();
+        let info = KernelInfo::parse(&vi).unwrap();
+        let t = Translator::new(&info);
+        let mut mem = super::FileMemory {
+            file: &file,
+            loads: core.loads().map(|(_, p)| *p).collect(),
+        };
+        let mut virt = OldVirt::new(&mut mem, &t);
+        let layout = Layout::from_vmcoreinfo(&vi).unwrap();
+        let mut blob = Vec::new();
+        for (va, len) in ring_regions(&mut virt, &layout).unwrap() {
+            let mut b = vec![0u8; len as usize];
+            virt.read_virt(va, &mut b).unwrap();
+            let keep = b.iter().rposition(|&x| x != 0).map_or(0, |i| i + 1);
+            blob.extend(va.to_le_bytes());
+            blob.extend(len.to_le_bytes());
+            blob.extend((keep as u64).to_le_bytes());
+            blob.extend(&b[..keep]);
+        }
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("regions.bin"), blob).unwrap();
+        std::fs::write(out.join("vmcoreinfo.txt"), vi.text()).unwrap();
+    }
+
     #[test]
     fn utc_dates() {
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");

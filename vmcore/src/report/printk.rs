@@ -287,6 +287,25 @@ fn read_ring(mem: &mut impl VirtMemory, l: &Layout) -> Result<Ring, Error> {
     })
 }
 
+/// The old-memory ranges the ring occupies (the `prb` pointer, `struct printk_ringbuffer`,
+/// the descriptor and info arrays, the text data), as (virtual address, bytes): what a test
+/// capture of a real ring must copy.
+pub fn ring_regions(mem: &mut impl VirtMemory, l: &Layout) -> Result<Vec<(u64, u64)>, Error> {
+    let r = read_ring(mem, l)?;
+    let rb = read_u64(mem, l.prb).map_err(|e| Error::Read {
+        what: "prb pointer",
+        err: format!("{e}"),
+    })?;
+    let count = 1u64 << r.count_bits;
+    Ok(alloc::vec![
+        (l.prb, 8),
+        (rb, l.rb_size),
+        (r.descs, count * l.desc_size),
+        (r.infos, count * l.info_size),
+        (r.data, 1u64 << r.size_bits),
+    ])
+}
+
 enum Outcome {
     Text(Record),
     /// Reserved, reusable, stale or data-less: legitimately nothing to show.

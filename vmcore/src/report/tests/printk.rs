@@ -205,3 +205,74 @@ fn missing_vmcoreinfo_key_is_named() {
     let e = Layout::from_vmcoreinfo(&VmcoreInfo::new(text.as_bytes())).unwrap_err();
     assert_eq!(e, Error::MissingKey("OFFSET(printk_ringbuffer.desc_ring)"));
 }
+
+/// The ring of a real crash of Debian's 6.1.0-57-cloud-amd64 (vmcore/testdata/README.md).
+fn debian_ring() -> (FakeVirt, Layout) {
+    let regions: &[u8] = include_bytes!("../../../testdata/printk-6.1.0-57/regions.bin");
+    let info: &[u8] = include_bytes!("../../../testdata/printk-6.1.0-57/vmcoreinfo.txt");
+    let mut mem = FakeVirt::new();
+    let mut rest = regions;
+    let word = |b: &[u8]| u64::from_le_bytes(b[..8].try_into().unwrap());
+    while !rest.is_empty() {
+        let (va, len, kept) = (word(rest), word(&rest[8..]), word(&rest[16..]) as usize);
+        let mut bytes = rest[24..24 + kept].to_vec();
+        bytes.resize(len as usize, 0);
+        mem.insert(va, bytes);
+        rest = &rest[24 + kept..];
+    }
+    let layout = Layout::from_vmcoreinfo(&VmcoreInfo::new(info)).expect("layout");
+    (mem, layout)
+}
+
+fn makedumpfile_lines() -> Vec<&'static str> {
+    include_str!("../../../testdata/printk-6.1.0-57/makedumpfile-dump-dmesg.txt")
+        .lines()
+        .collect()
+}
+
+#[test]
+fn debian_ring_reads_exactly_as_makedumpfile_dumps_it() {
+    let (mut mem, layout) = debian_ring();
+    let reference = makedumpfile_lines();
+    // Every record: the whole log equals makedumpfile's.
+    let t = read_tail(&mut mem, &layout, 100_000, 4096);
+    assert!(t.errors.is_empty(), "{:?}", t.errors);
+    assert_eq!(t.last_lines(100_000), reference);
+    assert_eq!(t.panic.as_deref(), Some("sysrq triggered crash"));
+    assert_eq!(t.cpu_line, Some((1, 1, String::from("init"))));
+    // The default 50: the same last 50 lines, and the walk stops early.
+    let t = read_tail(&mut mem, &layout, 50, 4096);
+    assert_eq!(t.last_lines(50), reference[reference.len() - 50..]);
+    assert!(t.examined < 60, "{}", t.examined);
+}
+
+#[test]
+fn debian_ring_with_a_damaged_record_reports_it_and_keeps_the_rest() {
+    let (mut mem, layout) = debian_ring();
+    let all = read_tail(&mut mem, &layout, 100_000, 4096);
+    let victim = &all.records[all.records.len() - 3];
+    // Find the victim's text in the data ring and overwrite its block id.
+    let text = victim.text.clone();
+    let rb = u64::from_le_bytes(
+        mem.bytes_mut(layout.prb, 8).unwrap().try_into().unwrap(),
+    );
+    let data = u64::from_le_bytes(
+        mem.bytes_mut(rb + layout.rb_text_ring + layout.ring_data, 8)
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    );
+    let ring = mem.bytes_mut(data, 1 << 17).unwrap();
+    let at = ring
+        .windows(text.len())
+        .rposition(|w| w == &text[..])
+        .expect("text in ring");
+    ring[at - 8..at].copy_from_slice(&u64::MAX.to_le_bytes());
+    let t = read_tail(&mut mem, &layout, 100_000, 4096);
+    assert_eq!(t.records.len(), all.records.len() - 1);
+    assert!(
+        matches!(&t.errors[..], [Error::BadRecord { id, .. }] if *id == victim.id),
+        "{:?}",
+        t.errors
+    );
+}
