@@ -324,7 +324,7 @@ impl Kallsyms {
         'ends: for end in ends {
             let back = read_back(mem, end, 64 << 10)?;
             for (mi, n_markers, width) in marker_candidates(&back) {
-                k.markers = end - (back.len() - mi) as u64;
+                k.markers = end.wrapping_sub((back.len() - mi) as u64);
                 k.marker_width = width;
                 let last_marker = k.marker(mem, n_markers - 1)?;
                 if k.find_names(mem, last_marker, n_markers)? {
@@ -342,13 +342,13 @@ impl Kallsyms {
         let num_syms_addr = k.names - 8;
         let table_bytes = align8(u64::from(k.num_syms) * 4);
         let before = (
-            num_syms_addr - 8 - table_bytes,
-            read_u64(mem, num_syms_addr - 8)?,
+            num_syms_addr.wrapping_sub(8 + table_bytes),
+            read_u64(mem, num_syms_addr.wrapping_sub(8))?,
         );
-        let after_off = align8(ti + 512);
+        let after_off = align8(ti.wrapping_add(512));
         let after = (
             after_off,
-            read_u64(mem, after_off + table_bytes).unwrap_or(0),
+            read_u64(mem, after_off.wrapping_add(table_bytes)).unwrap_or(0),
         );
         for (offsets, base) in [before, after] {
             k.offsets = offsets;
@@ -390,7 +390,11 @@ impl Kallsyms {
                 .get(off..off + 4)
                 .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
             if n > 256 && n <= MAX_SYMS && n.div_ceil(256) == n_markers {
-                let end = self.skip_entries(mem, names + last_marker, n - 256 * (n_markers - 1));
+                let end = self.skip_entries(
+                    mem,
+                    names.wrapping_add(last_marker),
+                    n - 256 * (n_markers - 1),
+                );
                 if end.is_ok_and(|cur| align8(cur) == self.markers) {
                     self.names = names;
                     self.num_syms = n;
@@ -412,17 +416,17 @@ impl Kallsyms {
                 match mem.read_virt(va, &mut buf) {
                     Ok(()) => have = va..va + buf.len() as u64,
                     Err(_) => {
-                        va += self.entry_len(mem, va)?;
+                        va = va.wrapping_add(self.entry_len(mem, va)?);
                         continue;
                     }
                 }
             }
             let o = (va - have.start) as usize;
-            va += if buf[o] & 0x80 != 0 {
+            va = va.wrapping_add(if buf[o] & 0x80 != 0 {
                 2 + (u64::from(buf[o] & 0x7f) | (u64::from(buf[o + 1]) << 7))
             } else {
                 1 + u64::from(buf[o])
-            };
+            });
         }
         Ok(va)
     }
@@ -453,7 +457,7 @@ impl Kallsyms {
 
     /// Address of symbol `i`.
     pub fn address(&self, mem: &mut impl VirtMemory, i: u32) -> Result<u64, Error> {
-        let raw = read_u32(mem, self.offsets + 4 * u64::from(i))? as i32;
+        let raw = read_u32(mem, self.offsets.wrapping_add(4 * u64::from(i)))? as i32;
         Ok(if raw >= 0 {
             raw as u64
         } else {
@@ -464,7 +468,9 @@ impl Kallsyms {
     }
 
     fn marker(&self, mem: &mut impl VirtMemory, group: u32) -> Result<u64, Error> {
-        let at = self.markers + u64::from(group) * u64::from(self.marker_width);
+        let at = self
+            .markers
+            .wrapping_add(u64::from(group) * u64::from(self.marker_width));
         Ok(if self.marker_width == 4 {
             u64::from(read_u32(mem, at)?)
         } else {
@@ -474,11 +480,21 @@ impl Kallsyms {
 
     /// Name of symbol `i` (without its type character).
     pub fn name(&self, mem: &mut impl VirtMemory, i: u32) -> Result<String, Error> {
-        let group = self.names + self.marker(mem, i >> 8)?;
+        if i >= self.num_syms {
+            return Err(Error::Inconsistent(format!(
+                "symbol {i} beyond {}",
+                self.num_syms
+            )));
+        }
+        let group = self.names.wrapping_add(self.marker(mem, i >> 8)?);
         let va = self.skip_entries(mem, group, i & 0xff)?;
         let len = self.entry_len(mem, va)?;
         let hdr = if len > 1 + 0x7f { 2 } else { 1 };
-        let body = read_vec(mem, va + hdr, (len - hdr).min(MAX_NAME as u64) as usize)?;
+        let body = read_vec(
+            mem,
+            va.wrapping_add(hdr),
+            (len - hdr).min(MAX_NAME as u64) as usize,
+        )?;
         let mut out = Vec::new();
         self.expand(&body, &mut out);
         Ok(String::from_utf8_lossy(out.get(1..).unwrap_or(&[])).into_owned())

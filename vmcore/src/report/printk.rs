@@ -319,7 +319,7 @@ fn read_record(mem: &mut impl VirtMemory, l: &Layout, r: &Ring, id: u64) -> Resu
         .checked_mul(l.desc_size)
         .and_then(|o| r.descs.checked_add(o))
         .ok_or_else(|| bad(String::from("descriptor address overflows")))?;
-    let state_var = read_u64(mem, desc + l.desc_state_var + l.atomic_counter)
+    let state_var = read_u64(mem, desc.wrapping_add(l.desc_state_var + l.atomic_counter))
         .map_err(|e| bad(format!("descriptor: {e}")))?;
     if state_var & DESC_ID_MASK != id {
         return Ok(Outcome::Skip);
@@ -328,9 +328,12 @@ fn read_record(mem: &mut impl VirtMemory, l: &Layout, r: &Ring, id: u64) -> Resu
     if state != STATE_COMMITTED && state != STATE_FINALIZED {
         return Ok(Outcome::Skip);
     }
-    let lpos = desc + l.desc_text_lpos;
-    let begin = read_u64(mem, lpos + l.lpos_begin).map_err(|e| bad(format!("lpos: {e}")))?;
-    let next = read_u64(mem, lpos + l.lpos_next).map_err(|e| bad(format!("lpos: {e}")))?;
+    // Old-kernel pointers: an address that wraps simply fails to translate.
+    let lpos = desc.wrapping_add(l.desc_text_lpos);
+    let begin =
+        read_u64(mem, lpos.wrapping_add(l.lpos_begin)).map_err(|e| bad(format!("lpos: {e}")))?;
+    let next =
+        read_u64(mem, lpos.wrapping_add(l.lpos_next)).map_err(|e| bad(format!("lpos: {e}")))?;
     if begin & 1 != 0 || begin == next {
         return Ok(Outcome::Skip);
     }
@@ -338,10 +341,10 @@ fn read_record(mem: &mut impl VirtMemory, l: &Layout, r: &Ring, id: u64) -> Resu
         .checked_mul(l.info_size)
         .and_then(|o| r.infos.checked_add(o))
         .ok_or_else(|| bad(String::from("info address overflows")))?;
-    let ts_nsec =
-        read_u64(mem, info + l.info_ts_nsec).map_err(|e| bad(format!("printk_info: {e}")))?;
-    let text_len =
-        read_u16(mem, info + l.info_text_len).map_err(|e| bad(format!("printk_info: {e}")))?;
+    let ts_nsec = read_u64(mem, info.wrapping_add(l.info_ts_nsec))
+        .map_err(|e| bad(format!("printk_info: {e}")))?;
+    let text_len = read_u16(mem, info.wrapping_add(l.info_text_len))
+        .map_err(|e| bad(format!("printk_info: {e}")))?;
     let size = 1u64 << r.size_bits;
     let (wb, wn) = (begin >> r.size_bits, next >> r.size_bits);
     let (start, len) = if wb == wn {
@@ -358,7 +361,8 @@ fn read_record(mem: &mut impl VirtMemory, l: &Layout, r: &Ring, id: u64) -> Resu
             "text block {begin:#x}..{next:#x} has impossible length {len}"
         )));
     }
-    let block_id = read_u64(mem, r.data + start).map_err(|e| bad(format!("text block: {e}")))?;
+    let block_id =
+        read_u64(mem, r.data.wrapping_add(start)).map_err(|e| bad(format!("text block: {e}")))?;
     if block_id & DESC_ID_MASK != id {
         return Err(bad(format!(
             "text block belongs to id {block_id:#x} (overwritten or corrupt)"
@@ -366,7 +370,7 @@ fn read_record(mem: &mut impl VirtMemory, l: &Layout, r: &Ring, id: u64) -> Resu
     }
     let n = usize::from(text_len).min((len - 8) as usize).min(MAX_TEXT);
     let mut text = vec![0u8; n];
-    mem.read_virt(r.data + start + 8, &mut text)
+    mem.read_virt(r.data.wrapping_add(start + 8), &mut text)
         .map_err(|e| bad(format!("text: {e}")))?;
     Ok(Outcome::Text(Record { id, ts_nsec, text }))
 }

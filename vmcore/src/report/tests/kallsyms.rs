@@ -304,3 +304,30 @@ fn stack_scan_keeps_return_addresses_after_calls_only() {
         "{errors:?}"
     );
 }
+
+/// Bounded fuzzing: random damage to the tables never panics; whatever is accepted still
+/// answers lookups without panicking.
+#[test]
+fn fuzz_kallsyms_on_damaged_tables() {
+    use crate::tests::fuzz::{Rng, mutate};
+    let b = build(true);
+    let ti = b.token_index_at;
+    let mut rng = Rng(0x5eed_0015);
+    for i in 0..1500u32 {
+        let mut mem = b.mem.clone();
+        // Damage near the token index, the markers or anywhere in the image.
+        let at = match i % 3 {
+            0 => ti - 512 + rng.below(1024) as u64,
+            1 => ti - 4096 + rng.below(4096) as u64,
+            _ => IMAGE + (32 << 10) + rng.below(16 << 10) as u64,
+        };
+        mutate(&mut rng, mem.bytes_mut(at & !63, 64).unwrap());
+        if let Ok(k) = Kallsyms::find(&mut mem, IMAGE, IMAGE + (1 << 20), anchor()) {
+            for a in [0, BASE, BASE + 0x1234, u64::MAX, rng.next()] {
+                let _ = k.lookup(&mut mem, a);
+                let _ = k.lookup_return(&mut mem, a);
+            }
+            let _ = k.name(&mut mem, rng.below(k.num_syms as usize + 10) as u32);
+        }
+    }
+}
