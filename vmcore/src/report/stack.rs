@@ -70,7 +70,7 @@ pub fn scan(
     }
     let top = (rsp | (THREAD_SIZE - 1))
         .saturating_add(1)
-        .min(rsp + MAX_SCAN);
+        .min(rsp.saturating_add(MAX_SCAN));
     let mut page = vec![0u8; 4096];
     let mut at = rsp;
     while at < top && trace.frames.len() < MAX_FRAMES {
