@@ -440,7 +440,7 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
                 return Some(format!("power cut after {n} checkpoint lines"));
             }
         }
-        if t.contains(SYSRQ_LINE) {
+        if t.contains(SYSRQ_LINE) || t.contains(rkdump_tests::console::INIT_EXIT_LINE) {
             crashed_at.set(Some(l.t));
             return None;
         }
