@@ -20,8 +20,20 @@ pub fn run(mem: &mut OldMem, plan: &DumpPlan, lines: u32) -> String {
     let t0 = clock::now_us();
     rkline!("report begin");
     let r = report::from_old_memory(mem, &plan.header, &plan.notes, lines as usize);
-    console::raw(format_args!("{}", report::render(&r)));
+    let t1 = clock::now_us();
+    let text = report::render(&r);
+    let t2 = clock::now_us();
+    console::raw(format_args!("{text}"));
+    let t3 = clock::now_us();
     let for_record = report::render_within(&r, report_area::MAX_TEXT);
-    rkline!("report end ms={}", (clock::now_us() - t0) / 1000);
+    let t4 = clock::now_us();
+    rkline!("report end ms={}", (t4 - t0) / 1000);
+    log::info!(
+        "report: read {} us, render {} us, print {} us, record text {} us",
+        t1 - t0,
+        t2 - t1,
+        t3 - t2,
+        t4 - t3
+    );
     for_record
 }

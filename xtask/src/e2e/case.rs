@@ -493,6 +493,7 @@ mod tests {
                 name,
                 "dump-serial"
                     | "power-cut"
+                    | "report-exit"
                     | "blob-sbr-kf"
                     | "blob-sbr-kl"
                     | "noblob-sbr"
@@ -501,6 +502,7 @@ mod tests {
                     | "bad-elfcorehdr"
             );
             assert_eq!(cmd.contains(" e2e.io="), io, "{cmd}");
+            assert_eq!(cmd.contains(" e2e.crash=exit"), name == "report-exit", "{cmd}");
             assert_eq!(c.expect_disk_failure, name.starts_with("noreset"));
             assert!(Case::standard(name, CaptureKind::Linux).is_none());
         }
