@@ -502,7 +502,11 @@ mod tests {
                     | "bad-elfcorehdr"
             );
             assert_eq!(cmd.contains(" e2e.io="), io, "{cmd}");
-            assert_eq!(cmd.contains(" e2e.crash=exit"), name == "report-exit", "{cmd}");
+            assert_eq!(
+                cmd.contains(" e2e.crash=exit"),
+                name == "report-exit",
+                "{cmd}"
+            );
             assert_eq!(c.expect_disk_failure, name.starts_with("noreset"));
             assert!(Case::standard(name, CaptureKind::Linux).is_none());
         }
