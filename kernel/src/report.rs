@@ -14,12 +14,19 @@ use crate::console;
 use crate::physmem::OldMem;
 use crate::rkline;
 
+/// Time after which a search for the symbol tables gives up (the report's whole target is
+/// 100 ms).
+const SEARCH_BUDGET_US: u64 = 60_000;
+
 /// Builds, prints and returns the report. Never fails: what cannot be read is an
 /// `rkdump: error: report: ...` line inside it.
 pub fn run(mem: &mut OldMem, plan: &DumpPlan, lines: u32) -> String {
     let t0 = clock::now_us();
     rkline!("report begin");
-    let r = report::from_old_memory(mem, &plan.header, &plan.notes, lines as usize);
+    // A search for kallsyms by structure (kernels that do not publish the tables) may cover
+    // tens of MiB: it stops when the report has used its budget.
+    let give_up = || clock::now_us().saturating_sub(t0) > SEARCH_BUDGET_US;
+    let r = report::from_old_memory(mem, &plan.header, &plan.notes, lines as usize, &give_up);
     let t1 = clock::now_us();
     let text = report::render(&r);
     let t2 = clock::now_us();

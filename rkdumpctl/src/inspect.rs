@@ -149,7 +149,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
             file: &file,
             loads: core.loads().map(|(_, p)| *p).collect(),
         };
-        let r = report::from_old_memory(&mut mem, &core, &notes, args.report_lines);
+        let r = report::from_old_memory(&mut mem, &core, &notes, args.report_lines, &|| false);
         println!("rkdump: report begin");
         print!("{}", report::render(&r));
         println!("rkdump: report end");

@@ -43,6 +43,11 @@ pub enum Error {
         /// Bytes searched.
         searched: u64,
     },
+    /// The search ran out of its time budget.
+    GaveUp {
+        /// Bytes searched.
+        searched: u64,
+    },
     /// A structure next to the token index is not what the kernel writes.
     Inconsistent(String),
     /// Reading old memory failed.
@@ -55,6 +60,11 @@ impl fmt::Display for Error {
             Error::NotFound { searched } => write!(
                 f,
                 "kallsyms: no symbol table found in {} KiB of kernel image",
+                searched >> 10
+            ),
+            Error::GaveUp { searched } => write!(
+                f,
+                "kallsyms: search out of time after {} KiB of kernel image",
                 searched >> 10
             ),
             Error::Inconsistent(why) => write!(f, "kallsyms: {why}"),
@@ -184,11 +194,26 @@ impl Kallsyms {
         end: u64,
         anchor: Anchor<'_>,
     ) -> Result<Self, Error> {
+        Self::find_within(mem, start, end, anchor, &|| false)
+    }
+
+    /// [`Self::find`], asking `give_up` before each 64 KiB piece (a time budget: the search
+    /// may cover tens of MiB).
+    pub fn find_within(
+        mem: &mut impl VirtMemory,
+        start: u64,
+        end: u64,
+        anchor: Anchor<'_>,
+        give_up: &dyn Fn() -> bool,
+    ) -> Result<Self, Error> {
         let mut last_err = None;
         let mut buf = vec![0u8; SCAN_PIECE + 512];
         let mut va = start & !7;
         let mut searched = 0u64;
         while va < end {
+            if give_up() {
+                return Err(Error::GaveUp { searched });
+            }
             let len = ((end - va) as usize).min(SCAN_PIECE + 512);
             if mem.read_virt(va, &mut buf[..len]).is_err() {
                 va = va.saturating_add(SCAN_PIECE as u64);
@@ -330,6 +355,20 @@ impl Kallsyms {
                 if k.find_names(mem, last_marker, n_markers)? {
                     located = true;
                     break 'ends;
+                }
+            }
+        }
+        if !located && num_syms_hint.is_none() {
+            // No count from VMCOREINFO: look for a marker array whose count matches the
+            // seqs_of_names (3 bytes per symbol) between it and the token table.
+            let back = read_back(mem, tt, SEQS_SEARCH)?;
+            for (mi, n_markers) in seqs_marker_candidates(&back) {
+                k.markers = tt.wrapping_sub((back.len() - mi) as u64);
+                k.marker_width = 4;
+                let last_marker = k.marker(mem, n_markers - 1)?;
+                if k.find_names(mem, last_marker, n_markers)? {
+                    located = true;
+                    break;
                 }
             }
         }
@@ -607,6 +646,52 @@ impl Kallsyms {
     pub fn address_of(&self, mem: &mut impl VirtMemory, name: &str) -> Result<Option<u64>, Error> {
         Ok(self.addresses_of(mem, &[name])?.pop().flatten())
     }
+}
+
+/// Bytes searched before the token table for markers followed by `kallsyms_seqs_of_names`
+/// (room for about 340 000 symbols).
+const SEQS_SEARCH: usize = 1 << 20;
+
+/// Marker arrays inside `back` (which ends at the token table) followed by a seqs_of_names
+/// array of 3 bytes per symbol: (index of the first marker, count), for `count` markers whose
+/// symbol count `n` satisfies `ceil(n / 256) == count` with `3n` bytes (8-byte padded) between
+/// the markers and the end.
+fn seqs_marker_candidates(back: &[u8]) -> Vec<(usize, u32)> {
+    let word = |i: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(back.get(i..i + 4)?.try_into().ok()?))
+    };
+    let mut out = Vec::new();
+    let mut p = back.len().saturating_sub(8) & !7;
+    while p >= 8 {
+        p -= 8;
+        if word(p) != Some(0) || !word(p + 4).is_some_and(|v| (1..=1 << 16).contains(&v)) {
+            continue;
+        }
+        let mut m = 1u32;
+        let mut prev = 0u32;
+        while let Some(v) = word(p + 4 * m as usize) {
+            if v <= prev || v - prev > 1 << 16 {
+                break;
+            }
+            prev = v;
+            m += 1;
+        }
+        if m < 2 {
+            continue;
+        }
+        // The first seqs bytes may happen to continue the ascent: try the shorter runs too.
+        for m in (m.saturating_sub(3).max(2)..=m).rev() {
+            let end = align8((p + 4 * m as usize) as u64) as usize;
+            let seqs = back.len().saturating_sub(end) as u64;
+            // 3n rounded up to 8: n lies within a few of seqs / 3.
+            let n_hi = seqs / 3;
+            let n_lo = seqs.saturating_sub(7) / 3;
+            if (n_lo..=n_hi).any(|n| n > 0 && n.div_ceil(256) == u64::from(m)) {
+                out.push((p, m));
+            }
+        }
+    }
+    out
 }
 
 /// Candidate marker arrays ending at the end of `back` (before alignment padding): the index of

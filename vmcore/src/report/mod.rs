@@ -85,7 +85,7 @@ pub struct Trace {
 }
 
 /// What the inputs to [`build`] are besides memory.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Inputs<'a> {
     /// The merged notes.
     pub notes: &'a Notes,
@@ -93,6 +93,9 @@ pub struct Inputs<'a> {
     pub kernel_image: Option<(u64, u64)>,
     /// printk lines wanted.
     pub lines: usize,
+    /// Asked during long searches (kallsyms by structure): `true` stops them. The kernel's
+    /// time budget; `|| false` on the host.
+    pub give_up: &'a dyn Fn() -> bool,
 }
 
 /// The crash report.
@@ -232,7 +235,7 @@ fn build_from(mem: &mut impl VirtMemory, input: Inputs<'_>) -> Report {
         }
         (Ok(None), Some((start, end)), Some((name, addr))) => {
             r.symbols_how = "found by structure in the kernel image";
-            match Kallsyms::find(mem, start, end, Anchor { name, addr }) {
+            match Kallsyms::find_within(mem, start, end, Anchor { name, addr }, input.give_up) {
                 Ok(k) => {
                     r.symbols = Ok(k.token_index_addr);
                     Some(k)
@@ -285,6 +288,7 @@ pub fn from_old_memory(
     header: &ElfCoreHeader,
     notes: &Notes,
     lines: usize,
+    give_up: &dyn Fn() -> bool,
 ) -> Report {
     let kernel_image = header
         .loads()
@@ -295,6 +299,7 @@ pub fn from_old_memory(
         notes,
         kernel_image,
         lines,
+        give_up,
     };
     let info = notes.vmcoreinfo().map(|v| KernelInfo::parse(&v));
     match info {

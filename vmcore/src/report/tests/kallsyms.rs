@@ -60,6 +60,12 @@ struct Built {
 /// The tables in 6.1's order (offsets first) or 6.2+'s (offsets after the token index), inside
 /// 32 KiB of unrelated bytes on each side.
 fn build(offsets_first: bool) -> Built {
+    build_with(offsets_first, false)
+}
+
+/// [`build`], with `kallsyms_seqs_of_names` (3 bytes per symbol) between the markers and the
+/// token table when `seqs` (6.2+, and Debian's 6.1).
+fn build_with(offsets_first: bool, seqs: bool) -> Built {
     let mut syms: Vec<(String, u64)> = vec![(String::from("fixed_percpu_data"), 0)];
     syms.push((String::from("current_task"), 0x1_ad00));
     for i in 0..600u64 {
@@ -113,6 +119,14 @@ fn build(offsets_first: bool) -> Built {
     img.extend_from_slice(&(n as u64).to_le_bytes());
     img.extend_from_slice(&names);
     img.extend_from_slice(&markers);
+    if seqs {
+        let mut sq: Vec<u8> = (0..n as u32)
+            .rev()
+            .flat_map(|i| [(i >> 16) as u8, (i >> 8) as u8, i as u8])
+            .collect();
+        pad8(&mut sq);
+        img.extend_from_slice(&sq);
+    }
     img.extend_from_slice(&table);
     ti_off += img.len();
     img.extend_from_slice(&index);
@@ -330,4 +344,36 @@ fn fuzz_kallsyms_on_damaged_tables() {
             let _ = k.name(&mut mem, rng.below(k.num_syms as usize + 10) as u32);
         }
     }
+}
+
+#[test]
+fn finds_tables_with_seqs_of_names_without_a_hint() {
+    for offsets_first in [true, false] {
+        let mut b = build_with(offsets_first, true);
+        let k = find(&mut b);
+        assert_eq!(k.num_syms as usize, b.syms.len());
+        let s = k
+            .lookup(&mut b.mem, BASE + 0x1000 + 0x40 * 42 + 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(format!("{s}"), "func_42+0x1/0x40");
+    }
+}
+
+#[test]
+fn the_search_stops_when_asked() {
+    let mut b = build(true);
+    let calls = core::cell::Cell::new(0u32);
+    // Out of time after the first piece: the tables 32 KiB in are inside it, so found...
+    let give_up = || {
+        calls.set(calls.get() + 1);
+        calls.get() > 1
+    };
+    assert!(
+        Kallsyms::find_within(&mut b.mem, IMAGE, IMAGE + (1 << 20), anchor(), &give_up).is_ok()
+    );
+    // ...but a search that starts out of time reads nothing.
+    let e = Kallsyms::find_within(&mut b.mem, IMAGE, IMAGE + (1 << 20), anchor(), &|| true)
+        .unwrap_err();
+    assert_eq!(e, Error::GaveUp { searched: 0 });
 }
