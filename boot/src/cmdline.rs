@@ -259,9 +259,10 @@ enum Key {
     Checkpoint,
     ThrottleMibS,
     ReportLines,
+    Level,
 }
 
-const KEYS: [(&str, Key); 20] = [
+const KEYS: [(&str, Key); 21] = [
     ("reset_devices", Key::ResetDevices),
     ("elfcorehdr", Key::ElfCoreHdr),
     ("console", Key::Console),
@@ -282,6 +283,7 @@ const KEYS: [(&str, Key); 20] = [
     ("rkdump.checkpoint", Key::Checkpoint),
     ("rkdump.throttle_mib_s", Key::ThrottleMibS),
     ("rkdump.report_lines", Key::ReportLines),
+    ("rkdump.level", Key::Level),
 ];
 
 /// Parameter names compare with `-` and `_` equivalent, as in the kernel's `parameq`.
@@ -353,6 +355,9 @@ pub struct Options {
     /// `rkdump.report_lines=<n>`: printk lines in the crash report before the dump (0: none;
     /// the report caps it).
     pub report_lines: u32,
+    /// `rkdump.level=<0..31>`: makedumpfile's dump level bits (1 zero pages, 2 non-private page
+    /// cache, 4 all page cache, 8 user data, 16 free pages); 0 (default) dumps every page.
+    pub level: u8,
     diags: [Option<Diag>; DIAG_CAPACITY],
     diag_len: usize,
     diags_dropped: u32,
@@ -382,6 +387,7 @@ impl Default for Options {
             fault_dead: None,
             checksum: ChecksumMode::Auto,
             report_lines: DEFAULT_REPORT_LINES,
+            level: 0,
             diags: [None; DIAG_CAPACITY],
             diag_len: 0,
             diags_dropped: 0,
@@ -507,6 +513,10 @@ impl Options {
             }
             Key::ThrottleMibS => self.throttle_mib_s = u32_of(v)?,
             Key::ReportLines => self.report_lines = u32_of(v)?,
+            Key::Level => match u32_of(v)? {
+                n @ 0..=31 => self.level = n as u8,
+                _ => return Err("expected a dump level 0..31"),
+            },
             Key::Fault => match v.strip_prefix("dead:") {
                 Some(pci) => self.fault_dead = Some(Bdf::parse(pci).map_err(|e| e.reason())?),
                 None => return Err("expected dead:<pci address>"),

@@ -118,6 +118,8 @@ pub fn run(
         memory::reserve(PhysRange::new(p.p_offset, p.p_memsz));
     }
 
+    let plan = crate::filter::apply(plan, &mut mem, opts.level);
+
     let mut run_id = [0u8; 16];
     run_id[..8].copy_from_slice(&crate::arch::cpu::rdtsc().to_le_bytes());
     if let Some(t) = plan.notes.vmcoreinfo().and_then(|v| v.crash_time()) {

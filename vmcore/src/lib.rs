@@ -7,6 +7,8 @@
 //! [`progress`] decides when a console progress line is due (fake-clock tested).
 //! [`stream`] is the framed wire format used when the sink is a serial port; `rkdumpctl recv` decodes it.
 //! [`prepare_dump`] runs the first three steps in one call.
+//! [`kernel`] reads the crashed kernel itself (typed VMCOREINFO, page-table walk, virtual reads);
+//! [`filter`] applies `rkdump.level=` through [`pages`] and plans the filtered ELF layout.
 //!
 //! Old memory comes in through [`OldMemory`] and bytes leave through [`DumpSink`]; the kernel implements
 //! both, tests use fakes. Everything read from old memory is treated as hostile: no panics, checked

@@ -408,7 +408,8 @@ impl<'a> VmcoreInfo<'a> {
     }
 }
 
-fn parse_hex(s: &str) -> Option<u64> {
+/// A hex number as VMCOREINFO prints it (`%lx`, no prefix; a `0x` prefix is accepted).
+pub(crate) fn parse_hex(s: &str) -> Option<u64> {
     let s = s.trim();
     let s = s
         .strip_prefix("0x")

@@ -517,3 +517,15 @@ fn report_lines_default_and_set() {
     assert_eq!(o.report_lines, 50);
     assert!(matches!(diags(&o)[..], [(_, DiagKind::Malformed(_))]));
 }
+
+#[test]
+fn dump_level() {
+    assert_eq!(Options::parse("").level, 0);
+    assert_eq!(Options::parse("rkdump.level=31").level, 31);
+    assert_eq!(Options::parse("rkdump.level=0x11").level, 17);
+    let bad = Options::parse("rkdump.level=32 rkdump.level=x");
+    assert_eq!(bad.level, 0);
+    let d: Vec<_> = bad.diagnostics().map(|d| d.to_string()).collect();
+    assert_eq!(d.len(), 2, "{d:?}");
+    assert!(d[0].contains("expected a dump level 0..31"), "{d:?}");
+}

@@ -509,7 +509,7 @@ mod tests {
     #[test]
     fn scenario_names_are_unique_and_every_boot_checks_something() {
         let all = all();
-        assert_eq!(all.len(), 22);
+        assert_eq!(all.len(), 23);
         for (i, s) in all.iter().enumerate() {
             assert!(all[..i].iter().all(|o| o.name != s.name), "{}", s.name);
             assert!(s.boots.iter().all(|b| !b.checks.is_empty()), "{}", s.name);

@@ -54,27 +54,41 @@ fn disk_vmcore_identical(c: &Ctx) -> Result<(), String> {
 
 /// A fabricated crash dumped over COM2 and rebuilt byte for byte on the host.
 fn serial_dump(name: &'static str, about: &'static str, layout: Layout) -> Scenario {
-    Scenario::new(
+    serial_dump_with(
         name,
         about,
+        layout,
         "console=ttyS0 elfcorehdr={elfcorehdr} rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff",
     )
-    .crash(layout)
-    .crash_memory()
-    .com2()
-    .timeouts(3)
-    .line("elfcorehdr summary line", "elfcorehdr addr=0x1000000 phnum=")
-    .check(|c| {
-        let start = format!("dump start bytes={} target=serial:ttyS1", c.expected_len());
-        holds(c.has(&start), "dump start with the expected size")
-    })
-    .line("at least one progress line", "progress ")
-    .check(|c| {
-        let complete = format!("dump complete bytes={}", c.expected_len());
-        holds(c.has(&complete), "dump complete line")
-    })
-    .exit(Exit::Pass, "QEMU exit code 33 (pass)")
-    .check(serial_vmcore_identical)
+}
+
+/// [`serial_dump`] with its own command line.
+fn serial_dump_with(
+    name: &'static str,
+    about: &'static str,
+    layout: Layout,
+    append: &'static str,
+) -> Scenario {
+    Scenario::new(name, about, append)
+        .crash(layout)
+        .crash_memory()
+        .com2()
+        .timeouts(3)
+        .line(
+            "elfcorehdr summary line",
+            "elfcorehdr addr=0x1000000 phnum=",
+        )
+        .check(|c| {
+            let start = format!("dump start bytes={} target=serial:ttyS1", c.expected_len());
+            holds(c.has(&start), "dump start with the expected size")
+        })
+        .line("at least one progress line", "progress ")
+        .check(|c| {
+            let complete = format!("dump complete bytes={}", c.expected_len());
+            holds(c.has(&complete), "dump complete line")
+        })
+        .exit(Exit::Pass, "QEMU exit code 33 (pass)")
+        .check(serial_vmcore_identical)
 }
 
 /// The progress lines' timing in the guest's clock (their `ms=` field; host timestamps under TCG
@@ -349,6 +363,19 @@ pub fn all() -> Vec<Scenario> {
             "fabricated crash with a RAM range above 4 GiB, same byte-for-byte check",
             Layout::High,
         ),
+        // rkdump.level=31 on a crash whose VMCOREINFO lacks what the filter needs: one error line
+        // naming the key, then the whole dump, byte for byte.
+        serial_dump_with(
+            "filter-fallback",
+            "rkdump.level=31 without the VMCOREINFO keys it needs falls back to level 1 with an error; the vmcore is byte-identical",
+            Layout::Low,
+            "console=ttyS0 elfcorehdr={elfcorehdr} rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff rkdump.level=31",
+        )
+        .line(
+            "fallback error naming the missing key",
+            "error: filter: level 31 not applied: VMCOREINFO has no SYMBOL(init_top_pgt); dumping at level 1",
+        )
+        .line("level 1 in effect", "filter level=1 "),
         // QEMU's UART is as fast as its backend; the 115200-baud line is the harness's slow
         // reader (11520 bytes/s, 8N1), so the guest's UART stays full as on hardware.
         Scenario::new(

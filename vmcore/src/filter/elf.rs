@@ -1,10 +1,13 @@
-//! Which parts of each PT_LOAD a filtered ELF dump keeps, the way makedumpfile's ELF output
-//! (`write_elf_pages_cyclic`) splits them: a run of at least [`PFN_EXCLUDED`] excluded frames
-//! ends a PT_LOAD's file data (its `p_memsz` still covers the run, which readers see as zeros) and a
-//! new PT_LOAD starts at the next kept frame; shorter excluded runs are written with their real
-//! bytes. Unlike makedumpfile, the number of pieces is bounded ([`MAX_PIECES`]): when a plan would
-//! exceed it, the run length that splits is doubled and the pieces so far are merged again, so a
-//! pathological alternation of kept and excluded frames costs file size, never header memory.
+//! Which parts of each PT_LOAD a filtered ELF dump keeps, split the way makedumpfile's ELF output
+//! (`write_elf_pages_cyclic`) splits them: a run of at least `split_run` excluded frames ends a
+//! PT_LOAD's file data (its `p_memsz` still covers the run, which readers see as zeros) and a new
+//! PT_LOAD starts at the next kept frame; shorter excluded runs are written with their real bytes.
+//! makedumpfile splits at [`PFN_EXCLUDED`] (256) frames, so user data in short runs stays in its
+//! files; rkdump splits at every excluded run ([`SPLIT_RUN`]), so an excluded page is never in the
+//! file. The number of pieces is bounded ([`MAX_PIECES`]): when a plan would exceed it, the run
+//! length that splits is doubled and the pieces so far are merged again, so a pathological
+//! alternation of kept and excluded frames costs file size (and the console's `kept_short_runs`
+//! says how many excluded frames were written), never header memory.
 //!
 //! The plan is one pass of the selector over every PT_LOAD, window by window
 //! ([`WINDOW_PAGES`] frames, a 32 KiB bitmap); the writer then copies only the planned pieces.
@@ -18,6 +21,9 @@ use crate::{PAGE_SIZE, page_rounddown, page_roundup};
 
 /// makedumpfile's threshold: excluded runs shorter than this stay in the file.
 pub const PFN_EXCLUDED: u64 = 256;
+/// rkdump's threshold: every excluded run is left out (user data stays out of the file, as
+/// `rkdump.level=` bit 8 promises) until the plan would exceed [`MAX_PIECES`].
+pub const SPLIT_RUN: u64 = 1;
 /// Most pieces a plan holds (a 56-byte program header each: 224 KiB of header at most).
 pub const MAX_PIECES: usize = 4096;
 /// Frames judged per selector call (1 GiB of RAM; the bitmap is 32 KiB).
@@ -151,12 +157,15 @@ impl Builder {
     }
 }
 
-/// Runs `selector` over every PT_LOAD of `header` and plans the filtered ELF's pieces.
-/// `progress(pages_done, pages_total)` is called after every window.
+/// Runs `selector` over every PT_LOAD of `header` and plans the filtered ELF's pieces: an
+/// excluded run of at least `split_run` frames splits ([`PFN_EXCLUDED`] is makedumpfile's
+/// choice, [`SPLIT_RUN`] rkdump's). `progress(pages_done, pages_total)` is called after every
+/// window.
 pub fn plan(
     header: &ElfCoreHeader,
     mem: &mut dyn OldMemory,
     selector: &mut dyn PageSelector,
+    split_run: u64,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ElfPlan, PlanError> {
     let ranges = || {
@@ -171,7 +180,7 @@ pub fn plan(
     let mut done = 0u64;
     let mut b = Builder {
         plan: ElfPlan {
-            split_threshold: PFN_EXCLUDED,
+            split_threshold: split_run.max(1),
             ..ElfPlan::default()
         },
         cur: None,

@@ -22,7 +22,9 @@
 //! - always (with any of 2/4/8/16): `PG_hwpoison`, and `_mapcount == PAGE_OFFLINE_MAPCOUNT_VALUE`.
 //!
 //! Slab is `PG_slab` (until 6.9) or `_mapcount == PAGE_SLAB_MAPCOUNT_VALUE` (6.10+). The compound
-//! order is `compound_order` (a byte, 4.16..6.5) or the low byte of the first tail's flags (6.6+).
+//! order is `compound_order` (a byte, 4.16..6.5) or the low byte of the first tail's flags (6.6+);
+//! unlike makedumpfile (which refuses only orders of 64 and more), an order above 18 (a 1 GiB page)
+//! counts as a single page, so one corrupt head cannot exclude the rest of RAM.
 //! Checked against Debian's 6.1 VMCOREINFO (testdata/). Not handled: kernels before 4.16 (16-bit
 //! `compound_order`, `PG_buddy`), the free-list walk makedumpfile falls back to without
 //! `PAGE_BUDDY_MAPCOUNT_VALUE`, FLATMEM/DISCONTIGMEM kernels (only SPARSEMEM, with or without
@@ -32,7 +34,9 @@
 //! `section_mem_map`, decoded as `map + pfn * SIZE(page)`) and read through the crashed kernel's page
 //! tables ([`crate::kernel::OldVirt`]). Memory is bounded: besides the caller's window bitmap the
 //! filter holds one chunk of [`CHUNK_PAGES`] page structs ([`PageFilter::buffer_bytes`], 32 KiB for a
-//! 64-byte `struct page`, at most 128 KiB), whatever the machine's RAM.
+//! 64-byte `struct page`, at most 128 KiB), whatever the machine's RAM. [`apply_elf`] adds one
+//! window bitmap (32 KiB), at most [`elf::MAX_PIECES`] pieces (128 KiB) and the output header (at
+//! most 224 KiB of program headers): under 512 KiB in all, for 1 GiB or 1 TiB alike.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -94,7 +98,8 @@ pub const CHUNK_PAGES: u64 = 512;
 const SECTION_FLAG_BITS: u64 = 6;
 const SECTION_MARKED_PRESENT: u64 = 1;
 const PAGE_MAPPING_ANON: u64 = 1;
-const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
+/// Largest compound page on x86_64: a 1 GiB gigantic hugetlb page (makedumpfile only refuses 64).
+const MAX_COMPOUND_ORDER: u32 = 18;
 
 /// Why a filter could not be set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,6 +188,7 @@ struct PageStruct {
 pub struct PageFilter {
     level: Level,
     translator: Translator,
+    kernel_space: u64,
     sparse: SparseMem,
     layout: PageLayout,
     flags: PageFlags,
@@ -241,6 +247,7 @@ impl PageFilter {
         Ok(PageFilter {
             level,
             translator: Translator::new(info),
+            kernel_space: info.kernel_space_start(),
             sparse,
             layout,
             flags,
@@ -345,7 +352,7 @@ impl PageFilter {
             if root == 0 {
                 return Ok(None);
             }
-            if root < KERNEL_HALF {
+            if root < self.kernel_space {
                 return Err(SelectError::Inconsistent("mem_section root pointer"));
             }
             root.checked_add((section % sm.sections_per_root) * sm.section_size)
@@ -364,7 +371,7 @@ impl PageFilter {
         let ok = |pfn: u64| {
             pfn.checked_mul(self.layout.size)
                 .and_then(|o| base.checked_add(o))
-                .is_some_and(|va| va >= KERNEL_HALF)
+                .is_some_and(|va| va >= self.kernel_space)
         };
         if base == 0 || !ok(first) || !ok(last) {
             return Err(SelectError::Inconsistent("section_mem_map"));
@@ -462,8 +469,9 @@ impl PageFilter {
             let dtor = l.compound_dtor.map(|o| tail[o as usize]);
             (order, dtor.is_some() && dtor == f.hugetlb_dtor)
         };
-        // A nonsensical order (garbage, or a head not aligned to it) counts as a single page.
-        let order = if order >= 64 || pfn & ((1u64 << order) - 1) != 0 {
+        // A nonsensical order (garbage, above a 1 GiB gigantic page, or a head not aligned to
+        // it) counts as a single page: one bad struct must not wipe out the dump.
+        let order = if order > MAX_COMPOUND_ORDER || pfn & ((1u64 << order) - 1) != 0 {
             0
         } else {
             order
@@ -556,8 +564,8 @@ impl PageSelector for PageFilter {
         let examined = keep.count();
         let before = self.stats.excluded();
         self.stats.examined += examined;
-        // The chunk and section caches describe old memory, which does not change; the chunk's
-        // frames are only trusted within one select call for simplicity.
+        // Old memory does not change, but a window may come from another PT_LOAD: the chunk is
+        // reloaded per window (the section cache stays valid).
         self.chunk_len = 0;
         let translator = self.translator;
         let mut virt = OldVirt::new(mem, &translator);
@@ -578,7 +586,7 @@ impl PageSelector for PageFilter {
                 continue;
             };
             while pfn < section_end {
-                // Skip frames the header does not offer, a word at a time where possible.
+                // Frames the header does not offer (or already excluded) are not judged.
                 if !keep.get(pfn) {
                     pfn += 1;
                     continue;
@@ -656,6 +664,18 @@ pub fn apply_elf(
     level: Level,
     progress: &mut dyn FnMut(u64, u64),
 ) -> ElfFiltered {
+    apply_elf_split(plan, mem, level, elf::SPLIT_RUN, progress)
+}
+
+/// [`apply_elf`] with the excluded-run length that splits a PT_LOAD chosen
+/// ([`elf::PFN_EXCLUDED`] gives makedumpfile's ELF layout).
+pub fn apply_elf_split(
+    plan: &crate::DumpPlan,
+    mem: &mut dyn OldMemory,
+    level: Level,
+    split_run: u64,
+    progress: &mut dyn FnMut(u64, u64),
+) -> ElfFiltered {
     let unfiltered = |fallback: Option<Fallback>, level: Level| ElfFiltered {
         layout: plan.layout.clone(),
         level,
@@ -680,7 +700,7 @@ pub fn apply_elf(
         Ok(f) => f,
         Err(e) => return fail(Fallback::Setup(e)),
     };
-    let elf_plan = match elf::plan(&plan.header, mem, &mut filter, progress) {
+    let elf_plan = match elf::plan(&plan.header, mem, &mut filter, split_run, progress) {
         Ok(p) => p,
         Err(e) => return fail(Fallback::Plan(e)),
     };

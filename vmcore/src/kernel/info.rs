@@ -15,7 +15,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::notes::VmcoreInfo;
+use crate::notes::{VmcoreInfo, parse_hex};
 
 /// Why a VMCOREINFO key could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +58,9 @@ impl fmt::Display for InfoError {
             InfoError::Missing { key } => write!(f, "VMCOREINFO has no {key}"),
             InfoError::Malformed { key, value } => {
                 write!(f, "VMCOREINFO {key}={value:?} does not parse")
+            }
+            InfoError::OutOfRange { key, value } if key.starts_with("SYMBOL(") => {
+                write!(f, "VMCOREINFO {key}={value:x} is out of range")
             }
             InfoError::OutOfRange { key, value } => {
                 write!(f, "VMCOREINFO {key}={value} is out of range")
@@ -149,6 +152,17 @@ impl KernelInfo {
         Ok(info)
     }
 
+    /// Lowest kernel virtual address: the upper canonical half, 47 or 56 bits wide
+    /// (Documentation/arch/x86/x86_64/mm.rst: 4-level from `ffff800000000000`, 5-level from
+    /// `ff00000000000000`).
+    pub fn kernel_space_start(&self) -> u64 {
+        if self.pgtable_l5 {
+            0xff00_0000_0000_0000
+        } else {
+            0xffff_8000_0000_0000
+        }
+    }
+
     /// The raw VMCOREINFO text (at most [`MAX_VMCOREINFO`] bytes).
     pub fn text(&self) -> &[u8] {
         &self.text
@@ -223,7 +237,7 @@ impl KernelInfo {
     /// The sparse memory model's description (`mem_section` and friends).
     pub fn sparsemem(&self) -> Result<SparseMem, InfoError> {
         let mem_section = self.symbol("mem_section")?;
-        if mem_section < KERNEL_HALF {
+        if mem_section < self.kernel_space_start() {
             return Err(out_of_range("SYMBOL(mem_section)", mem_section.into()));
         }
         let roots = self.length("mem_section")?;
@@ -361,9 +375,6 @@ impl KernelInfo {
         })
     }
 }
-
-/// Kernel virtual addresses are in the upper half on x86_64.
-const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
 
 fn check_field(off: u64, width: u64, size: u64, name: &str) -> Result<u64, InfoError> {
     if off.saturating_add(width) > size {
@@ -505,16 +516,4 @@ fn out_of_range(key: &str, value: i128) -> InfoError {
         key: key.to_string(),
         value,
     }
-}
-
-fn parse_hex(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let s = s
-        .strip_prefix("0x")
-        .or_else(|| s.strip_prefix("0X"))
-        .unwrap_or(s);
-    if s.is_empty() || s.len() > 16 {
-        return None;
-    }
-    u64::from_str_radix(s, 16).ok()
 }

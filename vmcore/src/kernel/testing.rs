@@ -8,6 +8,10 @@ use crate::testing::FakeMemory;
 /// VMCOREINFO of Debian's 6.1.0-57-cloud-amd64, captured from a real crash (testdata/README.md).
 pub const DEBIAN_6_1: &[u8] = include_bytes!("../../testdata/vmcoreinfo-6.1.0-57-cloud-amd64.txt");
 
+/// The same kernel booted with 5-level paging (`-cpu qemu64,+la57`), captured the same way.
+pub const DEBIAN_6_1_LA57: &[u8] =
+    include_bytes!("../../testdata/vmcoreinfo-6.1.0-57-cloud-amd64-la57.txt");
+
 /// Entry bits used by the builder.
 pub const PRESENT_RW: u64 = 0x3;
 /// The page-size bit of a PDPTE/PDE.
@@ -113,8 +117,6 @@ pub mod fake_layout {
     pub const MEMMAP_PHYS: u64 = 0x100_0000_0000;
     /// Physical home of the `mem_section` root array and the section pages.
     pub const SECTIONS_PHYS: u64 = 0x80_0000_0000;
-    /// Page tables.
-    pub const TABLES_PHYS: u64 = 0x40_0000_0000;
     /// Virtual home of the section pages (a direct-map address).
     pub const SECTIONS_VA: u64 = 0xffff_8880_4000_0000;
 }
@@ -160,7 +162,10 @@ impl FakeKernel {
             layout.size, 64,
             "the fake packs one section's structs in 2 MiB"
         );
-        let mut tables = PageTables::new(false, TABLES_PHYS);
+        // The top-level table sits where the VMCOREINFO says (`init_top_pgt` through phys_base),
+        // so `Translator::new(&info)` finds it like the filter in the kernel does.
+        let root = super::vtop::Translator::new(&info).root();
+        let mut tables = PageTables::new(info.pgtable_l5, root);
         // Root array: LENGTH(mem_section) pointers at SYMBOL(mem_section).
         let root_bytes = ((sparse.mem_section & 0xfff) + sparse.roots * 8).next_multiple_of(4096);
         tables
@@ -214,9 +219,9 @@ impl FakeKernel {
         }
     }
 
-    /// The translator over the fake tables.
+    /// The translator over the fake tables (the one the VMCOREINFO implies).
     pub fn translator(&self) -> super::vtop::Translator {
-        super::vtop::Translator::from_parts(self.tables.root, false, 0)
+        super::vtop::Translator::new(&self.info)
     }
 
     /// The bytes of frame `pfn`'s page struct (its section must be present).
@@ -281,5 +286,16 @@ impl FakeKernel {
     pub fn page_flags_word(&mut self, pfn: u64) -> u64 {
         let o = self.layout.flags as usize;
         u64::from_le_bytes(self.page(pfn)[o..o + 8].try_into().unwrap())
+    }
+}
+
+/// A deterministic xorshift64 stream for the in-test fuzzers (`seed` must not be 0).
+pub fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
     }
 }

@@ -9,7 +9,7 @@ use super::vtop::{START_KERNEL_MAP, Translator};
 use crate::notes::VmcoreInfo;
 use crate::testing::pattern_byte;
 
-use super::testing::DEBIAN_6_1;
+use super::testing::{DEBIAN_6_1, DEBIAN_6_1_LA57};
 
 fn parse(text: &str) -> Result<KernelInfo, InfoError> {
     KernelInfo::parse(&VmcoreInfo::new(text.as_bytes()))
@@ -341,13 +341,7 @@ fn self_referencing_and_garbage_tables_end_in_bounded_reads() {
     assert_eq!(m.phys_start, root); // the recursive map's leaf is the root frame
     // Garbage tables: random entries, random addresses; every outcome is a value, never a panic,
     // and never more than 5 reads per translation.
-    let mut x = 0x1234_5678_9abc_def0u64;
-    let mut rnd = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rnd = crate::kernel::testing::xorshift(0x1234_5678_9abc_def0u64);
     for five in [false, true] {
         let mut t = PageTables::new(five, 0x10_0000);
         let mut tables = vec![t.root];
@@ -357,7 +351,7 @@ fn self_referencing_and_garbage_tables_end_in_bounded_reads() {
         for &tb in &tables {
             for i in 0..512 {
                 // Mostly pointers into the table area, some anywhere.
-                let e = if rnd() % 4 == 0 {
+                let e = if rnd().is_multiple_of(4) {
                     rnd()
                 } else {
                     tables[(rnd() % tables.len() as u64) as usize] | (rnd() & 0x8000_0000_0000_0fff)
@@ -406,4 +400,57 @@ fn the_adapter_walks_once_per_large_page() {
     }
     // 3 table reads (PML4E, PDPTE, PDE) for the one walk + 100 data reads.
     assert_eq!(t.mem.reads - before, 103);
+}
+
+#[test]
+fn mangled_vmcoreinfo_never_panics() {
+    let mut rnd = crate::kernel::testing::xorshift(0x9e37_79b9_7f4a_7c15u64);
+    let mut parsed = 0;
+    for _ in 0..3000 {
+        let mut text = DEBIAN_6_1.to_vec();
+        for _ in 0..(rnd() % 8 + 1) {
+            let i = (rnd() % text.len() as u64) as usize;
+            match rnd() % 3 {
+                0 => text[i] = rnd() as u8,
+                1 => text[i] = b"0123456789abcdef=-\n("[(rnd() % 20) as usize],
+                _ => {
+                    text.remove(i);
+                }
+            }
+        }
+        if let Ok(info) = KernelInfo::parse(&VmcoreInfo::new(&text)) {
+            parsed += 1;
+            let _ = (info.sparsemem(), info.page_layout(), info.page_flags());
+            let _ = Translator::new(&info);
+        }
+    }
+    // Most mutations miss the core keys: the checks above ran on parsed values too.
+    assert!(parsed > 1000, "{parsed}");
+}
+
+#[test]
+fn la57_vmcoreinfo_describes_five_level_paging_and_52_bit_sections() {
+    let info = KernelInfo::parse(&VmcoreInfo::new(DEBIAN_6_1_LA57)).unwrap();
+    assert!(info.pgtable_l5);
+    assert_eq!(info.kernel_space_start(), 0xff00_0000_0000_0000);
+    let sm = info.sparsemem().unwrap();
+    assert_eq!(sm.max_physmem_bits, 52);
+    assert!(sm.extreme);
+    assert_eq!(sm.roots, 131_072);
+    // Its direct map (mem_section's home) is below the 4-level kernel half: only valid with l5.
+    assert!(sm.mem_section < 0xffff_8000_0000_0000);
+    assert!(Translator::new(&info).five_level());
+    let four = core::str::from_utf8(DEBIAN_6_1_LA57).unwrap().replace(
+        "NUMBER(pgtable_l5_enabled)=1",
+        "NUMBER(pgtable_l5_enabled)=0",
+    );
+    let e = parse(&four).unwrap().sparsemem().unwrap_err();
+    assert_eq!(e.key(), "SYMBOL(mem_section)");
+    assert_eq!(
+        alloc::format!("{e}"),
+        alloc::format!(
+            "VMCOREINFO SYMBOL(mem_section)={:x} is out of range",
+            sm.mem_section
+        )
+    );
 }

@@ -109,6 +109,8 @@ pub struct Case {
     /// Crash by ending init (`e2e.crash=exit`: panic "Attempted to kill init!") instead of
     /// sysrq `c`: the crash report must name that reason.
     pub crash_exit: bool,
+    /// A filtered dump (`rkdump.level=` with bit 8): the marker pages (user data) must be absent.
+    pub markers_absent: bool,
 }
 
 /// Controller of an e2e dump disk.
@@ -144,7 +146,7 @@ pub const CASE_NAMES: [&str; 9] = [
 ];
 
 /// rkdump-only cases that write and verify a whole dump (and their negative controls).
-pub const DUMP_CASE_NAMES: [&str; 14] = [
+pub const DUMP_CASE_NAMES: [&str; 17] = [
     "dump-virtio",
     "dump-nvme",
     "noreset-virtio",
@@ -159,6 +161,9 @@ pub const DUMP_CASE_NAMES: [&str; 14] = [
     "dump-serial",
     "power-cut",
     "report-exit",
+    "dump-level31",
+    "dump-level1",
+    "dump-la57-level31",
 ];
 
 /// Cases that take over ~3 minutes here (a full serial dump at QEMU's UART speed, ~0.5 MiB/s):
@@ -250,6 +255,7 @@ impl Case {
             fill_dump_disk: false,
             power_cut_after: None,
             crash_exit: false,
+            markers_absent: false,
         })
     }
 
@@ -344,6 +350,26 @@ impl Case {
             c.capture_extra = "rkdump.checksum=full rkdump.throttle_mib_s=32".to_string();
             c.power_cut_after = Some(2);
             c.timeout = Duration::from_secs(180);
+            c.tag = fresh_tag(name);
+            return Some(c);
+        }
+        if name == "dump-la57-level31" {
+            // The filter through a 5-level kernel's page tables and 52-bit mem_section.
+            let mut c = Case::dump("dump-la57", capture)?;
+            c.name = name.to_string();
+            c.capture_extra = "rkdump.level=31".to_string();
+            c.markers_absent = true;
+            c.tag = fresh_tag(name);
+            return Some(c);
+        }
+        if let Some(level) = name.strip_prefix("dump-level") {
+            // The page filter on a real crash (issue 13): level 31 leaves the marker's user data
+            // out of the ELF dump; level 1 (zero pages, kept in ELF output) keeps everything.
+            let level: u8 = level.parse().ok().filter(|l| *l <= 31)?;
+            let mut c = Case::dump("dump-virtio", capture)?;
+            c.name = name.to_string();
+            c.capture_extra = format!("rkdump.level={level}");
+            c.markers_absent = level & 8 != 0;
             c.tag = fresh_tag(name);
             return Some(c);
         }
