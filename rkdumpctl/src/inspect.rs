@@ -124,7 +124,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
     let want = (EHDR_SIZE + PHDR_SIZE * usize::from(phnum)).min(file_size as usize);
     let mut head = vec![0u8; want];
     file.read_exact_at(&mut head, 0).map_err(io_err)?;
-    let core = ElfCoreHeader::parse(&head).map_err(Error::Header)?;
+    let core = ElfCoreHeader::parse_file(&head).map_err(Error::Header)?;
     let phdrs = core.phdrs();
 
     let loads = core.loads().count();
@@ -287,7 +287,7 @@ mod tests {
         let file = std::fs::File::open(&path).unwrap();
         let mut head = vec![0u8; 64 << 10];
         let n = file.read_at(&mut head, 0).unwrap();
-        let core = rkdump_vmcore::header::ElfCoreHeader::parse(&head[..n]).unwrap();
+        let core = rkdump_vmcore::header::ElfCoreHeader::parse_file(&head[..n]).unwrap();
         let mut note_bytes = Vec::new();
         for (_, p) in core.notes() {
             let mut b = vec![0u8; p.p_filesz as usize];

@@ -117,7 +117,7 @@ fn prstatus_of(vmcore: &Path) -> Result<Vec<(i64, Regs)>, String> {
     let f = File::open(vmcore).map_err(|e| format!("{}: {e}", vmcore.display()))?;
     let mut head = vec![0u8; 64 << 10];
     let n = f.read_at(&mut head, 0).map_err(|e| e.to_string())?;
-    let core = ElfCoreHeader::parse(&head[..n]).map_err(|e| e.to_string())?;
+    let core = ElfCoreHeader::parse_file(&head[..n]).map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
     for (_, p) in core.notes() {
         let mut b = vec![0u8; p.p_filesz.min(16 << 20) as usize];
