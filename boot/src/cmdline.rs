@@ -230,6 +230,9 @@ pub enum ChecksumMode {
     None,
 }
 
+/// Default of [`Options::report_lines`].
+pub const DEFAULT_REPORT_LINES: u32 = 50;
+
 /// Default of [`Options::budget_ms`].
 pub const DEFAULT_RESET_BUDGET_MS: u32 = 5000;
 
@@ -255,6 +258,7 @@ enum Key {
     Checksum,
     Checkpoint,
     ThrottleMibS,
+    ReportLines,
     Level,
     Cpus,
 }
@@ -279,6 +283,7 @@ const KEYS: [(&str, Key); 21] = [
     ("rkdump.checksum", Key::Checksum),
     ("rkdump.checkpoint", Key::Checkpoint),
     ("rkdump.throttle_mib_s", Key::ThrottleMibS),
+    ("rkdump.report_lines", Key::ReportLines),
     ("rkdump.level", Key::Level),
     ("rkdump.cpus", Key::Cpus),
 ];
@@ -356,6 +361,9 @@ pub struct Options {
     /// `rkdump.checksum=auto|full|sampled|none`: how much of each dump block its checksum
     /// covers (`auto`, the default, is every byte).
     pub checksum: ChecksumMode,
+    /// `rkdump.report_lines=<n>`: printk lines in the crash report before the dump (0: none;
+    /// the report caps it).
+    pub report_lines: u32,
     /// `rkdump.level=<0..31>`: makedumpfile's dump level bits (1 zero pages, 2 non-private page
     /// cache, 4 all page cache, 8 user data, 16 free pages); 0 (default) dumps every page.
     pub level: u8,
@@ -392,6 +400,7 @@ impl Default for Options {
             fault_dead: None,
             fault_nosipi: None,
             checksum: ChecksumMode::Auto,
+            report_lines: DEFAULT_REPORT_LINES,
             level: 0,
             cpus: None,
             diags: [None; DIAG_CAPACITY],
@@ -518,6 +527,7 @@ impl Options {
                 }
             }
             Key::ThrottleMibS => self.throttle_mib_s = u32_of(v)?,
+            Key::ReportLines => self.report_lines = u32_of(v)?,
             Key::Level => match u32_of(v)? {
                 n @ 0..=31 => self.level = n as u8,
                 _ => return Err("expected a dump level 0..31"),

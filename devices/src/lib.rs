@@ -25,6 +25,7 @@ pub mod nvme;
 pub mod pci;
 pub mod record;
 pub mod reinit;
+pub mod report_area;
 pub mod target;
 pub mod time;
 pub mod virtio;

@@ -161,6 +161,8 @@ pub struct RecordWriter<'p> {
     plan: &'p DumpPlan,
     header: RecordHeader,
     pacing: Option<Pacing<'p>>,
+    /// Crash report text for the header page's report area ([`crate::report_area`]).
+    report: Option<&'p str>,
 }
 
 impl<'p> RecordWriter<'p> {
@@ -185,7 +187,15 @@ impl<'p> RecordWriter<'p> {
             plan,
             header,
             pacing: None,
+            report: None,
         })
+    }
+
+    /// Stores `text` (cut to [`crate::report_area::MAX_TEXT`] bytes) in the record's crash
+    /// report area, written with the first header.
+    pub fn with_report(mut self, text: &'p str) -> Self {
+        self.report = Some(text);
+        self
     }
 
     /// Sizes batches by time and takes checkpoints as `pacing` says. Without it the writer
@@ -236,8 +246,17 @@ impl<'p> RecordWriter<'p> {
         let to_lba = |lba512: u64| lba512 * label::LBA_BYTES / bs;
         let header_lba = to_lba(layout.header_lba);
         // Both bounce buffers are allocated once: DMA memory is never freed.
-        let header_buf =
+        let mut header_buf =
             alloc_dma_mem(dma, label::HEADER_BYTES, 4096, false).ok_or(RecordError::NoMemory)?;
+        // The page is written whole on every header update: zeros, then the report area;
+        // updates replace only the header's own bytes.
+        header_buf.copy_in(0, &[0u8; label::HEADER_BYTES]);
+        if let Some(text) = self.report {
+            header_buf.copy_in(
+                crate::report_area::OFFSET,
+                &crate::report_area::encode(text),
+            );
+        }
         let table_buf =
             alloc_dma_mem(dma, TABLE_BOUNCE, 4096, false).ok_or(RecordError::NoMemory)?;
         let mut out = Out { dev, dma };
@@ -449,7 +468,8 @@ impl Table {
         out: &mut Out<'_, D>,
         header: &RecordHeader,
     ) -> Result<(), RecordError> {
-        self.header_buf.copy_in(0, &header.to_bytes());
+        self.header_buf
+            .copy_in(0, &header.to_bytes()[..label::RECORD_HEADER_SIZE]);
         out.write_bounce(
             Area::Header,
             self.header_lba,

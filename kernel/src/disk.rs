@@ -233,6 +233,8 @@ pub struct WriteOptions {
     pub checkpoints: bool,
     /// `rkdump.throttle_mib_s=` (test only): 0 for no limit.
     pub throttle_mib_s: u32,
+    /// The crash report text for the record's report area.
+    pub report: String,
 }
 
 /// Writes the dump record. `progress` gets (done, total) after every batch, `on_checkpoint`
@@ -251,7 +253,9 @@ pub fn dump(
         checkpoints: pace.checkpoints.then_some(Checkpoints::DEFAULT),
         throttle_mib_s: pace.throttle_mib_s,
     };
-    let writer = RecordWriter::new(&disk.label, plan, run_id, pace.checksum)?.with_pacing(pacing);
+    let writer = RecordWriter::new(&disk.label, plan, run_id, pace.checksum)?
+        .with_pacing(pacing)
+        .with_report(&pace.report);
     let layout = writer.layout();
     if !layout.fits {
         rkerror!(

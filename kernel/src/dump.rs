@@ -106,6 +106,7 @@ pub fn run(
     for w in plan.notes.warnings() {
         rkline!("note: notes: {w:?}");
     }
+    let report = crate::report::run(&mut mem, &plan, opts.report_lines);
     // Never hand out memory the header lives in or that the dump reads.
     for p in plan
         .header
@@ -137,7 +138,16 @@ pub fn run(
         scan = pci.scan(false);
     }
 
-    crate::targets::run(opts, blob.as_deref(), &pci, &scan, &plan, &mut mem, run_id)
+    crate::targets::run(
+        opts,
+        blob.as_deref(),
+        &pci,
+        &scan,
+        &plan,
+        &mut mem,
+        run_id,
+        &report,
+    )
 }
 
 /// The dump's [`Progress`] on the kernel clock, printing the lines it says are due. Shared by

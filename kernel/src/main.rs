@@ -45,7 +45,10 @@ mod power;
 #[cfg(target_os = "none")]
 mod reinit;
 #[cfg(target_os = "none")]
+mod report;
+#[cfg(target_os = "none")]
 mod smp;
+#[cfg(target_os = "none")]
 mod targets;
 
 /// Host builds (`cargo clippy --workspace`) get an empty program: the kernel only exists for

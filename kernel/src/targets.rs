@@ -38,6 +38,7 @@ pub fn run(
     plan: &DumpPlan,
     mem: &mut OldMem,
     run_id: [u8; 16],
+    report: &str,
 ) -> Outcome {
     let steps: Vec<TargetStep> = opts.target.steps().collect();
     let explicit = opts.target.as_slice() != [rkdump_boot::cmdline::Target::Auto];
@@ -77,7 +78,7 @@ pub fn run(
                     rkerror!("target file: skipped: the file's disk is not usable; trying {next}");
                     continue;
                 };
-                if write(opts, *step, &next, &mut d, plan, mem, run_id) {
+                if write(opts, *step, &next, &mut d, plan, mem, run_id, report) {
                     return Outcome::Success;
                 }
             }
@@ -101,7 +102,7 @@ pub fn run(
                     }
                     continue;
                 };
-                if write(opts, *step, &next, &mut d, plan, mem, run_id) {
+                if write(opts, *step, &next, &mut d, plan, mem, run_id, report) {
                     return Outcome::Success;
                 }
             }
@@ -139,11 +140,13 @@ fn write(
     plan: &DumpPlan,
     mem: &OldMem,
     run_id: [u8; 16],
+    report: &str,
 ) -> bool {
     let pace = disk::WriteOptions {
         checksum: dump::checksum_kind(opts.checksum),
         checkpoints: opts.checkpoints,
         throttle_mib_s: opts.throttle_mib_s,
+        report: report.into(),
     };
     match dump::dump_disk(d, plan, mem, run_id, &pace) {
         Ok(()) => true,

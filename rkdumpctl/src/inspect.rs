@@ -1,5 +1,7 @@
 //! `rkdumpctl inspect`: summarises a vmcore file: ELF header, notes (CPUs with pid and RIP, VMCOREINFO
-//! keys), PT_LOAD ranges and sizes. Parsing is rkdump-vmcore's; this module only reads files and prints.
+//! keys), PT_LOAD ranges and sizes; then the crash report rkdump prints on the console before a
+//! dump, computed again from the file by the same code (`rkdump_vmcore::report`). Parsing is
+//! rkdump-vmcore's; this module only reads files and prints.
 
 use std::fmt;
 use std::fs::File;
@@ -7,9 +9,12 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
+use rkdump_vmcore::elf::Elf64_Phdr;
 use rkdump_vmcore::elf::{EHDR_SIZE, NT_PRSTATUS, NT_VMCOREINFO, PHDR_SIZE, PT_NOTE};
 use rkdump_vmcore::header::{self, ElfCoreHeader, is_kernel_text};
+use rkdump_vmcore::mem::{OldMemError, OldMemory};
 use rkdump_vmcore::notes::Notes;
+use rkdump_vmcore::report;
 
 /// VMCOREINFO keys always shown (when present); `--vmcoreinfo` prints the whole text.
 const KEYS: [&str; 9] = [
@@ -35,6 +40,40 @@ pub struct Args {
     /// Print the complete VMCOREINFO text.
     #[arg(long)]
     vmcoreinfo: bool,
+    /// Print only the crash report (between `rkdump: report begin` and `rkdump: report end`).
+    #[arg(long)]
+    report: bool,
+    /// printk lines in the crash report (as `rkdump.report_lines=`).
+    #[arg(long, default_value_t = report::DEFAULT_LINES)]
+    report_lines: usize,
+}
+
+/// The vmcore file as the crashed kernel's physical memory: each PT_LOAD's bytes at its
+/// `p_paddr`.
+struct FileMemory<'a> {
+    file: &'a File,
+    loads: Vec<Elf64_Phdr>,
+}
+
+impl OldMemory for FileMemory<'_> {
+    fn read(&mut self, phys: u64, buf: &mut [u8]) -> Result<(), OldMemError> {
+        let len = buf.len() as u64;
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pa = phys + done as u64;
+            let p = self
+                .loads
+                .iter()
+                .find(|p| pa >= p.p_paddr && pa - p.p_paddr < p.p_filesz)
+                .ok_or(OldMemError::OutOfRange { phys, len })?;
+            let n = ((p.p_paddr + p.p_filesz - pa) as usize).min(buf.len() - done);
+            self.file
+                .read_exact_at(&mut buf[done..done + n], p.p_offset + (pa - p.p_paddr))
+                .map_err(|_| OldMemError::Fault { phys: pa })?;
+            done += n;
+        }
+        Ok(())
+    }
 }
 
 /// Why `inspect` failed.
@@ -85,21 +124,11 @@ pub fn run(args: &Args) -> Result<(), Error> {
     let want = (EHDR_SIZE + PHDR_SIZE * usize::from(phnum)).min(file_size as usize);
     let mut head = vec![0u8; want];
     file.read_exact_at(&mut head, 0).map_err(io_err)?;
-    let core = ElfCoreHeader::parse(&head).map_err(Error::Header)?;
+    let core = ElfCoreHeader::parse_file(&head).map_err(Error::Header)?;
     let phdrs = core.phdrs();
 
     let loads = core.loads().count();
     let pt_notes = core.notes().count();
-    println!("vmcore: {} ({file_size} bytes)", args.vmcore.display());
-    println!(
-        "ELF: ELFCLASS64 LSB ET_CORE EM_X86_64, {} program headers ({pt_notes} PT_NOTE, {loads} PT_LOAD, {} other)",
-        phdrs.len(),
-        phdrs.len() - pt_notes - loads
-    );
-    if phdrs.first().is_none_or(|p| p.p_type != PT_NOTE) {
-        println!("warning: program header 0 is not PT_NOTE (crash expects it there)");
-    }
-
     let mut note_bytes = Vec::new();
     for (index, p) in core.notes() {
         let bad = Error::NoteOutOfFile {
@@ -115,6 +144,30 @@ pub fn run(args: &Args) -> Result<(), Error> {
         note_bytes.extend_from_slice(&b);
     }
     let notes = Notes::parse_merged(&note_bytes);
+    let print_report = || {
+        let mut mem = FileMemory {
+            file: &file,
+            loads: core.loads().map(|(_, p)| *p).collect(),
+        };
+        let r = report::from_old_memory(&mut mem, &core, &notes, args.report_lines, &|| false);
+        println!("rkdump: report begin");
+        print!("{}", report::render(&r));
+        println!("rkdump: report end");
+    };
+    if args.report {
+        print_report();
+        return Ok(());
+    }
+    println!("vmcore: {} ({file_size} bytes)", args.vmcore.display());
+    println!(
+        "ELF: ELFCLASS64 LSB ET_CORE EM_X86_64, {} program headers ({pt_notes} PT_NOTE, {loads} PT_LOAD, {} other)",
+        phdrs.len(),
+        phdrs.len() - pt_notes - loads
+    );
+    if phdrs.first().is_none_or(|p| p.p_type != PT_NOTE) {
+        println!("warning: program header 0 is not PT_NOTE (crash expects it there)");
+    }
+
     print_notes(&notes, note_bytes.len(), args.vmcoreinfo);
 
     println!("PT_LOAD ({loads}):");
@@ -152,6 +205,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
     for i in truncated {
         println!("warning: PT_LOAD phdr {i} extends beyond the end of the file (truncated dump)");
     }
+    print_report();
     Ok(())
 }
 
@@ -199,7 +253,7 @@ fn print_notes(notes: &Notes, size: usize, full_vmcoreinfo: bool) {
     for key in KEYS {
         if let Some(v) = info.get(key) {
             let extra = match key {
-                "CRASHTIME" => info.crash_time().map(|t| format!("  ({})", utc(t))),
+                "CRASHTIME" => info.crash_time().map(|t| format!("  ({})", report::utc(t))),
                 "NUMBER(phys_base)" => info.phys_base().map(|b| format!("  ({b:#x})")),
                 _ => None,
             };
@@ -213,31 +267,57 @@ fn print_notes(notes: &Notes, size: usize, full_vmcoreinfo: bool) {
     }
 }
 
-/// Formats seconds since the epoch as a UTC date and time.
-fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil-from-days (proleptic Gregorian), days since 1970-01-01.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
-    use super::utc;
+    use rkdump_vmcore::report::utc;
+
+    /// Writes the printk test data of `vmcore/testdata/printk-6.1.0-57/` from a saved vmcore
+    /// (`RKDUMP_CAPTURE_VMCORE=<vmcore> RKDUMP_CAPTURE_OUT=<dir> cargo test -p rkdumpctl --
+    /// --ignored capture_printk`): the ring's memory regions (trailing zeros left out) and the
+    /// VMCOREINFO text. See vmcore/testdata/README.md.
+    #[test]
+    #[ignore = "capture tool, run by hand on a real vmcore"]
+    fn capture_printk() {
+        use rkdump_vmcore::kernel::{KernelInfo, OldVirt, Translator, VirtMemory};
+        use rkdump_vmcore::report::printk::{Layout, ring_regions};
+        use std::os::unix::fs::FileExt;
+
+        let path = std::env::var("RKDUMP_CAPTURE_VMCORE").expect("RKDUMP_CAPTURE_VMCORE");
+        let out = std::path::PathBuf::from(std::env::var("RKDUMP_CAPTURE_OUT").expect("OUT"));
+        let file = std::fs::File::open(&path).unwrap();
+        let mut head = vec![0u8; 64 << 10];
+        let n = file.read_at(&mut head, 0).unwrap();
+        let core = rkdump_vmcore::header::ElfCoreHeader::parse_file(&head[..n]).unwrap();
+        let mut note_bytes = Vec::new();
+        for (_, p) in core.notes() {
+            let mut b = vec![0u8; p.p_filesz as usize];
+            file.read_exact_at(&mut b, p.p_offset).unwrap();
+            note_bytes.extend(b);
+        }
+        let notes = rkdump_vmcore::notes::Notes::parse_merged(&note_bytes);
+        let vi = notes.vmcoreinfo().unwrap();
+        let info = KernelInfo::parse(&vi).unwrap();
+        let t = Translator::new(&info);
+        let mut mem = super::FileMemory {
+            file: &file,
+            loads: core.loads().map(|(_, p)| *p).collect(),
+        };
+        let mut virt = OldVirt::new(&mut mem, &t);
+        let layout = Layout::from_vmcoreinfo(&vi).unwrap();
+        let mut blob = Vec::new();
+        for (va, len) in ring_regions(&mut virt, &layout).unwrap() {
+            let mut b = vec![0u8; len as usize];
+            virt.read_virt(va, &mut b).unwrap();
+            let keep = b.iter().rposition(|&x| x != 0).map_or(0, |i| i + 1);
+            blob.extend(va.to_le_bytes());
+            blob.extend(len.to_le_bytes());
+            blob.extend((keep as u64).to_le_bytes());
+            blob.extend(&b[..keep]);
+        }
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("regions.bin"), blob).unwrap();
+        std::fs::write(out.join("vmcoreinfo.txt"), vi.text()).unwrap();
+    }
 
     #[test]
     fn utc_dates() {

@@ -235,6 +235,38 @@ fn mark_saved(dev: &Path, base: u64, lab: &Label, read: &RecordHeader) -> Result
     crate::filetarget::write_in_place(dev, base + lab.data_offset, &bytes)
 }
 
+/// `<output>.report.txt`: where the stored crash report goes.
+fn report_path(output: &Path) -> PathBuf {
+    let mut name = output.as_os_str().to_owned();
+    name.push(".report.txt");
+    PathBuf::from(name)
+}
+
+/// Prints the crash report stored in the record and writes it beside the vmcore.
+fn show_report(output: &Path, stored: Option<Result<String, rkdump_devices::report_area::Error>>) {
+    match stored {
+        Some(Ok(text)) => {
+            let path = report_path(output);
+            match fs::write(&path, &text) {
+                Ok(()) => println!("crash report (stored by rkdump) -> {}", path.display()),
+                Err(e) => eprintln!("rkdumpctl save: warning: {}: {e}", path.display()),
+            }
+            // The lines that say why: the rest is in the file.
+            for l in text.lines().filter(|l| {
+                l.starts_with("crashed kernel:")
+                    || l.starts_with("panic:")
+                    || (l.starts_with("cpu ") && l.contains("(crashing)"))
+            }) {
+                println!("  {l}");
+            }
+        }
+        Some(Err(e)) => println!("crash report: {e}"),
+        None => {
+            eprintln!("rkdumpctl save: warning: record header page unreadable: no crash report")
+        }
+    }
+}
+
 /// Runs `save`: the record is read with the same code the host tests check the capture
 /// kernel's writer against (`rkdump_devices::record::read`).
 pub fn run(args: &Args) -> Result<(), String> {
@@ -302,6 +334,11 @@ pub fn run(args: &Args) -> Result<(), String> {
         }
         Err(e) => return Err(format!("{e}")),
     };
+    // The crash report rkdump stored in the header page (docs/dump-format.md#crash-report-area).
+    let mut page = vec![0u8; label::HEADER_BYTES];
+    let stored_report = at(lab.data_offset, &mut page)
+        .ok()
+        .map(|()| rkdump_devices::report_area::parse(&page));
     // The header as read, for marking the record saved at the end.
     let read_header = summary.header;
     let h = summary.header;
@@ -389,6 +426,7 @@ pub fn run(args: &Args) -> Result<(), String> {
             h.written
         );
     }
+    show_report(&args.output, stored_report);
     println!(
         "{}: {:?} dump of {} ({} bytes, {} blocks verified, coverage: {}) -> {}",
         dev.display(),

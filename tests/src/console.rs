@@ -15,6 +15,9 @@ use rkdump_marker::Report as MarkerReport;
 /// The first kernel's line that marks the crash (drivers/tty/sysrq.c `sysrq_handle_crash`).
 pub const SYSRQ_LINE: &str = "sysrq: Trigger a crash";
 
+/// The crash line of the e2e cases that crash by ending init (`e2e.crash=exit`).
+pub const INIT_EXIT_LINE: &str = "Kernel panic - not syncing: Attempted to kill init!";
+
 /// One console line and when the host read its newline (since QEMU was spawned).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Line {
@@ -364,7 +367,9 @@ impl ConsoleLog {
 
     /// Index of the first kernel's crash line.
     pub fn sysrq_index(&self) -> Option<usize> {
-        self.lines.iter().position(|l| l.text.contains(SYSRQ_LINE))
+        self.lines
+            .iter()
+            .position(|l| l.text.contains(SYSRQ_LINE) || l.text.contains(INIT_EXIT_LINE))
     }
 
     /// Lines printed before (and including) the crash line; all lines if there was no crash.

@@ -161,6 +161,18 @@ impl Rkdumpctl {
     pub fn inspect(&self, vmcore: &Path) -> Result<String, Error> {
         self.run([OsStr::new("inspect"), vmcore.as_os_str()])
     }
+
+    /// `rkdumpctl inspect --report --report-lines <n> <vmcore>`: only the crash report.
+    pub fn inspect_report(&self, vmcore: &Path, lines: usize) -> Result<String, Error> {
+        let n = lines.to_string();
+        self.run([
+            OsStr::new("inspect"),
+            OsStr::new("--report"),
+            OsStr::new("--report-lines"),
+            OsStr::new(&n),
+            vmcore.as_os_str(),
+        ])
+    }
 }
 
 #[cfg(test)]

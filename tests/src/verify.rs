@@ -127,7 +127,7 @@ impl fmt::Display for Error {
                 "readelf -lnW did not show NT_PRSTATUS and VMCOREINFO:\n{text}"
             ),
             Error::NoCrashInLog => f.write_str(
-                "the crashed kernel's log (makedumpfile --dump-dmesg) lacks the sysrq crash",
+                "the crashed kernel's log (makedumpfile --dump-dmesg) lacks the crash (sysrq or init exit)",
             ),
             Error::MarkerPresent { present, intact } => write!(
                 f,
@@ -376,7 +376,7 @@ pub fn vmcore_expect(
             .arg(&dmesg),
     )?;
     let log = std::fs::read_to_string(&dmesg).map_err(read_err(dmesg.display().to_string()))?;
-    if !log.contains("sysrq: Trigger a crash") {
+    if !log.contains(crate::console::SYSRQ_LINE) && !log.contains(crate::console::INIT_EXIT_LINE) {
         return Err(Error::NoCrashInLog);
     }
     let lines: Vec<&str> = log.lines().collect();

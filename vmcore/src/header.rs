@@ -341,6 +341,31 @@ impl ElfCoreHeader {
         })
     }
 
+    /// Parses the headers of a vmcore *file* (what `rkdumpctl inspect` reads): the ELF header
+    /// is validated as by [`Self::parse`], the program headers are read but not checked as
+    /// physical ranges, since in a file `p_offset` is a file offset and a filtered dump's
+    /// PT_LOADs are shorter in the file than in memory (`p_filesz < p_memsz`), so the
+    /// elfcorehdr's no-overlap rule does not apply.
+    pub fn parse_file(bytes: &[u8]) -> Result<Self, Error> {
+        let available = bytes.len() as u64;
+        let ehdr_bytes = bytes.get(..EHDR_SIZE).ok_or(Error::Truncated {
+            needed: EHDR_SIZE as u64,
+            available,
+        })?;
+        let ehdr = validate_ehdr(ehdr_bytes)?;
+        let ph_len = phdr_table_len(ehdr.e_phnum);
+        let needed = EHDR_SIZE as u64 + ph_len;
+        let table = bytes
+            .get(EHDR_SIZE..EHDR_SIZE + ph_len as usize)
+            .ok_or(Error::Truncated { needed, available })?;
+        let phdrs = parse_phdrs(table, ehdr.e_phnum)?;
+        Ok(Self {
+            ehdr,
+            phdrs,
+            dropped: Vec::new(),
+        })
+    }
+
     /// The ELF header as found.
     pub fn ehdr(&self) -> &Elf64_Ehdr {
         &self.ehdr

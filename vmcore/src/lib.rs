@@ -30,6 +30,7 @@ pub mod mem;
 pub mod notes;
 pub mod pages;
 pub mod progress;
+pub mod report;
 pub mod stream;
 pub mod writer;
 

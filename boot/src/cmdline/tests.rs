@@ -587,6 +587,17 @@ fn checkpoint_and_throttle_test_switches() {
 }
 
 #[test]
+fn report_lines_default_and_set() {
+    assert_eq!(Options::parse("").report_lines, 50);
+    assert_eq!(Options::parse("rkdump.report_lines=7").report_lines, 7);
+    assert_eq!(Options::parse("rkdump.report_lines=0").report_lines, 0);
+    // A bad value keeps the default and is reported.
+    let o = Options::parse("rkdump.report_lines=many");
+    assert_eq!(o.report_lines, 50);
+    assert!(matches!(diags(&o)[..], [(_, DiagKind::Malformed(_))]));
+}
+
+#[test]
 fn dump_level() {
     assert_eq!(Options::parse("").level, 0);
     assert_eq!(Options::parse("rkdump.level=31").level, 31);

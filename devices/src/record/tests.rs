@@ -763,3 +763,43 @@ fn hashing_overlaps_the_transfer_and_stops_when_done() {
     .unwrap();
     assert!(pieces.get() <= 3, "called {} times", pieces.get());
 }
+
+#[test]
+fn the_crash_report_rides_in_the_header_page_and_survives_mark_saved() {
+    let (mut arena, clock, plan, vmcore) = setup();
+    let fake = FakeNvme::new(&arena);
+    let label = labelled(&mut fake.0.borrow_mut().disk);
+    let mut dev = Nvme::new(&fake, &mut arena, &clock).unwrap();
+    let text = "crashed kernel: 6.1.0-56-cloud-amd64\npanic: sysrq triggered crash\n";
+    let w = RecordWriter::new(&label, &plan, *b"run-id-of-a-test", ChecksumKind::Full)
+        .unwrap()
+        .with_report(text);
+    assert_eq!(write(w, &mut dev, &mut arena), Ok(vmcore.len() as u64));
+    let mut disk = fake.0.borrow().disk.clone();
+    let at = label.data_offset as usize;
+    let page = &disk[at..at + label::HEADER_BYTES];
+    assert_eq!(crate::report_area::parse(page).as_deref(), Ok(text));
+    // The final header rewrite kept it, and the record still reads back.
+    let (summary, out) = save(&disk).unwrap();
+    assert_eq!(summary.header.state, State::Complete);
+    assert!(out == vmcore);
+    // `save` marks the record saved by rewriting the header's 176 bytes only.
+    let saved = label::mark_saved(&label, &disk[at..at + label::HEADER_BYTES]).unwrap();
+    disk[at..at + saved.len()].copy_from_slice(&saved);
+    let page = &disk[at..at + label::HEADER_BYTES];
+    assert_eq!(crate::report_area::parse(page).as_deref(), Ok(text));
+
+    // Without a report the area is absent.
+    let (mut arena, clock, plan, _) = setup();
+    let fake = FakeNvme::new(&arena);
+    let label = labelled(&mut fake.0.borrow_mut().disk);
+    let mut dev = Nvme::new(&fake, &mut arena, &clock).unwrap();
+    let w = RecordWriter::new(&label, &plan, [1; 16], ChecksumKind::Full).unwrap();
+    write(w, &mut dev, &mut arena).unwrap();
+    let disk = fake.0.borrow().disk.clone();
+    let at = label.data_offset as usize;
+    assert_eq!(
+        crate::report_area::parse(&disk[at..at + label::HEADER_BYTES]),
+        Err(crate::report_area::Error::Absent)
+    );
+}

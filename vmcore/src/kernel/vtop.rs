@@ -112,9 +112,9 @@ impl Translator {
         if let Some(off) = va.checked_sub(START_KERNEL_MAP)
             && off < KERNEL_IMAGE_SIZE
         {
-            let phys = self
-                .phys_base
-                .checked_add(off)
+            // phys_base is a two's complement delta: negative when the image sits below its
+            // link address (Debian's KASLR kernels), so the sum wraps.
+            let phys = Some(self.phys_base.wrapping_add(off))
                 .filter(|p| p >> self.phys_bits == 0)
                 .ok_or(VirtError::NotMapped { va })?;
             let phys_end_ok = self

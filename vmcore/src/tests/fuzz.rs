@@ -13,23 +13,23 @@ use crate::{ElfCoreHeader, prepare_dump};
 const ITERATIONS: u32 = 20_000;
 
 /// xorshift64*: tiny, deterministic.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
 }
 
 /// Overwrites 1..=8 spots of `b` with random or boundary values of random width.
-fn mutate(rng: &mut Rng, b: &mut [u8]) {
+pub(crate) fn mutate(rng: &mut Rng, b: &mut [u8]) {
     if b.is_empty() {
         return;
     }

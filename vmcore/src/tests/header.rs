@@ -283,3 +283,24 @@ fn below_filter_boundaries() {
     );
     assert_eq!(f.check(u64::MAX, 1), Err(DropReason::Wraps));
 }
+
+/// A filtered vmcore file: PT_LOADs whose memory is longer than their bytes in the file, so
+/// `p_offset + p_memsz` runs into the next load's file offset. The elfcorehdr validator refuses
+/// it (file offsets are not physical ranges); the file parser reads it.
+#[test]
+fn a_filtered_vmcore_file_parses_as_a_file() {
+    let mut a = load_phdr(0x10_0000, 0x2000, 0xffff_8880_0010_0000, 0xf0_0000);
+    a.p_filesz = 0x2_0000;
+    let b = load_phdr(0x100_0000, 0x2_2000, 0xffff_8880_0100_0000, 0x1_0000);
+    let bytes = header_blob(&[a, b]);
+    assert!(matches!(
+        ElfCoreHeader::parse(&bytes),
+        Err(Error::OverlappingLoads { .. })
+    ));
+    let h = ElfCoreHeader::parse_file(&bytes).unwrap();
+    assert_eq!(h.loads().count(), 2);
+    // The ELF header is still checked.
+    let mut bad = bytes.clone();
+    bad[4] = 1; // ELFCLASS32
+    assert!(ElfCoreHeader::parse_file(&bad).is_err());
+}

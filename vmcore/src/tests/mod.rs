@@ -2,7 +2,7 @@
 
 extern crate std;
 
-mod fuzz;
+pub(crate) mod fuzz;
 mod header;
 mod layout;
 mod notes;

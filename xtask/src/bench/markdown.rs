@@ -271,6 +271,22 @@ pub(super) fn render_targets(rows: &[Row], bzimage_len: u64) -> (String, bool) {
             );
         }
     }
+    // 5. The crash report costs under 100 ms of the sysrq -> dump time.
+    for ram in rams(rows) {
+        let Some(r) = row(rows, ram, Kind::Rkdump) else {
+            continue;
+        };
+        let ms = r.med(|s| s.report_ms);
+        line(
+            ms.map(|m| m < 100.0),
+            match ms {
+                Some(m) => format!(
+                    "{ram} GiB: the crash report costs {m:.0} ms before the dump (median of rkdump's `report end ms=`; target < 100 ms)"
+                ),
+                None => format!("{ram} GiB: no `rkdump: report end ms=` line"),
+            },
+        );
+    }
     // 4. bzImage at most 1 MiB.
     line(
         Some(bzimage_len <= 1 << 20),
@@ -367,6 +383,10 @@ mod tests {
         assert!(all, "{targets}");
         assert!(
             targets.contains("**met**: 1 GiB: smallest working crashkernel= for rkdump is 8M"),
+            "{targets}"
+        );
+        assert!(
+            targets.contains("**met**: 1 GiB: the crash report costs 28 ms"),
             "{targets}"
         );
         assert!(

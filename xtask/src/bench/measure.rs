@@ -35,6 +35,8 @@ pub(super) struct Sample {
     pub(super) checksum: Option<String>,
     /// rkdump's loaded image size in memory (bytes).
     pub(super) image_len: Option<u64>,
+    /// rkdump's crash report cost (`rkdump: report end ms=`, its own clock), in ms.
+    pub(super) report_ms: Option<f64>,
     /// Host CPUs other processes kept busy during the run, on average (the machine has 2 and
     /// QEMU's TCG threads want both: timings of a busy run are not comparable).
     pub(super) others_busy: Option<f64>,
@@ -121,6 +123,8 @@ pub(super) fn measure(kind: Kind, log: &ConsoleLog, flat: Option<Result<u64, Str
                     kind.to_string()
                 })
             });
+            s.report_ms =
+                find(after, "rkdump: report end ").and_then(|(_, a)| kv(a, "ms")?.parse().ok());
             s.peak_kib = find(after, "rkdump: memory peak=")
                 .and_then(|(_, v)| v.split_whitespace().next()?.parse().ok());
             s.image_len = find(after, "rkdump: memory image=").and_then(|(_, v)| {
@@ -260,6 +264,8 @@ mod tests {
 [   4.590344] [    4.139752] sysrq: Trigger a crash
 [   4.641845] rkdump: entered
 [   4.650469] rkdump: memory image=0x3ee00000+0x99000 heap=2048 KiB page-tables=6
+[   4.650500] rkdump: report begin
+[   4.671500] rkdump: report end ms=21
 [   4.680001] rkdump: checksum mode=auto kind=full covers=every byte
 [   4.689710] rkdump: dump start bytes=1098547200 target=disk:0000:01:00.0
 [  10.611862] rkdump: dump complete bytes=1098547200 ms=5906 target=disk:0000:01:00.0
@@ -276,6 +282,7 @@ mod tests {
         assert_eq!(s.written, Some(1_098_547_200));
         assert_eq!(s.guest_secs, Some(5.906));
         assert_eq!(s.peak_kib, Some(2348));
+        assert_eq!(s.report_ms, Some(21.0));
         assert_eq!(s.checksum.as_deref(), Some("full (default)"));
         let none = RKDUMP_LOG.replace(
             "mode=auto kind=full covers=every byte",
@@ -287,7 +294,7 @@ mod tests {
         assert!((s.rate().unwrap() - 176.9).abs() < 0.1);
         let serial = RKDUMP_LOG.replace("target=disk:0000:01:00.0", "target=serial:ttyS1");
         assert!(!measure(Kind::Rkdump, &ConsoleLog::parse_saved(&serial), None).ok);
-        let cut = RKDUMP_LOG.lines().take(4).collect::<Vec<_>>().join("\n");
+        let cut = RKDUMP_LOG.lines().take(6).collect::<Vec<_>>().join("\n");
         let s = measure(Kind::Rkdump, &ConsoleLog::parse_saved(&cut), None);
         assert!(!s.ok && s.why.contains("dump complete"));
     }

@@ -168,10 +168,12 @@ pub(super) mod testdata {
                 samples: vec![
                     Sample {
                         checksum: Some("full (default)".into()),
+                        report_ms: Some(21.0),
                         ..sample(1.0, 0.9, gib)
                     },
                     Sample {
                         checksum: Some("full (default)".into()),
+                        report_ms: Some(35.0),
                         ..sample(1.2, 1.1, gib)
                     },
                     Sample::failed("x"),

@@ -110,6 +110,9 @@ pub struct Case {
     /// and idles (no kexec, no crash) while the host dumps the guest through QMP
     /// (`e2e.hold=1`).
     pub hold: bool,
+    /// Crash by ending init (`e2e.crash=exit`: panic "Attempted to kill init!") instead of
+    /// sysrq `c`: the crash report must name that reason.
+    pub crash_exit: bool,
     /// A filtered dump (`rkdump.level=` with bit 8): the marker pages (user data) must be absent.
     pub markers_absent: bool,
     /// File target (xtask/src/e2e/targets.rs): the first kernel's file system (ext4 or xfs) is
@@ -152,7 +155,7 @@ pub const CASE_NAMES: [&str; 9] = [
 ];
 
 /// rkdump-only cases that write and verify a whole dump (and their negative controls).
-pub const DUMP_CASE_NAMES: [&str; 16] = [
+pub const DUMP_CASE_NAMES: [&str; 17] = [
     "dump-virtio",
     "dump-nvme",
     "noreset-virtio",
@@ -166,6 +169,7 @@ pub const DUMP_CASE_NAMES: [&str; 16] = [
     "bad-elfcorehdr",
     "dump-serial",
     "power-cut",
+    "report-exit",
     "dump-level31",
     "dump-level1",
     "dump-la57-level31",
@@ -260,6 +264,7 @@ impl Case {
             fill_dump_disk: false,
             power_cut_after: None,
             hold: false,
+            crash_exit: false,
             markers_absent: false,
             file_root: None,
             file_xfs: false,
@@ -339,6 +344,15 @@ impl Case {
             c.marker_mib = 16;
             c.full_run = true;
             c.timeout = Duration::from_secs(900);
+            c.tag = fresh_tag(name);
+            return Some(c);
+        }
+        if name == "report-exit" {
+            // A second crash reason for the crash report: init exits.
+            let mut c = Case::dump("dump-nvme", capture)?;
+            c.name = name.to_string();
+            c.io_at_crash = false;
+            c.crash_exit = true;
             c.tag = fresh_tag(name);
             return Some(c);
         }
@@ -483,6 +497,9 @@ impl Case {
         if self.hold {
             io.push_str(" e2e.hold=1");
         }
+        if self.crash_exit {
+            io.push_str(" e2e.crash=exit");
+        }
         Ok(format!(
             "console=ttyS0{io} {} e2e.mode={} e2e.initrd={} e2e.broken={} e2e.marker={} e2e.tag={:x}{} e2e.append=\"{}\"",
             self.crashkernel,
@@ -523,6 +540,7 @@ mod tests {
                 name,
                 "dump-serial"
                     | "power-cut"
+                    | "report-exit"
                     | "blob-sbr-kf"
                     | "blob-sbr-kl"
                     | "noblob-sbr"
@@ -531,6 +549,11 @@ mod tests {
                     | "bad-elfcorehdr"
             );
             assert_eq!(cmd.contains(" e2e.io="), io, "{cmd}");
+            assert_eq!(
+                cmd.contains(" e2e.crash=exit"),
+                name == "report-exit",
+                "{cmd}"
+            );
             assert_eq!(c.expect_disk_failure, name.starts_with("noreset"));
             assert!(Case::standard(name, CaptureKind::Linux).is_none());
         }

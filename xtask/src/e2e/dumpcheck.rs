@@ -136,6 +136,7 @@ pub fn apply(
         rkdump_tests::verify::MarkerExpect::Present
     };
     checks.push(verify_check(log, &vmcore, dir, expect));
+    super::reportcheck::apply(case, log, &vmcore, dir, checks);
 }
 
 /// `rkdump.level=` cases: the console's `filter` line names the level asked for (no fallback)

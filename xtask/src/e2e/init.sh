@@ -9,6 +9,7 @@
 #   e2e.broken=1       corrupt the image header ("HdrS" at 0x202) and expect kexec to refuse
 #   e2e.marker=<MiB>   marker size (0 = no marker)     e2e.tag=<hex>  marker tag
 #   e2e.kexecdebug=1   pass -d to kexec
+#   e2e.crash=exit     crash by ending init (panic "Attempted to kill init!") instead of sysrq c
 #   e2e.append="<capture kernel command line>"
 #   e2e.rawdd=<disk>:<blocks>[:<MiB>]   (benchmark) write <blocks> x <MiB> (4) MiB to /dev/<disk> with O_DIRECT, power off
 #   e2e.fileroot=<disk>   mount /dev/<disk> (ext4 or xfs) on /mnt, `rkdumpctl prepare --file /mnt/rkdump.img
@@ -104,6 +105,7 @@ for w in $CMDLINE; do
         e2e.hold=1) HOLD=1 ;;
         e2e.fileroot=*) FILEROOT=${w#e2e.fileroot=} ;;
         e2e.filesave=*) FILESAVE=${w#e2e.filesave=} ;;
+        e2e.crash=*) CRASH=${w#e2e.crash=} ;;
     esac
 done
 
@@ -386,6 +388,8 @@ fi
 say "crash now"
 # Let the tty drain: the panic's console output would overtake lines still queued in it.
 sleep 0.5
+# e2e.crash=exit: a second crash reason, no module needed: init (pid 1) exits.
+[ "$CRASH" = exit ] && exit 7
 echo c > /proc/sysrq-trigger
 say "error still alive after sysrq-trigger"
 off

@@ -17,6 +17,7 @@ pub mod cli;
 mod cpio;
 mod dumpcheck;
 pub mod initramfs;
+pub mod reportcheck;
 pub mod service;
 mod targets;
 
@@ -458,7 +459,7 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
                 return Some(format!("power cut after {n} checkpoint lines"));
             }
         }
-        if t.contains(SYSRQ_LINE) {
+        if t.contains(SYSRQ_LINE) || t.contains(rkdump_tests::console::INIT_EXIT_LINE) {
             crashed_at.set(Some(l.t));
             return None;
         }

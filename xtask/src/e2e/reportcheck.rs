@@ -1,0 +1,418 @@
+//! Checks of the crash report rkdump prints before the dump (issue 14), against outside
+//! references: the reason the case provoked, `makedumpfile --dump-dmesg` of the saved vmcore,
+//! the NT_PRSTATUS notes of that file decoded here from their byte offsets, the report stored
+//! in the record (`rkdumpctl save`) and the one `rkdumpctl inspect --report` computes from the
+//! saved file.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use rkdump_vmcore::header::ElfCoreHeader;
+use rkdump_vmcore::notes::Notes;
+
+use super::case::Case;
+use super::checks::Check;
+use super::console::ConsoleLog;
+
+fn check(name: &str, result: Result<String, String>) -> Check {
+    Check {
+        name: name.to_string(),
+        result,
+    }
+}
+
+/// Register names and values, in the order shown.
+type Regs = Vec<(String, u64)>;
+
+/// The report as printed: the lines between `rkdump: report begin` and `rkdump: report end`,
+/// and the end line's `ms=`.
+#[derive(Debug, Default)]
+pub struct Printed {
+    /// Body lines.
+    pub body: Vec<String>,
+    /// `ms=` of the end line.
+    pub ms: Option<u64>,
+}
+
+/// Finds the report in console lines (`None` without a begin line).
+pub fn printed<'a>(lines: impl IntoIterator<Item = &'a str>) -> Option<Printed> {
+    let mut it = lines
+        .into_iter()
+        .skip_while(|l| !l.contains("rkdump: report begin"));
+    it.next()?;
+    let mut p = Printed::default();
+    for l in it {
+        if let Some(rest) = l.trim_end().strip_prefix("rkdump: report end") {
+            p.ms = rest.trim().strip_prefix("ms=").and_then(|v| v.parse().ok());
+            return Some(p);
+        }
+        p.body.push(l.trim_end().to_string());
+    }
+    None
+}
+
+impl Printed {
+    fn line_after(&self, prefix: &str) -> Option<&str> {
+        self.body.iter().find_map(|l| l.strip_prefix(prefix))
+    }
+
+    /// The log section: lines after `log: ...` up to the first error line.
+    pub fn log(&self) -> Vec<&str> {
+        self.body
+            .iter()
+            .skip_while(|l| !l.starts_with("log: "))
+            .skip(1)
+            .take_while(|l| !l.starts_with("rkdump: error:"))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// CPU blocks: (index, pid, register name -> value).
+    pub fn cpus(&self) -> Vec<(usize, i64, Regs)> {
+        let mut out: Vec<(usize, i64, Regs)> = Vec::new();
+        for l in &self.body {
+            if let Some(rest) = l.strip_prefix("cpu ")
+                && let Some(idx) = rest.split([' ', ':']).next()
+                && let Some(pid) = rest.split(": pid ").nth(1)
+            {
+                let pid = pid.split(' ').next().and_then(|p| p.parse().ok());
+                if let (Ok(i), Some(pid)) = (idx.parse(), pid) {
+                    out.push((i, pid, Vec::new()));
+                }
+                continue;
+            }
+            let Some(cur) = out.last_mut() else { continue };
+            if !l.starts_with("  ") || l.starts_with("  [<") {
+                continue;
+            }
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let pairs = if words.first() == Some(&"rip") {
+                &words[..2.min(words.len())]
+            } else {
+                &words[..]
+            };
+            for pair in pairs.chunks(2) {
+                if let [name, value] = pair
+                    && let Ok(v) = u64::from_str_radix(value, 16)
+                {
+                    cur.2.push((name.to_string(), v));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `user_regs_struct` order (Linux arch/x86/include/asm/user_64.h), for decoding the notes here
+/// independently of rkdump's own parser.
+const USER_REGS: [&str; 27] = [
+    "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi",
+    "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs",
+    "gs",
+];
+
+/// NT_PRSTATUS notes of the vmcore file: (pid, registers), in note order.
+fn prstatus_of(vmcore: &Path) -> Result<Vec<(i64, Regs)>, String> {
+    let f = File::open(vmcore).map_err(|e| format!("{}: {e}", vmcore.display()))?;
+    let mut head = vec![0u8; 64 << 10];
+    let n = f.read_at(&mut head, 0).map_err(|e| e.to_string())?;
+    let core = ElfCoreHeader::parse_file(&head[..n]).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    for (_, p) in core.notes() {
+        let mut b = vec![0u8; p.p_filesz.min(16 << 20) as usize];
+        f.read_exact_at(&mut b, p.p_offset)
+            .map_err(|e| e.to_string())?;
+        bytes.extend(b);
+    }
+    let notes = Notes::parse_merged(&bytes);
+    Ok(notes
+        .iter()
+        .filter(|n| n.is_prstatus())
+        .filter_map(|n| {
+            // struct elf_prstatus: pr_pid at 32, pr_reg at 112.
+            let pid = i32::from_le_bytes(n.desc.get(32..36)?.try_into().ok()?);
+            let regs = USER_REGS
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let at = 112 + 8 * i;
+                    let v = n
+                        .desc
+                        .get(at..at + 8)
+                        .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+                    (name.to_string(), v)
+                })
+                .collect();
+            Some((i64::from(pid), regs))
+        })
+        .collect())
+}
+
+/// Adds the report checks for a dump case whose vmcore was saved to `vmcore` (and verified, so
+/// `dir/dmesg.txt` holds `makedumpfile --dump-dmesg`).
+pub fn apply(case: &Case, log: &ConsoleLog, vmcore: &Path, dir: &Path, checks: &mut Vec<Check>) {
+    let Some(p) = printed(log.lines.iter().map(|l| l.text.as_str())) else {
+        checks.push(check(
+            "crash report printed",
+            Err("no `rkdump: report begin` ... `rkdump: report end` on the console".into()),
+        ));
+        return;
+    };
+    checks.push(check(
+        "crash report printed",
+        match p.ms {
+            Some(ms) => Ok(format!("{} lines, report end ms={ms}", p.body.len())),
+            None => Err("no `ms=` on the report end line".into()),
+        },
+    ));
+
+    // 1. The reason the case provoked, in the panic line and in the log.
+    let log_lines = p.log();
+    let has = |needle: &str| log_lines.iter().any(|l| l.contains(needle));
+    let (reason, log_needles): (&str, &[&str]) = if case.crash_exit {
+        (
+            "Attempted to kill init!",
+            &["Kernel panic - not syncing: Attempted to kill init!"],
+        )
+    } else {
+        (
+            "sysrq triggered crash",
+            &["sysrq: Trigger a crash", "Kernel panic - not syncing"],
+        )
+    };
+    let panic = p.line_after("panic: ").unwrap_or("");
+    checks.push(check(
+        "report names the crash reason",
+        if !panic.contains(reason) {
+            Err(format!("panic line {panic:?} lacks {reason:?}"))
+        } else if let Some(missing) = log_needles.iter().find(|n| !has(n)) {
+            Err(format!("the report's log lacks {missing:?}"))
+        } else {
+            Ok(format!("panic: {panic}"))
+        },
+    ));
+
+    // 2. The log lines equal the same last lines of makedumpfile --dump-dmesg.
+    let dmesg = std::fs::read_to_string(dir.join("dmesg.txt")).unwrap_or_default();
+    let reference: Vec<&str> = dmesg.lines().map(str::trim_end).collect();
+    checks.push(check(
+        "report log equals makedumpfile --dump-dmesg",
+        if log_lines.is_empty() {
+            Err("the report shows no log lines".into())
+        } else if reference.len() < log_lines.len() {
+            Err(format!(
+                "makedumpfile printed {} lines, the report {}",
+                reference.len(),
+                log_lines.len()
+            ))
+        } else {
+            let tail = &reference[reference.len() - log_lines.len()..];
+            match log_lines.iter().zip(tail).position(|(a, b)| a != b) {
+                None => Ok(format!("last {} lines identical", log_lines.len())),
+                Some(i) => Err(format!(
+                    "line {} of {} differs: report {:?}, makedumpfile {:?}",
+                    i + 1,
+                    log_lines.len(),
+                    log_lines[i],
+                    tail[i]
+                )),
+            }
+        },
+    ));
+
+    // 3. The crashing CPU's trace names the function that crashed.
+    let want = if case.crash_exit {
+        "do_exit"
+    } else {
+        "sysrq_handle_crash"
+    };
+    let trace: Vec<&str> = p
+        .body
+        .iter()
+        .skip_while(|l| !l.starts_with("call trace"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  [<"))
+        .map(String::as_str)
+        .collect();
+    let rip = p
+        .body
+        .iter()
+        .find(|l| l.starts_with("  rip "))
+        .cloned()
+        .unwrap_or_default();
+    checks.push(check(
+        &format!("report call trace names {want}"),
+        // `do_exit.cold+...`: the compiler's cold part of the function counts as the function.
+        if trace
+            .iter()
+            .any(|l| l.contains(&format!("] {want}+")) || l.contains(&format!("] {want}.")))
+        {
+            Ok(format!(
+                "{} frames; crashing CPU {}",
+                trace.len(),
+                rip.trim()
+            ))
+        } else {
+            Err(format!("{} frames, none in {want}: {trace:?}", trace.len()))
+        },
+    ));
+
+    // 4. Every register shown equals the saved NT_PRSTATUS note.
+    checks.push(check(
+        "report registers match NT_PRSTATUS",
+        prstatus_of(vmcore).and_then(|notes| {
+            let cpus = p.cpus();
+            if cpus.len() != notes.len() {
+                return Err(format!(
+                    "report shows {} CPUs, the vmcore has {} NT_PRSTATUS notes",
+                    cpus.len(),
+                    notes.len()
+                ));
+            }
+            let mut compared = 0;
+            for (idx, pid, regs) in &cpus {
+                let (npid, nregs) = notes.get(*idx).ok_or(format!("no note {idx}"))?;
+                if pid != npid {
+                    return Err(format!("cpu {idx}: pid {pid}, note says {npid}"));
+                }
+                if regs.len() < 21 {
+                    return Err(format!("cpu {idx}: only {} registers shown", regs.len()));
+                }
+                for (name, v) in regs {
+                    let want = nregs
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| *v)
+                        .ok_or(format!("cpu {idx}: unknown register {name}"))?;
+                    if *v != want {
+                        return Err(format!("cpu {idx} {name}: {v:#x}, note says {want:#x}"));
+                    }
+                    compared += 1;
+                }
+            }
+            Ok(format!("{} CPUs, {compared} registers equal", cpus.len()))
+        }),
+    ));
+
+    // 5. The report stored in the record (written beside the vmcore by `save`) is this one.
+    let stored = std::fs::read_to_string(dir.join("vmcore.report.txt"));
+    checks.push(check(
+        "report stored in the record",
+        match stored {
+            Err(e) => Err(format!("vmcore.report.txt: {e}")),
+            Ok(text) => {
+                let s = printed(
+                    std::iter::once("rkdump: report begin")
+                        .chain(text.lines())
+                        .chain(std::iter::once("rkdump: report end")),
+                )
+                .unwrap_or_default();
+                let slog = s.log();
+                if s.line_after("panic: ") != Some(panic) {
+                    Err(format!("stored panic line {:?}", s.line_after("panic: ")))
+                } else if slog.is_empty() || !log_lines.ends_with(&slog) {
+                    Err(format!(
+                        "stored log ({} lines) is not the end of the console's",
+                        slog.len()
+                    ))
+                } else {
+                    Ok(format!(
+                        "{} bytes, {} of the {} log lines",
+                        text.len(),
+                        slog.len(),
+                        log_lines.len()
+                    ))
+                }
+            }
+        },
+    ));
+
+    // 6. The same code on the host, from the saved file, prints the same report.
+    let lines = p
+        .line_after("log: last ")
+        .and_then(|r| r.split(" of ").nth(1))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(50);
+    let host = crate::build::rkdumpctl()
+        .and_then(|ctl| ctl.inspect_report(vmcore, lines).map_err(|e| e.to_string()));
+    checks.push(check(
+        "rkdumpctl inspect prints the same report",
+        host.and_then(|out| {
+            let h = printed(out.lines()).ok_or("no report in `inspect --report` output")?;
+            match h.body.iter().zip(&p.body).position(|(a, b)| a != b) {
+                None if h.body.len() == p.body.len() => {
+                    Ok(format!("{} lines identical", h.body.len()))
+                }
+                None => Err(format!(
+                    "inspect printed {} lines, the console {}",
+                    h.body.len(),
+                    p.body.len()
+                )),
+                Some(i) => Err(format!(
+                    "line {}: inspect {:?}, console {:?}",
+                    i + 1,
+                    h.body[i],
+                    p.body[i]
+                )),
+            }
+        }),
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONSOLE: &str = "rkdump: crashed kernel 6.1.0-57-cloud-amd64
+rkdump: report begin
+crashed kernel: 6.1.0-57-cloud-amd64
+panic: sysrq triggered crash
+cpu 1 (crashing): pid 1 comm init (printk CPU: line)
+  rip ffffffffb036475a __crash_kexec+0x11a/0x130
+     rsp ffffd246c0013b68    rbp ffffd246c0013c98    rax 0000000000000000    rbx ffffd246c0013b68
+cpu 0: pid 0 comm swapper/0 (pid 0 is the idle task)
+  rip ffffffffb0c17a0b native_safe_halt+0xb/0x10
+call trace (cpu 1, stack scan of 952 bytes: return addresses preceded by a call):
+  [<ffffffffb036475a>] __crash_kexec+0x11a/0x130
+  [<ffffffffb08a8a06>] sysrq_handle_crash+0x16/0x20
+log: last 2 of 50 printk lines asked for:
+[    7.915141] sysrq: Trigger a crash
+[    7.916677] Kernel panic - not syncing: sysrq triggered crash
+rkdump: error: report: something
+rkdump: report end ms=12
+rkdump: pci ...";
+
+    #[test]
+    fn parses_the_printed_report() {
+        let p = printed(CONSOLE.lines()).unwrap();
+        assert_eq!(p.ms, Some(12));
+        assert_eq!(p.line_after("panic: "), Some("sysrq triggered crash"));
+        assert_eq!(
+            p.log(),
+            [
+                "[    7.915141] sysrq: Trigger a crash",
+                "[    7.916677] Kernel panic - not syncing: sysrq triggered crash"
+            ]
+        );
+        let cpus = p.cpus();
+        assert_eq!(cpus.len(), 2);
+        assert_eq!((cpus[0].0, cpus[0].1), (1, 1));
+        assert_eq!(
+            cpus[0].2[..3],
+            [
+                ("rip".to_string(), 0xffffffffb036475a),
+                ("rsp".to_string(), 0xffffd246c0013b68),
+                ("rbp".to_string(), 0xffffd246c0013c98)
+            ]
+        );
+        assert_eq!((cpus[1].0, cpus[1].1, cpus[1].2.len()), (0, 0, 1));
+    }
+
+    #[test]
+    fn no_end_line_is_no_report() {
+        assert!(printed(["rkdump: report begin", "panic: x"]).is_none());
+        assert!(printed(["rkdump: dump start"]).is_none());
+    }
+}
