@@ -263,7 +263,7 @@ enum Key {
     Cpus,
 }
 
-const KEYS: [(&str, Key); 21] = [
+const KEYS: [(&str, Key); 22] = [
     ("reset_devices", Key::ResetDevices),
     ("elfcorehdr", Key::ElfCoreHdr),
     ("console", Key::Console),
