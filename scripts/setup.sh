@@ -2,12 +2,12 @@
 # Installs what rkdump's build and tests need on a fresh Debian 12 machine (idempotent).
 # Rust: the toolchain pinned in rust-toolchain.toml plus the bare-metal target.
 # Debian: QEMU, kexec-tools, busybox, the cloud kernel (first kernel of the e2e tests),
-# makedumpfile, cpio, crash and binutils (readelf) for checking dumps.
+# makedumpfile, cpio, crash and binutils (readelf) for checking dumps, OVMF (UEFI first kernels).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for p in qemu-system-x86 kexec-tools busybox-static linux-image-cloud-amd64 makedumpfile cpio binutils; do
+for p in qemu-system-x86 kexec-tools busybox-static linux-image-cloud-amd64 makedumpfile cpio binutils ovmf; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ "${#need[@]}" -gt 0 ]; then

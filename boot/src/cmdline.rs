@@ -8,10 +8,12 @@
 use core::fmt;
 
 mod device;
+mod hardware;
 mod num;
 mod types;
 
 pub use device::{Bdf, DeviceMatch, ParseBdfError, ResetMethods, ResetPolicy};
+pub use hardware::{AcpiSource, IommuMode};
 pub use num::{NumError, memparse, parse_hex, parse_int};
 pub use types::{
     Action, Console, DEVICE_LIST_CAPACITY, DeviceList, ElfCoreHdrArg, SelfTest, SerialPort,
@@ -255,9 +257,11 @@ enum Key {
     Checksum,
     Checkpoint,
     ThrottleMibS,
+    AcpiSource,
+    Iommu,
 }
 
-const KEYS: [(&str, Key); 19] = [
+const KEYS: [(&str, Key); 21] = [
     ("reset_devices", Key::ResetDevices),
     ("elfcorehdr", Key::ElfCoreHdr),
     ("console", Key::Console),
@@ -277,6 +281,8 @@ const KEYS: [(&str, Key); 19] = [
     ("rkdump.checksum", Key::Checksum),
     ("rkdump.checkpoint", Key::Checkpoint),
     ("rkdump.throttle_mib_s", Key::ThrottleMibS),
+    ("rkdump.acpi_source", Key::AcpiSource),
+    ("rkdump.iommu", Key::Iommu),
 ];
 
 /// Parameter names compare with `-` and `_` equivalent, as in the kernel's `parameq`.
@@ -345,6 +351,10 @@ pub struct Options {
     /// `rkdump.checksum=auto|full|sampled|none`: how much of each dump block its checksum
     /// covers (`auto`, the default, is every byte).
     pub checksum: ChecksumMode,
+    /// `rkdump.acpi_source=` (test/diagnostic): take the RSDP from this source only.
+    pub acpi_source: Option<AcpiSource>,
+    /// `rkdump.iommu=auto|skip` (`skip` is test only).
+    pub iommu: IommuMode,
     diags: [Option<Diag>; DIAG_CAPACITY],
     diag_len: usize,
     diags_dropped: u32,
@@ -373,6 +383,8 @@ impl Default for Options {
             throttle_mib_s: 0,
             fault_dead: None,
             checksum: ChecksumMode::Auto,
+            acpi_source: None,
+            iommu: IommuMode::Auto,
             diags: [None; DIAG_CAPACITY],
             diag_len: 0,
             diags_dropped: 0,
@@ -497,6 +509,8 @@ impl Options {
                 }
             }
             Key::ThrottleMibS => self.throttle_mib_s = u32_of(v)?,
+            Key::AcpiSource => self.acpi_source = Some(AcpiSource::parse(v)?),
+            Key::Iommu => self.iommu = IommuMode::parse(v)?,
             Key::Fault => match v.strip_prefix("dead:") {
                 Some(pci) => self.fault_dead = Some(Bdf::parse(pci).map_err(|e| e.reason())?),
                 None => return Err("expected dead:<pci address>"),

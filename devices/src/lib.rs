@@ -20,6 +20,7 @@ pub mod blob;
 pub mod block;
 pub mod disk;
 pub mod hw;
+pub mod iommu;
 pub mod label;
 pub mod nvme;
 pub mod pci;

@@ -135,6 +135,8 @@ pub fn run(
         crate::reinit::assign_bars(&pci, &scan, &unassigned);
         scan = pci.scan(false);
     }
+    // Bus mastering is off everywhere now: the IOMMU can be taken over before a driver DMAs.
+    crate::iommu::take_over(acpi.as_ref(), opts);
 
     let target = match opts.target {
         Target::Serial(port) => port,

@@ -31,6 +31,8 @@ mod dump;
 #[cfg(target_os = "none")]
 mod hw;
 #[cfg(target_os = "none")]
+mod iommu;
+#[cfg(target_os = "none")]
 mod kmain;
 #[cfg(target_os = "none")]
 mod memory;

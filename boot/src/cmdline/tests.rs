@@ -506,3 +506,19 @@ fn checkpoint_and_throttle_test_switches() {
     assert_eq!(bad.throttle_mib_s, 0);
     assert_eq!(bad.diagnostics().count(), 2);
 }
+
+#[test]
+fn hardware_options() {
+    let d = Options::parse("");
+    assert_eq!((d.acpi_source, d.iommu), (None, IommuMode::Auto));
+    let o = Options::parse("rkdump.acpi_source=efi rkdump.iommu=skip");
+    assert_eq!(o.acpi_source, Some(AcpiSource::Efi));
+    assert_eq!(o.iommu, IommuMode::Skip);
+    for s in AcpiSource::ORDER {
+        let o = Options::parse(&std::format!("rkdump.acpi_source={s}"));
+        assert_eq!(o.acpi_source, Some(s));
+    }
+    let bad = Options::parse("rkdump.acpi_source=rom rkdump.iommu=off");
+    assert_eq!((bad.acpi_source, bad.iommu), (None, IommuMode::Auto));
+    assert_eq!(bad.diagnostics().count(), 2);
+}

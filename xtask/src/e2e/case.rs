@@ -106,6 +106,8 @@ pub struct Case {
     /// `rkdump: checkpoint` lines, then check that `rkdumpctl save` refuses the Incomplete
     /// record and `save --partial` recovers a verified prefix covering every checkpoint.
     pub power_cut_after: Option<usize>,
+    /// Firmware, IOMMU and other platform hardware (`hardware` module).
+    pub platform: super::hardware::Platform,
 }
 
 /// Controller of an e2e dump disk.
@@ -141,7 +143,7 @@ pub const CASE_NAMES: [&str; 9] = [
 ];
 
 /// rkdump-only cases that write and verify a whole dump (and their negative controls).
-pub const DUMP_CASE_NAMES: [&str; 13] = [
+pub const DUMP_CASE_NAMES: [&str; 20] = [
     "dump-virtio",
     "dump-nvme",
     "noreset-virtio",
@@ -155,6 +157,13 @@ pub const DUMP_CASE_NAMES: [&str; 13] = [
     "bad-elfcorehdr",
     "dump-serial",
     "power-cut",
+    "dump-uefi",
+    "dump-uefi-efi",
+    "dump-uefi-kl",
+    "dump-iommu-nvme",
+    "dump-iommu-virtio",
+    "noiommu-nvme",
+    "noiommu-virtio",
 ];
 
 /// Cases that take over ~3 minutes here (a full serial dump at QEMU's UART speed, ~0.5 MiB/s):
@@ -245,6 +254,7 @@ impl Case {
             raw_dd: None,
             fill_dump_disk: false,
             power_cut_after: None,
+            platform: super::hardware::Platform::default(),
         })
     }
 
@@ -285,6 +295,9 @@ impl Case {
             return None;
         }
         if let Some(c) = Case::blob(name, capture) {
+            return Some(c);
+        }
+        if let Some(c) = super::hardware::case(name, capture) {
             return Some(c);
         }
         if name == "bad-elfcorehdr" {
@@ -437,7 +450,8 @@ impl Case {
             io.push_str(&format!(" e2e.scramble={sc}"));
         }
         Ok(format!(
-            "console=ttyS0{io} {} e2e.mode={} e2e.initrd={} e2e.broken={} e2e.marker={} e2e.tag={:x}{} e2e.append=\"{}\"",
+            "console=ttyS0{io}{} {} e2e.mode={} e2e.initrd={} e2e.broken={} e2e.marker={} e2e.tag={:x}{} e2e.append=\"{}\"",
+            self.platform.first_kernel_args(),
             self.crashkernel,
             modes.join(","),
             self.initrd_kind(),

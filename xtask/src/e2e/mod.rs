@@ -16,6 +16,7 @@ pub mod checks;
 pub mod cli;
 mod cpio;
 mod dumpcheck;
+pub mod hardware;
 pub mod initramfs;
 
 pub use rkdump_tests::console;
@@ -340,6 +341,7 @@ impl Harness {
             .com2_file(&dir.join("com2.bin"))
             // Cheap diagnostics: "Triple fault" and the CPU state at each reset.
             .debug_log(&dir.join("qemu-debug.log"))
+            .args(case.platform.leading_qemu_args())
             .kernel(&self.first_kernel, &case.first_kernel_cmdline()?)
             .initrd(&dir.join("initramfs.cpio"));
         if case.save_vmcore && case.capture == CaptureKind::Linux {
@@ -508,6 +510,7 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
     } else if case.full_run && case.capture == CaptureKind::Rkdump {
         dumpcheck::apply_serial(&log, &dir, &mut checks);
     }
+    hardware::apply(case, &log, &stderr, &mut checks);
     if !stderr.trim().is_empty() {
         let lines: Vec<&str> = stderr.lines().take(5).collect();
         checks.push(Check {
