@@ -16,6 +16,29 @@ if [ "${#need[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# Debian's generic kernel of the cloud kernel's release: first kernel of the e2e cases that need
+# its modules (i6300esb, ahci, xhci, e1000e; the cloud kernel has none of them). Unpacked into
+# the cache, not installed: no initramfs generation, no boot-loader changes on this machine.
+cache="${RKDUMP_CACHE:-$PWD/target/cache}"
+cloud=$(ls /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -n 1)
+if [ -n "$cloud" ]; then
+    release=$(basename "$cloud" | sed 's/^vmlinuz-//; s/-cloud-amd64$/-amd64/')
+    dest="$cache/linux-generic/$release"
+    if [ ! -f "$dest/boot/vmlinuz-$release" ]; then
+        SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+        mkdir -p "$cache/linux-generic"
+        (
+            cd "$cache/linux-generic"
+            apt-get download -qq "linux-image-$release" 2>/dev/null ||
+                { $SUDO apt-get update -qq && apt-get download -qq "linux-image-$release"; }
+        )
+        deb=$(ls "$cache/linux-generic/linux-image-${release}_"*.deb | tail -n 1)
+        mkdir -p "$dest.tmp"
+        dpkg-deb -x "$deb" "$dest.tmp"
+        rm -rf "$dest" && mv "$dest.tmp" "$dest" && rm -f "$deb"
+    fi
+fi
+
 if ! command -v rustup >/dev/null; then
     echo "rustup is required (https://rustup.rs); install it and re-run" >&2
     exit 1

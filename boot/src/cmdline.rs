@@ -13,7 +13,7 @@ mod num;
 mod types;
 
 pub use device::{Bdf, DeviceMatch, ParseBdfError, ResetMethods, ResetPolicy};
-pub use hardware::{AcpiSource, IommuMode};
+pub use hardware::{AcpiSource, IommuMode, WatchdogMode};
 pub use num::{NumError, memparse, parse_hex, parse_int};
 pub use types::{
     Action, Console, DEVICE_LIST_CAPACITY, DeviceList, ElfCoreHdrArg, SelfTest, SerialPort,
@@ -259,9 +259,10 @@ enum Key {
     ThrottleMibS,
     AcpiSource,
     Iommu,
+    Watchdog,
 }
 
-const KEYS: [(&str, Key); 21] = [
+const KEYS: [(&str, Key); 22] = [
     ("reset_devices", Key::ResetDevices),
     ("elfcorehdr", Key::ElfCoreHdr),
     ("console", Key::Console),
@@ -283,6 +284,7 @@ const KEYS: [(&str, Key); 21] = [
     ("rkdump.throttle_mib_s", Key::ThrottleMibS),
     ("rkdump.acpi_source", Key::AcpiSource),
     ("rkdump.iommu", Key::Iommu),
+    ("rkdump.watchdog", Key::Watchdog),
 ];
 
 /// Parameter names compare with `-` and `_` equivalent, as in the kernel's `parameq`.
@@ -355,6 +357,8 @@ pub struct Options {
     pub acpi_source: Option<AcpiSource>,
     /// `rkdump.iommu=auto|skip` (`skip` is test only).
     pub iommu: IommuMode,
+    /// `rkdump.watchdog=pet|keep|off` (default `pet`).
+    pub watchdog: WatchdogMode,
     diags: [Option<Diag>; DIAG_CAPACITY],
     diag_len: usize,
     diags_dropped: u32,
@@ -385,6 +389,7 @@ impl Default for Options {
             checksum: ChecksumMode::Auto,
             acpi_source: None,
             iommu: IommuMode::Auto,
+            watchdog: WatchdogMode::Pet,
             diags: [None; DIAG_CAPACITY],
             diag_len: 0,
             diags_dropped: 0,
@@ -511,6 +516,7 @@ impl Options {
             Key::ThrottleMibS => self.throttle_mib_s = u32_of(v)?,
             Key::AcpiSource => self.acpi_source = Some(AcpiSource::parse(v)?),
             Key::Iommu => self.iommu = IommuMode::parse(v)?,
+            Key::Watchdog => self.watchdog = WatchdogMode::parse(v)?,
             Key::Fault => match v.strip_prefix("dead:") {
                 Some(pci) => self.fault_dead = Some(Bdf::parse(pci).map_err(|e| e.reason())?),
                 None => return Err("expected dead:<pci address>"),

@@ -29,3 +29,4 @@ pub mod reinit;
 pub mod time;
 pub mod virtio;
 pub mod virtio_blk;
+pub mod watchdog;

@@ -137,6 +137,7 @@ pub fn run(
     }
     // Bus mastering is off everywhere now: the IOMMU can be taken over before a driver DMAs.
     crate::iommu::take_over(acpi.as_ref(), opts);
+    crate::watchdog::take_over(&pci, &scan, opts.watchdog);
 
     let target = match opts.target {
         Target::Serial(port) => port,
@@ -233,6 +234,8 @@ impl Reporter {
     }
 
     fn report(&self, f: impl FnOnce(&mut Progress, u64) -> Option<ProgressLine>) {
+        // Only progress keeps a hardware watchdog quiet: a hung dump still gets reset.
+        crate::watchdog::pet();
         let Ok(mut p) = self.0.try_borrow_mut() else {
             return;
         };

@@ -185,6 +185,9 @@ pub fn run(kind: u64, info: u64, _base: u64) -> ! {
     }
 
     let outcome = dump::run(&boot, &opts, image, acpi_info, &policy);
+    if let Some(n) = crate::watchdog::pets() {
+        rkline!("watchdog reloads={n}");
+    }
     drop(boot);
     power::finish(outcome)
 }

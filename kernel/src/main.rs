@@ -44,6 +44,8 @@ mod physmem;
 mod power;
 #[cfg(target_os = "none")]
 mod reinit;
+#[cfg(target_os = "none")]
+mod watchdog;
 
 /// Host builds (`cargo clippy --workspace`) get an empty program: the kernel only exists for
 /// `x86_64-unknown-none`.

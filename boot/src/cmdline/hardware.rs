@@ -70,3 +70,36 @@ impl IommuMode {
         }
     }
 }
+
+/// `rkdump.watchdog=`: what rkdump does to a hardware watchdog the crashed kernel armed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WatchdogMode {
+    /// Reload it from the dump's progress loop, so it fires only if rkdump stops making progress.
+    #[default]
+    Pet,
+    /// Leave it alone (it may reset the machine mid-dump).
+    Keep,
+    /// Stop it (refused, with a line, if the crashed kernel locked it).
+    Off,
+}
+
+impl WatchdogMode {
+    /// Parses `rkdump.watchdog=`.
+    pub fn parse(v: &str) -> Result<Self, &'static str> {
+        match v {
+            "pet" => Ok(WatchdogMode::Pet),
+            "keep" => Ok(WatchdogMode::Keep),
+            "off" => Ok(WatchdogMode::Off),
+            _ => Err("expected pet, keep or off"),
+        }
+    }
+
+    /// The console name.
+    pub fn name(self) -> &'static str {
+        match self {
+            WatchdogMode::Pet => "pet",
+            WatchdogMode::Keep => "keep",
+            WatchdogMode::Off => "off",
+        }
+    }
+}

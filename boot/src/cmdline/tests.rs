@@ -518,7 +518,17 @@ fn hardware_options() {
         let o = Options::parse(&std::format!("rkdump.acpi_source={s}"));
         assert_eq!(o.acpi_source, Some(s));
     }
-    let bad = Options::parse("rkdump.acpi_source=rom rkdump.iommu=off");
+    assert_eq!(d.watchdog, WatchdogMode::Pet);
+    for (v, m) in [
+        ("pet", WatchdogMode::Pet),
+        ("keep", WatchdogMode::Keep),
+        ("off", WatchdogMode::Off),
+    ] {
+        let o = Options::parse(&std::format!("rkdump.watchdog={v}"));
+        assert_eq!((o.watchdog, o.watchdog.name()), (m, v));
+    }
+    let bad = Options::parse("rkdump.acpi_source=rom rkdump.iommu=off rkdump.watchdog=feed");
     assert_eq!((bad.acpi_source, bad.iommu), (None, IommuMode::Auto));
-    assert_eq!(bad.diagnostics().count(), 2);
+    assert_eq!(bad.watchdog, WatchdogMode::Pet);
+    assert_eq!(bad.diagnostics().count(), 3);
 }

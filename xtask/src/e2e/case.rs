@@ -117,6 +117,9 @@ pub enum DiskKind {
     Virtio,
     /// QEMU nvme.
     Nvme,
+    /// A disk on port 0 of q35's built-in ICH9 AHCI controller (00:1f.2); needs the generic
+    /// kernel (the cloud kernel has no AHCI driver).
+    Ahci,
 }
 
 impl DiskKind {
@@ -125,6 +128,7 @@ impl DiskKind {
         match self {
             DiskKind::Virtio => "vda",
             DiskKind::Nvme => "nvme0n1",
+            DiskKind::Ahci => "sda",
         }
     }
 }
@@ -143,7 +147,7 @@ pub const CASE_NAMES: [&str; 9] = [
 ];
 
 /// rkdump-only cases that write and verify a whole dump (and their negative controls).
-pub const DUMP_CASE_NAMES: [&str; 20] = [
+pub const DUMP_CASE_NAMES: [&str; 26] = [
     "dump-virtio",
     "dump-nvme",
     "noreset-virtio",
@@ -164,11 +168,17 @@ pub const DUMP_CASE_NAMES: [&str; 20] = [
     "dump-iommu-virtio",
     "noiommu-nvme",
     "noiommu-virtio",
+    "dump-watchdog-pet",
+    "dump-watchdog-off",
+    "dump-watchdog-keep",
+    "dump-watchdog-pet-serial",
+    "dump-ahci",
+    "noreset-ahci",
 ];
 
 /// Cases that take over ~3 minutes here (a full serial dump at QEMU's UART speed, ~0.5 MiB/s):
 /// `cargo xtask test` runs them only with `--slow`; `cargo xtask e2e` runs them like the others.
-pub const SLOW_CASE_NAMES: [&str; 1] = ["dump-serial"];
+pub const SLOW_CASE_NAMES: [&str; 2] = ["dump-serial", "dump-watchdog-pet-serial"];
 
 /// The capture kernel command line a Linux peer gets (Debian kdump-tools' defaults + serial
 /// console + immediate reboot on panic so a failing capture ends the run).
@@ -496,6 +506,10 @@ mod tests {
                     | "badblob-sbr"
                     | "selfassign-sbr"
                     | "bad-elfcorehdr"
+                    | "dump-watchdog-pet"
+                    | "dump-watchdog-off"
+                    | "dump-watchdog-keep"
+                    | "dump-watchdog-pet-serial"
             );
             assert_eq!(cmd.contains(" e2e.io="), io, "{cmd}");
             assert_eq!(c.expect_disk_failure, name.starts_with("noreset"));

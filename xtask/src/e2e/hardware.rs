@@ -3,11 +3,15 @@
 //! through it; an Intel IOMMU the first kernel left on. Each case is a variant of a dump case;
 //! its extra checks read the capture kernel's console and QEMU's stderr.
 
-use std::time::Duration;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::case::{CaptureKind, Case, Loader};
 use super::checks::Check;
 use super::console::ConsoleLog;
+use super::initramfs::{self, Initramfs};
 
 /// Debian's `ovmf` package: the combined code+vars image QEMU takes with `-bios`.
 pub const OVMF_IMAGE: &str = "/usr/share/ovmf/OVMF.fd";
@@ -23,11 +27,15 @@ pub struct Platform {
     /// Negative control of the IOMMU case: rkdump leaves the IOMMU on (`rkdump.iommu=skip`)
     /// and the dump disk must fail.
     pub iommu_negative: bool,
+    /// Boot Debian's generic kernel ([`GenericFirst`]) instead of the cloud kernel.
+    pub generic_kernel: bool,
+    /// QEMU's `i6300esb`, armed by the first kernel with this timeout (seconds).
+    pub watchdog: Option<u32>,
 }
 
 impl Platform {
     /// QEMU arguments that must come before every other device (`intel-iommu` must precede the
-    /// PCI devices it translates for).
+    /// PCI devices it translates for). The QMP socket of [`QmpLog`] is added separately.
     pub fn leading_qemu_args(&self) -> Vec<String> {
         let mut a = self.firmware.qemu_args();
         if self.intel_iommu {
@@ -38,16 +46,209 @@ impl Platform {
                 "virtio-blk-pci.iommu_platform=on".to_string(),
             ]);
         }
+        if self.watchdog.is_some() {
+            a.extend(
+                ["-device", "i6300esb", "-action", "watchdog=reset"]
+                    .iter()
+                    .map(|s| s.to_string()),
+            );
+        }
         a
     }
 
-    /// Extra first-kernel parameters.
-    pub fn first_kernel_args(&self) -> &'static str {
+    /// Extra first-kernel parameters (each with a leading space).
+    pub fn first_kernel_args(&self) -> String {
+        let mut s = String::new();
         if self.intel_iommu {
-            " intel_iommu=on"
-        } else {
-            ""
+            s.push_str(" intel_iommu=on");
         }
+        if let Some(t) = self.watchdog {
+            s.push_str(&format!(" e2e.watchdog={t}"));
+        }
+        s
+    }
+}
+
+/// Where large downloads live: `$RKDUMP_CACHE`, else `<workspace>/target/cache`.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("RKDUMP_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::build::workspace_root().join("target").join("cache"))
+}
+
+/// What to say when a case needs the generic kernel and it is not there.
+pub const GENERIC_MISSING: &str = "this case boots Debian's generic kernel (linux-image-<release>-amd64, \
+     for its watchdog, AHCI, xHCI and e1000e modules): run scripts/setup.sh, which unpacks it under \
+     $RKDUMP_CACHE/linux-generic/";
+
+/// Modules /init loads from `/e2e/hwmodules` on the generic kernel (with their dependencies,
+/// dependencies first): the watchdog driver, and AHCI with SCSI disks for the AHCI cases.
+pub const GENERIC_MODULES: [&str; 3] = ["i6300esb", "ahci", "sd_mod"];
+
+/// The module files for `wanted` and everything they depend on, dependencies first, read with
+/// `modinfo -F depends` (the unpacked package has no modules.dep; depmod never ran).
+pub fn module_closure(tree: &Path, wanted: &[&str]) -> Result<Vec<PathBuf>, String> {
+    let norm = |n: &str| n.replace('-', "_");
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![tree.join("kernel")];
+    while let Some(dir) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Some(name) = p.file_name().and_then(|n| n.to_str())
+                && let Some(stem) = name.strip_suffix(".ko")
+            {
+                files.insert(norm(stem), p.clone());
+            }
+        }
+    }
+    let modinfo = rkdump_tests::tools::which("modinfo")
+        .or_else(|| Some(PathBuf::from("/usr/sbin/modinfo")).filter(|p| p.is_file()))
+        .ok_or("modinfo not found (apt-get install kmod)")?;
+    let mut order: Vec<PathBuf> = Vec::new();
+    // Depth-first, bounded by the number of module files (each is visited once).
+    fn visit(
+        name: &str,
+        files: &std::collections::BTreeMap<String, PathBuf>,
+        modinfo: &Path,
+        order: &mut Vec<PathBuf>,
+        seen: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let name = name.replace('-', "_");
+        if seen.contains(&name) {
+            return Ok(());
+        }
+        seen.push(name.clone());
+        let file = files
+            .get(&name)
+            .ok_or_else(|| format!("module {name} not in the generic kernel's tree"))?;
+        let out = std::process::Command::new(modinfo)
+            .args(["-F", "depends"])
+            .arg(file)
+            .output()
+            .map_err(|e| format!("running modinfo: {e}"))?;
+        let deps = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        for d in deps.split(',').filter(|d| !d.is_empty()) {
+            visit(d, files, modinfo, order, seen)?;
+        }
+        order.push(file.clone());
+        Ok(())
+    }
+    let mut seen = Vec::new();
+    for w in wanted {
+        visit(w, &files, &modinfo, &mut order, &mut seen)?;
+    }
+    Ok(order)
+}
+
+/// Debian's generic kernel of the cloud kernel's release, unpacked by `scripts/setup.sh` into
+/// `<cache>/linux-generic/<release>/` (`boot/vmlinuz-<release>`, `lib/modules/<release>`), and
+/// the initramfs built for it (the same /init and tools, its own modules).
+#[derive(Clone, Debug)]
+pub struct GenericFirst {
+    /// `vmlinuz-<release>`.
+    pub kernel: PathBuf,
+    /// Its initramfs.
+    pub initramfs: Initramfs,
+}
+
+impl GenericFirst {
+    /// The unpacked generic kernel matching `cloud` (`vmlinuz-<v>-cloud-amd64`), if present.
+    pub fn locate(cloud: &Path) -> Option<(PathBuf, PathBuf)> {
+        let name = cloud.file_name()?.to_str()?;
+        let release = name
+            .strip_prefix("vmlinuz-")?
+            .strip_suffix("-cloud-amd64")?
+            .to_string()
+            + "-amd64";
+        let root = cache_dir().join("linux-generic").join(&release);
+        let kernel = root.join("boot").join(format!("vmlinuz-{release}"));
+        let modules = root.join("lib").join("modules").join(&release);
+        (kernel.is_file() && modules.is_dir()).then_some((kernel, modules))
+    }
+
+    /// Builds its initramfs next to the standard one, when the generic kernel is unpacked.
+    pub fn build(inputs: &initramfs::Inputs, out_root: &Path) -> Result<Option<Self>, String> {
+        let Some(cloud) = inputs.modules.as_ref().and_then(|m| {
+            let release = m.file_name()?.to_str()?;
+            Some(PathBuf::from(format!("vmlinuz-{release}")))
+        }) else {
+            return Ok(None);
+        };
+        let Some((kernel, modules)) = Self::locate(&cloud) else {
+            return Ok(None);
+        };
+        let mut inputs = inputs.clone();
+        inputs.hw_modules = module_closure(&modules, &GENERIC_MODULES)?;
+        inputs.modules = Some(modules);
+        let initramfs = initramfs::build(&inputs, &out_root.join("initramfs-generic.cpio"))?;
+        Ok(Some(GenericFirst { kernel, initramfs }))
+    }
+}
+
+/// QEMU's QMP events of one run (the `WATCHDOG` event shows the watchdog fired and what QEMU
+/// did): a thread connects to the run's QMP socket, negotiates capabilities and records every
+/// line until QEMU exits.
+pub struct QmpLog {
+    thread: Option<std::thread::JoinHandle<String>>,
+}
+
+impl QmpLog {
+    fn socket(dir: &Path) -> PathBuf {
+        dir.join("qmp.sock")
+    }
+
+    /// QEMU arguments for the socket (only for cases with a watchdog).
+    pub fn qemu_args(case: &Case, dir: &Path) -> Vec<String> {
+        if case.platform.watchdog.is_none() {
+            return Vec::new();
+        }
+        vec![
+            "-qmp".to_string(),
+            format!("unix:{},server=on,wait=off", Self::socket(dir).display()),
+        ]
+    }
+
+    /// Starts the recorder for `case` (nothing for cases without a watchdog).
+    pub fn spawn(case: &Case, dir: &Path) -> QmpLog {
+        if case.platform.watchdog.is_none() {
+            return QmpLog { thread: None };
+        }
+        let sock = Self::socket(dir);
+        let out = dir.join("qmp-events.log");
+        let thread = std::thread::spawn(move || {
+            let start = Instant::now();
+            let stream = loop {
+                match UnixStream::connect(&sock) {
+                    Ok(s) => break Some(s),
+                    Err(_) if start.elapsed() < Duration::from_secs(120) => {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(_) => break None,
+                }
+            };
+            let mut text = String::new();
+            if let Some(mut s) = stream {
+                let _ = s.write_all(b"{\"execute\": \"qmp_capabilities\"}\n");
+                for line in BufReader::new(s).lines().map_while(Result::ok) {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            }
+            let _ = std::fs::write(&out, &text);
+            text
+        });
+        QmpLog {
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits for QEMU's end (the socket closes) and returns what was recorded.
+    pub fn finish(self) -> String {
+        self.thread.and_then(|t| t.join().ok()).unwrap_or_default()
     }
 }
 
@@ -75,6 +276,12 @@ impl Firmware {
 /// A case of this module by name, built on the dump case it varies.
 pub fn case(name: &str, capture: CaptureKind) -> Option<Case> {
     if let Some(c) = iommu_case(name, capture) {
+        return Some(c);
+    }
+    if let Some(c) = watchdog_case(name, capture) {
+        return Some(c);
+    }
+    if let Some(c) = ahci_case(name, capture) {
         return Some(c);
     }
     let (base, loader, extra) = match name {
@@ -122,6 +329,68 @@ fn iommu_case(name: &str, capture: CaptureKind) -> Option<Case> {
     Some(c)
 }
 
+/// The AHCI cases: Debian's generic kernel reads from a disk on q35's ICH9 AHCI controller with
+/// direct I/O when it crashes; rkdump dumps to that (labelled) disk. `noreset-ahci` is the
+/// negative control (`rkdump.reset=none rkdump.nopreinit`: the port is reprogrammed over what
+/// the crashed kernel left running).
+fn ahci_case(name: &str, capture: CaptureKind) -> Option<Case> {
+    let (base, negative) = match name {
+        "dump-ahci" => ("dump-virtio", false),
+        "noreset-ahci" => ("noreset-virtio", true),
+        _ => return None,
+    };
+    let mut c = Case::standard(base, capture)?;
+    c.name = name.to_string();
+    c.dump_disk = Some(super::case::DiskKind::Ahci);
+    c.platform.generic_kernel = true;
+    c.expect_disk_failure = negative;
+    Some(c)
+}
+
+/// What `noreset-ahci` must show.
+pub const AHCI_NORESET_FAILURE: &str =
+    "ahci IDENTIFY data never arriving (\"unsupported disk without 48-bit addressing (0x0)\")";
+
+/// The rkdump error of `noreset-ahci`. The crashed kernel left port 0 running (ST=1) on its own
+/// command list; QEMU fetches commands from the list it mapped when the port started, so the
+/// command-list base rkdump writes over a running port is ignored, its IDENTIFY never fills
+/// rkdump's buffer and the all-zero data reads as a disk without 48-bit addressing (seen in the
+/// first `noreset-ahci` run). Any other error does not count.
+pub fn ahci_noreset_error(errors: &[String]) -> Option<&String> {
+    errors
+        .iter()
+        .find(|e| e.contains("ahci") && e.contains("without 48-bit addressing (0x0)"))
+}
+
+/// Timeout the first kernel arms the watchdog with: far shorter than every dump below.
+pub const WATCHDOG_TIMEOUT_S: u32 = 30;
+
+/// The watchdog cases: Debian's generic kernel arms QEMU's `i6300esb` (busybox `watchdog`
+/// petting it until the crash), then rkdump dumps for far longer than the timeout: a disk dump
+/// of the 1 GiB guest throttled to 16 MiB/s (about 70 s), or the serial dump of the 128 MiB
+/// guest (minutes). `pet` (the default) and `off` must finish; `keep` must be reset mid-dump.
+fn watchdog_case(name: &str, capture: CaptureKind) -> Option<Case> {
+    let (base, mode) = match name {
+        "dump-watchdog-pet" => ("dump-virtio", ""),
+        "dump-watchdog-off" => ("dump-virtio", "rkdump.watchdog=off"),
+        "dump-watchdog-pet-serial" => ("dump-serial", ""),
+        "dump-watchdog-keep" => ("dump-serial", "rkdump.watchdog=keep"),
+        _ => return None,
+    };
+    let mut c = Case::standard(base, capture)?;
+    c.name = name.to_string();
+    c.platform.generic_kernel = true;
+    c.platform.watchdog = Some(WATCHDOG_TIMEOUT_S);
+    let mut extra = mode.to_string();
+    if base == "dump-virtio" {
+        extra.push_str(" rkdump.throttle_mib_s=16");
+        c.io_at_crash = false;
+        c.timeout = Duration::from_secs(400);
+    }
+    c.capture_extra = extra.trim().to_string();
+    Some(c)
+}
+
 /// The RSDP source a UEFI case must end up with, and whether rkdump's own EFI configuration
 /// table walk must have run (only kexec_file_load hands over `efi_info`).
 fn expected_source(case: &Case) -> (&'static str, bool) {
@@ -138,7 +407,14 @@ fn expected_source(case: &Case) -> (&'static str, bool) {
 /// The checks a UEFI case adds: rkdump found the RSDP from the source the loader's hand-off
 /// predicts (never the BIOS scan), its own EFI configuration table walk agrees where it ran,
 /// and the run ended in ACPI power-off without an error.
-pub fn apply(case: &Case, log: &ConsoleLog, stderr: &str, checks: &mut Vec<Check>) {
+pub fn apply(
+    case: &Case,
+    log: &ConsoleLog,
+    stderr: &str,
+    qmp: &str,
+    dir: &Path,
+    checks: &mut Vec<Check>,
+) {
     if case.capture != CaptureKind::Rkdump {
         return;
     }
@@ -147,6 +423,9 @@ pub fn apply(case: &Case, log: &ConsoleLog, stderr: &str, checks: &mut Vec<Check
         .iter()
         .filter_map(|l| l.text.split_once("rkdump: ").map(|(_, b)| b.trim_end()))
         .collect();
+    if case.platform.watchdog.is_some() {
+        apply_watchdog(case, log, &lines, qmp, dir, checks);
+    }
     if case.platform.intel_iommu {
         apply_iommu(case, &lines, stderr, checks);
     }
@@ -199,6 +478,156 @@ fn apply_iommu(case: &Case, lines: &[&str], stderr: &str, checks: &mut Vec<Check
         name: "disk fails behind the IOMMU".into(),
         result: check_iommu_failure(lines, stderr),
     });
+}
+
+/// The watchdog checks: the first kernel armed it; rkdump found it enabled and took the mode's
+/// action; with `pet` the dump outlived the timeout and QEMU saw no expiry, with `keep` QEMU's
+/// `WATCHDOG` event came mid-dump and `rkdumpctl recv --partial` recovers what arrived.
+fn apply_watchdog(
+    case: &Case,
+    log: &ConsoleLog,
+    lines: &[&str],
+    qmp: &str,
+    dir: &Path,
+    checks: &mut Vec<Check>,
+) {
+    let keep = case.capture_extra.contains("rkdump.watchdog=keep");
+    let off = case.capture_extra.contains("rkdump.watchdog=off");
+    let timeout = case.platform.watchdog.unwrap_or(0);
+    checks.push(Check {
+        name: "watchdog armed by the first kernel".into(),
+        result: log
+            .lines
+            .iter()
+            .find(|l| l.text.contains("E2E: watchdog armed"))
+            .map(|l| l.text.clone())
+            .ok_or_else(|| "no `E2E: watchdog armed` line".to_string()),
+    });
+    let want = match (keep, off) {
+        (true, _) => "action=keep",
+        (_, true) => "action=off: stopped (enabled=0",
+        _ => "action=pet",
+    };
+    checks.push(Check {
+        name: "rkdump found it running".into(),
+        result: lines
+            .iter()
+            .find(|l| l.starts_with("watchdog i6300esb") && l.contains("enabled=1"))
+            .ok_or_else(|| "no `watchdog i6300esb ... enabled=1` line".to_string())
+            .and_then(|l| {
+                if l.contains(want) {
+                    Ok((*l).to_string())
+                } else {
+                    Err(format!("expected {want}: {l}"))
+                }
+            }),
+    });
+    let fired = qmp_watchdog_event(qmp);
+    if !keep {
+        checks.push(Check {
+            name: "watchdog never fired".into(),
+            result: match fired {
+                Some(e) => Err(format!("QEMU reported {e}")),
+                None if qmp.contains("\"QMP\"") => Ok("no WATCHDOG event on QMP".into()),
+                None => {
+                    Err("the QMP log is empty: nothing proves the watchdog stayed quiet".into())
+                }
+            },
+        });
+        checks.push(Check {
+            name: "dump outlived the timeout".into(),
+            result: check_outlived(lines, timeout),
+        });
+        return;
+    }
+    // The reset is the point: no complete dump, no finish line.
+    checks.retain(|c| {
+        !matches!(
+            c.name.as_str(),
+            "dump complete on serial"
+                | "rkdumpctl recv"
+                | "vmcore verified"
+                | "rkdump reached its end"
+        )
+    });
+    checks.push(Check {
+        name: "watchdog reset mid-dump".into(),
+        result: match (fired, lines.iter().any(|l| l.starts_with("dump complete"))) {
+            (Some(e), false) => Ok(format!("QEMU: {e}")),
+            (Some(_), true) => Err("the dump completed although the watchdog fired".into()),
+            (None, _) => Err(format!("no WATCHDOG event on QMP: {}", qmp.trim())),
+        },
+    });
+    checks.push(Check {
+        name: "recv --partial keeps what arrived".into(),
+        result: check_partial_recv(dir),
+    });
+}
+
+/// The QMP `WATCHDOG` event line, if QEMU sent one.
+pub fn qmp_watchdog_event(qmp: &str) -> Option<&str> {
+    qmp.lines()
+        .find(|l| l.contains("\"event\": \"WATCHDOG\"") || l.contains("\"event\":\"WATCHDOG\""))
+}
+
+/// `dump complete ... ms=<T>` with T beyond the watchdog timeout, and reloads counted.
+pub fn check_outlived(lines: &[&str], timeout_s: u32) -> Result<String, String> {
+    let done = lines
+        .iter()
+        .find(|l| l.starts_with("dump complete"))
+        .ok_or("no `dump complete` line")?;
+    let ms: u64 = field(done, "ms=")
+        .and_then(|v| v.parse().ok())
+        .ok_or("`dump complete` without ms=")?;
+    let reloads = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("watchdog reloads="))
+        .unwrap_or("none");
+    if ms <= u64::from(timeout_s) * 1000 {
+        return Err(format!(
+            "the dump took {ms} ms, not longer than the {timeout_s} s timeout: proves nothing"
+        ));
+    }
+    Ok(format!(
+        "dump took {ms} ms against a {timeout_s} s timeout; {reloads} reloads"
+    ))
+}
+
+/// `rkdumpctl recv` refuses the cut stream; `--partial` writes a vmcore and says what is missing.
+fn check_partial_recv(dir: &Path) -> Result<String, String> {
+    let ctl = crate::build::rkdumpctl()?;
+    let stream = dir.join("com2.bin");
+    let run = |partial: bool, out: &Path| {
+        let mut cmd = std::process::Command::new(&ctl.0);
+        cmd.arg("recv").arg(&stream).arg("-o").arg(out);
+        if partial {
+            cmd.arg("--partial");
+        }
+        cmd.output().map_err(|e| format!("running rkdumpctl: {e}"))
+    };
+    let plain = run(false, &dir.join("vmcore.refused"))?;
+    if plain.status.success() {
+        return Err("plain `rkdumpctl recv` accepted a stream the watchdog cut".into());
+    }
+    let out = dir.join("vmcore.partial");
+    let partial = run(true, &out)?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&partial.stdout),
+        String::from_utf8_lossy(&partial.stderr)
+    );
+    let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    if !partial.status.success() || size == 0 {
+        return Err(format!(
+            "recv --partial failed ({}): {}",
+            partial.status,
+            text.trim()
+        ));
+    }
+    let last = text.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+    Ok(format!(
+        "plain recv refused; --partial wrote {size} bytes: {last}"
+    ))
 }
 
 /// `iommu unit <base> ... gsts=<before>-><after> ... done=te off,...`: TE (bit 31) on before,
@@ -360,6 +789,54 @@ mod tests {
             assert!(c.full_run && c.dump_disk.is_some() && c.io_at_crash);
         }
         assert!(case("dump-uefi", CaptureKind::Linux).is_none());
+    }
+
+    #[test]
+    fn ahci_negative_names_its_failure() {
+        let seen = "ahci 0000:00:1f.2: ahci: unsupported disk without 48-bit addressing (0x0); skipped after 1 ms".to_string();
+        assert!(ahci_noreset_error(std::slice::from_ref(&seen)).is_some());
+        let other = "ahci 0000:00:1f.2: timeout waiting for PxCI".to_string();
+        assert!(ahci_noreset_error(&[other]).is_none());
+        let c = case("noreset-ahci", CaptureKind::Rkdump).unwrap();
+        assert!(c.expect_disk_failure && c.platform.generic_kernel);
+        assert_eq!(c.dump_disk, Some(super::super::case::DiskKind::Ahci));
+        assert!(c.first_kernel_cmdline().unwrap().contains(" e2e.io=sda"));
+    }
+
+    #[test]
+    fn watchdog_checks() {
+        let qmp = "{\"QMP\": {}}\n{\"return\": {}}\n{\"timestamp\": {}, \"event\": \"WATCHDOG\", \"data\": {\"action\": \"reset\"}}\n";
+        assert!(qmp_watchdog_event(qmp).unwrap().contains("reset"));
+        assert!(qmp_watchdog_event("{\"QMP\": {}}").is_none());
+        let done = [
+            "dump complete bytes=1 ms=70000 target=disk:0000:01:00.0",
+            "watchdog reloads=340",
+        ];
+        assert!(check_outlived(&done, 30).unwrap().contains("340 reloads"));
+        assert!(
+            check_outlived(&["dump complete bytes=1 ms=2000 target=serial"], 30)
+                .unwrap_err()
+                .contains("proves nothing")
+        );
+        assert!(check_outlived(&[], 30).is_err());
+        for name in [
+            "dump-watchdog-pet",
+            "dump-watchdog-off",
+            "dump-watchdog-keep",
+        ] {
+            let c = case(name, CaptureKind::Rkdump).unwrap();
+            assert!(c.platform.generic_kernel);
+            assert!(
+                c.first_kernel_cmdline()
+                    .unwrap()
+                    .contains(" e2e.watchdog=30 ")
+            );
+            assert!(
+                c.platform
+                    .leading_qemu_args()
+                    .contains(&"i6300esb".to_string())
+            );
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 #   e2e.marker=<MiB>   marker size (0 = no marker)     e2e.tag=<hex>  marker tag
 #   e2e.kexecdebug=1   pass -d to kexec
 #   e2e.append="<capture kernel command line>"
+#   e2e.watchdog=<s>   arm the watchdog (/e2e/hwmodules) with that timeout before the crash
 #   e2e.rawdd=<disk>:<blocks>[:<MiB>]   (benchmark) write <blocks> x <MiB> (4) MiB to /dev/<disk> with O_DIRECT, power off
 # and, for a Linux capture kernel, from its own command line:
 #   e2e.save=<disk>    copy /proc/vmcore to /dev/<disk>
@@ -107,6 +108,27 @@ if [ "$MARKER_MIB" != 0 ]; then
     i=0
     while [ ! -e /tmp/marker.ready ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
     [ -e /tmp/marker.ready ] || say "marker-timeout"
+fi
+
+# /e2e/hwmodules (generic kernel only: watchdog, AHCI and SCSI disk drivers, dependencies
+# first). e2e.watchdog=<s>: arm /dev/watchdog with that timeout; busybox's daemon pets it every
+# second until the crash.
+WDT=
+for w in $CMDLINE; do
+    case "$w" in e2e.watchdog=*) WDT=${w#e2e.watchdog=} ;; esac
+done
+for m in /e2e/hwmodules/*.ko; do
+    [ -e "$m" ] || continue
+    insmod "$m" > /tmp/insmod.err 2>&1 || say "insmod $m failed: $(cat /tmp/insmod.err)"
+done
+if [ -n "$WDT" ]; then
+    if [ -c /dev/watchdog ]; then
+        watchdog -T "$WDT" -t 1 /dev/watchdog
+        sleep 1
+        say "watchdog armed timeout=$WDT $(cat /sys/class/watchdog/watchdog0/identity 2>/dev/null)"
+    else
+        say "error watchdog: no /dev/watchdog"
+    fi
 fi
 
 # e2e.io=<disk>: keep direct-I/O reads in flight on that disk when the crash comes, so the
