@@ -147,7 +147,7 @@ pub const CASE_NAMES: [&str; 9] = [
 ];
 
 /// rkdump-only cases that write and verify a whole dump (and their negative controls).
-pub const DUMP_CASE_NAMES: [&str; 26] = [
+pub const DUMP_CASE_NAMES: [&str; 27] = [
     "dump-virtio",
     "dump-nvme",
     "noreset-virtio",
@@ -174,6 +174,7 @@ pub const DUMP_CASE_NAMES: [&str; 26] = [
     "dump-watchdog-pet-serial",
     "dump-ahci",
     "noreset-ahci",
+    "dump-usb-nic",
 ];
 
 /// Cases that take over ~3 minutes here (a full serial dump at QEMU's UART speed, ~0.5 MiB/s):

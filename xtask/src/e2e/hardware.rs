@@ -31,6 +31,9 @@ pub struct Platform {
     pub generic_kernel: bool,
     /// QEMU's `i6300esb`, armed by the first kernel with this timeout (seconds).
     pub watchdog: Option<u32>,
+    /// A `qemu-xhci` with a USB disk under direct-I/O reads and an `e1000e` on user-mode
+    /// networking receiving ping replies, both busy at the crash.
+    pub busy_usb_nic: bool,
 }
 
 impl Platform {
@@ -53,7 +56,38 @@ impl Platform {
                     .map(|s| s.to_string()),
             );
         }
+        if self.busy_usb_nic {
+            // restrict=on: nothing leaves QEMU; slirp answers the guest's ARP requests itself.
+            a.extend(
+                [
+                    "-device",
+                    "qemu-xhci,id=xhci",
+                    "-netdev",
+                    "user,id=n0,restrict=on",
+                    "-device",
+                    "e1000e,netdev=n0",
+                ]
+                .iter()
+                .map(|s| s.to_string()),
+            );
+        }
         a
+    }
+
+    /// QEMU arguments that need the case directory (the USB disk image).
+    pub fn dir_qemu_args(&self, dir: &Path) -> Vec<String> {
+        if !self.busy_usb_nic {
+            return Vec::new();
+        }
+        vec![
+            "-drive".to_string(),
+            format!(
+                "file={},if=none,id=usbdisk,format=raw,cache=unsafe",
+                dir.join("usb.img").display()
+            ),
+            "-device".to_string(),
+            "usb-storage,bus=xhci.0,drive=usbdisk".to_string(),
+        ]
     }
 
     /// Extra first-kernel parameters (each with a leading space).
@@ -64,6 +98,9 @@ impl Platform {
         }
         if let Some(t) = self.watchdog {
             s.push_str(&format!(" e2e.watchdog={t}"));
+        }
+        if self.busy_usb_nic {
+            s.push_str(" e2e.busy=usb,nic");
         }
         s
     }
@@ -82,8 +119,16 @@ pub const GENERIC_MISSING: &str = "this case boots Debian's generic kernel (linu
      $RKDUMP_CACHE/linux-generic/";
 
 /// Modules /init loads from `/e2e/hwmodules` on the generic kernel (with their dependencies,
-/// dependencies first): the watchdog driver, and AHCI with SCSI disks for the AHCI cases.
-pub const GENERIC_MODULES: [&str; 3] = ["i6300esb", "ahci", "sd_mod"];
+/// dependencies first): the watchdog driver, AHCI and SCSI disks, xHCI with USB storage, and
+/// the e1000e NIC.
+pub const GENERIC_MODULES: [&str; 6] = [
+    "i6300esb",
+    "ahci",
+    "sd_mod",
+    "xhci_pci",
+    "usb_storage",
+    "e1000e",
+];
 
 /// The module files for `wanted` and everything they depend on, dependencies first, read with
 /// `modinfo -F depends` (the unpacked package has no modules.dep; depmod never ran).
@@ -284,6 +329,14 @@ pub fn case(name: &str, capture: CaptureKind) -> Option<Case> {
     if let Some(c) = ahci_case(name, capture) {
         return Some(c);
     }
+    if name == "dump-usb-nic" {
+        // The virtio dump case, with a USB disk and a NIC busy at the crash.
+        let mut c = Case::standard("dump-virtio", capture)?;
+        c.name = name.to_string();
+        c.platform.generic_kernel = true;
+        c.platform.busy_usb_nic = true;
+        return Some(c);
+    }
     let (base, loader, extra) = match name {
         // kexec_file_load: the running kernel copies efi_info and acpi_rsdp_addr into the zero
         // page and adds a SETUP_EFI node.
@@ -426,6 +479,23 @@ pub fn apply(
     if case.platform.watchdog.is_some() {
         apply_watchdog(case, log, &lines, qmp, dir, checks);
     }
+    if case.platform.busy_usb_nic {
+        for (name, what) in [("xhci", "usb"), ("e1000e", "nic")] {
+            checks.push(Check {
+                name: format!("{name} busy at the crash"),
+                result: log
+                    .lines
+                    .iter()
+                    .find(|l| l.text.contains(&format!("E2E: busy {what} ")))
+                    .map(|l| l.text.clone())
+                    .ok_or_else(|| format!("no `E2E: busy {what}` line")),
+            });
+            checks.push(Check {
+                name: format!("{name} reset or quiesced"),
+                result: check_preinit(&lines, name),
+            });
+        }
+    }
     if case.platform.intel_iommu {
         apply_iommu(case, &lines, stderr, checks);
     }
@@ -562,6 +632,48 @@ fn apply_watchdog(
         name: "recv --partial keeps what arrived".into(),
         result: check_partial_recv(dir),
     });
+}
+
+/// The reinit line of the controller: its preinit read back that it was running (xHCI
+/// USBCMD.R/S, e1000e RCTL.EN) and either proved the reset (`-> preinit, ... ok (<driver>:`)
+/// or, for e1000e only, named why not and left the function quiesced. QEMU 7.2's e1000e ignores
+/// CTRL.RST (IMS, RCTL keep their values: `IMS not back at 0: no reset seen`), and it has
+/// neither FLR nor a PM reset, so on this QEMU the NIC is stopped by bus mastering off alone.
+pub fn check_preinit(lines: &[&str], driver: &str) -> Result<String, String> {
+    // The read-back names the driver's key register (an unproven detail has no driver name).
+    let key = if driver == "xhci" {
+        "USBCMD 0x"
+    } else {
+        "RCTL 0x"
+    };
+    let l = lines
+        .iter()
+        .find(|l| l.starts_with("reinit ") && l.contains(key))
+        .ok_or_else(|| format!("no reinit line with a {driver} preinit"))?;
+    let proven = l.contains("-> preinit") && l.contains(&format!(" ok ({driver}: "));
+    let quiesced_unproven = driver == "e1000e"
+        && l.contains("quiesced")
+        && l.contains("preinit: unproven")
+        && l.contains("no reset seen");
+    if !proven && !quiesced_unproven {
+        return Err(format!("{driver} neither proven reset nor quiesced: {l}"));
+    }
+    let before = |reg: &str| {
+        l.split(&format!("{reg} 0x"))
+            .nth(1)
+            .and_then(|v| v.split(' ').next())
+            .and_then(|v| u32::from_str_radix(v, 16).ok())
+    };
+    let running = match driver {
+        "xhci" => before("USBCMD").is_some_and(|v| v & 1 != 0),
+        _ => before("RCTL").is_some_and(|v| v & 2 != 0),
+    };
+    if !running {
+        return Err(format!(
+            "{driver} was not running at the crash (nothing to prove): {l}"
+        ));
+    }
+    Ok((*l).to_string())
 }
 
 /// The QMP `WATCHDOG` event line, if QEMU sent one.
@@ -801,6 +913,37 @@ mod tests {
         assert!(c.expect_disk_failure && c.platform.generic_kernel);
         assert_eq!(c.dump_disk, Some(super::super::case::DiskKind::Ahci));
         assert!(c.first_kernel_cmdline().unwrap().contains(" e2e.io=sda"));
+    }
+
+    #[test]
+    fn preinit_checks_need_a_running_controller() {
+        let x = "reinit 0000:00:02.0 1b36:000d 0c0330 -> preinit, 1 ms, ok (xhci: USBCMD 0x5 -> 0x0, USBSTS 0x0 -> 0x1, CONFIG probe 1 -> 0, DCBAAP 0x3e000000 -> 0x0)";
+        assert!(check_preinit(&[x], "xhci").is_ok());
+        let idle = x.replace("USBCMD 0x5", "USBCMD 0x0");
+        assert!(
+            check_preinit(&[&idle], "xhci")
+                .unwrap_err()
+                .contains("not running")
+        );
+        let e = "reinit 0000:00:03.0 8086:10d3 0200 -> preinit, 3 ms, ok (e1000e: RCTL 0x8002 -> 0x0, TCTL 0x10 -> 0x0, IMS probe 0x80 -> 0x0, EECD.AUTO_RD set)";
+        assert!(check_preinit(&[e], "e1000e").is_ok());
+        assert!(check_preinit(&[x], "e1000e").is_err());
+        // What QEMU 7.2 gives: RST ignored, the read-back says so, the NIC stays quiesced.
+        let q72 = "reinit 0000:00:02.0 8086:10d3 0200 -> none, 27 ms, quiesced, no method proved a reset; preinit: unproven (RCTL 0x4008002 -> 0x4008000, TCTL 0x103f0fa -> 0x103f0f8, IMS probe 0x80 -> 0x80, EECD.AUTO_RD set; IMS not back at 0: no reset seen); flr: not FLR capable";
+        assert!(check_preinit(&[q72], "e1000e").is_ok());
+        // xHCI must prove its reset.
+        let xq = x.replace(
+            "-> preinit, 1 ms, ok (xhci:",
+            "-> none, 1 ms, quiesced; preinit: unproven (xhci:",
+        ) + " no reset seen";
+        assert!(check_preinit(&[&xq], "xhci").is_err());
+        let c = case("dump-usb-nic", CaptureKind::Rkdump).unwrap();
+        assert!(
+            c.first_kernel_cmdline()
+                .unwrap()
+                .contains(" e2e.busy=usb,nic")
+        );
+        assert!(c.platform.dir_qemu_args(Path::new("/x"))[1].contains("/x/usb.img"));
     }
 
     #[test]

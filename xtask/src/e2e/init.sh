@@ -131,6 +131,38 @@ if [ -n "$WDT" ]; then
     fi
 fi
 
+# e2e.busy=usb,nic (generic kernel): direct-I/O reads on the USB disk behind the xHCI, and the
+# e1000e receiving ping replies from user-mode networking's gateway, both running at the crash.
+BUSY=
+for w in $CMDLINE; do
+    case "$w" in e2e.busy=*) BUSY=${w#e2e.busy=} ;; esac
+done
+case ",$BUSY," in *,usb,*)
+    i=0
+    while [ ! -b /dev/sda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    if [ -b /dev/sda ]; then
+        ( while true; do dd if=/dev/sda of=/dev/null bs=64k count=256 iflag=direct 2>/dev/null; done ) &
+        sleep 1
+        say "busy usb /dev/sda reads in flight"
+    else
+        say "error busy usb: /dev/sda never appeared"
+    fi
+    ;;
+esac
+case ",$BUSY," in *,nic,*)
+    # ARP requests for the gateway: user-mode networking (restrict=on, nothing leaves QEMU)
+    # answers each, so the NIC keeps receiving (and DMA-ing) replies.
+    ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0
+    for n in 1 2 3 4; do arping -q -I eth0 -c 1000000 10.0.2.2 > /dev/null 2>&1 & done
+    i=0; rx=0
+    while [ "$rx" -lt 4 ] && [ $i -lt 100 ]; do
+        sleep 0.1; i=$((i + 1))
+        rx=$(cat /sys/class/net/eth0/statistics/rx_packets 2>/dev/null || echo 0)
+    done
+    say "busy nic eth0 rx_packets=$rx"
+    ;;
+esac
+
 # e2e.io=<disk>: keep direct-I/O reads in flight on that disk when the crash comes, so the
 # capture kernel finds its controller busy with stale rings (device-reinit.md, test V1/N1).
 if [ -n "$IO" ]; then

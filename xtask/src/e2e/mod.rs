@@ -361,6 +361,7 @@ impl Harness {
             .debug_log(&dir.join("qemu-debug.log"))
             .args(case.platform.leading_qemu_args())
             .args(hardware::QmpLog::qemu_args(case, dir))
+            .args(case.platform.dir_qemu_args(dir))
             .kernel(self.first_kernel_of(case)?.0, &case.first_kernel_cmdline()?)
             .initrd(&dir.join("initramfs.cpio"));
         if case.save_vmcore && case.capture == CaptureKind::Linux {
@@ -433,6 +434,9 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
     if case.save_vmcore && case.capture == CaptureKind::Linux {
         let size = case.memory_bytes().ok_or("bad -m for --save-vmcore")? + (256 << 20);
         disk::create(&image, size, Fill::Sparse)?;
+    }
+    if case.platform.busy_usb_nic {
+        disk::create(&dir.join("usb.img"), 64 << 20, Fill::Sparse)?;
     }
     let dump_img = dir.join("dump.img");
     if case.dump_disk.is_some() {
