@@ -44,10 +44,6 @@ pub fn reset(
     if regs.size() < TCTL + 4 {
         return Err(DriverError::Failed("register window too small".into()));
     }
-    let timeout = |what, t: crate::time::TimedOut| DriverError::Timeout {
-        what,
-        waited_ms: (t.waited_us / 1000) as u32,
-    };
     let (rctl_before, tctl_before) = (regs.read32(RCTL), regs.read32(TCTL));
     // As Linux before a reset: no interrupts, receive and transmit stopped.
     regs.write32(IMC, u32::MAX);
@@ -60,11 +56,11 @@ pub fn reset(
     poll_until(clock, RST_TIMEOUT_US.min(budget_us), || {
         regs.read32(CTRL) & CTRL_RST == 0
     })
-    .map_err(|t| timeout("CTRL.RST=0", t))?;
+    .map_err(|t| DriverError::timeout("CTRL.RST=0", t))?;
     poll_until(clock, AUTO_RD_TIMEOUT_US.min(budget_us), || {
         regs.read32(EECD) & EECD_AUTO_RD != 0
     })
-    .map_err(|t| timeout("EECD.AUTO_RD (NVM auto-read done)", t))?;
+    .map_err(|t| DriverError::timeout("EECD.AUTO_RD (NVM auto-read done)", t))?;
     let (ims, rctl, tctl) = (regs.read32(IMS), regs.read32(RCTL), regs.read32(TCTL));
     let detail = format!(
         "RCTL {rctl_before:#x} -> {rctl:#x}, TCTL {tctl_before:#x} -> {tctl:#x}, IMS probe \
@@ -84,16 +80,8 @@ pub fn reset(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::block::testkit::FakeClock;
     use core::cell::{Cell, RefCell};
-
-    struct FakeClock(Cell<u64>);
-    impl Clock for FakeClock {
-        fn now_us(&self) -> u64 {
-            let t = self.0.get();
-            self.0.set(t + 50);
-            t
-        }
-    }
 
     /// A receiving 82574 as QEMU models it: IMS is set by IMS writes and cleared by IMC; RST
     /// clears IMS, RCTL, TCTL (unless `ignores_reset`), then the NVM auto-read completes after
@@ -154,7 +142,7 @@ mod tests {
     #[test]
     fn receiving_nic_is_reset_and_proven() {
         let n = nic(false);
-        let r = reset(&n, &FakeClock(Cell::new(0)), u64::MAX).unwrap();
+        let r = reset(&n, &FakeClock::new(50), u64::MAX).unwrap();
         assert!(r.proven, "{}", r.detail);
         assert!(r.detail.contains("IMS probe 0x80 -> 0x0"), "{}", r.detail);
         assert!(r.detail.contains("RCTL 0x8002 -> 0x0"), "{}", r.detail);
@@ -163,7 +151,7 @@ mod tests {
     #[test]
     fn a_nic_that_ignores_rst_is_not_proven() {
         let n = nic(true);
-        let r = reset(&n, &FakeClock(Cell::new(0)), u64::MAX).unwrap();
+        let r = reset(&n, &FakeClock::new(50), u64::MAX).unwrap();
         assert!(
             !r.proven && r.detail.contains("no reset seen"),
             "{}",
@@ -177,7 +165,7 @@ mod tests {
         n.auto_rd_reads.set(u32::MAX);
         n.r.borrow_mut().insert(EECD, 0);
         // Auto-read never completes.
-        let e = reset(&n, &FakeClock(Cell::new(0)), u64::MAX).unwrap_err();
+        let e = reset(&n, &FakeClock::new(50), u64::MAX).unwrap_err();
         assert!(matches!(e, DriverError::Timeout { what, .. } if what.contains("AUTO_RD")));
         struct Dead;
         impl Regs for Dead {
@@ -187,7 +175,7 @@ mod tests {
             fn write32(&self, _: usize, _: u32) {}
         }
         assert_eq!(
-            reset(&Dead, &FakeClock(Cell::new(0)), u64::MAX),
+            reset(&Dead, &FakeClock::new(50), u64::MAX),
             Err(DriverError::Gone)
         );
     }

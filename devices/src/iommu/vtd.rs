@@ -256,17 +256,9 @@ pub fn disable(regs: &impl Regs, clock: &dyn Clock) -> Result<UnitReport, VtdErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::block::testkit::FakeClock;
     use alloc::string::ToString;
-    use core::cell::{Cell, RefCell};
-
-    struct FakeClock(Cell<u64>);
-    impl Clock for FakeClock {
-        fn now_us(&self) -> u64 {
-            let t = self.0.get();
-            self.0.set(t + 100);
-            t
-        }
-    }
+    use core::cell::RefCell;
 
     /// A VT-d unit as the spec describes it: GCMD writes set GSTS's persistent bits (unless
     /// `stuck` holds them), fault records clear on a write of F, FSTS bits are write-1-clear.
@@ -337,7 +329,7 @@ mod tests {
     fn everything_on_is_turned_off_in_order_with_faults_logged() {
         let u = Unit::new(TE | QIE | IRE | CFI);
         u.fault(1, 0x0108, 0x6, 0x1234_5000);
-        let clock = FakeClock(Cell::new(0));
+        let clock = FakeClock::new(100);
         let r = disable(&u, &clock).unwrap();
         assert_eq!(r.gsts_before, TE | QIE | IRE | CFI);
         // Read back: only CFI (left alone) remains.
@@ -370,7 +362,7 @@ mod tests {
     #[test]
     fn a_unit_already_off_is_left_alone() {
         let u = Unit::new(0);
-        let r = disable(&u, &FakeClock(Cell::new(0))).unwrap();
+        let r = disable(&u, &FakeClock::new(100)).unwrap();
         assert!(r.steps.is_empty() && r.faults.is_empty());
         assert!(u.gcmd_writes.borrow().is_empty());
     }
@@ -379,7 +371,7 @@ mod tests {
     fn a_stuck_enable_bit_times_out_with_its_name() {
         let mut u = Unit::new(TE);
         u.stuck = TE;
-        let e = disable(&u, &FakeClock(Cell::new(0))).unwrap_err();
+        let e = disable(&u, &FakeClock::new(100)).unwrap_err();
         assert!(matches!(e, VtdError::Stuck { what: "te", gsts, .. } if gsts == TE));
         assert!(e.to_string().starts_with("te still on"));
     }
@@ -388,7 +380,7 @@ mod tests {
     fn absent_unit_and_hostile_cap() {
         let u = Unit::new(0);
         u.regs.borrow_mut()[0] = u32::MAX;
-        assert_eq!(disable(&u, &FakeClock(Cell::new(0))), Err(VtdError::Absent));
+        assert_eq!(disable(&u, &FakeClock::new(100)), Err(VtdError::Absent));
         // CAP claims 256 records at an offset beyond the window: nothing read out of range.
         let u = Unit::new(0);
         let cap = (0xFFu64 << 40) | (0x3FFu64 << 24);

@@ -46,10 +46,6 @@ pub fn reset(
         )));
     }
     let op = |r: usize| caplen + r;
-    let timeout = |what, t: crate::time::TimedOut| DriverError::Timeout {
-        what,
-        waited_ms: (t.waited_us / 1000) as u32,
-    };
     let cmd_before = regs.read32(op(USBCMD));
     let sts_before = regs.read32(op(USBSTS));
     let dcbaap_before = regs.read64(op(DCBAAP));
@@ -59,7 +55,7 @@ pub fn reset(
     poll_until(clock, HALT_TIMEOUT_US.min(budget_us), || {
         regs.read32(op(USBSTS)) & STS_HCH != 0
     })
-    .map_err(|t| timeout("USBSTS.HCH after R/S=0", t))?;
+    .map_err(|t| DriverError::timeout("USBSTS.HCH after R/S=0", t))?;
     // CONFIG may only be written while halted (§5.4.7).
     let config = regs.read32(op(CONFIG));
     regs.write32(op(CONFIG), (config & !0xFF) | PROBE_MAX_SLOTS);
@@ -68,7 +64,7 @@ pub fn reset(
     poll_until(clock, RESET_TIMEOUT_US.min(budget_us), || {
         regs.read32(op(USBCMD)) & CMD_HCRST == 0 && regs.read32(op(USBSTS)) & STS_CNR == 0
     })
-    .map_err(|t| timeout("USBCMD.HCRST=0 and USBSTS.CNR=0", t))?;
+    .map_err(|t| DriverError::timeout("USBCMD.HCRST=0 and USBSTS.CNR=0", t))?;
     let cmd = regs.read32(op(USBCMD));
     let sts = regs.read32(op(USBSTS));
     let config_after = regs.read32(op(CONFIG)) & 0xFF;
@@ -94,16 +90,8 @@ pub fn reset(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::block::testkit::FakeClock;
     use core::cell::{Cell, RefCell};
-
-    struct FakeClock(Cell<u64>);
-    impl Clock for FakeClock {
-        fn now_us(&self) -> u64 {
-            let t = self.0.get();
-            self.0.set(t + 50);
-            t
-        }
-    }
 
     const CAP: usize = 0x40;
 
@@ -166,7 +154,7 @@ mod tests {
     #[test]
     fn running_controller_is_halted_reset_and_proven() {
         let x = xhci(false);
-        let r = reset(&x, &FakeClock(Cell::new(0)), u64::MAX).unwrap();
+        let r = reset(&x, &FakeClock::new(50), u64::MAX).unwrap();
         assert!(r.proven, "{}", r.detail);
         assert!(
             r.detail.contains("DCBAAP 0x3f000000 -> 0x0"),
@@ -180,7 +168,7 @@ mod tests {
     #[test]
     fn a_controller_that_ignores_hcrst_is_not_proven() {
         let x = xhci(true);
-        let r = reset(&x, &FakeClock(Cell::new(0)), u64::MAX).unwrap();
+        let r = reset(&x, &FakeClock::new(50), u64::MAX).unwrap();
         assert!(
             !r.proven && r.detail.contains("no reset seen"),
             "{}",
@@ -198,7 +186,7 @@ mod tests {
             fn write32(&self, _: usize, _: u32) {}
         }
         assert_eq!(
-            reset(&Dead, &FakeClock(Cell::new(0)), u64::MAX),
+            reset(&Dead, &FakeClock::new(50), u64::MAX),
             Err(DriverError::Gone)
         );
         let x = xhci(false);
@@ -208,7 +196,7 @@ mod tests {
         regs[(CAP + USBCMD) / 4] = 0;
         regs[(CAP + USBSTS) / 4] = STS_HCH;
         drop(regs);
-        let e = reset(&x, &FakeClock(Cell::new(0)), u64::MAX).unwrap_err();
+        let e = reset(&x, &FakeClock::new(50), u64::MAX).unwrap_err();
         assert!(matches!(e, DriverError::Timeout { .. }), "{e:?}");
     }
 }

@@ -27,6 +27,13 @@ mkdir -p /tmp
 dmesg -n 1 2>/dev/null
 
 say() { echo "E2E: $*"; }
+# Loads every module in directory $1, in name order (the order dependencies need).
+insmod_dir() {
+    for m in "$1"/*.ko; do
+        [ -e "$m" ] || continue
+        insmod "$m" > /tmp/insmod.err 2>&1 || say "insmod $m failed: $(cat /tmp/insmod.err)"
+    done
+}
 off() { sync; poweroff -f; sleep 5; echo o > /proc/sysrq-trigger; }
 
 CMDLINE=$(cat /proc/cmdline)
@@ -117,10 +124,7 @@ WDT=
 for w in $CMDLINE; do
     case "$w" in e2e.watchdog=*) WDT=${w#e2e.watchdog=} ;; esac
 done
-for m in /e2e/hwmodules/*.ko; do
-    [ -e "$m" ] || continue
-    insmod "$m" > /tmp/insmod.err 2>&1 || say "insmod $m failed: $(cat /tmp/insmod.err)"
-done
+insmod_dir /e2e/hwmodules
 if [ -n "$WDT" ]; then
     if [ -c /dev/watchdog ]; then
         watchdog -T "$WDT" -t 1 /dev/watchdog
@@ -167,10 +171,7 @@ esac
 # capture kernel finds its controller busy with stale rings (device-reinit.md, test V1/N1).
 if [ -n "$IO" ]; then
     if [ ! -b /dev/$IO ]; then
-        for m in /e2e/modules/*.ko; do
-            [ -e "$m" ] || continue
-            insmod "$m" > /tmp/insmod.err 2>&1 || say "insmod $m failed: $(cat /tmp/insmod.err)"
-        done
+        insmod_dir /e2e/modules
     fi
     i=0
     while [ ! -b /dev/$IO ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
