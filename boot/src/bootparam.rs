@@ -208,6 +208,123 @@ pub const EFI64_LOADER_SIGNATURE: u32 = u32::from_le_bytes(*b"EL64");
 /// `efi_loader_signature` of a 32-bit EFI loader ("EL32").
 pub const EFI32_LOADER_SIGNATURE: u32 = u32::from_le_bytes(*b"EL32");
 
+/// `struct efi_setup_data`: the payload of a [`SETUP_EFI`] setup_data node, which a kexec loader
+/// adds for a kernel booted through UEFI. It carries the physical addresses of what the firmware's
+/// `SetVirtualAddressMap` turned into virtual addresses inside the system table.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C, packed)]
+pub struct EfiSetupData {
+    /// 0x00: firmware vendor string, physical.
+    pub fw_vendor: u64,
+    /// 0x08: unused (was the runtime services table).
+    pub __unused: u64,
+    /// 0x10: the configuration table, physical.
+    pub tables: u64,
+    /// 0x18: the SMBIOS entry point, physical.
+    pub smbios: u64,
+    /// 0x20: reserved.
+    pub reserved: [u64; 8],
+}
+
+/// `efi_table_hdr_t`: the header of every EFI table.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C, packed)]
+pub struct EfiTableHdr {
+    /// 0x00: table signature ([`EFI_SYSTEM_TABLE_SIGNATURE`] for the system table).
+    pub signature: u64,
+    /// 0x08: UEFI revision (major << 16 | minor).
+    pub revision: u32,
+    /// 0x0C: size of the whole table.
+    pub headersize: u32,
+    /// 0x10: CRC32 of the table.
+    pub crc32: u32,
+    /// 0x14: reserved.
+    pub reserved: u32,
+}
+
+/// `efi_system_table_64_t`: the EFI system table of 64-bit firmware.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C, packed)]
+pub struct EfiSystemTable64 {
+    /// 0x00: header.
+    pub hdr: EfiTableHdr,
+    /// 0x18: firmware vendor string.
+    pub fw_vendor: u64,
+    /// 0x20: firmware revision.
+    pub fw_revision: u32,
+    /// 0x24: padding.
+    pub __pad1: u32,
+    /// 0x28: console input handle.
+    pub con_in_handle: u64,
+    /// 0x30: console input protocol.
+    pub con_in: u64,
+    /// 0x38: console output handle.
+    pub con_out_handle: u64,
+    /// 0x40: console output protocol.
+    pub con_out: u64,
+    /// 0x48: standard error handle.
+    pub stderr_handle: u64,
+    /// 0x50: standard error protocol.
+    pub stderr: u64,
+    /// 0x58: runtime services (never called by rkdump).
+    pub runtime: u64,
+    /// 0x60: boot services (gone after ExitBootServices).
+    pub boottime: u64,
+    /// 0x68: number of configuration table entries.
+    pub nr_tables: u32,
+    /// 0x6C: padding (the high half of the spec's UINTN count).
+    pub __pad2: u32,
+    /// 0x70: the configuration table (virtual after `SetVirtualAddressMap`).
+    pub tables: u64,
+}
+
+/// `efi_config_table_64_t`: one configuration table entry (vendor GUID, table address).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C, packed)]
+pub struct EfiConfigTable64 {
+    /// 0x00: vendor GUID in its in-memory byte order.
+    pub guid: [u8; 16],
+    /// 0x10: the table's physical address.
+    pub table: u64,
+}
+
+/// `EFI_SYSTEM_TABLE_SIGNATURE`: "IBI SYST" read as a little-endian u64.
+pub const EFI_SYSTEM_TABLE_SIGNATURE: u64 = u64::from_le_bytes(*b"IBI SYST");
+
+/// An EFI GUID in memory order: `a` (LE u32), `b`, `c` (LE u16), then `d` as bytes.
+pub const fn efi_guid(a: u32, b: u16, c: u16, d: [u8; 8]) -> [u8; 16] {
+    let a = a.to_le_bytes();
+    let b = b.to_le_bytes();
+    let c = c.to_le_bytes();
+    [
+        a[0], a[1], a[2], a[3], b[0], b[1], c[0], c[1], d[0], d[1], d[2], d[3], d[4], d[5], d[6],
+        d[7],
+    ]
+}
+
+/// `ACPI_20_TABLE_GUID` (8868e871-e4f1-11d3-bc22-0080c73c8881): the ACPI 2.0+ RSDP.
+pub const ACPI_20_TABLE_GUID: [u8; 16] = efi_guid(
+    0x8868_e871,
+    0xe4f1,
+    0x11d3,
+    [0xbc, 0x22, 0x00, 0x80, 0xc7, 0x3c, 0x88, 0x81],
+);
+/// `ACPI_TABLE_GUID` (eb9d2d30-2d88-11d3-9a16-0090273fc14d): the ACPI 1.0 RSDP.
+pub const ACPI_TABLE_GUID: [u8; 16] = efi_guid(
+    0xeb9d_2d30,
+    0x2d88,
+    0x11d3,
+    [0x9a, 0x16, 0x00, 0x90, 0x27, 0x3f, 0xc1, 0x4d],
+);
+
 /// `struct boot_params`, the 4 KiB zero page (zero-page.rst; docs/boot-contract.md#zero-page).
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C, packed)]
@@ -347,6 +464,14 @@ const _: () = {
     assert!(size_of::<EfiInfo>() == 32);
     assert!(size_of::<SetupData>() == 16);
     assert!(size_of::<SetupIndirect>() == 24);
+    assert!(size_of::<EfiSetupData>() == 96);
+    assert!(offset_of!(EfiSetupData, tables) == 0x10);
+    assert!(size_of::<EfiTableHdr>() == 24);
+    assert!(size_of::<EfiSystemTable64>() == 120);
+    assert!(offset_of!(EfiSystemTable64, runtime) == 0x58);
+    assert!(offset_of!(EfiSystemTable64, nr_tables) == 0x68);
+    assert!(offset_of!(EfiSystemTable64, tables) == 0x70);
+    assert!(size_of::<EfiConfigTable64>() == 24);
 };
 
 impl SetupHeader {
@@ -392,6 +517,13 @@ impl BootParams {
     /// Initrd size: `ramdisk_size | ext_ramdisk_size << 32`.
     pub fn initrd_size(&self) -> u64 {
         u64::from(self.hdr.ramdisk_size) | (u64::from(self.ext_ramdisk_size) << 32)
+    }
+
+    /// Whether `efi_info` carries the 64-bit EFI loader signature ("EL64").
+    pub fn efi_64(&self) -> bool {
+        let efi = self.efi_info;
+        let sig = efi.efi_loader_signature;
+        sig == EFI64_LOADER_SIGNATURE
     }
 
     /// EFI system table address when an EFI loader signature is present.

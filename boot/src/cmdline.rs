@@ -8,10 +8,12 @@
 use core::fmt;
 
 mod device;
+mod hardware;
 mod num;
 mod types;
 
 pub use device::{Bdf, DeviceMatch, ParseBdfError, ResetMethods, ResetPolicy};
+pub use hardware::{AcpiSource, IommuMode, WatchdogMode};
 pub use num::{NumError, memparse, parse_hex, parse_int};
 pub use types::{
     Action, Console, DEVICE_LIST_CAPACITY, DeviceList, ElfCoreHdrArg, SelfTest, SerialPort,
@@ -261,9 +263,12 @@ enum Key {
     ReportLines,
     Level,
     Cpus,
+    AcpiSource,
+    Iommu,
+    Watchdog,
 }
 
-const KEYS: [(&str, Key); 22] = [
+const KEYS: [(&str, Key); 25] = [
     ("reset_devices", Key::ResetDevices),
     ("elfcorehdr", Key::ElfCoreHdr),
     ("console", Key::Console),
@@ -286,6 +291,9 @@ const KEYS: [(&str, Key); 22] = [
     ("rkdump.report_lines", Key::ReportLines),
     ("rkdump.level", Key::Level),
     ("rkdump.cpus", Key::Cpus),
+    ("rkdump.acpi_source", Key::AcpiSource),
+    ("rkdump.iommu", Key::Iommu),
+    ("rkdump.watchdog", Key::Watchdog),
 ];
 
 /// CPUs used when `rkdump.cpus=` is absent: the crashing CPU alone, so a plain dump never
@@ -371,6 +379,12 @@ pub struct Options {
     /// (`1`: that CPU alone, no other CPU is woken). `None` is the default, see
     /// [`Options::cpus_or_default`].
     pub cpus: Option<u32>,
+    /// `rkdump.acpi_source=` (test/diagnostic): take the RSDP from this source only.
+    pub acpi_source: Option<AcpiSource>,
+    /// `rkdump.iommu=auto|skip` (`skip` is test only).
+    pub iommu: IommuMode,
+    /// `rkdump.watchdog=pet|keep|off` (default `pet`).
+    pub watchdog: WatchdogMode,
     diags: [Option<Diag>; DIAG_CAPACITY],
     diag_len: usize,
     diags_dropped: u32,
@@ -403,6 +417,9 @@ impl Default for Options {
             report_lines: DEFAULT_REPORT_LINES,
             level: 0,
             cpus: None,
+            acpi_source: None,
+            iommu: IommuMode::Auto,
+            watchdog: WatchdogMode::Pet,
             diags: [None; DIAG_CAPACITY],
             diag_len: 0,
             diags_dropped: 0,
@@ -537,6 +554,9 @@ impl Options {
                 0 => return Err("expected all or a count of at least 1"),
                 n => self.cpus = Some(n),
             },
+            Key::AcpiSource => self.acpi_source = Some(AcpiSource::parse(v)?),
+            Key::Iommu => self.iommu = IommuMode::parse(v)?,
+            Key::Watchdog => self.watchdog = WatchdogMode::parse(v)?,
             Key::Fault => match (v.strip_prefix("dead:"), v.strip_prefix("nosipi:")) {
                 (Some(pci), _) => self.fault_dead = Some(Bdf::parse(pci).map_err(|e| e.reason())?),
                 (_, Some(id)) => self.fault_nosipi = Some(u32_of(id)?),

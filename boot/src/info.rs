@@ -9,12 +9,14 @@
 use core::fmt;
 
 use crate::bootparam::{
-    BootE820Entry, BootParams, E820_MAX_ENTRIES_ZEROPAGE, HDRS_MAGIC, SETUP_E820_EXT,
+    BootE820Entry, BootParams, E820_MAX_ENTRIES_ZEROPAGE, HDRS_MAGIC, SETUP_E820_EXT, SETUP_EFI,
     SETUP_INDIRECT, SetupData, SetupIndirect,
 };
 use crate::cmdline::{CMDLINE_CAPACITY, CmdlineBuf};
 use crate::mem::{PhysMem, PhysMemError, PhysRange, read_struct};
 use crate::memmap::{MemoryMap, MemoryMapError};
+pub mod efi;
+
 use crate::pvh::{HvmMemmapTableEntry, HvmModlistEntry, HvmStartInfo, XEN_HVM_START_MAGIC_VALUE};
 
 /// The walk of the setup_data chain stops after this many nodes.
@@ -324,6 +326,7 @@ pub struct BootInfo {
     initrd: Option<PhysRange>,
     acpi_rsdp: Option<u64>,
     efi_systab: Option<u64>,
+    efi_64: bool,
     setup_data: FixedList<SetupDataRecord, SETUP_DATA_CAPACITY>,
     reserved: FixedList<Reservation, RESERVED_CAPACITY>,
     pvh_modules: FixedList<PvhModule, PVH_MODULE_CAPACITY>,
@@ -349,6 +352,7 @@ impl BootInfo {
             initrd: None,
             acpi_rsdp: None,
             efi_systab: None,
+            efi_64: false,
             setup_data: FixedList::new(SetupDataRecord {
                 type_: 0,
                 node: 0,
@@ -413,6 +417,7 @@ impl BootInfo {
         }
         self.acpi_rsdp = Some(bp.acpi_rsdp_addr).filter(|&a| a != 0);
         self.efi_systab = bp.efi_systab();
+        self.efi_64 = bp.efi_64();
 
         let mut entries = usize::from(bp.e820_entries);
         if entries > E820_MAX_ENTRIES_ZEROPAGE {
@@ -516,6 +521,7 @@ impl BootInfo {
         self.initrd = None;
         self.acpi_rsdp = None;
         self.efi_systab = None;
+        self.efi_64 = false;
         self.setup_data.clear();
         self.reserved.clear();
         self.pvh_modules.clear();
@@ -732,6 +738,18 @@ impl BootInfo {
     /// The EFI system table from `efi_info`, when an EFI loader signature is present.
     pub fn efi_systab(&self) -> Option<u64> {
         self.efi_systab
+    }
+
+    /// Whether `efi_info` says 64-bit EFI firmware ("EL64").
+    pub fn efi_64(&self) -> bool {
+        self.efi_64
+    }
+
+    /// The ACPI RSDP from the EFI configuration table ([`efi::find_acpi_rsdp`] over `efi_info`
+    /// and the `SETUP_EFI` node).
+    pub fn efi_acpi_rsdp(&self, mem: &impl PhysMem) -> Result<efi::EfiRsdp, efi::EfiError> {
+        let setup = self.find_setup_data(SETUP_EFI).map(|r| r.data);
+        efi::find_acpi_rsdp(mem, self.efi_systab, self.efi_64, setup)
     }
 
     /// The setup_data records in chain order.

@@ -46,6 +46,9 @@ const LINK_TIMEOUT_US: u64 = 1_000_000;
 const READY_TIMEOUT_US: u64 = 10_000_000;
 const IDENTIFY_TIMEOUT_US: u64 = 5_000_000;
 const IO_TIMEOUT_US: u64 = 30_000_000;
+/// Port recoveries (stop, COMRESET, IDENTIFY, retry of the batch) one driver attempts in all;
+/// past that a failing port is given up at once.
+const MAX_RECOVERIES: u32 = 3;
 
 /// Stops one port's engines (§10.1.2): ST=0 then wait CR=0, FRE=0 then wait FR=0. Returns
 /// whether anything was running.
@@ -107,8 +110,12 @@ pub struct Ahci<'c, R: Regs = Mmio> {
     sectors: u64,
     max_transfer: u64,
     flush_ext: bool,
-    /// Set when a command failed or timed out: the port needs recovery this driver does not do.
+    /// Set when a command failed or timed out and the port could not be recovered.
     dead: Option<AhciError>,
+    /// The HBA's capabilities (for re-bringing the port up after a COMRESET).
+    cap: HbaCap,
+    /// Port recoveries done so far.
+    recoveries: u32,
     model: String,
     serial: String,
     name: String,
@@ -276,6 +283,8 @@ impl<'c, R: Regs> Ahci<'c, R> {
             max_transfer: 0,
             flush_ext: true,
             dead: None,
+            cap,
+            recoveries: 0,
             model: String::new(),
             serial: String::new(),
             name: String::new(),
@@ -493,9 +502,11 @@ impl<'c, R: Regs> Ahci<'c, R> {
         Err(err)
     }
 
-    /// Runs a batch of reads or writes: with NCQ up to the queue depth in flight, else one
-    /// command at a time (ATA forbids overlapping non-queued commands). `idle` runs while it
-    /// waits.
+    /// Runs a batch; when the device reports an error or stops answering, recovers the port
+    /// once (stop the engines, COMRESET, IDENTIFY again: Linux's hard reset in `ahci_hardreset`
+    /// does the same link reset) and retries the whole batch, since writing the same data to
+    /// the same blocks again is harmless. A recovery that fails, a second failure, or more than
+    /// [`MAX_RECOVERIES`] in all give up on the port with a line.
     fn transfer(
         &mut self,
         write: bool,
@@ -505,6 +516,50 @@ impl<'c, R: Regs> Ahci<'c, R> {
         if let Some(e) = self.dead {
             return Err(e);
         }
+        let e = match self.transfer_once(write, reqs.clone(), idle) {
+            Err(e @ (AhciError::DeviceError { .. } | AhciError::Timeout { .. })) => e,
+            other => return other,
+        };
+        let port = self.port;
+        if self.recoveries >= MAX_RECOVERIES {
+            warn!(
+                "ahci port {port}: {e}; {MAX_RECOVERIES} recoveries already, giving up on the port"
+            );
+            return Err(e);
+        }
+        self.recoveries += 1;
+        warn!("ahci port {port}: {e}; recovering the port with COMRESET");
+        if let Err(r) = self.bring_up(port, self.cap, AhciReset::Ports) {
+            warn!("ahci port {port}: recovery failed: {r}; giving up on the port");
+            self.dead = Some(r);
+            return Err(r);
+        }
+        match self.transfer_once(write, reqs, idle) {
+            Ok(()) => {
+                info!("ahci port {port}: recovered after COMRESET, batch rewritten");
+                Ok(())
+            }
+            Err(e2) => {
+                warn!("ahci port {port}: {e2} again after COMRESET; giving up on the port");
+                self.dead = Some(e2);
+                Err(e2)
+            }
+        }
+    }
+
+    /// Port recoveries done so far.
+    pub fn recoveries(&self) -> u32 {
+        self.recoveries
+    }
+
+    /// One attempt at a batch: with NCQ up to the queue depth in flight, else one command at a
+    /// time (ATA forbids overlapping non-queued commands). `idle` runs while it waits.
+    fn transfer_once(
+        &mut self,
+        write: bool,
+        reqs: impl Iterator<Item = (u64, u64, u64)> + Clone,
+        idle: &mut Idle<'_>,
+    ) -> Result<(), AhciError> {
         for (lba, phys, len) in reqs.clone() {
             check_request(lba, phys, len, self.sector_shift, self.sectors, 2)
                 .map_err(|why| AhciError::BadRequest { lba, why })?;

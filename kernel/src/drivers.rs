@@ -7,9 +7,15 @@ use rkdump_devices::reinit::{DriverSet, Platform};
 
 use crate::pci::map_mmio;
 
-/// Every driver rkdump has, registered for the reinit engine.
+/// Every driver rkdump has, registered for the reinit engine: the block drivers, then the
+/// controllers rkdump only resets and leaves quiesced so they stop DMA-ing (xHCI, e1000e).
 pub fn all() -> DriverSet {
-    rkdump_devices::disk::reinit_drivers()
+    let mut set = rkdump_devices::disk::reinit_drivers();
+    set.register(alloc::boxed::Box::new(rkdump_devices::xhci::driver::DRIVER));
+    set.register(alloc::boxed::Box::new(
+        rkdump_devices::e1000e::driver::DRIVER,
+    ));
+    set
 }
 
 /// Device registers mapped uncached through the kernel's page tables.

@@ -137,6 +137,9 @@ pub fn run(
         crate::reinit::assign_bars(&pci, &scan, &unassigned);
         scan = pci.scan(false);
     }
+    // Bus mastering is off everywhere now: the IOMMU can be taken over before a driver DMAs.
+    crate::iommu::take_over(acpi.as_ref(), opts);
+    crate::watchdog::take_over(&pci, &scan, opts.watchdog);
 
     crate::targets::run(
         opts,
@@ -172,6 +175,8 @@ impl Reporter {
     }
 
     fn report(&self, f: impl FnOnce(&mut Progress, u64) -> Option<ProgressLine>) {
+        // Only progress keeps a hardware watchdog quiet: a hung dump still gets reset.
+        crate::watchdog::pet();
         let Ok(mut p) = self.0.try_borrow_mut() else {
             return;
         };

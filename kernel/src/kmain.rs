@@ -140,8 +140,9 @@ pub fn run(kind: u64, info: u64, _base: u64) -> ! {
         arch::paging::table_pages()
     );
 
-    let rsdp = acpi::find_rsdp(&[opts.acpi_rsdp, boot.acpi_rsdp()]);
-    let acpi_info = match rsdp.map(acpi::parse) {
+    let discovery = acpi::find_rsdp(&opts, &boot);
+    report_efi(&discovery);
+    let acpi_info = match discovery.found.map(|(rsdp, _)| acpi::parse(rsdp)) {
         Some(Ok(a)) => Some(a),
         Some(Err(e)) => {
             rkerror!("ACPI tables unreadable: {e:?}");
@@ -154,7 +155,7 @@ pub fn run(kind: u64, info: u64, _base: u64) -> ! {
     };
     if let Some(a) = &acpi_info {
         rkline!(
-            "acpi rsdp={:#x} pm1a_cnt={} pm_timer={} s5={} ecam={}",
+            "acpi rsdp={:#x} pm1a_cnt={} pm_timer={} s5={} ecam={} source={}",
             a.rsdp,
             Hex(a.pm1a_cnt.map(|p| u64::from(p.port()))),
             Hex(a.pm_timer.map(|t| u64::from(t.port()))),
@@ -163,7 +164,8 @@ pub fn run(kind: u64, info: u64, _base: u64) -> ! {
                 s.slp_typ_a,
                 s.slp_typ_b
             )),
-            Hex(a.ecam.map(|e| e.0))
+            Hex(a.ecam.map(|e| e.0)),
+            discovery.found.map_or("none", |(_, s)| s.name())
         );
         if let (Some(pm1a), Some(s5)) = (a.pm1a_cnt, a.s5) {
             power::set_acpi_poweroff(power::AcpiPowerOff {
@@ -184,6 +186,9 @@ pub fn run(kind: u64, info: u64, _base: u64) -> ! {
     }
 
     let outcome = dump::run(&boot, &opts, image, acpi_info, &policy);
+    if let Some(n) = crate::watchdog::pets() {
+        rkline!("watchdog reloads={n}");
+    }
     drop(boot);
     smp::stop();
     power::finish(outcome)
@@ -217,6 +222,22 @@ impl core::fmt::Display for Hex {
             Some(v) => write!(f, "{v:#x}"),
             None => f.write_str("none"),
         }
+    }
+}
+
+/// The EFI configuration table walk: what it found, or why not (only on a UEFI hand-off).
+fn report_efi(d: &acpi::RsdpDiscovery) {
+    match d.efi {
+        Some(Ok(e)) => rkline!(
+            "efi config={:#x} from={} entries={} rsdp={:#x} acpi{}",
+            e.config,
+            e.config_from.name(),
+            e.entries,
+            e.rsdp,
+            if e.acpi20 { "20" } else { "10" }
+        ),
+        Some(Err(e)) => rkline!("note: efi: {e}"),
+        None => {}
     }
 }
 
@@ -277,6 +298,22 @@ fn report_boot(boot: &BootInfo, opts: &Options) {
     match boot.initrd() {
         Some(i) => rkline!("initrd {:#x} size={}", i.start, i.len),
         None => rkline!("initrd none"),
+    }
+    if let Some(systab) = boot.efi_systab() {
+        rkline!(
+            "efi systab={:#x} {}",
+            systab,
+            if boot.efi_64() { "EL64" } else { "EL32" }
+        );
+    }
+    for r in boot.setup_data() {
+        rkline!(
+            "setup_data type={} data={:#x}+{:#x}{}",
+            r.type_,
+            r.data.start,
+            r.data.len,
+            if r.indirect { " indirect" } else { "" }
+        );
     }
     for n in boot.notes() {
         rkline!("note: boot data: {n}");

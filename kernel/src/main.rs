@@ -33,6 +33,8 @@ mod filter;
 #[cfg(target_os = "none")]
 mod hw;
 #[cfg(target_os = "none")]
+mod iommu;
+#[cfg(target_os = "none")]
 mod kmain;
 #[cfg(target_os = "none")]
 mod memory;
@@ -50,6 +52,8 @@ mod report;
 mod smp;
 #[cfg(target_os = "none")]
 mod targets;
+#[cfg(target_os = "none")]
+mod watchdog;
 
 /// Host builds (`cargo clippy --workspace`) get an empty program: the kernel only exists for
 /// `x86_64-unknown-none`.

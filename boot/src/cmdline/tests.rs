@@ -627,3 +627,29 @@ fn cpus_count_all_and_errors() {
         Some(SelfTest::Smp)
     );
 }
+
+#[test]
+fn hardware_options() {
+    let d = Options::parse("");
+    assert_eq!((d.acpi_source, d.iommu), (None, IommuMode::Auto));
+    let o = Options::parse("rkdump.acpi_source=efi rkdump.iommu=skip");
+    assert_eq!(o.acpi_source, Some(AcpiSource::Efi));
+    assert_eq!(o.iommu, IommuMode::Skip);
+    for s in AcpiSource::ORDER {
+        let o = Options::parse(&std::format!("rkdump.acpi_source={s}"));
+        assert_eq!(o.acpi_source, Some(s));
+    }
+    assert_eq!(d.watchdog, WatchdogMode::Pet);
+    for (v, m) in [
+        ("pet", WatchdogMode::Pet),
+        ("keep", WatchdogMode::Keep),
+        ("off", WatchdogMode::Off),
+    ] {
+        let o = Options::parse(&std::format!("rkdump.watchdog={v}"));
+        assert_eq!((o.watchdog, o.watchdog.name()), (m, v));
+    }
+    let bad = Options::parse("rkdump.acpi_source=rom rkdump.iommu=off rkdump.watchdog=feed");
+    assert_eq!((bad.acpi_source, bad.iommu), (None, IommuMode::Auto));
+    assert_eq!(bad.watchdog, WatchdogMode::Pet);
+    assert_eq!(bad.diagnostics().count(), 3);
+}

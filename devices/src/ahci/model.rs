@@ -61,6 +61,10 @@ pub(crate) struct Hba {
     pub(crate) violations: Vec<&'static str>,
     pub(crate) flushes: u32,
     pub(crate) fail_lba: Option<u64>,
+    /// How many commands touching `fail_lba` fail before it works again (`None`: all).
+    pub(crate) fail_times: Option<u32>,
+    /// COMRESETs seen (PxSCTL.DET written 1).
+    pub(crate) comresets: u32,
 }
 
 pub(crate) struct FakeAhci(pub(crate) RefCell<Hba>);
@@ -114,6 +118,8 @@ impl FakeAhci {
             violations: Vec::new(),
             flushes: 0,
             fail_lba: None,
+            fail_times: None,
+            comresets: 0,
         }))
     }
 
@@ -230,9 +236,13 @@ impl Hba {
             self.log.push((fis[2], lba, sectors));
             let start = lba as usize * 512;
             let len = sectors as usize * 512;
-            let hit = self
+            let mut hit = self
                 .fail_lba
                 .is_some_and(|f| (lba..lba + u64::from(sectors)).contains(&f));
+            if hit && let Some(n) = self.fail_times.as_mut() {
+                hit = *n > 0;
+                *n = n.saturating_sub(1);
+            }
             if start + len > self.disk.len() || hit {
                 return self.fail(p, slot, queued);
             }
@@ -382,6 +392,9 @@ impl Regs for FakeAhci {
                         }
                     }
                     0x2C => {
+                        if v & 0xF == 1 {
+                            h.comresets += 1;
+                        }
                         let port = &mut h.ports[p];
                         if port.sctl & 0xF == 1 && v & 0xF == 0 {
                             port.reset();

@@ -431,6 +431,66 @@ fn device_errors_are_reported_and_stick() {
 }
 
 #[test]
+fn a_failing_batch_is_retried_once_after_comreset() {
+    let (mut arena, clock) = setup();
+    // Two failures of the same block: the first batch fails, COMRESET, the retry fails again,
+    // the port is given up (and stays given up).
+    let fake = FakeAhci::new(&arena, &[SIG_ATA]).with(|h| {
+        h.fail_lba = Some(300);
+        h.fail_times = Some(2);
+    });
+    let mut a = Ahci::new(&fake, &mut arena, &clock).unwrap();
+    let resets_at_probe = fake.0.borrow().comresets;
+    let src = arena.buf(64 << 10);
+    let reqs: Vec<_> = (0..4)
+        .map(|i| WriteReq {
+            lba: i * 128,
+            phys: src,
+            len: 64 << 10,
+        })
+        .collect();
+    assert!(a.write(&reqs).is_err());
+    assert_eq!(fake.0.borrow().comresets, resets_at_probe + 1);
+    assert_eq!(a.recoveries(), 1);
+    assert!(a.flush().is_err(), "a given-up port stays given up");
+
+    // One failure: COMRESET, the retried batch lands, every block written.
+    let fake = FakeAhci::new(&arena, &[SIG_ATA]).with(|h| {
+        h.fail_lba = Some(300);
+        h.fail_times = Some(1);
+    });
+    let mut a = Ahci::new(&fake, &mut arena, &clock).unwrap();
+    let resets_at_probe = fake.0.borrow().comresets;
+    arena.put(src, &[0x5A; 64 << 10]);
+    a.write(&reqs).unwrap();
+    a.flush().unwrap();
+    let h = fake.0.borrow();
+    assert_eq!(h.comresets, resets_at_probe + 1);
+    assert!(h.disk[..4 * (64 << 10)].iter().all(|&b| b == 0x5A));
+    assert!(h.violations.is_empty(), "{:?}", h.violations);
+}
+
+#[test]
+fn recoveries_are_bounded() {
+    let (mut arena, clock) = setup();
+    let fake = FakeAhci::new(&arena, &[SIG_ATA]).with(|h| {
+        h.fail_lba = Some(0);
+        h.fail_times = Some(1000);
+    });
+    let mut a = Ahci::new(&fake, &mut arena, &clock).unwrap();
+    let src = arena.buf(4096);
+    let one = [WriteReq {
+        lba: 0,
+        phys: src,
+        len: 4096,
+    }];
+    for _ in 0..10 {
+        assert!(a.write(&one).is_err());
+    }
+    assert!(a.recoveries() <= 3);
+}
+
+#[test]
 fn missing_disks_and_wrong_ports_are_reported() {
     let (mut arena, clock) = setup();
     let none = FakeAhci::new(&arena, &[0, SIG_ATAPI]);

@@ -134,6 +134,16 @@ pub enum DriverError {
     Failed(String),
 }
 
+impl DriverError {
+    /// A bounded wait on `what` that ran out ([`crate::time::poll_until`]'s error).
+    pub fn timeout(what: &'static str, t: crate::time::TimedOut) -> Self {
+        DriverError::Timeout {
+            what,
+            waited_ms: u32::try_from(t.waited_us / 1000).unwrap_or(u32::MAX),
+        }
+    }
+}
+
 impl fmt::Display for DriverError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -243,3 +243,42 @@ impl PmTimer {
         if self.wide { v } else { v & 0x00FF_FFFF }
     }
 }
+
+/// The DMAR table's header, for [`AcpiTables::find_table`] (the body is parsed from a copy by
+/// `rkdump_devices::iommu::dmar`).
+#[repr(C, packed)]
+pub struct DmarHeader {
+    header: acpi::sdt::SdtHeader,
+}
+
+// SAFETY: `DmarHeader` is exactly the SDT header every table starts with, and its signature is
+// the DMAR one; the crate checks both (and the checksum over `length`) before handing it out.
+unsafe impl acpi::AcpiTable for DmarHeader {
+    const SIGNATURE: acpi::sdt::Signature = acpi::sdt::Signature::DMAR;
+    fn header(&self) -> &acpi::sdt::SdtHeader {
+        &self.header
+    }
+}
+
+/// The IVRS table's header (AMD-Vi), like [`DmarHeader`].
+#[repr(C, packed)]
+pub struct IvrsHeader {
+    header: acpi::sdt::SdtHeader,
+}
+
+// SAFETY: as for `DmarHeader`, with the IVRS signature.
+unsafe impl acpi::AcpiTable for IvrsHeader {
+    const SIGNATURE: acpi::sdt::Signature = acpi::sdt::Signature::IVRS;
+    fn header(&self) -> &acpi::sdt::SdtHeader {
+        &self.header
+    }
+}
+
+/// Where table `T` sits (physical address, length from its validated header), if present.
+pub fn table_location<T: acpi::AcpiTable>(
+    tables: &AcpiTables<IdentityHandler>,
+) -> Option<(u64, u32)> {
+    let t = tables.find_table::<T>().ok()?;
+    let len = t.region_length() as u32;
+    Some((t.physical_start() as u64, len))
+}

@@ -120,6 +120,8 @@ pub struct Case {
     pub file_root: Option<DiskKind>,
     /// The file target's file system is xfs (else ext4).
     pub file_xfs: bool,
+    /// Firmware, IOMMU and other platform hardware (`hardware` module).
+    pub platform: super::hardware::Platform,
 }
 
 /// Controller of an e2e dump disk.
@@ -129,6 +131,9 @@ pub enum DiskKind {
     Virtio,
     /// QEMU nvme.
     Nvme,
+    /// A disk on port 0 of q35's built-in ICH9 AHCI controller (00:1f.2); needs the generic
+    /// kernel (the cloud kernel has no AHCI driver).
+    Ahci,
 }
 
 impl DiskKind {
@@ -137,6 +142,7 @@ impl DiskKind {
         match self {
             DiskKind::Virtio => "vda",
             DiskKind::Nvme => "nvme0n1",
+            DiskKind::Ahci => "sda",
         }
     }
 }
@@ -155,7 +161,7 @@ pub const CASE_NAMES: [&str; 9] = [
 ];
 
 /// rkdump-only cases that write and verify a whole dump (and their negative controls).
-pub const DUMP_CASE_NAMES: [&str; 17] = [
+pub const DUMP_CASE_NAMES: [&str; 31] = [
     "dump-virtio",
     "dump-nvme",
     "noreset-virtio",
@@ -173,11 +179,25 @@ pub const DUMP_CASE_NAMES: [&str; 17] = [
     "dump-level31",
     "dump-level1",
     "dump-la57-level31",
+    "dump-uefi",
+    "dump-uefi-efi",
+    "dump-uefi-kl",
+    "dump-iommu-nvme",
+    "dump-iommu-virtio",
+    "noiommu-nvme",
+    "noiommu-virtio",
+    "dump-watchdog-pet",
+    "dump-watchdog-off",
+    "dump-watchdog-keep",
+    "dump-watchdog-pet-serial",
+    "dump-ahci",
+    "noreset-ahci",
+    "dump-usb-nic",
 ];
 
 /// Cases that take over ~3 minutes here (a full serial dump at QEMU's UART speed, ~0.5 MiB/s):
 /// `cargo xtask test` runs them only with `--slow`; `cargo xtask e2e` runs them like the others.
-pub const SLOW_CASE_NAMES: [&str; 1] = ["dump-serial"];
+pub const SLOW_CASE_NAMES: [&str; 2] = ["dump-serial", "dump-watchdog-pet-serial"];
 
 /// The capture kernel command line a Linux peer gets (Debian kdump-tools' defaults + serial
 /// console + immediate reboot on panic so a failing capture ends the run).
@@ -268,6 +288,7 @@ impl Case {
             markers_absent: false,
             file_root: None,
             file_xfs: false,
+            platform: super::hardware::Platform::default(),
         })
     }
 
@@ -311,6 +332,9 @@ impl Case {
             return Some(c);
         }
         if let Some(c) = Case::target(name, capture) {
+            return Some(c);
+        }
+        if let Some(c) = super::hardware::case(name, capture) {
             return Some(c);
         }
         if name == "bad-elfcorehdr" {
@@ -501,7 +525,8 @@ impl Case {
             io.push_str(" e2e.crash=exit");
         }
         Ok(format!(
-            "console=ttyS0{io} {} e2e.mode={} e2e.initrd={} e2e.broken={} e2e.marker={} e2e.tag={:x}{} e2e.append=\"{}\"",
+            "console=ttyS0{io}{} {} e2e.mode={} e2e.initrd={} e2e.broken={} e2e.marker={} e2e.tag={:x}{} e2e.append=\"{}\"",
+            self.platform.first_kernel_args(),
             self.crashkernel,
             modes.join(","),
             self.initrd_kind(),
@@ -547,6 +572,10 @@ mod tests {
                     | "badblob-sbr"
                     | "selfassign-sbr"
                     | "bad-elfcorehdr"
+                    | "dump-watchdog-pet"
+                    | "dump-watchdog-off"
+                    | "dump-watchdog-keep"
+                    | "dump-watchdog-pet-serial"
             );
             assert_eq!(cmd.contains(" e2e.io="), io, "{cmd}");
             assert_eq!(

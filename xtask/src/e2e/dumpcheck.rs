@@ -66,6 +66,10 @@ pub fn apply(
                 "nvme admin-completion timeout with CSTS.RDY=1",
                 super::checks::nvme_admin_timeout_error(&rk.errors),
             ),
+            DiskKind::Ahci => (
+                super::hardware::AHCI_NORESET_FAILURE,
+                super::hardware::ahci_noreset_error(&rk.errors),
+            ),
         };
         checks.push(check(
             "disk fails without reset",

@@ -11,6 +11,7 @@
 #   e2e.kexecdebug=1   pass -d to kexec
 #   e2e.crash=exit     crash by ending init (panic "Attempted to kill init!") instead of sysrq c
 #   e2e.append="<capture kernel command line>"
+#   e2e.watchdog=<s>   arm the watchdog (/e2e/hwmodules) with that timeout before the crash
 #   e2e.rawdd=<disk>:<blocks>[:<MiB>]   (benchmark) write <blocks> x <MiB> (4) MiB to /dev/<disk> with O_DIRECT, power off
 #   e2e.fileroot=<disk>   mount /dev/<disk> (ext4 or xfs) on /mnt, `rkdumpctl prepare --file /mnt/rkdump.img
 #                         --size auto`, and load with `--file` (file-target case)
@@ -30,10 +31,9 @@ mkdir -p /tmp
 dmesg -n 1 2>/dev/null
 
 say() { echo "E2E: $*"; }
-# Block drivers the first kernel has as modules (virtio_blk in Debian's cloud kernel), shipped
-# in the initramfs; loaded on demand by the paths that write or read a disk.
-load_modules() {
-    for m in /e2e/modules/*.ko; do
+# Loads every module in directory $1, in name order (the order dependencies need).
+insmod_dir() {
+    for m in "$1"/*.ko; do
         [ -e "$m" ] || continue
         insmod "$m" > /tmp/insmod.err 2>&1 || say "insmod $m failed: $(cat /tmp/insmod.err)"
     done
@@ -176,10 +176,60 @@ if [ -n "$FILEROOT" ]; then
     fi
 fi
 
+# /e2e/hwmodules (generic kernel only: watchdog, AHCI and SCSI disk drivers, dependencies
+# first). e2e.watchdog=<s>: arm /dev/watchdog with that timeout; busybox's daemon pets it every
+# second until the crash.
+WDT=
+for w in $CMDLINE; do
+    case "$w" in e2e.watchdog=*) WDT=${w#e2e.watchdog=} ;; esac
+done
+insmod_dir /e2e/hwmodules
+if [ -n "$WDT" ]; then
+    if [ -c /dev/watchdog ]; then
+        watchdog -T "$WDT" -t 1 /dev/watchdog
+        sleep 1
+        say "watchdog armed timeout=$WDT $(cat /sys/class/watchdog/watchdog0/identity 2>/dev/null)"
+    else
+        say "error watchdog: no /dev/watchdog"
+    fi
+fi
+
+# e2e.busy=usb,nic (generic kernel): direct-I/O reads on the USB disk behind the xHCI, and the
+# e1000e receiving ping replies from user-mode networking's gateway, both running at the crash.
+BUSY=
+for w in $CMDLINE; do
+    case "$w" in e2e.busy=*) BUSY=${w#e2e.busy=} ;; esac
+done
+case ",$BUSY," in *,usb,*)
+    i=0
+    while [ ! -b /dev/sda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    if [ -b /dev/sda ]; then
+        ( while true; do dd if=/dev/sda of=/dev/null bs=64k count=256 iflag=direct 2>/dev/null; done ) &
+        sleep 1
+        say "busy usb /dev/sda reads in flight"
+    else
+        say "error busy usb: /dev/sda never appeared"
+    fi
+    ;;
+esac
+case ",$BUSY," in *,nic,*)
+    # ARP requests for the gateway: user-mode networking (restrict=on, nothing leaves QEMU)
+    # answers each, so the NIC keeps receiving (and DMA-ing) replies.
+    ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0
+    for n in 1 2 3 4; do arping -q -I eth0 -c 1000000 10.0.2.2 > /dev/null 2>&1 & done
+    i=0; rx=0
+    while [ "$rx" -lt 4 ] && [ $i -lt 100 ]; do
+        sleep 0.1; i=$((i + 1))
+        rx=$(cat /sys/class/net/eth0/statistics/rx_packets 2>/dev/null || echo 0)
+    done
+    say "busy nic eth0 rx_packets=$rx"
+    ;;
+esac
+
 # e2e.io=<disk>: keep direct-I/O reads in flight on that disk when the crash comes, so the
 # capture kernel finds its controller busy with stale rings (device-reinit.md, test V1/N1).
 if [ -n "$IO" ]; then
-    [ -b /dev/$IO ] || load_modules
+    [ -b /dev/$IO ] || insmod_dir /e2e/modules
     i=0
     while [ ! -b /dev/$IO ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
     if [ -b /dev/$IO ]; then
@@ -203,7 +253,7 @@ if [ -n "$RAWDD" ]; then
     blocks=${RAWDD#*:}
     bs=4
     case "$blocks" in *:*) bs=${blocks#*:}; blocks=${blocks%%:*} ;; esac
-    [ -b /dev/$dev ] || load_modules
+    [ -b /dev/$dev ] || insmod_dir /e2e/modules
     i=0
     while [ ! -b /dev/$dev ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
     # Never let dd create a file in devtmpfs (which refuses O_DIRECT) in place of a missing disk.

@@ -34,6 +34,9 @@ pub struct Inputs {
     pub capture_tools: Vec<PathBuf>,
     /// A static rkdumpctl, for cases that load rkdump the way users do (`rkdumpctl load`).
     pub rkdumpctl: Option<PathBuf>,
+    /// Modules /init loads in this order for platform hardware (`/e2e/hwmodules/`, e.g. a
+    /// watchdog driver); absolute paths.
+    pub hw_modules: Vec<PathBuf>,
 }
 
 /// Modules /init loads (in this order) to reach a virtio-blk disk; paths below the module tree.
@@ -211,6 +214,9 @@ pub fn build(inputs: &Inputs, out: &Path) -> Result<Initramfs, String> {
                 c.file(&format!("/e2e/fsmodules/{i}.ko"), 0o644, &read(&src)?)?;
             }
         }
+    }
+    for (i, m) in inputs.hw_modules.iter().enumerate() {
+        c.file(&format!("/e2e/hwmodules/{i:02}.ko"), 0o644, &read(m)?)?;
     }
     c.file("/e2e/capture.cpio", 0o644, &capture)?;
     let bytes = c.finish();

@@ -16,6 +16,7 @@ pub mod checks;
 pub mod cli;
 mod cpio;
 mod dumpcheck;
+pub mod hardware;
 pub mod initramfs;
 pub mod reportcheck;
 pub mod service;
@@ -55,6 +56,9 @@ pub struct Harness {
     pub keep: bool,
     /// Echo the whole console.
     pub verbose: bool,
+    /// Debian's generic kernel as first kernel, for the cases that need its drivers
+    /// (`hardware::GenericFirst`); `None` when `scripts/setup.sh` has not fetched it.
+    pub generic: Option<hardware::GenericFirst>,
     /// Exclusive lock on `target/e2e/.lock`, held while this harness lives: concurrent runs in
     /// one checkout would share the case directories (and the machine has 2 cores).
     _lock: std::sync::Arc<std::fs::File>,
@@ -312,8 +316,10 @@ impl Harness {
             modules: initramfs::modules_for(&first_kernel),
             rkdumpctl: Some(rkdumpctl),
             capture_tools: capture_tools.to_vec(),
+            hw_modules: Vec::new(),
         };
         let initramfs = initramfs::build(&inputs, &out_root.join("initramfs.cpio"))?;
+        let generic = hardware::GenericFirst::build(&inputs, &out_root)?;
         eprintln!(
             "e2e: initramfs {} ({} KiB), first kernel {}, capture kernel {}",
             initramfs.path.display(),
@@ -331,12 +337,13 @@ impl Harness {
             initramfs,
             keep,
             verbose,
+            generic,
             _lock: std::sync::Arc::new(lock),
         })
     }
 
     /// An empty run directory for `case` under [`Harness::out_root`], holding the initramfs
-    /// (hard-linked when possible) that [`Harness::machine`] boots.
+    /// (hard-linked when possible) the case boots ([`Harness::first_kernel_of`]).
     pub fn fresh_run_dir(&self, case: &Case) -> Result<PathBuf, String> {
         let dir = self.out_root.join(&case.name);
         if dir.exists() {
@@ -345,11 +352,24 @@ impl Harness {
         }
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let cpio = dir.join("initramfs.cpio");
-        if std::fs::hard_link(&self.initramfs.path, &cpio).is_err() {
-            std::fs::copy(&self.initramfs.path, &cpio)
+        let initramfs = self.first_kernel_of(case)?.1;
+        if std::fs::hard_link(&initramfs.path, &cpio).is_err() {
+            std::fs::copy(&initramfs.path, &cpio)
                 .map_err(|e| format!("copying the initramfs: {e}"))?;
         }
         Ok(dir)
+    }
+
+    /// The first kernel and initramfs `case` boots: Debian's generic kernel when its platform
+    /// asks for it, else the harness's first kernel.
+    pub fn first_kernel_of(&self, case: &Case) -> Result<(&Path, &Initramfs), String> {
+        if !case.platform.generic_kernel {
+            return Ok((&self.first_kernel, &self.initramfs));
+        }
+        self.generic
+            .as_ref()
+            .map(|g| (g.kernel.as_path(), &g.initramfs))
+            .ok_or_else(|| hardware::GENERIC_MISSING.to_string())
     }
 
     /// The QEMU machine of `case`, with its artefacts in `dir`.
@@ -361,7 +381,10 @@ impl Harness {
             .com2_file(&dir.join("com2.bin"))
             // Cheap diagnostics: "Triple fault" and the CPU state at each reset.
             .debug_log(&dir.join("qemu-debug.log"))
-            .kernel(&self.first_kernel, &case.first_kernel_cmdline()?)
+            .args(case.platform.leading_qemu_args())
+            .args(hardware::QmpLog::qemu_args(case, dir))
+            .args(case.platform.dir_qemu_args(dir))
+            .kernel(self.first_kernel_of(case)?.0, &case.first_kernel_cmdline()?)
             .initrd(&dir.join("initramfs.cpio"));
         if case.save_vmcore && case.capture == CaptureKind::Linux {
             m = m.disk(
@@ -387,6 +410,12 @@ pub fn dump_disk_args(kind: DiskKind, image: &Path) -> Vec<String> {
     let controller = match kind {
         DiskKind::Virtio => Controller::VirtioBlk,
         DiskKind::Nvme => Controller::Nvme("rkdumpe2e".into()),
+        // The built-in controller sits on the root bus: no root port.
+        DiskKind::Ahci => {
+            return Machine::fragment()
+                .disk("dump", image, &Controller::AhciPort(0), None)
+                .into_args();
+        }
     };
     Machine::fragment()
         .root_port("rp1", 1)
@@ -422,6 +451,9 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
     if case.save_vmcore && case.capture == CaptureKind::Linux {
         let size = case.memory_bytes().ok_or("bad -m for --save-vmcore")? + (256 << 20);
         disk::create(&image, size, Fill::Sparse)?;
+    }
+    if case.platform.busy_usb_nic {
+        disk::create(&dir.join("usb.img"), 64 << 20, Fill::Sparse)?;
     }
     let dump_img = dir.join("dump.img");
     if case.dump_disk.is_some() {
@@ -493,10 +525,12 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
     };
     let verbose = h.verbose;
     let echo = move |t: &str| verbose || interesting(t);
+    let qmp = hardware::QmpLog::spawn(case, &dir);
     let outcome = Run::new(&machine, &dir, case.timeout)
         .echo(&echo)
         .stop(&stop)
         .start()?;
+    let qmp = qmp.finish();
     let end = match (&outcome.stopped, outcome.timed_out) {
         (Some(why), _) if handoff.get() => RunEnd::Handoff(why.clone()),
         // The cut is the point of the case: the run ended as planned.
@@ -530,6 +564,7 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
     } else if case.full_run && case.capture == CaptureKind::Rkdump {
         dumpcheck::apply_serial(&log, &dir, &mut checks);
     }
+    hardware::apply(case, &log, &stderr, &qmp, &dir, &mut checks);
     if !stderr.trim().is_empty() {
         let lines: Vec<&str> = stderr.lines().take(5).collect();
         checks.push(Check {
