@@ -179,7 +179,7 @@ pub fn run(kind: u64, info: u64, _base: u64) -> ! {
     let policy = address_policy(limit, acpi_info.as_ref());
     let tsc_mhz = clock::calibrate(acpi_info.and_then(|a| a.pm_timer));
     rkline!("clock tsc={} MHz", tsc_mhz);
-    smp::init(&opts, rsdp);
+    smp::init(&opts, discovery.found.map(|(addr, _)| addr));
 
     if let Some(t) = opts.selftest {
         selftest(t);
