@@ -148,8 +148,10 @@ pub fn run(
         &scan,
         &plan,
         &mut mem,
-        run_id,
-        &report,
+        &crate::targets::RunStamp {
+            run_id,
+            report: &report,
+        },
     )
 }
 

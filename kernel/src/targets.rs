@@ -28,6 +28,14 @@ use crate::{rkerror, rkline};
 
 static CLOCK: TscClock = TscClock;
 
+/// What identifies this run in every record it writes: the run id and the crash report text.
+pub struct RunStamp<'a> {
+    /// Identifies this dump run (record header, serial stream).
+    pub run_id: [u8; 16],
+    /// The crash report for the record's report area.
+    pub report: &'a str,
+}
+
 /// Tries each target of `opts.target` in order until one takes the whole dump. `blob` is the
 /// initrd (config blob, and the file map after it when `rkdumpctl load --file` put one there).
 pub fn run(
@@ -37,9 +45,9 @@ pub fn run(
     scan: &Scan,
     plan: &DumpPlan,
     mem: &mut OldMem,
-    run_id: [u8; 16],
-    report: &str,
+    id: &RunStamp<'_>,
 ) -> Outcome {
+    let run_id = id.run_id;
     let steps: Vec<TargetStep> = opts.target.steps().collect();
     let explicit = opts.target.as_slice() != [rkdump_boot::cmdline::Target::Auto];
     rkline!(
@@ -78,7 +86,7 @@ pub fn run(
                     rkerror!("target file: skipped: the file's disk is not usable; trying {next}");
                     continue;
                 };
-                if write(opts, *step, &next, &mut d, plan, mem, run_id, report) {
+                if write(opts, *step, &next, &mut d, plan, mem, id) {
                     return Outcome::Success;
                 }
             }
@@ -102,7 +110,7 @@ pub fn run(
                     }
                     continue;
                 };
-                if write(opts, *step, &next, &mut d, plan, mem, run_id, report) {
+                if write(opts, *step, &next, &mut d, plan, mem, id) {
                     return Outcome::Success;
                 }
             }
@@ -139,16 +147,15 @@ fn write(
     d: &mut DumpDisk,
     plan: &DumpPlan,
     mem: &OldMem,
-    run_id: [u8; 16],
-    report: &str,
+    id: &RunStamp<'_>,
 ) -> bool {
     let pace = disk::WriteOptions {
         checksum: dump::checksum_kind(opts.checksum),
         checkpoints: opts.checkpoints,
         throttle_mib_s: opts.throttle_mib_s,
-        report: report.into(),
+        report: id.report.into(),
     };
-    match dump::dump_disk(d, plan, mem, run_id, &pace) {
+    match dump::dump_disk(d, plan, mem, id.run_id, &pace) {
         Ok(()) => true,
         Err(e) => {
             rkerror!(
