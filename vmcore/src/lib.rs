@@ -21,6 +21,7 @@ compile_error!("rkdump-vmcore reads x86_64 (little-endian) ELF structures in nat
 
 pub mod elf;
 pub mod header;
+pub mod kdump;
 pub mod layout;
 pub mod mem;
 pub mod notes;
