@@ -23,5 +23,6 @@ mod tests;
 pub use codec::{Codec, Compressor};
 pub use read::{KdumpFile, ReadError};
 pub use writer::{
-    Error, Event, Geometry, KdumpSink, Options, Stats, WINDOW_PAGES, header_bytes, write_kdump,
+    Error, Event, Geometry, KdumpSink, Options, Stats, WINDOW_PAGES, header_bytes, max_file_size,
+    write_kdump,
 };

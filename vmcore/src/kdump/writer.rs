@@ -120,6 +120,23 @@ impl Geometry {
     }
 }
 
+/// The largest file [`write_kdump`] can write for `plan` (every frame the PT_LOADs cover
+/// dumped and stored raw): a sink that must place things after the file (the disk record's
+/// checksum table) plans with it.
+pub fn max_file_size(plan: &DumpPlan, opts: &Options) -> Result<u64, Error> {
+    let geom = Geometry::of(plan)?;
+    let frames = load_ranges(plan).try_fold(0u64, |n, (s, e)| n.checked_add(e - s));
+    frames
+        .and_then(|n| {
+            let descs = geom
+                .desc_offset
+                .checked_add(n.checked_mul(size_of::<page_desc>() as u64)?)?;
+            let data = descs.checked_next_multiple_of(opts.data_align.max(1))?;
+            data.checked_add(n.checked_add(1)?.checked_mul(PAGE as u64)?)
+        })
+        .ok_or(Error::TooLarge)
+}
+
 /// The page-frame ranges `[start, end)` the PT_LOADs cover (partial pages included).
 fn load_ranges(plan: &DumpPlan) -> impl Iterator<Item = (u64, u64)> + '_ {
     plan.header.loads().filter_map(|(_, p)| {
