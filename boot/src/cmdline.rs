@@ -230,6 +230,32 @@ pub enum ChecksumMode {
     None,
 }
 
+/// `rkdump.format=`: what file the dump is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DumpFormat {
+    /// The `/proc/vmcore`-identical ELF core (the default).
+    #[default]
+    Elf,
+    /// makedumpfile's kdump-compressed format.
+    Kdump,
+}
+
+/// `rkdump.compress=`: the page codec of `rkdump.format=kdump`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compress {
+    /// zlib (the default): every reader has it.
+    #[default]
+    Zlib,
+    /// LZO1X.
+    Lzo,
+    /// Snappy (not provided by rkdump: zlib is used, with an error line).
+    Snappy,
+    /// zstd (not provided by rkdump: zlib is used, with an error line).
+    Zstd,
+    /// Pages stored raw.
+    None,
+}
+
 /// Default of [`Options::budget_ms`].
 pub const DEFAULT_RESET_BUDGET_MS: u32 = 5000;
 
@@ -255,9 +281,11 @@ enum Key {
     Checksum,
     Checkpoint,
     ThrottleMibS,
+    Format,
+    Compress,
 }
 
-const KEYS: [(&str, Key); 19] = [
+const KEYS: [(&str, Key); 21] = [
     ("reset_devices", Key::ResetDevices),
     ("elfcorehdr", Key::ElfCoreHdr),
     ("console", Key::Console),
@@ -277,6 +305,8 @@ const KEYS: [(&str, Key); 19] = [
     ("rkdump.checksum", Key::Checksum),
     ("rkdump.checkpoint", Key::Checkpoint),
     ("rkdump.throttle_mib_s", Key::ThrottleMibS),
+    ("rkdump.format", Key::Format),
+    ("rkdump.compress", Key::Compress),
 ];
 
 /// Parameter names compare with `-` and `_` equivalent, as in the kernel's `parameq`.
@@ -345,6 +375,10 @@ pub struct Options {
     /// `rkdump.checksum=auto|full|sampled|none`: how much of each dump block its checksum
     /// covers (`auto`, the default, is every byte).
     pub checksum: ChecksumMode,
+    /// `rkdump.format=elf|kdump`.
+    pub format: DumpFormat,
+    /// `rkdump.compress=zlib|lzo|snappy|zstd|none` (kdump format only).
+    pub compress: Compress,
     diags: [Option<Diag>; DIAG_CAPACITY],
     diag_len: usize,
     diags_dropped: u32,
@@ -373,6 +407,8 @@ impl Default for Options {
             throttle_mib_s: 0,
             fault_dead: None,
             checksum: ChecksumMode::Auto,
+            format: DumpFormat::Elf,
+            compress: Compress::Zlib,
             diags: [None; DIAG_CAPACITY],
             diag_len: 0,
             diags_dropped: 0,
@@ -497,6 +533,23 @@ impl Options {
                 }
             }
             Key::ThrottleMibS => self.throttle_mib_s = u32_of(v)?,
+            Key::Format => {
+                self.format = match v {
+                    "elf" => DumpFormat::Elf,
+                    "kdump" => DumpFormat::Kdump,
+                    _ => return Err("expected elf or kdump"),
+                }
+            }
+            Key::Compress => {
+                self.compress = match v {
+                    "zlib" => Compress::Zlib,
+                    "lzo" => Compress::Lzo,
+                    "snappy" => Compress::Snappy,
+                    "zstd" => Compress::Zstd,
+                    "none" => Compress::None,
+                    _ => return Err("expected zlib, lzo, snappy, zstd or none"),
+                }
+            }
             Key::Fault => match v.strip_prefix("dead:") {
                 Some(pci) => self.fault_dead = Some(Bdf::parse(pci).map_err(|e| e.reason())?),
                 None => return Err("expected dead:<pci address>"),

@@ -7,7 +7,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
-use rkdump_boot::cmdline::{ChecksumMode, Options, SerialPort, Target};
+use rkdump_boot::cmdline::{ChecksumMode, DumpFormat, Options, SerialPort, Target};
 use rkdump_boot::info::BootInfo;
 use rkdump_boot::mem::PhysRange;
 use rkdump_boot::physaddr::AddrPolicy;
@@ -169,7 +169,12 @@ pub fn run(
                         checkpoints: opts.checkpoints,
                         throttle_mib_s: opts.throttle_mib_s,
                     };
-                    match dump_disk(&mut d, &plan, &mem, run_id, &pace) {
+                    let done = if opts.format == DumpFormat::Kdump {
+                        crate::format::dump_disk(&mut d, &plan, &mut mem, run_id, &pace, opts)
+                    } else {
+                        dump_disk(&mut d, &plan, &mem, run_id, &pace)
+                    };
+                    match done {
                         Ok(()) => return Outcome::Success,
                         Err(e) => rkerror!(
                             "disk dump to {} failed: {e}; falling back to serial",
@@ -194,6 +199,9 @@ pub fn run(
         rkerror!("dump serial port {target} is also the console; refusing to mix them");
         return Outcome::Failed;
     }
+    if opts.format == DumpFormat::Kdump {
+        rkerror!("rkdump.format=kdump is not available on serial yet; writing the ELF format");
+    }
     match dump_serial(
         &plan,
         &mut mem,
@@ -212,15 +220,15 @@ pub fn run(
 /// The dump's [`Progress`] on the kernel clock, printing the lines it says are due. Shared by
 /// the writer's callback and the serial sink's wait loop (which never run at the same time), so
 /// the state sits in a `RefCell`; a nested call is skipped rather than panicking.
-struct Reporter(RefCell<Progress>);
+pub(crate) struct Reporter(RefCell<Progress>);
 
 impl Reporter {
-    fn new(total: u64) -> Self {
+    pub(crate) fn new(total: u64) -> Self {
         Reporter(RefCell::new(Progress::new(total, clock::now_us())))
     }
 
     /// `done` bytes are out (the writer's callback).
-    fn update(&self, done: u64) {
+    pub(crate) fn update(&self, done: u64) {
         self.report(|p, now| p.update(now, done));
     }
 
@@ -240,7 +248,7 @@ impl Reporter {
         }
     }
 
-    fn elapsed_ms(&self) -> u64 {
+    pub(crate) fn elapsed_ms(&self) -> u64 {
         self.0
             .try_borrow()
             .map_or(0, |p| p.elapsed_ms(clock::now_us()))

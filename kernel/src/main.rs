@@ -29,6 +29,8 @@ mod drivers;
 #[cfg(target_os = "none")]
 mod dump;
 #[cfg(target_os = "none")]
+mod format;
+#[cfg(target_os = "none")]
 mod hw;
 #[cfg(target_os = "none")]
 mod kmain;

@@ -506,3 +506,21 @@ fn checkpoint_and_throttle_test_switches() {
     assert_eq!(bad.throttle_mib_s, 0);
     assert_eq!(bad.diagnostics().count(), 2);
 }
+
+#[test]
+fn format_and_compress() {
+    let o = Options::parse("");
+    assert_eq!((o.format, o.compress), (DumpFormat::Elf, Compress::Zlib));
+    let o = Options::parse("rkdump.format=kdump rkdump.compress=lzo");
+    assert_eq!((o.format, o.compress), (DumpFormat::Kdump, Compress::Lzo));
+    assert_eq!(
+        Options::parse("rkdump.compress=zstd").compress,
+        Compress::Zstd
+    );
+    let bad = Options::parse("rkdump.format=cpio rkdump.compress=lz4");
+    assert_eq!(
+        (bad.format, bad.compress),
+        (DumpFormat::Elf, Compress::Zlib)
+    );
+    assert_eq!(diags(&bad).len(), 2, "both refused with a diagnostic");
+}
