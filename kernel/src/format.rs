@@ -97,12 +97,13 @@ pub fn dump_disk(
             rec.layout().writable_bytes
         );
     }
-    let progress = Reporter::new(max);
+    // Progress counts old memory done (the file's size is known only at the end).
+    let progress = Reporter::new(plan.layout.summary.chunk_bytes);
     let mut events = |e: Event| match e {
         Event::SelectorFailed { start_pfn, error } => {
             rkerror!("page selection at frame {start_pfn:#x}: {error}; window kept whole")
         }
-        Event::Progress { bytes, .. } => progress.update(bytes),
+        Event::Progress { done, .. } => progress.update(done * 4096),
     };
     let written = kdump::write_kdump(plan, mem, &mut KeepAll, &mut rec, &kopts, &mut events);
     let stats = match written {

@@ -141,7 +141,7 @@ pub const CASE_NAMES: [&str; 9] = [
 ];
 
 /// rkdump-only cases that write and verify a whole dump (and their negative controls).
-pub const DUMP_CASE_NAMES: [&str; 13] = [
+pub const DUMP_CASE_NAMES: [&str; 15] = [
     "dump-virtio",
     "dump-nvme",
     "noreset-virtio",
@@ -155,6 +155,8 @@ pub const DUMP_CASE_NAMES: [&str; 13] = [
     "bad-elfcorehdr",
     "dump-serial",
     "power-cut",
+    "kdump-zlib",
+    "kdump-lzo",
 ];
 
 /// Cases that take over ~3 minutes here (a full serial dump at QEMU's UART speed, ~0.5 MiB/s):
@@ -318,6 +320,16 @@ impl Case {
             c.marker_mib = 16;
             c.full_run = true;
             c.timeout = Duration::from_secs(900);
+            c.tag = fresh_tag(name);
+            return Some(c);
+        }
+        if let Some(codec) = name.strip_prefix("kdump-") {
+            // rkdump.format=kdump: the kdump-compressed file on the NVMe record, opened by
+            // makedumpfile and by crash with the Debian debug vmlinux (dumpcheck::kdump_check).
+            let mut c = Case::dump("dump-nvme", capture)?;
+            c.name = name.to_string();
+            c.capture_extra = format!("rkdump.format=kdump rkdump.compress={codec}");
+            c.timeout = Duration::from_secs(600);
             c.tag = fresh_tag(name);
             return Some(c);
         }
