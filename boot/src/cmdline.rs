@@ -281,11 +281,12 @@ enum Key {
     Checksum,
     Checkpoint,
     ThrottleMibS,
+    Level,
     Format,
     Compress,
 }
 
-const KEYS: [(&str, Key); 21] = [
+const KEYS: [(&str, Key); 22] = [
     ("reset_devices", Key::ResetDevices),
     ("elfcorehdr", Key::ElfCoreHdr),
     ("console", Key::Console),
@@ -305,6 +306,7 @@ const KEYS: [(&str, Key); 21] = [
     ("rkdump.checksum", Key::Checksum),
     ("rkdump.checkpoint", Key::Checkpoint),
     ("rkdump.throttle_mib_s", Key::ThrottleMibS),
+    ("rkdump.level", Key::Level),
     ("rkdump.format", Key::Format),
     ("rkdump.compress", Key::Compress),
 ];
@@ -375,6 +377,9 @@ pub struct Options {
     /// `rkdump.checksum=auto|full|sampled|none`: how much of each dump block its checksum
     /// covers (`auto`, the default, is every byte).
     pub checksum: ChecksumMode,
+    /// `rkdump.level=<0..31>`: makedumpfile's dump level bits (1 zero pages, 2 non-private page
+    /// cache, 4 all page cache, 8 user data, 16 free pages); 0 (default) dumps every page.
+    pub level: u8,
     /// `rkdump.format=elf|kdump`.
     pub format: DumpFormat,
     /// `rkdump.compress=zlib|lzo|snappy|zstd|none` (kdump format only).
@@ -407,6 +412,7 @@ impl Default for Options {
             throttle_mib_s: 0,
             fault_dead: None,
             checksum: ChecksumMode::Auto,
+            level: 0,
             format: DumpFormat::Elf,
             compress: Compress::Zlib,
             diags: [None; DIAG_CAPACITY],
@@ -533,6 +539,10 @@ impl Options {
                 }
             }
             Key::ThrottleMibS => self.throttle_mib_s = u32_of(v)?,
+            Key::Level => match u32_of(v)? {
+                n @ 0..=31 => self.level = n as u8,
+                _ => return Err("expected a dump level 0..31"),
+            },
             Key::Format => {
                 self.format = match v {
                     "elf" => DumpFormat::Elf,

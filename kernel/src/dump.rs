@@ -117,6 +117,13 @@ pub fn run(
         memory::reserve(PhysRange::new(p.p_offset, p.p_memsz));
     }
 
+    // The kdump writer runs the page filter itself, window by window (crate::format).
+    let plan = if opts.format == DumpFormat::Kdump {
+        plan
+    } else {
+        crate::filter::apply(plan, &mut mem, opts.level)
+    };
+
     let mut run_id = [0u8; 16];
     run_id[..8].copy_from_slice(&crate::arch::cpu::rdtsc().to_le_bytes());
     if let Some(t) = plan.notes.vmcoreinfo().and_then(|v| v.crash_time()) {

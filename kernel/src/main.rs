@@ -29,6 +29,7 @@ mod drivers;
 #[cfg(target_os = "none")]
 mod dump;
 #[cfg(target_os = "none")]
+mod filter;
 mod format;
 #[cfg(target_os = "none")]
 mod hw;

@@ -82,6 +82,22 @@ pub enum Error {
     Readelf(String),
     /// makedumpfile's recovered log lacks the crash.
     NoCrashInLog,
+    /// Marker pages that a filtered dump should have left out are in the file.
+    MarkerPresent {
+        /// Pages some PT_LOAD's file data holds.
+        present: u64,
+        /// Of those, pages whose bytes are the marker pattern.
+        intact: u64,
+    },
+}
+
+/// What a dump must hold of the marker pages (user data, anonymous memory).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarkerExpect {
+    /// Every page at its frame, byte-exact (full dumps, dump levels without bit 8).
+    Present,
+    /// No page in any PT_LOAD's file data (dump levels with bit 8, user data).
+    Absent,
 }
 
 impl fmt::Display for Error {
@@ -112,6 +128,10 @@ impl fmt::Display for Error {
             ),
             Error::NoCrashInLog => f.write_str(
                 "the crashed kernel's log (makedumpfile --dump-dmesg) lacks the sysrq crash",
+            ),
+            Error::MarkerPresent { present, intact } => write!(
+                f,
+                "{present} marker pages are in the file ({intact} byte-exact), the dump level should have left them out"
             ),
         }
     }
@@ -241,6 +261,40 @@ fn walk_marker_pages(
     Ok((loads.len(), (checked, beyond)))
 }
 
+/// Checks that no page of `report` is in the file data of any PT_LOAD (a PT_LOAD may still
+/// cover it with `p_memsz`, which readers see as zeros). Returns the pages checked.
+pub fn check_marker_absent(f: &mut (impl Read + Seek), report: &Report) -> Result<u64, Error> {
+    report.validate().map_err(Error::Report)?;
+    let (_, phdrs) = read_headers(f)?;
+    let loads: Vec<&ProgramHeader> = phdrs.iter().filter(|p| p.p_type == PT_LOAD).collect();
+    let mut page = [0u8; PAGE_SIZE];
+    let (mut present, mut intact) = (0u64, 0u64);
+    for run in &report.runs {
+        for i in 0..run.count {
+            let index = run.first_index + i;
+            let phys = (run.first_pfn + i) * PAGE_SIZE as u64;
+            for l in loads
+                .iter()
+                .filter(|l| phys + PAGE_SIZE as u64 > l.p_paddr && phys < l.p_paddr + l.p_filesz)
+            {
+                present += 1;
+                if phys >= l.p_paddr && phys + PAGE_SIZE as u64 <= l.p_paddr + l.p_filesz {
+                    f.seek(SeekFrom::Start(l.p_offset + (phys - l.p_paddr)))
+                        .and_then(|_| f.read_exact(&mut page))
+                        .map_err(read_err(format!("page {index} at {phys:#x}")))?;
+                    if page_matches(report.tag, index, &page) {
+                        intact += 1;
+                    }
+                }
+            }
+        }
+    }
+    if present > 0 {
+        return Err(Error::MarkerPresent { present, intact });
+    }
+    Ok(report.pages)
+}
+
 /// [`check_marker_pages`] on the file at `path`.
 pub fn check_marker_file(path: &Path, report: &Report) -> Result<MarkerStats, Error> {
     let f = std::fs::File::open(path).map_err(read_err(path.display().to_string()))?;
@@ -252,6 +306,17 @@ pub fn check_marker_file(path: &Path, report: &Report) -> Result<MarkerStats, Er
 pub fn vmcore(
     path: &Path,
     markers: Option<&Report>,
+    cpus: Option<usize>,
+    dir: &Path,
+) -> Result<Verified, Error> {
+    vmcore_expect(path, markers, MarkerExpect::Present, cpus, dir)
+}
+
+/// [`vmcore`] with the marker pages expected present or absent (a filtered dump).
+pub fn vmcore_expect(
+    path: &Path,
+    markers: Option<&Report>,
+    expect: MarkerExpect,
     cpus: Option<usize>,
     dir: &Path,
 ) -> Result<Verified, Error> {
@@ -290,7 +355,10 @@ pub fn vmcore(
         });
     }
     if let Some(r) = markers {
-        v.marker_pages = check_marker_pages(&mut f, r)?.pages;
+        v.marker_pages = match expect {
+            MarkerExpect::Present => check_marker_pages(&mut f, r)?.pages,
+            MarkerExpect::Absent => check_marker_absent(&mut f, r)?,
+        };
     }
 
     let text = tools::output(Command::new("readelf").arg("-lnW").arg(path))?;
@@ -397,6 +465,36 @@ mod tests {
             Err(Error::MarkerPages { missing: 1, .. })
         ));
         assert!(check_marker_pages(&mut Cursor::new(vec![0u8; 64]), &report(5)).is_err());
+    }
+
+    #[test]
+    fn absent_check_fails_while_the_pages_are_there() {
+        // All three pages are in the PT_LOAD: the absent check must fail and count them.
+        assert!(matches!(
+            check_marker_absent(&mut Cursor::new(core(5)), &report(5)),
+            Err(Error::MarkerPresent {
+                present: 3,
+                intact: 3
+            })
+        ));
+        // A filtered dump: the PT_LOAD's file data ends before the marker frames (p_filesz one
+        // page, p_memsz still four).
+        let mut c = core(5);
+        let l = 64 + 56;
+        c[l + 32..l + 40].copy_from_slice(&(PAGE_SIZE as u64).to_le_bytes());
+        c[l + 40..l + 48].copy_from_slice(&(4 * PAGE_SIZE as u64).to_le_bytes());
+        let mut r = report(5);
+        r.runs.truncate(1);
+        r.pages = 2;
+        assert_eq!(
+            check_marker_absent(&mut Cursor::new(c.clone()), &r).unwrap(),
+            2
+        );
+        // Page 2 at pfn 0x10 is still in the file data.
+        assert!(matches!(
+            check_marker_absent(&mut Cursor::new(c), &report(5)),
+            Err(Error::MarkerPresent { present: 1, .. })
+        ));
     }
 
     #[test]

@@ -16,7 +16,9 @@ use core::fmt;
 
 use zerocopy::IntoBytes;
 
+use crate::PAGE_SIZE;
 use crate::elf::{EHDR_SIZE, Elf64_Phdr, PHDR_SIZE, PN_XNUM, PT_LOAD, PT_NOTE};
+use crate::filter::elf::{ElfPlan, Piece};
 use crate::header::ElfCoreHeader;
 use crate::notes::Notes;
 use crate::{page_rounddown, page_roundup};
@@ -144,9 +146,32 @@ impl Segment<'_> {
 impl VmcoreLayout {
     /// Computes the `/proc/vmcore` layout for a validated header and its merged notes.
     pub fn build(header: &ElfCoreHeader, notes: &Notes) -> Result<Self, Error> {
+        Self::build_inner(header, notes, None)
+    }
+
+    /// The layout of a filtered dump: each PT_LOAD becomes the PT_LOADs of its [`Piece`]s (one
+    /// per piece, in order; a piece's `p_filesz` covers its written frames and its `p_memsz` the
+    /// excluded run after them, which readers see as zeros). Header and notes are as in
+    /// [`Self::build`]; `plan` comes from [`crate::filter::elf::plan`] over the same header.
+    pub fn build_selected(
+        header: &ElfCoreHeader,
+        notes: &Notes,
+        plan: &ElfPlan,
+    ) -> Result<Self, Error> {
+        Self::build_inner(header, notes, Some(&plan.pieces))
+    }
+
+    fn build_inner(
+        header: &ElfCoreHeader,
+        notes: &Notes,
+        pieces: Option<&[Piece]>,
+    ) -> Result<Self, Error> {
         let phdrs = header.phdrs();
         let pt_notes = header.notes().count();
-        let output_phnum = phdrs.len() - pt_notes + 1;
+        let output_phnum = match pieces {
+            None => phdrs.len() - pt_notes + 1,
+            Some(pieces) => phdrs.len() - pt_notes + 1 - header.loads().count() + pieces.len(),
+        };
         if output_phnum >= usize::from(PN_XNUM) {
             return Err(Error::TooManyProgramHeaders {
                 phnum: output_phnum,
@@ -181,6 +206,43 @@ impl VmcoreLayout {
         for (index, p) in phdrs.iter().enumerate() {
             match p.p_type {
                 PT_NOTE => continue,
+                PT_LOAD if pieces.is_some() => {
+                    let overflow = Error::SizeOverflow { index };
+                    let orig_end = p.p_offset.checked_add(p.p_memsz).ok_or(overflow)?;
+                    for piece in pieces
+                        .unwrap_or_default()
+                        .iter()
+                        .filter(|x| x.phdr_index == index)
+                    {
+                        let chunk_start = piece.start_pfn.checked_mul(PAGE_SIZE).ok_or(overflow)?;
+                        let file_len = piece.file_pages.checked_mul(PAGE_SIZE).ok_or(overflow)?;
+                        let mem_end = piece
+                            .start_pfn
+                            .checked_add(piece.mem_pages)
+                            .and_then(|e| e.checked_mul(PAGE_SIZE))
+                            .ok_or(overflow)?;
+                        let lo = p.p_offset.max(chunk_start);
+                        let delta = lo - p.p_offset;
+                        let mut q = *p;
+                        q.p_paddr = p.p_paddr.wrapping_add(delta);
+                        q.p_vaddr = p.p_vaddr.wrapping_add(delta);
+                        q.p_offset = offset.checked_add(lo - chunk_start).ok_or(overflow)?;
+                        q.p_memsz = orig_end.min(mem_end).saturating_sub(lo);
+                        q.p_filesz = orig_end.min(chunk_start + file_len).saturating_sub(lo);
+                        out_phdrs.push(q);
+                        if file_len > 0 {
+                            chunks.push(Chunk {
+                                phys: chunk_start,
+                                len: file_len,
+                                file_offset: offset,
+                            });
+                        }
+                        offset = offset.checked_add(file_len).ok_or(overflow)?;
+                        summary.chunk_bytes = summary.chunk_bytes.saturating_add(file_len);
+                    }
+                    summary.loads += 1;
+                    summary.load_bytes = summary.load_bytes.saturating_add(p.p_memsz);
+                }
                 PT_LOAD => {
                     let overflow = Error::SizeOverflow { index };
                     // The header validated p_offset + p_memsz <= 2^52, so the rounding cannot overflow.

@@ -20,8 +20,10 @@ extern crate alloc;
 compile_error!("rkdump-vmcore reads x86_64 (little-endian) ELF structures in native byte order");
 
 pub mod elf;
+pub mod filter;
 pub mod header;
 pub mod kdump;
+pub mod kernel;
 pub mod layout;
 pub mod mem;
 pub mod notes;

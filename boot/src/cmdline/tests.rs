@@ -508,6 +508,18 @@ fn checkpoint_and_throttle_test_switches() {
 }
 
 #[test]
+fn dump_level() {
+    assert_eq!(Options::parse("").level, 0);
+    assert_eq!(Options::parse("rkdump.level=31").level, 31);
+    assert_eq!(Options::parse("rkdump.level=0x11").level, 17);
+    let bad = Options::parse("rkdump.level=32 rkdump.level=x");
+    assert_eq!(bad.level, 0);
+    let d: Vec<_> = bad.diagnostics().map(|d| d.to_string()).collect();
+    assert_eq!(d.len(), 2, "{d:?}");
+    assert!(d[0].contains("expected a dump level 0..31"), "{d:?}");
+}
+
+#[test]
 fn format_and_compress() {
     let o = Options::parse("");
     assert_eq!((o.format, o.compress), (DumpFormat::Elf, Compress::Zlib));

@@ -106,6 +106,8 @@ pub struct Case {
     /// `rkdump: checkpoint` lines, then check that `rkdumpctl save` refuses the Incomplete
     /// record and `save --partial` recovers a verified prefix covering every checkpoint.
     pub power_cut_after: Option<usize>,
+    /// A filtered dump (`rkdump.level=` with bit 8): the marker pages (user data) must be absent.
+    pub markers_absent: bool,
 }
 
 /// Controller of an e2e dump disk.
@@ -141,7 +143,7 @@ pub const CASE_NAMES: [&str; 9] = [
 ];
 
 /// rkdump-only cases that write and verify a whole dump (and their negative controls).
-pub const DUMP_CASE_NAMES: [&str; 15] = [
+pub const DUMP_CASE_NAMES: [&str; 17] = [
     "dump-virtio",
     "dump-nvme",
     "noreset-virtio",
@@ -155,6 +157,8 @@ pub const DUMP_CASE_NAMES: [&str; 15] = [
     "bad-elfcorehdr",
     "dump-serial",
     "power-cut",
+    "dump-level31",
+    "dump-level1",
     "kdump-zlib",
     "kdump-lzo",
 ];
@@ -247,6 +251,7 @@ impl Case {
             raw_dd: None,
             fill_dump_disk: false,
             power_cut_after: None,
+            markers_absent: false,
         })
     }
 
@@ -342,6 +347,17 @@ impl Case {
             c.capture_extra = "rkdump.checksum=full rkdump.throttle_mib_s=32".to_string();
             c.power_cut_after = Some(2);
             c.timeout = Duration::from_secs(180);
+            c.tag = fresh_tag(name);
+            return Some(c);
+        }
+        if let Some(level) = name.strip_prefix("dump-level") {
+            // The page filter on a real crash (issue 13): level 31 leaves the marker's user data
+            // out of the ELF dump; level 1 (zero pages, kept in ELF output) keeps everything.
+            let level: u8 = level.parse().ok().filter(|l| *l <= 31)?;
+            let mut c = Case::dump("dump-virtio", capture)?;
+            c.name = name.to_string();
+            c.capture_extra = format!("rkdump.level={level}");
+            c.markers_absent = level & 8 != 0;
             c.tag = fresh_tag(name);
             return Some(c);
         }

@@ -127,11 +127,55 @@ pub fn apply(
             },
         ));
     }
+    if case.capture_extra.contains("rkdump.level=") {
+        checks.push(filter_check(case, log));
+    }
     if case.capture_extra.contains("rkdump.format=kdump") {
         checks.push(kdump_check(&vmcore, dir));
     } else {
-        checks.push(verify_check(log, &vmcore, dir));
+        let expect = if case.markers_absent {
+            rkdump_tests::verify::MarkerExpect::Absent
+        } else {
+            rkdump_tests::verify::MarkerExpect::Present
+        };
+        checks.push(verify_check(log, &vmcore, dir, expect));
     }
+}
+
+/// `rkdump.level=` cases: the console's `filter` line names the level asked for (no fallback)
+/// and, with page-flag bits, excluded pages.
+fn filter_check(case: &Case, log: &ConsoleLog) -> Check {
+    let want = case
+        .capture_extra
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("rkdump.level="))
+        .unwrap_or("?");
+    let line = log
+        .lines
+        .iter()
+        .find_map(|l| l.text.split("rkdump: filter level=").nth(1));
+    check(
+        "filter applied",
+        match line {
+            None if want == "0" => Ok("level 0: no filter line".to_string()),
+            None => Err("no `rkdump: filter level=` line".to_string()),
+            Some(rest) => {
+                let level = rest.split_whitespace().next().unwrap_or("");
+                let excluded = rest
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("excluded="))
+                    .and_then(|v| v.parse::<u64>().ok());
+                let needs_pages = want.parse::<u8>().is_ok_and(|l| l & 30 != 0);
+                if level != want {
+                    Err(format!("level {level} in effect, {want} asked: {rest}"))
+                } else if needs_pages && excluded.unwrap_or(0) == 0 {
+                    Err(format!("no page excluded: {rest}"))
+                } else {
+                    Ok(format!("level={rest}"))
+                }
+            }
+        },
+    )
 }
 
 /// A kdump-compressed file read by the two tools users open it with: `makedumpfile
@@ -309,18 +353,32 @@ pub fn apply_serial(log: &ConsoleLog, dir: &Path, checks: &mut Vec<Check>) {
     if !ok {
         return;
     }
-    checks.push(verify_check(log, &vmcore, dir));
+    checks.push(verify_check(
+        log,
+        &vmcore,
+        dir,
+        rkdump_tests::verify::MarkerExpect::Present,
+    ));
 }
 
 /// The extracted vmcore checked against what the first kernel reported (CPUs, marker pages).
-fn verify_check(log: &ConsoleLog, vmcore: &Path, dir: &Path) -> Check {
+fn verify_check(
+    log: &ConsoleLog,
+    vmcore: &Path,
+    dir: &Path,
+    expect: rkdump_tests::verify::MarkerExpect,
+) -> Check {
     let fk = log.first_kernel();
     let cpus = fk.nproc.map(|n| n as usize);
+    let how = match expect {
+        rkdump_tests::verify::MarkerExpect::Present => "intact",
+        rkdump_tests::verify::MarkerExpect::Absent => "absent",
+    };
     check(
         "vmcore verified",
-        rkdump_tests::verify::vmcore(vmcore, fk.marker.as_ref(), cpus, dir).map_err(String::from).map(|v| {
+        rkdump_tests::verify::vmcore_expect(vmcore, fk.marker.as_ref(), expect, cpus, dir).map_err(String::from).map(|v| {
             format!(
-                "{} CPUs, OSRELEASE {}, {} PT_LOADs, {} marker pages intact; makedumpfile dmesg ends: {}",
+                "{} CPUs, OSRELEASE {}, {} PT_LOADs, {} marker pages {how}; makedumpfile dmesg ends: {}",
                 v.cpus,
                 v.osrelease,
                 v.loads,
