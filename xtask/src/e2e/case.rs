@@ -143,7 +143,7 @@ pub const CASE_NAMES: [&str; 9] = [
 ];
 
 /// rkdump-only cases that write and verify a whole dump (and their negative controls).
-pub const DUMP_CASE_NAMES: [&str; 17] = [
+pub const DUMP_CASE_NAMES: [&str; 18] = [
     "dump-virtio",
     "dump-nvme",
     "noreset-virtio",
@@ -161,6 +161,7 @@ pub const DUMP_CASE_NAMES: [&str; 17] = [
     "dump-level1",
     "kdump-zlib",
     "kdump-lzo",
+    "kdump-level31",
 ];
 
 /// Cases that take over ~3 minutes here (a full serial dump at QEMU's UART speed, ~0.5 MiB/s):
@@ -328,12 +329,19 @@ impl Case {
             c.tag = fresh_tag(name);
             return Some(c);
         }
-        if let Some(codec) = name.strip_prefix("kdump-") {
+        if let Some(what) = name.strip_prefix("kdump-") {
             // rkdump.format=kdump: the kdump-compressed file on the NVMe record, opened by
-            // makedumpfile and by crash with the Debian debug vmlinux (dumpcheck::kdump_check).
+            // makedumpfile and by crash with the Debian debug vmlinux (dumpcheck::kdump_check);
+            // `kdump-level31` filters too (zlib), so the marker's user data must be absent.
             let mut c = Case::dump("dump-nvme", capture)?;
             c.name = name.to_string();
-            c.capture_extra = format!("rkdump.format=kdump rkdump.compress={codec}");
+            c.capture_extra = match what.strip_prefix("level") {
+                Some(level) => {
+                    c.markers_absent = level.parse::<u8>().is_ok_and(|l| l & 8 != 0);
+                    format!("rkdump.format=kdump rkdump.compress=zlib rkdump.level={level}")
+                }
+                None => format!("rkdump.format=kdump rkdump.compress={what}"),
+            };
             c.timeout = Duration::from_secs(600);
             c.tag = fresh_tag(name);
             return Some(c);

@@ -130,14 +130,14 @@ pub fn apply(
     if case.capture_extra.contains("rkdump.level=") {
         checks.push(filter_check(case, log));
     }
-    if case.capture_extra.contains("rkdump.format=kdump") {
-        checks.push(kdump_check(&vmcore, dir));
+    let expect = if case.markers_absent {
+        rkdump_tests::verify::MarkerExpect::Absent
     } else {
-        let expect = if case.markers_absent {
-            rkdump_tests::verify::MarkerExpect::Absent
-        } else {
-            rkdump_tests::verify::MarkerExpect::Present
-        };
+        rkdump_tests::verify::MarkerExpect::Present
+    };
+    if case.capture_extra.contains("rkdump.format=kdump") {
+        checks.push(kdump_check(log, &vmcore, dir, expect));
+    } else {
         checks.push(verify_check(log, &vmcore, dir, expect));
     }
 }
@@ -181,8 +181,13 @@ fn filter_check(case: &Case, log: &ConsoleLog) -> Check {
 /// A kdump-compressed file read by the two tools users open it with: `makedumpfile
 /// --dump-dmesg` must show the sysrq crash, and `crash` with the Debian debug vmlinux of the
 /// crashed kernel's release must run `bt` (the crashing task in `sysrq_handle_crash`) and `log`
-/// without printing any read error.
-fn kdump_check(vmcore: &Path, dir: &Path) -> Check {
+/// without printing any read error. The marker pages are checked in the file as `expect` says.
+fn kdump_check(
+    log: &ConsoleLog,
+    vmcore: &Path,
+    dir: &Path,
+    expect: rkdump_tests::verify::MarkerExpect,
+) -> Check {
     let run = || -> Result<String, String> {
         let bytes = std::fs::read(vmcore).map_err(|e| format!("{}: {e}", vmcore.display()))?;
         let file = rkdump_vmcore::kdump::KdumpFile::parse(&bytes)
@@ -196,6 +201,8 @@ fn kdump_check(vmcore: &Path, dir: &Path) -> Check {
         let pages = file
             .for_each_page(&mut |_, _, _| {})
             .map_err(|e| format!("{e}"))?;
+        let marker = log.first_kernel().marker.ok_or("no marker report")?;
+        let markers = rkdump_tests::verify::kdump_markers(&file, &marker, expect)?;
         drop(bytes);
         let dmesg = dir.join("dmesg.txt");
         let _ = std::fs::remove_file(&dmesg);
@@ -221,7 +228,7 @@ fn kdump_check(vmcore: &Path, dir: &Path) -> Check {
             return Err("crash log lacks the sysrq crash".into());
         }
         Ok(format!(
-            "{release}: {pages} pages read back; makedumpfile dmesg and crash bt/log clean ({} bytes)",
+            "{release}: {pages} pages read back, {markers} marker pages ({expect:?}); makedumpfile dmesg and crash bt/log clean ({} bytes)",
             std::fs::metadata(vmcore).map(|m| m.len()).unwrap_or(0)
         ))
     };
