@@ -1,6 +1,7 @@
 //! Per-page compression of the kdump-compressed format: the codecs both Debian's `crash` (8.0.2)
 //! and `makedumpfile` (1.7.2, built with lzo only) decompress, with no_std encoders: zlib
-//! (`miniz_oxide`, level 1 = makedumpfile's `Z_BEST_SPEED`) and LZO1X (`lzokay`), plus `none`.
+//! (`miniz_oxide`, level 1 = makedumpfile's `Z_BEST_SPEED`) and LZO1X ([`super::lzo`], decoded
+//! in the reader by `lzokay`), plus `none`.
 //! Snappy and zstd are read by crash but not by Debian's makedumpfile, and have no well-kept
 //! no_std encoder here; the kernel refuses them with an error line and uses zlib.
 
@@ -61,12 +62,12 @@ impl fmt::Display for Codec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NoMemory;
 
-/// A codec with its working state, reused page after page (about 300 KiB for either codec,
-/// allocated once).
+/// A codec with its working state, reused page after page (about 300 KiB for zlib, 16 KiB for
+/// LZO, allocated once).
 pub struct Compressor {
     codec: Codec,
     zlib: Option<Box<CompressorOxide>>,
-    lzo: Option<Box<lzokay::compress::Dict>>,
+    lzo: Option<Box<super::lzo::Lzo1x>>,
 }
 
 impl Compressor {
@@ -84,7 +85,7 @@ impl Compressor {
                     create_comp_flags_from_zip_params(1, 15, 0),
                 )));
             }
-            Codec::Lzo => c.lzo = Some(lzokay::compress::Dict::new()),
+            Codec::Lzo => c.lzo = Some(Box::default()),
             Codec::None => {}
         }
         Ok(c)
@@ -106,8 +107,8 @@ impl Compressor {
                 (status == TDEFLStatus::Done).then_some(n)?
             }
             Codec::Lzo => {
-                let dict = self.lzo.as_deref_mut()?;
-                lzokay::compress::compress_no_alloc(page, &mut out[..], dict).ok()?
+                let lzo = self.lzo.as_deref_mut()?;
+                lzo.compress(page, &mut out[..])?
             }
             Codec::None => return None,
         };

@@ -14,6 +14,7 @@
 
 pub mod abi;
 pub mod codec;
+pub mod lzo;
 pub mod read;
 mod writer;
 
