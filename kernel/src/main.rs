@@ -30,6 +30,7 @@ mod drivers;
 mod dump;
 #[cfg(target_os = "none")]
 mod filter;
+#[cfg(target_os = "none")]
 mod format;
 #[cfg(target_os = "none")]
 mod hw;
