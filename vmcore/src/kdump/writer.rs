@@ -503,7 +503,7 @@ pub fn write_kdump(
             for pfn in first..first + count {
                 mem.read(pfn * PAGE as u64, &mut page)
                     .map_err(|source| Error::OldMem { pfn, source })?;
-                let desc = if page.iter().all(|&b| b == 0) {
+                let desc = if crate::filter::is_zero_page(&page) {
                     stats.zero_pages += 1;
                     zero_desc
                 } else {
