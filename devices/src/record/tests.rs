@@ -895,6 +895,16 @@ mod produced {
     }
 
     #[test]
+    fn a_disk_smaller_than_the_bound_still_holds_a_file_that_fits() {
+        // The raw bound is over 12 MiB; the compressed file is not.
+        let out = write_kdump_record(None, 9 << 20);
+        assert_eq!(out.result, Ok(out.file.len() as u64));
+        let (summary, saved) = save(&out.durable).unwrap();
+        assert_eq!(summary.header.state, State::Complete);
+        assert!(saved == out.file);
+    }
+
+    #[test]
     fn a_flipped_byte_on_disk_is_refused() {
         let mut out = write_kdump_record(None, 24 << 20);
         assert!(out.result.is_ok());
