@@ -142,7 +142,7 @@ pub(super) fn append_rkdump(case: &mut Case, kind: Kind, extra: &str) {
         case.markers_absent = extra
             .split_whitespace()
             .filter_map(|w| w.strip_prefix("rkdump.level="))
-            .last()
+            .next_back()
             .and_then(|l| l.parse::<u8>().ok())
             .is_some_and(|l| l & 8 != 0);
     }
