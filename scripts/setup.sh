@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for p in qemu-system-x86 kexec-tools busybox-static linux-image-cloud-amd64 makedumpfile cpio binutils ovmf sbsigntool fdisk e2fsprogs xfsprogs btrfs-progs; do
+for p in qemu-system-x86 kexec-tools busybox-static linux-image-cloud-amd64 makedumpfile crash cpio binutils ovmf sbsigntool fdisk e2fsprogs xfsprogs btrfs-progs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ "${#need[@]}" -gt 0 ]; then

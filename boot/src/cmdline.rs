@@ -232,6 +232,31 @@ pub enum ChecksumMode {
     None,
 }
 
+/// `rkdump.format=`: what file the dump is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DumpFormat {
+    /// The `/proc/vmcore`-identical ELF core (the default).
+    #[default]
+    Elf,
+    /// makedumpfile's kdump-compressed format.
+    Kdump,
+}
+
+/// `rkdump.compress=`: the page codec of `rkdump.format=kdump`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compress {
+    /// zlib (the default): every reader has it.
+    #[default]
+    Zlib,
+    /// LZO1X.
+    Lzo,
+    /// Snappy (not provided by rkdump: zlib is used, with an error line).
+    Snappy,
+    /// zstd (not provided by rkdump: zlib is used, with an error line).
+    Zstd,
+    /// Pages stored raw.
+    None,
+}
 /// Default of [`Options::report_lines`].
 pub const DEFAULT_REPORT_LINES: u32 = 50;
 
@@ -266,9 +291,11 @@ enum Key {
     AcpiSource,
     Iommu,
     Watchdog,
+    Format,
+    Compress,
 }
 
-const KEYS: [(&str, Key); 25] = [
+const KEYS: [(&str, Key); 27] = [
     ("reset_devices", Key::ResetDevices),
     ("elfcorehdr", Key::ElfCoreHdr),
     ("console", Key::Console),
@@ -294,6 +321,8 @@ const KEYS: [(&str, Key); 25] = [
     ("rkdump.acpi_source", Key::AcpiSource),
     ("rkdump.iommu", Key::Iommu),
     ("rkdump.watchdog", Key::Watchdog),
+    ("rkdump.format", Key::Format),
+    ("rkdump.compress", Key::Compress),
 ];
 
 /// CPUs used when `rkdump.cpus=` is absent: the crashing CPU alone, so a plain dump never
@@ -385,6 +414,10 @@ pub struct Options {
     pub iommu: IommuMode,
     /// `rkdump.watchdog=pet|keep|off` (default `pet`).
     pub watchdog: WatchdogMode,
+    /// `rkdump.format=elf|kdump`.
+    pub format: DumpFormat,
+    /// `rkdump.compress=zlib|lzo|snappy|zstd|none` (kdump format only).
+    pub compress: Compress,
     diags: [Option<Diag>; DIAG_CAPACITY],
     diag_len: usize,
     diags_dropped: u32,
@@ -420,6 +453,8 @@ impl Default for Options {
             acpi_source: None,
             iommu: IommuMode::Auto,
             watchdog: WatchdogMode::Pet,
+            format: DumpFormat::Elf,
+            compress: Compress::Zlib,
             diags: [None; DIAG_CAPACITY],
             diag_len: 0,
             diags_dropped: 0,
@@ -557,6 +592,23 @@ impl Options {
             Key::AcpiSource => self.acpi_source = Some(AcpiSource::parse(v)?),
             Key::Iommu => self.iommu = IommuMode::parse(v)?,
             Key::Watchdog => self.watchdog = WatchdogMode::parse(v)?,
+            Key::Format => {
+                self.format = match v {
+                    "elf" => DumpFormat::Elf,
+                    "kdump" => DumpFormat::Kdump,
+                    _ => return Err("expected elf or kdump"),
+                }
+            }
+            Key::Compress => {
+                self.compress = match v {
+                    "zlib" => Compress::Zlib,
+                    "lzo" => Compress::Lzo,
+                    "snappy" => Compress::Snappy,
+                    "zstd" => Compress::Zstd,
+                    "none" => Compress::None,
+                    _ => return Err("expected zlib, lzo, snappy, zstd or none"),
+                }
+            }
             Key::Fault => match (v.strip_prefix("dead:"), v.strip_prefix("nosipi:")) {
                 (Some(pci), _) => self.fault_dead = Some(Bdf::parse(pci).map_err(|e| e.reason())?),
                 (_, Some(id)) => self.fault_nosipi = Some(u32_of(id)?),

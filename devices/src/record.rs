@@ -10,6 +10,7 @@
 //! header with `written` = the bytes covered by complete table entries, and flushes again. The
 //! reader verifies and extracts exactly that prefix.
 
+pub mod produced;
 pub mod read;
 #[cfg(test)]
 mod tests;

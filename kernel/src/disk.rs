@@ -218,6 +218,13 @@ fn labelled_partition(
     }
 }
 
+impl DumpDisk {
+    /// The device and its label, for a writer other than [`dump`] (`crate::format`).
+    pub fn parts(&mut self) -> (&mut dyn BlockDevice, &Label) {
+        (&mut *self.dev, &self.label)
+    }
+}
+
 /// Old memory through the kernel's identity map: devices DMA from the same addresses.
 impl OldMemSlices for physmem::OldMem {
     fn with_slice(&self, phys: u64, len: u64, f: &mut dyn FnMut(&[u8])) -> Result<(), OldMemError> {

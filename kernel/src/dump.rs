@@ -7,7 +7,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
-use rkdump_boot::cmdline::{ChecksumMode, Options, SerialPort};
+use rkdump_boot::cmdline::{ChecksumMode, DumpFormat, Options, SerialPort};
 use rkdump_boot::info::BootInfo;
 use rkdump_boot::mem::PhysRange;
 use rkdump_boot::physaddr::AddrPolicy;
@@ -117,7 +117,12 @@ pub fn run(
         memory::reserve(PhysRange::new(p.p_offset, p.p_memsz));
     }
 
-    let plan = crate::filter::apply(plan, &mut mem, opts.level);
+    // The kdump writer runs the page filter itself, window by window (crate::format).
+    let plan = if opts.format == DumpFormat::Kdump {
+        plan
+    } else {
+        crate::filter::apply(plan, &mut mem, opts.level)
+    };
 
     let mut run_id = [0u8; 16];
     run_id[..8].copy_from_slice(&crate::arch::cpu::rdtsc().to_le_bytes());
@@ -158,15 +163,15 @@ pub fn run(
 /// The dump's [`Progress`] on the kernel clock, printing the lines it says are due. Shared by
 /// the writer's callback and the serial sink's wait loop (which never run at the same time), so
 /// the state sits in a `RefCell`; a nested call is skipped rather than panicking.
-struct Reporter(RefCell<Progress>);
+pub(crate) struct Reporter(RefCell<Progress>);
 
 impl Reporter {
-    fn new(total: u64) -> Self {
+    pub(crate) fn new(total: u64) -> Self {
         Reporter(RefCell::new(Progress::new(total, clock::now_us())))
     }
 
     /// `done` bytes are out (the writer's callback).
-    fn update(&self, done: u64) {
+    pub(crate) fn update(&self, done: u64) {
         self.report(|p, now| p.update(now, done));
     }
 
@@ -188,7 +193,7 @@ impl Reporter {
         }
     }
 
-    fn elapsed_ms(&self) -> u64 {
+    pub(crate) fn elapsed_ms(&self) -> u64 {
         self.0
             .try_borrow()
             .map_or(0, |p| p.elapsed_ms(clock::now_us()))

@@ -31,6 +31,8 @@ mod dump;
 #[cfg(target_os = "none")]
 mod filter;
 #[cfg(target_os = "none")]
+mod format;
+#[cfg(target_os = "none")]
 mod hw;
 #[cfg(target_os = "none")]
 mod iommu;

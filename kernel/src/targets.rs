@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 
 use alloc::boxed::Box;
 
-use rkdump_boot::cmdline::{Options, TargetStep};
+use rkdump_boot::cmdline::{DumpFormat, Options, TargetStep};
 use rkdump_devices::blob::filemap::{self, FileMap};
 use rkdump_devices::disk::{self as devdisk, DiskKind, OpenOptions};
 use rkdump_devices::pci::{self, Scan};
@@ -121,6 +121,11 @@ pub fn run(
                     rkerror!("dump serial port {port} is also the console; refusing to mix them");
                     continue;
                 }
+                if opts.format == DumpFormat::Kdump {
+                    rkerror!(
+                        "rkdump.format=kdump is not available on serial yet; writing the ELF format"
+                    );
+                }
                 match dump::dump_serial(
                     plan,
                     mem,
@@ -146,7 +151,7 @@ fn write(
     next: &str,
     d: &mut DumpDisk,
     plan: &DumpPlan,
-    mem: &OldMem,
+    mem: &mut OldMem,
     id: &RunStamp<'_>,
 ) -> bool {
     let pace = disk::WriteOptions {
@@ -155,7 +160,12 @@ fn write(
         throttle_mib_s: opts.throttle_mib_s,
         report: id.report.into(),
     };
-    match dump::dump_disk(d, plan, mem, id.run_id, &pace) {
+    let done = if opts.format == DumpFormat::Kdump {
+        crate::format::dump_disk(d, plan, mem, id.run_id, &pace, opts)
+    } else {
+        dump::dump_disk(d, plan, mem, id.run_id, &pace)
+    };
+    match done {
         Ok(()) => true,
         Err(e) => {
             rkerror!(

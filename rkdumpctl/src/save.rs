@@ -375,7 +375,9 @@ pub fn run(args: &Args) -> Result<(), String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("{out_name}: {e}")),
     }
+    // Read too: a partial kdump file's header is patched after the copy.
     let mut out = OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .open(&incomplete)
@@ -398,6 +400,9 @@ pub fn run(args: &Args) -> Result<(), String> {
         Ok(()) => {}
         Err(ReadError::Output) => return Err(format!("{out_name}: {}", why(&mut out_error))),
         Err(_) => return Err(format!("reading dump data: {}", why(&mut io_error))),
+    }
+    if h.state != State::Complete {
+        mark_kdump_incomplete(&out).map_err(|e| format!("{out_name}: {e}"))?;
     }
     out.sync_all().map_err(|e| format!("{out_name}: {e}"))?;
     drop(out);
@@ -442,6 +447,26 @@ pub fn run(args: &Args) -> Result<(), String> {
 
 /// How much of the dump the block checksums covered: "every byte", "128 of 4096 bytes per
 /// page" or "none" (also for a record whose table was never written).
+/// A partial kdump-compressed file (`rkdump.format=kdump`) says so as makedumpfile's own cut-short
+/// files do: `DUMP_DH_COMPRESSED_INCOMPLETE` in the header's `status`, so crash reads a missing
+/// page descriptor as an incomplete page (docs/dump-format.md#kdump-in-a-record). An ELF file,
+/// or one too short to hold the header, is left alone.
+fn mark_kdump_incomplete(file: &fs::File) -> io::Result<bool> {
+    use rkdump_vmcore::kdump::abi::{DUMP_DH_COMPRESSED_INCOMPLETE, KDUMP_SIGNATURE};
+    const STATUS: u64 = 0x1A8;
+    let mut sig = [0u8; 8];
+    let mut status = [0u8; 4];
+    if file.read_exact_at(&mut sig, 0).is_err()
+        || sig != KDUMP_SIGNATURE
+        || file.read_exact_at(&mut status, STATUS).is_err()
+    {
+        return Ok(false);
+    }
+    let v = u32::from_le_bytes(status) | DUMP_DH_COMPRESSED_INCOMPLETE;
+    file.write_all_at(&v.to_le_bytes(), STATUS)?;
+    Ok(true)
+}
+
 fn coverage(summary: &RecordSummary) -> String {
     match ChecksumKind::from_flags(summary.header.flags) {
         Ok(k) if summary.blocks_verified > 0 => k.coverage().to_string(),
@@ -456,6 +481,30 @@ mod tests {
     /// glibc's `gnu_dev_makedev`.
     fn makedev(major: u64, minor: u64) -> u64 {
         ((major & 0xfff) << 8) | ((major & !0xfff) << 32) | (minor & 0xff) | ((minor & !0xff) << 12)
+    }
+
+    #[test]
+    fn a_partial_kdump_file_is_marked_incomplete_and_elf_is_not() {
+        let dir = std::env::temp_dir().join(format!("rkdumpctl-kdump-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("k");
+        let mut head = vec![0u8; 4096];
+        head[..8].copy_from_slice(b"KDUMP   ");
+        head[0x1A8] = 0x1; // zlib
+        fs::write(&p, &head).unwrap();
+        let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+        assert!(mark_kdump_incomplete(&f).unwrap());
+        assert_eq!(fs::read(&p).unwrap()[0x1A8], 0x9, "zlib | incomplete");
+        let elf = dir.join("e");
+        fs::write(&elf, b"\x7fELF").unwrap();
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&elf)
+            .unwrap();
+        assert!(!mark_kdump_incomplete(&f).unwrap());
+        assert_eq!(fs::read(&elf).unwrap(), b"\x7fELF");
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

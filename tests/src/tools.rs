@@ -90,6 +90,120 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Where large downloads are kept: `$RKDUMP_CACHE`, else `<repo>/target/cache`.
+pub fn cache_dir() -> PathBuf {
+    match std::env::var_os("RKDUMP_CACHE") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/cache"),
+    }
+}
+
+/// The Debian debug vmlinux of kernel `release` (`usr/lib/debug/boot/vmlinux-<release>` of
+/// `linux-image-<release>-dbg`, about 283 MB), downloaded with `apt-get download` into
+/// [`cache_dir`] once and extracted next to it.
+pub fn debug_vmlinux(release: &str) -> Result<PathBuf, Error> {
+    let dir = cache_dir().join("dbg");
+    let vmlinux = dir.join(format!("vmlinux-{release}"));
+    if vmlinux.is_file() {
+        return Ok(vmlinux);
+    }
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Spawn {
+        command: format!("mkdir {}", dir.display()),
+        source,
+    })?;
+    let package = format!("linux-image-{release}-dbg");
+    let find_deb = || {
+        std::fs::read_dir(&dir).ok().and_then(|rd| {
+            rd.filter_map(Result::ok).map(|e| e.path()).find(|p| {
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+                name.is_some_and(|n| n.starts_with(&format!("{package}_")) && n.ends_with(".deb"))
+            })
+        })
+    };
+    let deb = match find_deb() {
+        Some(d) => d,
+        None => {
+            output(
+                Command::new("apt-get")
+                    .arg("download")
+                    .arg(&package)
+                    .current_dir(&dir),
+            )?;
+            find_deb().ok_or_else(|| Error::Spawn {
+                command: format!("apt-get download {package}"),
+                source: std::io::Error::other("no .deb after the download"),
+            })?
+        }
+    };
+    let member = format!("./usr/lib/debug/boot/vmlinux-{release}");
+    let tmp = dir.join(format!("extract-{release}"));
+    std::fs::create_dir_all(&tmp).map_err(|source| Error::Spawn {
+        command: format!("mkdir {}", tmp.display()),
+        source,
+    })?;
+    output(Command::new("sh").arg("-c").arg(format!(
+        "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' '{member}'",
+        deb.display(),
+        tmp.display()
+    )))?;
+    std::fs::rename(tmp.join(&member), &vmlinux).map_err(|source| Error::Spawn {
+        command: format!("mv {member} {}", vmlinux.display()),
+        source,
+    })?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(vmlinux)
+}
+
+/// Lines of `crash`'s own output (not the crashed kernel's log lines, which start with `[`)
+/// that mean it could not read the dump.
+pub const CRASH_ERRORS: [&str; 6] = [
+    "read error",
+    "page excluded",
+    "page incomplete",
+    "uncompress failed",
+    "cannot",
+    "invalid",
+];
+
+/// Runs `crash` (batch, `-s`) on `vmcore` with `vmlinux`, feeding it `commands` then `quit`;
+/// its output, or an error carrying it when crash failed or printed one of [`CRASH_ERRORS`].
+pub fn crash(
+    vmlinux: &Path,
+    vmcore: &Path,
+    commands: &[&str],
+    dir: &Path,
+) -> Result<String, Error> {
+    let script = dir.join("crash-commands.txt");
+    let mut text = commands.join("\n");
+    text.push_str("\nquit\n");
+    std::fs::write(&script, text).map_err(|source| Error::Spawn {
+        command: format!("write {}", script.display()),
+        source,
+    })?;
+    let mut cmd = Command::new("crash");
+    cmd.arg("-s")
+        .arg(vmlinux)
+        .arg(vmcore)
+        .arg("-i")
+        .arg(&script);
+    let out = output(&mut cmd)?;
+    let _ = std::fs::write(dir.join("crash.txt"), &out);
+    let bad: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.starts_with('['))
+        .filter(|l| CRASH_ERRORS.iter().any(|e| l.to_lowercase().contains(e)))
+        .collect();
+    if bad.is_empty() {
+        Ok(out)
+    } else {
+        Err(Error::Failed {
+            command: format!("crash -s {} {}", vmlinux.display(), vmcore.display()),
+            status: std::process::ExitStatus::default(),
+            output: bad.join("\n"),
+        })
+    }
+}
+
 /// The host build of rkdumpctl.
 #[derive(Clone, Debug)]
 pub struct Rkdumpctl(pub PathBuf);

@@ -387,6 +387,47 @@ pub fn vmcore_expect(
     Ok(v)
 }
 
+/// The marker pages in a kdump-compressed file (`rkdump.format=kdump`), read with
+/// `rkdump_vmcore::kdump::KdumpFile`: with [`MarkerExpect::Present`] every page is dumped at its
+/// frame and byte-exact, with [`MarkerExpect::Absent`] none is dumped (bitmap 2 clear). Returns
+/// the marker pages found dumped.
+pub fn kdump_markers(
+    file: &rkdump_vmcore::kdump::KdumpFile<'_>,
+    marker: &rkdump_marker::Report,
+    expect: MarkerExpect,
+) -> Result<u64, String> {
+    let mut index_of = std::collections::HashMap::new();
+    for r in &marker.runs {
+        for i in 0..r.count {
+            index_of.insert(r.first_pfn + i, r.first_index + i);
+        }
+    }
+    let (mut dumped, mut wrong) = (0u64, Vec::new());
+    file.for_each_page(&mut |pfn, _, page| {
+        if let Some(&index) = index_of.get(&pfn) {
+            dumped += 1;
+            let page: &[u8; PAGE_SIZE] = page.try_into().expect("pages are 4 KiB");
+            if !rkdump_marker::page_matches(marker.tag, index, page) && wrong.len() < 5 {
+                wrong.push(pfn);
+            }
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    let total = index_of.len() as u64;
+    match expect {
+        MarkerExpect::Present if dumped != total => {
+            Err(format!("{dumped} of {total} marker pages dumped"))
+        }
+        MarkerExpect::Present if !wrong.is_empty() => {
+            Err(format!("marker pages differ at frames {wrong:#x?}"))
+        }
+        MarkerExpect::Absent if dumped != 0 => Err(format!(
+            "{dumped} of {total} marker pages (user data) dumped at a level that excludes them"
+        )),
+        _ => Ok(dumped),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,7 @@ compile_error!("rkdump-vmcore reads x86_64 (little-endian) ELF structures in nat
 pub mod elf;
 pub mod filter;
 pub mod header;
+pub mod kdump;
 pub mod kernel;
 pub mod layout;
 pub mod mem;

@@ -653,3 +653,21 @@ fn hardware_options() {
     assert_eq!(bad.watchdog, WatchdogMode::Pet);
     assert_eq!(bad.diagnostics().count(), 3);
 }
+
+#[test]
+fn format_and_compress() {
+    let o = Options::parse("");
+    assert_eq!((o.format, o.compress), (DumpFormat::Elf, Compress::Zlib));
+    let o = Options::parse("rkdump.format=kdump rkdump.compress=lzo");
+    assert_eq!((o.format, o.compress), (DumpFormat::Kdump, Compress::Lzo));
+    assert_eq!(
+        Options::parse("rkdump.compress=zstd").compress,
+        Compress::Zstd
+    );
+    let bad = Options::parse("rkdump.format=cpio rkdump.compress=lz4");
+    assert_eq!(
+        (bad.format, bad.compress),
+        (DumpFormat::Elf, Compress::Zlib)
+    );
+    assert_eq!(diags(&bad).len(), 2, "both refused with a diagnostic");
+}

@@ -803,3 +803,153 @@ fn the_crash_report_rides_in_the_header_page_and_survives_mark_saved() {
         Err(crate::report_area::Error::Absent)
     );
 }
+
+// ---- a produced vmcore (rkdump.format=kdump) ----
+
+mod produced {
+    use super::*;
+    use crate::record::produced::ProducedRecord;
+    use rkdump_vmcore::kdump::{self, Codec, KdumpFile};
+    use rkdump_vmcore::pages::KeepAll;
+
+    /// 12 MiB of RAM, half pattern (compresses), a quarter zeros and a quarter noise.
+    fn kdump_crash() -> (FakeMemory, DumpPlan) {
+        let mut mem = FakeMemory::new();
+        mem.insert(0x7f00_0000, vmcoreinfo_buffer(VMCOREINFO_TEXT, 4132));
+        mem.insert(
+            0x7e00_0000,
+            cpu_note_buffer(Some((1, 0xffff_ffff_8100_0000))),
+        );
+        let ram = 0x0100_0000u64;
+        let phdrs = vec![
+            note_phdr(0x7e00_0000, 368),
+            note_phdr(0x7f00_0000, 4132),
+            load_phdr(ram, ram, DM + ram, 12 << 20),
+        ];
+        mem.add_pattern(ram, ram + (6 << 20));
+        mem.insert(ram + (6 << 20), vec![0; 3 << 20]);
+        mem.insert(ram + (9 << 20), pattern(3 << 20, 11));
+        mem.insert(HDR, header_blob(&phdrs));
+        let plan = prepare_dump(&mut mem, HDR, None).unwrap();
+        (mem, plan)
+    }
+
+    struct Out {
+        result: Result<u64, RecordError>,
+        durable: Vec<u8>,
+        checkpoints: Vec<Checkpoint>,
+        file: Vec<u8>,
+    }
+
+    fn write_kdump_record(power_after: Option<u64>, disk: usize) -> Out {
+        let (mut mem, plan) = kdump_crash();
+        let mut arena = Arena::new(4 << 20);
+        let clock = ManualClock(Cell::new(0));
+        let mut dev = MemDisk::new(&arena, disk, &clock, 200_000);
+        let label = labelled(&mut dev.disk);
+        dev.durable.copy_from_slice(&dev.disk);
+        dev.power_after = power_after;
+        let opts = kdump::Options {
+            codec: Codec::Zlib,
+            data_align: 1 << 20,
+            window_pages: 512,
+            ..kdump::Options::default()
+        };
+        // The same file written to memory: what the record must hold.
+        let mut file = Vec::new();
+        kdump::write_kdump(&plan, &mut mem, &mut KeepAll, &mut file, &opts, &mut |_| {}).unwrap();
+        let max = kdump::max_file_size(&plan, &opts).unwrap();
+        let mut cps = Vec::new();
+        let mut on_cp = |c| cps.push(c);
+        let pacing = Pacing {
+            clock: &clock,
+            checkpoints: Some(Checkpoints {
+                interval_us: 1_000_000,
+                interval_bytes: 1 << 20,
+            }),
+            throttle_mib_s: 0,
+        };
+        let result = ProducedRecord::start(
+            &mut dev,
+            &mut arena,
+            &label,
+            max,
+            [7; 16],
+            ChecksumKind::Full,
+            b"6.1.0-test",
+            0,
+            Some(pacing),
+            &mut on_cp,
+        )
+        .and_then(|mut rec| {
+            let r = kdump::write_kdump(&plan, &mut mem, &mut KeepAll, &mut rec, &opts, &mut |_| {});
+            rec.finish(r.ok().map(|s| s.size))
+        });
+        Out {
+            result,
+            durable: dev.durable.clone(),
+            checkpoints: cps,
+            file,
+        }
+    }
+
+    #[test]
+    fn a_kdump_file_goes_through_the_record_byte_exact() {
+        let out = write_kdump_record(None, 24 << 20);
+        assert_eq!(out.result, Ok(out.file.len() as u64));
+        let (summary, saved) = save(&out.durable).unwrap();
+        assert_eq!(summary.header.state, State::Complete);
+        assert_eq!(
+            summary.blocks_verified,
+            out.file.len().div_ceil(1 << 20) as u64
+        );
+        assert!(saved == out.file, "save returns the writer's file");
+        let f = KdumpFile::parse(&saved).unwrap();
+        assert_eq!(kdump::read::all_pages(&f).unwrap().len(), 3072);
+        // The metadata (under 1 MiB here) trails the data: no block of it completes before
+        // the end, so no checkpoint had anything new to cover.
+        assert!(out.checkpoints.iter().all(|c| c.bytes % (1 << 20) == 0));
+    }
+
+    #[test]
+    fn a_power_cut_leaves_a_verified_metadata_prefix() {
+        let out = write_kdump_record(Some(12), 24 << 20);
+        assert!(out.result.is_err());
+        let (summary, saved) = save(&out.durable).unwrap();
+        assert_eq!(summary.header.state, State::Incomplete);
+        assert!(saved.len() as u64 == summary.header.written);
+        assert!(
+            saved[..] == out.file[..saved.len()],
+            "the prefix is the file's"
+        );
+    }
+
+    #[test]
+    fn a_disk_too_small_gets_a_truncated_record() {
+        let out = write_kdump_record(None, 3 << 20);
+        let n = out.result.unwrap();
+        assert!(n < out.file.len() as u64);
+        let (summary, saved) = save(&out.durable).unwrap();
+        assert_eq!(summary.header.state, State::Truncated);
+        assert!(saved[..] == out.file[..saved.len()]);
+    }
+
+    #[test]
+    fn a_disk_smaller_than_the_bound_still_holds_a_file_that_fits() {
+        // The raw bound is over 12 MiB; the compressed file is not.
+        let out = write_kdump_record(None, 9 << 20);
+        assert_eq!(out.result, Ok(out.file.len() as u64));
+        let (summary, saved) = save(&out.durable).unwrap();
+        assert_eq!(summary.header.state, State::Complete);
+        assert!(saved == out.file);
+    }
+
+    #[test]
+    fn a_flipped_byte_on_disk_is_refused() {
+        let mut out = write_kdump_record(None, 24 << 20);
+        assert!(out.result.is_ok());
+        let at = disk_offset(out.file.len() - 100);
+        out.durable[at] ^= 1;
+        assert!(save(&out.durable).is_err());
+    }
+}

@@ -205,6 +205,13 @@ pub(super) fn append_rkdump(case: &mut Case, kind: Kind, extra: &str) {
             case.capture_extra.push(' ');
         }
         case.capture_extra.push_str(extra);
+        // A level with bit 8 leaves the marker's user data out: its check expects them absent.
+        case.markers_absent = extra
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix("rkdump.level="))
+            .next_back()
+            .and_then(|l| l.parse::<u8>().ok())
+            .is_some_and(|l| l & 8 != 0);
     }
 }
 
@@ -237,6 +244,9 @@ mod tests {
             c.capture_cmdline()
         );
         assert_eq!(c.crashkernel, "crashkernel=8M");
+        assert!(!c.markers_absent);
+        append_rkdump(&mut c, Kind::Rkdump, "rkdump.format=kdump rkdump.level=31");
+        assert!(c.markers_absent, "level 31 drops user data");
         assert_eq!(c.dump_disk, Some(DiskKind::Nvme));
         assert!(c.full_run && !c.io_at_crash);
     }

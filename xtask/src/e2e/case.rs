@@ -161,7 +161,7 @@ pub const CASE_NAMES: [&str; 9] = [
 ];
 
 /// rkdump-only cases that write and verify a whole dump (and their negative controls).
-pub const DUMP_CASE_NAMES: [&str; 31] = [
+pub const DUMP_CASE_NAMES: [&str; 34] = [
     "dump-virtio",
     "dump-nvme",
     "noreset-virtio",
@@ -193,6 +193,9 @@ pub const DUMP_CASE_NAMES: [&str; 31] = [
     "dump-ahci",
     "noreset-ahci",
     "dump-usb-nic",
+    "kdump-zlib",
+    "kdump-lzo",
+    "kdump-level31",
 ];
 
 /// Cases that take over ~3 minutes here (a full serial dump at QEMU's UART speed, ~0.5 MiB/s):
@@ -377,6 +380,23 @@ impl Case {
             c.name = name.to_string();
             c.io_at_crash = false;
             c.crash_exit = true;
+            c.tag = fresh_tag(name);
+            return Some(c);
+        }
+        if let Some(what) = name.strip_prefix("kdump-") {
+            // rkdump.format=kdump: the kdump-compressed file on the NVMe record, opened by
+            // makedumpfile and by crash with the Debian debug vmlinux (dumpcheck::kdump_check);
+            // `kdump-level31` filters too (zlib), so the marker's user data must be absent.
+            let mut c = Case::dump("dump-nvme", capture)?;
+            c.name = name.to_string();
+            c.capture_extra = match what.strip_prefix("level") {
+                Some(level) => {
+                    c.markers_absent = level.parse::<u8>().is_ok_and(|l| l & 8 != 0);
+                    format!("rkdump.format=kdump rkdump.compress=zlib rkdump.level={level}")
+                }
+                None => format!("rkdump.format=kdump rkdump.compress={what}"),
+            };
+            c.timeout = Duration::from_secs(600);
             c.tag = fresh_tag(name);
             return Some(c);
         }

@@ -139,8 +139,12 @@ pub fn apply(
     } else {
         rkdump_tests::verify::MarkerExpect::Present
     };
-    checks.push(verify_check(log, &vmcore, dir, expect));
-    super::reportcheck::apply(case, log, &vmcore, dir, checks);
+    if case.capture_extra.contains("rkdump.format=kdump") {
+        checks.push(kdump_check(log, &vmcore, dir, expect));
+    } else {
+        checks.push(verify_check(log, &vmcore, dir, expect));
+        super::reportcheck::apply(case, log, &vmcore, dir, checks);
+    }
 }
 
 /// `rkdump.level=` cases: the console's `filter` line names the level asked for (no fallback)
@@ -177,6 +181,63 @@ fn filter_check(case: &Case, log: &ConsoleLog) -> Check {
             }
         },
     )
+}
+
+/// A kdump-compressed file read by the two tools users open it with: `makedumpfile
+/// --dump-dmesg` must show the sysrq crash, and `crash` with the Debian debug vmlinux of the
+/// crashed kernel's release must run `bt` (the crashing task in `sysrq_handle_crash`) and `log`
+/// without printing any read error. The marker pages are checked in the file as `expect` says.
+fn kdump_check(
+    log: &ConsoleLog,
+    vmcore: &Path,
+    dir: &Path,
+    expect: rkdump_tests::verify::MarkerExpect,
+) -> Check {
+    let run = || -> Result<String, String> {
+        let bytes = std::fs::read(vmcore).map_err(|e| format!("{}: {e}", vmcore.display()))?;
+        let file = rkdump_vmcore::kdump::KdumpFile::parse(&bytes)
+            .map_err(|e| format!("not a kdump-compressed file: {e}"))?;
+        let release = file.header.utsname.release;
+        let end = release
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(release.len());
+        let release = String::from_utf8_lossy(&release[..end]).into_owned();
+        let pages = file
+            .for_each_page(&mut |_, _, _| {})
+            .map_err(|e| format!("{e}"))?;
+        let marker = log.first_kernel().marker.ok_or("no marker report")?;
+        let markers = rkdump_tests::verify::kdump_markers(&file, &marker, expect)?;
+        drop(bytes);
+        let dmesg = dir.join("dmesg.txt");
+        let _ = std::fs::remove_file(&dmesg);
+        rkdump_tests::tools::output(
+            std::process::Command::new("makedumpfile")
+                .arg("--dump-dmesg")
+                .arg(vmcore)
+                .arg(&dmesg),
+        )?;
+        let log = std::fs::read_to_string(&dmesg).map_err(|e| format!("{e}"))?;
+        if !log.contains("sysrq: Trigger a crash") {
+            return Err("makedumpfile --dump-dmesg: no `sysrq: Trigger a crash`".into());
+        }
+        let vmlinux = rkdump_tests::tools::debug_vmlinux(&release)?;
+        let out = rkdump_tests::tools::crash(&vmlinux, vmcore, &["bt", "log"], dir)?;
+        if !out.contains("sysrq_handle_crash") {
+            return Err(format!(
+                "crash bt lacks sysrq_handle_crash (see {})",
+                dir.join("crash.txt").display()
+            ));
+        }
+        if !out.contains("sysrq: Trigger a crash") {
+            return Err("crash log lacks the sysrq crash".into());
+        }
+        Ok(format!(
+            "{release}: {pages} pages read back, {markers} marker pages ({expect:?}); makedumpfile dmesg and crash bt/log clean ({} bytes)",
+            std::fs::metadata(vmcore).map(|m| m.len()).unwrap_or(0)
+        ))
+    };
+    check("kdump file opened by makedumpfile and crash", run())
 }
 
 /// The power-cut case: QEMU was killed mid-dump after checkpoints. Plain `save` must refuse and

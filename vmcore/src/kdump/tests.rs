@@ -1,0 +1,308 @@
+//! The writer read back by the reader: every codec, zero, raw-stored and excluded pages,
+//! several windows, the two-stream write order and selector failures (the memory bound:
+//! `vmcore/tests/kdump_bound.rs`).
+
+extern crate std;
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::read::{KdumpFile, ReadError, all_pages};
+use super::*;
+use crate::mem::{OldMemory, SinkError};
+use crate::pages::{KeepAll, PageSelector, PfnBitmap, SelectError, SelectStats};
+use crate::testing::{FakeMemory, VMCOREINFO_TEXT};
+use crate::tests::{HDR_ADDR, kf_memory};
+use crate::{DumpPlan, prepare_dump};
+
+const ZERO_AT: u64 = 0x0032_0000;
+const RANDOM_AT: u64 = 0x0035_0000;
+
+/// Keeps frames that are not multiples of `every` (a stand-in for the page filter).
+struct DropEvery(u64);
+
+impl PageSelector for DropEvery {
+    fn select(
+        &mut self,
+        _mem: &mut dyn OldMemory,
+        keep: &mut PfnBitmap,
+    ) -> Result<SelectStats, SelectError> {
+        let mut excluded = 0;
+        for pfn in keep.start_pfn()..keep.end_pfn() {
+            if pfn % self.0 == 0 && keep.get(pfn) {
+                keep.set(pfn, false);
+                excluded += 1;
+            }
+        }
+        Ok(SelectStats {
+            examined: keep.npages(),
+            excluded,
+        })
+    }
+}
+
+fn random_page(seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn machine() -> (FakeMemory, DumpPlan) {
+    let (mut mem, _) = kf_memory(
+        2,
+        &[0, 1],
+        &[(0x0010_0000, 0x40_0000), (0x0200_0000, 0x10_0800)],
+    );
+    mem.insert(ZERO_AT, vec![0; 3 * 4096]);
+    let mut r = random_page(1);
+    r.extend(random_page(2));
+    mem.insert(RANDOM_AT, r);
+    let plan = prepare_dump(&mut mem, HDR_ADDR, None).unwrap();
+    (mem, plan)
+}
+
+fn opts(codec: Codec) -> Options {
+    Options {
+        codec,
+        dump_level: 31,
+        window_pages: 64,
+        data_align: 1,
+    }
+}
+
+fn loads(plan: &DumpPlan) -> Vec<(u64, u64)> {
+    plan.header
+        .loads()
+        .map(|(_, p)| (p.p_offset >> 12, (p.p_offset + p.p_memsz).div_ceil(4096)))
+        .collect()
+}
+
+/// Writes with `codec` and checks every frame of the file against old memory.
+fn roundtrip(codec: Codec) -> Stats {
+    let (mut mem, plan) = machine();
+    let mut file = Vec::new();
+    let mut windows = 0;
+    let stats = write_kdump(
+        &plan,
+        &mut mem,
+        &mut DropEvery(7),
+        &mut file,
+        &opts(codec),
+        &mut |e| windows += u32::from(matches!(e, Event::Progress { .. })),
+    )
+    .unwrap();
+    assert_eq!(stats.size, file.len() as u64);
+    let f = KdumpFile::parse(&file).unwrap();
+    assert_eq!(f.header.status, codec.flag());
+    assert_eq!(f.header.nr_cpus, 2);
+    assert_eq!(f.sub.dump_level, 31);
+    assert_eq!(&f.header.utsname.release[..22], b"6.1.0-56-cloud-amd64\0\0");
+    assert_eq!(f.notes().unwrap(), plan.notes.bytes());
+    assert_eq!(
+        f.vmcoreinfo().unwrap(),
+        VMCOREINFO_TEXT.as_bytes(),
+        "offset_vmcoreinfo names the note's descriptor"
+    );
+    assert_eq!(f.sub.phys_base, (-1_056_964_608i64) as u64);
+    let ranges = loads(&plan);
+    let present = |pfn: u64| ranges.iter().any(|&(s, e)| s <= pfn && pfn < e);
+    assert_eq!(f.max_mapnr(), 0x2101);
+    let pages = all_pages(&f).unwrap();
+    let mut expect = Vec::new();
+    for pfn in 0..f.max_mapnr() {
+        assert_eq!(f.present(pfn), present(pfn), "bitmap 1 at {pfn:#x}");
+        let kept = present(pfn) && pfn % 7 != 0;
+        assert_eq!(f.dumped(pfn), kept, "bitmap 2 at {pfn:#x}");
+        if kept {
+            expect.push((pfn, mem.expected(pfn << 12, 4096).unwrap()));
+        }
+    }
+    assert_eq!(pages.len(), expect.len());
+    assert!(pages == expect, "every dumped page reads back byte-exact");
+    assert_eq!(stats.pages, expect.len() as u64);
+    assert!(windows > 100, "many windows: {windows}");
+    // Zero pages share one descriptor: the first page of the data region.
+    let mut zero_offsets = Vec::new();
+    f.for_each_page(&mut |pfn, d, _| {
+        if (ZERO_AT >> 12..(ZERO_AT >> 12) + 3).contains(&pfn) {
+            zero_offsets.push(d.offset as u64);
+        }
+        if (RANDOM_AT >> 12..(RANDOM_AT >> 12) + 2).contains(&pfn) {
+            assert_eq!(
+                (d.flags, d.size),
+                (0, 4096),
+                "incompressible page stored raw"
+            );
+        }
+    })
+    .unwrap();
+    assert_eq!(zero_offsets, [stats.data_offset; 3]);
+    assert_eq!(stats.zero_pages, 3);
+    stats
+}
+
+#[test]
+fn zlib_reads_back() {
+    let s = roundtrip(Codec::Zlib);
+    assert!(s.compressed_pages > 1000 && s.raw_pages == 2, "{s:?}");
+}
+
+#[test]
+fn lzo_reads_back() {
+    let s = roundtrip(Codec::Lzo);
+    assert!(s.compressed_pages > 1000 && s.raw_pages == 2, "{s:?}");
+}
+
+#[test]
+fn none_reads_back() {
+    let s = roundtrip(Codec::None);
+    assert_eq!(s.compressed_pages, 0);
+    assert_eq!(s.raw_pages + s.zero_pages, s.pages);
+}
+
+#[test]
+fn damaged_page_data_is_caught() {
+    let (mut mem, plan) = machine();
+    let mut file = Vec::new();
+    let s = write_kdump(
+        &plan,
+        &mut mem,
+        &mut KeepAll,
+        &mut file,
+        &opts(Codec::Zlib),
+        &mut |_| {},
+    )
+    .unwrap();
+    // A byte inside the first compressed page (after the shared zero page).
+    file[s.data_offset as usize + 4096 + 10] ^= 0xff;
+    let f = KdumpFile::parse(&file).unwrap();
+    match all_pages(&f) {
+        Err(ReadError::Page { .. }) => {}
+        Ok(pages) => {
+            let differs = pages
+                .iter()
+                .any(|(pfn, p)| *p != mem.expected(pfn << 12, 4096).unwrap());
+            assert!(differs, "a flipped byte must show");
+        }
+        Err(e) => panic!("unexpected {e}"),
+    }
+    file[0] = b'X';
+    assert!(matches!(KdumpFile::parse(&file), Err(ReadError::Signature)));
+}
+
+/// Checks the two-stream order of [`KdumpSink`] and keeps the bytes.
+#[derive(Default)]
+struct Ordered {
+    file: Vec<u8>,
+    meta: u64,
+    data: Option<u64>,
+}
+
+impl KdumpSink for Ordered {
+    fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<(), SinkError> {
+        let end = offset + bytes.len() as u64;
+        if offset == self.meta && self.data.is_none_or(|_| true) && Some(offset) != self.data {
+            self.meta = end;
+        } else if self.data.is_none() || self.data == Some(offset) {
+            assert!(
+                self.data.is_some() || offset > self.meta,
+                "data starts after the metadata"
+            );
+            self.data = Some(end);
+        } else {
+            panic!("write at {offset:#x} continues neither stream");
+        }
+        self.file.write_at(offset, bytes)
+    }
+}
+
+#[test]
+fn two_streams_and_aligned_data() {
+    let (mut mem, plan) = machine();
+    let mut sink = Ordered::default();
+    let o = Options {
+        data_align: 1 << 20,
+        ..opts(Codec::Lzo)
+    };
+    let s = write_kdump(&plan, &mut mem, &mut KeepAll, &mut sink, &o, &mut |_| {}).unwrap();
+    assert_eq!(s.data_offset % (1 << 20), 0);
+    assert_eq!(sink.meta, s.data_offset, "metadata padded up to the data");
+    assert_eq!(sink.data, Some(s.size));
+    let f = KdumpFile::parse(&sink.file).unwrap();
+    assert_eq!(all_pages(&f).unwrap().len() as u64, s.pages);
+}
+
+/// Fails on one window, or decides differently the second time it sees a window.
+struct Flaky {
+    calls: u64,
+    fail_at: Option<u64>,
+    flip_at: Option<u64>,
+}
+
+impl PageSelector for Flaky {
+    fn select(
+        &mut self,
+        _mem: &mut dyn OldMemory,
+        keep: &mut PfnBitmap,
+    ) -> Result<SelectStats, SelectError> {
+        self.calls += 1;
+        keep.set_range(keep.start_pfn(), keep.npages(), false);
+        if Some(keep.start_pfn()) == self.fail_at {
+            return Err(SelectError::Inconsistent("test"));
+        }
+        if Some(keep.start_pfn()) == self.flip_at && self.calls > 200 {
+            keep.set(keep.start_pfn(), true);
+        }
+        Ok(SelectStats::default())
+    }
+}
+
+#[test]
+fn failed_window_kept_whole_and_unstable_selector_refused() {
+    let (mut mem, plan) = machine();
+    let mut file = Vec::new();
+    let mut failed = Vec::new();
+    let mut sel = Flaky {
+        calls: 0,
+        fail_at: Some(0x100),
+        flip_at: None,
+    };
+    let s = write_kdump(
+        &plan,
+        &mut mem,
+        &mut sel,
+        &mut file,
+        &opts(Codec::Zlib),
+        &mut |e| {
+            if let Event::SelectorFailed { start_pfn, .. } = e {
+                failed.push(start_pfn)
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(failed, [0x100, 0x100], "reported in both selecting walks");
+    assert_eq!(s.pages, 64, "only the failed window's pages");
+    let f = KdumpFile::parse(&file).unwrap();
+    assert!((0x100..0x140).all(|p| f.dumped(p)) && !f.dumped(0x140));
+
+    let mut sel = Flaky {
+        calls: 0,
+        fail_at: None,
+        flip_at: Some(0x2000),
+    };
+    let e = write_kdump(
+        &plan,
+        &mut mem,
+        &mut sel,
+        &mut Vec::new(),
+        &opts(Codec::Zlib),
+        &mut |_| {},
+    );
+    assert_eq!(e.unwrap_err(), Error::Unstable { start_pfn: 0x2000 });
+}
