@@ -363,14 +363,15 @@ impl Case {
         }
         if name == "dump-serial" {
             // The whole vmcore over COM2. QEMU's UART moves ~0.5 MiB/s here (one host write per
-            // byte), so the guest is kept small for the run to stay within CI time.
+            // byte), so the guest is kept small for the run to stay within CI time; 192M because
+            // the e2e initramfs (17-21 MB, unpacked in RAM) leaves a 128M guest out of memory.
             let mut c = Case::standard("kf-low", capture)?;
             c.name = name.to_string();
-            c.memory = "128M".to_string();
+            c.memory = "192M".to_string();
             c.crashkernel = "crashkernel=16M".to_string();
             c.marker_mib = 16;
             c.full_run = true;
-            c.timeout = Duration::from_secs(900);
+            c.timeout = Duration::from_secs(1200);
             c.tag = fresh_tag(name);
             return Some(c);
         }

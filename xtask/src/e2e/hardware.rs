@@ -420,7 +420,7 @@ pub const WATCHDOG_TIMEOUT_S: u32 = 30;
 
 /// The watchdog cases: Debian's generic kernel arms QEMU's `i6300esb` (busybox `watchdog`
 /// petting it until the crash), then rkdump dumps for far longer than the timeout: a disk dump
-/// of the 1 GiB guest throttled to 16 MiB/s (about 70 s), or the serial dump of the 128 MiB
+/// of the 1 GiB guest throttled to 16 MiB/s (about 70 s), or the serial dump of the 192 MiB
 /// guest (minutes). `pet` (the default) and `off` must finish; `keep` must be reset mid-dump.
 fn watchdog_case(name: &str, capture: CaptureKind) -> Option<Case> {
     let (base, mode) = match name {
