@@ -661,9 +661,9 @@ fn check_saved_vmcore(log: &ConsoleLog, image: &Path) -> Check {
 
 /// Every rkdump case (handoff checks on both loaders, below and above 4 GiB, with and without an
 /// initrd, a refused image; full dumps with verification and their negative controls), for
-/// `cargo xtask test`; the [`SLOW_CASE_NAMES`] only when `slow`. Prints each report and the
-/// summary table; returns the results.
-pub fn run_for_test(kernel: &Path, slow: bool) -> Result<Vec<CaseResult>, String> {
+/// `cargo xtask test`; the [`SLOW_CASE_NAMES`] only when `slow`; then the `service` case. Prints
+/// each report and the summary table; returns each case's name and whether it passed.
+pub fn run_for_test(kernel: &Path, slow: bool) -> Result<Vec<(String, bool)>, String> {
     let h = Harness::setup(kernel, None, false, false)?;
     let mut cases = Vec::new();
     for name in CASE_NAMES
@@ -681,7 +681,15 @@ pub fn run_for_test(kernel: &Path, slow: bool) -> Result<Vec<CaseResult>, String
             Case::standard(name, CaptureKind::Rkdump).ok_or_else(|| format!("no case {name}"))?,
         );
     }
-    run_cases(&h, &cases)
+    let mut outcomes: Vec<(String, bool)> = run_cases(&h, &cases)?
+        .iter()
+        .map(|r| (r.case.name.clone(), r.passed()))
+        .collect();
+    // The service case: four boots of the same disks, run as users run `rkdumpctl boot`.
+    let r = service::run(&h)?;
+    println!("{}", r.report());
+    outcomes.push((service::NAME.to_string(), r.passed()));
+    Ok(outcomes)
 }
 
 /// Runs `cases` in turn, printing each report, then prints the summary table and writes it to
