@@ -84,10 +84,13 @@ pub fn dump_dir_name(h: &RecordHeader, now: u64) -> String {
     format!("{}-{release}", compact_utc(when))
 }
 
-/// Hook for the crash report and console text the record may carry (the record format does not
-/// carry them yet): writes them into `dir` and returns the panic reason. Today: nothing.
-fn write_report(_device: &Path, _dir: &Path) -> Option<String> {
-    None
+/// The dump's reason: the `panic:` line of the crash report `save` wrote beside the vmcore
+/// (`vmcore.report.txt`, from the record's report area), when the record carried one.
+fn report_reason(dir: &Path) -> Option<String> {
+    let text = fs::read_to_string(dir.join("vmcore.report.txt")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("panic:"))
+        .map(|r| r.trim().to_string())
 }
 
 /// Saves the unsaved dump `h` on `device` into a new directory under `save_dir`.
@@ -135,7 +138,7 @@ pub fn save_dump(device: &Path, h: &RecordHeader, save_dir: &Path) -> Result<Sav
         bytes: fs::metadata(&vmcore).map_or(0, |m| m.len()),
         record_state: format!("{:?}", h.state),
         verified,
-        reason: write_report(device, &dir),
+        reason: report_reason(&dir),
     };
     let mut text = serde_json::to_string_pretty(&saved).map_err(|e| e.to_string())?;
     text.push('\n');

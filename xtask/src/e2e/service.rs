@@ -321,6 +321,13 @@ pub fn run(h: &Harness) -> Result<ServiceResult, String> {
                     }),
                 ));
                 checks.push(check(
+                    &name("crash report saved beside the vmcore"),
+                    saved
+                        .as_ref()
+                        .map_err(Clone::clone)
+                        .and_then(|(_, d)| saved_report(&dir, &im, d)),
+                ));
+                checks.push(check(
                     &name("estimate31 vs makedumpfile"),
                     saved.and_then(|(p, _)| estimate31_error(&p, estimate31)),
                 ));
@@ -455,6 +462,32 @@ fn extract(dir: &Path, im: &Images, dirline: Option<&String>) -> Result<(PathBuf
         return Err(format!("debugfs: {}", String::from_utf8_lossy(&o.stderr)));
     }
     Ok((out, d.to_string()))
+}
+
+/// The crash report `save` wrote beside the saved vmcore (`vmcore.report.txt`, from the record's
+/// report area), read out of the ext4 image: it must name the sysrq crash.
+fn saved_report(dir: &Path, im: &Images, d: &str) -> Result<String, String> {
+    let out = dir.join("saved-report.txt");
+    let cmd = format!("dump {d}/vmcore.report.txt {}", out.display());
+    let o = Command::new("debugfs")
+        .args(["-R", &cmd])
+        .arg(&im.crashfs)
+        .output()
+        .map_err(|e| format!("debugfs: {e}"))?;
+    let text = std::fs::read_to_string(&out).map_err(|e| {
+        format!(
+            "no {d}/vmcore.report.txt ({e}): {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )
+    })?;
+    let _ = std::fs::remove_file(&out);
+    match text.lines().find(|l| l.contains("sysrq triggered crash")) {
+        Some(l) => Ok(format!("{d}/vmcore.report.txt: {}", l.trim())),
+        None => Err(format!(
+            "{d}/vmcore.report.txt lacks the panic reason: {:?}",
+            text.lines().take(5).collect::<Vec<_>>()
+        )),
+    }
 }
 
 /// The level-31 estimate taken just before the crash against `makedumpfile -E -d 31` of the
