@@ -329,11 +329,11 @@ impl VirtMemory for NoVirt {
     }
 }
 
-/// Formats seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC`.
-pub fn utc(secs: u64) -> String {
+/// Seconds since the epoch as UTC (year, month, day, hour, minute, second): civil-from-days,
+/// proleptic Gregorian, days since 1970-01-01. One place for every date rkdump's tools print.
+pub fn civil_utc(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
-    // Civil-from-days (proleptic Gregorian), days since 1970-01-01.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -343,12 +343,13 @@ pub fn utc(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    (y, m, d, rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// Formats seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn utc(secs: u64) -> String {
+    let (y, m, d, h, mi, s) = civil_utc(secs);
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
 }
 
 /// [`render`] within `max` bytes (the record's report area): the oldest log lines are left
