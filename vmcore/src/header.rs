@@ -321,24 +321,9 @@ impl ElfCoreHeader {
     /// the checks of [`ElfCoreHeader::read`]; also usable on a vmcore file's first bytes, whose program
     /// headers satisfy the same rules with `p_offset` being a file offset.
     pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
-        let available = bytes.len() as u64;
-        let ehdr_bytes = bytes.get(..EHDR_SIZE).ok_or(Error::Truncated {
-            needed: EHDR_SIZE as u64,
-            available,
-        })?;
-        let ehdr = validate_ehdr(ehdr_bytes)?;
-        let ph_len = phdr_table_len(ehdr.e_phnum);
-        let needed = EHDR_SIZE as u64 + ph_len;
-        let table = bytes
-            .get(EHDR_SIZE..EHDR_SIZE + ph_len as usize)
-            .ok_or(Error::Truncated { needed, available })?;
-        let phdrs = parse_phdrs(table, ehdr.e_phnum)?;
-        validate_phdrs(&phdrs)?;
-        Ok(Self {
-            ehdr,
-            phdrs,
-            dropped: Vec::new(),
-        })
+        let h = Self::parse_file(bytes)?;
+        validate_phdrs(&h.phdrs)?;
+        Ok(h)
     }
 
     /// Parses the headers of a vmcore *file* (what `rkdumpctl inspect` reads): the ELF header
