@@ -6,8 +6,9 @@ use alloc::format;
 
 use super::*;
 use crate::block::regs::Regs;
+use crate::hw::Mmio;
 use crate::pci::PciDevice;
-use crate::reinit::{DriverCtx, DriverError, FnDriver, PreinitReport};
+use crate::reinit::{BarResetDriver, DriverError, PreinitReport};
 use crate::time::{Clock, poll_until};
 
 /// PCI device ids of the e1000e parts handled (82574L, what QEMU's `e1000e` presents).
@@ -19,17 +20,12 @@ pub fn matches(dev: &PciDevice) -> bool {
 }
 
 /// The reinit engine's e1000e driver.
-pub const DRIVER: FnDriver = FnDriver {
+pub const DRIVER: BarResetDriver = BarResetDriver {
     name: "e1000e",
     matches,
-    preinit,
+    bar: 0,
+    reset: |regs: &Mmio, clock, budget_us| reset(regs, clock, budget_us),
 };
-
-fn preinit(ctx: &mut DriverCtx<'_>, dev: &PciDevice) -> Result<PreinitReport, DriverError> {
-    let regs = ctx.platform.map_bar(dev, 0)?;
-    let budget = ctx.time_left_us();
-    reset(&regs, ctx.clock, budget)
-}
 
 /// Resets the NIC behind `regs` (BAR0), proving it by read-back.
 pub fn reset(

@@ -203,6 +203,39 @@ impl Driver for FnDriver {
     }
 }
 
+/// A driver whose whole preinit is "reset what sits behind one memory BAR, proving it by
+/// read-back, within the time the engine left": the shape of the controllers rkdump resets but
+/// never drives (xHCI, e1000e).
+#[derive(Clone, Copy)]
+pub struct BarResetDriver {
+    /// Short name for reports.
+    pub name: &'static str,
+    /// [`Driver::matches`].
+    pub matches: fn(&PciDevice) -> bool,
+    /// The memory BAR holding the registers `reset` needs.
+    pub bar: u8,
+    /// Resets the device behind the mapped BAR within `budget_us` of `clock`.
+    pub reset: fn(&Mmio, &dyn Clock, u64) -> Result<PreinitReport, DriverError>,
+}
+
+impl Driver for BarResetDriver {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn matches(&self, dev: &PciDevice) -> bool {
+        (self.matches)(dev)
+    }
+    fn preinit(
+        &mut self,
+        ctx: &mut DriverCtx<'_>,
+        dev: &PciDevice,
+    ) -> Result<PreinitReport, DriverError> {
+        let regs = ctx.platform.map_bar(dev, self.bar)?;
+        let budget = ctx.time_left_us();
+        (self.reset)(&regs, ctx.clock, budget)
+    }
+}
+
 /// Index of a registered driver in a [`DriverSet`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DriverId(pub usize);

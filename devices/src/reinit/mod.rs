@@ -44,8 +44,8 @@ use alloc::string::ToString;
 use alloc::vec::Vec;
 
 pub use driver::{
-    Driver, DriverCtx, DriverError, DriverId, DriverSet, FnDriver, NoPlatform, Platform,
-    PreinitReport,
+    BarResetDriver, Driver, DriverCtx, DriverError, DriverId, DriverSet, FnDriver, NoPlatform,
+    Platform, PreinitReport,
 };
 pub use firmware::{AddressChange, AddressOutcome, AddressRestore, restore_addresses};
 pub use policy::{DEFAULT_BUDGET_MS, DEFAULT_PER_DEVICE_CAP_MS, Policy};

@@ -239,19 +239,12 @@ pub fn flr(cfg: &dyn ConfigSpace, clock: &dyn Clock, bdf: Bdf, deadline: Deadlin
         Ok(p) => p,
         Err(why) => return Run::NotApplicable(why),
     };
-    let settle = FLR_SETTLE_MS * 1_000;
-    let left = deadline.left_us(clock);
-    if left <= settle {
-        return Run::NoTime;
-    }
-    let tp_budget = (FLR_PENDING_WAIT_MS * 1_000).min(left - settle - 1);
-    let pending = wait_until(clock, tp_budget, 10_000, 100_000, || {
-        cfg.read16(bdf, p + pcie_reg::DEVSTA) & pcie_reg::DEVSTA_TRPND == 0
-    })
-    .is_err();
-    let devctl = cfg.read16(bdf, p + pcie_reg::DEVCTL);
-    cfg.write16(bdf, p + pcie_reg::DEVCTL, devctl | pcie_reg::DEVCTL_BCR_FLR);
-    finish(cfg, clock, bdf, deadline, settle, u64::MAX, pending)
+    let idle = || cfg.read16(bdf, p + pcie_reg::DEVSTA) & pcie_reg::DEVSTA_TRPND == 0;
+    let initiate = || {
+        let devctl = cfg.read16(bdf, p + pcie_reg::DEVCTL);
+        cfg.write16(bdf, p + pcie_reg::DEVCTL, devctl | pcie_reg::DEVCTL_BCR_FLR);
+    };
+    timed_flr(cfg, clock, bdf, deadline, idle, initiate)
 }
 
 /// The AF capability offset if it advertises both TP and FLR.
@@ -271,17 +264,31 @@ pub fn af_flr(cfg: &dyn ConfigSpace, clock: &dyn Clock, bdf: Bdf, deadline: Dead
         Ok(a) => a,
         Err(why) => return Run::NotApplicable(why),
     };
+    let idle = || cfg.read8(bdf, a + af::STATUS) & af::STATUS_TP == 0;
+    let initiate = || cfg.write8(bdf, a + af::CTRL, af::CTRL_FLR);
+    timed_flr(cfg, clock, bdf, deadline, idle, initiate)
+}
+
+/// The part both FLR flavours share: give Transactions Pending up to [`FLR_PENDING_WAIT_MS`] to
+/// clear (`idle`), `initiate` the reset whether or not it did (Linux goes ahead too, and says
+/// so), then wait out the settle time and poll readiness. Gives up before touching the device
+/// when the deadline cannot cover the settle time.
+fn timed_flr(
+    cfg: &dyn ConfigSpace,
+    clock: &dyn Clock,
+    bdf: Bdf,
+    deadline: Deadline,
+    idle: impl FnMut() -> bool,
+    initiate: impl FnOnce(),
+) -> Run {
     let settle = FLR_SETTLE_MS * 1_000;
     let left = deadline.left_us(clock);
     if left <= settle {
         return Run::NoTime;
     }
     let tp_budget = (FLR_PENDING_WAIT_MS * 1_000).min(left - settle - 1);
-    let pending = wait_until(clock, tp_budget, 10_000, 100_000, || {
-        cfg.read8(bdf, a + af::STATUS) & af::STATUS_TP == 0
-    })
-    .is_err();
-    cfg.write8(bdf, a + af::CTRL, af::CTRL_FLR);
+    let pending = wait_until(clock, tp_budget, 10_000, 100_000, idle).is_err();
+    initiate();
     finish(cfg, clock, bdf, deadline, settle, u64::MAX, pending)
 }
 

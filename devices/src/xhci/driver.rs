@@ -7,8 +7,9 @@ use alloc::format;
 
 use super::*;
 use crate::block::regs::Regs;
+use crate::hw::Mmio;
 use crate::pci::PciDevice;
-use crate::reinit::{DriverCtx, DriverError, FnDriver, PreinitReport};
+use crate::reinit::{BarResetDriver, DriverError, PreinitReport};
 use crate::time::{Clock, poll_until};
 
 /// Whether `dev` is an xHCI controller: class 0Ch (serial bus), subclass 03h (USB), programming
@@ -18,17 +19,12 @@ pub fn matches(dev: &PciDevice) -> bool {
 }
 
 /// The reinit engine's xHCI driver.
-pub const DRIVER: FnDriver = FnDriver {
+pub const DRIVER: BarResetDriver = BarResetDriver {
     name: "xhci",
     matches,
-    preinit,
+    bar: 0,
+    reset: |regs: &Mmio, clock, budget_us| reset(regs, clock, budget_us),
 };
-
-fn preinit(ctx: &mut DriverCtx<'_>, dev: &PciDevice) -> Result<PreinitReport, DriverError> {
-    let regs = ctx.platform.map_bar(dev, 0)?;
-    let budget = ctx.time_left_us();
-    reset(&regs, ctx.clock, budget)
-}
 
 /// Halts and resets the controller behind `regs` (BAR0), proving it by read-back.
 pub fn reset(
