@@ -207,3 +207,19 @@ pub fn vmcoreinfo_buffer(text: &str, capacity: usize) -> Vec<u8> {
 pub const VMCOREINFO_TEXT: &str = "OSRELEASE=6.1.0-56-cloud-amd64\nBUILD-ID=0123456789abcdef\n\
 PAGESIZE=4096\nSYMBOL(init_uts_ns)=ffffffff82a14760\nNUMBER(phys_base)=-1056964608\n\
 KERNELOFFSET=1c000000\nNUMBER(pgtable_l5_enabled)=0\nCRASHTIME=1735689600\n";
+
+/// Puts the elfcorehdr of `phdrs` into `mem` at `hdr` and returns its plan and the vmcore any
+/// writer must reproduce: the reference, streamed to memory by [`crate::write_vmcore`].
+pub fn plan_and_vmcore(
+    mem: &mut FakeMemory,
+    hdr: u64,
+    phdrs: &[Elf64_Phdr],
+) -> (crate::DumpPlan, Vec<u8>) {
+    mem.insert(hdr, header_blob(phdrs));
+    let plan = crate::prepare_dump(mem, hdr, None).expect("test crash must plan");
+    let mut vmcore = Vec::new();
+    let mut buf = alloc::vec![0u8; 1 << 20];
+    crate::write_vmcore(&plan.layout, mem, &mut vmcore, &mut buf, &mut |_, _| {})
+        .expect("test crash must write");
+    (plan, vmcore)
+}

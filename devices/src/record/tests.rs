@@ -8,9 +8,9 @@ use alloc::vec::Vec;
 use rkdump_vmcore::elf::Elf64_Phdr;
 use rkdump_vmcore::testing::{
     FakeMemory, VMCOREINFO_TEXT, cpu_note_buffer, header_blob, load_phdr, note_phdr,
-    vmcoreinfo_buffer,
+    plan_and_vmcore, vmcoreinfo_buffer,
 };
-use rkdump_vmcore::{DumpPlan, OldMemError, prepare_dump, write_vmcore};
+use rkdump_vmcore::{DumpPlan, OldMemError, prepare_dump};
 
 use super::read::{self, ReadError};
 use super::*;
@@ -70,22 +70,9 @@ fn crash(arena: &mut Arena) -> (DumpPlan, Vec<u8>) {
     reference(mem, &phdrs)
 }
 
-/// Puts the elfcorehdr of `phdrs` into `mem` and returns its plan and the vmcore the writer must
-/// reproduce (streamed to memory by the vmcore crate, not through any device).
+/// The plan and reference vmcore of the crash in `mem` described by `phdrs`.
 fn reference(mut mem: FakeMemory, phdrs: &[Elf64_Phdr]) -> (DumpPlan, Vec<u8>) {
-    mem.insert(HDR, header_blob(phdrs));
-    let plan = prepare_dump(&mut mem, HDR, None).unwrap();
-    let mut vmcore = Vec::new();
-    let mut buf = vec![0u8; 1 << 20];
-    write_vmcore(
-        &plan.layout,
-        &mut mem,
-        &mut vmcore,
-        &mut buf,
-        &mut |_, _| {},
-    )
-    .unwrap();
-    (plan, vmcore)
+    plan_and_vmcore(&mut mem, HDR, phdrs)
 }
 
 /// Reads a disk image back as `rkdumpctl save` does: the record and its vmcore bytes.

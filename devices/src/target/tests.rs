@@ -6,9 +6,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rkdump_vmcore::testing::{
-    FakeMemory, VMCOREINFO_TEXT, header_blob, load_phdr, note_phdr, vmcoreinfo_buffer,
+    FakeMemory, VMCOREINFO_TEXT, load_phdr, note_phdr, plan_and_vmcore, vmcoreinfo_buffer,
 };
-use rkdump_vmcore::{DumpPlan, OldMemError, prepare_dump, write_vmcore};
+use rkdump_vmcore::{DumpPlan, OldMemError};
 use zerocopy::IntoBytes;
 use zerocopy::little_endian::{U32, U64};
 
@@ -550,19 +550,7 @@ fn crash(arena: &mut Arena, ram_bytes: usize) -> (DumpPlan, Vec<u8>) {
             ram_bytes as u64,
         ),
     ];
-    mem.insert(HDR, header_blob(&phdrs));
-    let plan = prepare_dump(&mut mem, HDR, None).unwrap();
-    let mut vmcore = Vec::new();
-    let mut buf = vec![0u8; 1 << 20];
-    write_vmcore(
-        &plan.layout,
-        &mut mem,
-        &mut vmcore,
-        &mut buf,
-        &mut |_, _| {},
-    )
-    .unwrap();
-    (plan, vmcore)
+    plan_and_vmcore(&mut mem, HDR, &phdrs)
 }
 
 /// The acceptance shape of the partition target on a model disk: three GPT partitions, the
