@@ -9,12 +9,14 @@
 //!
 //! - [`printk`]: the lockless printk ring buffer through VMCOREINFO's offsets;
 //! - [`kallsyms`]: the kernel's symbol table, found in old memory by its structure;
-//! - [`stack`]: the call trace by a stack scan (Debian's kernels have no frame pointers).
+//! - [`stack`]: the call trace by a stack scan (Debian's kernels have no frame pointers);
+//! - [`task`]: each CPU's running task and its command name.
 
 pub mod cache;
 pub mod kallsyms;
 pub mod printk;
 pub mod stack;
+pub mod task;
 pub use crate::kernel::virt;
 
 #[cfg(any(test, feature = "testing"))]
@@ -54,6 +56,12 @@ fn read_u64(mem: &mut impl VirtMemory, va: u64) -> Result<u64, VirtError> {
     let mut b = [0u8; 8];
     mem.read_virt(va, &mut b)?;
     Ok(u64::from_le_bytes(b))
+}
+
+fn read_vec_virt(mem: &mut impl VirtMemory, va: u64, len: usize) -> Result<Vec<u8>, VirtError> {
+    let mut v = alloc::vec![0u8; len];
+    mem.read_virt(va, &mut v)?;
+    Ok(v)
 }
 
 fn parse_hex(s: &str) -> Option<u64> {
@@ -270,13 +278,100 @@ fn build_from(mem: &mut impl VirtMemory, input: Inputs<'_>) -> Report {
             }
         }
     }
+    // One pass over the symbol names for the tasks and, when the caller knows no kernel-text
+    // range (a kdump-compressed file has no program headers), the image's `_text`.._end`.
+    let mut kernel_image = input.kernel_image;
+    if let Some(k) = &syms {
+        let mut names = alloc::vec::Vec::from(task::SYMBOLS);
+        names.extend(["_text", "_end"]);
+        match k.addresses_of(mem, &names) {
+            Ok(addrs) => {
+                if let (None, Some(Some(start)), Some(Some(end))) =
+                    (kernel_image, addrs.get(4), addrs.get(5))
+                    && start < end
+                {
+                    kernel_image = Some((*start, *end));
+                }
+                name_tasks(mem, &addrs, &mut cpus, r.crashing_known, &mut r.errors);
+            }
+            Err(e) => r.errors.push(format!("tasks: kallsyms names: {e}")),
+        }
+    }
     if let Some(first) = cpus.first() {
-        let (trace, errs) = stack::scan(mem, syms.as_ref(), &first.regs, input.kernel_image);
+        let (trace, errs) = stack::scan(mem, syms.as_ref(), &first.regs, kernel_image);
         r.errors.extend(errs);
         r.trace = Some(trace);
     }
     r.cpus = cpus;
     r
+}
+
+/// Where each CPU's command name came from when it was read from its task.
+pub const COMM_FROM_TASK: &str = "task_struct";
+/// The same, when the task's pid was also checked against the note's.
+pub const COMM_FROM_TASK_PID: &str = "task_struct, pid checked";
+
+/// Names the task of each CPU from its `task_struct` ([`task`]). The crashing CPU's task must
+/// carry the name printk gave it (when known), or no name is taken from task memory.
+fn name_tasks(
+    mem: &mut impl VirtMemory,
+    addrs: &[Option<u64>],
+    cpus: &mut [Cpu],
+    crashing_known: bool,
+    errors: &mut Vec<String>,
+) {
+    let mut layout = match task::TaskLayout::locate(mem, addrs) {
+        Ok(l) => l,
+        Err(e) => {
+            errors.push(format!("tasks: {e}: command names not read"));
+            return;
+        }
+    };
+    if crashing_known && let Some(c) = cpus.first() {
+        let printk = c.comm.as_ref().map(|(n, _)| n.clone()).unwrap_or_default();
+        let got = layout
+            .current_task(mem, c.index)
+            .and_then(|t| Ok((t, layout.comm(mem, t)?)));
+        match got {
+            Ok((t, name)) if name == printk => {
+                layout.learn_pid(mem, t, c.regs.pr_pid);
+            }
+            Ok((_, name)) => {
+                errors.push(format!(
+                    "tasks: cpu {} runs {name:?} by its task_struct, printk says {printk:?}: command names not read",
+                    c.index
+                ));
+                return;
+            }
+            Err(e) => {
+                errors.push(format!("tasks: crashing {e}: command names not read"));
+                return;
+            }
+        }
+    }
+    for (i, c) in cpus.iter_mut().enumerate() {
+        let read = layout.current_task(mem, c.index).and_then(|t| {
+            let name = layout.comm(mem, t)?;
+            match layout.pid(mem, t) {
+                None => Ok((name, COMM_FROM_TASK)),
+                Some(Ok(pid)) if pid == c.regs.pr_pid => Ok((name, COMM_FROM_TASK_PID)),
+                Some(Ok(pid)) => Err(format!(
+                    "cpu {}: task {t:#x} has pid {pid}, the note {}",
+                    c.index, c.regs.pr_pid
+                )),
+                Some(Err(e)) => Err(e),
+            }
+        });
+        match read {
+            Ok((name, how)) => {
+                // printk's line stays the crashing CPU's source; it was checked equal above.
+                if !(crashing_known && i == 0) {
+                    c.comm = Some((name, how));
+                }
+            }
+            Err(e) => errors.push(format!("tasks: {e}")),
+        }
+    }
 }
 
 /// Builds the report over the crashed kernel's physical memory: VMCOREINFO gives the page-table

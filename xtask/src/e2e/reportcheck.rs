@@ -104,6 +104,90 @@ impl Printed {
     }
 }
 
+/// A report's CPU line: `cpu <n>[ (role)]: pid <p> comm <name> (<how>)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskLine {
+    /// CPU index.
+    pub cpu: usize,
+    /// pid.
+    pub pid: i64,
+    /// Command name, `None` when the report shows `?`.
+    pub comm: Option<String>,
+    /// Where the name came from (the text in parentheses).
+    pub how: String,
+}
+
+impl Printed {
+    /// The CPU lines.
+    pub fn tasks(&self) -> Vec<TaskLine> {
+        self.body
+            .iter()
+            .filter_map(|l| {
+                let rest = l.strip_prefix("cpu ")?;
+                let cpu = rest.split([' ', ':']).next()?.parse().ok()?;
+                let after = rest.split(": pid ").nth(1)?;
+                let (pid, after) = after.split_once(" comm ")?;
+                let (name, how) = after.split_once(" (")?;
+                Some(TaskLine {
+                    cpu,
+                    pid: pid.parse().ok()?,
+                    comm: (name != "?").then(|| name.to_string()),
+                    how: how.trim_end_matches(')').to_string(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Every CPU of the report against crash's `bt -a` block for that CPU: same pid, and the same
+/// command name wherever the report shows one. Err on the first difference, or when the
+/// report names no task from task memory (the point of the check).
+pub fn compare_tasks(report: &[TaskLine], crash: &[CrashBt]) -> Result<String, String> {
+    if report.is_empty() {
+        return Err("the report shows no CPU".into());
+    }
+    let mut named = 0;
+    for t in report {
+        let b = crash
+            .iter()
+            .find(|b| b.cpu == t.cpu)
+            .ok_or(format!("crash bt -a shows no task on CPU {}", t.cpu))?;
+        if b.pid != t.pid {
+            return Err(format!(
+                "cpu {}: report pid {}, crash PID {}",
+                t.cpu, t.pid, b.pid
+            ));
+        }
+        match &t.comm {
+            Some(c) if *c != b.command => {
+                return Err(format!(
+                    "cpu {}: report comm {c:?} ({}), crash COMMAND {:?}",
+                    t.cpu, t.how, b.command
+                ));
+            }
+            Some(_) => named += 1,
+            None => {}
+        }
+    }
+    let from_task = report.iter().filter(|t| t.how.contains("task_struct")).count();
+    if named < report.len() {
+        return Err(format!(
+            "{} of {} CPUs without a command name",
+            report.len() - named,
+            report.len()
+        ));
+    }
+    Ok(format!(
+        "{} CPUs: pid and command equal crash's ({from_task} read from the task): {}",
+        report.len(),
+        report
+            .iter()
+            .map(|t| format!("cpu {} pid {} {:?}", t.cpu, t.pid, t.comm))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
 /// `user_regs_struct` order (Linux arch/x86/include/asm/user_64.h), for decoding the notes here
 /// independently of rkdump's own parser.
 const USER_REGS: [&str; 27] = [
@@ -328,6 +412,44 @@ pub fn apply(case: &Case, log: &ConsoleLog, vmcore: &Path, dir: &Path, checks: &
         },
     ));
 
+    // 7. The trace and the CPUs' tasks against `crash` (Debian -dbg vmlinux) on the same file.
+    let crash_dir = dir.join("report-crash");
+    let crash_out = p
+        .line_after("crashed kernel: ")
+        .ok_or_else(|| "no `crashed kernel:` line".to_string())
+        .and_then(|release| {
+            let vmlinux =
+                rkdump_tests::tools::debug_vmlinux(release).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(&crash_dir).map_err(|e| e.to_string())?;
+            rkdump_tests::tools::crash(&vmlinux, vmcore, &["bt -a"], &crash_dir)
+                .map_err(|e| e.to_string())
+        })
+        .map(|out| crash_bts(&out));
+    checks.push(check(
+        "report call trace agrees with crash bt",
+        crash_out.clone().and_then(|bts| {
+            let cpu = p.cpus().first().map(|c| c.0).ok_or("no CPU in the report")?;
+            let bt = bts
+                .iter()
+                .find(|b| b.cpu == cpu)
+                .ok_or(format!("crash bt -a shows no task on CPU {cpu}"))?;
+            let s = compare_trace(&trace, &bt.frames, want)?;
+            Ok(format!(
+                "crash's {} frames from {want} outwards all in the report in order; \
+                 crash frames {}, report frames {}, missed {:?}, extra {:?}",
+                s.reference,
+                bt.frames.len(),
+                trace.len(),
+                s.missed,
+                s.extra
+            ))
+        }),
+    ));
+    checks.push(check(
+        "report CPUs' tasks agree with crash bt -a",
+        crash_out.and_then(|bts| compare_tasks(&p.tasks(), &bts)),
+    ));
+
     // 6. The same code on the host, from the saved file, prints the same report.
     let lines = p
         .line_after("log: last ")
@@ -359,6 +481,127 @@ pub fn apply(case: &Case, log: &ConsoleLog, vmcore: &Path, dir: &Path, checks: &
             }
         }),
     ));
+}
+
+/// One task's block of `crash` `bt` output: the header's pid, CPU and command, and the frame
+/// function names in order (`#0` first, innermost).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrashBt {
+    /// `PID:`.
+    pub pid: i64,
+    /// `CPU:`.
+    pub cpu: usize,
+    /// `COMMAND:`, without the quotes.
+    pub command: String,
+    /// Function of each `#n [sp] func at addr` line.
+    pub frames: Vec<String>,
+}
+
+/// Parses `crash` `bt` / `bt -a` output into one [`CrashBt`] per `PID: ... CPU: ...` header.
+pub fn crash_bts(text: &str) -> Vec<CrashBt> {
+    let mut out: Vec<CrashBt> = Vec::new();
+    for l in text.lines() {
+        let t = l.trim();
+        if let Some(rest) = t.strip_prefix("PID:") {
+            let field = |key: &str| {
+                rest.split(key)
+                    .nth(1)
+                    .map(|v| v.trim_start())
+                    .and_then(|v| v.split_whitespace().next())
+            };
+            let pid = rest.split_whitespace().next().and_then(|v| v.parse().ok());
+            let cpu = field("CPU:").and_then(|v| v.parse().ok());
+            let command = rest
+                .split("COMMAND:")
+                .nth(1)
+                .map(|c| c.trim().trim_matches('"').to_string());
+            if let (Some(pid), Some(cpu), Some(command)) = (pid, cpu, command) {
+                out.push(CrashBt {
+                    pid,
+                    cpu,
+                    command,
+                    frames: Vec::new(),
+                });
+            }
+            continue;
+        }
+        // ` #3 [ffffb8d3c0013d28] sysrq_handle_crash at ffffffffb08a8a06`
+        let Some(cur) = out.last_mut() else { continue };
+        let Some(rest) = t.strip_prefix('#') else {
+            continue;
+        };
+        let mut words = rest.split_whitespace();
+        let (Some(n), Some(sp), Some(func), Some("at")) =
+            (words.next(), words.next(), words.next(), words.next())
+        else {
+            continue;
+        };
+        if n.parse::<u32>().is_ok() && sp.starts_with('[') {
+            cur.frames.push(func.to_string());
+        }
+    }
+    out
+}
+
+/// How the report's stack-scan trace compares with the frames `crash bt` unwinds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceScore {
+    /// crash's frames from the anchor function to the outermost.
+    pub reference: usize,
+    /// Of those, found in the report's trace in crash's order.
+    pub matched: usize,
+    /// crash's frames (whole trace) missing from the report.
+    pub missed: Vec<String>,
+    /// Report frames that are not in crash's trace (stale return addresses).
+    pub extra: Vec<String>,
+}
+
+/// The function of a report trace line `  [<addr>] func+0x1a/0x20` (or `func` alone).
+fn trace_function(line: &str) -> &str {
+    let f = line.split("] ").nth(1).unwrap_or(line).trim();
+    f.split('+').next().unwrap_or(f)
+}
+
+/// Compares the report's trace lines with crash's frames: every crash frame from `anchor`
+/// outwards must appear in the report, in the same order (other frames may sit between them:
+/// the scan also finds stale return addresses). Err names the first crash frame the report
+/// lacks.
+pub fn compare_trace(
+    report: &[&str],
+    crash: &[String],
+    anchor: &str,
+) -> Result<TraceScore, String> {
+    let names: Vec<&str> = report.iter().map(|l| trace_function(l)).collect();
+    let from = crash
+        .iter()
+        .position(|f| f == anchor)
+        .ok_or(format!("crash bt has no {anchor} frame: {crash:?}"))?;
+    let mut at = 0usize;
+    for f in &crash[from..] {
+        match names[at..].iter().position(|n| n == f) {
+            Some(i) => at += i + 1,
+            None => {
+                return Err(format!(
+                    "crash frame {f} (of {:?}) is not in the report's trace after position {at}: {names:?}",
+                    &crash[from..]
+                ));
+            }
+        }
+    }
+    Ok(TraceScore {
+        reference: crash.len() - from,
+        matched: crash.len() - from,
+        missed: crash
+            .iter()
+            .filter(|f| !names.contains(&f.as_str()))
+            .cloned()
+            .collect(),
+        extra: names
+            .iter()
+            .filter(|n| !crash.iter().any(|f| f == *n))
+            .map(|n| n.to_string())
+            .collect(),
+    })
 }
 
 #[cfg(test)]
