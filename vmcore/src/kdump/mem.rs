@@ -140,7 +140,15 @@ mod tests {
             window_pages: 64,
             data_align: 1,
         };
-        write_kdump(&plan, &mut mem, &mut DropFifth, &mut file, &opts, &mut |_| {}).unwrap();
+        write_kdump(
+            &plan,
+            &mut mem,
+            &mut DropFifth,
+            &mut file,
+            &opts,
+            &mut |_| {},
+        )
+        .unwrap();
         (mem, file)
     }
 
@@ -180,6 +188,37 @@ mod tests {
             ));
             assert!(km.read(u64::MAX - 3, &mut [0u8; 8]).is_err());
         }
+    }
+
+    /// The report from the written file equals the one from the memory it was written from
+    /// (what `rkdumpctl inspect` relies on; the fake machine's VMCOREINFO translates nothing,
+    /// so this compares the notes' part and the errors).
+    #[test]
+    fn the_report_from_the_file_is_the_report_from_memory() {
+        let (mut mem, bytes) = written(Codec::Lzo);
+        let plan = prepare_dump(&mut mem, HDR_ADDR, None).unwrap();
+        let from_ram =
+            crate::report::from_old_memory(&mut mem, &plan.header, &plan.notes, 50, &|| false);
+        let file = KdumpFile::parse(&bytes).unwrap();
+        let notes = crate::notes::Notes::parse_merged(file.notes().unwrap());
+        let mut km = KdumpMemory::new(&file);
+        let from_file = crate::report::from_physical(&mut km, None, &notes, 50, &|| false);
+        assert_eq!(from_file.cpu_count, 2);
+        // Without kallsyms in VMCOREINFO only the structural search would find symbols, and
+        // a file without program headers gives it no kernel-text range to search.
+        assert_eq!(
+            from_file.symbols,
+            Err(alloc::string::String::from("kernel image range unknown"))
+        );
+        let without_symbols = |r: &crate::report::Report| {
+            crate::report::render(r)
+                .lines()
+                .filter(|l| !l.contains("symbol"))
+                .map(alloc::string::String::from)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(without_symbols(&from_file), without_symbols(&from_ram));
+        assert!(without_symbols(&from_ram).len() > 15);
     }
 
     #[test]

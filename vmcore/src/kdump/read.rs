@@ -230,8 +230,13 @@ impl<'a> KdumpFile<'a> {
         if desc.offset <= 0 || desc.size as usize > PAGE {
             return Err(bad("descriptor out of range"));
         }
-        let data = slice(self.bytes, desc.offset as u64, desc.size.into(), "page data")
-            .map_err(|_| bad("data beyond the end of the file"))?;
+        let data = slice(
+            self.bytes,
+            desc.offset as u64,
+            desc.size.into(),
+            "page data",
+        )
+        .map_err(|_| bad("data beyond the end of the file"))?;
         decompress(desc.flags, data, out).ok_or(bad("data does not decompress"))
     }
 }

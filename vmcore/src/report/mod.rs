@@ -390,6 +390,19 @@ pub fn from_old_memory(
         .map(|(_, p)| p)
         .find(|p| crate::header::is_kernel_text(p))
         .map(|p| (p.p_vaddr, p.p_vaddr.saturating_add(p.p_memsz)));
+    from_physical(mem, kernel_image, notes, lines, give_up)
+}
+
+/// [`from_old_memory`] for a dump without program headers (a kdump-compressed file): the
+/// kernel-text range is `kernel_image` when known, else kallsyms' `_text`..`_end`, the range
+/// Linux's kexec loaders put in the kernel-text PT_LOAD.
+pub fn from_physical(
+    mem: &mut dyn OldMemory,
+    kernel_image: Option<(u64, u64)>,
+    notes: &Notes,
+    lines: usize,
+    give_up: &dyn Fn() -> bool,
+) -> Report {
     let input = Inputs {
         notes,
         kernel_image,

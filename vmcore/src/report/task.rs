@@ -81,7 +81,9 @@ impl TaskLayout {
         let at = base.wrapping_add(self.current);
         let task = read_u64(mem, at).map_err(|e| format!("cpu {cpu} current_task: {e}"))?;
         if task < (1 << 63) || task & 7 != 0 {
-            return Err(format!("cpu {cpu}: current task {task:#x} is not a kernel pointer"));
+            return Err(format!(
+                "cpu {cpu}: current task {task:#x} is not a kernel pointer"
+            ));
         }
         Ok(task)
     }

@@ -169,7 +169,10 @@ pub fn compare_tasks(report: &[TaskLine], crash: &[CrashBt]) -> Result<String, S
             None => {}
         }
     }
-    let from_task = report.iter().filter(|t| t.how.contains("task_struct")).count();
+    let from_task = report
+        .iter()
+        .filter(|t| t.how.contains("task_struct"))
+        .count();
     if named < report.len() {
         return Err(format!(
             "{} of {} CPUs without a command name",
@@ -196,18 +199,26 @@ const USER_REGS: [&str; 27] = [
     "gs",
 ];
 
-/// NT_PRSTATUS notes of the vmcore file: (pid, registers), in note order.
+/// NT_PRSTATUS notes of the vmcore file (ELF or kdump-compressed): (pid, registers), in note
+/// order.
 fn prstatus_of(vmcore: &Path) -> Result<Vec<(i64, Regs)>, String> {
     let f = File::open(vmcore).map_err(|e| format!("{}: {e}", vmcore.display()))?;
     let mut head = vec![0u8; 64 << 10];
     let n = f.read_at(&mut head, 0).map_err(|e| e.to_string())?;
-    let core = ElfCoreHeader::parse_file(&head[..n]).map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
-    for (_, p) in core.notes() {
-        let mut b = vec![0u8; p.p_filesz.min(16 << 20) as usize];
-        f.read_exact_at(&mut b, p.p_offset)
-            .map_err(|e| e.to_string())?;
-        bytes.extend(b);
+    if head.starts_with(&rkdump_vmcore::kdump::abi::KDUMP_SIGNATURE) {
+        // kdump-compressed: the sub-header's copy of the notes.
+        let all = std::fs::read(vmcore).map_err(|e| e.to_string())?;
+        let file = rkdump_vmcore::kdump::KdumpFile::parse(&all).map_err(|e| e.to_string())?;
+        bytes.extend_from_slice(file.notes().map_err(|e| e.to_string())?);
+    } else {
+        let core = ElfCoreHeader::parse_file(&head[..n]).map_err(|e| e.to_string())?;
+        for (_, p) in core.notes() {
+            let mut b = vec![0u8; p.p_filesz.min(16 << 20) as usize];
+            f.read_exact_at(&mut b, p.p_offset)
+                .map_err(|e| e.to_string())?;
+            bytes.extend(b);
+        }
     }
     let notes = Notes::parse_merged(&bytes);
     Ok(notes
@@ -418,8 +429,7 @@ pub fn apply(case: &Case, log: &ConsoleLog, vmcore: &Path, dir: &Path, checks: &
         .line_after("crashed kernel: ")
         .ok_or_else(|| "no `crashed kernel:` line".to_string())
         .and_then(|release| {
-            let vmlinux =
-                rkdump_tests::tools::debug_vmlinux(release).map_err(|e| e.to_string())?;
+            let vmlinux = rkdump_tests::tools::debug_vmlinux(release).map_err(|e| e.to_string())?;
             std::fs::create_dir_all(&crash_dir).map_err(|e| e.to_string())?;
             rkdump_tests::tools::crash(&vmlinux, vmcore, &["bt -a"], &crash_dir)
                 .map_err(|e| e.to_string())
@@ -428,7 +438,11 @@ pub fn apply(case: &Case, log: &ConsoleLog, vmcore: &Path, dir: &Path, checks: &
     checks.push(check(
         "report call trace agrees with crash bt",
         crash_out.clone().and_then(|bts| {
-            let cpu = p.cpus().first().map(|c| c.0).ok_or("no CPU in the report")?;
+            let cpu = p
+                .cpus()
+                .first()
+                .map(|c| c.0)
+                .ok_or("no CPU in the report")?;
             let bt = bts
                 .iter()
                 .find(|b| b.cpu == cpu)

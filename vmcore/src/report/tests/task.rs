@@ -48,7 +48,12 @@ fn machine() -> FakeVirt {
 }
 
 fn addrs() -> Vec<Option<u64>> {
-    vec![Some(PER_CPU_OFFSET), Some(CURRENT_TASK), None, Some(INIT_TASK)]
+    vec![
+        Some(PER_CPU_OFFSET),
+        Some(CURRENT_TASK),
+        None,
+        Some(INIT_TASK),
+    ]
 }
 
 fn cpu(index: usize, pid: i32, comm: Option<&str>) -> Cpu {
@@ -74,7 +79,12 @@ fn finds_comm_pid_and_each_cpus_task() {
     assert_eq!(l.learn_pid(&mut m, TASK_A, 1234), Some(PID_OFF as u64));
     assert_eq!(l.pid(&mut m, TASK_A), Some(Ok(1234)));
     // pcpu_hot (6.2+) when current_task is absent.
-    let hot = vec![Some(PER_CPU_OFFSET), None, Some(CURRENT_TASK), Some(INIT_TASK)];
+    let hot = vec![
+        Some(PER_CPU_OFFSET),
+        None,
+        Some(CURRENT_TASK),
+        Some(INIT_TASK),
+    ];
     let l2 = TaskLayout::locate(&mut m, &hot).unwrap();
     assert_eq!(l2.current_task(&mut m, 1).unwrap(), IDLE1);
 }
@@ -130,7 +140,9 @@ fn damaged_memory_gives_errors_not_names() {
     assert!(TaskLayout::locate(&mut m, &addrs()).is_err());
     // Missing symbols.
     let mut m = machine();
-    assert!(TaskLayout::locate(&mut m, &[None, Some(CURRENT_TASK), None, Some(INIT_TASK)]).is_err());
+    assert!(
+        TaskLayout::locate(&mut m, &[None, Some(CURRENT_TASK), None, Some(INIT_TASK)]).is_err()
+    );
     let l = TaskLayout::locate(&mut m, &addrs()).unwrap();
     // A task pointer that is not a kernel address; an unmapped per-CPU slot; a CPU beyond.
     m.bytes_mut(AREA[1] + CURRENT_TASK, 8)
@@ -140,7 +152,9 @@ fn damaged_memory_gives_errors_not_names() {
     assert!(l.current_task(&mut m, 2).is_err());
     assert!(l.current_task(&mut m, 100_000).is_err());
     // A name without its NUL, and one that is not text.
-    m.bytes_mut(TASK_A + COMM_OFF as u64, 16).unwrap().fill(b'a');
+    m.bytes_mut(TASK_A + COMM_OFF as u64, 16)
+        .unwrap()
+        .fill(b'a');
     assert!(l.comm(&mut m, TASK_A).is_err());
     m.bytes_mut(TASK_A + COMM_OFF as u64, 2)
         .unwrap()
