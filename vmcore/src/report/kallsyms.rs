@@ -607,8 +607,9 @@ impl Kallsyms {
         let mut chunk = vec![0u8; 0];
         let mut chunk_va = 0u64;
         for i in 0..self.num_syms {
-            // Refill a 16 KiB window so the walk costs one read per window, not per name.
-            if va < chunk_va || va + 2 + 0x7fff > chunk_va + chunk.len() as u64 {
+            // Refill a 16 KiB window so the walk costs one read per window, not per name (an
+            // entry running past the window is read whole below).
+            if va < chunk_va || va + 2 > chunk_va + chunk.len() as u64 {
                 chunk = read_vec(mem, va, 16 << 10).or_else(|_| read_vec(mem, va, 1 << 10))?;
                 chunk_va = va;
             }
