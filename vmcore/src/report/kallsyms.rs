@@ -602,6 +602,16 @@ impl Kallsyms {
         wanted: &[&str],
     ) -> Result<Vec<Option<u64>>, Error> {
         let mut out = vec![None; wanted.len()];
+        // A name is expanded only when its length (type character included) is one wanted:
+        // summing token lengths is far cheaper than building every name.
+        let mut token_len = [0usize; 256];
+        for (t, len) in token_len.iter_mut().enumerate() {
+            let s = self
+                .token_table
+                .get(usize::from(self.token_index[t])..)
+                .unwrap_or(&[]);
+            *len = s.iter().position(|&c| c == 0).unwrap_or(s.len());
+        }
         let mut va = self.names;
         let mut buf = Vec::new();
         let mut chunk = vec![0u8; 0];
@@ -626,8 +636,18 @@ impl Kallsyms {
                 chunk_va = va;
             }
             let o = (va - chunk_va) as usize;
+            let entry = &chunk[o + hdr..o + hdr + len];
+            let full: usize = entry.iter().map(|&t| token_len[usize::from(t)]).sum();
+            if !wanted
+                .iter()
+                .zip(&out)
+                .any(|(w, slot)| slot.is_none() && w.len() + 1 == full)
+            {
+                va += (hdr + len) as u64;
+                continue;
+            }
             buf.clear();
-            self.expand(&chunk[o + hdr..o + hdr + len], &mut buf);
+            self.expand(entry, &mut buf);
             if let Some(name) = buf.get(1..) {
                 for (slot, w) in out.iter_mut().zip(wanted) {
                     if slot.is_none() && name == w.as_bytes() {
