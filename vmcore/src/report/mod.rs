@@ -43,8 +43,11 @@ pub const DEFAULT_LINES: usize = 50;
 pub const MAX_LINES: usize = 1000;
 /// Largest rendered report kept (the record's report area and the console).
 pub const MAX_TEXT: usize = 64 << 10;
-/// Frames shown in the call trace.
-pub const MAX_FRAMES: usize = 24;
+/// Frames shown in the call trace (the scan of a 16 KiB stack finds up to a few dozen, stale
+/// return addresses included).
+pub const MAX_FRAMES: usize = 48;
+/// Frames kept in [`render_within`] when the whole report does not fit (the innermost ones).
+pub const STORED_FRAMES: usize = 16;
 
 fn read_u16(mem: &mut impl VirtMemory, va: u64) -> Result<u16, VirtError> {
     let mut b = [0u8; 2];
@@ -334,7 +337,11 @@ fn name_tasks(
             .and_then(|t| Ok((t, layout.comm(mem, t)?)));
         match got {
             Ok((t, name)) if name == printk => {
-                layout.learn_pid(mem, t, c.regs.pr_pid);
+                let others: Vec<(u64, i32)> = cpus[1..]
+                    .iter()
+                    .filter_map(|o| Some((layout.current_task(mem, o.index).ok()?, o.regs.pr_pid)))
+                    .collect();
+                layout.learn_pid(mem, (t, c.regs.pr_pid), &others);
             }
             Ok((_, name)) => {
                 errors.push(format!(
@@ -460,13 +467,19 @@ pub fn utc(secs: u64) -> String {
     format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
 }
 
-/// [`render`] within `max` bytes (the record's report area): the oldest log lines are left
-/// out first, then the text is cut.
+/// [`render`] within `max` bytes (the record's report area): the trace is cut to
+/// [`STORED_FRAMES`], then the oldest log lines are left out, then the text is cut.
 pub fn render_within(r: &Report, max: usize) -> String {
     let full = render(r);
     if full.len() <= max {
         return full;
     }
+    // The innermost frames say most; the outer ones are mostly stale return addresses.
+    let mut fewer_frames = r.clone();
+    if let Some(t) = &mut fewer_frames.trace {
+        t.frames.truncate(STORED_FRAMES);
+    }
+    let r = &fewer_frames;
     // Fewer log lines make the text shorter: the most that fit, by bisection.
     let (mut lo, mut hi) = (0usize, r.log.len());
     let mut best = None;

@@ -4,10 +4,10 @@
 //! the first field of the per-CPU `pcpu_hot` from 6.2), at `__per_cpu_offset[cpu]` plus the
 //! symbol's value (x86_64 per-CPU symbols are offsets into the per-CPU area). The offset of
 //! `comm` in `struct task_struct` is not published, so it is found where `init_task` (the boot
-//! CPU's idle task) holds `"swapper/0"`. When a task's pid is known from its NT_PRSTATUS note,
-//! the offset of `pid` is found the same way: the one place where `init_task` holds pid and
-//! tgid 0 and the crashing task holds its pid twice; with it each CPU's task is checked
-//! against its note's `pr_pid`.
+//! CPU's idle task) holds `"swapper/0"`. The offset of `pid` is found the same way: the one
+//! place where `init_task` holds pid and tgid 0, the crashing task its pid twice and the other
+//! CPUs' tasks their notes' pids; with it each CPU's task is checked against its note's
+//! `pr_pid`.
 //!
 //! Every read is untrusted and bounded: one window of `init_task`, then a few words per CPU.
 
@@ -104,10 +104,18 @@ impl TaskLayout {
         Ok(String::from_utf8_lossy(name).into_owned())
     }
 
-    /// Finds the `pid` offset from a task known to run `pid` (not 0): the one 4-aligned place
-    /// before `comm` where that task holds `pid, pid` (pid and tgid of a process's main thread)
-    /// and `init_task` holds `0, 0`. `None` when there is no such place or more than one.
-    pub fn learn_pid(&mut self, mem: &mut impl VirtMemory, task: u64, pid: i32) -> Option<u64> {
+    /// Finds the `pid` offset. `crashing` is a task known to run its pid (not 0): candidates are
+    /// the 4-aligned places before `comm` where it holds `pid, pid` (pid and tgid of a process's
+    /// main thread) and `init_task` holds `0, 0`. When several remain, the other CPUs' tasks
+    /// (`others`: task and its note's pid) keep those where each holds its pid. `None` unless
+    /// exactly one place is left.
+    pub fn learn_pid(
+        &mut self,
+        mem: &mut impl VirtMemory,
+        crashing: (u64, i32),
+        others: &[(u64, i32)],
+    ) -> Option<u64> {
+        let (task, pid) = crashing;
         if pid <= 0 {
             return None;
         }
@@ -115,17 +123,26 @@ impl TaskLayout {
         let mut want = [0u8; 8];
         want[..4].copy_from_slice(&pid.to_le_bytes());
         want[4..].copy_from_slice(&pid.to_le_bytes());
-        let mut found = None;
-        for off in (0..t.len().saturating_sub(7)).step_by(4) {
-            if t[off..off + 8] == want && self.init.get(off..off + 8) == Some(&[0u8; 8][..]) {
-                if found.is_some() {
-                    return None;
-                }
-                found = Some(off as u64);
+        let mut candidates: Vec<usize> = (0..t.len().saturating_sub(7))
+            .step_by(4)
+            .filter(|&off| {
+                t[off..off + 8] == want && self.init.get(off..off + 8) == Some(&[0u8; 8][..])
+            })
+            .collect();
+        for &(other, other_pid) in others.iter().take(MAX_CPUS) {
+            if candidates.len() <= 1 {
+                break;
             }
+            let Ok(o) = read_vec_virt(mem, other, self.comm as usize) else {
+                continue;
+            };
+            candidates.retain(|&off| o.get(off..off + 4) == Some(&other_pid.to_le_bytes()[..]));
         }
-        self.pid = found;
-        found
+        self.pid = match candidates[..] {
+            [one] => Some(one as u64),
+            _ => None,
+        };
+        self.pid
     }
 
     /// The pid stored in the task at `task` (needs [`Self::learn_pid`]).

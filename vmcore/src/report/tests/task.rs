@@ -76,7 +76,10 @@ fn finds_comm_pid_and_each_cpus_task() {
     assert_eq!(l.current_task(&mut m, 0).unwrap(), TASK_A);
     assert_eq!(l.current_task(&mut m, 1).unwrap(), IDLE1);
     assert_eq!(l.comm(&mut m, IDLE1).unwrap(), "swapper/1");
-    assert_eq!(l.learn_pid(&mut m, TASK_A, 1234), Some(PID_OFF as u64));
+    assert_eq!(
+        l.learn_pid(&mut m, (TASK_A, 1234), &[]),
+        Some(PID_OFF as u64)
+    );
     assert_eq!(l.pid(&mut m, TASK_A), Some(Ok(1234)));
     // pcpu_hot (6.2+) when current_task is absent.
     let hot = vec![
@@ -171,6 +174,35 @@ fn an_ambiguous_pid_offset_is_not_used() {
         .copy_from_slice(&[0xd2, 4, 0, 0, 0xd2, 4, 0, 0]);
     m.bytes_mut(INIT_TASK + 0x100, 8).unwrap().fill(0);
     let mut l = TaskLayout::locate(&mut m, &addrs()).unwrap();
-    assert_eq!(l.learn_pid(&mut m, TASK_A, 1234), None);
+    assert_eq!(l.learn_pid(&mut m, (TASK_A, 1234), &[]), None);
     assert_eq!(l.pid(&mut m, TASK_A), None);
+    // The other CPU's task tells them apart: its pid (0) is at the real offset only.
+    m.bytes_mut(IDLE1 + 0x100, 4).unwrap().fill(0x5a);
+    assert_eq!(
+        l.learn_pid(&mut m, (TASK_A, 1234), &[(IDLE1, 0)]),
+        Some(PID_OFF as u64)
+    );
+    // A task that holds its pid nowhere a candidate is leaves none.
+    assert_eq!(l.learn_pid(&mut m, (TASK_A, 1234), &[(IDLE1, 77)]), None);
+}
+
+#[test]
+fn pid_1_is_told_apart_by_the_other_cpus_task() {
+    // The crashing task is init (pid 1): (1, 1) also sits in a refcount pair.
+    let mut m = machine();
+    m.bytes_mut(TASK_A, TASK_SIZE)
+        .unwrap()
+        .copy_from_slice(&task(1, "init"));
+    m.bytes_mut(TASK_A + 0x40, 8)
+        .unwrap()
+        .copy_from_slice(&[1, 0, 0, 0, 1, 0, 0, 0]);
+    m.bytes_mut(INIT_TASK + 0x40, 8).unwrap().fill(0);
+    m.bytes_mut(IDLE1, TASK_SIZE)
+        .unwrap()
+        .copy_from_slice(&task(148, "dd"));
+    let mut cpus = vec![cpu(0, 1, Some("init")), cpu(1, 148, None)];
+    let mut errors = Vec::new();
+    name_tasks(&mut m, &addrs(), &mut cpus, true, &mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(cpus[1].comm, Some((String::from("dd"), COMM_FROM_TASK_PID)));
 }
