@@ -633,7 +633,8 @@ pub fn current_tasks(text: &str) -> Vec<(usize, u64)> {
         .filter_map(|l| {
             let rest = l.trim().strip_prefix("per_cpu(current_task, ")?;
             let (cpu, rest) = rest.split_once(')')?;
-            let hex = rest.rsplit(' ').next()?.strip_prefix("0x")?;
+            // `... *) 0xffffffff9281aa40 <init_task>`: the value, then maybe its symbol.
+            let hex = rest.split_whitespace().find_map(|w| w.strip_prefix("0x"))?;
             Some((cpu.trim().parse().ok()?, u64::from_str_radix(hex, 16).ok()?))
         })
         .collect()
@@ -768,7 +769,8 @@ rkdump: pci ...";
 
     /// `crash` 8.0.2 `bt -a` and `p current_task:N` on the kdump-zlib e2e vmcore of
     /// 2026-12-02 (Debian 6.1.0-57-cloud-amd64, 2 vCPUs, sysrq-c from init on CPU 0 while
-    /// CPU 1 was switching between two `dd` tasks).
+    /// CPU 1 was switching between two `dd` tasks); the CPU 2 line is from the dump-nvme run
+    /// (an idle CPU: crash names the symbol after the value).
     const CRASH_BT: &str = r#"
 bt: invalid structure member offset: mm_struct_mmap
     FILE: memory.c  LINE: 4007  FUNCTION: vm_area_dump()
@@ -804,6 +806,7 @@ PID: 120      TASK: ffff8e9dc383e000  CPU: 1    COMMAND: "dd"
  #4 [ffffd4f24039bab0] psi_group_change at ffffffffb3ef8ffd
 per_cpu(current_task, 0) = $1 = (struct task_struct *) 0xffff8e9dc11fe000
 per_cpu(current_task, 1) = $2 = (struct task_struct *) 0xffff8e9dc383b000
+per_cpu(current_task, 2) = $3 = (struct task_struct *) 0xffffffff9281aa40 <init_task>
 "#;
 
     /// The console report's trace of the same crash.
@@ -873,7 +876,11 @@ per_cpu(current_task, 1) = $2 = (struct task_struct *) 0xffff8e9dc383b000
     fn tasks_compare_with_crash_current_task() {
         assert_eq!(
             current_tasks(CRASH_BT),
-            [(0, 0xffff8e9dc11fe000), (1, 0xffff8e9dc383b000)]
+            [
+                (0, 0xffff8e9dc11fe000),
+                (1, 0xffff8e9dc383b000),
+                (2, 0xffffffff9281aa40)
+            ]
         );
         let fields = task_fields(
             "  pid = 1,\n  comm = \"init\\000\\000\",\n  pid = 144,\n  comm = \"dd\\000\",\n",
