@@ -604,13 +604,18 @@ impl Kallsyms {
         let mut out = vec![None; wanted.len()];
         // A name is expanded only when its length (type character included) is one wanted:
         // summing token lengths is far cheaper than building every name.
+        // Cheaper still, a name is looked at only when its first token (type character, then
+        // the name's start) can begin a wanted name.
         let mut token_len = [0usize; 256];
-        for (t, len) in token_len.iter_mut().enumerate() {
+        let mut first_ok = [false; 256];
+        for (t, (len, ok)) in token_len.iter_mut().zip(&mut first_ok).enumerate() {
             let s = self
                 .token_table
                 .get(usize::from(self.token_index[t])..)
                 .unwrap_or(&[]);
             *len = s.iter().position(|&c| c == 0).unwrap_or(s.len());
+            let rest = s.get(1..*len).unwrap_or(&[]);
+            *ok = wanted.iter().any(|w| w.as_bytes().starts_with(rest));
         }
         let mut va = self.names;
         let mut buf = Vec::new();
@@ -637,6 +642,10 @@ impl Kallsyms {
             }
             let o = (va - chunk_va) as usize;
             let entry = &chunk[o + hdr..o + hdr + len];
+            if !entry.first().is_some_and(|&t| first_ok[usize::from(t)]) {
+                va += (hdr + len) as u64;
+                continue;
+            }
             let full: usize = entry.iter().map(|&t| token_len[usize::from(t)]).sum();
             if !wanted
                 .iter()
