@@ -451,9 +451,12 @@ pub fn apply(case: &Case, log: &ConsoleLog, vmcore: &Path, dir: &Path, checks: &
                 .iter()
                 .find(|b| b.cpu == cpu)
                 .ok_or(format!("crash bt -a shows no task on CPU {cpu}"))?;
-            let s = compare_trace(&trace, &bt.frames, want)?;
+            // crash 8.0.2 does not show `do_exit.cold` (nor its callers) on this kernel, where
+            // the report does (the check above): the exit case is compared from `panic`.
+            let anchor = if case.crash_exit { "panic" } else { want };
+            let s = compare_trace(&trace, &bt.frames, anchor)?;
             Ok(format!(
-                "crash's {} frames from {want} outwards all in the report in order; \
+                "crash's {} frames from {anchor} outwards all in the report in order; \
                  crash frames {}, report frames {}, crash frames not in the report {:?}, \
                  report frames not in crash's {:?}",
                 s.reference,
