@@ -121,6 +121,7 @@ pub fn dump_disk(
         &mut on_cp,
     )
     .map_err(|e| format!("{e}"))?;
+    rec.set_report(&pace.report);
     if !rec.layout().fits {
         rkline!(
             "note: the raw upper bound {max} exceeds the disk; the compressed file must fit {} bytes",

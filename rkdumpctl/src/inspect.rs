@@ -1,5 +1,5 @@
-//! `rkdumpctl inspect`: summarises a vmcore file: ELF header, notes (CPUs with pid and RIP, VMCOREINFO
-//! keys), PT_LOAD ranges and sizes; then the crash report rkdump prints on the console before a
+//! `rkdumpctl inspect`: summarises a vmcore file: ELF header (or kdump-compressed header), notes
+//! (CPUs with pid and RIP, VMCOREINFO keys), PT_LOAD ranges and sizes; then the crash report rkdump prints on the console before a
 //! dump, computed again from the file by the same code (`rkdump_vmcore::report`). Parsing is
 //! rkdump-vmcore's; this module only reads files and prints.
 
@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use rkdump_vmcore::elf::Elf64_Phdr;
 use rkdump_vmcore::elf::{EHDR_SIZE, NT_PRSTATUS, NT_VMCOREINFO, PHDR_SIZE, PT_NOTE};
 use rkdump_vmcore::header::{self, ElfCoreHeader, is_kernel_text};
+use rkdump_vmcore::kdump::abi::KDUMP_SIGNATURE;
+use rkdump_vmcore::kdump::{KdumpFile, KdumpMemory, ReadError};
 use rkdump_vmcore::mem::{OldMemError, OldMemory};
 use rkdump_vmcore::notes::Notes;
 use rkdump_vmcore::report;
@@ -35,7 +37,8 @@ const MAX_NOTES: u64 = 64 << 20;
 /// Arguments of `rkdumpctl inspect`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The vmcore file (ELF core, as written by rkdump or copied from /proc/vmcore).
+    /// The vmcore file (ELF core, as written by rkdump or copied from /proc/vmcore, or
+    /// kdump-compressed, as rkdump.format=kdump or makedumpfile writes it).
     vmcore: PathBuf,
     /// Print the complete VMCOREINFO text.
     #[arg(long)]
@@ -83,6 +86,8 @@ pub enum Error {
     Io(PathBuf, io::Error),
     /// The ELF headers are not a valid x86_64 core.
     Header(header::Error),
+    /// The file starts with the kdump signature but is not a readable kdump-compressed file.
+    Kdump(ReadError),
     /// A PT_NOTE lies outside the file or is implausibly large.
     NoteOutOfFile {
         /// Program header index.
@@ -99,6 +104,7 @@ impl fmt::Display for Error {
         match self {
             Error::Io(p, e) => write!(f, "reading {}: {e}", p.display()),
             Error::Header(e) => write!(f, "not a valid x86_64 ELF core: {e}"),
+            Error::Kdump(e) => write!(f, "not a readable kdump-compressed file: {e}"),
             Error::NoteOutOfFile {
                 index,
                 offset,
@@ -116,6 +122,10 @@ pub fn run(args: &Args) -> Result<(), Error> {
     let io_err = |e| Error::Io(args.vmcore.clone(), e);
     let file = File::open(&args.vmcore).map_err(io_err)?;
     let file_size = file.metadata().map_err(io_err)?.len();
+    let mut sig = [0u8; 8];
+    if file.read_exact_at(&mut sig, 0).is_ok() && sig == KDUMP_SIGNATURE {
+        return run_kdump(args, file_size);
+    }
     let mut ehdr = vec![0u8; EHDR_SIZE.min(file_size as usize)];
     file.read_exact_at(&mut ehdr, 0).map_err(io_err)?;
     let phnum = ehdr
@@ -205,6 +215,44 @@ pub fn run(args: &Args) -> Result<(), Error> {
     for i in truncated {
         println!("warning: PT_LOAD phdr {i} extends beyond the end of the file (truncated dump)");
     }
+    print_report();
+    Ok(())
+}
+
+/// `inspect` of a kdump-compressed file: its header, notes and the crash report, read through
+/// [`KdumpMemory`] (the whole file is read into memory).
+fn run_kdump(args: &Args, file_size: u64) -> Result<(), Error> {
+    let bytes = std::fs::read(&args.vmcore).map_err(|e| Error::Io(args.vmcore.clone(), e))?;
+    let file = KdumpFile::parse(&bytes).map_err(Error::Kdump)?;
+    let note_bytes = file.notes().map_err(Error::Kdump)?;
+    let notes = Notes::parse_merged(note_bytes);
+    let print_report = || {
+        let mut mem = KdumpMemory::new(&file);
+        let r = report::from_physical(&mut mem, None, &notes, args.report_lines, &|| false);
+        println!("rkdump: report begin");
+        print!("{}", report::render(&r));
+        println!("rkdump: report end");
+    };
+    if args.report {
+        print_report();
+        return Ok(());
+    }
+    let h = &file.header;
+    let cstr = |b: &[u8]| {
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        String::from_utf8_lossy(&b[..end]).into_owned()
+    };
+    println!("vmcore: {} ({file_size} bytes)", args.vmcore.display());
+    println!(
+        "kdump-compressed: header version {}, release {}, {} CPUs, status {:#x}, dump level {}, {} frames",
+        h.header_version,
+        cstr(&h.utsname.release),
+        h.nr_cpus,
+        h.status,
+        file.sub.dump_level,
+        file.max_mapnr()
+    );
+    print_notes(&notes, note_bytes.len(), args.vmcoreinfo);
     print_report();
     Ok(())
 }

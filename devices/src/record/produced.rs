@@ -85,8 +85,9 @@ impl<'a, D: BlockDevice + ?Sized> ProducedRecord<'a, D> {
         let layout = label::record_layout(label, max_size).map_err(RecordError::Layout)?;
         let mut header = RecordHeader::new(label, &layout, max_size, timestamp, run_id, osrelease);
         header.flags = checksum as u32;
-        let header_buf =
+        let mut header_buf =
             alloc_dma_mem(dma, label::HEADER_BYTES, 4096, false).ok_or(RecordError::NoMemory)?;
+        header_buf.copy_in(0, &[0u8; label::HEADER_BYTES]);
         let table_buf = alloc_dma_mem(dma, 4096, 4096, false).ok_or(RecordError::NoMemory)?;
         let now = pacing.map_or(0, |p| p.clock.now_us());
         let mut r = ProducedRecord {
@@ -111,6 +112,15 @@ impl<'a, D: BlockDevice + ?Sized> ProducedRecord<'a, D> {
         Ok(r)
     }
 
+    /// Stores `text` in the record-header page's crash report area ([`crate::report_area`]):
+    /// every header write from now on (checkpoints, the final header) carries it.
+    pub fn set_report(&mut self, text: &str) {
+        self.header_buf.copy_in(
+            crate::report_area::OFFSET,
+            &crate::report_area::encode(text),
+        );
+    }
+
     /// The record's plan (for the bound it was made for).
     pub fn layout(&self) -> &RecordLayout {
         &self.layout
@@ -127,7 +137,9 @@ impl<'a, D: BlockDevice + ?Sized> ProducedRecord<'a, D> {
     }
 
     fn write_header(&mut self) -> Result<(), RecordError> {
-        self.header_buf.copy_in(0, &self.header.to_bytes());
+        // The header's own bytes only: the rest of the page holds the crash report area.
+        self.header_buf
+            .copy_in(0, &self.header.to_bytes()[..label::RECORD_HEADER_SIZE]);
         let lba = self.layout.header_lba * label::LBA_BYTES / u64::from(self.dev.info().block_size);
         let req = WriteReq {
             lba,

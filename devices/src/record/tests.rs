@@ -869,6 +869,7 @@ mod produced {
             &mut on_cp,
         )
         .and_then(|mut rec| {
+            rec.set_report(KDUMP_REPORT);
             let r = kdump::write_kdump(&plan, &mut mem, &mut KeepAll, &mut rec, &opts, &mut |_| {});
             rec.finish(r.ok().map(|s| s.size))
         });
@@ -880,10 +881,20 @@ mod produced {
         }
     }
 
+    const KDUMP_REPORT: &str = "crashed kernel: 6.1.0-test\npanic: sysrq triggered crash\n";
+
     #[test]
     fn a_kdump_file_goes_through_the_record_byte_exact() {
         let out = write_kdump_record(None, 24 << 20);
         assert_eq!(out.result, Ok(out.file.len() as u64));
+        // The crash report rides in the final header page.
+        let at =
+            label::Label::parse(&out.durable[..label::LABEL_BYTES]).map(|l| l.data_offset as usize);
+        let at = at.unwrap();
+        assert_eq!(
+            crate::report_area::parse(&out.durable[at..at + label::HEADER_BYTES]).as_deref(),
+            Ok(KDUMP_REPORT)
+        );
         let (summary, saved) = save(&out.durable).unwrap();
         assert_eq!(summary.header.state, State::Complete);
         assert_eq!(

@@ -15,6 +15,7 @@
 pub mod abi;
 pub mod codec;
 pub mod lzo;
+pub mod mem;
 pub mod read;
 mod writer;
 
@@ -22,6 +23,7 @@ mod writer;
 mod tests;
 
 pub use codec::{Codec, Compressor};
+pub use mem::KdumpMemory;
 pub use read::{KdumpFile, ReadError};
 pub use writer::{
     Error, Event, Geometry, KdumpSink, Options, Stats, WINDOW_PAGES, header_bytes, max_file_size,

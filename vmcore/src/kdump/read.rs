@@ -210,6 +210,35 @@ impl<'a> KdumpFile<'a> {
         }
         Ok(index)
     }
+
+    /// Bitmap 2: one bit per frame, set when the frame was dumped (random access by
+    /// [`super::mem::KdumpMemory`]).
+    pub fn dumped_bitmap(&self) -> &'a [u8] {
+        self.bitmap2
+    }
+
+    /// Decompresses the `index`-th dumped page (the frame `pfn`, named in errors) into `out`
+    /// (one page).
+    pub fn read_dumped(&self, index: u64, pfn: u64, out: &mut [u8]) -> Result<(), ReadError> {
+        let bad = |what| ReadError::Page { pfn, what };
+        let at = index
+            .checked_mul(size_of::<page_desc>() as u64)
+            .and_then(|o| o.checked_add(self.desc_offset))
+            .ok_or(bad("descriptor index out of range"))?;
+        let raw = slice(self.bytes, at, size_of::<page_desc>() as u64, "descriptors")?;
+        let desc = page_desc::read_from_bytes(raw).map_err(|_| bad("descriptor"))?;
+        if desc.offset <= 0 || desc.size as usize > PAGE {
+            return Err(bad("descriptor out of range"));
+        }
+        let data = slice(
+            self.bytes,
+            desc.offset as u64,
+            desc.size.into(),
+            "page data",
+        )
+        .map_err(|_| bad("data beyond the end of the file"))?;
+        decompress(desc.flags, data, out).ok_or(bad("data does not decompress"))
+    }
 }
 
 /// The pages of a file, for tests: `(pfn, bytes)` in frame order.

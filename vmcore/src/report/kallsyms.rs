@@ -602,13 +602,29 @@ impl Kallsyms {
         wanted: &[&str],
     ) -> Result<Vec<Option<u64>>, Error> {
         let mut out = vec![None; wanted.len()];
+        // A name is expanded only when its length (type character included) is one wanted:
+        // summing token lengths is far cheaper than building every name.
+        // Cheaper still, a name is looked at only when its first token (type character, then
+        // the name's start) can begin a wanted name.
+        let mut token_len = [0usize; 256];
+        let mut first_ok = [false; 256];
+        for (t, (len, ok)) in token_len.iter_mut().zip(&mut first_ok).enumerate() {
+            let s = self
+                .token_table
+                .get(usize::from(self.token_index[t])..)
+                .unwrap_or(&[]);
+            *len = s.iter().position(|&c| c == 0).unwrap_or(s.len());
+            let rest = s.get(1..*len).unwrap_or(&[]);
+            *ok = wanted.iter().any(|w| w.as_bytes().starts_with(rest));
+        }
         let mut va = self.names;
         let mut buf = Vec::new();
         let mut chunk = vec![0u8; 0];
         let mut chunk_va = 0u64;
         for i in 0..self.num_syms {
-            // Refill a 16 KiB window so the walk costs one read per window, not per name.
-            if va < chunk_va || va + 2 + 0x7fff > chunk_va + chunk.len() as u64 {
+            // Refill a 16 KiB window so the walk costs one read per window, not per name (an
+            // entry running past the window is read whole below).
+            if va < chunk_va || va + 2 > chunk_va + chunk.len() as u64 {
                 chunk = read_vec(mem, va, 16 << 10).or_else(|_| read_vec(mem, va, 1 << 10))?;
                 chunk_va = va;
             }
@@ -625,8 +641,22 @@ impl Kallsyms {
                 chunk_va = va;
             }
             let o = (va - chunk_va) as usize;
+            let entry = &chunk[o + hdr..o + hdr + len];
+            if !entry.first().is_some_and(|&t| first_ok[usize::from(t)]) {
+                va += (hdr + len) as u64;
+                continue;
+            }
+            let full: usize = entry.iter().map(|&t| token_len[usize::from(t)]).sum();
+            if !wanted
+                .iter()
+                .zip(&out)
+                .any(|(w, slot)| slot.is_none() && w.len() + 1 == full)
+            {
+                va += (hdr + len) as u64;
+                continue;
+            }
             buf.clear();
-            self.expand(&chunk[o + hdr..o + hdr + len], &mut buf);
+            self.expand(entry, &mut buf);
             if let Some(name) = buf.get(1..) {
                 for (slot, w) in out.iter_mut().zip(wanted) {
                     if slot.is_none() && name == w.as_bytes() {

@@ -9,12 +9,14 @@
 //!
 //! - [`printk`]: the lockless printk ring buffer through VMCOREINFO's offsets;
 //! - [`kallsyms`]: the kernel's symbol table, found in old memory by its structure;
-//! - [`stack`]: the call trace by a stack scan (Debian's kernels have no frame pointers).
+//! - [`stack`]: the call trace by a stack scan (Debian's kernels have no frame pointers);
+//! - [`task`]: each CPU's running task and its command name.
 
 pub mod cache;
 pub mod kallsyms;
 pub mod printk;
 pub mod stack;
+pub mod task;
 pub use crate::kernel::virt;
 
 #[cfg(any(test, feature = "testing"))]
@@ -41,8 +43,11 @@ pub const DEFAULT_LINES: usize = 50;
 pub const MAX_LINES: usize = 1000;
 /// Largest rendered report kept (the record's report area and the console).
 pub const MAX_TEXT: usize = 64 << 10;
-/// Frames shown in the call trace.
-pub const MAX_FRAMES: usize = 24;
+/// Frames shown in the call trace (the scan of a 16 KiB stack finds up to a few dozen, stale
+/// return addresses included).
+pub const MAX_FRAMES: usize = 48;
+/// Frames kept in [`render_within`] when the whole report does not fit (the innermost ones).
+pub const STORED_FRAMES: usize = 16;
 
 fn read_u16(mem: &mut impl VirtMemory, va: u64) -> Result<u16, VirtError> {
     let mut b = [0u8; 2];
@@ -54,6 +59,12 @@ fn read_u64(mem: &mut impl VirtMemory, va: u64) -> Result<u64, VirtError> {
     let mut b = [0u8; 8];
     mem.read_virt(va, &mut b)?;
     Ok(u64::from_le_bytes(b))
+}
+
+fn read_vec_virt(mem: &mut impl VirtMemory, va: u64, len: usize) -> Result<Vec<u8>, VirtError> {
+    let mut v = alloc::vec![0u8; len];
+    mem.read_virt(va, &mut v)?;
+    Ok(v)
 }
 
 fn parse_hex(s: &str) -> Option<u64> {
@@ -270,13 +281,104 @@ fn build_from(mem: &mut impl VirtMemory, input: Inputs<'_>) -> Report {
             }
         }
     }
+    // One pass over the symbol names for the tasks and, when the caller knows no kernel-text
+    // range (a kdump-compressed file has no program headers), the image's `_text`.._end`.
+    let mut kernel_image = input.kernel_image;
+    if let Some(k) = &syms {
+        let mut names = alloc::vec::Vec::from(task::SYMBOLS);
+        names.extend(["_text", "_end"]);
+        match k.addresses_of(mem, &names) {
+            Ok(addrs) => {
+                if let (None, Some(Some(start)), Some(Some(end))) =
+                    (kernel_image, addrs.get(4), addrs.get(5))
+                    && start < end
+                {
+                    kernel_image = Some((*start, *end));
+                }
+                name_tasks(mem, &addrs, &mut cpus, r.crashing_known, &mut r.errors);
+            }
+            Err(e) => r.errors.push(format!("tasks: kallsyms names: {e}")),
+        }
+    }
     if let Some(first) = cpus.first() {
-        let (trace, errs) = stack::scan(mem, syms.as_ref(), &first.regs, input.kernel_image);
+        let (trace, errs) = stack::scan(mem, syms.as_ref(), &first.regs, kernel_image);
         r.errors.extend(errs);
         r.trace = Some(trace);
     }
     r.cpus = cpus;
     r
+}
+
+/// Where each CPU's command name came from when it was read from its task.
+pub const COMM_FROM_TASK: &str = "task_struct";
+/// The same, when the task's pid was also checked against the note's.
+pub const COMM_FROM_TASK_PID: &str = "task_struct, pid checked";
+
+/// Names the task of each CPU from its `task_struct` ([`task`]). The crashing CPU's task must
+/// carry the name printk gave it (when known), or no name is taken from task memory.
+fn name_tasks(
+    mem: &mut impl VirtMemory,
+    addrs: &[Option<u64>],
+    cpus: &mut [Cpu],
+    crashing_known: bool,
+    errors: &mut Vec<String>,
+) {
+    let mut layout = match task::TaskLayout::locate(mem, addrs) {
+        Ok(l) => l,
+        Err(e) => {
+            errors.push(format!("tasks: {e}: command names not read"));
+            return;
+        }
+    };
+    if crashing_known && let Some(c) = cpus.first() {
+        let printk = c.comm.as_ref().map(|(n, _)| n.clone()).unwrap_or_default();
+        let got = layout
+            .current_task(mem, c.index)
+            .and_then(|t| Ok((t, layout.comm(mem, t)?)));
+        match got {
+            Ok((t, name)) if name == printk => {
+                let others: Vec<(u64, i32)> = cpus[1..]
+                    .iter()
+                    .filter_map(|o| Some((layout.current_task(mem, o.index).ok()?, o.regs.pr_pid)))
+                    .collect();
+                layout.learn_pid(mem, (t, c.regs.pr_pid), &others);
+            }
+            Ok((_, name)) => {
+                errors.push(format!(
+                    "tasks: cpu {} runs {name:?} by its task_struct, printk says {printk:?}: command names not read",
+                    c.index
+                ));
+                return;
+            }
+            Err(e) => {
+                errors.push(format!("tasks: crashing {e}: command names not read"));
+                return;
+            }
+        }
+    }
+    for (i, c) in cpus.iter_mut().enumerate() {
+        let read = layout.current_task(mem, c.index).and_then(|t| {
+            let name = layout.comm(mem, t)?;
+            match layout.pid(mem, t) {
+                None => Ok((name, COMM_FROM_TASK)),
+                Some(Ok(pid)) if pid == c.regs.pr_pid => Ok((name, COMM_FROM_TASK_PID)),
+                Some(Ok(pid)) => Err(format!(
+                    "cpu {}: task {t:#x} has pid {pid}, the note {}",
+                    c.index, c.regs.pr_pid
+                )),
+                Some(Err(e)) => Err(e),
+            }
+        });
+        match read {
+            Ok((name, how)) => {
+                // printk's line stays the crashing CPU's source; it was checked equal above.
+                if !(crashing_known && i == 0) {
+                    c.comm = Some((name, how));
+                }
+            }
+            Err(e) => errors.push(format!("tasks: {e}")),
+        }
+    }
 }
 
 /// Builds the report over the crashed kernel's physical memory: VMCOREINFO gives the page-table
@@ -295,6 +397,19 @@ pub fn from_old_memory(
         .map(|(_, p)| p)
         .find(|p| crate::header::is_kernel_text(p))
         .map(|p| (p.p_vaddr, p.p_vaddr.saturating_add(p.p_memsz)));
+    from_physical(mem, kernel_image, notes, lines, give_up)
+}
+
+/// [`from_old_memory`] for a dump without program headers (a kdump-compressed file): the
+/// kernel-text range is `kernel_image` when known, else kallsyms' `_text`..`_end`, the range
+/// Linux's kexec loaders put in the kernel-text PT_LOAD.
+pub fn from_physical(
+    mem: &mut dyn OldMemory,
+    kernel_image: Option<(u64, u64)>,
+    notes: &Notes,
+    lines: usize,
+    give_up: &dyn Fn() -> bool,
+) -> Report {
     let input = Inputs {
         notes,
         kernel_image,
@@ -352,13 +467,19 @@ pub fn utc(secs: u64) -> String {
     format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
 }
 
-/// [`render`] within `max` bytes (the record's report area): the oldest log lines are left
-/// out first, then the text is cut.
+/// [`render`] within `max` bytes (the record's report area): the trace is cut to
+/// [`STORED_FRAMES`], then the oldest log lines are left out, then the text is cut.
 pub fn render_within(r: &Report, max: usize) -> String {
     let full = render(r);
     if full.len() <= max {
         return full;
     }
+    // The innermost frames say most; the outer ones are mostly stale return addresses.
+    let mut fewer_frames = r.clone();
+    if let Some(t) = &mut fewer_frames.trace {
+        t.frames.truncate(STORED_FRAMES);
+    }
+    let r = &fewer_frames;
     // Fewer log lines make the text shorter: the most that fit, by bisection.
     let (mut lo, mut hi) = (0usize, r.log.len());
     let mut best = None;

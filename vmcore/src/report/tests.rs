@@ -4,3 +4,4 @@
 mod kallsyms;
 mod printk;
 mod render;
+mod task;

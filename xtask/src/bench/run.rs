@@ -216,10 +216,11 @@ pub(super) fn run_one(
 /// The one-line progress report of a finished run.
 fn report_run(case: &Case, s: &Sample) {
     eprintln!(
-        "bench: {} -> {} first {} durable {} write {} {} MiB/s, other processes {} CPUs{}",
+        "bench: {} -> {} first {} report {} durable {} write {} {} MiB/s, other processes {} CPUs{}",
         case.name,
         if s.ok { "ok" } else { "FAIL" },
         fmt_s(s.first_line),
+        s.report_ms.map_or("-".into(), |v| format!("{v:.0} ms")),
         fmt_s(s.durable),
         fmt_s(s.write_secs),
         s.rate().map_or("-".into(), |v| format!("{v:.1}")),
