@@ -119,6 +119,7 @@ fn peak_for(ram: u64) -> (i64, Stats, Sparse) {
         dump_level: 31,
         window_pages: WINDOW_PAGES,
         data_align: 1,
+        ..Options::default()
     };
     LIVE.with(|l| l.set(0));
     PEAK.with(|p| p.set(0));
