@@ -51,8 +51,8 @@ impl<S: KdumpSink + ?Sized> KdumpSink for &mut S {
 
 /// Frames per window: 1 GiB of RAM, a 32 KiB bitmap.
 pub const WINDOW_PAGES: u64 = 1 << 18;
-/// Page data gathered before one sink write.
-const DATA_BUF: usize = 256 << 10;
+/// Bytes gathered before one sink write, in each stream (the disk record buffers again).
+const DATA_BUF: usize = 64 << 10;
 /// Descriptors gathered before one sink write.
 const DESC_BUF: usize = 2730 * size_of::<page_desc>();
 /// Pages compressed per [`Parallel::run`]: 128 KiB read, up to 133 KiB compressed (a few
@@ -76,6 +76,9 @@ pub struct Options {
     pub batch_pages: usize,
     /// A microsecond clock, for the phase times in [`Stats`] (none: they stay 0).
     pub now_us: Option<fn() -> u64>,
+    /// Most workers given codec state ([`super::batch::MAX_WORKERS`] at most): a caller with
+    /// a small heap sets it from [`super::Compressor::state_bytes`].
+    pub max_workers: usize,
 }
 
 impl Default for Options {
@@ -87,6 +90,7 @@ impl Default for Options {
             data_align: 1,
             batch_pages: BATCH_PAGES,
             now_us: None,
+            max_workers: super::batch::MAX_WORKERS,
         }
     }
 }
@@ -521,7 +525,7 @@ pub fn write_kdump(
 /// Writes `plan` as a kdump-compressed file to `sink`, keeping what `selector` keeps, with the
 /// compression spread over the workers `par` runs; the file is byte-identical whatever their
 /// number. Memory: two window bitmaps (`window_pages / 4` bytes), 16 bytes per window, a
-/// 256 KiB data buffer, a 64 KiB descriptor buffer, the batch (`batch_pages` × 8 KiB) and one
+/// 64 KiB buffer per stream (metadata, then data), a 64 KiB descriptor buffer, the batch (`batch_pages` × 8 KiB) and one
 /// codec state per worker (at most [`super::batch::MAX_WORKERS`]); nothing grows with RAM size
 /// beyond the per-window 16 bytes (16 KiB per TiB with the default window).
 pub fn write_kdump_on(
@@ -567,6 +571,7 @@ pub fn write_kdump_on(
     }
     meta.pad_to(sink, geom.desc_offset)?;
     meta.flush(sink)?;
+    drop(meta);
 
     let desc_end = (stats.pages)
         .checked_mul(size_of::<page_desc>() as u64)
@@ -587,12 +592,12 @@ pub fn write_kdump_on(
         flags: 0,
         page_flags: 0,
     };
-    let mut batch = Batch::new(opts.codec, opts.batch_pages, par.workers()).map_err(nomem)?;
+    let workers = par.workers().min(opts.max_workers);
+    let mut batch = Batch::new(opts.codec, opts.batch_pages, workers).map_err(nomem)?;
     stats.workers = batch.workers() as u64;
-    stats.buffer_bytes = (2 * window.div_ceil(8)
-        + 16 * nwin
-        + (DATA_BUF * 2 + DESC_BUF + batch.buffer_bytes()) as u64)
-        + (ranges.len() * 16) as u64;
+    stats.buffer_bytes =
+        (2 * window.div_ceil(8) + 16 * nwin + (DATA_BUF + DESC_BUF + batch.buffer_bytes()) as u64)
+            + (ranges.len() * 16) as u64;
     let clock = opts.now_us.unwrap_or(|| 0);
     let mut out = Emit {
         sink,
