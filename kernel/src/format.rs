@@ -1,7 +1,10 @@
 //! `rkdump.format=kdump`: makedumpfile's kdump-compressed file, produced by
 //! `rkdump_vmcore::kdump` (page selection, compression) into a disk record whose size the
 //! compression decides (`rkdump_devices::record::produced`). The console lines are those of the
-//! ELF path (`dump start`, `progress`, `dump complete`), plus one `kdump` summary line.
+//! ELF path (`dump start`, `progress`, `dump complete`), plus one `kdump` summary line and one
+//! `kdump phases` line (walk 3's read / compress / write times and the CPUs that compressed).
+//! Compression runs on every CPU `smp` brought up ([`AllCpus`]); old memory is read and the
+//! disk written on this CPU only.
 
 use alloc::format;
 use alloc::string::String;
@@ -11,7 +14,7 @@ use rkdump_devices::record::produced::ProducedRecord;
 use rkdump_devices::record::{Checkpoints, Pacing};
 use rkdump_vmcore::DumpPlan;
 use rkdump_vmcore::filter::{Level, PageFilter};
-use rkdump_vmcore::kdump::{self, Codec, Event};
+use rkdump_vmcore::kdump::{self, Codec, Event, Parallel};
 use rkdump_vmcore::kernel::KernelInfo;
 use rkdump_vmcore::pages::{KeepAll, PageSelector};
 
@@ -23,6 +26,54 @@ use crate::physmem::OldMem;
 use crate::{rkerror, rkline};
 
 static CLOCK: TscClock = TscClock;
+
+/// Heap the kdump writer needs besides its extra codec states (bitmaps, stream and batch
+/// buffers, the first codec state: under 1 MiB, `vmcore/tests/kdump_bound.rs`), plus what the
+/// disk record allocates at its first writes (two 256 KiB staging buffers) and a margin.
+const HEAP_BEFORE_EXTRA_CPUS: usize = (1 << 20) + (512 << 10) + (128 << 10);
+
+/// CPUs that get codec state: every online one the heap has room for (each extra one costs
+/// [`kdump::Compressor::state_bytes`]; `rkdump.cpus=` decided how many are online).
+fn compress_cpus(codec: Codec) -> usize {
+    let online = crate::smp::online().min(kdump::batch::MAX_WORKERS);
+    let state = kdump::Compressor::state_bytes(codec).max(1);
+    let fits = || 1 + memory::heap_free().saturating_sub(HEAP_BEFORE_EXTRA_CPUS) / state;
+    if fits() < online {
+        // The fixed heap is sized for one CPU's work: the others' codec state gets frames of
+        // its own (plus a page per CPU for the allocator's bookkeeping and alignment).
+        let want = (online - fits()) * (state + 4096);
+        if !memory::grow_heap(want as u64) {
+            rkline!(
+                "note: kdump: no frames to grow the heap by {} KiB",
+                want >> 10
+            );
+        }
+    }
+    let free = memory::heap_free();
+    let fits = fits();
+    if fits < online {
+        rkline!(
+            "note: kdump: compressing on {fits} of {online} CPUs (heap free {} KiB, {} KiB per CPU for {codec})",
+            free >> 10,
+            state >> 10
+        );
+    }
+    fits.min(online)
+}
+
+/// Compression jobs on every online CPU (`smp::for_each_cpu`); the jobs only touch the writer's
+/// batch buffers, never old memory, devices or the console.
+struct AllCpus;
+
+impl Parallel for AllCpus {
+    fn workers(&self) -> usize {
+        crate::smp::online()
+    }
+
+    fn run(&mut self, job: &(dyn Fn(usize) + Sync)) {
+        crate::smp::for_each_cpu(|cpu| job(cpu.index));
+    }
+}
 
 /// The codec `rkdump.compress=` asks for; one rkdump cannot provide is refused with an error
 /// line, and zlib (which every reader has) is used instead.
@@ -90,6 +141,9 @@ pub fn dump_disk(
         dump_level: i32::from(level),
         window_pages: kdump::WINDOW_PAGES,
         data_align: block,
+        now_us: Some(crate::clock::now_us),
+        max_workers: compress_cpus(codec),
+        ..kdump::Options::default()
     };
     let max = kdump::max_file_size(plan, &kopts).map_err(|e| format!("{e}"))?;
     rkline!("dump start bytes={max} target={target} format=kdump compress={codec}");
@@ -140,7 +194,15 @@ pub fn dump_disk(
         Some(f) => f,
         None => &mut KeepAll,
     };
-    let written = kdump::write_kdump(plan, mem, selector, &mut rec, &kopts, &mut events);
+    let written = kdump::write_kdump_on(
+        plan,
+        mem,
+        selector,
+        &mut rec,
+        &kopts,
+        &mut AllCpus,
+        &mut events,
+    );
     let stats = match written {
         Ok(s) => s,
         Err(e) => {
@@ -177,6 +239,13 @@ pub fn dump_disk(
         stats.windows,
         stats.data_offset,
         stats.size
+    );
+    rkline!(
+        "kdump phases cpus={} read_ms={} compress_ms={} write_ms={}",
+        stats.workers,
+        stats.read_us / 1000,
+        stats.compress_us / 1000,
+        stats.write_us / 1000
     );
     rkline!(
         "dump complete bytes={size} ms={} target={target}",

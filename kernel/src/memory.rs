@@ -43,3 +43,15 @@ pub fn reserve(range: PhysRange) {
 pub fn peak_bytes() -> u64 {
     hw_mem::peak_bytes()
 }
+
+/// Heap bytes not allocated right now (the heap is [`HEAP_SIZE`] whatever the RAM size, plus
+/// what [`grow_heap`] added).
+pub fn heap_free() -> usize {
+    hw_mem::heap_free()
+}
+
+/// Adds `bytes` of frames to the heap, once per run (the kdump writer's codec state for the
+/// other CPUs); false when already grown or out of frames.
+pub fn grow_heap(bytes: u64) -> bool {
+    hw_mem::grow_heap(bytes)
+}

@@ -1,9 +1,11 @@
 //! The RAM rkdump owns: the frame allocator over the E820 RAM it was given, the kernel heap
-//! carved from it, DMA buffers for drivers, and the record of every frame handed out. That
+//! carved from it (plus one later extension, [`grow_heap`]), DMA buffers for drivers, and the
+//! record of every frame handed out. That
 //! record plus the image is all memory Rust code in rkdump can reference, so [`is_rkdump_memory`]
 //! is what [`super::phys`] and [`super::pci`] check raw addresses against.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::alloc::{GlobalAlloc, Layout};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use linked_list_allocator::LockedHeap;
 use rkdump_boot::frames::{AllocRequest, FrameAllocator};
@@ -17,9 +19,55 @@ use crate::arch::paging::{self, Cache};
 
 const FOUR_GIB: u64 = 1 << 32;
 
+/// The heap: its first region ([`init_heap`]) and at most one more taken later ([`grow_heap`]),
+/// each a run of frames of its own, so two regions instead of one contiguous heap.
+struct Heaps {
+    main: LockedHeap,
+    extra: LockedHeap,
+    /// `[start, end)` of the extra region; empty until [`grow_heap`].
+    extra_start: AtomicU64,
+    extra_end: AtomicU64,
+}
+
+// SAFETY: every block comes from one of the two `LockedHeap`s (each a valid GlobalAlloc over
+// its own frames) and goes back to the one whose region holds it: the regions are disjoint
+// frame runs, and the extra region's bounds are published (Release) after its heap is
+// initialised and before any block of it can exist.
+unsafe impl GlobalAlloc for Heaps {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is GlobalAlloc::alloc's, forwarded unchanged.
+        let p = unsafe { self.main.alloc(layout) };
+        if !p.is_null() {
+            return p;
+        }
+        // SAFETY: as above; an extra heap not yet initialised is empty and returns null.
+        unsafe { self.extra.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let a = ptr as u64;
+        let in_extra = a >= self.extra_start.load(Ordering::Acquire)
+            && a < self.extra_end.load(Ordering::Acquire);
+        // SAFETY: `ptr` was allocated by the heap whose region holds it, with this layout.
+        unsafe {
+            if in_extra {
+                self.extra.dealloc(ptr, layout)
+            } else {
+                self.main.dealloc(ptr, layout)
+            }
+        }
+    }
+}
+
 #[global_allocator]
-static HEAP: LockedHeap = LockedHeap::empty();
+static HEAP: Heaps = Heaps {
+    main: LockedHeap::empty(),
+    extra: LockedHeap::empty(),
+    extra_start: AtomicU64::new(0),
+    extra_end: AtomicU64::new(0),
+};
 static HEAP_DONE: AtomicBool = AtomicBool::new(false);
+static HEAP_GROWN: AtomicBool = AtomicBool::new(false);
 
 static FRAMES: Mutex<Option<FrameAllocator>> = Mutex::new(None);
 
@@ -114,7 +162,34 @@ pub fn init_heap(size: u64) -> bool {
     // SAFETY: `heap` is RAM just taken from the frame allocator, so nothing else uses it; it was
     // mapped write-back and zeroed by `alloc`, stays mapped and is never freed. HEAP_DONE makes
     // this the only `init` of the heap.
-    unsafe { HEAP.lock().init(heap.start as *mut u8, heap.len as usize) };
+    unsafe {
+        HEAP.main
+            .lock()
+            .init(heap.start as *mut u8, heap.len as usize)
+    };
+    true
+}
+
+/// Adds `size` bytes of frames to the heap, once per run (for the extra CPUs' work state);
+/// returns whether the heap grew.
+pub fn grow_heap(size: u64) -> bool {
+    if !HEAP_DONE.load(Ordering::SeqCst) || HEAP_GROWN.swap(true, Ordering::SeqCst) {
+        return false;
+    }
+    let Some(range) = alloc(AllocRequest::bytes(size)) else {
+        return false;
+    };
+    // SAFETY: as in `init_heap`: fresh frames, mapped write-back, zeroed, never freed; the
+    // HEAP_GROWN swap makes this the only `init` of the extra heap.
+    unsafe {
+        HEAP.extra
+            .lock()
+            .init(range.start as *mut u8, range.len as usize)
+    };
+    // Start first: while the end is still 0 the range is empty, never a wrong one.
+    HEAP.extra_start.store(range.start, Ordering::Release);
+    HEAP.extra_end
+        .store(range.start + range.len, Ordering::Release);
     true
 }
 
@@ -155,6 +230,11 @@ fn table_page() -> Option<u64> {
 /// Peak bytes handed out by the frame allocator.
 pub fn peak_bytes() -> u64 {
     FRAMES.lock().as_ref().map_or(0, |f| f.peak_bytes())
+}
+
+/// Heap bytes not allocated right now.
+pub fn heap_free() -> usize {
+    HEAP.main.lock().free() + HEAP.extra.lock().free()
 }
 
 /// DMA memory for drivers, from the frame allocator.

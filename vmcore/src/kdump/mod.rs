@@ -13,6 +13,7 @@
 //! ```
 
 pub mod abi;
+pub mod batch;
 pub mod codec;
 pub mod lzo;
 pub mod mem;
@@ -22,10 +23,11 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+pub use batch::{OneCpu, Parallel};
 pub use codec::{Codec, Compressor};
 pub use mem::KdumpMemory;
 pub use read::{KdumpFile, ReadError};
 pub use writer::{
-    Error, Event, Geometry, KdumpSink, Options, Stats, WINDOW_PAGES, header_bytes, max_file_size,
-    write_kdump,
+    BATCH_PAGES, Error, Event, Geometry, KdumpSink, Options, Stats, WINDOW_PAGES, header_bytes,
+    max_file_size, write_kdump, write_kdump_on,
 };

@@ -4,9 +4,11 @@
 
 extern crate std;
 
+use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use super::batch::Stored;
 use super::read::{KdumpFile, ReadError, all_pages};
 use super::*;
 use crate::mem::{OldMemory, SinkError};
@@ -73,6 +75,7 @@ fn opts(codec: Codec) -> Options {
         dump_level: 31,
         window_pages: 64,
         data_align: 1,
+        ..Options::default()
     }
 }
 
@@ -305,4 +308,199 @@ fn failed_window_kept_whole_and_unstable_selector_refused() {
         &mut |_| {},
     );
     assert_eq!(e.unwrap_err(), Error::Unstable { start_pfn: 0x2000 });
+}
+
+/// Runs the workers on std threads, all at once (worker 0 on the calling thread).
+struct Threads(usize);
+
+impl Parallel for Threads {
+    fn workers(&self) -> usize {
+        self.0
+    }
+
+    fn run(&mut self, job: &(dyn Fn(usize) + Sync)) {
+        std::thread::scope(|s| {
+            for w in 1..self.0 {
+                s.spawn(move || job(w));
+            }
+            job(0);
+        });
+    }
+}
+
+/// Runs the workers one after another, the last first: it takes every page.
+struct Reversed(usize);
+
+impl Parallel for Reversed {
+    fn workers(&self) -> usize {
+        self.0
+    }
+
+    fn run(&mut self, job: &(dyn Fn(usize) + Sync)) {
+        (0..self.0).rev().for_each(job);
+    }
+}
+
+/// A broken runner that never calls the job.
+struct Idle;
+
+impl Parallel for Idle {
+    fn workers(&self) -> usize {
+        2
+    }
+
+    fn run(&mut self, _job: &(dyn Fn(usize) + Sync)) {}
+}
+
+fn write_on(codec: Codec, par: &mut dyn Parallel) -> (Vec<u8>, Stats) {
+    let (mut mem, plan) = machine();
+    let mut file = Vec::new();
+    let o = Options {
+        // Batches that end inside runs and windows.
+        batch_pages: 5,
+        ..opts(codec)
+    };
+    let mut sel = DropEvery(7);
+    let s = write_kdump_on(&plan, &mut mem, &mut sel, &mut file, &o, par, &mut |_| {}).unwrap();
+    (file, s)
+}
+
+#[test]
+fn the_file_is_the_same_whatever_the_workers() {
+    for codec in [Codec::Zlib, Codec::Lzo, Codec::None] {
+        let (one, s1) = write_on(codec, &mut OneCpu);
+        assert_eq!(s1.workers, 1);
+        let f = KdumpFile::parse(&one).unwrap();
+        assert_eq!(all_pages(&f).unwrap().len() as u64, s1.pages);
+        let runners: [(&str, &mut dyn Parallel); 4] = [
+            ("2 threads", &mut Threads(2)),
+            ("4 threads", &mut Threads(4)),
+            ("reversed", &mut Reversed(3)),
+            ("idle", &mut Idle),
+        ];
+        for (name, par) in runners {
+            let (file, s) = write_on(codec, par);
+            assert_eq!(s.workers, par.workers() as u64, "{codec} {name}");
+            assert!(file == one, "{codec} on {name}: different bytes");
+            assert_eq!(
+                (s.pages, s.zero_pages, s.raw_pages, s.compressed_pages),
+                (s1.pages, s1.zero_pages, s1.raw_pages, s1.compressed_pages)
+            );
+        }
+    }
+}
+
+/// Pages of the test machine, several of each kind (zero, incompressible, patterned).
+fn batch_pages(mem: &mut crate::testing::FakeMemory) -> Vec<(u64, Vec<u8>)> {
+    let mut v = Vec::new();
+    for pfn in (ZERO_AT >> 12..(ZERO_AT >> 12) + 3)
+        .chain(RANDOM_AT >> 12..(RANDOM_AT >> 12) + 2)
+        .chain(0x100..0x11b)
+    {
+        let mut page = vec![0u8; 4096];
+        mem.read(pfn << 12, &mut page).unwrap();
+        v.push((pfn, page));
+    }
+    v
+}
+
+fn compressed(batch: &mut super::batch::Batch) -> Vec<(u64, Stored, Vec<u8>)> {
+    let mut out = Vec::new();
+    batch
+        .drain(|pfn, s, b| {
+            out.push((pfn, s, b.to_vec()));
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+    out
+}
+
+#[test]
+fn batch_work_goes_to_the_workers_that_run() {
+    use super::batch::{Batch, MAX_WORKERS};
+    let (mut mem, _) = machine();
+    let pages = batch_pages(&mut mem);
+    let fill = |b: &mut Batch| {
+        for (pfn, p) in &pages {
+            b.next_page(*pfn).unwrap().copy_from_slice(p);
+        }
+        assert!(b.is_full());
+        assert!(b.next_page(0).is_none(), "a full batch takes no more");
+    };
+    for codec in [Codec::Zlib, Codec::Lzo] {
+        let mut one = Batch::new(codec, pages.len(), 1).unwrap();
+        fill(&mut one);
+        one.compress(&mut OneCpu);
+        assert_eq!(one.pages_done_by(0), pages.len());
+        let reference = compressed(&mut one);
+        assert!(one.is_empty());
+        assert_eq!(reference.iter().filter(|p| p.1 == Stored::Zero).count(), 3);
+        assert_eq!(reference.iter().filter(|p| p.1 == Stored::Raw).count(), 2);
+        // Decompresses to the page.
+        for ((pfn, stored, bytes), (_, page)) in reference.iter().zip(&pages) {
+            if let Stored::Compressed(n) = *stored {
+                let mut back = vec![0u8; 4096];
+                super::codec::decompress(codec.flag(), bytes, &mut back).unwrap();
+                assert!(back == *page && n == bytes.len(), "{codec} page {pfn:#x}");
+            }
+        }
+
+        // The last worker does everything; the others find the counter past the end.
+        let mut b = Batch::new(codec, pages.len(), 3).unwrap();
+        fill(&mut b);
+        b.compress(&mut Reversed(3));
+        assert_eq!(
+            (b.pages_done_by(2), b.pages_done_by(1), b.pages_done_by(0)),
+            (pages.len(), 0, 0)
+        );
+        assert!(compressed(&mut b) == reference, "{codec}: worker 2's bytes");
+        // Real threads, twice through the same batch (codec state reused).
+        let mut b = Batch::new(codec, pages.len(), 4).unwrap();
+        for round in 0..2 {
+            fill(&mut b);
+            b.compress(&mut Threads(4));
+            let by: usize = (0..4).map(|w| b.pages_done_by(w)).sum();
+            assert_eq!(by, pages.len() * (round + 1));
+            assert!(
+                compressed(&mut b) == reference,
+                "{codec} threads round {round}"
+            );
+        }
+        // A runner that never runs the job: the caller catches up in drain.
+        let mut b = Batch::new(codec, pages.len(), 2).unwrap();
+        fill(&mut b);
+        b.compress(&mut Idle);
+        assert_eq!(b.pages_done_by(0) + b.pages_done_by(1), 0);
+        assert!(compressed(&mut b) == reference, "{codec}: caught up");
+        // More CPUs than codec states: the extra ones do nothing.
+        let mut b = Batch::new(codec, pages.len(), 64).unwrap();
+        assert_eq!(b.workers(), MAX_WORKERS);
+        fill(&mut b);
+        b.compress(&mut Threads(MAX_WORKERS + 3));
+        assert!(
+            compressed(&mut b) == reference,
+            "{codec}: {MAX_WORKERS} states"
+        );
+    }
+}
+
+#[test]
+fn a_page_compresses_the_same_after_any_other() {
+    let (mut mem, _) = machine();
+    let pages = batch_pages(&mut mem);
+    for codec in [Codec::Zlib, Codec::Lzo] {
+        let mut out = Box::new([0u8; super::codec::MAX_COMPRESSED]);
+        let fresh: Vec<Option<Vec<u8>>> = pages
+            .iter()
+            .map(|(_, p)| {
+                let mut c = Compressor::new(codec).unwrap();
+                c.compress(p, &mut out).map(|n| out[..n].to_vec())
+            })
+            .collect();
+        let mut c = Compressor::new(codec).unwrap();
+        for (i, (_, p)) in pages.iter().enumerate().rev() {
+            let got = c.compress(p, &mut out).map(|n| out[..n].to_vec());
+            assert_eq!(got, fresh[i], "{codec}: page {i} after the others");
+        }
+    }
 }

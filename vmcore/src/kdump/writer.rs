@@ -5,7 +5,9 @@
 //! 2. bitmap 2 (frames the [`PageSelector`] keeps), written in order, counting kept pages and
 //!    remembering each window's count and fingerprint (16 bytes per window);
 //! 3. the selector again (it must decide the same: checked against the fingerprint), and for
-//!    every kept page: read, zero check, compress, append its data and its descriptor.
+//!    every kept page: read into a [`Batch`]; each full batch is zero-checked and compressed on
+//!    every CPU the [`Parallel`] runner offers, then its pages' data and descriptors are
+//!    appended in frame order (the same bytes whatever the CPU count).
 //!
 //! The count from walk 2 fixes where the descriptors end, so the page data region starts at a
 //! known offset and the data is streamed while the descriptors trail it in their own region.
@@ -19,7 +21,8 @@ use super::abi::{
     DISKDUMP_HEADER_BLOCKS, KDUMP_HEADER_VERSION, KDUMP_SIGNATURE, disk_dump_header,
     kdump_sub_header, new_utsname, page_desc, timeval,
 };
-use super::codec::{Codec, Compressor, MAX_COMPRESSED, PAGE};
+use super::batch::{Batch, OneCpu, Parallel, Stored};
+use super::codec::{Codec, PAGE};
 use crate::DumpPlan;
 use crate::mem::{OldMemError, OldMemory, SinkError};
 use crate::pages::{PageSelector, PfnBitmap, SelectError};
@@ -48,10 +51,13 @@ impl<S: KdumpSink + ?Sized> KdumpSink for &mut S {
 
 /// Frames per window: 1 GiB of RAM, a 32 KiB bitmap.
 pub const WINDOW_PAGES: u64 = 1 << 18;
-/// Page data gathered before one sink write.
-const DATA_BUF: usize = 256 << 10;
+/// Bytes gathered before one sink write, in each stream (the disk record buffers again).
+const DATA_BUF: usize = 64 << 10;
 /// Descriptors gathered before one sink write.
 const DESC_BUF: usize = 2730 * size_of::<page_desc>();
+/// Pages compressed per [`Parallel::run`]: 128 KiB read, up to 133 KiB compressed (a few
+/// milliseconds of work per CPU, against microseconds to start a run).
+pub const BATCH_PAGES: usize = 32;
 
 /// How to write.
 #[derive(Clone, Copy, Debug)]
@@ -65,6 +71,14 @@ pub struct Options {
     /// The page data region starts at a multiple of this (the disk record's checksum block, so
     /// the two streams never share one); 1 for none.
     pub data_align: u64,
+    /// Pages read before each compression round ([`BATCH_PAGES`]); more keeps more CPUs busy
+    /// for longer per round, at `8 KiB` of buffer each.
+    pub batch_pages: usize,
+    /// A microsecond clock, for the phase times in [`Stats`] (none: they stay 0).
+    pub now_us: Option<fn() -> u64>,
+    /// Most workers given codec state ([`super::batch::MAX_WORKERS`] at most): a caller with
+    /// a small heap sets it from [`super::Compressor::state_bytes`].
+    pub max_workers: usize,
 }
 
 impl Default for Options {
@@ -74,6 +88,9 @@ impl Default for Options {
             dump_level: 0,
             window_pages: WINDOW_PAGES,
             data_align: 1,
+            batch_pages: BATCH_PAGES,
+            now_us: None,
+            max_workers: super::batch::MAX_WORKERS,
         }
     }
 }
@@ -168,6 +185,14 @@ pub struct Stats {
     pub selector_errors: u64,
     /// Bytes the writer held for its own work (buffers, codec state excluded), whatever the RAM size.
     pub buffer_bytes: u64,
+    /// Workers that compressed (codec states; CPUs beyond [`super::batch::MAX_WORKERS`] idle).
+    pub workers: u64,
+    /// Walk 3's time reading kept pages from old memory (with [`Options::now_us`]).
+    pub read_us: u64,
+    /// Walk 3's time zero-checking and compressing, on all workers (wall clock).
+    pub compress_us: u64,
+    /// Walk 3's time handing data and descriptors to the sink.
+    pub write_us: u64,
 }
 
 /// Something the caller may want to show while the writer runs.
@@ -418,16 +443,98 @@ fn select(
     }
 }
 
-/// Writes `plan` as a kdump-compressed file to `sink`, keeping what `selector` keeps. Memory:
-/// two window bitmaps (`window_pages / 4` bytes), 16 bytes per window, a 256 KiB data buffer, a
-/// 64 KiB descriptor buffer, two pages and the codec's state; nothing grows with RAM size
-/// beyond the per-window 16 bytes (16 KiB per TiB with the default window).
+/// Walk 3's output side: the data and descriptor streams a batch's pages go to.
+struct Emit<'a> {
+    sink: &'a mut dyn KdumpSink,
+    data: Stream,
+    descs: Stream,
+    zero_desc: page_desc,
+    codec: Codec,
+    /// Pages written.
+    done: u64,
+}
+
+impl Emit<'_> {
+    /// Compresses the batch on the workers and appends its pages in order.
+    fn run(
+        &mut self,
+        batch: &mut Batch,
+        par: &mut dyn Parallel,
+        clock: fn() -> u64,
+        stats: &mut Stats,
+    ) -> Result<(), Error> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let t = clock();
+        batch.compress(par);
+        let t2 = clock();
+        stats.compress_us += t2.saturating_sub(t);
+        let r = batch.drain(|_, stored, bytes| self.page(stored, bytes, stats));
+        stats.write_us += clock().saturating_sub(t2);
+        r
+    }
+
+    fn page(&mut self, stored: Stored, bytes: &[u8], stats: &mut Stats) -> Result<(), Error> {
+        let desc = match stored {
+            Stored::Zero => {
+                stats.zero_pages += 1;
+                self.zero_desc
+            }
+            Stored::Raw | Stored::Compressed(_) => {
+                let flags = if let Stored::Compressed(_) = stored {
+                    stats.compressed_pages += 1;
+                    self.codec.flag()
+                } else {
+                    stats.raw_pages += 1;
+                    0
+                };
+                let offset = self.data.end() as i64;
+                self.data.push(self.sink, bytes)?;
+                page_desc {
+                    offset,
+                    size: bytes.len() as u32,
+                    flags,
+                    page_flags: 0,
+                }
+            }
+        };
+        if self.descs.buf.len() + size_of::<page_desc>() > self.descs.cap {
+            // The data a descriptor names goes out before the descriptor.
+            self.data.flush(self.sink)?;
+        }
+        self.descs.push(self.sink, desc.as_bytes())?;
+        self.done += 1;
+        Ok(())
+    }
+}
+
+/// Writes `plan` as a kdump-compressed file to `sink`, keeping what `selector` keeps, on this
+/// CPU alone ([`write_kdump_on`] with [`OneCpu`]).
 pub fn write_kdump(
     plan: &DumpPlan,
     mem: &mut dyn OldMemory,
     selector: &mut dyn PageSelector,
     sink: &mut dyn KdumpSink,
     opts: &Options,
+    events: &mut dyn FnMut(Event),
+) -> Result<Stats, Error> {
+    write_kdump_on(plan, mem, selector, sink, opts, &mut OneCpu, events)
+}
+
+/// Writes `plan` as a kdump-compressed file to `sink`, keeping what `selector` keeps, with the
+/// compression spread over the workers `par` runs; the file is byte-identical whatever their
+/// number. Memory: two window bitmaps (`window_pages / 4` bytes), 16 bytes per window, a
+/// 64 KiB buffer per stream (metadata, then data), a 64 KiB descriptor buffer, the batch (`batch_pages` × 8 KiB) and one
+/// codec state per worker (at most [`super::batch::MAX_WORKERS`]); nothing grows with RAM size
+/// beyond the per-window 16 bytes (16 KiB per TiB with the default window).
+pub fn write_kdump_on(
+    plan: &DumpPlan,
+    mem: &mut dyn OldMemory,
+    selector: &mut dyn PageSelector,
+    sink: &mut dyn KdumpSink,
+    opts: &Options,
+    par: &mut dyn Parallel,
     events: &mut dyn FnMut(Event),
 ) -> Result<Stats, Error> {
     let geom = Geometry::of(plan)?;
@@ -464,6 +571,7 @@ pub fn write_kdump(
     }
     meta.pad_to(sink, geom.desc_offset)?;
     meta.flush(sink)?;
+    drop(meta);
 
     let desc_end = (stats.pages)
         .checked_mul(size_of::<page_desc>() as u64)
@@ -474,7 +582,7 @@ pub fn write_kdump(
         .checked_next_multiple_of(align)
         .ok_or(Error::TooLarge)?;
     stats.data_offset = data_offset;
-    let mut descs = Stream::new(geom.desc_offset, DESC_BUF)?;
+    let descs = Stream::new(geom.desc_offset, DESC_BUF)?;
     let mut data = Stream::new(data_offset, DATA_BUF)?;
     // makedumpfile's shared zero page: the first page of the data region.
     data.push(sink, &ZEROS)?;
@@ -484,14 +592,21 @@ pub fn write_kdump(
         flags: 0,
         page_flags: 0,
     };
-    let mut codec = Compressor::new(opts.codec).map_err(nomem)?;
-    let mut page = alloc::vec![0u8; PAGE];
-    let mut out = alloc::boxed::Box::new([0u8; MAX_COMPRESSED]);
-    stats.buffer_bytes = (2 * window.div_ceil(8)
-        + 16 * nwin
-        + (DATA_BUF * 2 + DESC_BUF + PAGE + MAX_COMPRESSED) as u64)
-        + (ranges.len() * 16) as u64;
-    let mut done = 0u64;
+    let workers = par.workers().min(opts.max_workers);
+    let mut batch = Batch::new(opts.codec, opts.batch_pages, workers).map_err(nomem)?;
+    stats.workers = batch.workers() as u64;
+    stats.buffer_bytes =
+        (2 * window.div_ceil(8) + 16 * nwin + (DATA_BUF + DESC_BUF + batch.buffer_bytes()) as u64)
+            + (ranges.len() * 16) as u64;
+    let clock = opts.now_us.unwrap_or(|| 0);
+    let mut out = Emit {
+        sink,
+        data,
+        descs,
+        zero_desc,
+        codec: opts.codec,
+        done: 0,
+    };
     for (i, (start, n)) in windows().enumerate() {
         let mut map = present(&ranges, start, n)?;
         select(selector, mem, &mut map, events, &mut stats);
@@ -501,45 +616,33 @@ pub fn write_kdump(
         stats.windows += 1;
         for (first, count) in map.runs() {
             for pfn in first..first + count {
-                mem.read(pfn * PAGE as u64, &mut page)
-                    .map_err(|source| Error::OldMem { pfn, source })?;
-                let desc = if crate::filter::is_zero_page(&page) {
-                    stats.zero_pages += 1;
-                    zero_desc
-                } else {
-                    let offset = data.end() as i64;
-                    let (bytes, flags) = match codec.compress(&page, &mut out) {
-                        Some(len) => {
-                            stats.compressed_pages += 1;
-                            (&out[..len], opts.codec.flag())
-                        }
-                        None => {
-                            stats.raw_pages += 1;
-                            (&page[..], 0)
-                        }
-                    };
-                    data.push(sink, bytes)?;
-                    page_desc {
-                        offset,
-                        size: bytes.len() as u32,
-                        flags,
-                        page_flags: 0,
-                    }
-                };
-                if descs.buf.len() + size_of::<page_desc>() > descs.cap {
-                    // The data a descriptor names goes out before the descriptor.
-                    data.flush(sink)?;
+                let t = clock();
+                let page = batch.next_page(pfn).ok_or(Error::NoMemory)?;
+                let read = mem.read(pfn * PAGE as u64, page);
+                stats.read_us += clock().saturating_sub(t);
+                if let Err(source) = read {
+                    batch.forget_last();
+                    out.run(&mut batch, par, clock, &mut stats)?;
+                    return Err(Error::OldMem { pfn, source });
                 }
-                descs.push(sink, desc.as_bytes())?;
-                done += 1;
+                if batch.is_full() {
+                    out.run(&mut batch, par, clock, &mut stats)?;
+                }
             }
         }
+        out.run(&mut batch, par, clock, &mut stats)?;
         events(Event::Progress {
-            done,
+            done: out.done,
             total: stats.pages,
-            bytes: data.end(),
+            bytes: out.data.end(),
         });
     }
+    let Emit {
+        sink,
+        mut data,
+        mut descs,
+        ..
+    } = out;
     data.flush(sink)?;
     descs.pad_to(sink, data_offset)?;
     descs.flush(sink)?;

@@ -44,10 +44,15 @@ pub(super) enum Kind {
     /// The limit: the host's own 4 MiB writes of the same size into a pre-written file in the
     /// file system that holds the disk images, then fdatasync.
     HostLimit,
+    /// rkdump, NVMe, `format=kdump compress=zlib level=31` compressing on the crashing CPU
+    /// alone (`rkdump.cpus=1`): the compression phase's reference.
+    KdumpCpus1,
+    /// The same on both vCPUs (`rkdump.cpus=2`).
+    KdumpCpus2,
 }
 
 impl Kind {
-    pub(super) const ALL: [Kind; 9] = [
+    pub(super) const ALL: [Kind; 11] = [
         Kind::Rkdump,
         Kind::RkdumpVirtio,
         Kind::PeerRaw,
@@ -57,6 +62,8 @@ impl Kind {
         Kind::GuestElf,
         Kind::GuestKdump,
         Kind::HostLimit,
+        Kind::KdumpCpus1,
+        Kind::KdumpCpus2,
     ];
 
     pub(super) fn slug(self) -> &'static str {
@@ -70,6 +77,8 @@ impl Kind {
             Kind::GuestElf => "qemu-dump-elf",
             Kind::GuestKdump => "qemu-dump-kdump",
             Kind::HostLimit => "host-limit",
+            Kind::KdumpCpus1 => "kdump-cpus1",
+            Kind::KdumpCpus2 => "kdump-cpus2",
         }
     }
 
@@ -86,6 +95,8 @@ impl Kind {
             Kind::GuestElf => "QEMU dump-guest-memory, ELF (hypervisor's dump)",
             Kind::GuestKdump => "QEMU dump-guest-memory, kdump-zlib (hypervisor's dump)",
             Kind::HostLimit => "host write limit (dd bs=4M into the images' file system)",
+            Kind::KdumpCpus1 => "rkdump, NVMe, kdump zlib level 31, rkdump.cpus=1",
+            Kind::KdumpCpus2 => "rkdump, NVMe, kdump zlib level 31, rkdump.cpus=2",
         }
     }
 
@@ -95,21 +106,32 @@ impl Kind {
 
     /// An rkdump dump run (either disk).
     pub(super) fn is_rkdump(self) -> bool {
-        matches!(self, Kind::Rkdump | Kind::RkdumpVirtio)
+        matches!(
+            self,
+            Kind::Rkdump | Kind::RkdumpVirtio | Kind::KdumpCpus1 | Kind::KdumpCpus2
+        )
+    }
+
+    /// `rkdump.cpus=` of the compression-phase pair.
+    pub(super) fn cpus(self) -> Option<u32> {
+        match self {
+            Kind::KdumpCpus1 => Some(1),
+            Kind::KdumpCpus2 => Some(2),
+            _ => None,
+        }
     }
 
     /// Runs that crash the guest (the others measure a write without kexec).
     pub(super) fn crashes(self) -> bool {
-        matches!(
-            self,
-            Kind::Rkdump | Kind::RkdumpVirtio | Kind::PeerRaw | Kind::PeerMkdf
-        )
+        self.is_rkdump() || matches!(self, Kind::PeerRaw | Kind::PeerMkdf)
     }
 
     /// The dump disk an rkdump or raw-dd run writes.
     pub(super) fn disk(self) -> Option<DiskKind> {
         match self {
-            Kind::Rkdump | Kind::RawDd => Some(DiskKind::Nvme),
+            Kind::Rkdump | Kind::RawDd | Kind::KdumpCpus1 | Kind::KdumpCpus2 => {
+                Some(DiskKind::Nvme)
+            }
             Kind::RkdumpVirtio | Kind::RawDdVirtio => Some(DiskKind::Virtio),
             _ => None,
         }
@@ -150,7 +172,7 @@ pub(super) fn bench_case(
     (raw_mib, raw_blocks): (u32, u64),
 ) -> Result<Case, String> {
     let base = match kind {
-        Kind::Rkdump => "dump-nvme",
+        Kind::Rkdump | Kind::KdumpCpus1 | Kind::KdumpCpus2 => "dump-nvme",
         Kind::RkdumpVirtio => "dump-virtio",
         _ => "kl-low",
     };
@@ -162,12 +184,18 @@ pub(super) fn bench_case(
     c.loaders = vec![e2e::case::Loader::Kl];
     let ram = u64::from(ram);
     match kind {
-        Kind::Rkdump | Kind::RkdumpVirtio => {
+        Kind::Rkdump | Kind::RkdumpVirtio | Kind::KdumpCpus1 | Kind::KdumpCpus2 => {
             // The dump case without the I/O-in-flight part: the crash is the same for everyone.
             c.io_at_crash = false;
             c.full_run = true;
             c.dump_disk = kind.disk();
             c.timeout = Duration::from_secs(180 + 90 * ram);
+            if let Some(n) = kind.cpus() {
+                c.capture_extra = format!(
+                    "rkdump.format=kdump rkdump.compress=zlib rkdump.level=31 rkdump.cpus={n}"
+                );
+                c.markers_absent = true;
+            }
         }
         Kind::PeerRaw | Kind::PeerMkdf => {
             c.save_vmcore = false;

@@ -37,6 +37,9 @@ pub(super) struct Sample {
     pub(super) image_len: Option<u64>,
     /// rkdump's crash report cost (`rkdump: report end ms=`, its own clock), in ms.
     pub(super) report_ms: Option<f64>,
+    /// kdump format: the CPUs that compressed and the compression phase's wall time in ms
+    /// (`rkdump: kdump phases cpus= ... compress_ms=`, rkdump's clock).
+    pub(super) compress: Option<(u64, f64)>,
     /// Host CPUs other processes kept busy during the run, on average (the machine has 2 and
     /// QEMU's TCG threads want both: timings of a busy run are not comparable).
     pub(super) others_busy: Option<f64>,
@@ -94,7 +97,13 @@ pub(super) fn measure(kind: Kind, log: &ConsoleLog, flat: Option<Result<u64, Str
     let after = log.capture_lines();
     let mut s = Sample::default();
     match kind {
-        Kind::Rkdump | Kind::RkdumpVirtio => {
+        k if k.is_rkdump() => {
+            s.compress = find(after, "rkdump: kdump phases ").and_then(|(_, a)| {
+                Some((
+                    kv(a, "cpus")?.parse().ok()?,
+                    kv(a, "compress_ms")?.parse().ok()?,
+                ))
+            });
             s.first_line = find(after, "rkdump: entered").and_then(|(t, _)| secs_between(sysrq, t));
             let start = find(after, "rkdump: dump start ");
             let done = find(after, "rkdump: dump complete ");
@@ -302,6 +311,19 @@ mod tests {
         let cut = RKDUMP_LOG.lines().take(6).collect::<Vec<_>>().join("\n");
         let s = measure(Kind::Rkdump, &ConsoleLog::parse_saved(&cut), None);
         assert!(!s.ok && s.why.contains("dump complete"));
+    }
+
+    #[test]
+    fn kdump_compression_phase() {
+        let log = RKDUMP_LOG.replace(
+            "[  10.611862] rkdump: dump complete",
+            "[  10.611000] rkdump: kdump phases cpus=2 read_ms=120 compress_ms=2514 write_ms=88\n[  10.611862] rkdump: dump complete",
+        );
+        let s = measure(Kind::KdumpCpus2, &ConsoleLog::parse_saved(&log), None);
+        assert!(s.ok, "{s:?}");
+        assert_eq!(s.compress, Some((2, 2514.0)));
+        let s = measure(Kind::Rkdump, &ConsoleLog::parse_saved(RKDUMP_LOG), None);
+        assert_eq!(s.compress, None, "ELF dumps have no compression phase");
     }
 
     #[test]

@@ -12,7 +12,9 @@ use rkdump_tests::verify;
 
 use super::anchors;
 use super::cases::{Kind, append_rkdump, bench_case};
-use super::markdown::{NOTES, fmt_s, render_ratios, render_runs, render_table, render_targets};
+use super::markdown::{
+    NOTES, fmt_s, render_cpus, render_ratios, render_runs, render_table, render_targets,
+};
 use super::measure::{Sample, flattened_len, measure};
 use super::procstat::{BUSY_LIMIT, cpu_snapshot, mem_available, others_busy, wait_until_quiet};
 use super::stats::{Row, Search, bisect};
@@ -173,7 +175,7 @@ pub(super) fn run_one(
     let mut s = measure(kind, &r.log, flat);
     s.others_busy = busy;
     match kind {
-        Kind::Rkdump | Kind::RkdumpVirtio if s.ok && !r.passed() => {
+        k if k.is_rkdump() && s.ok && !r.passed() => {
             // The harness extracted and verified the dump: that must hold too.
             s.ok = false;
             s.why = r
@@ -283,6 +285,8 @@ pub fn main(args: super::Args) -> Result<(), String> {
                 Kind::GuestElf,
                 Kind::GuestKdump,
                 Kind::HostLimit,
+                Kind::KdumpCpus1,
+                Kind::KdumpCpus2,
             ],
             CaptureKind::Rkdump,
         ),
@@ -420,6 +424,7 @@ pub fn main(args: super::Args) -> Result<(), String> {
     let table = render_table(&rows);
     let ratios = render_ratios(&rows);
     let (targets, all_met) = render_targets(&rows, bz_len);
+    let cpus = render_cpus(&rows);
     let qemu_version = tools::output(Command::new("qemu-system-x86_64").arg("--version"))
         .ok()
         .and_then(|o| o.lines().next().map(str::to_string))
@@ -463,13 +468,13 @@ pub fn main(args: super::Args) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     let md = format!(
-        "# rkdump benchmark (cargo xtask bench)\n\n{header}\n## Figures\n\n{table}\n## Ratios (rkdump / other)\n\n{ratios}\n## Targets\n\n{targets}\n## Reading the figures\n\n{NOTES}\n## Every run\n\n{}",
+        "# rkdump benchmark (cargo xtask bench)\n\n{header}\n## Figures\n\n{table}\n## Ratios (rkdump / other)\n\n{ratios}\n## Targets\n\n{targets}\n## Compression on every CPU\n\n{cpus}\n## Reading the figures\n\n{NOTES}\n## Every run\n\n{}",
         render_runs(&rows)
     );
     std::fs::write(out.join("results.md"), &md).map_err(|e| format!("writing results.md: {e}"))?;
     let svg = render_svg("rkdump vs Linux kdump, QEMU TCG", &chart_panels(&rows));
     std::fs::write(out.join("chart.svg"), svg).map_err(|e| format!("writing chart.svg: {e}"))?;
-    println!("\n{header}\n{table}\n{ratios}\n{targets}");
+    println!("\n{header}\n{table}\n{ratios}\n{targets}\n{cpus}");
     println!(
         "written: {} and {}",
         out.join("results.md").display(),
