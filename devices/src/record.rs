@@ -2,8 +2,9 @@
 //! runs (header Incomplete, vmcore with periodic checkpoints, XXH64 block table, flush, header
 //! Complete or Truncated, flush) and the reader `rkdumpctl save` runs ([`read`]). Page data goes
 //! straight from old memory to the device by DMA and is hashed in place while the device reads
-//! it ([`BlockDevice::write_overlapped`]); only headers, notes and the table pass through bounce
-//! buffers.
+//! it; batches are submitted without waiting for the one before ([`BlockDevice::submit`]), so
+//! the device's queue stays full across batch boundaries. Only headers, notes and the table pass
+//! through bounce buffers.
 //!
 //! **Checkpoints** (see [`Checkpoints`]): so that a power cut mid-dump loses only the tail, the
 //! writer periodically flushes, writes the table pages that changed, rewrites the Incomplete
@@ -212,7 +213,7 @@ impl<'p> RecordWriter<'p> {
     }
 
     /// Writes the record and returns the vmcore bytes on disk. `progress` gets (done, total)
-    /// after every batch. On error the header on disk still says Incomplete, with `written` as of
+    /// after every batch handed to the device. On error the header on disk still says Incomplete, with `written` as of
     /// the last checkpoint.
     pub fn write<D, M>(
         self,
@@ -281,6 +282,8 @@ impl<'p> RecordWriter<'p> {
         let mut sums = BlockXxh64::new(layout.block_size, self.checksum);
         let mut written = 0u64;
         let mut batch = Batch::default();
+        // First block of the latest batch, for the error of a batch that fails late.
+        let mut batch_lba = to_lba(data_start / label::LBA_BYTES);
         let mut pace = Pace::new(self.pacing);
         for seg in self.plan.layout.segments() {
             if written >= limit {
@@ -302,6 +305,9 @@ impl<'p> RecordWriter<'p> {
                         let cap = pace.cap(written - batch.bytes);
                         let n = (len - off).min(cap - batch.bytes);
                         let lba = to_lba((data_start + written) / label::LBA_BYTES);
+                        if batch.reqs.is_empty() {
+                            batch_lba = lba;
+                        }
                         batch.reqs.push(WriteReq {
                             lba,
                             phys: phys + off,
@@ -317,6 +323,7 @@ impl<'p> RecordWriter<'p> {
                             progress(written, total);
                             if pace.checkpoint_due(written) {
                                 let t0 = pace.now();
+                                out.complete(batch_lba)?;
                                 let cp = table.checkpoint(&mut out, &mut self.header, &mut sums)?;
                                 if let Some(table_pages) = cp {
                                     pace.checkpointed(written);
@@ -333,6 +340,7 @@ impl<'p> RecordWriter<'p> {
             }
         }
         out.flush_batch(&mut batch, mem, &mut sums)?;
+        out.complete(batch_lba)?;
         progress(written, total);
         table.pending.extend(sums.finish());
         table.write_pending(&mut out)?;
@@ -571,8 +579,20 @@ impl<D: BlockDevice + ?Sized> Out<'_, D> {
             .map_err(|error| RecordError::Write { area, lba, error })
     }
 
-    /// Writes the old-memory batch, if any, and adds its bytes to `sums` (hashed while the
-    /// device reads them).
+    /// Waits for every submitted old-memory batch; a failure is the vmcore's, at or after
+    /// `lba`'s batch.
+    fn complete(&mut self, lba: u64) -> Result<(), RecordError> {
+        self.dev
+            .complete(&mut || false)
+            .map_err(|error| RecordError::Write {
+                area: Area::Vmcore,
+                lba,
+                error,
+            })
+    }
+
+    /// Submits the old-memory batch, if any, and adds its bytes to `sums` (hashed while the
+    /// device reads them); the device may still be writing it on return ([`Self::complete`]).
     fn flush_batch<M: OldMemSlices + ?Sized>(
         &mut self,
         batch: &mut Batch,
@@ -629,7 +649,10 @@ where
         }
         at < reqs.len()
     };
-    let wrote = dev.write_overlapped(reqs, &mut piece);
+    // Submitted, not waited for: the device works on this batch (and the one before) while
+    // its bytes are hashed here and the next batch is prepared, so its queue never runs dry at
+    // a batch boundary. `idle` hashes while the driver waits for queue room.
+    let wrote = dev.submit(reqs, &mut piece);
     // Whatever the device's waits left over (all of it on a device that never waits).
     if wrote.is_ok() {
         while piece() {}
