@@ -663,10 +663,6 @@ impl<R: Regs> BlockDevice for Ahci<'_, R> {
         &self.name
     }
 
-    fn write(&mut self, reqs: &[WriteReq]) -> Result<(), BlockError> {
-        self.write_overlapped(reqs, &mut || false)
-    }
-
     fn write_overlapped(
         &mut self,
         reqs: &[WriteReq],

@@ -131,13 +131,24 @@ impl<'a> Idle<'a> {
 }
 
 /// A polled block device.
+///
+/// Writes come in two shapes. [`write`](Self::write) and
+/// [`write_overlapped`](Self::write_overlapped) return when every request completed.
+/// [`submit`](Self::submit) returns as soon as the device holds the requests, so the caller can
+/// prepare (and submit) the next batch while the device works on this one and the queue never
+/// runs dry at a batch boundary; [`complete`](Self::complete) then waits for everything
+/// submitted. Every other call ([`write`](Self::write), [`read`](Self::read),
+/// [`flush`](Self::flush)) first waits for the submitted writes too, so a flush always covers
+/// them. A failure of a submitted write is reported by the next call that waits for it.
 pub trait BlockDevice {
     /// Geometry and limits.
     fn info(&self) -> BlockInfo;
     /// Short name for logs, e.g. "virtio-blk 00:03.0".
     fn name(&self) -> &str;
     /// Writes every request, pipelining up to the queue depth; returns when all completed.
-    fn write(&mut self, reqs: &[WriteReq]) -> Result<(), BlockError>;
+    fn write(&mut self, reqs: &[WriteReq]) -> Result<(), BlockError> {
+        self.write_overlapped(reqs, &mut || false)
+    }
     /// [`write`](Self::write), running the caller's `idle` work while the device transfers:
     /// a driver that polls for completions calls `idle` between polls instead of spinning.
     /// `idle` does one bounded piece of work per call (well under a millisecond) and returns
@@ -146,21 +157,34 @@ pub trait BlockDevice {
     /// this returns. Every wait stays bounded by the driver's own timeout, which counts the
     /// time `idle` takes. `idle` must not touch the device, and may only read the memory the
     /// requests name (the device reads it at the same time).
-    ///
-    /// The default writes, then runs the work: no overlap, same result.
     fn write_overlapped(
         &mut self,
         reqs: &[WriteReq],
         idle: &mut dyn FnMut() -> bool,
+    ) -> Result<(), BlockError>;
+    /// Hands `reqs` to the device and returns once it holds all of them, without waiting for
+    /// their completion; `idle` runs (as in [`write_overlapped`](Self::write_overlapped))
+    /// while the driver waits for queue room. The memory the requests name must stay as it is
+    /// until [`complete`](Self::complete) (or any other waiting call) returned.
+    ///
+    /// The default is [`write_overlapped`](Self::write_overlapped): the requests have
+    /// completed when it returns, which is the same contract with no overlap across calls.
+    fn submit(
+        &mut self,
+        reqs: &[WriteReq],
+        idle: &mut dyn FnMut() -> bool,
     ) -> Result<(), BlockError> {
-        let r = self.write(reqs);
-        if r.is_ok() {
-            while idle() {}
-        }
-        r
+        self.write_overlapped(reqs, idle)
+    }
+    /// Waits until every write handed to [`submit`](Self::submit) completed, running `idle`
+    /// meanwhile; the first failure among them is the error. The default has nothing to wait
+    /// for.
+    fn complete(&mut self, idle: &mut dyn FnMut() -> bool) -> Result<(), BlockError> {
+        let _ = idle;
+        Ok(())
     }
     /// Reads `len` bytes at `lba` into physical address `phys` (a DMA buffer).
     fn read(&mut self, lba: u64, phys: u64, len: u64) -> Result<(), BlockError>;
-    /// Makes completed writes durable (cache flush).
+    /// Makes completed writes durable (cache flush), after waiting for the submitted ones.
     fn flush(&mut self) -> Result<(), BlockError>;
 }

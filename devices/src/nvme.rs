@@ -585,10 +585,6 @@ impl<R: Regs> BlockDevice for Nvme<'_, R> {
         &self.name
     }
 
-    fn write(&mut self, reqs: &[WriteReq]) -> Result<(), BlockError> {
-        self.write_overlapped(reqs, &mut || false)
-    }
-
     fn write_overlapped(
         &mut self,
         reqs: &[WriteReq],

@@ -2,8 +2,9 @@
 //! runs (header Incomplete, vmcore with periodic checkpoints, XXH64 block table, flush, header
 //! Complete or Truncated, flush) and the reader `rkdumpctl save` runs ([`read`]). Page data goes
 //! straight from old memory to the device by DMA and is hashed in place while the device reads
-//! it ([`BlockDevice::write_overlapped`]); only headers, notes and the table pass through bounce
-//! buffers.
+//! it; batches are submitted without waiting for the one before ([`BlockDevice::submit`]), so
+//! the device's queue stays full across batch boundaries. Only headers, notes and the table pass
+//! through bounce buffers.
 //!
 //! **Checkpoints** (see [`Checkpoints`]): so that a power cut mid-dump loses only the tail, the
 //! writer periodically flushes, writes the table pages that changed, rewrites the Incomplete
@@ -212,7 +213,7 @@ impl<'p> RecordWriter<'p> {
     }
 
     /// Writes the record and returns the vmcore bytes on disk. `progress` gets (done, total)
-    /// after every batch. On error the header on disk still says Incomplete, with `written` as of
+    /// after every batch handed to the device. On error the header on disk still says Incomplete, with `written` as of
     /// the last checkpoint.
     pub fn write<D, M>(
         self,
@@ -281,6 +282,9 @@ impl<'p> RecordWriter<'p> {
         let mut sums = BlockXxh64::new(layout.block_size, self.checksum);
         let mut written = 0u64;
         let mut batch = Batch::default();
+        let mut unhashed = Unhashed::default();
+        // First block of the latest batch, for the error of a batch that fails late.
+        let mut batch_lba = to_lba(data_start / label::LBA_BYTES);
         let mut pace = Pace::new(self.pacing);
         for seg in self.plan.layout.segments() {
             if written >= limit {
@@ -289,9 +293,10 @@ impl<'p> RecordWriter<'p> {
             match seg {
                 Segment::Bytes(b) => {
                     let n = (b.len() as u64).min(limit - written);
-                    out.flush_batch(&mut batch, mem, &mut sums)?;
+                    out.flush_batch(&mut batch, mem, &mut sums, &mut unhashed)?;
                     let lba = to_lba((data_start + written) / label::LBA_BYTES);
                     out.bytes(Area::Vmcore, lba, &b[..n as usize])?;
+                    unhashed.finish(mem, &mut sums)?;
                     sums.update(&b[..n as usize]);
                     written += n;
                 }
@@ -302,6 +307,9 @@ impl<'p> RecordWriter<'p> {
                         let cap = pace.cap(written - batch.bytes);
                         let n = (len - off).min(cap - batch.bytes);
                         let lba = to_lba((data_start + written) / label::LBA_BYTES);
+                        if batch.reqs.is_empty() {
+                            batch_lba = lba;
+                        }
                         batch.reqs.push(WriteReq {
                             lba,
                             phys: phys + off,
@@ -312,11 +320,13 @@ impl<'p> RecordWriter<'p> {
                         off += n;
                         if batch.bytes >= cap {
                             let sent = batch.bytes;
-                            out.flush_batch(&mut batch, mem, &mut sums)?;
+                            out.flush_batch(&mut batch, mem, &mut sums, &mut unhashed)?;
                             pace.batch_done(sent);
                             progress(written, total);
                             if pace.checkpoint_due(written) {
                                 let t0 = pace.now();
+                                out.complete(batch_lba)?;
+                                unhashed.finish(mem, &mut sums)?;
                                 let cp = table.checkpoint(&mut out, &mut self.header, &mut sums)?;
                                 if let Some(table_pages) = cp {
                                     pace.checkpointed(written);
@@ -332,7 +342,9 @@ impl<'p> RecordWriter<'p> {
                 }
             }
         }
-        out.flush_batch(&mut batch, mem, &mut sums)?;
+        out.flush_batch(&mut batch, mem, &mut sums, &mut unhashed)?;
+        out.complete(batch_lba)?;
+        unhashed.finish(mem, &mut sums)?;
         progress(written, total);
         table.pending.extend(sums.finish());
         table.write_pending(&mut out)?;
@@ -571,15 +583,29 @@ impl<D: BlockDevice + ?Sized> Out<'_, D> {
             .map_err(|error| RecordError::Write { area, lba, error })
     }
 
-    /// Writes the old-memory batch, if any, and adds its bytes to `sums` (hashed while the
-    /// device reads them).
+    /// Waits for every submitted old-memory batch; a failure is the vmcore's, at or after
+    /// `lba`'s batch.
+    fn complete(&mut self, lba: u64) -> Result<(), RecordError> {
+        self.dev
+            .complete(&mut || false)
+            .map_err(|error| RecordError::Write {
+                area: Area::Vmcore,
+                lba,
+                error,
+            })
+    }
+
+    /// Submits the old-memory batch, if any. Its bytes join `unhashed`, hashed into `sums` while
+    /// the device works on this batch and the next one; the device may still be writing it on
+    /// return ([`Self::complete`]).
     fn flush_batch<M: OldMemSlices + ?Sized>(
         &mut self,
         batch: &mut Batch,
         mem: &M,
         sums: &mut BlockXxh64,
+        unhashed: &mut Unhashed,
     ) -> Result<(), RecordError> {
-        write_hashed(&mut *self.dev, &batch.reqs, mem, sums)?;
+        write_hashed(&mut *self.dev, &batch.reqs, mem, sums, unhashed)?;
         batch.reqs.clear();
         batch.bytes = 0;
         Ok(())
@@ -591,14 +617,59 @@ impl<D: BlockDevice + ?Sized> Out<'_, D> {
 /// completion waits at most that long to be seen.
 const HASH_PIECE: u64 = 256 << 10;
 
-/// Writes the old-memory requests `reqs` (consecutive vmcore bytes, in order) and feeds the
-/// same bytes to `sums`, hashing while the device DMAs them: both only read that memory. Every
-/// range is checked readable before the device sees it, so nothing unreadable is ever DMA'd.
+/// Old memory handed to the device and not yet hashed, in vmcore order: the previous batch,
+/// hashed while the device writes it and the batch after it (so the queue holds two batches
+/// while the CPU hashes one).
+#[derive(Default)]
+struct Unhashed {
+    reqs: Vec<WriteReq>,
+    /// Next byte to hash: request index, offset inside it.
+    at: usize,
+    off: u64,
+}
+
+impl Unhashed {
+    /// Hashes up to [`HASH_PIECE`] bytes into `sums`; whether more remains.
+    fn piece<M: OldMemSlices + ?Sized>(
+        &mut self,
+        mem: &M,
+        sums: &mut BlockXxh64,
+    ) -> Result<bool, OldMemError> {
+        let Some(r) = self.reqs.get(self.at) else {
+            return Ok(false);
+        };
+        let n = (r.len - self.off).min(HASH_PIECE);
+        mem.with_slice(r.phys + self.off, n, &mut |s| sums.update(s))?;
+        self.off += n;
+        if self.off >= r.len {
+            (self.at, self.off) = (self.at + 1, 0);
+        }
+        Ok(self.at < self.reqs.len())
+    }
+
+    /// Hashes everything left, so `sums` covers every byte handed to the device.
+    fn finish<M: OldMemSlices + ?Sized>(
+        &mut self,
+        mem: &M,
+        sums: &mut BlockXxh64,
+    ) -> Result<(), RecordError> {
+        while self.piece(mem, sums).map_err(RecordError::OldMem)? {}
+        self.reqs.clear();
+        (self.at, self.off) = (0, 0);
+        Ok(())
+    }
+}
+
+/// Submits the old-memory requests `reqs` (consecutive vmcore bytes, in order, following those
+/// in `unhashed`) and hashes the previous batch meanwhile: `unhashed` is hashed while the
+/// driver waits for queue room and after it took `reqs`, and then holds `reqs`. Every range is
+/// checked readable before the device sees it, so nothing unreadable is ever DMA'd.
 fn write_hashed<D, M>(
     dev: &mut D,
     reqs: &[WriteReq],
     mem: &M,
     sums: &mut BlockXxh64,
+    unhashed: &mut Unhashed,
 ) -> Result<(), RecordError>
 where
     D: BlockDevice + ?Sized,
@@ -611,33 +682,27 @@ where
         mem.with_slice(r.phys, r.len, &mut |_| {})
             .map_err(RecordError::OldMem)?;
     }
-    // Next byte to hash: request index, offset inside it.
-    let (mut at, mut off) = (0usize, 0u64);
     let mut failed = None;
-    let mut piece = || -> bool {
-        let Some(r) = reqs.get(at) else {
-            return false;
-        };
-        let n = (r.len - off).min(HASH_PIECE);
-        if let Err(e) = mem.with_slice(r.phys + off, n, &mut |s| sums.update(s)) {
+    let mut piece = || match unhashed.piece(mem, sums) {
+        Ok(more) => more,
+        Err(e) => {
             failed = Some(e);
-            return false;
+            false
         }
-        off += n;
-        if off >= r.len {
-            (at, off) = (at + 1, 0);
-        }
-        at < reqs.len()
     };
-    let wrote = dev.write_overlapped(reqs, &mut piece);
-    // Whatever the device's waits left over (all of it on a device that never waits).
-    if wrote.is_ok() {
-        while piece() {}
-    }
+    // Submitted, not waited for: the device works on this batch (and the one before) while the
+    // one before is hashed here and the next is prepared, so its queue never runs dry at a
+    // batch boundary.
+    let wrote = dev.submit(reqs, &mut piece);
     wrote.map_err(|error| RecordError::Write {
         area: Area::Vmcore,
         lba: first.lba,
         error,
     })?;
-    failed.map_or(Ok(()), |e| Err(RecordError::OldMem(e)))
+    if let Some(e) = failed {
+        return Err(RecordError::OldMem(e));
+    }
+    unhashed.finish(mem, sums)?;
+    unhashed.reqs.extend_from_slice(reqs);
+    Ok(())
 }

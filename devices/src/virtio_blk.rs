@@ -170,6 +170,8 @@ pub struct VirtioBlk<'c, R: Regs = Mmio, M: DmaWindow = DmaMem> {
     io_timeout_us: u64,
     name: String,
     broken: Option<BlockError>,
+    /// A request that failed and whose error no call has returned yet.
+    failed: Option<BlockError>,
 }
 
 /// `DeviceError.status` for device-level failures (request failures carry the virtio-blk
@@ -257,6 +259,7 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
             io_timeout_us: opts.io_timeout_us,
             name: String::from("virtio-blk"),
             broken: None,
+            failed: None,
         })
     }
 
@@ -295,26 +298,24 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
         e
     }
 
-    /// Submits `ops`, keeping the ring as full as possible, and waits for all of them, running
-    /// `idle` while it waits.
+    /// Submits `ops`, keeping the ring as full as possible, running `idle` whenever it waits.
+    /// With `wait_all` it returns once everything in flight (these ops and earlier submitted
+    /// ones) completed; without, once the ring holds all of `ops`. A failed request stops further
+    /// submission; its error is returned by this call or, if it completes later, by the next.
     fn run(
         &mut self,
         ops: &mut dyn Iterator<Item = Op>,
         idle: &mut Idle<'_>,
+        wait_all: bool,
     ) -> Result<(), BlockError> {
         if let Some(e) = self.broken {
             return Err(e);
         }
         let mut pending = ops.next();
-        let mut first_err = None;
         loop {
             let mut added = false;
-            while let (Some(op), None) = (&pending, first_err) {
-                let data = match *op {
-                    Op::Chunk { c, .. } => self.s.limits.segs_for(c.len),
-                    Op::Flush => 0,
-                };
-                if self.s.q.num_free() < data + 2 {
+            while let (Some(op), None) = (&pending, self.failed) {
+                if self.s.q.num_free() < self.descs_for(op) {
                     break;
                 }
                 if let Err(e) = self.push(op) {
@@ -327,10 +328,18 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
             }
             if added {
                 self.s.q.publish(&self.mem);
-                self.regs.notify.write16(self.s.notify_off, 0);
+                // The device says whether it is still looking at the ring (virtio 1.2 §2.7.7):
+                // a notify then only costs an exit.
+                if self.s.q.device_wants_notify(&self.mem) {
+                    self.regs.notify.write16(self.s.notify_off, 0);
+                }
+            }
+            let done_submitting = pending.is_none() || self.failed.is_some();
+            if done_submitting && !wait_all {
+                break;
             }
             if self.s.q.in_flight() == 0 {
-                if pending.is_some() && first_err.is_none() {
+                if !done_submitting {
                     // Cannot happen (seg_max <= queue size - 2), but never report unsent
                     // requests as written.
                     return Err(self.fail(BlockError::NoMemory));
@@ -338,29 +347,69 @@ impl<'c, R: Regs, M: DmaWindow> VirtioBlk<'c, R, M> {
                 break;
             }
             self.wait_used(idle)?;
-            loop {
-                match self.s.q.pop_used(&self.mem) {
-                    Ok(Some(u)) => {
-                        let st = self.mem.read32(STATUS_OFF + 4 * usize::from(u.head)) & 0xFF;
-                        if st != 0 && first_err.is_none() {
-                            log::error!("{}: request failed, status {st}", self.name);
-                            first_err = Some(BlockError::DeviceError { status: st });
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        log::error!("{}: {e}", self.name);
-                        return Err(self.fail(BlockError::DeviceError {
-                            status: RING_PROTOCOL_ERROR,
-                        }));
-                    }
-                }
-            }
+            self.reap()?;
         }
-        match first_err {
+        match self.failed.take() {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Descriptors `op` takes.
+    fn descs_for(&self, op: &Op) -> u16 {
+        let data = match *op {
+            Op::Chunk { c, .. } => self.s.limits.segs_for(c.len),
+            Op::Flush => 0,
+        };
+        data + 2
+    }
+
+    /// Takes every completion the device posted; the first failed request is kept in
+    /// `self.failed` until a call reports it.
+    fn reap(&mut self) -> Result<(), BlockError> {
+        loop {
+            match self.s.q.pop_used(&self.mem) {
+                Ok(Some(u)) => {
+                    let st = self.mem.read32(STATUS_OFF + 4 * usize::from(u.head)) & 0xFF;
+                    if st != 0 && self.failed.is_none() {
+                        // The header is ours (the device only reads it).
+                        let at = HDR_OFF + OUTHDR * usize::from(u.head);
+                        let at = at + offset_of!(VirtioBlkOuthdr, sector);
+                        let sector = u64::from(self.mem.read32(at))
+                            | (u64::from(self.mem.read32(at + 4)) << 32);
+                        log::error!(
+                            "{}: request at sector {sector} failed, status {st}",
+                            self.name
+                        );
+                        self.failed = Some(BlockError::DeviceError { status: st });
+                    }
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    log::error!("{}: {e}", self.name);
+                    return Err(self.fail(BlockError::DeviceError {
+                        status: RING_PROTOCOL_ERROR,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Checks and writes `reqs` as chains of at most the chain limit ([`Self::run`]).
+    fn write_reqs(
+        &mut self,
+        reqs: &[WriteReq],
+        idle: &mut Idle<'_>,
+        wait_all: bool,
+    ) -> Result<(), BlockError> {
+        for r in reqs {
+            self.check(r.lba, r.phys, r.len)?;
+        }
+        let max = self.s.limits.chain_max();
+        let mut ops = reqs
+            .iter()
+            .flat_map(|r| chunks(r.lba, r.phys, r.len, max).map(|c| Op::Chunk { write: true, c }));
+        self.run(&mut ops, idle, wait_all)
     }
 
     fn push(&mut self, op: &Op) -> Result<(), ring::RingError> {
@@ -559,37 +608,44 @@ impl<R: Regs, M: DmaWindow> BlockDevice for VirtioBlk<'_, R, M> {
         &self.name
     }
 
-    fn write(&mut self, reqs: &[WriteReq]) -> Result<(), BlockError> {
-        self.write_overlapped(reqs, &mut || false)
-    }
-
     fn write_overlapped(
         &mut self,
         reqs: &[WriteReq],
         idle: &mut dyn FnMut() -> bool,
     ) -> Result<(), BlockError> {
-        for r in reqs {
-            self.check(r.lba, r.phys, r.len)?;
-        }
-        let max = self.s.limits.chain_max();
-        let mut ops = reqs
-            .iter()
-            .flat_map(|r| chunks(r.lba, r.phys, r.len, max).map(|c| Op::Chunk { write: true, c }));
-        self.run(&mut ops, &mut Idle::new(idle))
+        self.write_reqs(reqs, &mut Idle::new(idle), true)
+    }
+
+    fn submit(
+        &mut self,
+        reqs: &[WriteReq],
+        idle: &mut dyn FnMut() -> bool,
+    ) -> Result<(), BlockError> {
+        self.write_reqs(reqs, &mut Idle::new(idle), false)
+    }
+
+    fn complete(&mut self, idle: &mut dyn FnMut() -> bool) -> Result<(), BlockError> {
+        self.run(&mut core::iter::empty(), &mut Idle::new(idle), true)
     }
 
     fn read(&mut self, lba: u64, phys: u64, len: u64) -> Result<(), BlockError> {
         self.check(lba, phys, len)?;
         let mut ops = chunks(lba, phys, len, self.s.limits.chain_max())
             .map(|c| Op::Chunk { write: false, c });
-        self.run(&mut ops, &mut Idle::new(&mut || false))
+        self.run(&mut ops, &mut Idle::new(&mut || false), true)
     }
 
     fn flush(&mut self) -> Result<(), BlockError> {
+        let mut none = || false;
+        // A flush covers completed writes only (virtio 1.2 §5.2.6.1): the submitted ones first.
+        self.run(&mut core::iter::empty(), &mut Idle::new(&mut none), true)?;
         if !self.s.features.contains(Features::FLUSH) {
             return Ok(());
         }
-        let mut none = || false;
-        self.run(&mut core::iter::once(Op::Flush), &mut Idle::new(&mut none))
+        self.run(
+            &mut core::iter::once(Op::Flush),
+            &mut Idle::new(&mut none),
+            true,
+        )
     }
 }

@@ -22,6 +22,7 @@ use crate::label::{ReadFailed, RecordSummary, State};
 use crate::nvme::Nvme;
 use crate::nvme::model::FakeNvme;
 use crate::virtio_blk::model::Rig;
+use core::cell::RefCell;
 
 const HDR: u64 = 0x2f00_0000;
 const DM: u64 = 0xffff_8880_0000_0000;
@@ -159,17 +160,114 @@ fn ahci_record_reads_back_byte_identical() {
 
 #[test]
 fn virtio_record_reads_back_byte_identical() {
-    let (mut arena, _, plan, vmcore) = setup();
-    let rig = Rig::on_bus(&arena, 8192);
-    let label = labelled(&mut rig.d.borrow_mut().disk);
-    let mut dev = rig.open_on(&mut arena).unwrap();
-    let w = RecordWriter::new(&label, &plan, [9; 16], ChecksumKind::Sampled).unwrap();
-    let written = write(w, &mut dev, &mut arena).unwrap();
-    assert_eq!(written, vmcore.len() as u64);
-    let disk = rig.d.borrow().disk.clone();
-    let (summary, out) = save(&disk).unwrap();
+    // `lazy`: completions trail submissions, so batches overlap in the ring.
+    for lazy in [false, true] {
+        let (mut arena, _, plan, vmcore) = setup();
+        let rig = Rig::on_bus(&arena, 8192);
+        rig.d.borrow_mut().lazy = lazy;
+        let label = labelled(&mut rig.d.borrow_mut().disk);
+        let mut dev = rig.open_on(&mut arena).unwrap();
+        let w = RecordWriter::new(&label, &plan, [9; 16], ChecksumKind::Sampled).unwrap();
+        let written = write(w, &mut dev, &mut arena).unwrap();
+        assert_eq!(written, vmcore.len() as u64);
+        let disk = rig.d.borrow().disk.clone();
+        let (summary, out) = save(&disk).unwrap();
+        assert_eq!(summary.header.state, State::Complete, "lazy {lazy}");
+        assert!(out == vmcore, "vmcore read back differs (lazy {lazy})");
+    }
+}
+
+/// A device that logs which calls the writer makes, in order.
+struct Logged<'a, D> {
+    inner: D,
+    log: &'a RefCell<Vec<&'static str>>,
+}
+
+impl<D: BlockDevice> BlockDevice for Logged<'_, D> {
+    fn info(&self) -> BlockInfo {
+        self.inner.info()
+    }
+    fn name(&self) -> &str {
+        "logged"
+    }
+    fn write_overlapped(
+        &mut self,
+        reqs: &[WriteReq],
+        idle: &mut dyn FnMut() -> bool,
+    ) -> Result<(), BlockError> {
+        self.log.borrow_mut().push("write");
+        self.inner.write_overlapped(reqs, idle)
+    }
+    fn submit(
+        &mut self,
+        reqs: &[WriteReq],
+        idle: &mut dyn FnMut() -> bool,
+    ) -> Result<(), BlockError> {
+        self.log.borrow_mut().push("submit");
+        self.inner.submit(reqs, idle)
+    }
+    fn complete(&mut self, idle: &mut dyn FnMut() -> bool) -> Result<(), BlockError> {
+        self.log.borrow_mut().push("complete");
+        self.inner.complete(idle)
+    }
+    fn read(&mut self, lba: u64, phys: u64, len: u64) -> Result<(), BlockError> {
+        self.inner.read(lba, phys, len)
+    }
+    fn flush(&mut self) -> Result<(), BlockError> {
+        self.log.borrow_mut().push("flush");
+        self.inner.flush()
+    }
+}
+
+#[test]
+fn batches_are_submitted_back_to_back_and_completed_before_each_flush() {
+    let mut arena = Arena::new(BIG_RAM + (4 << 20));
+    let (plan, vmcore) = big_crash(&mut arena, BIG_RAM);
+    let clock = ManualClock(Cell::new(0));
+    let mut disk = MemDisk::new(&arena, BIG_DISK, &clock, 1_000);
+    let label = labelled(&mut disk.disk);
+    let log = RefCell::new(Vec::new());
+    let mut dev = Logged {
+        inner: disk,
+        log: &log,
+    };
+    let pacing = Pacing {
+        clock: &clock,
+        checkpoints: Some(Checkpoints {
+            interval_us: u64::MAX,
+            interval_bytes: 8 << 20,
+        }),
+        throttle_mib_s: 0,
+    };
+    let w = RecordWriter::new(&label, &plan, [4; 16], ChecksumKind::Full)
+        .unwrap()
+        .with_pacing(pacing);
+    let old = ArenaOld(arena.window());
+    let n = w.write(&mut dev, &old, &mut arena, &mut |_, _| {}).unwrap();
+    assert_eq!(n, vmcore.len() as u64);
+    let log = log.borrow().clone();
+    // No wait between batches: the writer never waits for one before submitting the next.
+    assert!(
+        log.windows(2).any(|w| w == ["submit", "submit"]),
+        "batches back to back: {log:?}"
+    );
+    // A flush (checkpoint or end) comes only after everything submitted completed.
+    let mut submitted = false;
+    for call in &log {
+        match *call {
+            "submit" => submitted = true,
+            "complete" => submitted = false,
+            "flush" => assert!(!submitted, "flush with writes in flight: {log:?}"),
+            _ => {}
+        }
+    }
+    assert!(
+        log.iter().filter(|c| **c == "flush").count() >= 4,
+        "{log:?}"
+    );
+    let (summary, out) = save(&dev.inner.disk).unwrap();
     assert_eq!(summary.header.state, State::Complete);
-    assert!(out == vmcore, "vmcore read back differs");
+    assert!(out == vmcore);
 }
 
 #[test]
@@ -321,7 +419,13 @@ impl BlockDevice for MemDisk<'_> {
     fn name(&self) -> &str {
         "memdisk"
     }
-    fn write(&mut self, reqs: &[WriteReq]) -> Result<(), BlockError> {
+    fn write_overlapped(
+        &mut self,
+        reqs: &[WriteReq],
+        idle: &mut dyn FnMut() -> bool,
+    ) -> Result<(), BlockError> {
+        // A device that completes at once: the caller's work runs after.
+        let _ = idle;
         if !self.powered() {
             return Err(BlockError::Timeout { what: "power" });
         }

@@ -180,11 +180,6 @@ impl<D: BlockDevice> BlockDevice for Mapped<D> {
         &self.name
     }
 
-    fn write(&mut self, reqs: &[WriteReq]) -> Result<(), BlockError> {
-        let t = self.translate(reqs)?;
-        self.inner.write(&t)
-    }
-
     fn write_overlapped(
         &mut self,
         reqs: &[WriteReq],
@@ -192,6 +187,19 @@ impl<D: BlockDevice> BlockDevice for Mapped<D> {
     ) -> Result<(), BlockError> {
         let t = self.translate(reqs)?;
         self.inner.write_overlapped(&t, idle)
+    }
+
+    fn submit(
+        &mut self,
+        reqs: &[WriteReq],
+        idle: &mut dyn FnMut() -> bool,
+    ) -> Result<(), BlockError> {
+        let t = self.translate(reqs)?;
+        self.inner.submit(&t, idle)
+    }
+
+    fn complete(&mut self, idle: &mut dyn FnMut() -> bool) -> Result<(), BlockError> {
+        self.inner.complete(idle)
     }
 
     fn read(&mut self, lba: u64, phys: u64, len: u64) -> Result<(), BlockError> {
@@ -217,15 +225,22 @@ impl<D: BlockDevice + ?Sized> BlockDevice for alloc::boxed::Box<D> {
     fn name(&self) -> &str {
         (**self).name()
     }
-    fn write(&mut self, reqs: &[WriteReq]) -> Result<(), BlockError> {
-        (**self).write(reqs)
-    }
     fn write_overlapped(
         &mut self,
         reqs: &[WriteReq],
         idle: &mut dyn FnMut() -> bool,
     ) -> Result<(), BlockError> {
         (**self).write_overlapped(reqs, idle)
+    }
+    fn submit(
+        &mut self,
+        reqs: &[WriteReq],
+        idle: &mut dyn FnMut() -> bool,
+    ) -> Result<(), BlockError> {
+        (**self).submit(reqs, idle)
+    }
+    fn complete(&mut self, idle: &mut dyn FnMut() -> bool) -> Result<(), BlockError> {
+        (**self).complete(idle)
     }
     fn read(&mut self, lba: u64, phys: u64, len: u64) -> Result<(), BlockError> {
         (**self).read(lba, phys, len)

@@ -18,6 +18,8 @@ pub const VIRTQ_DESC_F_NEXT: u16 = 1;
 pub const VIRTQ_DESC_F_WRITE: u16 = 2;
 /// Avail flag: the driver does not want interrupts (it polls).
 pub const VIRTQ_AVAIL_F_NO_INTERRUPT: u16 = 1;
+/// Used flag: the device is processing the ring and needs no notification (a hint).
+pub const VIRTQ_USED_F_NO_NOTIFY: u16 = 1;
 
 /// A descriptor (virtio 1.2 §2.7.5, `struct virtq_desc`), little-endian like x86_64. The
 /// driver writes it field by field with volatile stores at these offsets.
@@ -262,6 +264,14 @@ impl SplitQueue {
         mem.write16(self.avail + RING_IDX, self.avail_idx);
         // The index must be globally visible before the caller's notify write.
         fence();
+    }
+
+    /// Whether the device asks to be notified of what [`publish`](Self::publish) made visible:
+    /// `false` while it says it is still walking the avail ring (virtio 1.2 §2.7.7.2, without
+    /// VIRTIO_F_EVENT_IDX). Read after `publish`, whose fence orders the index write before
+    /// this read, so a device that clears the flag and looks once more sees the new index.
+    pub fn device_wants_notify(&self, mem: &dyn DmaWindow) -> bool {
+        mem.read16(self.used + RING_FLAGS) & VIRTQ_USED_F_NO_NOTIFY == 0
     }
 
     /// Whether the device has completed something not yet consumed.

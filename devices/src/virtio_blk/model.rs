@@ -103,7 +103,14 @@ pub(crate) struct Dev {
     pub(crate) never_complete: bool,
     pub(crate) bogus_used_id: bool,
     pub(crate) req_status: u8,
+    /// Polls the avail ring on every status read and says so in the used flags (NO_NOTIFY),
+    /// as QEMU does while its handler walks the ring.
+    pub(crate) polls: bool,
     // Observations.
+    /// Notify writes seen.
+    pub(crate) notifies: u32,
+    /// Chains executed and not yet completed when each chain arrived.
+    pub(crate) busy_on_arrival: Vec<usize>,
     pub(crate) resets: u32,
     pub(crate) max_batch: u16,
     pub(crate) chains: Vec<(u32, u64, Vec<u32>)>,
@@ -194,6 +201,11 @@ impl Dev {
     }
 
     pub(crate) fn notify(&mut self) {
+        self.take_avail();
+    }
+
+    /// Executes what the driver made available since the last look.
+    pub(crate) fn take_avail(&mut self) {
         if self.qenable == 0 || self.status & 4 == 0 || self.status & 0x40 != 0 {
             return;
         }
@@ -207,6 +219,7 @@ impl Dev {
         }
         self.max_batch = self.max_batch.max(n);
         for _ in 0..n {
+            self.busy_on_arrival.push(self.pending.len());
             let slot = u64::from(self.last_avail % self.qsize);
             let head = self.rd16(self.qdriver + 4 + 2 * slot);
             self.last_avail = self.last_avail.wrapping_add(1);
@@ -317,6 +330,10 @@ impl Win {
                     if let Some(h) = d.pending.pop_front() {
                         d.complete(h);
                     }
+                    if d.polls && d.qenable != 0 {
+                        d.wr(d.qdevice, &1u16.to_le_bytes());
+                        d.take_avail();
+                    }
                     u64::from(d.status)
                 }
                 common::CONFIG_GENERATION => 0,
@@ -366,6 +383,7 @@ impl Win {
                     (12, 0),
                     "notify address = 3 * multiplier 4, queue 0"
                 );
+                d.notifies += 1;
                 d.notify();
             }
             Kind::Device => panic!("write to device config"),

@@ -228,7 +228,7 @@ pub(super) fn bench_case(
 /// Adds `--rkdump-append` parameters to an rkdump case.
 pub(super) fn append_rkdump(case: &mut Case, kind: Kind, extra: &str) {
     let extra = extra.trim();
-    if kind == Kind::Rkdump && !extra.is_empty() {
+    if kind.is_rkdump() && !extra.is_empty() {
         if !case.capture_extra.is_empty() {
             case.capture_extra.push(' ');
         }
@@ -277,5 +277,12 @@ mod tests {
         assert!(c.markers_absent, "level 31 drops user data");
         assert_eq!(c.dump_disk, Some(DiskKind::Nvme));
         assert!(c.full_run && !c.io_at_crash);
+        let mut c = bench_case(Kind::RkdumpVirtio, 1, 16, "v", disk, (0, 0)).unwrap();
+        append_rkdump(&mut c, Kind::RkdumpVirtio, "rkdump.checksum=none");
+        assert!(
+            c.capture_cmdline().ends_with(" rkdump.checksum=none"),
+            "the virtio-blk rkdump run takes --rkdump-append too: {}",
+            c.capture_cmdline()
+        );
     }
 }

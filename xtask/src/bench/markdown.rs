@@ -271,6 +271,37 @@ pub(super) fn render_targets(rows: &[Row], bzimage_len: u64) -> (String, bool) {
             );
         }
     }
+    // 6. rkdump writes a disk at least as fast as the first kernel's own driver does
+    //    (`dd oflag=direct` of the same bytes to the same disk), the issue-13 target for
+    //    virtio-blk; shown for NVMe too.
+    for ram in rams(rows) {
+        for (rk, dd, disk) in [
+            (Kind::Rkdump, Kind::RawDd, "NVMe"),
+            (Kind::RkdumpVirtio, Kind::RawDdVirtio, "virtio-blk"),
+        ] {
+            if row(rows, ram, rk).is_none() || row(rows, ram, dd).is_none() {
+                continue;
+            }
+            let x = ratio_of(rows, ram, rk, dd, Sample::rate);
+            let (a, b) = (
+                row(rows, ram, rk).and_then(|r| r.med(Sample::rate)),
+                row(rows, ram, dd).and_then(|r| r.med(Sample::rate)),
+            );
+            line(
+                x.map(|x| x >= 1.0),
+                match x {
+                    Some(x) => format!(
+                        "{ram} GiB, {disk}: rkdump writes at {x:.2}x the first kernel's dd oflag=direct rate on the same disk (target >= 1); medians {:.1} vs {:.1} MiB/s",
+                        a.unwrap_or(f64::NAN),
+                        b.unwrap_or(f64::NAN)
+                    ),
+                    None => format!(
+                        "{ram} GiB, {disk}: rkdump vs the first kernel's dd: no successful pair"
+                    ),
+                },
+            );
+        }
+    }
     // 5. The crash report costs under 100 ms of the sysrq -> dump time.
     for ram in rams(rows) {
         let Some(r) = row(rows, ram, Kind::Rkdump) else {
@@ -495,6 +526,11 @@ mod tests {
             targets.contains("**met**: bzImage is 365568 bytes"),
             "{targets}"
         );
+        assert!(
+            targets.contains("1 GiB, NVMe: rkdump writes at ")
+                && targets.contains("x the first kernel's dd oflag=direct rate on the same disk"),
+            "{targets}"
+        );
         let runs = render_runs(&r);
         assert!(runs.contains("4M FAIL (oom)"), "{runs}");
     }
@@ -529,6 +565,10 @@ mod tests {
         assert!(
             t.contains("**MISSED**: 1 GiB, NVMe: rkdump's sysrq -> durable takes 3.00x"),
             "{t}"
+        );
+        assert!(
+            t.contains("**MISSED**: 1 GiB, NVMe: rkdump writes at 0.1"),
+            "slower than the first kernel's dd: {t}"
         );
         assert!(
             targets_with_virtio_missing_is_silent(&r),
