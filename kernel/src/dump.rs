@@ -165,16 +165,26 @@ pub fn run(
 /// The dump's [`Progress`] on the kernel clock, printing the lines it says are due. Shared by
 /// the writer's callback and the serial sink's wait loop (which never run at the same time), so
 /// the state sits in a `RefCell`; a nested call is skipped rather than panicking.
-pub(crate) struct Reporter(RefCell<Progress>);
+pub(crate) struct Reporter(RefCell<Progress>, u64);
 
 impl Reporter {
     pub(crate) fn new(total: u64) -> Self {
-        Reporter(RefCell::new(Progress::new(total, clock::now_us())))
+        Reporter(RefCell::new(Progress::new(total, clock::now_us())), total)
     }
 
     /// `done` bytes are out (the writer's callback).
     pub(crate) fn update(&self, done: u64) {
         self.report(|p, now| p.update(now, done));
+    }
+
+    /// `done` of `of` units of work are done, whatever the unit (the kdump writer counts the
+    /// pages it keeps, which only it knows): the same share of the total.
+    pub(crate) fn update_share(&self, done: u64, of: u64) {
+        let bytes = match of {
+            0 => self.1,
+            _ => (u128::from(self.1) * u128::from(done.min(of)) / u128::from(of)) as u64,
+        };
+        self.update(bytes);
     }
 
     /// No new bytes, the caller is waiting on its device: one clock read, a line if the interval
@@ -226,6 +236,9 @@ impl DumpSink for SerialSink<'_> {
                 data = &data[n..];
             }
         }
+        // A writer may call back rarely (the kdump writer once per 1 GiB window): the line is
+        // due by time whatever it reports.
+        self.progress.tick();
         Ok(())
     }
 }

@@ -154,13 +154,14 @@ pub fn dump_disk(
     Ok(())
 }
 
-/// The writer's events as console lines: selector failures, and progress in old memory done.
+/// The writer's events as console lines: selector failures, and progress (the share of the kept
+/// pages written, shown against the old memory's size).
 pub(crate) fn progress_events(progress: &Reporter) -> impl FnMut(Event) + '_ {
     move |e: Event| match e {
         Event::SelectorFailed { start_pfn, error } => {
             rkerror!("page selection at frame {start_pfn:#x}: {error}; window kept whole")
         }
-        Event::Progress { done, .. } => progress.update(done * 4096),
+        Event::Progress { done, total, .. } => progress.update_share(done, total),
     }
 }
 

@@ -61,7 +61,7 @@ fn serial_dump(name: &'static str, about: &'static str, layout: Layout) -> Scena
         name,
         about,
         layout,
-        "console=ttyS0 elfcorehdr={elfcorehdr} rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff",
+        "console=ttyS0 elfcorehdr={elfcorehdr} rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
     )
 }
 
@@ -175,7 +175,7 @@ fn disk_dump(name: &'static str, about: &'static str, ctrl: Ctrl) -> Scenario {
     Scenario::new(
         name,
         about,
-        "elfcorehdr={elfcorehdr} reset_devices rkdump.exit=qemu rkdump.action=poweroff",
+        "elfcorehdr={elfcorehdr} reset_devices rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
     )
     .crash(Layout::Low)
     .crash_memory()
@@ -428,7 +428,7 @@ pub fn all() -> Vec<Scenario> {
             "filter-fallback",
             "rkdump.level=31 without the VMCOREINFO keys it needs falls back to level 1 with an error; the vmcore is byte-identical",
             Layout::Low,
-            "console=ttyS0 elfcorehdr={elfcorehdr} rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff rkdump.level=31",
+            "console=ttyS0 elfcorehdr={elfcorehdr} rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff rkdump.level=31 rkdump.format=elf",
         )
         .line(
             "fallback error naming the missing key",
@@ -440,7 +440,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new(
             "serial-progress-115200",
             "a ~25 s serial dump through a 115200-baud line prints progress at least every 2 s of guest time",
-            "console=ttyS0 elfcorehdr={elfcorehdr} rkdump.target=serial rkdump.serial_baud=115200 rkdump.exit=qemu rkdump.action=poweroff",
+            "console=ttyS0 elfcorehdr={elfcorehdr} rkdump.target=serial rkdump.serial_baud=115200 rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .crash(Layout::Serial115200)
         .crash_memory()
@@ -542,7 +542,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new(
             "foreign-address-acpi",
             "ACPI table pointers beyond the CPU's width or non-canonical (XSDT entries, the XSDT itself) are skipped, never mapped; the dump still completes",
-            "elfcorehdr={elfcorehdr} acpi_rsdp=0x1100000 rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff",
+            "elfcorehdr={elfcorehdr} acpi_rsdp=0x1100000 rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .in_subdir("tables")
         .crash(Layout::Tiny)
@@ -557,7 +557,7 @@ pub fn all() -> Vec<Scenario> {
         .exit(Exit::Pass, "QEMU exit code 33 (pass)")
         .then_boot(
             "xsdt",
-            "elfcorehdr={elfcorehdr} acpi_rsdp=0x1100000 rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff",
+            "elfcorehdr={elfcorehdr} acpi_rsdp=0x1100000 rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .crash(Layout::Tiny)
         .com2()
@@ -584,7 +584,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new(
             "disk-bad-label",
             "a label with a bad CRC is refused with rkdump: error: and the dump falls back to serial",
-            "elfcorehdr={elfcorehdr} rkdump.target=disk rkdump.exit=qemu rkdump.action=poweroff",
+            "elfcorehdr={elfcorehdr} rkdump.target=disk rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .crash(Layout::Tiny)
         .disks(Ctrl::Virtio, 16)
@@ -601,7 +601,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new(
             "disk-never-ready",
             "an NVMe dump disk that never becomes ready (test fault switch) costs its timeout, is reported, and the dump falls back to serial",
-            "elfcorehdr={elfcorehdr} rkdump.fault=dead:02:00.0 rkdump.exit=qemu rkdump.action=poweroff",
+            "elfcorehdr={elfcorehdr} rkdump.fault=dead:02:00.0 rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .crash(Layout::Tiny)
         .disks(Ctrl::Nvme, 16)
@@ -615,7 +615,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new(
             "reinit-flr",
             "rkdump.reset=flr: FLR on virtio-blk behind a root port, proven by read-back, BARs restored, then the dump works",
-            "elfcorehdr={elfcorehdr} reset_devices rkdump.reset=flr rkdump.exit=qemu rkdump.action=poweroff",
+            "elfcorehdr={elfcorehdr} reset_devices rkdump.reset=flr rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .crash(Layout::Tiny)
         .disks(Ctrl::Virtio, 16)
@@ -630,7 +630,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new(
             "reinit-pm",
             "rkdump.reset=pm on e1000e behind a root port: PM D3hot->D0 proves nothing in QEMU and is reported as such",
-            "elfcorehdr={elfcorehdr} reset_devices rkdump.reset=pm rkdump.exit=qemu rkdump.action=poweroff",
+            "elfcorehdr={elfcorehdr} reset_devices rkdump.reset=pm rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .crash(Layout::Tiny)
         .qemu_args(&[
@@ -653,7 +653,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new(
             "reinit-deny",
             "a denied device is quiesced but never reset or probed; the dump goes elsewhere",
-            "elfcorehdr={elfcorehdr} reset_devices rkdump.deny=1af4:1042 rkdump.exit=qemu rkdump.action=poweroff",
+            "elfcorehdr={elfcorehdr} reset_devices rkdump.deny=1af4:1042 rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .crash(Layout::Tiny)
         .disks(Ctrl::Virtio, 16)
@@ -674,7 +674,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new(
             "disk-too-small",
             "a disk smaller than the dump gets a truncated record, refused by save unless --partial",
-            "elfcorehdr={elfcorehdr} rkdump.exit=qemu rkdump.action=poweroff",
+            "elfcorehdr={elfcorehdr} rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .crash(Layout::Low)
         .crash_memory()
@@ -717,7 +717,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new(
             "target-list-fallback",
             "rkdump.target=disk,serial with no whole-disk label (only a labelled partition, which `disk` does not take): the console says why disk was skipped, the dump goes to serial, the disk is untouched",
-            "elfcorehdr={elfcorehdr} rkdump.target=disk,serial rkdump.exit=qemu rkdump.action=poweroff",
+            "elfcorehdr={elfcorehdr} rkdump.target=disk,serial rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .crash(Layout::Tiny)
         .disks(Ctrl::Virtio, 32)
@@ -735,7 +735,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new(
             "target-midway-fallback",
             "the labelled partition's disk fails writes after the record header (QEMU blkdebug): the console says the target failed midway and the dump starts afresh on serial; nothing outside the partition changes",
-            "elfcorehdr={elfcorehdr} rkdump.exit=qemu rkdump.action=poweroff",
+            "elfcorehdr={elfcorehdr} rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .crash(Layout::Tiny)
         .disks(Ctrl::Virtio, 16)
@@ -767,7 +767,7 @@ fn part_dump(name: &'static str, about: &'static str, ctrl: Ctrl) -> Scenario {
     Scenario::new(
         name,
         about,
-        "elfcorehdr={elfcorehdr} rkdump.exit=qemu rkdump.action=poweroff",
+        "elfcorehdr={elfcorehdr} rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
     )
     .crash(Layout::Low)
     .crash_memory()

@@ -131,7 +131,8 @@ pub fn apply(
             },
         ));
     }
-    if case.capture_extra.contains("rkdump.level=") {
+    let opts = case.rkdump_options();
+    if opts.level != 0 {
         checks.push(filter_check(case, log));
     }
     let expect = if case.markers_absent {
@@ -139,7 +140,7 @@ pub fn apply(
     } else {
         rkdump_tests::verify::MarkerExpect::Present
     };
-    if case.capture_extra.contains("rkdump.format=kdump") {
+    if opts.format == rkdump_boot::cmdline::DumpFormat::Kdump {
         checks.push(kdump_check(log, &vmcore, dir, expect));
     } else {
         checks.push(verify_check(log, &vmcore, dir, expect));
@@ -150,11 +151,8 @@ pub fn apply(
 /// `rkdump.level=` cases: the console's `filter` line names the level asked for (no fallback)
 /// and, with page-flag bits, excluded pages.
 fn filter_check(case: &Case, log: &ConsoleLog) -> Check {
-    let want = case
-        .capture_extra
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("rkdump.level="))
-        .unwrap_or("?");
+    let want = case.rkdump_options().level.to_string();
+    let want = want.as_str();
     let line = log
         .lines
         .iter()
@@ -345,8 +343,10 @@ pub fn apply_power_cut(log: &ConsoleLog, img: &Path, dir: &Path, checks: &mut Ve
     ));
 }
 
-/// A full serial dump: `rkdumpctl recv` rebuilds the vmcore from COM2, which is then checked.
-pub fn apply_serial(log: &ConsoleLog, dir: &Path, checks: &mut Vec<Check>) {
+/// A full serial dump: `rkdumpctl recv` rebuilds the vmcore from COM2, which is then checked as
+/// the disk cases check theirs (an ELF vmcore, or a kdump-compressed file with
+/// `rkdump.format=kdump`).
+pub fn apply_serial(case: &Case, log: &ConsoleLog, dir: &Path, checks: &mut Vec<Check>) {
     let rk = log.rkdump();
     checks.push(check(
         "dump complete on serial",
@@ -365,12 +365,20 @@ pub fn apply_serial(log: &ConsoleLog, dir: &Path, checks: &mut Vec<Check>) {
     if !ok {
         return;
     }
-    checks.push(verify_check(
-        log,
-        &vmcore,
-        dir,
-        rkdump_tests::verify::MarkerExpect::Present,
-    ));
+    let opts = case.rkdump_options();
+    if opts.level != 0 {
+        checks.push(filter_check(case, log));
+    }
+    let expect = if case.markers_absent {
+        rkdump_tests::verify::MarkerExpect::Absent
+    } else {
+        rkdump_tests::verify::MarkerExpect::Present
+    };
+    if opts.format == rkdump_boot::cmdline::DumpFormat::Kdump {
+        checks.push(kdump_check(log, &vmcore, dir, expect));
+    } else {
+        checks.push(verify_check(log, &vmcore, dir, expect));
+    }
 }
 
 /// The extracted vmcore checked against what the first kernel reported (CPUs, marker pages).
