@@ -44,7 +44,10 @@ fn serial_kdump_file(c: &Ctx) -> Result<(), String> {
     let pages = file
         .for_each_page(&mut |_, _, _| {})
         .map_err(|e| format!("{e}"))?;
-    println!("    kdump file of {} bytes, {pages} pages read back", got.len());
+    println!(
+        "    kdump file of {} bytes, {pages} pages read back",
+        got.len()
+    );
     Ok(())
 }
 
