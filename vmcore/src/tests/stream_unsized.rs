@@ -2,6 +2,8 @@
 //! writer: out-of-order reassembly, lost frames reported as holes, and the data CRC catching
 //! a frame that is valid on its own but not the one sent.
 
+extern crate std;
+
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -208,4 +210,56 @@ fn unsized_encoder_takes_any_offset_below_its_bound() {
     let mut v1 = FrameEncoder::new(Vec::new());
     v1.begin(2 * MAX_PAYLOAD as u64, RUN).unwrap();
     assert!(v1.data(MAX_PAYLOAD as u64, &[0; 10]).is_err());
+}
+
+#[test]
+fn a_stream_cut_short_keeps_the_pages_whose_descriptors_went_out() {
+    // What a power cut or reset mid-way leaves of a serial kdump dump: the header and both
+    // bitmaps go out first, the page data as it is compressed, and the descriptors in batches
+    // behind it (the writer's descriptor buffer). The receiver's partial file then reads back
+    // every page up to the last batch of descriptors sent, in frame order.
+    let (mut mem, _) = kf_memory(1, &[0], &[(0x200_0000, 0x180_0000)]);
+    let plan = prepare_dump(&mut mem, HDR_ADDR, None).unwrap();
+    let opts = kdump::Options {
+        codec: Codec::Lzo,
+        dump_level: 0,
+        window_pages: kdump::WINDOW_PAGES,
+        data_align: 1,
+    };
+    let mut file = Vec::new();
+    let full =
+        kdump::write_kdump(&plan, &mut mem, &mut KeepAll, &mut file, &opts, &mut |_| {}).unwrap();
+    let mut enc = FrameEncoder::new(Vec::new());
+    enc.begin_unsized(kdump::max_file_size(&plan, &opts).unwrap(), RUN)
+        .unwrap();
+    kdump::write_kdump(&plan, &mut mem, &mut KeepAll, &mut enc, &opts, &mut |_| {}).unwrap();
+    enc.end().unwrap();
+    let stream = enc.into_inner();
+    let f = frames(&stream);
+    let cut = f[f.len() * 9 / 10].0;
+    let (out, problems, _, _) = decode(&stream[..cut], 1 << 16);
+    assert!(problems.contains(&Problem::MissingEnd), "{problems:?}");
+    let partial = KdumpFile::parse(&out).expect("header and bitmaps arrive first");
+    let mut read = 0u64;
+    let end = partial.for_each_page(&mut |_, _, page| {
+        read += 1;
+        assert_eq!(page.len(), 4096);
+    });
+    assert!(end.is_err(), "the last pages cannot be complete");
+    assert!(
+        read > 0 && read < full.pages,
+        "{read} of {} pages read back",
+        full.pages
+    );
+    // Those pages are the complete file's, byte for byte.
+    let whole = all_pages(&KdumpFile::parse(&file).unwrap()).unwrap();
+    let mut i = 0usize;
+    let _ = partial.for_each_page(&mut |pfn, _, page| {
+        assert_eq!((pfn, page), (whole[i].0, &whole[i].1[..]));
+        i += 1;
+    });
+    std::println!(
+        "cut at 90% of the frames: {read} of {} pages read back",
+        full.pages
+    );
 }
