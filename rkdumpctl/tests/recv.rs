@@ -97,17 +97,23 @@ fn data_payload(stream: &[u8], n: usize) -> usize {
     at + FRAME_HEADER_SIZE
 }
 
-#[test]
-fn recv_rebuilds_the_vmcore_byte_for_byte() {
-    let (file, stream) = dump();
-    let dir = scratch("ok");
+/// `recv` of a clean `stream` must rebuild exactly `file`; returns the output's path.
+fn recv_exact(name: &str, stream: &[u8], file: &[u8]) -> PathBuf {
+    let dir = scratch(name);
     let (input, out) = (dir.join("serial.bin"), dir.join("vmcore"));
-    std::fs::write(&input, &stream).unwrap();
+    std::fs::write(&input, stream).unwrap();
     let o = rkdumpctl([Path::new("recv"), &input, Path::new("-o"), &out]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains("CRC32 verified"));
     assert!(std::fs::read(&out).unwrap() == file);
     assert!(!dir.join("vmcore.incomplete").exists());
+    out
+}
+
+#[test]
+fn recv_rebuilds_the_vmcore_byte_for_byte() {
+    let (file, stream) = dump();
+    let out = recv_exact("ok", &stream, &file);
 
     let o = rkdumpctl([Path::new("inspect"), &out]);
     let s = text(&o.stdout);
@@ -311,13 +317,7 @@ fn recv_without_partial_rejects_an_implausible_size() {
 #[test]
 fn recv_rebuilds_a_kdump_file_sent_out_of_order() {
     let (file, stream) = kdump_dump();
-    let dir = scratch("kdump-ok");
-    let (input, out) = (dir.join("serial.bin"), dir.join("vmcore"));
-    std::fs::write(&input, &stream).unwrap();
-    let o = rkdumpctl([Path::new("recv"), &input, Path::new("-o"), &out]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(text(&o.stdout).contains("CRC32 verified"));
-    assert!(std::fs::read(&out).unwrap() == file);
+    recv_exact("kdump-ok", &stream, &file);
     assert_eq!(&file[..8], b"KDUMP   ");
 }
 
@@ -340,13 +340,7 @@ fn recv_reports_a_lost_kdump_frame_as_a_hole_and_partial_marks_the_file() {
     assert!(err.contains(&hole), "{hole} not in {err}");
     assert!(!out.exists());
 
-    let o = rkdumpctl([
-        Path::new("recv"),
-        &input,
-        Path::new("-o"),
-        &out,
-        Path::new("--partial"),
-    ]);
+    let (o, out) = recv_partial("kdump-hole-partial", &stream);
     let err = text(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("marked incomplete"), "{err}");

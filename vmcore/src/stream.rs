@@ -938,12 +938,7 @@ impl Reassembler {
                 ..
             } => {
                 self.saw_data = true;
-                if self.begin.is_some() && version != self.version {
-                    self.problems.push(Problem::VersionMismatch {
-                        seq,
-                        run: self.version,
-                        frame: version,
-                    });
+                if self.foreign_version(seq, version) {
                     return Ok(Action::Continue);
                 }
                 let len = payload.len() as u64;
@@ -964,12 +959,7 @@ impl Reassembler {
             Event::End {
                 version, seq, info, ..
             } => {
-                if self.begin.is_some() && version != self.version {
-                    self.problems.push(Problem::VersionMismatch {
-                        seq,
-                        run: self.version,
-                        frame: version,
-                    });
+                if self.foreign_version(seq, version) {
                     return Ok(Action::Continue);
                 }
                 self.end = Some(info);
@@ -1019,6 +1009,19 @@ impl Reassembler {
             }
         }
         Ok(Action::Continue)
+    }
+
+    /// Whether a frame's version differs from its run's (then reported, and the frame ignored).
+    fn foreign_version(&mut self, seq: u32, version: u8) -> bool {
+        let foreign = self.begin.is_some() && version != self.version;
+        if foreign {
+            self.problems.push(Problem::VersionMismatch {
+                seq,
+                run: self.version,
+                frame: version,
+            });
+        }
+        foreign
     }
 
     fn mark(&mut self, start: u64, end: u64) {

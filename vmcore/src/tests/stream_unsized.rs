@@ -7,7 +7,7 @@ extern crate std;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::stream::decode;
+use super::stream::{decode, frames};
 use super::{HDR_ADDR, kf_memory};
 use crate::kdump::{self, Codec, read::KdumpFile, read::all_pages};
 use crate::pages::KeepAll;
@@ -53,16 +53,13 @@ fn sample() -> (Vec<u8>, Vec<u8>, Vec<u64>) {
     (file, stream, offsets)
 }
 
-/// Byte ranges of the frames in a clean stream.
-fn frames(stream: &[u8]) -> Vec<(usize, usize)> {
-    let mut v = Vec::new();
-    let mut at = 0;
-    while at < stream.len() {
-        let len = u16::from_le_bytes([stream[at + 6], stream[at + 7]]) as usize;
-        v.push((at, at + FRAME_HEADER_SIZE + len));
-        at += FRAME_HEADER_SIZE + len;
-    }
-    v
+/// Recomputes the frame CRC of the frame at `at..end` after an edit, so it passes as valid.
+fn reseal(stream: &mut [u8], (at, end): (usize, usize)) {
+    let mut d = CRC32.digest();
+    d.update(&stream[at..at + 20]);
+    d.update(&stream[at + FRAME_HEADER_SIZE..end]);
+    let crc = d.finalize();
+    stream[at + 20..at + 24].copy_from_slice(&crc.to_le_bytes());
 }
 
 fn without_frame(stream: &[u8], frame: (usize, usize)) -> Vec<u8> {
@@ -147,13 +144,8 @@ fn a_valid_frame_with_other_bytes_fails_the_data_crc() {
     // data CRC can tell. Expected failure: Problem::CrcMismatch.
     let (_, mut stream, _) = sample();
     let f = frames(&stream);
-    let (at, end) = f[3];
-    stream[at + FRAME_HEADER_SIZE] ^= 0x01;
-    let mut d = CRC32.digest();
-    d.update(&stream[at..at + 20]);
-    d.update(&stream[at + FRAME_HEADER_SIZE..end]);
-    let crc = d.finalize();
-    stream[at + 20..at + 24].copy_from_slice(&crc.to_le_bytes());
+    stream[f[3].0 + FRAME_HEADER_SIZE] ^= 0x01;
+    reseal(&mut stream, f[3]);
     let (_, problems, _, _) = decode(&stream, 4096);
     assert!(
         matches!(problems.as_slice(), [Problem::CrcMismatch { .. }]),
@@ -165,13 +157,8 @@ fn a_valid_frame_with_other_bytes_fails_the_data_crc() {
 fn frames_of_the_other_version_are_not_written() {
     let (_, mut stream, _) = sample();
     let f = frames(&stream);
-    let (at, end) = f[2];
-    stream[at + 4] = VERSION;
-    let mut d = CRC32.digest();
-    d.update(&stream[at..at + 20]);
-    d.update(&stream[at + FRAME_HEADER_SIZE..end]);
-    let crc = d.finalize();
-    stream[at + 20..at + 24].copy_from_slice(&crc.to_le_bytes());
+    stream[f[2].0 + 4] = VERSION;
+    reseal(&mut stream, f[2]);
     let (_, problems, _, _) = decode(&stream, 4096);
     assert!(
         problems.iter().any(|p| matches!(

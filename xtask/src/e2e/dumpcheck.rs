@@ -131,6 +131,21 @@ pub fn apply(
             },
         ));
     }
+    if dump_file_checks(case, log, &vmcore, dir, checks) {
+        super::reportcheck::apply(case, log, &vmcore, dir, checks);
+    }
+}
+
+/// The dump file's own checks, for the level and format the case runs with: the filter line
+/// (when filtering), then the kdump file opened by makedumpfile and crash, or the ELF vmcore
+/// verified. Whether the file is an ELF vmcore.
+fn dump_file_checks(
+    case: &Case,
+    log: &ConsoleLog,
+    vmcore: &Path,
+    dir: &Path,
+    checks: &mut Vec<Check>,
+) -> bool {
     let opts = case.rkdump_options();
     if opts.level != 0 {
         checks.push(filter_check(case, log));
@@ -141,10 +156,11 @@ pub fn apply(
         rkdump_tests::verify::MarkerExpect::Present
     };
     if opts.format == rkdump_boot::cmdline::DumpFormat::Kdump {
-        checks.push(kdump_check(log, &vmcore, dir, expect));
+        checks.push(kdump_check(log, vmcore, dir, expect));
+        false
     } else {
-        checks.push(verify_check(log, &vmcore, dir, expect));
-        super::reportcheck::apply(case, log, &vmcore, dir, checks);
+        checks.push(verify_check(log, vmcore, dir, expect));
+        true
     }
 }
 
@@ -365,20 +381,7 @@ pub fn apply_serial(case: &Case, log: &ConsoleLog, dir: &Path, checks: &mut Vec<
     if !ok {
         return;
     }
-    let opts = case.rkdump_options();
-    if opts.level != 0 {
-        checks.push(filter_check(case, log));
-    }
-    let expect = if case.markers_absent {
-        rkdump_tests::verify::MarkerExpect::Absent
-    } else {
-        rkdump_tests::verify::MarkerExpect::Present
-    };
-    if opts.format == rkdump_boot::cmdline::DumpFormat::Kdump {
-        checks.push(kdump_check(log, &vmcore, dir, expect));
-    } else {
-        checks.push(verify_check(log, &vmcore, dir, expect));
-    }
+    dump_file_checks(case, log, &vmcore, dir, checks);
 }
 
 /// The extracted vmcore checked against what the first kernel reported (CPUs, marker pages).
