@@ -235,20 +235,20 @@ pub enum ChecksumMode {
 /// `rkdump.format=`: what file the dump is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DumpFormat {
-    /// The `/proc/vmcore`-identical ELF core (the default).
-    #[default]
+    /// The `/proc/vmcore` layout as an ELF core (level 0: byte-identical to it).
     Elf,
-    /// makedumpfile's kdump-compressed format.
+    /// makedumpfile's kdump-compressed format (the default, on every target).
+    #[default]
     Kdump,
 }
 
 /// `rkdump.compress=`: the page codec of `rkdump.format=kdump`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Compress {
-    /// zlib (the default): every reader has it.
-    #[default]
+    /// zlib: every reader has it; smaller, slower.
     Zlib,
-    /// LZO1X.
+    /// LZO1X (the default): the fastest codec Debian's `crash` and `makedumpfile` both read.
+    #[default]
     Lzo,
     /// Snappy (not provided by rkdump: zlib is used, with an error line).
     Snappy,
@@ -259,6 +259,9 @@ pub enum Compress {
 }
 /// Default of [`Options::report_lines`].
 pub const DEFAULT_REPORT_LINES: u32 = 50;
+/// Default of [`Options::level`]: makedumpfile's `-d 31` (zero pages, page cache, user data and
+/// free pages left out), what Linux kdump's default collector keeps.
+pub const DEFAULT_LEVEL: u8 = 31;
 
 /// Default of [`Options::budget_ms`].
 pub const DEFAULT_RESET_BUDGET_MS: u32 = 5000;
@@ -402,7 +405,8 @@ pub struct Options {
     /// the report caps it).
     pub report_lines: u32,
     /// `rkdump.level=<0..31>`: makedumpfile's dump level bits (1 zero pages, 2 non-private page
-    /// cache, 4 all page cache, 8 user data, 16 free pages); 0 (default) dumps every page.
+    /// cache, 4 all page cache, 8 user data, 16 free pages); 0 dumps every page; default
+    /// [`DEFAULT_LEVEL`].
     pub level: u8,
     /// `rkdump.cpus=<n>|all`: how many CPUs the run uses, the one running rkdump included
     /// (`1`: that CPU alone, no other CPU is woken). `None` is the default, see
@@ -448,13 +452,13 @@ impl Default for Options {
             fault_nosipi: None,
             checksum: ChecksumMode::Auto,
             report_lines: DEFAULT_REPORT_LINES,
-            level: 0,
+            level: DEFAULT_LEVEL,
             cpus: None,
             acpi_source: None,
             iommu: IommuMode::Auto,
             watchdog: WatchdogMode::Pet,
-            format: DumpFormat::Elf,
-            compress: Compress::Zlib,
+            format: DumpFormat::default(),
+            compress: Compress::default(),
             diags: [None; DIAG_CAPACITY],
             diag_len: 0,
             diags_dropped: 0,

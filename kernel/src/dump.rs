@@ -13,6 +13,8 @@ use rkdump_boot::mem::PhysRange;
 use rkdump_boot::physaddr::AddrPolicy;
 use rkdump_devices::label::{BlockXxh64, ChecksumKind};
 use rkdump_vmcore::elf::{EHDR_SIZE, PT_NOTE};
+use rkdump_vmcore::kdump;
+use rkdump_vmcore::pages::{KeepAll, PageSelector};
 use rkdump_vmcore::progress::{Line as ProgressLine, Progress};
 use rkdump_vmcore::stream::{FrameEncoder, MAX_PAYLOAD};
 use rkdump_vmcore::{DumpPlan, DumpSink, SinkError};
@@ -163,16 +165,26 @@ pub fn run(
 /// The dump's [`Progress`] on the kernel clock, printing the lines it says are due. Shared by
 /// the writer's callback and the serial sink's wait loop (which never run at the same time), so
 /// the state sits in a `RefCell`; a nested call is skipped rather than panicking.
-pub(crate) struct Reporter(RefCell<Progress>);
+pub(crate) struct Reporter(RefCell<Progress>, u64);
 
 impl Reporter {
     pub(crate) fn new(total: u64) -> Self {
-        Reporter(RefCell::new(Progress::new(total, clock::now_us())))
+        Reporter(RefCell::new(Progress::new(total, clock::now_us())), total)
     }
 
     /// `done` bytes are out (the writer's callback).
     pub(crate) fn update(&self, done: u64) {
         self.report(|p, now| p.update(now, done));
+    }
+
+    /// `done` of `of` units of work are done, whatever the unit (the kdump writer counts the
+    /// pages it keeps, which only it knows): the same share of the total.
+    pub(crate) fn update_share(&self, done: u64, of: u64) {
+        let bytes = match of {
+            0 => self.1,
+            _ => (u128::from(self.1) * u128::from(done.min(of)) / u128::from(of)) as u64,
+        };
+        self.update(bytes);
     }
 
     /// No new bytes, the caller is waiting on its device: one clock read, a line if the interval
@@ -224,6 +236,9 @@ impl DumpSink for SerialSink<'_> {
                 data = &data[n..];
             }
         }
+        // A writer may call back rarely (the kdump writer once per 1 GiB window): the line is
+        // due by time whatever it reports.
+        self.progress.tick();
         Ok(())
     }
 }
@@ -320,13 +335,17 @@ pub(crate) fn dump_disk(
     Ok(())
 }
 
+/// Streams the dump over the serial `port` in the format `opts` asks for: the ELF vmcore as a
+/// version-1 run, or the kdump-compressed file as a version-2 run (its size is known only at the
+/// end), both rebuilt by `rkdumpctl recv`.
 pub(crate) fn dump_serial(
     plan: &DumpPlan,
     mem: &mut OldMem,
     port: SerialPort,
-    baud: u32,
+    opts: &Options,
     run_id: [u8; 16],
 ) -> Result<(), &'static str> {
+    let baud = opts.serial_baud.unwrap_or(115_200);
     // The dump port is not the console (checked by the caller) and nothing else drives it.
     let mut uart = crate::hw::uart::open(port).ok_or("bad serial port")?;
     let config = Config {
@@ -335,8 +354,11 @@ pub(crate) fn dump_serial(
     };
     uart.init(config)
         .map_err(|_| "serial port does not answer")?;
-    let total = plan.layout.total_size;
     let target = alloc::format!("serial:{port}");
+    if opts.format == DumpFormat::Kdump {
+        return serial_kdump(uart, plan, mem, &target, opts, run_id);
+    }
+    let total = plan.layout.total_size;
     rkline!("dump start bytes={} target={}", total, target);
     let progress = Reporter::new(total);
     let mut enc = FrameEncoder::new(SerialSink {
@@ -360,6 +382,60 @@ pub(crate) fn dump_serial(
         total,
         progress.elapsed_ms(),
         target
+    );
+    rkline!("memory peak={} KiB", memory::peak_bytes() >> 10);
+    Ok(())
+}
+
+/// The kdump-compressed file over the UART: the writer's two streams go out as they are
+/// written, each frame carrying its file offset.
+fn serial_kdump(
+    uart: Uart16550<PioBackend>,
+    plan: &DumpPlan,
+    mem: &mut OldMem,
+    target: &str,
+    opts: &Options,
+    run_id: [u8; 16],
+) -> Result<(), &'static str> {
+    let t0 = clock::now_us();
+    let codec = crate::format::codec(opts.compress);
+    let (mut filter, level) = crate::format::page_filter(plan, opts.level);
+    let kopts = kdump::Options {
+        codec,
+        dump_level: i32::from(level),
+        window_pages: kdump::WINDOW_PAGES,
+        // No checksum blocks on a serial line: nothing to align to.
+        data_align: 1,
+    };
+    let max = kdump::max_file_size(plan, &kopts).map_err(|e| {
+        rkerror!("kdump writer: {e}");
+        "kdump layout failed"
+    })?;
+    rkline!("dump start bytes={max} target={target} format=kdump compress={codec}");
+    // Progress counts old memory done (the file's size is known only at the end).
+    let progress = Reporter::new(plan.layout.summary.chunk_bytes);
+    let mut enc = FrameEncoder::new(SerialSink {
+        uart,
+        progress: &progress,
+    });
+    enc.begin_unsized(max, run_id)
+        .map_err(|_| "stream begin failed")?;
+    let mut events = crate::format::progress_events(&progress);
+    let selector: &mut dyn PageSelector = match filter.as_mut() {
+        Some(f) => f,
+        None => &mut KeepAll,
+    };
+    let stats =
+        kdump::write_kdump(plan, mem, selector, &mut enc, &kopts, &mut events).map_err(|e| {
+            rkerror!("kdump writer: {e}");
+            "kdump write failed"
+        })?;
+    let end = enc.end().map_err(|_| "stream end failed")?;
+    crate::format::summary(filter.as_ref(), level, &stats, t0);
+    rkline!(
+        "dump complete bytes={} ms={} target={target}",
+        end.total_size,
+        progress.elapsed_ms()
     );
     rkline!("memory peak={} KiB", memory::peak_bytes() >> 10);
     Ok(())

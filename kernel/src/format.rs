@@ -99,7 +99,7 @@ pub fn codec(c: Compress) -> Codec {
 /// The page filter for `rkdump.level=`, or `None` (every page) for a level without page-flag
 /// bits or one that cannot be applied (an error line says why; the dump then is level 1, as
 /// the ELF path's fallback).
-fn page_filter(plan: &DumpPlan, level: u8) -> (Option<PageFilter>, u8) {
+pub(crate) fn page_filter(plan: &DumpPlan, level: u8) -> (Option<PageFilter>, u8) {
     let level = Level::from_bits_truncate(level);
     if !level.needs_page_structs() {
         return (None, level.bits());
@@ -184,12 +184,7 @@ pub fn dump_disk(
     }
     // Progress counts old memory done (the file's size is known only at the end).
     let progress = Reporter::new(plan.layout.summary.chunk_bytes);
-    let mut events = |e: Event| match e {
-        Event::SelectorFailed { start_pfn, error } => {
-            rkerror!("page selection at frame {start_pfn:#x}: {error}; window kept whole")
-        }
-        Event::Progress { done, .. } => progress.update(done * 4096),
-    };
+    let mut events = progress_events(&progress);
     let selector: &mut dyn PageSelector = match filter.as_mut() {
         Some(f) => f,
         None => &mut KeepAll,
@@ -212,7 +207,31 @@ pub fn dump_disk(
         }
     };
     let size = rec.finish(Some(stats.size)).map_err(|e| format!("{e}"))?;
-    if let Some(f) = &filter {
+    summary(filter.as_ref(), level, &stats, t0);
+    rkline!(
+        "dump complete bytes={size} ms={} target={target}",
+        progress.elapsed_ms()
+    );
+    rkline!("checkpoints total ms={}", checkpoint_us / 1000);
+    rkline!("memory peak={} KiB", memory::peak_bytes() >> 10);
+    Ok(())
+}
+
+/// The writer's events as console lines: selector failures, and progress (the share of the kept
+/// pages written, shown against the old memory's size).
+pub(crate) fn progress_events(progress: &Reporter) -> impl FnMut(Event) + '_ {
+    move |e: Event| match e {
+        Event::SelectorFailed { start_pfn, error } => {
+            rkerror!("page selection at frame {start_pfn:#x}: {error}; window kept whole")
+        }
+        Event::Progress { done, total, .. } => progress.update_share(done, total),
+    }
+}
+
+/// The `filter` and `kdump` console lines of a finished kdump file (any target); `t0` is when
+/// the dump started.
+pub(crate) fn summary(filter: Option<&PageFilter>, level: u8, stats: &kdump::Stats, t0: u64) {
+    if let Some(f) = filter {
         // The writer asks the filter twice per window (count, then write), with the same
         // answer both times (it checks): each count is double.
         let s = f.stats();
@@ -247,11 +266,4 @@ pub fn dump_disk(
         stats.compress_us / 1000,
         stats.write_us / 1000
     );
-    rkline!(
-        "dump complete bytes={size} ms={} target={target}",
-        progress.elapsed_ms()
-    );
-    rkline!("checkpoints total ms={}", checkpoint_us / 1000);
-    rkline!("memory peak={} KiB", memory::peak_bytes() >> 10);
-    Ok(())
 }

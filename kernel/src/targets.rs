@@ -121,18 +121,7 @@ pub fn run(
                     rkerror!("dump serial port {port} is also the console; refusing to mix them");
                     continue;
                 }
-                if opts.format == DumpFormat::Kdump {
-                    rkerror!(
-                        "rkdump.format=kdump is not available on serial yet; writing the ELF format"
-                    );
-                }
-                match dump::dump_serial(
-                    plan,
-                    mem,
-                    port,
-                    opts.serial_baud.unwrap_or(115_200),
-                    run_id,
-                ) {
+                match dump::dump_serial(plan, mem, port, opts, run_id) {
                     Ok(()) => return Outcome::Success,
                     Err(e) => rkerror!("serial dump failed: {e}; falling back to {next}"),
                 }

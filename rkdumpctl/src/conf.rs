@@ -154,6 +154,22 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// The dump level rkdump will use: `level`, else the capture kernel's own default.
+    pub fn level_or_default(&self) -> u8 {
+        self.level.unwrap_or(rkdump_boot::cmdline::DEFAULT_LEVEL)
+    }
+
+    /// The dump format rkdump will use: `format`, else the capture kernel's own default.
+    pub fn format_or_default(&self) -> Format {
+        self.format
+            .unwrap_or(match rkdump_boot::cmdline::DumpFormat::default() {
+                rkdump_boot::cmdline::DumpFormat::Elf => Format::Elf,
+                rkdump_boot::cmdline::DumpFormat::Kdump => Format::Kdump,
+            })
+    }
+}
+
 /// Every key, in the order the documentation lists them.
 pub const KEYS: [&str; 14] = [
     "target", "device", "kernel", "append", "reset", "deny", "allow", "level", "format",

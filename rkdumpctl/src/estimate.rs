@@ -308,8 +308,8 @@ pub fn human(bytes: u64) -> String {
 /// Runs `rkdumpctl estimate`.
 pub fn run(args: &Args) -> Result<(), String> {
     let conf = args.conf.load().map_err(|e| e.to_string())?;
-    let level = conf.level.unwrap_or(0);
-    let format = conf.format.unwrap_or(Format::Elf);
+    let level = conf.level_or_default();
+    let format = conf.format_or_default();
     let e = estimate(&args.sources.proc_root, level, format).map_err(|e| e.to_string())?;
     if args.json {
         println!(
@@ -323,7 +323,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         human(e.dump_bytes),
         e.dump_bytes,
         if conf.level.is_none() {
-            " (level unset)"
+            " (rkdump's default)"
         } else {
             ""
         },

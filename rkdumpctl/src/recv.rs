@@ -1,5 +1,6 @@
 //! `rkdumpctl recv`: decodes rkdump's serial dump stream (vmcore::stream) from a capture file, a tty or
-//! stdin and rebuilds the vmcore file, refusing damaged or incomplete streams unless `--partial`.
+//! stdin and rebuilds the vmcore file (ELF, or kdump-compressed from a version-2 run whose frames
+//! come in any file order), refusing damaged or incomplete streams unless `--partial`.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use rkdump_vmcore::SinkError;
 use rkdump_vmcore::header::{self, ElfCoreHeader};
-use rkdump_vmcore::stream::{Action, CRC32, Problem, Reassembler, StreamDecoder, WriteAt};
+use rkdump_vmcore::stream::{Action, CRC32, Problem, Reassembler, StreamDecoder, VERSION, WriteAt};
 
 /// Problems listed in full before the rest are only counted.
 const MAX_LISTED: usize = 20;
@@ -177,8 +178,10 @@ fn receive(
     let mut problems: Vec<String> = bound.into_iter().collect();
     problems.extend(re.problems().iter().map(Problem::to_string));
     let holes = re.holes();
+    // A version-2 run's CRC covers the payloads as they arrived (the reassembler checks it).
     if let Some(end) = re.end()
         && holes.is_empty()
+        && re.version() == Some(VERSION)
     {
         let crc = file_crc(&out.file, total).map_err(|e| out_err(out, Some(e)))?;
         if crc != end.file_crc {
@@ -211,6 +214,13 @@ fn receive(
         return Err(Error::Rejected {
             problems: problems.len(),
         });
+    }
+    if !problems.is_empty()
+        && crate::save::mark_kdump_incomplete(&out.file).map_err(|e| out_err(out, Some(e)))?
+    {
+        eprintln!(
+            "recv: the kdump file is marked incomplete (crash reads the missing pages as incomplete)"
+        );
     }
     out.file.sync_all().map_err(|e| out_err(out, Some(e)))?;
     fs::rename(tmp, &args.output).map_err(|e| Error::Output(args.output.clone(), e))?;

@@ -451,7 +451,7 @@ pub fn run(args: &Args) -> Result<(), String> {
 /// files do: `DUMP_DH_COMPRESSED_INCOMPLETE` in the header's `status`, so crash reads a missing
 /// page descriptor as an incomplete page (docs/dump-format.md#kdump-in-a-record). An ELF file,
 /// or one too short to hold the header, is left alone.
-fn mark_kdump_incomplete(file: &fs::File) -> io::Result<bool> {
+pub(crate) fn mark_kdump_incomplete(file: &fs::File) -> io::Result<bool> {
     use rkdump_vmcore::kdump::abi::{DUMP_DH_COMPRESSED_INCOMPLETE, KDUMP_SIGNATURE};
     const STATUS: u64 = 0x1A8;
     let mut sig = [0u8; 8];

@@ -14,7 +14,7 @@ use rkdump_devices::label::{self, Label};
 use rkdump_devices::pci::Bdf;
 use serde::Serialize;
 
-use crate::conf::{Config, Devices, Format};
+use crate::conf::{Config, Devices};
 use crate::dumpdisk::{self, Record};
 use crate::estimate::{self, human};
 use crate::service::Ctx;
@@ -305,8 +305,8 @@ pub fn evaluate(ctx: &Ctx, conf: &Config, st: &State) -> Report {
     }
 
     // 5. The target and the estimate.
-    let level = conf.level.unwrap_or(0);
-    let format = conf.format.unwrap_or(Format::Elf);
+    let level = conf.level_or_default();
+    let format = conf.format_or_default();
     match estimate::estimate(&ctx.sources.proc_root, level, format) {
         Ok(e) => r.estimate_bytes = Some(e.dump_bytes),
         Err(e) => r.warnings.push(format!("no size estimate: {e}")),
@@ -442,9 +442,9 @@ pub fn print(r: &Report, conf: &Config) {
         println!(
             "  estimate:             {} at level {}{}",
             human(e),
-            conf.level.unwrap_or(0),
+            conf.level_or_default(),
             if conf.level.is_none() {
-                " (level unset)"
+                " (rkdump's default)"
             } else {
                 ""
             }

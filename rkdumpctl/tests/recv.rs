@@ -8,6 +8,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{rkdumpctl, scratch, text};
+use rkdump_vmcore::kdump;
+use rkdump_vmcore::pages::KeepAll;
 use rkdump_vmcore::stream::{FRAME_HEADER_SIZE, FrameEncoder};
 use rkdump_vmcore::testing::{
     FakeMemory, VMCOREINFO_TEXT, cpu_note_buffer, header_blob, load_phdr, note_phdr,
@@ -21,6 +23,43 @@ const DM: u64 = 0xffff_8880_0000_0000;
 /// A KF-style dump: 3 possible CPUs (CPU 1 saved nothing), VMCOREINFO, kernel text, two RAM ranges.
 /// Returns the vmcore bytes and the serial stream (with console noise before and after).
 fn dump() -> (Vec<u8>, Vec<u8>) {
+    let mut mem = old_memory();
+    let plan = prepare_dump(&mut mem, HDR, None).unwrap();
+    let mut buf = vec![0u8; 16384];
+    let mut file = Vec::new();
+    write_vmcore(&plan.layout, &mut mem, &mut file, &mut buf, &mut |_, _| {}).unwrap();
+    let mut stream = b"rkdump: entered\r\nrkdump: dump start bytes=1 target=serial\r\n".to_vec();
+    let mut enc = FrameEncoder::new(&mut stream);
+    enc.begin(plan.layout.total_size, *b"rkdump-test-run!")
+        .unwrap();
+    write_vmcore(&plan.layout, &mut mem, &mut enc, &mut buf, &mut |_, _| {}).unwrap();
+    enc.end().unwrap();
+    stream.extend_from_slice(b"\r\nrkdump: dump complete\r\n");
+    (file, stream)
+}
+
+/// The same crash as a kdump-compressed file (zlib, every page) and its version-2 serial stream,
+/// as the kernel's serial path sends it.
+fn kdump_dump() -> (Vec<u8>, Vec<u8>) {
+    let mut mem = old_memory();
+    let plan = prepare_dump(&mut mem, HDR, None).unwrap();
+    let opts = kdump::Options::default();
+    let mut file = Vec::new();
+    kdump::write_kdump(&plan, &mut mem, &mut KeepAll, &mut file, &opts, &mut |_| {}).unwrap();
+    let mut stream = b"rkdump: dump start bytes=1 target=serial format=kdump\r\n".to_vec();
+    let mut enc = FrameEncoder::new(&mut stream);
+    enc.begin_unsized(
+        kdump::max_file_size(&plan, &opts).unwrap(),
+        *b"rkdump-kdump-run",
+    )
+    .unwrap();
+    kdump::write_kdump(&plan, &mut mem, &mut KeepAll, &mut enc, &opts, &mut |_| {}).unwrap();
+    enc.end().unwrap();
+    stream.extend_from_slice(b"\r\nrkdump: dump complete\r\n");
+    (file, stream)
+}
+
+fn old_memory() -> FakeMemory {
     let mut mem = FakeMemory::new();
     let mut phdrs = Vec::new();
     for cpu in 0..3u64 {
@@ -42,19 +81,7 @@ fn dump() -> (Vec<u8>, Vec<u8>) {
     mem.add_pattern(0x10_0000, 0x30_0000);
     mem.add_pattern(0x100_0000, 0x110_0000);
     mem.insert(HDR, header_blob(&phdrs));
-
-    let plan = prepare_dump(&mut mem, HDR, None).unwrap();
-    let mut buf = vec![0u8; 16384];
-    let mut file = Vec::new();
-    write_vmcore(&plan.layout, &mut mem, &mut file, &mut buf, &mut |_, _| {}).unwrap();
-    let mut stream = b"rkdump: entered\r\nrkdump: dump start bytes=1 target=serial\r\n".to_vec();
-    let mut enc = FrameEncoder::new(&mut stream);
-    enc.begin(plan.layout.total_size, *b"rkdump-test-run!")
-        .unwrap();
-    write_vmcore(&plan.layout, &mut mem, &mut enc, &mut buf, &mut |_, _| {}).unwrap();
-    enc.end().unwrap();
-    stream.extend_from_slice(b"\r\nrkdump: dump complete\r\n");
-    (file, stream)
+    mem
 }
 
 /// Offset in `stream` of the first byte of the `n`th data frame's payload.
@@ -70,17 +97,23 @@ fn data_payload(stream: &[u8], n: usize) -> usize {
     at + FRAME_HEADER_SIZE
 }
 
-#[test]
-fn recv_rebuilds_the_vmcore_byte_for_byte() {
-    let (file, stream) = dump();
-    let dir = scratch("ok");
+/// `recv` of a clean `stream` must rebuild exactly `file`; returns the output's path.
+fn recv_exact(name: &str, stream: &[u8], file: &[u8]) -> PathBuf {
+    let dir = scratch(name);
     let (input, out) = (dir.join("serial.bin"), dir.join("vmcore"));
-    std::fs::write(&input, &stream).unwrap();
+    std::fs::write(&input, stream).unwrap();
     let o = rkdumpctl([Path::new("recv"), &input, Path::new("-o"), &out]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains("CRC32 verified"));
     assert!(std::fs::read(&out).unwrap() == file);
     assert!(!dir.join("vmcore.incomplete").exists());
+    out
+}
+
+#[test]
+fn recv_rebuilds_the_vmcore_byte_for_byte() {
+    let (file, stream) = dump();
+    let out = recv_exact("ok", &stream, &file);
 
     let o = rkdumpctl([Path::new("inspect"), &out]);
     let s = text(&o.stdout);
@@ -279,4 +312,44 @@ fn recv_without_partial_rejects_an_implausible_size() {
     assert!(!o.status.success());
     assert!(text(&o.stderr).contains("ELF header lays out"));
     assert!(!out.exists() && !dir.join("vmcore.incomplete").exists());
+}
+
+#[test]
+fn recv_rebuilds_a_kdump_file_sent_out_of_order() {
+    let (file, stream) = kdump_dump();
+    recv_exact("kdump-ok", &stream, &file);
+    assert_eq!(&file[..8], b"KDUMP   ");
+}
+
+#[test]
+fn recv_reports_a_lost_kdump_frame_as_a_hole_and_partial_marks_the_file() {
+    let (file, mut stream) = kdump_dump();
+    // Lose the 5th data frame whole (a serial line drops bytes; the decoder skips the rest).
+    let first = data_payload(&stream, 4) - FRAME_HEADER_SIZE;
+    let next = data_payload(&stream, 5) - FRAME_HEADER_SIZE;
+    let offset = u64::from_le_bytes(stream[first + 12..first + 20].try_into().unwrap());
+    let len = (next - first - FRAME_HEADER_SIZE) as u64;
+    stream.drain(first..next);
+    let dir = scratch("kdump-hole");
+    let (input, out) = (dir.join("serial.bin"), dir.join("vmcore"));
+    std::fs::write(&input, &stream).unwrap();
+    let o = rkdumpctl([Path::new("recv"), &input, Path::new("-o"), &out]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success());
+    let hole = format!("missing file bytes {offset:#x}..{:#x}", offset + len);
+    assert!(err.contains(&hole), "{hole} not in {err}");
+    assert!(!out.exists());
+
+    let (o, out) = recv_partial("kdump-hole-partial", &stream);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("marked incomplete"), "{err}");
+    let got = std::fs::read(&out).unwrap();
+    assert_eq!(got.len(), file.len());
+    let (s, e) = (offset as usize, (offset + len) as usize);
+    assert!(got[s..e].iter().all(|&b| b == 0));
+    assert!(got[e..] == file[e..]);
+    // disk_dump_header.status (0x1A8) gained DUMP_DH_COMPRESSED_INCOMPLETE (0x8).
+    let status = |f: &[u8]| u32::from_le_bytes(f[0x1a8..0x1ac].try_into().unwrap());
+    assert_eq!(status(&got), status(&file) | 0x8);
 }

@@ -2,16 +2,25 @@
 //! encoder the kernel uses ([`FrameEncoder`]), and the decoder ([`StreamDecoder`]) and [`Reassembler`] that
 //! `rkdumpctl recv` uses.
 //!
-//! A dump is one *run*: a `Begin` frame, `Data` frames carrying the file in order, an `End` frame. Every
+//! A dump is one *run*: a `Begin` frame, `Data` frames carrying the file, an `End` frame. Every
 //! frame is self-delimiting and checksummed, so a receiver can start anywhere, skip noise and
 //! resynchronise by scanning for the magic after a damaged frame.
+//!
+//! Two versions, told apart by every frame's version byte (a run uses one):
+//! - **1** ([`VERSION`]): the file's size is known up front (the ELF vmcore) and `Data` frames carry
+//!   it in file order.
+//! - **2** ([`VERSION_UNSIZED`]): the size is known only at the end and `Data` offsets come in any
+//!   order (the kdump-compressed file: its metadata and page data are two sequential streams).
+//!   `Begin` carries an upper bound, `End` the real size.
+//!
+//! A version-1 receiver rejects version-2 frames as invalid headers rather than misreading them.
 //!
 //! Frame (all integers little-endian):
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 4 | magic `A5 52 4B 5A` (`"\xa5RKZ"`, [`MAGIC`]) |
-//! | 4 | 1 | version, 1 ([`VERSION`]) |
+//! | 4 | 1 | version, 1 or 2 |
 //! | 5 | 1 | kind: 1 `Begin`, 2 `Data`, 3 `End` |
 //! | 6 | 2 | payload length, at most 4096 ([`MAX_PAYLOAD`]) |
 //! | 8 | 4 | sequence number: `Begin` is 0, each further frame of the run +1 |
@@ -19,8 +28,12 @@
 //! | 20 | 4 | CRC-32/ISO-HDLC (zlib's crc32) over bytes 0..20 followed by the payload |
 //! | 24 | n | payload |
 //!
-//! Payloads: `Begin` (24 bytes) = total file size u64, run id `[u8; 16]`. `Data` = file bytes.
-//! `End` (16 bytes) = total file size u64, number of `Data` frames u32, CRC-32/ISO-HDLC of the whole file u32.
+//! Payloads: `Begin` (24 bytes) = file size u64 (version 2: an upper bound), run id `[u8; 16]`.
+//! `Data` = file bytes. `End` (16 bytes) = file size u64, number of `Data` frames u32, and a
+//! CRC-32/ISO-HDLC over the `Data` payloads in sequence order. In version 1 the payloads are the
+//! file in order, so that CRC is the whole file's; in version 2 the receiver computes it as the
+//! frames arrive (a serial line does not reorder), and the whole-file check is then: that CRC,
+//! the frame count, every frame's own CRC (which covers its offset), and no hole in `0..size`.
 //!
 //! The decoder reports damaged frames ([`Event::Corrupt`], with the stream byte position), jumps in the
 //! sequence numbers ([`Event::SequenceGap`]) and counts skipped noise bytes; the reassembler writes data at
@@ -33,12 +46,16 @@ use crc::{CRC_32_ISO_HDLC, Crc, Digest};
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
+use crate::kdump::KdumpSink;
 use crate::mem::{DumpSink, SinkError};
 
 /// Frame sync bytes.
 pub const MAGIC: [u8; 4] = [0xa5, b'R', b'K', b'Z'];
-/// Format version carried in every frame.
+/// Format version of a run whose size is known up front and whose data is in file order.
 pub const VERSION: u8 = 1;
+/// Format version of a run whose size is known only at its end and whose data offsets come in
+/// any order.
+pub const VERSION_UNSIZED: u8 = 2;
 /// Largest payload of one frame.
 pub const MAX_PAYLOAD: usize = 4096;
 /// Size of the frame header.
@@ -87,7 +104,7 @@ pub struct EndInfo {
     pub total_size: u64,
     /// Number of `Data` frames sent.
     pub data_frames: u32,
-    /// CRC-32/ISO-HDLC of the whole file.
+    /// CRC-32/ISO-HDLC of the `Data` payloads in sequence order: in version 1, of the whole file.
     pub file_crc: u32,
 }
 
@@ -98,14 +115,14 @@ pub enum Error {
     Sink(SinkError),
     /// `data` or `end` before `begin`, or anything after `end`.
     BadState,
-    /// Data must be sent in file order: `offset` is not where the previous data ended.
+    /// Version 1 data must be sent in file order: `offset` is not where the previous data ended.
     NonSequential {
         /// The next offset the encoder expected.
         expected: u64,
         /// The offset given.
         got: u64,
     },
-    /// More data than the size announced in `begin`.
+    /// Data beyond the size (version 2: the bound) announced in `begin`.
     BeyondTotal {
         /// Announced size.
         total_size: u64,
@@ -156,13 +173,18 @@ enum EncState {
 
 /// Encodes one run into frames written to a [`DumpSink`] (the serial port).
 ///
-/// Also a [`DumpSink`] itself, so [`crate::write_vmcore`] can write through it after [`FrameEncoder::begin`].
+/// Also a [`DumpSink`] itself, so [`crate::write_vmcore`] can write through it after [`FrameEncoder::begin`],
+/// and a [`KdumpSink`], so [`crate::kdump::write_kdump`] can after [`FrameEncoder::begin_unsized`].
 pub struct FrameEncoder<S: DumpSink> {
     sink: S,
     state: EncState,
+    version: u8,
     seq: u32,
+    /// Version 1: the file size; version 2: its upper bound.
     total_size: u64,
     written: u64,
+    /// End of the furthest data sent (version 2's file size at `end`).
+    max_end: u64,
     data_frames: u32,
     file_crc: Digest<'static, u32>,
 }
@@ -173,19 +195,33 @@ impl<S: DumpSink> FrameEncoder<S> {
         Self {
             sink,
             state: EncState::Idle,
+            version: VERSION,
             seq: 0,
             total_size: 0,
             written: 0,
+            max_end: 0,
             data_frames: 0,
             file_crc: CRC32.digest(),
         }
     }
 
-    /// Starts the run: sends `Begin` announcing `total_size` bytes, tagged with `run_id`.
+    /// Starts a version-1 run: sends `Begin` announcing `total_size` bytes, tagged with `run_id`;
+    /// data must then come in file order.
     pub fn begin(&mut self, total_size: u64, run_id: [u8; 16]) -> Result<(), Error> {
+        self.start(VERSION, total_size, run_id)
+    }
+
+    /// Starts a version-2 run: a file of at most `size_bound` bytes, written at any offsets,
+    /// whose size `end` takes from the furthest byte sent.
+    pub fn begin_unsized(&mut self, size_bound: u64, run_id: [u8; 16]) -> Result<(), Error> {
+        self.start(VERSION_UNSIZED, size_bound, run_id)
+    }
+
+    fn start(&mut self, version: u8, total_size: u64, run_id: [u8; 16]) -> Result<(), Error> {
         if self.state != EncState::Idle {
             return Err(Error::BadState);
         }
+        self.version = version;
         let mut payload = [0u8; BEGIN_PAYLOAD];
         payload[..8].copy_from_slice(&total_size.to_le_bytes());
         payload[8..].copy_from_slice(&run_id);
@@ -195,49 +231,62 @@ impl<S: DumpSink> FrameEncoder<S> {
         Ok(())
     }
 
-    /// Sends file bytes starting at `offset`, split into frames of at most [`MAX_PAYLOAD`] bytes. Offsets
-    /// must continue exactly where the previous call ended (the `End` frame carries a running CRC).
+    /// Sends file bytes starting at `offset`, split into frames of at most [`MAX_PAYLOAD`] bytes. In a
+    /// version-1 run offsets must continue exactly where the previous call ended (the `End` frame's
+    /// CRC is then the whole file's); in a version-2 run any offset below the bound goes.
     pub fn data(&mut self, offset: u64, data: &[u8]) -> Result<(), Error> {
         if self.state != EncState::Open {
             return Err(Error::BadState);
         }
-        if offset != self.written {
+        if self.version == VERSION && offset != self.written {
             return Err(Error::NonSequential {
                 expected: self.written,
                 got: offset,
             });
         }
-        let end = offset.checked_add(data.len() as u64);
-        if end.is_none_or(|e| e > self.total_size) {
-            return Err(Error::BeyondTotal {
-                total_size: self.total_size,
-            });
-        }
+        let end = match offset.checked_add(data.len() as u64) {
+            Some(e) if e <= self.total_size => e,
+            _ => {
+                return Err(Error::BeyondTotal {
+                    total_size: self.total_size,
+                });
+            }
+        };
+        let mut at = offset;
         for piece in data.chunks(MAX_PAYLOAD) {
-            self.frame(KIND_DATA, self.written, piece)?;
+            self.frame(KIND_DATA, at, piece)?;
             self.data_frames = self
                 .data_frames
                 .checked_add(1)
                 .ok_or(Error::TooManyFrames)?;
             self.file_crc.update(piece);
             self.written += piece.len() as u64;
+            at += piece.len() as u64;
         }
+        self.max_end = self.max_end.max(end);
         Ok(())
     }
 
-    /// Ends the run: sends `End` with the frame count and the whole-file CRC, which it returns.
+    /// Ends the run: sends `End` with the file size, the frame count and the CRC, which it returns.
+    /// A version-1 run must have sent the whole announced size; a version-2 run's size is the end of
+    /// the furthest data sent.
     pub fn end(&mut self) -> Result<EndInfo, Error> {
         if self.state != EncState::Open {
             return Err(Error::BadState);
         }
-        if self.written != self.total_size {
+        if self.version == VERSION && self.written != self.total_size {
             return Err(Error::Incomplete {
                 total_size: self.total_size,
                 written: self.written,
             });
         }
+        let total_size = if self.version == VERSION {
+            self.total_size
+        } else {
+            self.max_end
+        };
         let info = EndInfo {
-            total_size: self.total_size,
+            total_size,
             data_frames: self.data_frames,
             file_crc: self.file_crc.clone().finalize(),
         };
@@ -255,6 +304,11 @@ impl<S: DumpSink> FrameEncoder<S> {
         self.written
     }
 
+    /// The frame version of this run.
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+
     /// The underlying sink.
     pub fn into_inner(self) -> S {
         self.sink
@@ -265,7 +319,7 @@ impl<S: DumpSink> FrameEncoder<S> {
         let next = seq.checked_add(1).ok_or(Error::TooManyFrames)?;
         let mut h = FrameHeader {
             magic: MAGIC,
-            version: VERSION,
+            version: self.version,
             kind,
             // Callers pass at most MAX_PAYLOAD bytes.
             payload_len: U16::new(payload.len() as u16),
@@ -281,12 +335,22 @@ impl<S: DumpSink> FrameEncoder<S> {
     }
 }
 
+fn sink_error(e: Error) -> SinkError {
+    match e {
+        Error::Sink(s) => s,
+        _ => SinkError::Rejected,
+    }
+}
+
 impl<S: DumpSink> DumpSink for FrameEncoder<S> {
     fn write(&mut self, data: &[u8]) -> Result<(), SinkError> {
-        self.data(self.written, data).map_err(|e| match e {
-            Error::Sink(s) => s,
-            _ => SinkError::Rejected,
-        })
+        self.data(self.written, data).map_err(sink_error)
+    }
+}
+
+impl<S: DumpSink> KdumpSink for FrameEncoder<S> {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), SinkError> {
+        self.data(offset, data).map_err(sink_error)
     }
 }
 
@@ -334,7 +398,9 @@ pub enum Event {
     Begin {
         /// Stream byte position of the frame.
         pos: u64,
-        /// Announced file size.
+        /// Frame version: [`VERSION`] or [`VERSION_UNSIZED`].
+        version: u8,
+        /// Announced file size (version 2: its upper bound).
         total_size: u64,
         /// Run identifier.
         run_id: [u8; 16],
@@ -343,6 +409,8 @@ pub enum Event {
     Data {
         /// Stream byte position of the frame.
         pos: u64,
+        /// Frame version.
+        version: u8,
         /// Sequence number.
         seq: u32,
         /// File offset of the payload.
@@ -354,6 +422,8 @@ pub enum Event {
     End {
         /// Stream byte position of the frame.
         pos: u64,
+        /// Frame version.
+        version: u8,
         /// Sequence number.
         seq: u32,
         /// Contents.
@@ -494,7 +564,11 @@ impl StreamDecoder {
                 claimed,
             })
         };
-        if h.version != VERSION || !(KIND_BEGIN..=KIND_END).contains(&h.kind) || len > MAX_PAYLOAD {
+        let version = h.version;
+        if !(VERSION..=VERSION_UNSIZED).contains(&version)
+            || !(KIND_BEGIN..=KIND_END).contains(&h.kind)
+            || len > MAX_PAYLOAD
+        {
             return reject(self, CorruptReason::BadHeader);
         }
         let Some(payload) = rest.get(..len) else {
@@ -513,18 +587,21 @@ impl StreamDecoder {
                 run_id.copy_from_slice(&payload[8..]);
                 Event::Begin {
                     pos,
+                    version,
                     total_size: le_u64(&payload[..8]),
                     run_id,
                 }
             }
             (KIND_DATA, _) => Event::Data {
                 pos,
+                version,
                 seq,
                 offset: h.offset.get(),
                 payload: payload.to_vec(),
             },
             (KIND_END, END_PAYLOAD) => Event::End {
                 pos,
+                version,
                 seq,
                 info: EndInfo {
                     total_size: le_u64(&payload[..8]),
@@ -646,6 +723,36 @@ pub enum Problem {
         /// Payload length.
         len: u64,
     },
+    /// A frame of another version than the run's `Begin`; not written.
+    VersionMismatch {
+        /// Sequence number.
+        seq: u32,
+        /// The run's version.
+        run: u8,
+        /// The frame's version.
+        frame: u8,
+    },
+    /// Version 2: `End` gives a size beyond the bound `Begin` announced.
+    BeyondBound {
+        /// Bound in `Begin`.
+        bound: u64,
+        /// Size in `End`.
+        end: u64,
+    },
+    /// Version 2: data arrived beyond the size `End` gives (the output stops at that size).
+    DataBeyondEnd {
+        /// Size in `End`.
+        end: u64,
+        /// End of the furthest data received.
+        received_end: u64,
+    },
+    /// Version 2: all data arrived but its CRC is not the one `End` carries.
+    CrcMismatch {
+        /// CRC in `End`.
+        announced: u32,
+        /// CRC of the payloads received, in sequence order.
+        received: u32,
+    },
     /// `Begin` and `End` disagree on the file size.
     SizeMismatch {
         /// Size in `Begin`.
@@ -704,6 +811,27 @@ impl fmt::Display for Problem {
                 f,
                 "data frame seq {seq} at offset {offset:#x}+{len:#x} is beyond the announced size"
             ),
+            Problem::VersionMismatch { seq, run, frame } => write!(
+                f,
+                "frame seq {seq} is version {frame} in a version {run} run; not written"
+            ),
+            Problem::BeyondBound { bound, end } => {
+                write!(
+                    f,
+                    "End gives {end} bytes, beyond the bound {bound} of Begin"
+                )
+            }
+            Problem::DataBeyondEnd { end, received_end } => write!(
+                f,
+                "data received up to {received_end:#x}, beyond the size {end:#x} End gives"
+            ),
+            Problem::CrcMismatch {
+                announced,
+                received,
+            } => write!(
+                f,
+                "data CRC32 mismatch: End frame says {announced:08x}, the frames received give {received:08x}"
+            ),
             Problem::SizeMismatch { begin, end } => {
                 write!(f, "Begin announces {begin} bytes but End {end}")
             }
@@ -734,13 +862,33 @@ pub enum Action {
     Finished,
 }
 
+/// CRC of the `Data` payloads written, in arrival order.
+#[derive(Clone)]
+struct PayloadCrc(Digest<'static, u32>);
+
+impl Default for PayloadCrc {
+    fn default() -> Self {
+        PayloadCrc(CRC32.digest())
+    }
+}
+
+impl fmt::Debug for PayloadCrc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PayloadCrc({:08x})", self.0.clone().finalize())
+    }
+}
+
 /// Rebuilds the file from decoder events: writes data at its offsets, tracks received ranges and problems.
 ///
 /// Policy: the last `Begin` wins (a new `Begin` restarts reassembly); damaged frames before the first
-/// `Begin` are treated as noise if a `Begin` follows; events after `End` are ignored.
+/// `Begin` are treated as noise if a `Begin` follows; events after `End` are ignored. Frames of
+/// another version than the run's `Begin` are reported and not written.
 #[derive(Debug, Clone, Default)]
 pub struct Reassembler {
     begin: Option<(u64, [u8; 16])>,
+    /// The run's version (from `Begin`; 0 before one).
+    version: u8,
+    payload_crc: PayloadCrc,
     end: Option<EndInfo>,
     data_frames: u32,
     received: Vec<(u64, u64)>,
@@ -765,12 +913,16 @@ impl Reassembler {
         }
         match *event {
             Event::Begin {
-                total_size, run_id, ..
+                version,
+                total_size,
+                run_id,
+                ..
             } => {
                 let restart = self.begin.is_some() || self.saw_data;
                 let restarts = self.restarts + u32::from(restart);
                 *self = Self {
                     begin: Some((total_size, run_id)),
+                    version,
                     restarts,
                     ..Self::default()
                 };
@@ -779,18 +931,23 @@ impl Reassembler {
                 }
             }
             Event::Data {
+                version,
                 seq,
                 offset,
                 ref payload,
                 ..
             } => {
                 self.saw_data = true;
+                if self.foreign_version(seq, version) {
+                    return Ok(Action::Continue);
+                }
                 let len = payload.len() as u64;
                 let end = offset.checked_add(len);
                 let limit = self.begin.map_or(u64::MAX, |(t, _)| t);
                 match end {
                     Some(end) if end <= limit => {
                         out.write_at(offset, payload)?;
+                        self.payload_crc.0.update(payload);
                         self.data_frames = self.data_frames.saturating_add(1);
                         self.mark(offset, end);
                     }
@@ -799,14 +956,32 @@ impl Reassembler {
                         .push(Problem::OutOfBounds { seq, offset, len }),
                 }
             }
-            Event::End { info, .. } => {
+            Event::End {
+                version, seq, info, ..
+            } => {
+                if self.foreign_version(seq, version) {
+                    return Ok(Action::Continue);
+                }
                 self.end = Some(info);
-                if let Some((begin, _)) = self.begin
-                    && begin != info.total_size
-                {
-                    self.problems.push(Problem::SizeMismatch {
-                        begin,
+                match self.begin {
+                    Some((begin, _)) if version == VERSION && begin != info.total_size => {
+                        self.problems.push(Problem::SizeMismatch {
+                            begin,
+                            end: info.total_size,
+                        })
+                    }
+                    Some((bound, _)) if version == VERSION_UNSIZED && info.total_size > bound => {
+                        self.problems.push(Problem::BeyondBound {
+                            bound,
+                            end: info.total_size,
+                        })
+                    }
+                    _ => {}
+                }
+                if version == VERSION_UNSIZED && self.max_end > info.total_size {
+                    self.problems.push(Problem::DataBeyondEnd {
                         end: info.total_size,
+                        received_end: self.max_end,
                     });
                 }
                 return Ok(Action::Finished);
@@ -834,6 +1009,19 @@ impl Reassembler {
             }
         }
         Ok(Action::Continue)
+    }
+
+    /// Whether a frame's version differs from its run's (then reported, and the frame ignored).
+    fn foreign_version(&mut self, seq: u32, version: u8) -> bool {
+        let foreign = self.begin.is_some() && version != self.version;
+        if foreign {
+            self.problems.push(Problem::VersionMismatch {
+                seq,
+                run: self.version,
+                frame: version,
+            });
+        }
+        foreign
     }
 
     fn mark(&mut self, start: u64, end: u64) {
@@ -868,12 +1056,24 @@ impl Reassembler {
         self.announced_size().min(self.cap.unwrap_or(u64::MAX))
     }
 
-    /// The size the run's frames announce (`End`, else `Begin`, else the furthest data).
+    /// The size the run's frames announce (`End`, else version 1's `Begin`, else the furthest data).
     pub fn announced_size(&self) -> u64 {
+        let begin = self.begin.filter(|_| self.version == VERSION).map(|b| b.0);
         self.end
             .map(|e| e.total_size)
-            .or(self.begin.map(|b| b.0))
+            .or(begin)
             .unwrap_or(self.max_end)
+    }
+
+    /// The run's frame version, once its `Begin` arrived.
+    pub fn version(&self) -> Option<u8> {
+        self.begin.map(|_| self.version)
+    }
+
+    /// CRC-32 of the `Data` payloads written so far, in arrival order (what a complete run's `End`
+    /// carries).
+    pub fn payload_crc(&self) -> u32 {
+        self.payload_crc.0.clone().finalize()
     }
 
     /// The end of the furthest data received.
@@ -932,8 +1132,9 @@ impl Reassembler {
         holes
     }
 
-    /// Every problem of the run so far, including missing `Begin`/`End`, frame-count mismatch and holes.
-    /// Empty means the file is complete (the caller still checks the whole-file CRC from [`Self::end`]).
+    /// Every problem of the run so far, including missing `Begin`/`End`, frame-count mismatch and holes,
+    /// and for a version-2 run without holes the data CRC. Empty means the file is complete (for a
+    /// version-1 run the caller still checks the whole-file CRC from [`Self::end`] on its output).
     pub fn problems(&self) -> Vec<Problem> {
         let mut all = Vec::new();
         if self.begin.is_none() {
@@ -951,8 +1152,19 @@ impl Reassembler {
             }
             Some(_) => {}
         }
+        let holes = self.holes();
+        if let Some(info) = self.end
+            && self.version == VERSION_UNSIZED
+            && holes.is_empty()
+            && info.file_crc != self.payload_crc()
+        {
+            all.push(Problem::CrcMismatch {
+                announced: info.file_crc,
+                received: self.payload_crc(),
+            });
+        }
         all.extend(
-            self.holes()
+            holes
                 .into_iter()
                 .map(|(start, end)| Problem::Hole { start, end }),
         );

@@ -599,11 +599,11 @@ fn report_lines_default_and_set() {
 
 #[test]
 fn dump_level() {
-    assert_eq!(Options::parse("").level, 0);
-    assert_eq!(Options::parse("rkdump.level=31").level, 31);
+    assert_eq!(Options::parse("").level, 31);
+    assert_eq!(Options::parse("rkdump.level=0").level, 0);
     assert_eq!(Options::parse("rkdump.level=0x11").level, 17);
     let bad = Options::parse("rkdump.level=32 rkdump.level=x");
-    assert_eq!(bad.level, 0);
+    assert_eq!(bad.level, 31, "refused values leave the default");
     let d: Vec<_> = bad.diagnostics().map(|d| d.to_string()).collect();
     assert_eq!(d.len(), 2, "{d:?}");
     assert!(d[0].contains("expected a dump level 0..31"), "{d:?}");
@@ -656,10 +656,11 @@ fn hardware_options() {
 
 #[test]
 fn format_and_compress() {
+    // The default: makedumpfile's format with the fast codec.
     let o = Options::parse("");
-    assert_eq!((o.format, o.compress), (DumpFormat::Elf, Compress::Zlib));
-    let o = Options::parse("rkdump.format=kdump rkdump.compress=lzo");
     assert_eq!((o.format, o.compress), (DumpFormat::Kdump, Compress::Lzo));
+    let o = Options::parse("rkdump.format=elf rkdump.compress=zlib");
+    assert_eq!((o.format, o.compress), (DumpFormat::Elf, Compress::Zlib));
     assert_eq!(
         Options::parse("rkdump.compress=zstd").compress,
         Compress::Zstd
@@ -667,7 +668,7 @@ fn format_and_compress() {
     let bad = Options::parse("rkdump.format=cpio rkdump.compress=lz4");
     assert_eq!(
         (bad.format, bad.compress),
-        (DumpFormat::Elf, Compress::Zlib)
+        (DumpFormat::Kdump, Compress::Lzo)
     );
     assert_eq!(diags(&bad).len(), 2, "both refused with a diagnostic");
 }

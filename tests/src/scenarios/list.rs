@@ -31,6 +31,26 @@ fn serial_vmcore_identical(c: &Ctx) -> Result<(), String> {
     Ok(())
 }
 
+/// `rkdumpctl recv` rebuilds a kdump-compressed file from COM2 (a version-2 stream) whose pages
+/// all read back.
+fn serial_kdump_file(c: &Ctx) -> Result<(), String> {
+    let out = c.dir.join("vmcore");
+    c.ctl()
+        .recv(&c.dir.join("com2.bin"), &out)
+        .map_err(|e| format!("rkdumpctl recv failed: {e}"))?;
+    let got = std::fs::read(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let file = rkdump_vmcore::kdump::KdumpFile::parse(&got)
+        .map_err(|e| format!("not a kdump-compressed file: {e}"))?;
+    let pages = file
+        .for_each_page(&mut |_, _, _| {})
+        .map_err(|e| format!("{e}"))?;
+    println!(
+        "    kdump file of {} bytes, {pages} pages read back",
+        got.len()
+    );
+    Ok(())
+}
+
 /// `rkdumpctl save` extracts the dump disk's vmcore byte-identical to the host's model.
 fn disk_vmcore_identical(c: &Ctx) -> Result<(), String> {
     let crash = c.crash()?;
@@ -61,7 +81,7 @@ fn serial_dump(name: &'static str, about: &'static str, layout: Layout) -> Scena
         name,
         about,
         layout,
-        "console=ttyS0 elfcorehdr={elfcorehdr} rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff",
+        "console=ttyS0 elfcorehdr={elfcorehdr} rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
     )
 }
 
@@ -175,7 +195,7 @@ fn disk_dump(name: &'static str, about: &'static str, ctrl: Ctrl) -> Scenario {
     Scenario::new(
         name,
         about,
-        "elfcorehdr={elfcorehdr} reset_devices rkdump.exit=qemu rkdump.action=poweroff",
+        "elfcorehdr={elfcorehdr} reset_devices rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
     )
     .crash(Layout::Low)
     .crash_memory()
@@ -285,7 +305,17 @@ pub fn all() -> Vec<Scenario> {
         )
         .line("no initrd reported", "initrd none")
         .line("the tiny dump completed", "dump complete bytes=")
-        .exit(Exit::Pass, "QEMU exit code 33 (pass)"),
+        // No dump option on this command line: rkdump's defaults apply (the fabricated
+        // VMCOREINFO lacks the filter's keys, so level 31 falls back to level 1).
+        .expect("default format kdump with lzo", |c| {
+            c.any(|l| l.starts_with("dump start ") && l.ends_with(" format=kdump compress=lzo"))
+        })
+        .line(
+            "default level 31 asked",
+            "error: filter: level 31 not applied: ",
+        )
+        .exit(Exit::Pass, "QEMU exit code 33 (pass)")
+        .check(serial_kdump_file),
         Scenario::new(
             "poweroff",
             "rkdump.action=poweroff enters ACPI S5 and QEMU exits by itself",
@@ -428,7 +458,7 @@ pub fn all() -> Vec<Scenario> {
             "filter-fallback",
             "rkdump.level=31 without the VMCOREINFO keys it needs falls back to level 1 with an error; the vmcore is byte-identical",
             Layout::Low,
-            "console=ttyS0 elfcorehdr={elfcorehdr} rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff rkdump.level=31",
+            "console=ttyS0 elfcorehdr={elfcorehdr} rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff rkdump.level=31 rkdump.format=elf",
         )
         .line(
             "fallback error naming the missing key",
@@ -440,7 +470,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new(
             "serial-progress-115200",
             "a ~25 s serial dump through a 115200-baud line prints progress at least every 2 s of guest time",
-            "console=ttyS0 elfcorehdr={elfcorehdr} rkdump.target=serial rkdump.serial_baud=115200 rkdump.exit=qemu rkdump.action=poweroff",
+            "console=ttyS0 elfcorehdr={elfcorehdr} rkdump.target=serial rkdump.serial_baud=115200 rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .crash(Layout::Serial115200)
         .crash_memory()
@@ -542,7 +572,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new(
             "foreign-address-acpi",
             "ACPI table pointers beyond the CPU's width or non-canonical (XSDT entries, the XSDT itself) are skipped, never mapped; the dump still completes",
-            "elfcorehdr={elfcorehdr} acpi_rsdp=0x1100000 rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff",
+            "elfcorehdr={elfcorehdr} acpi_rsdp=0x1100000 rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .in_subdir("tables")
         .crash(Layout::Tiny)
@@ -557,7 +587,7 @@ pub fn all() -> Vec<Scenario> {
         .exit(Exit::Pass, "QEMU exit code 33 (pass)")
         .then_boot(
             "xsdt",
-            "elfcorehdr={elfcorehdr} acpi_rsdp=0x1100000 rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff",
+            "elfcorehdr={elfcorehdr} acpi_rsdp=0x1100000 rkdump.target=serial rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .crash(Layout::Tiny)
         .com2()
@@ -584,7 +614,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new(
             "disk-bad-label",
             "a label with a bad CRC is refused with rkdump: error: and the dump falls back to serial",
-            "elfcorehdr={elfcorehdr} rkdump.target=disk rkdump.exit=qemu rkdump.action=poweroff",
+            "elfcorehdr={elfcorehdr} rkdump.target=disk rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .crash(Layout::Tiny)
         .disks(Ctrl::Virtio, 16)
@@ -601,7 +631,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new(
             "disk-never-ready",
             "an NVMe dump disk that never becomes ready (test fault switch) costs its timeout, is reported, and the dump falls back to serial",
-            "elfcorehdr={elfcorehdr} rkdump.fault=dead:02:00.0 rkdump.exit=qemu rkdump.action=poweroff",
+            "elfcorehdr={elfcorehdr} rkdump.fault=dead:02:00.0 rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .crash(Layout::Tiny)
         .disks(Ctrl::Nvme, 16)
@@ -615,7 +645,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new(
             "reinit-flr",
             "rkdump.reset=flr: FLR on virtio-blk behind a root port, proven by read-back, BARs restored, then the dump works",
-            "elfcorehdr={elfcorehdr} reset_devices rkdump.reset=flr rkdump.exit=qemu rkdump.action=poweroff",
+            "elfcorehdr={elfcorehdr} reset_devices rkdump.reset=flr rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .crash(Layout::Tiny)
         .disks(Ctrl::Virtio, 16)
@@ -630,7 +660,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new(
             "reinit-pm",
             "rkdump.reset=pm on e1000e behind a root port: PM D3hot->D0 proves nothing in QEMU and is reported as such",
-            "elfcorehdr={elfcorehdr} reset_devices rkdump.reset=pm rkdump.exit=qemu rkdump.action=poweroff",
+            "elfcorehdr={elfcorehdr} reset_devices rkdump.reset=pm rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .crash(Layout::Tiny)
         .qemu_args(&[
@@ -653,7 +683,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new(
             "reinit-deny",
             "a denied device is quiesced but never reset or probed; the dump goes elsewhere",
-            "elfcorehdr={elfcorehdr} reset_devices rkdump.deny=1af4:1042 rkdump.exit=qemu rkdump.action=poweroff",
+            "elfcorehdr={elfcorehdr} reset_devices rkdump.deny=1af4:1042 rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .crash(Layout::Tiny)
         .disks(Ctrl::Virtio, 16)
@@ -674,7 +704,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new(
             "disk-too-small",
             "a disk smaller than the dump gets a truncated record, refused by save unless --partial",
-            "elfcorehdr={elfcorehdr} rkdump.exit=qemu rkdump.action=poweroff",
+            "elfcorehdr={elfcorehdr} rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .crash(Layout::Low)
         .crash_memory()
@@ -717,7 +747,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new(
             "target-list-fallback",
             "rkdump.target=disk,serial with no whole-disk label (only a labelled partition, which `disk` does not take): the console says why disk was skipped, the dump goes to serial, the disk is untouched",
-            "elfcorehdr={elfcorehdr} rkdump.target=disk,serial rkdump.exit=qemu rkdump.action=poweroff",
+            "elfcorehdr={elfcorehdr} rkdump.target=disk,serial rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .crash(Layout::Tiny)
         .disks(Ctrl::Virtio, 32)
@@ -735,7 +765,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new(
             "target-midway-fallback",
             "the labelled partition's disk fails writes after the record header (QEMU blkdebug): the console says the target failed midway and the dump starts afresh on serial; nothing outside the partition changes",
-            "elfcorehdr={elfcorehdr} rkdump.exit=qemu rkdump.action=poweroff",
+            "elfcorehdr={elfcorehdr} rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
         )
         .crash(Layout::Tiny)
         .disks(Ctrl::Virtio, 16)
@@ -767,7 +797,7 @@ fn part_dump(name: &'static str, about: &'static str, ctrl: Ctrl) -> Scenario {
     Scenario::new(
         name,
         about,
-        "elfcorehdr={elfcorehdr} rkdump.exit=qemu rkdump.action=poweroff",
+        "elfcorehdr={elfcorehdr} rkdump.exit=qemu rkdump.action=poweroff rkdump.level=0 rkdump.format=elf",
     )
     .crash(Layout::Low)
     .crash_memory()

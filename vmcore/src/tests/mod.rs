@@ -8,6 +8,7 @@ mod layout;
 mod notes;
 mod progress;
 mod stream;
+mod stream_unsized;
 mod writer;
 
 use alloc::vec::Vec;

@@ -54,7 +54,7 @@ pub fn decode(stream: &[u8], chunk: usize) -> (Vec<u8>, Vec<Problem>, Vec<Event>
 }
 
 /// Byte ranges of the frames in a clean stream.
-fn frames(stream: &[u8]) -> Vec<(usize, usize)> {
+pub fn frames(stream: &[u8]) -> Vec<(usize, usize)> {
     let mut v = Vec::new();
     let mut at = 0;
     while at < stream.len() {

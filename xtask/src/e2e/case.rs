@@ -56,6 +56,11 @@ pub struct Case {
     pub initrd: bool,
     /// Corrupt the image header and expect every loader to refuse it.
     pub broken_image: bool,
+    /// What file rkdump is asked for, before [`Case::capture_extra`] (a later parameter wins):
+    /// [`ELF_LEVEL0`] for every case whose checks read the `/proc/vmcore`-identical ELF with
+    /// every marker page, empty for the cases that check rkdump's own defaults (level 31, kdump,
+    /// lzo) or name their format in `capture_extra`.
+    pub dump_options: String,
     /// Extra capture kernel parameters.
     pub capture_extra: String,
     /// Marker size in MiB (0: no marker).
@@ -161,7 +166,7 @@ pub const CASE_NAMES: [&str; 9] = [
 ];
 
 /// rkdump-only cases that write and verify a whole dump (and their negative controls).
-pub const DUMP_CASE_NAMES: [&str; 34] = [
+pub const DUMP_CASE_NAMES: [&str; 36] = [
     "dump-virtio",
     "dump-nvme",
     "noreset-virtio",
@@ -196,6 +201,8 @@ pub const DUMP_CASE_NAMES: [&str; 34] = [
     "kdump-zlib",
     "kdump-lzo",
     "kdump-level31",
+    "kdump-serial",
+    "dump-default",
 ];
 
 /// Cases that take over ~3 minutes here (a full serial dump at QEMU's UART speed, ~0.5 MiB/s):
@@ -209,6 +216,9 @@ pub const LINUX_CAPTURE_APPEND: &str =
 
 /// The capture kernel command line rkdump gets (kexec adds `elfcorehdr=`).
 pub const RKDUMP_APPEND: &str = "console=ttyS0 reset_devices rkdump.action=poweroff";
+
+/// Every page, as the `/proc/vmcore`-identical ELF core (rkdump's default is level 31 kdump).
+pub const ELF_LEVEL0: &str = "rkdump.level=0 rkdump.format=elf";
 
 fn fresh_tag(name: &str) -> u64 {
     let t = std::time::SystemTime::now()
@@ -267,6 +277,7 @@ impl Case {
             crashkernel: crashkernel.to_string(),
             initrd,
             broken_image: broken,
+            dump_options: if linux { "" } else { ELF_LEVEL0 }.to_string(),
             capture_extra: String::new(),
             marker_mib: if broken { 0 } else { 64 },
             kexec_debug: false,
@@ -375,6 +386,22 @@ impl Case {
             c.tag = fresh_tag(name);
             return Some(c);
         }
+        if name == "kdump-serial" {
+            // The kdump-compressed file over COM2 (a version-2 stream: offsets out of order, size
+            // at the end), rebuilt by `rkdumpctl recv` and opened by makedumpfile and crash. A
+            // 1 GiB guest as the disk kdump cases: level 31 lzo is ~24 MB, about a minute at
+            // QEMU's UART speed; the marker's user data must be absent.
+            let mut c = Case::dump("dump-serial", capture)?;
+            c.name = name.to_string();
+            c.dump_options.clear();
+            c.memory = "1G".to_string();
+            c.marker_mib = 64;
+            c.capture_extra = "rkdump.format=kdump rkdump.compress=lzo rkdump.level=31".to_string();
+            c.markers_absent = true;
+            c.timeout = Duration::from_secs(900);
+            c.tag = fresh_tag(name);
+            return Some(c);
+        }
         if name == "report-exit" {
             // A second crash reason for the crash report: init exits.
             let mut c = Case::dump("dump-nvme", capture)?;
@@ -390,12 +417,13 @@ impl Case {
             // `kdump-level31` filters too (zlib), so the marker's user data must be absent.
             let mut c = Case::dump("dump-nvme", capture)?;
             c.name = name.to_string();
+            c.dump_options.clear();
             c.capture_extra = match what.strip_prefix("level") {
                 Some(level) => {
                     c.markers_absent = level.parse::<u8>().is_ok_and(|l| l & 8 != 0);
                     format!("rkdump.format=kdump rkdump.compress=zlib rkdump.level={level}")
                 }
-                None => format!("rkdump.format=kdump rkdump.compress={what}"),
+                None => format!("rkdump.format=kdump rkdump.compress={what} rkdump.level=0"),
             };
             c.timeout = Duration::from_secs(600);
             c.tag = fresh_tag(name);
@@ -413,11 +441,22 @@ impl Case {
             c.tag = fresh_tag(name);
             return Some(c);
         }
+        if name == "dump-default" {
+            // No level, format or codec asked: rkdump's defaults (level 31, kdump, lzo), checked
+            // as the kdump cases are, the marker's user data absent.
+            let mut c = Case::dump("dump-nvme", capture)?;
+            c.name = name.to_string();
+            c.dump_options.clear();
+            c.markers_absent = true;
+            c.timeout = Duration::from_secs(600);
+            c.tag = fresh_tag(name);
+            return Some(c);
+        }
         if name == "dump-la57-level31" {
             // The filter through a 5-level kernel's page tables and 52-bit mem_section.
             let mut c = Case::dump("dump-la57", capture)?;
             c.name = name.to_string();
-            c.capture_extra = "rkdump.level=31".to_string();
+            c.capture_extra = "rkdump.format=elf rkdump.level=31".to_string();
             c.markers_absent = true;
             c.tag = fresh_tag(name);
             return Some(c);
@@ -428,7 +467,7 @@ impl Case {
             let level: u8 = level.parse().ok().filter(|l| *l <= 31)?;
             let mut c = Case::dump("dump-virtio", capture)?;
             c.name = name.to_string();
-            c.capture_extra = format!("rkdump.level={level}");
+            c.capture_extra = format!("rkdump.format=elf rkdump.level={level}");
             c.markers_absent = level & 8 != 0;
             c.tag = fresh_tag(name);
             return Some(c);
@@ -502,12 +541,19 @@ impl Case {
         if self.save_vmcore && self.capture == CaptureKind::Linux {
             s.push_str(" e2e.save=nvme0n1");
         }
-        let extra = self.capture_extra.trim();
-        if !extra.is_empty() {
-            s.push(' ');
-            s.push_str(extra);
+        for extra in [self.dump_options.trim(), self.capture_extra.trim()] {
+            if !extra.is_empty() {
+                s.push(' ');
+                s.push_str(extra);
+            }
         }
         s
+    }
+
+    /// The options rkdump will run with, read by rkdump's own parser from
+    /// [`Case::capture_cmdline`] (defaults included).
+    pub fn rkdump_options(&self) -> rkdump_boot::cmdline::Options {
+        rkdump_boot::cmdline::Options::parse(&self.capture_cmdline())
     }
 
     /// The first kernel's command line, carrying the case parameters for /init.
@@ -585,6 +631,7 @@ mod tests {
             let io = !matches!(
                 name,
                 "dump-serial"
+                    | "kdump-serial"
                     | "power-cut"
                     | "report-exit"
                     | "blob-sbr-kf"
@@ -606,6 +653,16 @@ mod tests {
             );
             assert_eq!(c.expect_disk_failure, name.starts_with("noreset"));
             assert!(Case::standard(name, CaptureKind::Linux).is_none());
+            // rkdump's defaults are level 31 kdump: a case gets them only by asking.
+            let o = c.rkdump_options();
+            let kdump = o.format == rkdump_boot::cmdline::DumpFormat::Kdump;
+            assert_eq!(
+                kdump,
+                name.starts_with("kdump-") || name == "dump-default",
+                "{name}: {}",
+                c.capture_cmdline()
+            );
+            assert_eq!(c.markers_absent, o.level & 8 != 0, "{name}");
         }
     }
 
@@ -615,7 +672,7 @@ mod tests {
         let cmd = c.first_kernel_cmdline().unwrap();
         assert!(cmd.contains(" e2e.mode=s "));
         assert!(cmd.contains(" e2e.initrd=blob "));
-        assert!(cmd.contains(&format!("e2e.append=\"{RKDUMP_APPEND}\"")));
+        assert!(cmd.contains(&format!("e2e.append=\"{RKDUMP_APPEND} {ELF_LEVEL0}\"")));
         let b = Case::standard("broken-image", CaptureKind::Rkdump).unwrap();
         assert!(b.first_kernel_cmdline().unwrap().contains(" e2e.mode=c,s "));
     }

@@ -710,8 +710,9 @@ mod tests {
             (
                 6.76,
                 format!(
-                    "rkdump: cmdline \"elfcorehdr=0x2e000000 {}\"",
-                    crate::e2e::case::RKDUMP_APPEND
+                    "rkdump: cmdline \"elfcorehdr=0x2e000000 {} {}\"",
+                    crate::e2e::case::RKDUMP_APPEND,
+                    crate::e2e::case::ELF_LEVEL0
                 ),
             ),
             (6.77, "rkdump: e820 0x0-0x9fbff ram".into()),

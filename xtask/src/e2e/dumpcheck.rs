@@ -131,7 +131,23 @@ pub fn apply(
             },
         ));
     }
-    if case.capture_extra.contains("rkdump.level=") {
+    // The crash report is checked on every disk dump, ELF or kdump-compressed.
+    dump_file_checks(case, log, &vmcore, dir, checks);
+    super::reportcheck::apply(case, log, &vmcore, dir, checks);
+}
+
+/// The dump file's own checks, for the level and format the case runs with: the filter line
+/// (when filtering), then the kdump file opened by makedumpfile and crash, or the ELF vmcore
+/// verified. Whether the file is an ELF vmcore.
+fn dump_file_checks(
+    case: &Case,
+    log: &ConsoleLog,
+    vmcore: &Path,
+    dir: &Path,
+    checks: &mut Vec<Check>,
+) -> bool {
+    let opts = case.rkdump_options();
+    if opts.level != 0 {
         checks.push(filter_check(case, log));
     }
     let expect = if case.markers_absent {
@@ -139,23 +155,20 @@ pub fn apply(
     } else {
         rkdump_tests::verify::MarkerExpect::Present
     };
-    if case.capture_extra.contains("rkdump.format=kdump") {
-        checks.push(kdump_check(log, &vmcore, dir, expect));
-        super::reportcheck::apply(case, log, &vmcore, dir, checks);
+    if opts.format == rkdump_boot::cmdline::DumpFormat::Kdump {
+        checks.push(kdump_check(log, vmcore, dir, expect));
+        false
     } else {
-        checks.push(verify_check(log, &vmcore, dir, expect));
-        super::reportcheck::apply(case, log, &vmcore, dir, checks);
+        checks.push(verify_check(log, vmcore, dir, expect));
+        true
     }
 }
 
 /// `rkdump.level=` cases: the console's `filter` line names the level asked for (no fallback)
 /// and, with page-flag bits, excluded pages.
 fn filter_check(case: &Case, log: &ConsoleLog) -> Check {
-    let want = case
-        .capture_extra
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("rkdump.level="))
-        .unwrap_or("?");
+    let want = case.rkdump_options().level.to_string();
+    let want = want.as_str();
     let line = log
         .lines
         .iter()
@@ -346,8 +359,10 @@ pub fn apply_power_cut(log: &ConsoleLog, img: &Path, dir: &Path, checks: &mut Ve
     ));
 }
 
-/// A full serial dump: `rkdumpctl recv` rebuilds the vmcore from COM2, which is then checked.
-pub fn apply_serial(log: &ConsoleLog, dir: &Path, checks: &mut Vec<Check>) {
+/// A full serial dump: `rkdumpctl recv` rebuilds the vmcore from COM2, which is then checked as
+/// the disk cases check theirs (an ELF vmcore, or a kdump-compressed file with
+/// `rkdump.format=kdump`).
+pub fn apply_serial(case: &Case, log: &ConsoleLog, dir: &Path, checks: &mut Vec<Check>) {
     let rk = log.rkdump();
     checks.push(check(
         "dump complete on serial",
@@ -366,12 +381,7 @@ pub fn apply_serial(log: &ConsoleLog, dir: &Path, checks: &mut Vec<Check>) {
     if !ok {
         return;
     }
-    checks.push(verify_check(
-        log,
-        &vmcore,
-        dir,
-        rkdump_tests::verify::MarkerExpect::Present,
-    ));
+    dump_file_checks(case, log, &vmcore, dir, checks);
 }
 
 /// The extracted vmcore checked against what the first kernel reported (CPUs, marker pages).

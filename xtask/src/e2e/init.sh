@@ -294,6 +294,8 @@ device = $DUMP
 target = disk:01:00.0
 kernel = /e2e/capture.bzImage
 action = poweroff
+level = 0
+format = elf
 save_dir = /crashfs/crash
 keep = 3
 EOC

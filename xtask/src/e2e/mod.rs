@@ -562,7 +562,7 @@ pub fn run_case(case: &Case, h: &Harness) -> Result<CaseResult, String> {
     } else if case.dump_disk.is_some() {
         dumpcheck::apply(case, &log, &end, &stderr, &dump_img, &dir, &mut checks);
     } else if case.full_run && case.capture == CaptureKind::Rkdump {
-        dumpcheck::apply_serial(&log, &dir, &mut checks);
+        dumpcheck::apply_serial(case, &log, &dir, &mut checks);
     }
     hardware::apply(case, &log, &stderr, &qmp, &dir, &mut checks);
     if !stderr.trim().is_empty() {
