@@ -44,9 +44,28 @@ pub(super) enum Kind {
     /// The limit: the host's own 4 MiB writes of the same size into a pre-written file in the
     /// file system that holds the disk images, then fdatasync.
     HostLimit,
+    /// rkdump to NVMe, `rkdump.format=kdump rkdump.level=31 rkdump.compress=lzo` (the filtered
+    /// dump at every RAM size: `--large`).
+    RkdumpL31Lzo,
+    /// The same with `rkdump.compress=zlib` (the codec every reader has).
+    RkdumpL31Zlib,
+    /// rkdump to NVMe, `rkdump.format=kdump rkdump.level=0 rkdump.compress=lzo`: every page
+    /// read and written (zero pages as one shared page), the unfiltered end of the slope at
+    /// sizes where a full ELF file would not fit the host.
+    RkdumpL0Lzo,
 }
 
 impl Kind {
+    /// The rows of `--large` (1, 4 and 16 GiB): filtered and unfiltered kdump against the
+    /// peer's makedumpfile, each output tens to hundreds of MB whatever the RAM. Not in
+    /// [`Kind::ALL`], so the default bench does not grow.
+    pub(super) const LARGE: [Kind; 4] = [
+        Kind::RkdumpL31Lzo,
+        Kind::RkdumpL31Zlib,
+        Kind::RkdumpL0Lzo,
+        Kind::PeerMkdf,
+    ];
+
     pub(super) const ALL: [Kind; 9] = [
         Kind::Rkdump,
         Kind::RkdumpVirtio,
@@ -70,6 +89,9 @@ impl Kind {
             Kind::GuestElf => "qemu-dump-elf",
             Kind::GuestKdump => "qemu-dump-kdump",
             Kind::HostLimit => "host-limit",
+            Kind::RkdumpL31Lzo => "rkdump-l31-lzo",
+            Kind::RkdumpL31Zlib => "rkdump-l31-zlib",
+            Kind::RkdumpL0Lzo => "rkdump-l0-lzo",
         }
     }
 
@@ -86,16 +108,22 @@ impl Kind {
             Kind::GuestElf => "QEMU dump-guest-memory, ELF (hypervisor's dump)",
             Kind::GuestKdump => "QEMU dump-guest-memory, kdump-zlib (hypervisor's dump)",
             Kind::HostLimit => "host write limit (dd bs=4M into the images' file system)",
+            Kind::RkdumpL31Lzo => "rkdump, NVMe, kdump level 31 lzo",
+            Kind::RkdumpL31Zlib => "rkdump, NVMe, kdump level 31 zlib",
+            Kind::RkdumpL0Lzo => "rkdump, NVMe, kdump level 0 lzo (every page read)",
         }
     }
 
     pub(super) fn from_slug(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.slug() == s)
+        Kind::ALL
+            .into_iter()
+            .chain(Kind::LARGE)
+            .find(|k| k.slug() == s)
     }
 
-    /// An rkdump dump run (either disk).
+    /// An rkdump dump run (either disk, any format).
     pub(super) fn is_rkdump(self) -> bool {
-        matches!(self, Kind::Rkdump | Kind::RkdumpVirtio)
+        matches!(self, Kind::Rkdump | Kind::RkdumpVirtio) || self.kdump_params().is_some()
     }
 
     /// Runs that crash the guest (the others measure a write without kexec).
@@ -103,13 +131,14 @@ impl Kind {
         matches!(
             self,
             Kind::Rkdump | Kind::RkdumpVirtio | Kind::PeerRaw | Kind::PeerMkdf
-        )
+        ) || self.kdump_params().is_some()
     }
 
     /// The dump disk an rkdump or raw-dd run writes.
     pub(super) fn disk(self) -> Option<DiskKind> {
         match self {
             Kind::Rkdump | Kind::RawDd => Some(DiskKind::Nvme),
+            Kind::RkdumpL31Lzo | Kind::RkdumpL31Zlib | Kind::RkdumpL0Lzo => Some(DiskKind::Nvme),
             Kind::RkdumpVirtio | Kind::RawDdVirtio => Some(DiskKind::Virtio),
             _ => None,
         }
@@ -126,9 +155,19 @@ impl Kind {
     /// Bisection candidates: only for crash runs of each kernel's first configuration.
     pub(super) fn candidates(self) -> &'static [u32] {
         match self {
-            Kind::Rkdump => &RKDUMP_CANDIDATES,
+            Kind::Rkdump | Kind::RkdumpL31Lzo => &RKDUMP_CANDIDATES,
             Kind::PeerRaw | Kind::PeerMkdf => &PEER_CANDIDATES,
             _ => &[],
+        }
+    }
+
+    /// The rkdump parameters of the kdump-format rows.
+    pub(super) fn kdump_params(self) -> Option<&'static str> {
+        match self {
+            Kind::RkdumpL31Lzo => Some("rkdump.format=kdump rkdump.level=31 rkdump.compress=lzo"),
+            Kind::RkdumpL31Zlib => Some("rkdump.format=kdump rkdump.level=31 rkdump.compress=zlib"),
+            Kind::RkdumpL0Lzo => Some("rkdump.format=kdump rkdump.level=0 rkdump.compress=lzo"),
+            _ => None,
         }
     }
 
@@ -150,7 +189,7 @@ pub(super) fn bench_case(
     (raw_mib, raw_blocks): (u32, u64),
 ) -> Result<Case, String> {
     let base = match kind {
-        Kind::Rkdump => "dump-nvme",
+        Kind::Rkdump | Kind::RkdumpL31Lzo | Kind::RkdumpL31Zlib | Kind::RkdumpL0Lzo => "dump-nvme",
         Kind::RkdumpVirtio => "dump-virtio",
         _ => "kl-low",
     };
@@ -168,6 +207,15 @@ pub(super) fn bench_case(
             c.full_run = true;
             c.dump_disk = kind.disk();
             c.timeout = Duration::from_secs(180 + 90 * ram);
+        }
+        Kind::RkdumpL31Lzo | Kind::RkdumpL31Zlib | Kind::RkdumpL0Lzo => {
+            c.io_at_crash = false;
+            c.full_run = true;
+            c.dump_disk = kind.disk();
+            c.timeout = Duration::from_secs(180 + 90 * ram);
+            let params = kind.kdump_params().unwrap_or_default();
+            c.capture_extra = params.to_string();
+            c.markers_absent = params.contains("rkdump.level=31");
         }
         Kind::PeerRaw | Kind::PeerMkdf => {
             c.save_vmcore = false;

@@ -153,6 +153,7 @@ pub(super) fn chart_panels(rows: &[Row]) -> Vec<Panel> {
             });
         }
     }
+    panels.extend(super::slope::panels(rows));
     panels
 }
 

@@ -141,6 +141,7 @@ pub fn apply(
     };
     if case.capture_extra.contains("rkdump.format=kdump") {
         checks.push(kdump_check(log, &vmcore, dir, expect));
+        super::refsize::apply(case, &vmcore, dir, checks);
     } else {
         checks.push(verify_check(log, &vmcore, dir, expect));
         super::reportcheck::apply(case, log, &vmcore, dir, checks);
