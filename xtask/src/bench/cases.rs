@@ -201,21 +201,20 @@ pub(super) fn bench_case(
     c.loaders = vec![e2e::case::Loader::Kl];
     let ram = u64::from(ram);
     match kind {
-        Kind::Rkdump | Kind::RkdumpVirtio => {
+        Kind::Rkdump
+        | Kind::RkdumpVirtio
+        | Kind::RkdumpL31Lzo
+        | Kind::RkdumpL31Zlib
+        | Kind::RkdumpL0Lzo => {
             // The dump case without the I/O-in-flight part: the crash is the same for everyone.
             c.io_at_crash = false;
             c.full_run = true;
             c.dump_disk = kind.disk();
             c.timeout = Duration::from_secs(180 + 90 * ram);
-        }
-        Kind::RkdumpL31Lzo | Kind::RkdumpL31Zlib | Kind::RkdumpL0Lzo => {
-            c.io_at_crash = false;
-            c.full_run = true;
-            c.dump_disk = kind.disk();
-            c.timeout = Duration::from_secs(180 + 90 * ram);
-            let params = kind.kdump_params().unwrap_or_default();
-            c.capture_extra = params.to_string();
-            c.markers_absent = params.contains("rkdump.level=31");
+            if let Some(params) = kind.kdump_params() {
+                c.capture_extra = params.to_string();
+                c.markers_absent = params.contains("rkdump.level=31");
+            }
         }
         Kind::PeerRaw | Kind::PeerMkdf => {
             c.save_vmcore = false;
@@ -297,5 +296,20 @@ mod tests {
         assert!(c.markers_absent, "level 31 drops user data");
         assert_eq!(c.dump_disk, Some(DiskKind::Nvme));
         assert!(c.full_run && !c.io_at_crash);
+        let c = bench_case(Kind::RkdumpL31Lzo, 16, 4, "l", disk, (0, 0)).unwrap();
+        assert_eq!((c.memory.as_str(), c.marker_mib), ("16G", 4096));
+        assert_eq!(c.crashkernel, "crashkernel=4M");
+        assert!(
+            c.capture_cmdline()
+                .ends_with(" rkdump.format=kdump rkdump.level=31 rkdump.compress=lzo")
+        );
+        assert!(c.markers_absent && c.full_run && !c.io_at_crash);
+        let c = bench_case(Kind::RkdumpL0Lzo, 4, 16, "f", disk, (0, 0)).unwrap();
+        assert!(c.capture_cmdline().contains("rkdump.level=0") && !c.markers_absent);
+        for k in Kind::LARGE {
+            assert_eq!(Kind::from_slug(k.slug()), Some(k));
+            assert!(k.crashes());
+            assert_eq!(k.is_rkdump(), k != Kind::PeerMkdf);
+        }
     }
 }

@@ -544,6 +544,9 @@ mod tests {
         std::fs::remove_dir_all(&base).unwrap();
         let chosen = Path::new("/x/y");
         assert_eq!(work_dir(Some(chosen), 4, Path::new("/f")), chosen);
+        // Images the size of RAM are filled only up to 4 GiB; kdump files are small anyway.
+        assert!(fills_image(Kind::Rkdump, 4) && !fills_image(Kind::Rkdump, 16));
+        assert!(!fills_image(Kind::RkdumpL31Lzo, 1) && fills_image(Kind::PeerMkdf, 1));
         // No host has 3 PiB available: the fallback.
         assert_eq!(work_dir(None, 1 << 20, Path::new("/f")), Path::new("/f"));
     }
