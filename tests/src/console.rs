@@ -465,7 +465,9 @@ impl ConsoleLog {
                     }
                 }
                 "error" => fk.errors.push(rest.to_string()),
-                "marker-timeout" => fk.errors.push("marker did not report within 60 s".into()),
+                "marker-timeout" => fk
+                    .errors
+                    .push("marker did not report within 60 s + 0.1 s per MiB".into()),
                 _ => {}
             }
         }

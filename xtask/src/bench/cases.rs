@@ -49,9 +49,28 @@ pub(super) enum Kind {
     KdumpCpus1,
     /// The same on both vCPUs (`rkdump.cpus=2`).
     KdumpCpus2,
+    /// rkdump to NVMe, `rkdump.format=kdump rkdump.level=31 rkdump.compress=lzo` (the filtered
+    /// dump at every RAM size: `--large`).
+    RkdumpL31Lzo,
+    /// The same with `rkdump.compress=zlib` (the codec every reader has).
+    RkdumpL31Zlib,
+    /// rkdump to NVMe, `rkdump.format=kdump rkdump.level=0 rkdump.compress=lzo`: every page
+    /// read and written (zero pages as one shared page), the unfiltered end of the slope at
+    /// sizes where a full ELF file would not fit the host.
+    RkdumpL0Lzo,
 }
 
 impl Kind {
+    /// The rows of `--large` (1, 4 and 16 GiB): filtered and unfiltered kdump against the
+    /// peer's makedumpfile, each output tens to hundreds of MB whatever the RAM. Not in
+    /// [`Kind::ALL`], so the default bench does not grow.
+    pub(super) const LARGE: [Kind; 4] = [
+        Kind::RkdumpL31Lzo,
+        Kind::RkdumpL31Zlib,
+        Kind::RkdumpL0Lzo,
+        Kind::PeerMkdf,
+    ];
+
     pub(super) const ALL: [Kind; 11] = [
         Kind::Rkdump,
         Kind::RkdumpVirtio,
@@ -79,6 +98,9 @@ impl Kind {
             Kind::HostLimit => "host-limit",
             Kind::KdumpCpus1 => "kdump-cpus1",
             Kind::KdumpCpus2 => "kdump-cpus2",
+            Kind::RkdumpL31Lzo => "rkdump-l31-lzo",
+            Kind::RkdumpL31Zlib => "rkdump-l31-zlib",
+            Kind::RkdumpL0Lzo => "rkdump-l0-lzo",
         }
     }
 
@@ -97,19 +119,25 @@ impl Kind {
             Kind::HostLimit => "host write limit (dd bs=4M into the images' file system)",
             Kind::KdumpCpus1 => "rkdump, NVMe, kdump zlib level 31, rkdump.cpus=1",
             Kind::KdumpCpus2 => "rkdump, NVMe, kdump zlib level 31, rkdump.cpus=2",
+            Kind::RkdumpL31Lzo => "rkdump, NVMe, kdump level 31 lzo",
+            Kind::RkdumpL31Zlib => "rkdump, NVMe, kdump level 31 zlib",
+            Kind::RkdumpL0Lzo => "rkdump, NVMe, kdump level 0 lzo (every page read)",
         }
     }
 
     pub(super) fn from_slug(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.slug() == s)
+        Kind::ALL
+            .into_iter()
+            .chain(Kind::LARGE)
+            .find(|k| k.slug() == s)
     }
 
-    /// An rkdump dump run (either disk).
+    /// An rkdump dump run (either disk, any format).
     pub(super) fn is_rkdump(self) -> bool {
         matches!(
             self,
             Kind::Rkdump | Kind::RkdumpVirtio | Kind::KdumpCpus1 | Kind::KdumpCpus2
-        )
+        ) || self.kdump_params().is_some()
     }
 
     /// `rkdump.cpus=` of the compression-phase pair.
@@ -129,9 +157,13 @@ impl Kind {
     /// The dump disk an rkdump or raw-dd run writes.
     pub(super) fn disk(self) -> Option<DiskKind> {
         match self {
-            Kind::Rkdump | Kind::RawDd | Kind::KdumpCpus1 | Kind::KdumpCpus2 => {
-                Some(DiskKind::Nvme)
-            }
+            Kind::Rkdump
+            | Kind::RawDd
+            | Kind::KdumpCpus1
+            | Kind::KdumpCpus2
+            | Kind::RkdumpL31Lzo
+            | Kind::RkdumpL31Zlib
+            | Kind::RkdumpL0Lzo => Some(DiskKind::Nvme),
             Kind::RkdumpVirtio | Kind::RawDdVirtio => Some(DiskKind::Virtio),
             _ => None,
         }
@@ -148,9 +180,19 @@ impl Kind {
     /// Bisection candidates: only for crash runs of each kernel's first configuration.
     pub(super) fn candidates(self) -> &'static [u32] {
         match self {
-            Kind::Rkdump => &RKDUMP_CANDIDATES,
+            Kind::Rkdump | Kind::RkdumpL31Lzo => &RKDUMP_CANDIDATES,
             Kind::PeerRaw | Kind::PeerMkdf => &PEER_CANDIDATES,
             _ => &[],
+        }
+    }
+
+    /// The rkdump parameters of the kdump-format rows.
+    pub(super) fn kdump_params(self) -> Option<&'static str> {
+        match self {
+            Kind::RkdumpL31Lzo => Some("rkdump.format=kdump rkdump.level=31 rkdump.compress=lzo"),
+            Kind::RkdumpL31Zlib => Some("rkdump.format=kdump rkdump.level=31 rkdump.compress=zlib"),
+            Kind::RkdumpL0Lzo => Some("rkdump.format=kdump rkdump.level=0 rkdump.compress=lzo"),
+            _ => None,
         }
     }
 
@@ -172,7 +214,12 @@ pub(super) fn bench_case(
     (raw_mib, raw_blocks): (u32, u64),
 ) -> Result<Case, String> {
     let base = match kind {
-        Kind::Rkdump | Kind::KdumpCpus1 | Kind::KdumpCpus2 => "dump-nvme",
+        Kind::Rkdump
+        | Kind::KdumpCpus1
+        | Kind::KdumpCpus2
+        | Kind::RkdumpL31Lzo
+        | Kind::RkdumpL31Zlib
+        | Kind::RkdumpL0Lzo => "dump-nvme",
         Kind::RkdumpVirtio => "dump-virtio",
         _ => "kl-low",
     };
@@ -184,7 +231,13 @@ pub(super) fn bench_case(
     c.loaders = vec![e2e::case::Loader::Kl];
     let ram = u64::from(ram);
     match kind {
-        Kind::Rkdump | Kind::RkdumpVirtio | Kind::KdumpCpus1 | Kind::KdumpCpus2 => {
+        Kind::Rkdump
+        | Kind::RkdumpVirtio
+        | Kind::KdumpCpus1
+        | Kind::KdumpCpus2
+        | Kind::RkdumpL31Lzo
+        | Kind::RkdumpL31Zlib
+        | Kind::RkdumpL0Lzo => {
             // The dump case without the I/O-in-flight part: the crash is the same for everyone.
             c.io_at_crash = false;
             c.full_run = true;
@@ -195,6 +248,9 @@ pub(super) fn bench_case(
                     "rkdump.format=kdump rkdump.compress=zlib rkdump.level=31 rkdump.cpus={n}"
                 );
                 c.markers_absent = true;
+            } else if let Some(params) = kind.kdump_params() {
+                c.capture_extra = params.to_string();
+                c.markers_absent = params.contains("rkdump.level=31");
             }
         }
         Kind::PeerRaw | Kind::PeerMkdf => {
@@ -284,5 +340,20 @@ mod tests {
             "the virtio-blk rkdump run takes --rkdump-append too: {}",
             c.capture_cmdline()
         );
+        let c = bench_case(Kind::RkdumpL31Lzo, 16, 4, "l", disk, (0, 0)).unwrap();
+        assert_eq!((c.memory.as_str(), c.marker_mib), ("16G", 4096));
+        assert_eq!(c.crashkernel, "crashkernel=4M");
+        assert!(
+            c.capture_cmdline()
+                .ends_with(" rkdump.format=kdump rkdump.level=31 rkdump.compress=lzo")
+        );
+        assert!(c.markers_absent && c.full_run && !c.io_at_crash);
+        let c = bench_case(Kind::RkdumpL0Lzo, 4, 16, "f", disk, (0, 0)).unwrap();
+        assert!(c.capture_cmdline().contains("rkdump.level=0") && !c.markers_absent);
+        for k in Kind::LARGE {
+            assert_eq!(Kind::from_slug(k.slug()), Some(k));
+            assert!(k.crashes());
+            assert_eq!(k.is_rkdump(), k != Kind::PeerMkdf);
+        }
     }
 }

@@ -11,6 +11,11 @@ pub struct Args {
     /// Also 4 GiB guests (default: 1 GiB only).
     #[arg(long)]
     slow: bool,
+    /// The size rows: 1, 4 and 16 GiB guests, rkdump's level-31 kdump (lzo, zlib) and level-0
+    /// kdump against the peer's makedumpfile, 1 repetition (unless --ram, --only or --reps say
+    /// otherwise); the tables gain the time-against-RAM slope.
+    #[arg(long)]
+    large: bool,
     /// 1 repetition, no crashkernel= bisection (for iteration).
     #[arg(long)]
     quick: bool,
@@ -62,6 +67,9 @@ pub struct Args {
     busy_ok: bool,
 }
 
+/// Guest sizes of `--large` (GiB).
+pub(super) const LARGE_RAMS: [u32; 3] = [1, 4, 16];
+
 fn parse_gib(s: &str) -> Result<u32, String> {
     s.trim()
         .trim_end_matches(['G', 'g'])
@@ -108,18 +116,29 @@ pub(super) struct Opts {
 impl Args {
     /// Applies the defaults that depend on other options.
     pub(super) fn resolve(self) -> Result<Opts, String> {
-        let rams = self
-            .ram
-            .unwrap_or(if self.slow { vec![1, 4] } else { vec![1] });
+        let rams = self.ram.unwrap_or(if self.large {
+            LARGE_RAMS.to_vec()
+        } else if self.slow {
+            vec![1, 4]
+        } else {
+            vec![1]
+        });
         if rams.is_empty() || rams.contains(&0) {
             return Err("--ram needs sizes >= 1 GiB".into());
         }
-        let mut kinds = self.only.unwrap_or(Kind::ALL.to_vec());
+        let mut kinds = self.only.unwrap_or(if self.large {
+            Kind::LARGE.to_vec()
+        } else {
+            Kind::ALL.to_vec()
+        });
         kinds.sort();
         kinds.dedup();
         Ok(Opts {
             rams,
-            reps: self.reps.unwrap_or(if self.quick { 1 } else { 3 }).max(1),
+            reps: self
+                .reps
+                .unwrap_or(if self.quick || self.large { 1 } else { 3 })
+                .max(1),
             bisect: !self.no_bisect && !self.quick,
             kinds,
             no_build: self.no_build,
@@ -168,6 +187,18 @@ mod tests {
         assert_eq!((o.rams.clone(), o.reps, o.bisect), (vec![1, 4], 1, false));
         assert_eq!(o.kinds, vec![Kind::Rkdump, Kind::RawDd]);
         assert!(parse_opts(&["--only".into(), "nope".into()]).is_err());
+        let o = parse_opts(&["--large".into()]).unwrap();
+        assert_eq!(
+            (o.rams.clone(), o.reps, o.bisect),
+            (vec![1, 4, 16], 1, true)
+        );
+        let mut large = Kind::LARGE.to_vec();
+        large.sort();
+        assert_eq!(o.kinds, large);
+        let o = parse_opts(&["--large".into(), "--ram".into(), "16".into()]).unwrap();
+        assert_eq!(o.rams, vec![16]);
+        let o = parse_opts(&["--only".into(), "rkdump-l31-lzo,peer-mkdf".into()]).unwrap();
+        assert_eq!(o.kinds, vec![Kind::PeerMkdf, Kind::RkdumpL31Lzo]);
         assert!(parse_opts(&["--ram".into(), "0".into()]).is_err());
     }
 }

@@ -40,6 +40,9 @@ pub(super) struct Sample {
     /// kdump format: the CPUs that compressed and the compression phase's wall time in ms
     /// (`rkdump: kdump phases cpus= ... compress_ms=`, rkdump's clock).
     pub(super) compress: Option<(u64, f64)>,
+    /// Pages rkdump's filter kept (`rkdump: filter ... examined=<n> excluded=<m>`: n - m);
+    /// `None` without a filter line (level 0).
+    pub(super) kept_pages: Option<u64>,
     /// Host CPUs other processes kept busy during the run, on average (the machine has 2 and
     /// QEMU's TCG threads want both: timings of a busy run are not comparable).
     pub(super) others_busy: Option<f64>,
@@ -73,6 +76,14 @@ pub(super) fn secs_between(from: Duration, to: Duration) -> Option<f64> {
     to.checked_sub(from).map(|d| d.as_secs_f64())
 }
 
+/// Pages the filter kept, from its console line (`examined=` minus `excluded=`).
+pub(super) fn kept_pages(lines: &[Line]) -> Option<u64> {
+    let (_, args) = find(lines, "rkdump: filter level=")?;
+    let examined: u64 = kv(args, "examined")?.parse().ok()?;
+    let excluded: u64 = kv(args, "excluded")?.parse().ok()?;
+    examined.checked_sub(excluded)
+}
+
 /// Guest-clock seconds from `start=<uptime> end=<uptime>`.
 pub(super) fn uptime_delta(text: &str) -> Option<f64> {
     let a: f64 = kv(text, "start")?.parse().ok()?;
@@ -104,6 +115,7 @@ pub(super) fn measure(kind: Kind, log: &ConsoleLog, flat: Option<Result<u64, Str
                     kv(a, "compress_ms")?.parse().ok()?,
                 ))
             });
+            s.kept_pages = kept_pages(after);
             s.first_line = find(after, "rkdump: entered").and_then(|(t, _)| secs_between(sysrq, t));
             let start = find(after, "rkdump: dump start ");
             let done = find(after, "rkdump: dump complete ");

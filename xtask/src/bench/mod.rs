@@ -24,7 +24,8 @@
 //!
 //! One module per job: [`cli`] options, [`cases`] configurations and their e2e cases,
 //! [`measure`] console measurement, [`procstat`] /proc probing, [`stats`] statistics,
-//! [`markdown`] and [`svg`] the reports, [`run`] the orchestration.
+//! [`markdown`] and [`svg`] the reports, [`slope`] time against RAM size, [`run`] the
+//! orchestration.
 
 mod anchors;
 mod cases;
@@ -33,6 +34,7 @@ mod markdown;
 mod measure;
 mod procstat;
 mod run;
+mod slope;
 mod stats;
 mod svg;
 

@@ -121,6 +121,17 @@ pub(super) fn work_dir(chosen: Option<&Path>, max_ram_gib: u32, fallback: &Path)
     }
 }
 
+/// Largest guest (GiB) whose timed runs get a zero-filled disk image: above it an image the
+/// size of RAM would take the host's memory or tens of GiB of its disk.
+pub(super) const FILL_MAX_GIB: u32 = 4;
+
+/// Whether a timed run writes its disk image full of zeros first (`--sparse` aside): not the
+/// kdump rows, whose file is tens to hundreds of MB whatever the RAM, and nothing above
+/// [`FILL_MAX_GIB`].
+pub(super) fn fills_image(kind: Kind, ram_gib: u32) -> bool {
+    kind.kdump_params().is_none() && ram_gib <= FILL_MAX_GIB
+}
+
 /// Runs one case and measures it; cleans bulky files unless `keep`.
 pub(super) fn run_one(
     h: &Harness,
@@ -287,6 +298,9 @@ pub fn main(args: super::Args) -> Result<(), String> {
                 Kind::HostLimit,
                 Kind::KdumpCpus1,
                 Kind::KdumpCpus2,
+                Kind::RkdumpL31Lzo,
+                Kind::RkdumpL31Zlib,
+                Kind::RkdumpL0Lzo,
             ],
             CaptureKind::Rkdump,
         ),
@@ -373,7 +387,7 @@ pub fn main(args: super::Args) -> Result<(), String> {
                     }
                     let mut case = bench_case(kind, ram, row.crashkernel, &name, &disk, raw)?;
                     append_rkdump(&mut case, kind, &o.rkdump_append);
-                    case.fill_dump_disk = o.fill;
+                    case.fill_dump_disk = o.fill && fills_image(kind, ram);
                     let s = with_retries(o.wait_quiet, || {
                         run_one(&h, kind, &case, &disk, &logs, o.keep)
                     })?;
@@ -454,7 +468,7 @@ pub fn main(args: super::Args) -> Result<(), String> {
             "a host file system: once about 2 GiB are dirty, host writeback throttles QEMU"
         },
         if o.fill {
-            "written full of zeros before each timed run"
+            "written full of zeros before each timed run (sparse: the kdump rows and guests over 4 GiB)"
         } else {
             "sparse"
         },
@@ -468,7 +482,8 @@ pub fn main(args: super::Args) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     let md = format!(
-        "# rkdump benchmark (cargo xtask bench)\n\n{header}\n## Figures\n\n{table}\n## Ratios (rkdump / other)\n\n{ratios}\n## Targets\n\n{targets}\n## Compression on every CPU\n\n{cpus}\n## Reading the figures\n\n{NOTES}\n## Every run\n\n{}",
+        "# rkdump benchmark (cargo xtask bench)\n\n{header}\n## Figures\n\n{table}\n## Ratios (rkdump / other)\n\n{ratios}\n## Targets\n\n{targets}\n## Compression on every CPU\n\n{cpus}\n{}## Reading the figures\n\n{NOTES}\n## Every run\n\n{}",
+        super::slope::render(&rows),
         render_runs(&rows)
     );
     std::fs::write(out.join("results.md"), &md).map_err(|e| format!("writing results.md: {e}"))?;
@@ -535,6 +550,9 @@ mod tests {
         std::fs::remove_dir_all(&base).unwrap();
         let chosen = Path::new("/x/y");
         assert_eq!(work_dir(Some(chosen), 4, Path::new("/f")), chosen);
+        // Images the size of RAM are filled only up to 4 GiB; kdump files are small anyway.
+        assert!(fills_image(Kind::Rkdump, 4) && !fills_image(Kind::Rkdump, 16));
+        assert!(!fills_image(Kind::RkdumpL31Lzo, 1) && fills_image(Kind::PeerMkdf, 1));
         // No host has 3 PiB available: the fallback.
         assert_eq!(work_dir(None, 1 << 20, Path::new("/f")), Path::new("/f"));
     }

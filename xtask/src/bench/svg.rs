@@ -105,7 +105,12 @@ pub(super) fn chart_panels(rows: &[Row]) -> Vec<Panel> {
                 })
                 .collect()
         };
-        let peers = [Kind::Rkdump, Kind::PeerRaw, Kind::PeerMkdf];
+        let peers = [
+            Kind::Rkdump,
+            Kind::RkdumpL31Lzo,
+            Kind::PeerRaw,
+            Kind::PeerMkdf,
+        ];
         let durable = bars(
             &[
                 Kind::Rkdump,
@@ -113,6 +118,9 @@ pub(super) fn chart_panels(rows: &[Row]) -> Vec<Panel> {
                 Kind::PeerRaw,
                 Kind::PeerMkdf,
                 Kind::GuestElf,
+                Kind::RkdumpL31Lzo,
+                Kind::RkdumpL31Zlib,
+                Kind::RkdumpL0Lzo,
             ],
             &|r| r.med(|s| s.durable),
         );
@@ -153,6 +161,7 @@ pub(super) fn chart_panels(rows: &[Row]) -> Vec<Panel> {
             });
         }
     }
+    panels.extend(super::slope::panels(rows));
     panels
 }
 

@@ -166,7 +166,7 @@ pub const CASE_NAMES: [&str; 9] = [
 ];
 
 /// rkdump-only cases that write and verify a whole dump (and their negative controls).
-pub const DUMP_CASE_NAMES: [&str; 36] = [
+pub const DUMP_CASE_NAMES: [&str; 40] = [
     "dump-virtio",
     "dump-nvme",
     "noreset-virtio",
@@ -203,11 +203,36 @@ pub const DUMP_CASE_NAMES: [&str; 36] = [
     "kdump-level31",
     "kdump-serial",
     "dump-default",
+    "kdump-zlib-4g",
+    "kdump-level31-4g",
+    "kdump-zlib-16g",
+    "kdump-level31-16g",
 ];
 
 /// Cases that take over ~3 minutes here (a full serial dump at QEMU's UART speed, ~0.5 MiB/s):
 /// `cargo xtask test` runs them only with `--slow`; `cargo xtask e2e` runs them like the others.
-pub const SLOW_CASE_NAMES: [&str; 2] = ["dump-serial", "dump-watchdog-pet-serial"];
+/// The 16 GiB cases are slow too (the level-0 dump reads and compresses every page; see
+/// docs/testing.md for measured times); the 4 GiB ones take about a minute each.
+pub const SLOW_CASE_NAMES: [&str; 4] = [
+    "dump-serial",
+    "dump-watchdog-pet-serial",
+    "kdump-zlib-16g",
+    "kdump-level31-16g",
+];
+
+/// Guest sizes (GiB) the large-guest cases run at, beside the base cases' 1 GiB.
+pub const LARGE_GUEST_GIB: [u32; 2] = [4, 16];
+
+/// Extra hard timeout per GiB of a large guest: the first kernel's boot (struct page init),
+/// the marker and the dump's page scan grow with RAM under TCG on a busy host.
+const LARGE_GUEST_SECS_PER_GIB: u64 = 90;
+
+/// `<base>-<N>g` with N one of [`LARGE_GUEST_GIB`]: the base case on an N GiB guest.
+pub fn large_guest(name: &str) -> Option<(&str, u32)> {
+    let (base, size) = name.rsplit_once('-')?;
+    let gib: u32 = size.strip_suffix('g')?.parse().ok()?;
+    LARGE_GUEST_GIB.contains(&gib).then_some((base, gib))
+}
 
 /// The capture kernel command line a Linux peer gets (Debian kdump-tools' defaults + serial
 /// console + immediate reboot on panic so a failing capture ends the run).
@@ -341,6 +366,16 @@ impl Case {
     fn dump(name: &str, capture: CaptureKind) -> Option<Case> {
         if capture != CaptureKind::Rkdump {
             return None;
+        }
+        if let Some((base, gib)) = large_guest(name) {
+            // The same case on a bigger guest (issue 13's 4 and 16 GiB rows): only memory and
+            // time change; rkdump keeps the base case's crashkernel (16M for the disk cases).
+            let mut c = Case::dump(base, capture)?;
+            c.name = name.to_string();
+            c.memory = format!("{gib}G");
+            c.timeout += Duration::from_secs(LARGE_GUEST_SECS_PER_GIB * u64::from(gib));
+            c.tag = fresh_tag(name);
+            return Some(c);
         }
         if let Some(c) = Case::blob(name, capture) {
             return Some(c);

@@ -157,6 +157,7 @@ fn dump_file_checks(
     };
     if opts.format == rkdump_boot::cmdline::DumpFormat::Kdump {
         checks.push(kdump_check(log, vmcore, dir, expect));
+        super::refsize::apply(case, vmcore, dir, checks);
         false
     } else {
         checks.push(verify_check(log, vmcore, dir, expect));

@@ -151,7 +151,8 @@ echo 0 > /proc/sys/vm/compact_unevictable_allowed 2>/dev/null
 if [ "$MARKER_MIB" != 0 ]; then
     /e2e/rkdump-marker "$MARKER_MIB" --tag "$TAG" --ready /tmp/marker.ready &
     i=0
-    while [ ! -e /tmp/marker.ready ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+    # 60 s, plus 0.1 s per MiB: the bench's 16 GiB guest fills 4 GiB under TCG.
+    while [ ! -e /tmp/marker.ready ] && [ $i -lt $((600 + MARKER_MIB)) ]; do sleep 0.1; i=$((i + 1)); done
     [ -e /tmp/marker.ready ] || say "marker-timeout"
 fi
 

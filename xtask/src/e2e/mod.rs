@@ -18,6 +18,7 @@ mod cpio;
 mod dumpcheck;
 pub mod hardware;
 pub mod initramfs;
+mod refsize;
 pub mod reportcheck;
 pub mod service;
 mod targets;
