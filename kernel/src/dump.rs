@@ -406,6 +406,8 @@ fn serial_kdump(
         window_pages: kdump::WINDOW_PAGES,
         // No checksum blocks on a serial line: nothing to align to.
         data_align: 1,
+        now_us: Some(clock::now_us),
+        ..kdump::Options::default()
     };
     let max = kdump::max_file_size(plan, &kopts).map_err(|e| {
         rkerror!("kdump writer: {e}");

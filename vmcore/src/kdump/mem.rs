@@ -139,6 +139,7 @@ mod tests {
             dump_level: 0,
             window_pages: 64,
             data_align: 1,
+            ..Default::default()
         };
         write_kdump(
             &plan,

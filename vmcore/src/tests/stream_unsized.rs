@@ -33,6 +33,7 @@ fn sample() -> (Vec<u8>, Vec<u8>, Vec<u64>) {
         dump_level: 1,
         window_pages: 64,
         data_align: 1,
+        ..Default::default()
     };
     let mut file = Vec::new();
     kdump::write_kdump(&plan, &mut mem, &mut KeepAll, &mut file, &opts, &mut |_| {}).unwrap();
@@ -212,6 +213,7 @@ fn a_stream_cut_short_keeps_the_pages_whose_descriptors_went_out() {
         dump_level: 0,
         window_pages: kdump::WINDOW_PAGES,
         data_align: 1,
+        ..Default::default()
     };
     let mut file = Vec::new();
     let full =
