@@ -189,21 +189,7 @@ impl<'a> KdumpFile<'a> {
                     continue;
                 }
                 let pfn = i as u64 * 8 + b;
-                let bad = |what| ReadError::Page { pfn, what };
-                let at = self.desc_offset + index * size_of::<page_desc>() as u64;
-                let raw = slice(self.bytes, at, size_of::<page_desc>() as u64, "descriptors")?;
-                let desc = page_desc::read_from_bytes(raw).map_err(|_| bad("descriptor"))?;
-                if desc.offset <= 0 || desc.size as usize > PAGE {
-                    return Err(bad("descriptor out of range"));
-                }
-                let data = slice(
-                    self.bytes,
-                    desc.offset as u64,
-                    desc.size.into(),
-                    "page data",
-                )
-                .map_err(|_| bad("data beyond the end of the file"))?;
-                decompress(desc.flags, data, &mut page).ok_or(bad("data does not decompress"))?;
+                let desc = self.dumped_page(index, pfn, &mut page)?;
                 f(pfn, &desc, &page);
                 index += 1;
             }
@@ -220,6 +206,11 @@ impl<'a> KdumpFile<'a> {
     /// Decompresses the `index`-th dumped page (the frame `pfn`, named in errors) into `out`
     /// (one page).
     pub fn read_dumped(&self, index: u64, pfn: u64, out: &mut [u8]) -> Result<(), ReadError> {
+        self.dumped_page(index, pfn, out).map(|_| ())
+    }
+
+    /// [`Self::read_dumped`], returning the page's descriptor too.
+    fn dumped_page(&self, index: u64, pfn: u64, out: &mut [u8]) -> Result<page_desc, ReadError> {
         let bad = |what| ReadError::Page { pfn, what };
         let at = index
             .checked_mul(size_of::<page_desc>() as u64)
@@ -237,7 +228,8 @@ impl<'a> KdumpFile<'a> {
             "page data",
         )
         .map_err(|_| bad("data beyond the end of the file"))?;
-        decompress(desc.flags, data, out).ok_or(bad("data does not decompress"))
+        decompress(desc.flags, data, out).ok_or(bad("data does not decompress"))?;
+        Ok(desc)
     }
 }
 
