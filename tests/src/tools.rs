@@ -154,8 +154,10 @@ pub fn debug_vmlinux(release: &str) -> Result<PathBuf, Error> {
     Ok(vmlinux)
 }
 
-/// Lines of `crash`'s own output (not the crashed kernel's log lines, which start with `[`)
-/// that mean it could not read the dump.
+/// Lines of `crash`'s own output that mean it could not read the dump. Bracketed lines are
+/// not crash's words: the crashed kernel's log lines (`[    4.31] ...`) and `bt`'s frame
+/// annotations (`    [exception RIP: unknown or invalid address]` when an NMI caught a CPU in
+/// user mode) are left out by [`crash_error_lines`].
 pub const CRASH_ERRORS: [&str; 6] = [
     "read error",
     "page excluded",
@@ -164,6 +166,14 @@ pub const CRASH_ERRORS: [&str; 6] = [
     "cannot",
     "invalid",
 ];
+
+/// The lines of `crash` output that carry one of [`CRASH_ERRORS`], bracketed lines left out.
+pub fn crash_error_lines(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter(|l| !l.trim_start().starts_with('['))
+        .filter(|l| CRASH_ERRORS.iter().any(|e| l.to_lowercase().contains(e)))
+        .collect()
+}
 
 /// Runs `crash` (batch, `-s`) on `vmcore` with `vmlinux`, feeding it `commands` then `quit`;
 /// its output, or an error carrying it when crash failed or printed one of [`CRASH_ERRORS`].
@@ -188,11 +198,7 @@ pub fn crash(
         .arg(&script);
     let out = output(&mut cmd)?;
     let _ = std::fs::write(dir.join("crash.txt"), &out);
-    let bad: Vec<&str> = out
-        .lines()
-        .filter(|l| !l.starts_with('['))
-        .filter(|l| CRASH_ERRORS.iter().any(|e| l.to_lowercase().contains(e)))
-        .collect();
+    let bad = crash_error_lines(&out);
     if bad.is_empty() {
         Ok(out)
     } else {
@@ -303,5 +309,22 @@ mod tests {
             output(&mut Command::new("/nonexistent/tool")),
             Err(Error::Spawn { .. })
         ));
+    }
+
+    /// crash's read errors count; the crashed kernel's log lines and bt's annotation of a
+    /// user-mode RIP (seen in CI: an NMI caught CPU 1 in a user process) do not.
+    #[test]
+    fn crash_errors_skip_bracketed_lines() {
+        let out = "\
+[    4.31] invalid opcode: 0000 [#1] PREEMPT SMP NOPTI
+PID: 120      TASK: ffff8e9dc383e000  CPU: 1    COMMAND: \"dd\"
+ #3 [fffffe0000048ef0] end_repeat_nmi at ffffffffb4a01680
+    [exception RIP: unknown or invalid address]
+bt: read error: kernel virtual address: ffff8e9dc383e000  type: \"task_struct\"
+";
+        assert_eq!(
+            crash_error_lines(out),
+            ["bt: read error: kernel virtual address: ffff8e9dc383e000  type: \"task_struct\""]
+        );
     }
 }

@@ -610,14 +610,8 @@ fn crash_run(
         Ok(out) => Ok(out),
         Err(e) => {
             let out = std::fs::read_to_string(dir.join("crash.txt")).map_err(|_| e.to_string())?;
-            let other: Vec<&str> = out
-                .lines()
-                .filter(|l| !l.starts_with('['))
-                .filter(|l| {
-                    rkdump_tests::tools::CRASH_ERRORS
-                        .iter()
-                        .any(|w| l.to_lowercase().contains(w))
-                })
+            let other: Vec<&str> = rkdump_tests::tools::crash_error_lines(&out)
+                .into_iter()
                 .filter(|l| !l.contains("mm_struct_mmap"))
                 .collect();
             if other.is_empty() {
