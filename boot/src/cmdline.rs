@@ -328,9 +328,10 @@ const KEYS: [(&str, Key); 27] = [
     ("rkdump.compress", Key::Compress),
 ];
 
-/// CPUs used when `rkdump.cpus=` is absent: the crashing CPU alone, so a plain dump never
-/// depends on waking CPUs the crashed kernel left in an unknown state (see docs/interface.md).
-pub const DEFAULT_CPUS: u32 = 1;
+/// CPUs used when `rkdump.cpus=` is absent: all (`u32::MAX`) that the wake plan allows. A CPU
+/// that does not check in within 100 ms is left out, so the dump never depends on one; idle APs
+/// halt, so the extra CPUs cost nothing outside the phases that use them (docs/interface.md).
+pub const DEFAULT_CPUS: u32 = u32::MAX;
 
 /// Parameter names compare with `-` and `_` equivalent, as in the kernel's `parameq`.
 fn key_eq(key: &[u8], name: &str) -> bool {

@@ -331,7 +331,7 @@ pub(crate) fn dump_disk(
     );
     // What the checkpoints cost in all (their share of the dump time above).
     rkline!("checkpoints total ms={}", checkpoint_us / 1000);
-    rkline!("memory peak={} KiB", memory::peak_bytes() >> 10);
+    memory::report_peak();
     Ok(())
 }
 
@@ -383,7 +383,7 @@ pub(crate) fn dump_serial(
         progress.elapsed_ms(),
         target
     );
-    rkline!("memory peak={} KiB", memory::peak_bytes() >> 10);
+    memory::report_peak();
     Ok(())
 }
 
@@ -439,6 +439,6 @@ fn serial_kdump(
         end.total_size,
         progress.elapsed_ms()
     );
-    rkline!("memory peak={} KiB", memory::peak_bytes() >> 10);
+    memory::report_peak();
     Ok(())
 }

@@ -61,8 +61,10 @@ fn compress_cpus(codec: Codec) -> usize {
     fits.min(online)
 }
 
-/// Compression jobs on every online CPU (`smp::for_each_cpu`); the jobs only touch the writer's
-/// batch buffers, never old memory, devices or the console.
+/// Compression jobs on the online CPUs that are ready for them (`smp::for_each_ready_cpu`: the
+/// batch's workers take pages from a shared counter, and the crashing CPU compresses whatever no
+/// other CPU took); the jobs only touch the writer's batch buffers, never old memory, devices or
+/// the console.
 struct AllCpus;
 
 impl Parallel for AllCpus {
@@ -71,7 +73,7 @@ impl Parallel for AllCpus {
     }
 
     fn run(&mut self, job: &(dyn Fn(usize) + Sync)) {
-        crate::smp::for_each_cpu(|cpu| job(cpu.index));
+        crate::smp::for_each_ready_cpu(|cpu| job(cpu.index));
     }
 }
 
@@ -213,7 +215,7 @@ pub fn dump_disk(
         progress.elapsed_ms()
     );
     rkline!("checkpoints total ms={}", checkpoint_us / 1000);
-    rkline!("memory peak={} KiB", memory::peak_bytes() >> 10);
+    memory::report_peak();
     Ok(())
 }
 
@@ -259,11 +261,28 @@ pub(crate) fn summary(filter: Option<&PageFilter>, level: u8, stats: &kdump::Sta
         stats.data_offset,
         stats.size
     );
+    let workers = usize::try_from(stats.workers).unwrap_or(0);
     rkline!(
-        "kdump phases cpus={} read_ms={} compress_ms={} write_ms={}",
+        "kdump phases cpus={} read_ms={} compress_ms={} write_ms={} pages_by_cpu={}",
         stats.workers,
         stats.read_us / 1000,
         stats.compress_us / 1000,
-        stats.write_us / 1000
+        stats.write_us / 1000,
+        PerCpu(stats.pages_by_worker.get(..workers).unwrap_or(&[]))
     );
+}
+
+/// Counts per CPU as `a/b/...`.
+struct PerCpu<'a>(&'a [u64]);
+
+impl core::fmt::Display for PerCpu<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, n) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("/")?;
+            }
+            write!(f, "{n}")?;
+        }
+        Ok(())
+    }
 }

@@ -44,6 +44,23 @@ pub fn peak_bytes() -> u64 {
     hw_mem::peak_bytes()
 }
 
+/// Prints `memory peak=<n> KiB stack=<s> KiB of <t> KiB`: the frames handed out and the
+/// deepest use of the boot stack (painted at entry). A stack used beyond three quarters is an
+/// error line too: nothing guards its bottom (the image is mapped with large pages), so a
+/// deeper frame would overwrite the page tables and `.bss` below it.
+pub fn report_peak() {
+    let (stack, size) = crate::arch::entry::stack_peak();
+    crate::rkline!(
+        "memory peak={} KiB stack={} KiB of {} KiB",
+        peak_bytes() >> 10,
+        stack >> 10,
+        size >> 10
+    );
+    if stack > size / 4 * 3 {
+        crate::rkerror!("memory: the boot stack was used to {stack} of {size} bytes");
+    }
+}
+
 /// Heap bytes not allocated right now (the heap is [`HEAP_SIZE`] whatever the RAM size, plus
 /// what [`grow_heap`] added).
 pub fn heap_free() -> usize {

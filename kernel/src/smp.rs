@@ -58,10 +58,29 @@ pub fn online() -> usize {
 /// finished. The job must not wait on hardware, make page mappings or print (the console is this
 /// CPU's); a job still running after [`JOB_WATCHDOG_US`] ends the run with an error.
 pub fn for_each_cpu<F: Fn(Cpu) + Sync>(job: F) {
+    run(arch_smp::Join::All, job);
+}
+
+/// Runs `job` on this CPU (index 0) and on every other online CPU that takes it up before this
+/// CPU's own call returns; the others skip it, and the call returns when the ones that took
+/// part have finished. For jobs that take their work from a shared counter (the kdump
+/// compression): a CPU the hypervisor has not scheduled, or one still waking from its idle
+/// halt, then costs the round nothing instead of holding it up. Same rules as [`for_each_cpu`].
+pub fn for_each_ready_cpu<F: Fn(Cpu) + Sync>(job: F) {
+    run(arch_smp::Join::Late, job);
+}
+
+fn run<F: Fn(Cpu) + Sync>(joins: arch_smp::Join, job: F) {
     let count = online();
     let start = clock::now_us();
     let expired = move || clock::now_us().saturating_sub(start) > JOB_WATCHDOG_US;
-    arch_smp::run(count, &|index| job(Cpu { index, count }), &expired, stalled);
+    arch_smp::run(
+        count,
+        joins,
+        &|index| job(Cpu { index, count }),
+        &expired,
+        stalled,
+    );
 }
 
 fn stalled(done: usize, expected: usize) -> ! {
@@ -228,6 +247,7 @@ fn wake(
             up = true;
         }
         if up {
+            arch_smp::register_ap(lapic, index, id);
             ONLINE.store(index + 1, Ordering::Release);
         } else {
             tramp.disarm();
@@ -247,8 +267,11 @@ fn wake(
 
 /// `rkdump.selftest=smp`: every online CPU hashes its share of a buffer (XXH64 per chunk, chunk
 /// `c` on CPU `c % count`) and records which CPU did it; this CPU hashes every chunk again and
-/// compares. Prints `smp selftest cpus=N chunks=C ran-on=R mismatches=M` and ends the run
-/// (success only with no mismatch and every online CPU having run its share).
+/// compares. Two rounds, 50 ms apart: by the second the APs have halted (their idle polls run
+/// out in well under that), so it runs only if the wake-up NMIs reach them. Prints
+/// `smp selftest cpus=N chunks=C ran-on=R mismatches=M woken=yes|no|n/a` and ends the run
+/// (success only with no mismatch, every online CPU having run its share in both rounds, and,
+/// with APs, at least one of them woken from its halt).
 pub fn selftest() -> ! {
     const CHUNKS: usize = 64;
     const CHUNK: usize = 8 << 10;
@@ -261,30 +284,45 @@ pub fn selftest() -> ! {
             state as u8
         })
         .collect();
-    let sums: [AtomicU64; CHUNKS] = [const { AtomicU64::new(0) }; CHUNKS];
-    let ran_by: [AtomicUsize; CHUNKS] = [const { AtomicUsize::new(usize::MAX) }; CHUNKS];
-    for_each_cpu(|cpu| {
-        for c in cpu.share(CHUNKS) {
-            let sum = xxhash_rust::xxh64::xxh64(&buf[c * CHUNK..(c + 1) * CHUNK], 0);
-            sums[c].store(sum, Ordering::Relaxed);
-            ran_by[c].store(cpu.index, Ordering::Relaxed);
-        }
-    });
     let count = online();
     let mut mismatches = 0;
-    let mut seen = [false; cpus::MAX_CPUS];
-    for c in 0..CHUNKS {
-        let own = xxhash_rust::xxh64::xxh64(&buf[c * CHUNK..(c + 1) * CHUNK], 0);
-        if sums[c].load(Ordering::Relaxed) != own {
-            mismatches += 1;
+    let mut ran_on = usize::MAX;
+    let (sent_before, _) = arch_smp::wake_counts();
+    for round in 0..2 {
+        if round == 1 {
+            delay_us(50_000);
         }
-        if let Some(s) = seen.get_mut(ran_by[c].load(Ordering::Relaxed)) {
-            *s = true;
+        let sums: [AtomicU64; CHUNKS] = [const { AtomicU64::new(0) }; CHUNKS];
+        let ran_by: [AtomicUsize; CHUNKS] = [const { AtomicUsize::new(usize::MAX) }; CHUNKS];
+        for_each_cpu(|cpu| {
+            for c in cpu.share(CHUNKS) {
+                let sum = xxhash_rust::xxh64::xxh64(&buf[c * CHUNK..(c + 1) * CHUNK], 0);
+                sums[c].store(sum, Ordering::Relaxed);
+                ran_by[c].store(cpu.index, Ordering::Relaxed);
+            }
+        });
+        let mut seen = [false; cpus::MAX_CPUS];
+        for c in 0..CHUNKS {
+            let own = xxhash_rust::xxh64::xxh64(&buf[c * CHUNK..(c + 1) * CHUNK], 0);
+            if sums[c].load(Ordering::Relaxed) != own {
+                mismatches += 1;
+            }
+            if let Some(s) = seen.get_mut(ran_by[c].load(Ordering::Relaxed)) {
+                *s = true;
+            }
         }
+        ran_on = ran_on.min(seen.iter().filter(|&&s| s).count());
     }
-    let ran_on = seen.iter().filter(|&&s| s).count();
-    rkline!("smp selftest cpus={count} chunks={CHUNKS} ran-on={ran_on} mismatches={mismatches}");
-    let ok = mismatches == 0 && ran_on == count;
+    let woken = arch_smp::wake_counts().0 > sent_before;
+    let woken_text = match (count > 1, woken) {
+        (false, _) => "n/a",
+        (true, true) => "yes",
+        (true, false) => "no",
+    };
+    rkline!(
+        "smp selftest cpus={count} chunks={CHUNKS} ran-on={ran_on} mismatches={mismatches} woken={woken_text}"
+    );
+    let ok = mismatches == 0 && ran_on == count && (count == 1 || woken);
     if !ok {
         rkerror!("smp selftest failed");
     }
@@ -301,6 +339,10 @@ static STOPPED: AtomicBool = AtomicBool::new(false);
 /// Halts the APs (they leave their work loop); later [`for_each_cpu`] calls run on this CPU only.
 pub fn stop() {
     if !STOPPED.swap(true, Ordering::AcqRel) {
+        if online() > 1 {
+            let (sent, taken) = arch_smp::wake_counts();
+            rkline!("cpus idle halts: wake nmis sent={sent} taken={taken}");
+        }
         arch_smp::stop_all();
         ONLINE.store(1, Ordering::Release);
     }

@@ -144,6 +144,57 @@ rkdump_common64:
 unsafe extern "C" {
     static __image_start: u8;
     static __image_end: u8;
+    static __boot_stack_bottom: u8;
+    static __boot_stack_top: u8;
+}
+
+/// What [`paint_stack`] writes into the unused part of the boot stack.
+const STACK_PAINT: u64 = 0x6b63_6174_735f_6b72;
+/// Bytes below the caller's frame left unpainted: [`paint_stack`]'s own frame and red zone.
+const PAINT_MARGIN: u64 = 1024;
+
+fn boot_stack() -> (u64, u64) {
+    (
+        core::ptr::addr_of!(__boot_stack_bottom) as u64,
+        core::ptr::addr_of!(__boot_stack_top) as u64,
+    )
+}
+
+/// Fills the boot stack below the running frame with a pattern, so that [`stack_peak`] can tell
+/// how deep it was ever used. Call once, early, on the boot stack.
+pub fn paint_stack() {
+    let (bottom, top) = boot_stack();
+    let rsp: u64;
+    // SAFETY: reads the stack pointer only.
+    unsafe { core::arch::asm!("mov %rsp, {0}", out(reg) rsp, options(att_syntax, nomem, nostack)) };
+    if rsp <= bottom || rsp > top {
+        // Not on the boot stack (an AP): nothing to paint.
+        return;
+    }
+    let end = rsp.saturating_sub(PAINT_MARGIN) & !7;
+    let mut a = bottom;
+    while a < end {
+        // SAFETY: [bottom, end) is the boot stack (linker.ld `.boot`, identity-mapped with the
+        // image) below this function's frame and margin: no live data is there, and the
+        // stores are aligned u64s.
+        unsafe { core::ptr::write_volatile(a as *mut u64, STACK_PAINT) };
+        a += 8;
+    }
+}
+
+/// (deepest use of the boot stack in bytes, its size): the first word from the bottom that no
+/// longer holds [`paint_stack`]'s pattern marks the deepest point reached.
+pub fn stack_peak() -> (u64, u64) {
+    let (bottom, top) = boot_stack();
+    let mut a = bottom;
+    while a < top {
+        // SAFETY: inside the boot stack, aligned; reading below the live frame is harmless.
+        if unsafe { core::ptr::read_volatile(a as *const u64) } != STACK_PAINT {
+            break;
+        }
+        a += 8;
+    }
+    (top - a, top - bottom)
 }
 
 /// The image's physical extent `(start, len)`: the loaded payload plus .bss, stacks and early

@@ -2,7 +2,8 @@
 //! NMI triple-faults the machine silently; this module installs a gate for every one of the 32
 //! exception vectors. Each gate hands an [`ExceptionReport`] (vector, error code, CR2, all
 //! registers) to the hook the kernel installed with [`set_exception_hook`]; the kernel prints it
-//! and ends the run the way `rkdump.action` says. NMIs are reported and resumed.
+//! and ends the run the way `rkdump.action` says. NMIs are reported and resumed, except on the
+//! APs, where an NMI is the wake-up from their idle halt (`smp::absorbs_nmi`).
 //!
 //! `arch` is a leaf: it knows nothing of the console or the final action, only the hook. An
 //! exception taken before a hook is installed halts the CPU (there is nothing to report with).
@@ -303,6 +304,10 @@ pub fn vector_name(vector: u64) -> &'static str {
 
 #[unsafe(no_mangle)]
 extern "C" fn rkdump_exception(frame: &mut TrapFrame) {
+    if frame.vector == 2 && super::smp::absorbs_nmi() {
+        // An AP's NMI is its wake-up from the idle `hlt`; it resumes where it halted.
+        return;
+    }
     static DEPTH: AtomicU32 = AtomicU32::new(0);
     if DEPTH.fetch_add(1, Ordering::SeqCst) > 2 {
         // Faulting while reporting a fault: nothing left that can be trusted to print.

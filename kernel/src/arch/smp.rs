@@ -26,7 +26,7 @@
 //! re-typed before posting are what it sees; a job must not make mappings itself.
 
 use alloc::boxed::Box;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use spin::Mutex;
 use x86_64::VirtAddr;
@@ -60,6 +60,7 @@ const SVR_ENABLE: u32 = 1 << 8;
 const ICR_PENDING: u32 = 1 << 12;
 const ICR_INIT: u32 = 0x500;
 const ICR_STARTUP: u32 = 0x600;
+const ICR_NMI: u32 = 0x400;
 const ICR_ASSERT: u32 = 1 << 14;
 const ICR_LEVEL: u32 = 1 << 15;
 
@@ -196,6 +197,12 @@ impl Lapic {
             // x2APIC mode has no INIT level de-assert (Intel SDM Vol. 3A §11.12, the ICR).
             Lapic::X2 => Ok(()),
         }
+    }
+
+    /// NMI to `dest`: wakes an AP halted in [`work_loop`] (an NMI wakes `hlt` with interrupts
+    /// off and needs neither a software-enabled APIC on the AP nor an EOI).
+    fn send_nmi(self, dest: u32) -> Result<(), IpiError> {
+        self.send(dest, ICR_NMI | ICR_ASSERT)
     }
 
     /// STARTUP IPI: `dest` starts in real mode at `vector << 12`.
@@ -572,6 +579,40 @@ struct Posted {
     call: unsafe fn(usize, usize),
     data: usize,
     cpus: usize,
+    /// APs that have not joined by the time the posting CPU finished its own part skip the job
+    /// ([`Join::Late`]).
+    late_skip: bool,
+}
+
+/// Whether every AP must run a job, or one that comes late skips it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Join {
+    /// Every AP runs its index; [`run`] waits for all of them.
+    All,
+    /// An AP runs the job only if it takes it up before the posting CPU has finished its own
+    /// call; [`run`] waits only for those. For jobs that take work from a shared counter, so
+    /// that a vCPU the host has not scheduled (or an AP still waking) never holds up a round.
+    Late,
+}
+
+/// The joins of the current [`Join::Late`] job: its generation (low 32 bits) in the high half,
+/// [`JOIN_CLOSED`], and the count of APs that joined in the low bits.
+static JOINS: AtomicU64 = AtomicU64::new(0);
+const JOIN_CLOSED: u64 = 1 << 31;
+
+/// Takes part in the late-skip job of `generation` unless the posting CPU closed it.
+fn join(generation: u64) -> bool {
+    let tag = (generation & 0xFFFF_FFFF) << 32;
+    let mut cur = JOINS.load(Ordering::Acquire);
+    loop {
+        if cur & !0xFFFF_FFFF != tag || cur & JOIN_CLOSED != 0 {
+            return false;
+        }
+        match JOINS.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return true,
+            Err(now) => cur = now,
+        }
+    }
 }
 
 static POSTED: Mutex<Option<Posted>> = Mutex::new(None);
@@ -586,22 +627,107 @@ fn reload_cr3() {
     };
 }
 
+/// Idle polls an AP makes before it halts: long enough to span the gap between two jobs of one
+/// phase (compression posts a job per batch), short next to the phases that run on the main
+/// CPU alone (reading, device I/O), where a spinning vCPU would take a host CPU from the others.
+const IDLE_SPINS: u32 = 20_000;
+
+/// How the main CPU wakes halted APs: its APIC and each AP's APIC ID by index.
+struct Waker {
+    lapic: Lapic,
+    ids: [u32; MAX_SLOTS],
+}
+
+static WAKER: Mutex<Option<Waker>> = Mutex::new(None);
+/// The initial APIC ID of the CPU running rkdump once APs exist (`u32::MAX` before): NMIs on any
+/// other CPU are wake-ups (see [`absorbs_nmi`]).
+static MAIN_APIC: AtomicU32 = AtomicU32::new(u32::MAX);
+/// Per AP index: it is about to halt or halted, waiting for an NMI.
+static SLEEPING: [AtomicBool; MAX_SLOTS] = [const { AtomicBool::new(false) }; MAX_SLOTS];
+/// NMIs taken by APs (wake-ups and any platform NMI, which an AP cannot tell apart).
+static AP_NMIS: AtomicU64 = AtomicU64::new(0);
+/// NMIs sent to wake APs.
+static WAKE_NMIS: AtomicU64 = AtomicU64::new(0);
+
+/// Records that the AP with APIC ID `apic_id` runs jobs as `index`, and `lapic` (this CPU's) as
+/// the way to wake it. Called by the main CPU after the AP checked in.
+pub fn register_ap(lapic: Lapic, index: usize, apic_id: u32) {
+    MAIN_APIC.store(initial_apic_id(), Ordering::SeqCst);
+    let mut w = WAKER.lock();
+    let w = w.get_or_insert(Waker {
+        lapic,
+        ids: [u32::MAX; MAX_SLOTS],
+    });
+    if let Some(slot) = w.ids.get_mut(index) {
+        *slot = apic_id;
+    }
+}
+
+/// Whether an NMI on this CPU is an AP's (a wake-up): taken silently, since an AP neither owns
+/// the console nor may end the run. Called from the NMI path.
+pub fn absorbs_nmi() -> bool {
+    let main = MAIN_APIC.load(Ordering::Relaxed);
+    if main == u32::MAX || initial_apic_id() == main {
+        return false;
+    }
+    AP_NMIS.fetch_add(1, Ordering::Relaxed);
+    true
+}
+
+/// (NMIs sent to wake APs, NMIs the APs took) so far.
+pub fn wake_counts() -> (u64, u64) {
+    (
+        WAKE_NMIS.load(Ordering::Relaxed),
+        AP_NMIS.load(Ordering::Relaxed),
+    )
+}
+
+/// Sends an NMI to every AP in `1..cpus` that announced it is halting. A send that fails is
+/// left to the next call (the caller repeats while it waits).
+fn wake_sleepers(cpus: usize) {
+    let Some(w) = WAKER.try_lock() else { return };
+    let Some(w) = w.as_ref() else { return };
+    for (sleeping, &id) in SLEEPING.iter().zip(&w.ids).take(cpus).skip(1) {
+        if sleeping.load(Ordering::SeqCst) && id != u32::MAX && w.lapic.send_nmi(id).is_ok() {
+            WAKE_NMIS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 fn work_loop(index: usize) -> ! {
     // Jobs posted before this CPU came online are not its business (and their closures are gone).
     let mut seen = GENERATION.load(Ordering::Acquire);
+    let mut idle = 0u32;
+    let sleeping = SLEEPING.get(index);
     loop {
         if STOP.load(Ordering::Acquire) {
             cpu::halt_forever();
         }
         if GENERATION.load(Ordering::Acquire) == seen {
-            core::hint::spin_loop();
+            idle = idle.saturating_add(1);
+            if idle < IDLE_SPINS {
+                core::hint::spin_loop();
+                continue;
+            }
+            // Announce, then look once more: either the main CPU's posting comes after the
+            // announcement and it sends an NMI, or this load sees the new job (both SeqCst).
+            // An NMI taken between the look and `hlt` is lost; `run` sends again while it waits.
+            if let Some(s) = sleeping {
+                s.store(true, Ordering::SeqCst);
+                if GENERATION.load(Ordering::SeqCst) == seen && !STOP.load(Ordering::SeqCst) {
+                    x86_64::instructions::hlt();
+                }
+                s.store(false, Ordering::SeqCst);
+            }
+            idle = 0;
             continue;
         }
+        idle = 0;
         let Some(job) = *POSTED.lock() else {
             continue;
         };
         seen = job.generation;
-        if index < job.cpus {
+        if index < job.cpus && (!job.late_skip || join(job.generation)) {
             reload_cr3();
             // SAFETY: `run` posted `call::<F>` with `data` pointing at an `F` that it keeps
             // alive until every participant (index < cpus) has added to DONE below.
@@ -620,13 +746,15 @@ unsafe fn call<F: Fn(usize) + Sync>(data: usize, index: usize) {
 }
 
 /// Runs `job(i)` for every `i` in `0..cpus` at once: `0` on this CPU, `1..cpus` on the APs that
-/// checked in as those indices, and returns when all have finished. `expired` is polled while
-/// waiting; once it says the deadline passed, `stalled(done, expected)` is called and must not
-/// return (a job still running on an AP borrows `job`).
+/// checked in as those indices, and returns when all have finished (with [`Join::Late`]: all
+/// that joined in time; the others never call `job`). `expired` is polled while waiting; once
+/// it says the deadline passed, `stalled(done, expected)` is called and must not return (a job
+/// still running on an AP borrows `job`).
 ///
 /// Called from one CPU only (the BSP); with `cpus <= 1` it just runs `job(0)`.
 pub fn run<F: Fn(usize) + Sync>(
     cpus: usize,
+    joins: Join,
     job: &F,
     expired: &dyn Fn() -> bool,
     stalled: fn(usize, usize) -> !,
@@ -635,21 +763,33 @@ pub fn run<F: Fn(usize) + Sync>(
         job(0);
         return;
     }
+    let late_skip = joins == Join::Late;
+    let generation;
     {
         let mut posted = POSTED.lock();
-        let generation = GENERATION.load(Ordering::Relaxed) + 1;
+        generation = GENERATION.load(Ordering::Relaxed) + 1;
         DONE.store(0, Ordering::Relaxed);
+        JOINS.store((generation & 0xFFFF_FFFF) << 32, Ordering::Relaxed);
         *posted = Some(Posted {
             generation,
             call: call::<F>,
             data: core::ptr::from_ref(job) as usize,
             cpus,
+            late_skip,
         });
-        // Release: an AP that sees the new generation finds the posting (and DONE reset).
-        GENERATION.store(generation, Ordering::Release);
+        // Release: an AP that sees the new generation finds the posting (and DONE and JOINS
+        // reset); SeqCst against the APs' sleep announcement (`work_loop`).
+        GENERATION.store(generation, Ordering::SeqCst);
     }
+    wake_sleepers(cpus);
     job(0);
-    let expected = cpus - 1;
+    let expected = if late_skip {
+        // From here no AP joins: wait for those that did.
+        (JOINS.fetch_or(JOIN_CLOSED, Ordering::AcqRel) & 0xFFFF) as usize
+    } else {
+        cpus - 1
+    };
+    let mut polls = 0u32;
     loop {
         let done = DONE.load(Ordering::Acquire);
         if done >= expected {
@@ -657,6 +797,12 @@ pub fn run<F: Fn(usize) + Sync>(
         }
         if expired() {
             stalled(done, expected);
+        }
+        polls = polls.wrapping_add(1);
+        // An AP still announced as sleeping has missed its wake-up (see `work_loop`); late
+        // joiners are not waited for, so only a job every AP must run needs it.
+        if !late_skip && polls.is_multiple_of(1 << 16) {
+            wake_sleepers(cpus);
         }
         core::hint::spin_loop();
     }

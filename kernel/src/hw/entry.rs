@@ -6,5 +6,6 @@
 /// image base (`rdx`).
 #[unsafe(no_mangle)]
 extern "C" fn rkdump_main(kind: u64, info: u64, base: u64) -> ! {
+    crate::arch::entry::paint_stack();
     crate::kmain::run(kind, info, base)
 }

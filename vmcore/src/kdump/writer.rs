@@ -187,6 +187,8 @@ pub struct Stats {
     pub buffer_bytes: u64,
     /// Workers that compressed (codec states; CPUs beyond [`super::batch::MAX_WORKERS`] idle).
     pub workers: u64,
+    /// Pages each worker compressed (index = worker; a CPU that joined no round shows 0).
+    pub pages_by_worker: [u64; super::batch::MAX_WORKERS],
     /// Walk 3's time reading kept pages from old memory (with [`Options::now_us`]).
     pub read_us: u64,
     /// Walk 3's time zero-checking and compressing, on all workers (wall clock).
@@ -647,5 +649,8 @@ pub fn write_kdump_on(
     descs.pad_to(sink, data_offset)?;
     descs.flush(sink)?;
     stats.size = data.end();
+    for (w, n) in stats.pages_by_worker.iter_mut().enumerate() {
+        *n = batch.pages_done_by(w) as u64;
+    }
     Ok(stats)
 }

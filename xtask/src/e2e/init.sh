@@ -39,6 +39,9 @@ insmod_dir() {
     done
 }
 off() { sync; poweroff -f; sleep 5; echo o > /proc/sysrq-trigger; }
+# The crash comes from pid 1 on CPU 0: rkdump never wakes the boot CPU (waking it resets some
+# machines), so a crash on CPU 1 would leave a 2-vCPU guest's capture kernel one CPU.
+pin_cpu0() { taskset -p 1 $$ > /dev/null 2>&1 || say "note: taskset -p 1 failed: the crash may land on any CPU"; }
 
 CMDLINE=$(cat /proc/cmdline)
 
@@ -333,7 +336,7 @@ EOC
             # makedumpfile -d 31 of the saved vmcore.
             /e2e/rkdumpctl estimate --config /tmp/rkdump.conf --set level=31 --json > /tmp/est.json 2>&1
             say "service estimate31 rc=$? $(tr -d ' \n' < /tmp/est.json)"
-            sync; say "crash now"; sleep 0.5; echo c > /proc/sysrq-trigger
+            sync; say "crash now"; pin_cpu0; sleep 0.5; echo c > /proc/sysrq-trigger
             say "error still alive after sysrq-trigger"; off ;;
         2)
             sync; say "service done"; off ;;
@@ -439,6 +442,7 @@ if [ -n "$FILEROOT" ]; then
     mount -o remount,ro /mnt || say "error remount ro /mnt"
 fi
 say "crash now"
+pin_cpu0
 # Let the tty drain: the panic's console output would overtake lines still queued in it.
 sleep 0.5
 # e2e.crash=exit: a second crash reason, no module needed: init (pid 1) exits.
