@@ -85,11 +85,7 @@ pub fn build(debug: bool) -> Result<Artefacts, String> {
     if !status.success() {
         return Err(format!("kernel build failed ({status})"));
     }
-    let profile = if debug { "debug" } else { "release" };
-    let kernel = target_dir()
-        .join("x86_64-unknown-none")
-        .join(profile)
-        .join("rkdump");
+    let kernel = kernel_elf(debug);
     let elf_bytes = std::fs::read(&kernel).map_err(|e| format!("{}: {e}", kernel.display()))?;
     let images = image::make_images(&elf_bytes)?;
     let Artefacts { bzimage, elf } = Artefacts::paths();
@@ -105,6 +101,15 @@ pub fn build(debug: bool) -> Result<Artefacts, String> {
         images.pvh_elf.len()
     );
     Ok(Artefacts { bzimage, elf })
+}
+
+/// The linked kernel (with symbols) that [`build`] makes the artefacts from.
+pub fn kernel_elf(debug: bool) -> PathBuf {
+    let profile = if debug { "debug" } else { "release" };
+    target_dir()
+        .join("x86_64-unknown-none")
+        .join(profile)
+        .join("rkdump")
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {

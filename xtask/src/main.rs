@@ -9,6 +9,7 @@ mod bench;
 mod build;
 mod demo;
 mod e2e;
+mod frames;
 mod fuzz;
 mod image;
 mod pe;

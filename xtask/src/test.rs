@@ -112,6 +112,16 @@ pub fn main(args: Args) -> Result<(), String> {
             failed.push("bzImage header check".into());
         }
     }
+    match crate::frames::check(&build::kernel_elf(false)) {
+        Ok(s) => {
+            println!("kernel stack frames ... ok ({s})");
+            passed += 1;
+        }
+        Err(e) => {
+            println!("kernel stack frames ... FAILED: {e}");
+            failed.push("kernel stack frames".into());
+        }
+    }
     let rkdumpctl = build::rkdumpctl()?;
     let env = Env {
         elf: artefacts.elf.clone(),

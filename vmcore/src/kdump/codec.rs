@@ -8,9 +8,8 @@
 use alloc::boxed::Box;
 use core::fmt;
 
-use miniz_oxide::deflate::core::{
-    CompressorOxide, TDEFLFlush, TDEFLStatus, compress, create_comp_flags_from_zip_params,
-};
+use miniz_oxide::DataFormat;
+use miniz_oxide::deflate::core::{CompressorOxide, TDEFLFlush, TDEFLStatus, compress};
 
 use super::abi::{DUMP_DH_COMPRESSED_LZO, DUMP_DH_COMPRESSED_ZLIB};
 
@@ -88,9 +87,12 @@ impl Compressor {
         match codec {
             // zlib header (window bits 15), default strategy.
             Codec::Zlib => {
-                c.zlib = Some(Box::new(CompressorOxide::new(
-                    create_comp_flags_from_zip_params(i32::from(ZLIB_LEVEL), 15, 0),
-                )));
+                // `Box::default` builds the 70 KiB state in the box; `Box::new(new(..))` built
+                // it on the stack first (a 70 KiB frame that overflowed the kernel's boot stack).
+                let mut z: Box<CompressorOxide> = Box::default();
+                // zlib header (window bits 15), default strategy.
+                z.set_format_and_level(DataFormat::Zlib, ZLIB_LEVEL);
+                c.zlib = Some(z);
             }
             Codec::Lzo => c.lzo = Some(Box::default()),
             Codec::None => {}

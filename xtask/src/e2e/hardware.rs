@@ -420,7 +420,7 @@ pub const WATCHDOG_TIMEOUT_S: u32 = 30;
 
 /// The watchdog cases: Debian's generic kernel arms QEMU's `i6300esb` (busybox `watchdog`
 /// petting it until the crash), then rkdump dumps for far longer than the timeout: a disk dump
-/// of the 1 GiB guest throttled to 16 MiB/s (about 70 s), or the serial dump of the 192 MiB
+/// of the 1 GiB guest throttled to 24 MiB/s (about 45 s, half as long again as the timeout), or the serial dump of the 192 MiB
 /// guest (minutes). `pet` (the default) and `off` must finish; `keep` must be reset mid-dump.
 fn watchdog_case(name: &str, capture: CaptureKind) -> Option<Case> {
     let (base, mode) = match name {
@@ -436,7 +436,7 @@ fn watchdog_case(name: &str, capture: CaptureKind) -> Option<Case> {
     c.platform.watchdog = Some(WATCHDOG_TIMEOUT_S);
     let mut extra = mode.to_string();
     if base == "dump-virtio" {
-        extra.push_str(" rkdump.throttle_mib_s=16");
+        extra.push_str(" rkdump.throttle_mib_s=24");
         c.io_at_crash = false;
         c.timeout = Duration::from_secs(400);
     }
