@@ -510,12 +510,13 @@ fn extract(
         }
     });
     progress.finish();
-    let write_error = |e: Option<io::Error>| Extract::Write(e.unwrap_or(io::Error::other("?")));
     match copied {
         Ok(()) => {}
         Err(ReadError::Output) => {
             return Err(match compact_error {
-                None | Some(CompactError::Output(_)) => write_error(out_error),
+                None | Some(CompactError::Output(_)) => Extract::Write(
+                    out_error.unwrap_or_else(|| io::Error::other("the write failed")),
+                ),
                 Some(e) => Extract::Compact(e),
             });
         }
