@@ -1,6 +1,9 @@
 //! `rkdumpctl save <disk or image> -o <vmcore>`: verifies the dump record rkdump wrote (label
 //! and header CRC-32, per-block XXH64) and extracts the vmcore. Incomplete, truncated or corrupt dumps
-//! are refused unless `--partial`.
+//! are refused unless `--partial`. A complete kdump-compressed dump is written without the zeros
+//! the record put before its page data (`rkdump_vmcore::kdump::compact`, after the record's
+//! checksums were verified); an ELF dump, a partial one, or a kdump file the compaction refuses
+//! is written as the record holds it.
 //!
 //! `save` cannot destroy anything: the dump device is opened read-only until the vmcore is
 //! durable, the output never is (or lives on) the dump device, the vmcore is written to
@@ -23,6 +26,9 @@ use rkdump_devices::label::{
     self, ChecksumKind, Label, ReadFailed, RecordHeader, RecordSummary, State,
 };
 use rkdump_devices::record::read::{self, ReadError};
+use rkdump_vmcore::SinkError;
+use rkdump_vmcore::kdump::abi::KDUMP_SIGNATURE;
+use rkdump_vmcore::kdump::compact::{CompactError, Compacted, Compactor};
 
 /// Arguments of `save`.
 #[derive(Debug, clap::Args)]
@@ -386,21 +392,32 @@ pub fn run(args: &Args) -> Result<(), String> {
         path: &incomplete,
         armed: true,
     };
-    let mut out_error: Option<io::Error> = None;
-    let mut progress = crate::progress::Progress::new("rkdumpctl save", h.written);
-    let copied = read::copy_vmcore(&h, &mut at, &mut |b| {
-        progress.inc(b.len() as u64);
-        out.write_all(b).map_err(|e| {
-            out_error = Some(e);
-            ReadFailed
-        })
-    });
-    progress.finish();
-    match copied {
-        Ok(()) => {}
-        Err(ReadError::Output) => return Err(format!("{out_name}: {}", why(&mut out_error))),
-        Err(_) => return Err(format!("reading dump data: {}", why(&mut io_error))),
-    }
+    // A complete kdump-compressed file loses the record's alignment padding on the way out.
+    let mut sig = [0u8; 8];
+    let compact = h.state == State::Complete
+        && h.written >= sig.len() as u64
+        && at(h.data_offset(), &mut sig).is_ok()
+        && sig == KDUMP_SIGNATURE;
+    let compactor = compact.then(|| Compactor::new(h.block_size.into(), h.written));
+    let compacted = match extract(&h, &mut at, &mut out, compactor) {
+        Ok(c) => c,
+        Err(Extract::Compact(e)) => {
+            // Verified bytes the compaction does not understand: saved as they are.
+            eprintln!(
+                "rkdumpctl save: warning: kdump file saved as written, padding included: {e}"
+            );
+            out.set_len(0)
+                .and_then(|()| out.rewind())
+                .map_err(|e| format!("{out_name}: {e}"))?;
+            match extract(&h, &mut at, &mut out, None) {
+                Ok(c) => c,
+                Err(Extract::Write(e)) => return Err(format!("{out_name}: {e}")),
+                Err(_) => return Err(format!("reading dump data: {}", why(&mut io_error))),
+            }
+        }
+        Err(Extract::Write(e)) => return Err(format!("{out_name}: {e}")),
+        Err(Extract::Read) => return Err(format!("reading dump data: {}", why(&mut io_error))),
+    };
     if h.state != State::Complete {
         mark_kdump_incomplete(&out).map_err(|e| format!("{out_name}: {e}"))?;
     }
@@ -431,6 +448,15 @@ pub fn run(args: &Args) -> Result<(), String> {
             h.written
         );
     }
+    if let Some(c) = compacted {
+        println!(
+            "kdump file: {} bytes of alignment padding before the page data left out \
+             ({} record bytes -> {} bytes)",
+            c.removed(),
+            h.written,
+            h.written - c.removed()
+        );
+    }
     show_report(&args.output, stored_report);
     println!(
         "{}: {:?} dump of {} ({} bytes, {} blocks verified, coverage: {}) -> {}",
@@ -445,14 +471,69 @@ pub fn run(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// How much of the dump the block checksums covered: "every byte", "128 of 4096 bytes per
-/// page" or "none" (also for a record whose table was never written).
+/// Why [`extract`] stopped.
+enum Extract {
+    /// A record read failed (the reader kept the I/O error).
+    Read,
+    /// Writing the vmcore failed.
+    Write(io::Error),
+    /// The kdump file could not be compacted; nothing is wrong with the record.
+    Compact(CompactError),
+}
+
+/// Copies the record's `written` vmcore bytes to `out`, through `compactor` when given
+/// (docs/dump-format.md#the-saved-file): what it left out.
+fn extract(
+    h: &RecordHeader,
+    at: &mut read::ReadAt<'_>,
+    out: &mut File,
+    mut compactor: Option<Compactor>,
+) -> Result<Option<Compacted>, Extract> {
+    let mut out_error: Option<io::Error> = None;
+    let mut compact_error: Option<CompactError> = None;
+    let mut progress = crate::progress::Progress::new("rkdumpctl save", h.written);
+    let mut write = |b: &[u8]| {
+        out.write_all(b).map_err(|e| {
+            let code = e.raw_os_error().unwrap_or(0) as u32;
+            out_error = Some(e);
+            SinkError::Io { code }
+        })
+    };
+    let copied = read::copy_vmcore(h, at, &mut |b| {
+        progress.inc(b.len() as u64);
+        match compactor.as_mut() {
+            None => write(b).map_err(|_| ReadFailed),
+            Some(c) => c.push(b, &mut write).map_err(|e| {
+                compact_error = Some(e);
+                ReadFailed
+            }),
+        }
+    });
+    progress.finish();
+    match copied {
+        Ok(()) => {}
+        Err(ReadError::Output) => {
+            return Err(match compact_error {
+                None | Some(CompactError::Output(_)) => Extract::Write(
+                    out_error.unwrap_or_else(|| io::Error::other("the write failed")),
+                ),
+                Some(e) => Extract::Compact(e),
+            });
+        }
+        Err(_) => return Err(Extract::Read),
+    }
+    compactor
+        .map(Compactor::finish)
+        .transpose()
+        .map_err(Extract::Compact)
+}
+
 /// A partial kdump-compressed file (`rkdump.format=kdump`) says so as makedumpfile's own cut-short
 /// files do: `DUMP_DH_COMPRESSED_INCOMPLETE` in the header's `status`, so crash reads a missing
 /// page descriptor as an incomplete page (docs/dump-format.md#kdump-in-a-record). An ELF file,
 /// or one too short to hold the header, is left alone.
 pub(crate) fn mark_kdump_incomplete(file: &fs::File) -> io::Result<bool> {
-    use rkdump_vmcore::kdump::abi::{DUMP_DH_COMPRESSED_INCOMPLETE, KDUMP_SIGNATURE};
+    use rkdump_vmcore::kdump::abi::DUMP_DH_COMPRESSED_INCOMPLETE;
     const STATUS: u64 = 0x1A8;
     let mut sig = [0u8; 8];
     let mut status = [0u8; 4];
@@ -467,6 +548,8 @@ pub(crate) fn mark_kdump_incomplete(file: &fs::File) -> io::Result<bool> {
     Ok(true)
 }
 
+/// How much of the dump the block checksums covered: "every byte", "128 of 4096 bytes per
+/// page" or "none" (also for a record whose table was never written).
 fn coverage(summary: &RecordSummary) -> String {
     match ChecksumKind::from_flags(summary.header.flags) {
         Ok(k) if summary.blocks_verified > 0 => k.coverage().to_string(),

@@ -50,6 +50,83 @@ impl fmt::Display for ReadError {
     }
 }
 
+/// Where the parts of a kdump-compressed file are, from its first [`Layout::HEAD_BYTES`] bytes
+/// (block 0 and the sub-header): what [`KdumpFile::parse`] and [`super::compact`] both check.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    /// Block 0.
+    pub header: disk_dump_header,
+    /// The sub-header.
+    pub sub: kdump_sub_header,
+    /// Frames the bitmaps cover (`max_mapnr_64`).
+    pub max_mapnr: u64,
+    /// File offset of bitmap 1.
+    pub bitmap1_offset: u64,
+    /// Bytes of each bitmap (whole blocks).
+    pub bitmap_bytes: u64,
+    /// File offset of the first page descriptor (the end of bitmap 2).
+    pub desc_offset: u64,
+}
+
+impl Layout {
+    /// Bytes [`Layout::parse`] needs: block 0 and the sub-header that starts block 1.
+    pub const HEAD_BYTES: usize = PAGE + size_of::<kdump_sub_header>();
+
+    /// Checks the headers at the start of `bytes` and finds the bitmaps and descriptors.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ReadError> {
+        let head = slice(
+            bytes,
+            0,
+            size_of::<disk_dump_header>() as u64,
+            "disk_dump_header",
+        )?;
+        let header = disk_dump_header::read_from_bytes(head).map_err(|_| ReadError::Signature)?;
+        if header.signature != KDUMP_SIGNATURE {
+            return Err(ReadError::Signature);
+        }
+        let field = |what, value: u64| ReadError::Field { what, value };
+        if header.header_version < 6 {
+            return Err(field("header_version", header.header_version as u64));
+        }
+        if header.block_size != PAGE as i32 {
+            return Err(field("block_size", header.block_size as u64));
+        }
+        let sub_bytes = slice(
+            bytes,
+            PAGE as u64,
+            size_of::<kdump_sub_header>() as u64,
+            "sub-header",
+        )?;
+        let sub = kdump_sub_header::read_from_bytes(sub_bytes).map_err(|_| ReadError::Signature)?;
+        // At least one block: the sub-header is read from block 1, before the bitmaps.
+        let sub_blocks = u64::try_from(header.sub_hdr_size)
+            .ok()
+            .filter(|&b| b > 0)
+            .ok_or(field("sub_hdr_size", header.sub_hdr_size as u64))?;
+        let max_mapnr = sub.max_mapnr_64;
+        let one = max_mapnr.div_ceil(8).div_ceil(PAGE as u64);
+        if u64::from(header.bitmap_blocks) != 2 * one {
+            return Err(field("bitmap_blocks", header.bitmap_blocks.into()));
+        }
+        // sub_hdr_size < 2^31 and bitmap_blocks < 2^32 blocks: no overflow.
+        let bitmap1_offset = (DISKDUMP_HEADER_BLOCKS + sub_blocks) * PAGE as u64;
+        let bitmap_bytes = one * PAGE as u64;
+        Ok(Layout {
+            header,
+            sub,
+            max_mapnr,
+            bitmap1_offset,
+            bitmap_bytes,
+            desc_offset: bitmap1_offset + 2 * bitmap_bytes,
+        })
+    }
+
+    /// File offset of bitmap 2.
+    pub fn bitmap2_offset(&self) -> u64 {
+        self.bitmap1_offset + self.bitmap_bytes
+    }
+}
+
 /// A parsed kdump-compressed file over its bytes.
 pub struct KdumpFile<'a> {
     bytes: &'a [u8],
@@ -87,49 +164,17 @@ fn bit(map: &[u8], pfn: u64) -> bool {
 impl<'a> KdumpFile<'a> {
     /// Checks the headers and finds the bitmaps and descriptors.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, ReadError> {
-        let head = slice(
-            bytes,
-            0,
-            size_of::<disk_dump_header>() as u64,
-            "disk_dump_header",
-        )?;
-        let header = disk_dump_header::read_from_bytes(head).map_err(|_| ReadError::Signature)?;
-        if header.signature != KDUMP_SIGNATURE {
-            return Err(ReadError::Signature);
-        }
-        let field = |what, value: u64| ReadError::Field { what, value };
-        if header.header_version < 6 {
-            return Err(field("header_version", header.header_version as u64));
-        }
-        if header.block_size != PAGE as i32 {
-            return Err(field("block_size", header.block_size as u64));
-        }
-        let sub_bytes = slice(
-            bytes,
-            PAGE as u64,
-            size_of::<kdump_sub_header>() as u64,
-            "sub-header",
-        )?;
-        let sub = kdump_sub_header::read_from_bytes(sub_bytes).map_err(|_| ReadError::Signature)?;
-        let sub_blocks = u64::try_from(header.sub_hdr_size)
-            .map_err(|_| field("sub_hdr_size", header.sub_hdr_size as u64))?;
-        let max_mapnr = sub.max_mapnr_64;
-        let one = max_mapnr.div_ceil(8).div_ceil(PAGE as u64);
-        if u64::from(header.bitmap_blocks) != 2 * one {
-            return Err(field("bitmap_blocks", header.bitmap_blocks.into()));
-        }
-        let b1 = (DISKDUMP_HEADER_BLOCKS + sub_blocks) * PAGE as u64;
-        let len = one * PAGE as u64;
-        let bitmap1 = slice(bytes, b1, len, "bitmap 1")?;
-        let bitmap2 = slice(bytes, b1 + len, len, "bitmap 2")?;
+        let l = Layout::parse(bytes)?;
+        let bitmap1 = slice(bytes, l.bitmap1_offset, l.bitmap_bytes, "bitmap 1")?;
+        let bitmap2 = slice(bytes, l.bitmap2_offset(), l.bitmap_bytes, "bitmap 2")?;
         Ok(KdumpFile {
             bytes,
-            header,
-            sub,
-            max_mapnr,
+            header: l.header,
+            sub: l.sub,
+            max_mapnr: l.max_mapnr,
             bitmap1,
             bitmap2,
-            desc_offset: b1 + 2 * len,
+            desc_offset: l.desc_offset,
         })
     }
 

@@ -124,7 +124,8 @@ pub(super) fn guest_dump(
             // turns it into a kdump file): the whole stream must walk to its end record.
             let walked = std::fs::File::open(out)
                 .map_err(|e| e.to_string())
-                .and_then(|f| flattened_len(&mut std::io::BufReader::new(f)));
+                .and_then(|f| flattened_len(&mut std::io::BufReader::new(f)))
+                .map(|f| f.stream_len);
             match walked {
                 Ok(n) if n == len => {
                     s.ok = true;

@@ -31,6 +31,9 @@ pub(super) enum Kind {
     PeerRaw,
     /// Linux capture kernel, makedumpfile -c -d 31.
     PeerMkdf,
+    /// Linux capture kernel, makedumpfile -l -d 31 (LZO: Fedora's and RHEL's kdump default,
+    /// the collector issue 13 compares the level-31 lzo file with).
+    PeerMkdfLzo,
     /// The first kernel's `dd oflag=direct` of the same bytes to the NVMe disk: what emulated
     /// Linux pushes through QEMU's NVMe, a guest-side reference, not the disk's limit.
     RawDd,
@@ -64,11 +67,12 @@ impl Kind {
     /// The rows of `--large` (1, 4 and 16 GiB): filtered and unfiltered kdump against the
     /// peer's makedumpfile, each output tens to hundreds of MB whatever the RAM. Not in
     /// [`Kind::ALL`], so the default bench does not grow.
-    pub(super) const LARGE: [Kind; 4] = [
+    pub(super) const LARGE: [Kind; 5] = [
         Kind::RkdumpL31Lzo,
         Kind::RkdumpL31Zlib,
         Kind::RkdumpL0Lzo,
         Kind::PeerMkdf,
+        Kind::PeerMkdfLzo,
     ];
 
     pub(super) const ALL: [Kind; 11] = [
@@ -91,6 +95,7 @@ impl Kind {
             Kind::RkdumpVirtio => "rkdump-virtio",
             Kind::PeerRaw => "peer-raw",
             Kind::PeerMkdf => "peer-mkdf",
+            Kind::PeerMkdfLzo => "peer-mkdf-lzo",
             Kind::RawDd => "rawdd",
             Kind::RawDdVirtio => "rawdd-virtio",
             Kind::GuestElf => "qemu-dump-elf",
@@ -110,6 +115,7 @@ impl Kind {
             Kind::RkdumpVirtio => "rkdump, virtio-blk",
             Kind::PeerRaw => "Linux peer, raw copy",
             Kind::PeerMkdf => "Linux peer, makedumpfile -c -d 31",
+            Kind::PeerMkdfLzo => "Linux peer, makedumpfile -l -d 31",
             Kind::RawDd => "first kernel's dd oflag=direct, NVMe (guest-side reference)",
             Kind::RawDdVirtio => {
                 "first kernel's dd oflag=direct, virtio-blk (guest-side reference)"
@@ -149,9 +155,25 @@ impl Kind {
         }
     }
 
+    /// The peer rows running makedumpfile: its codec option, the `disk_dump_header.status`
+    /// codec bit its file must carry, and the codec's name.
+    pub(super) fn makedumpfile(self) -> Option<(&'static str, u32, &'static str)> {
+        use rkdump_vmcore::kdump::abi::{DUMP_DH_COMPRESSED_LZO, DUMP_DH_COMPRESSED_ZLIB};
+        match self {
+            Kind::PeerMkdf => Some(("c", DUMP_DH_COMPRESSED_ZLIB, "zlib")),
+            Kind::PeerMkdfLzo => Some(("l", DUMP_DH_COMPRESSED_LZO, "lzo")),
+            _ => None,
+        }
+    }
+
+    /// A Linux capture kernel row (the peer).
+    pub(super) fn is_peer(self) -> bool {
+        self == Kind::PeerRaw || self.makedumpfile().is_some()
+    }
+
     /// Runs that crash the guest (the others measure a write without kexec).
     pub(super) fn crashes(self) -> bool {
-        self.is_rkdump() || matches!(self, Kind::PeerRaw | Kind::PeerMkdf)
+        self.is_rkdump() || self.is_peer()
     }
 
     /// The dump disk an rkdump or raw-dd run writes.
@@ -172,7 +194,7 @@ impl Kind {
     /// `crashkernel=` of the timed runs (runs without a crash keep rkdump's).
     pub(super) fn crashkernel(self) -> u32 {
         match self {
-            Kind::PeerRaw | Kind::PeerMkdf => PEER_CRASHKERNEL,
+            k if k.is_peer() => PEER_CRASHKERNEL,
             _ => RKDUMP_CRASHKERNEL,
         }
     }
@@ -197,9 +219,10 @@ impl Kind {
     }
 
     pub(super) fn capture(self) -> CaptureKind {
-        match self {
-            Kind::PeerRaw | Kind::PeerMkdf => CaptureKind::Linux,
-            _ => CaptureKind::Rkdump,
+        if self.is_peer() {
+            CaptureKind::Linux
+        } else {
+            CaptureKind::Rkdump
         }
     }
 }
@@ -253,12 +276,15 @@ pub(super) fn bench_case(
                 c.markers_absent = params.contains("rkdump.level=31");
             }
         }
-        Kind::PeerRaw | Kind::PeerMkdf => {
+        Kind::PeerRaw | Kind::PeerMkdf | Kind::PeerMkdfLzo => {
             c.save_vmcore = false;
-            c.capture_extra = if kind == Kind::PeerRaw {
-                "e2e.save=nvme0n1".into()
-            } else {
-                "e2e.makedumpfile=nvme0n1".into()
+            c.capture_extra = match kind.makedumpfile() {
+                None => "e2e.save=nvme0n1".into(),
+                // The codec word is new to init.sh: the run's file is checked for the codec
+                // (measure::measure), so an init.sh without it fails the row, not mislabels it.
+                Some((flag, _, _)) => {
+                    format!("e2e.makedumpfile=nvme0n1 e2e.makedumpfile_codec={flag}")
+                }
             };
             c.extra_qemu_args = e2e::dump_disk_args(DiskKind::Nvme, disk);
             c.timeout = Duration::from_secs(240 + 180 * ram);
@@ -318,7 +344,10 @@ mod tests {
         assert_eq!(c.memory, "4G");
         assert_eq!(c.marker_mib, 1024);
         assert!(c.capture_cmdline().contains("nr_cpus=1"));
-        assert!(c.capture_cmdline().ends_with(" e2e.makedumpfile=nvme0n1"));
+        assert!(
+            c.capture_cmdline()
+                .ends_with(" e2e.makedumpfile=nvme0n1 e2e.makedumpfile_codec=c")
+        );
         assert!(!c.first_kernel_cmdline().unwrap().contains("e2e.rawdd"));
         let mut c = bench_case(Kind::Rkdump, 1, 8, "z", disk, (0, 0)).unwrap();
         append_rkdump(&mut c, Kind::Rkdump, " rkdump.checksum=full ");
@@ -353,7 +382,16 @@ mod tests {
         for k in Kind::LARGE {
             assert_eq!(Kind::from_slug(k.slug()), Some(k));
             assert!(k.crashes());
-            assert_eq!(k.is_rkdump(), k != Kind::PeerMkdf);
+            assert_eq!(k.is_rkdump(), !k.is_peer());
         }
+        let c = bench_case(Kind::PeerMkdfLzo, 1, 256, "w", disk, (0, 0)).unwrap();
+        assert_eq!(c.capture, CaptureKind::Linux);
+        assert!(
+            c.capture_cmdline()
+                .ends_with(" e2e.makedumpfile=nvme0n1 e2e.makedumpfile_codec=l"),
+            "{}",
+            c.capture_cmdline()
+        );
+        assert_eq!(Kind::PeerMkdfLzo.crashkernel(), PEER_CRASHKERNEL);
     }
 }

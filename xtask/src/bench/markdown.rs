@@ -185,6 +185,56 @@ pub(super) fn render_targets(rows: &[Row], bzimage_len: u64) -> (String, bool) {
             }
         },
     );
+    // Issue 13, acceptance 4: level-31 kdump at 1 GiB durable at least 10x sooner than the
+    // peer's makedumpfile collector with the same codec, and its file no bigger than the
+    // peer's; for each codec whose rkdump and peer rows both ran.
+    for (rk, peer) in [
+        (Kind::RkdumpL31Lzo, Kind::PeerMkdfLzo),
+        (Kind::RkdumpL31Zlib, Kind::PeerMkdf),
+    ] {
+        if row(rows, 1, rk).is_none() || row(rows, 1, peer).is_none() {
+            continue;
+        }
+        let (flag, _, codec) = peer.makedumpfile().unwrap_or_default();
+        let what =
+            format!("1 GiB, level 31 kdump {codec} vs the peer's makedumpfile -{flag} -d 31");
+        let med = |k, f: Figure| row(rows, 1, k).and_then(|r| r.med(f));
+        let speedup = ratio_of(rows, 1, rk, peer, |s| s.durable).map(|r| 1.0 / r);
+        line(
+            speedup.map(|x| x >= 10.0),
+            match speedup {
+                Some(x) => format!(
+                    "{what}: sysrq -> dump durable {x:.2}x faster (target >= 10x{}); medians rkdump {} vs peer {}",
+                    if x >= 10.0 {
+                        String::new()
+                    } else {
+                        format!(", missed by a factor {:.2}", 10.0 / x)
+                    },
+                    fmt_s(med(rk, |s| s.durable)),
+                    fmt_s(med(peer, |s| s.durable))
+                ),
+                None => format!("{what}: sysrq -> dump durable: no successful pair"),
+            },
+        );
+        let bytes = |s: &Sample| s.file_bytes.map(|v| v as f64);
+        let size = ratio_of(rows, 1, rk, peer, bytes);
+        line(
+            size.map(|x| x <= 1.0),
+            match size {
+                Some(x) => format!(
+                    "{what}: file {x:.4}x the peer's size (target <= 1: no bigger{}); medians rkdump {} (saved) vs peer {} (rebuilt) bytes",
+                    if x <= 1.0 {
+                        String::new()
+                    } else {
+                        format!(", {:+.2} % over", (x - 1.0) * 100.0)
+                    },
+                    med(rk, bytes).map_or("-".into(), |v| format!("{v:.0}")),
+                    med(peer, bytes).map_or("-".into(), |v| format!("{v:.0}"))
+                ),
+                None => format!("{what}: file size: no successful pair"),
+            },
+        );
+    }
     // 2. crashkernel=16M or less at any guest RAM size.
     for ram in rams(rows) {
         let Some(r) = row(rows, ram, Kind::Rkdump) else {
@@ -575,5 +625,63 @@ mod tests {
             "no virtio row: no virtio target lines"
         );
         assert!(t.contains("**MISSED**: bzImage is 2097152 bytes"), "{t}");
+    }
+
+    /// Issue 13 acceptance 4: one speed and one size line per codec whose rkdump and peer rows
+    /// both ran, each pass or fail on its own.
+    #[test]
+    fn level31_kdump_against_the_makedumpfile_peer_of_its_codec() {
+        let kdump = |kind, durable, file: u64| Row {
+            ram_gib: 1,
+            kind,
+            crashkernel: 16,
+            samples: vec![Sample {
+                file_bytes: Some(file),
+                ..sample(durable, durable, file)
+            }],
+            search: None,
+            image: None,
+        };
+        let mut r = rows();
+        r.push(kdump(Kind::RkdumpL31Lzo, 2.0, 23_837_297));
+        r.push(kdump(Kind::PeerMkdfLzo, 40.0, 24_060_102));
+        // zlib: fast enough, but 1 byte bigger than the peer.
+        r.push(kdump(Kind::RkdumpL31Zlib, 3.0, 17_282_285));
+        r.push(kdump(Kind::PeerMkdf, 31.0, 17_282_284));
+        let (t, all) = render_targets(&r, 365_568);
+        assert!(!all, "{t}");
+        assert!(
+            t.contains("**met**: 1 GiB, level 31 kdump lzo vs the peer's makedumpfile -l -d 31: sysrq -> dump durable 20.00x faster (target >= 10x); medians rkdump 2.00 s vs peer 40.00 s"),
+            "{t}"
+        );
+        assert!(
+            t.contains("**met**: 1 GiB, level 31 kdump lzo vs the peer's makedumpfile -l -d 31: file 0.9907x the peer's size (target <= 1: no bigger); medians rkdump 23837297 (saved) vs peer 24060102 (rebuilt) bytes"),
+            "{t}"
+        );
+        assert!(
+            t.contains("**met**: 1 GiB, level 31 kdump zlib vs the peer's makedumpfile -c -d 31: sysrq -> dump durable 10.33x faster"),
+            "{t}"
+        );
+        assert!(
+            t.contains("**MISSED**: 1 GiB, level 31 kdump zlib vs the peer's makedumpfile -c -d 31: file 1.0000x the peer's size (target <= 1: no bigger, +0.00 % over)"),
+            "{t}"
+        );
+        // A peer row that ran without a successful run: not measured, not met.
+        r.retain(|row| row.kind != Kind::RkdumpL31Zlib);
+        let peer = r
+            .iter_mut()
+            .find(|row| row.kind == Kind::PeerMkdfLzo)
+            .unwrap();
+        peer.samples = vec![Sample::failed("the peer's file has status 0x1, not lzo")];
+        let (t, all) = render_targets(&r, 365_568);
+        assert!(!all);
+        assert!(
+            t.contains("**not measured**: 1 GiB, level 31 kdump lzo vs the peer's makedumpfile -l -d 31: sysrq -> dump durable: no successful pair"),
+            "{t}"
+        );
+        assert!(
+            !t.contains("kdump zlib"),
+            "no zlib rkdump row, no zlib lines: {t}"
+        );
     }
 }

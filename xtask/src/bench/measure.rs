@@ -24,6 +24,10 @@ pub(super) struct Sample {
     pub(super) write_secs: Option<f64>,
     /// Bytes the collector wrote to the disk.
     pub(super) written: Option<u64>,
+    /// The kdump file's size as a user gets it: rkdump's `rkdumpctl save` output (the e2e
+    /// kdump check's `(<n> bytes)`), the peer's file rebuilt from its flattened stream (the end
+    /// of its furthest record: what `makedumpfile -R` writes). Issue 13's "no bigger than".
+    pub(super) file_bytes: Option<u64>,
     /// Size of the vmcore the collector read (rkdump: its dump size).
     pub(super) vmcore: Option<u64>,
     /// The same write measured by the guest clock (cross-check only).
@@ -92,8 +96,12 @@ pub(super) fn uptime_delta(text: &str) -> Option<f64> {
 }
 
 /// The figures of one run from its console. `flat` is the host's walk of a makedumpfile
-/// flattened stream on the disk (peer-mkdf only).
-pub(super) fn measure(kind: Kind, log: &ConsoleLog, flat: Option<Result<u64, String>>) -> Sample {
+/// flattened stream on the disk (the makedumpfile peers only).
+pub(super) fn measure(
+    kind: Kind,
+    log: &ConsoleLog,
+    flat: Option<Result<Flattened, String>>,
+) -> Sample {
     match kind {
         Kind::RawDd | Kind::RawDdVirtio => return measure_rawdd(&log.lines),
         Kind::GuestElf | Kind::GuestKdump | Kind::HostLimit => {
@@ -158,7 +166,7 @@ pub(super) fn measure(kind: Kind, log: &ConsoleLog, flat: Option<Result<u64, Str
                 hex_or_dec(range.split_once('+')?.1)
             });
         }
-        Kind::PeerRaw | Kind::PeerMkdf => {
+        k if k.is_peer() => {
             s.first_line = find(after, "Linux version ").and_then(|(t, _)| secs_between(sysrq, t));
             s.vmcore = find(after, "E2E: vmcore size=")
                 .and_then(|(_, v)| v.split_whitespace().next()?.parse().ok());
@@ -199,9 +207,22 @@ pub(super) fn measure(kind: Kind, log: &ConsoleLog, flat: Option<Result<u64, Str
                 }
             } else {
                 let ddrc = kv(args, "ddrc");
+                let codec = kind.makedumpfile();
                 match (rc, ddrc, flat) {
-                    (Some("0"), Some("0"), Some(Ok(n))) => {
-                        s.written = Some(n);
+                    (Some("0"), Some("0"), Some(Ok(f)))
+                        if codec.is_some_and(|(_, bit, _)| f.status & bit == 0) =>
+                    {
+                        // An init.sh without `e2e.makedumpfile_codec` runs its default codec:
+                        // the row would measure the other collector.
+                        let (flag, bit, name) = codec.unwrap_or_default();
+                        s.why = format!(
+                            "the peer's file has status {:#x}, not {name} ({bit:#x}): the capture /init did not run makedumpfile -{flag}",
+                            f.status
+                        );
+                    }
+                    (Some("0"), Some("0"), Some(Ok(f))) => {
+                        s.written = Some(f.stream_len);
+                        s.file_bytes = Some(f.file_len);
                         s.ok = true;
                     }
                     (Some("0"), Some("0"), Some(Err(e))) => s.why = format!("stream on disk: {e}"),
@@ -234,11 +255,22 @@ pub(super) fn measure_rawdd(lines: &[Line]) -> Sample {
     s
 }
 
-/// Length of the makedumpfile flattened stream (`makedumpfile -F`) at the start of `r`: a
-/// 4096-byte header (signature "makedumpfile", big-endian i64 type 1 and version 1), then
-/// records of (offset, size) as big-endian i64 each followed by `size` bytes, ended by the
-/// record (-1, -1) (makedumpfile.h: `makedumpfile_header`, `makedumpfile_data_header`).
-pub(super) fn flattened_len(r: &mut (impl Read + Seek)) -> Result<u64, String> {
+/// What the walk of a makedumpfile flattened stream found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Flattened {
+    /// Bytes of the stream on the disk, end record included.
+    pub(super) stream_len: u64,
+    /// Size of the file it rebuilds: the end of the furthest record.
+    pub(super) file_len: u64,
+    /// The rebuilt file's `disk_dump_header.status` (the codec bit), 0 when no record holds it.
+    pub(super) status: u32,
+}
+
+/// The makedumpfile flattened stream (`makedumpfile -F`) at the start of `r`: a 4096-byte
+/// header (signature "makedumpfile", big-endian i64 type 1 and version 1), then records of
+/// (offset, size) as big-endian i64 each followed by `size` bytes, ended by the record (-1, -1)
+/// (makedumpfile.h: `makedumpfile_header`, `makedumpfile_data_header`).
+pub(super) fn flattened_len(r: &mut (impl Read + Seek)) -> Result<Flattened, String> {
     pub(super) const HEADER: u64 = 4096;
     let mut h = [0u8; 32];
     r.seek(SeekFrom::Start(0))
@@ -251,8 +283,11 @@ pub(super) fn flattened_len(r: &mut (impl Read + Seek)) -> Result<u64, String> {
     if be(&h[16..24]) != 1 {
         return Err(format!("flattened header type {}", be(&h[16..24])));
     }
+    // `disk_dump_header.status` (the file's offset 0x1A8, 4 bytes little-endian).
+    const STATUS: u64 = 0x1A8;
     let mut pos = HEADER;
     let mut rec = [0u8; 16];
+    let mut found = Flattened::default();
     loop {
         r.seek(SeekFrom::Start(pos))
             .and_then(|_| r.read_exact(&mut rec))
@@ -260,7 +295,8 @@ pub(super) fn flattened_len(r: &mut (impl Read + Seek)) -> Result<u64, String> {
         let (offset, size) = (be(&rec[..8]), be(&rec[8..]));
         pos += 16;
         if offset == -1 && size == -1 {
-            return Ok(pos);
+            found.stream_len = pos;
+            return Ok(found);
         }
         if offset < 0 || size < 0 {
             return Err(format!(
@@ -268,8 +304,20 @@ pub(super) fn flattened_len(r: &mut (impl Read + Seek)) -> Result<u64, String> {
                 pos - 16
             ));
         }
+        let (offset, size) = (offset as u64, size as u64);
+        let end = offset
+            .checked_add(size)
+            .ok_or_else(|| format!("record end {offset} + {size} overflows"))?;
+        found.file_len = found.file_len.max(end);
+        if offset <= STATUS && STATUS + 4 <= end {
+            let mut b = [0u8; 4];
+            r.seek(SeekFrom::Start(pos + STATUS - offset))
+                .and_then(|_| r.read_exact(&mut b))
+                .map_err(|e| format!("status in the record at {}: {e}", pos - 16))?;
+            found.status = u32::from_le_bytes(b);
+        }
         pos = pos
-            .checked_add(size as u64)
+            .checked_add(size)
             .ok_or_else(|| format!("record size {size} overflows"))?;
     }
 }
@@ -368,15 +416,31 @@ mod tests {
             30.7,
             "E2E: makedumpfile done dev=nvme0n1 rc=0 ddrc=0 start=2.4 end=24.3 dd: 0+900 records out; The dumpfile is saved to STDOUT.",
         ));
-        let s = measure(Kind::PeerMkdf, &mk, Some(Ok(17 << 20)));
+        let zlib = Flattened {
+            stream_len: 17 << 20,
+            file_len: 16 << 20,
+            status: 0x1,
+        };
+        let s = measure(Kind::PeerMkdf, &mk, Some(Ok(zlib)));
         assert!(s.ok, "{s:?}");
         assert!((s.durable.unwrap() - 26.7).abs() < 1e-9);
         assert!((s.write_secs.unwrap() - 22.0).abs() < 1e-9);
         assert_eq!((s.written, s.vmcore), (Some(17 << 20), Some(846_913_536)));
+        assert_eq!(s.file_bytes, Some(16 << 20));
+        // The lzo row refuses a zlib file (an /init that ignored the codec word), and takes an
+        // lzo one.
+        let s = measure(Kind::PeerMkdfLzo, &mk, Some(Ok(zlib)));
+        assert!(!s.ok && s.why.contains("not lzo (0x2)"), "{s:?}");
+        let lzo = Flattened {
+            status: 0x2,
+            ..zlib
+        };
+        assert!(measure(Kind::PeerMkdfLzo, &mk, Some(Ok(lzo))).ok);
+        assert!(!measure(Kind::PeerMkdf, &mk, Some(Ok(lzo))).ok);
         assert!(!measure(Kind::PeerMkdf, &mk, Some(Err("x".into()))).ok);
         let failed = mk.lines.last().unwrap().text.replace("rc=0 ", "rc=1 ");
         mk.lines.last_mut().unwrap().text = failed;
-        assert!(!measure(Kind::PeerMkdf, &mk, Some(Ok(1))).ok);
+        assert!(!measure(Kind::PeerMkdf, &mk, Some(Ok(zlib))).ok);
 
         let panic = ConsoleLog {
             lines: vec![
@@ -420,17 +484,16 @@ mod tests {
         assert!(!measure(Kind::RawDd, &bad, None).ok);
     }
 
-    fn flat_stream(records: &[&[u8]], end: bool) -> Vec<u8> {
+    /// A stream of `records` at their offsets.
+    fn flat_stream(records: &[(i64, &[u8])], end: bool) -> Vec<u8> {
         let mut v = b"makedumpfile\0\0\0\0".to_vec();
         v.extend(1i64.to_be_bytes());
         v.extend(1i64.to_be_bytes());
         v.resize(4096, 0);
-        let mut off = 0i64;
-        for r in records {
+        for (off, r) in records {
             v.extend(off.to_be_bytes());
             v.extend((r.len() as i64).to_be_bytes());
             v.extend_from_slice(r);
-            off += r.len() as i64;
         }
         if end {
             v.extend((-1i64).to_be_bytes());
@@ -441,12 +504,23 @@ mod tests {
 
     #[test]
     fn flattened_stream_length() {
-        let s = flat_stream(&[b"abc", &[7u8; 5000]], true);
+        // The header block (status 0x2 at 0x1A8) written last, as makedumpfile does, after
+        // data at 8192..13192.
+        let mut header = vec![0u8; 4096];
+        header[0x1A8] = 0x2;
+        let s = flat_stream(&[(8192, &[7u8; 5000]), (0, &header)], true);
         let len = s.len() as u64;
         let mut padded = s.clone();
         padded.extend([0xAAu8; 100]);
-        assert_eq!(flattened_len(&mut std::io::Cursor::new(padded)), Ok(len));
-        let open = flat_stream(&[b"abc"], false);
+        assert_eq!(
+            flattened_len(&mut std::io::Cursor::new(padded)),
+            Ok(Flattened {
+                stream_len: len,
+                file_len: 13_192,
+                status: 0x2
+            })
+        );
+        let open = flat_stream(&[(0, b"abc")], false);
         assert!(flattened_len(&mut std::io::Cursor::new(open)).is_err());
         assert!(flattened_len(&mut std::io::Cursor::new(vec![0u8; 8192])).is_err());
     }

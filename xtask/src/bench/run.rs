@@ -178,13 +178,16 @@ pub(super) fn run_one(
         (Some(b), Some(a)) => others_busy(b, a, wall),
         _ => None,
     };
-    let flat = (kind == Kind::PeerMkdf).then(|| {
+    let flat = kind.makedumpfile().is_some().then(|| {
         std::fs::File::open(disk)
             .map_err(|e| format!("{}: {e}", disk.display()))
             .and_then(|f| flattened_len(&mut BufReader::new(f)))
     });
     let mut s = measure(kind, &r.log, flat);
     s.others_busy = busy;
+    if kind.kdump_params().is_some() {
+        s.file_bytes = saved_kdump_bytes(&r.checks);
+    }
     match kind {
         k if k.is_rkdump() && s.ok && !r.passed() => {
             // The harness extracted and verified the dump: that must hold too.
@@ -224,6 +227,19 @@ pub(super) fn run_one(
     }
     report_run(case, &s);
     Ok(s)
+}
+
+/// The saved kdump file's size from the harness's kdump check (`... clean (<n> bytes)`): the
+/// file is deleted with a passing run's directory, the check's text stays.
+pub(super) fn saved_kdump_bytes(checks: &[e2e::checks::Check]) -> Option<u64> {
+    let text = checks
+        .iter()
+        .find(|c| c.name.starts_with("kdump file opened"))?
+        .result
+        .as_ref()
+        .ok()?;
+    let (head, _) = text.rsplit_once(" bytes)")?;
+    head.rsplit_once('(')?.1.parse().ok()
 }
 
 /// The one-line progress report of a finished run.
@@ -305,7 +321,7 @@ pub fn main(args: super::Args) -> Result<(), String> {
             CaptureKind::Rkdump,
         ),
         (&[Kind::PeerRaw], CaptureKind::Linux),
-        (&[Kind::PeerMkdf], CaptureKind::Linux),
+        (&[Kind::PeerMkdf, Kind::PeerMkdfLzo], CaptureKind::Linux),
     ];
     for (kinds, capture) in phases {
         let kinds: Vec<Kind> = kinds
@@ -316,7 +332,7 @@ pub fn main(args: super::Args) -> Result<(), String> {
         if kinds.is_empty() {
             continue;
         }
-        let tools: Vec<PathBuf> = if kinds.contains(&Kind::PeerMkdf) {
+        let tools: Vec<PathBuf> = if kinds.iter().any(|k| k.makedumpfile().is_some()) {
             vec![
                 makedumpfile
                     .clone()
@@ -526,6 +542,29 @@ mod tests {
     }
 
     #[test]
+    fn the_saved_kdump_size_comes_from_the_kdump_check() {
+        let check = |name: &str, result: Result<String, String>| e2e::checks::Check {
+            name: name.into(),
+            result,
+        };
+        let text = "6.1.0-57-cloud-amd64: 19702 pages read back, 0 marker pages (Absent); makedumpfile dmesg and crash bt/log clean (23832225 bytes)";
+        let checks = vec![
+            check("rkdumpctl save", Ok("x (5 bytes)".into())),
+            check(
+                "kdump file opened by makedumpfile and crash",
+                Ok(text.into()),
+            ),
+        ];
+        assert_eq!(saved_kdump_bytes(&checks), Some(23_832_225));
+        let failed = vec![check(
+            "kdump file opened by makedumpfile and crash",
+            Err("crash failed (1 bytes)".into()),
+        )];
+        assert_eq!(saved_kdump_bytes(&failed), None);
+        assert_eq!(saved_kdump_bytes(&checks[..1]), None);
+    }
+
+    #[test]
     fn run_logs_are_kept_without_bulk() {
         let base = std::env::temp_dir().join(format!("rkdump-bench-test-{}", std::process::id()));
         let (from, to) = (base.join("work"), base.join("logs"));
@@ -553,6 +592,7 @@ mod tests {
         // Images the size of RAM are filled only up to 4 GiB; kdump files are small anyway.
         assert!(fills_image(Kind::Rkdump, 4) && !fills_image(Kind::Rkdump, 16));
         assert!(!fills_image(Kind::RkdumpL31Lzo, 1) && fills_image(Kind::PeerMkdf, 1));
+        assert!(fills_image(Kind::PeerMkdfLzo, 1));
         // No host has 3 PiB available: the fallback.
         assert_eq!(work_dir(None, 1 << 20, Path::new("/f")), Path::new("/f"));
     }

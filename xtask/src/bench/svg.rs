@@ -117,6 +117,7 @@ pub(super) fn chart_panels(rows: &[Row]) -> Vec<Panel> {
                 Kind::RkdumpVirtio,
                 Kind::PeerRaw,
                 Kind::PeerMkdf,
+                Kind::PeerMkdfLzo,
                 Kind::GuestElf,
                 Kind::RkdumpL31Lzo,
                 Kind::RkdumpL31Zlib,
