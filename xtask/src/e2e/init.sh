@@ -19,6 +19,7 @@
 # and, for a Linux capture kernel, from its own command line:
 #   e2e.save=<disk>    copy /proc/vmcore to /dev/<disk>
 #   e2e.makedumpfile=<disk>   (benchmark) makedumpfile -F -c -d 31 /proc/vmcore | dd to /dev/<disk>
+#   e2e.makedumpfile_codec=c|l  (benchmark) the collector's codec: -c zlib (kdump-tools), -l lzo (Fedora/RHEL)
 
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:/lib64
@@ -69,18 +70,23 @@ if grep -q 'elfcorehdr=' /proc/cmdline && ! grep -q 'e2e.mode=' /proc/cmdline; t
     else
         say "vmcore missing"
     fi
-    # e2e.makedumpfile=<disk> (benchmark): Debian kdump-tools' collector, `makedumpfile -c -d 31`,
+    # e2e.makedumpfile=<disk> (benchmark): Debian kdump-tools' collector, `makedumpfile -c -d 31`
+    # (`-l`, Fedora's, with e2e.makedumpfile_codec=l),
     # as a flattened stream (-F) into `dd conv=fsync` on that disk: durable when dd returns.
     MKDF=
+    MKDF_CODEC=c
     for w in $CMDLINE; do
-        case "$w" in e2e.makedumpfile=*) MKDF=${w#e2e.makedumpfile=} ;; esac
+        case "$w" in
+            e2e.makedumpfile=*) MKDF=${w#e2e.makedumpfile=} ;;
+            e2e.makedumpfile_codec=[cl]) MKDF_CODEC=${w#e2e.makedumpfile_codec=} ;;
+        esac
     done
     if [ -n "$MKDF" ] && [ -e /proc/vmcore ]; then
         i=0
         while [ ! -b /dev/$MKDF ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
         say "makedumpfile start dev=$MKDF"
         read t0 _ < /proc/uptime
-        { makedumpfile -F -c -d 31 /proc/vmcore 2> /tmp/mkdf.err; echo $? > /tmp/mkdf.rc; } |
+        { makedumpfile -F -$MKDF_CODEC -d 31 /proc/vmcore 2> /tmp/mkdf.err; echo $? > /tmp/mkdf.rc; } |
             dd of=/dev/$MKDF bs=1M conv=fsync 2> /tmp/mkdd.err
         ddrc=$?
         read t1 _ < /proc/uptime
