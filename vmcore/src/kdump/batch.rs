@@ -160,6 +160,34 @@ impl Batch {
         Some(&mut self.input[at..])
     }
 
+    /// Pages that still fit.
+    pub fn room(&self) -> usize {
+        self.slots.len() - self.pfns.len()
+    }
+
+    /// Appends `n` consecutive frames from `pfn` (at most [`Batch::room`]) and returns their
+    /// input space, `n` pages in a row, for the caller to read them in one go; `None` when they
+    /// do not fit.
+    pub fn next_run(&mut self, pfn: u64, n: usize) -> Option<&mut [u8]> {
+        if n == 0 || n > self.room() {
+            return None;
+        }
+        let at = self.input.len();
+        for k in 0..n {
+            self.slots[self.pfns.len()].lock().stored = None;
+            self.pfns.push(pfn + k as u64);
+        }
+        self.input.resize(at + n * PAGE, 0);
+        Some(&mut self.input[at..])
+    }
+
+    /// Drops the last `n` frames added (a run whose read failed).
+    pub fn forget_last_n(&mut self, n: usize) {
+        for _ in 0..n {
+            self.forget_last();
+        }
+    }
+
     /// Drops the last page added (its frame could not be read).
     pub fn forget_last(&mut self) {
         if self.pfns.pop().is_some() {

@@ -504,3 +504,70 @@ fn a_page_compresses_the_same_after_any_other() {
         }
     }
 }
+
+/// Old memory in which frame `bad` cannot be read, nor any range that covers it.
+struct FailAt<'a> {
+    mem: &'a mut FakeMemory,
+    bad: u64,
+    reads: usize,
+}
+
+impl OldMemory for FailAt<'_> {
+    fn read(&mut self, phys: u64, buf: &mut [u8]) -> Result<(), crate::mem::OldMemError> {
+        self.reads += 1;
+        let (s, e) = (phys >> 12, (phys + buf.len() as u64).div_ceil(4096));
+        if s <= self.bad && self.bad < e {
+            return Err(crate::mem::OldMemError::Fault {
+                phys: self.bad << 12,
+            });
+        }
+        self.mem.read(phys, buf)
+    }
+}
+
+/// Runs of kept frames are read a batch at a time, and an unreadable frame inside a run is
+/// still named exactly (the run is read again page by page to find it).
+#[test]
+fn runs_are_read_whole_and_a_bad_frame_is_named() {
+    let (mut mem, plan) = machine();
+    let mut file = Vec::new();
+    let mut ok = FailAt {
+        mem: &mut mem,
+        bad: u64::MAX,
+        reads: 0,
+    };
+    let stats = write_kdump(
+        &plan,
+        &mut ok,
+        &mut KeepAll,
+        &mut file,
+        &opts(Codec::Lzo),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(
+        (ok.reads as u64) < stats.pages / 8,
+        "{} reads for {} pages",
+        ok.reads,
+        stats.pages
+    );
+    let bad = 0x0200_0000 / 4096 + 77;
+    let mut failing = FailAt {
+        mem: &mut mem,
+        bad,
+        reads: 0,
+    };
+    let e = write_kdump(
+        &plan,
+        &mut failing,
+        &mut KeepAll,
+        &mut Vec::new(),
+        &opts(Codec::Lzo),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, Error::OldMem { pfn, .. } if pfn == bad),
+        "{e:?}"
+    );
+}

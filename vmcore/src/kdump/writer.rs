@@ -617,16 +617,30 @@ pub fn write_kdump_on(
         }
         stats.windows += 1;
         for (first, count) in map.runs() {
-            for pfn in first..first + count {
+            let mut pfn = first;
+            while pfn < first + count {
+                // A run of kept frames is read in one call (one check and mapping of old
+                // memory instead of one per page), as far as the batch has room.
+                let n = usize::try_from(first + count - pfn)
+                    .unwrap_or(usize::MAX)
+                    .min(batch.room());
                 let t = clock();
-                let page = batch.next_page(pfn).ok_or(Error::NoMemory)?;
-                let read = mem.read(pfn * PAGE as u64, page);
+                let run = batch.next_run(pfn, n).ok_or(Error::NoMemory)?;
+                let read = mem.read(pfn * PAGE as u64, run);
                 stats.read_us += clock().saturating_sub(t);
-                if let Err(source) = read {
-                    batch.forget_last();
-                    out.run(&mut batch, par, clock, &mut stats)?;
-                    return Err(Error::OldMem { pfn, source });
+                if read.is_err() {
+                    // Find the frame that failed, keeping the ones before it.
+                    batch.forget_last_n(n);
+                    for p in pfn..pfn + n as u64 {
+                        let page = batch.next_page(p).ok_or(Error::NoMemory)?;
+                        if let Err(source) = mem.read(p * PAGE as u64, page) {
+                            batch.forget_last();
+                            out.run(&mut batch, par, clock, &mut stats)?;
+                            return Err(Error::OldMem { pfn: p, source });
+                        }
+                    }
                 }
+                pfn += n as u64;
                 if batch.is_full() {
                     out.run(&mut batch, par, clock, &mut stats)?;
                 }
