@@ -433,7 +433,7 @@ impl<'c, R: Regs> Nvme<'c, R> {
 
     /// Queues one I/O command (with PRPs for `data`, if any), first reaping completions until a
     /// command identifier is free.
-    fn queue_command(
+    fn submit(
         &mut self,
         mut cmd: Command,
         data: Option<(u64, u64)>,
@@ -494,18 +494,14 @@ impl<'c, R: Regs> Nvme<'c, R> {
         Ok(())
     }
 
-    /// Runs a batch of reads or writes, keeping up to the queue depth in flight; `idle` runs
-    /// while it waits. With `wait`, first waits for commands an earlier call left in flight
-    /// (their failure is this call's), and returns once every command completed. Without, it
-    /// returns once the controller holds them all ([`BlockDevice::submit`]); a failure seen by
-    /// then ends the call (after draining) instead. A controller that stops answering is
-    /// marked dead.
+    /// Runs a batch of reads or writes, keeping up to the queue depth in flight, and returns
+    /// once every command completed; `idle` runs while it waits. A controller that stops
+    /// answering is marked dead.
     fn transfer(
         &mut self,
         opcode: u8,
         reqs: impl Iterator<Item = (u64, u64, u64)> + Clone,
         idle: &mut Idle<'_>,
-        wait: bool,
     ) -> Result<(), NvmeError> {
         if let Some(e) = self.dead {
             return Err(e);
@@ -514,9 +510,7 @@ impl<'c, R: Regs> Nvme<'c, R> {
             check_request(lba, phys, len, self.lba_shift, self.blocks, 4)
                 .map_err(|why| NvmeError::BadRequest { lba, why })?;
         }
-        if wait && !self.slots.is_idle() {
-            self.finish(Ok(()), idle)?;
-        }
+        self.io_error = None;
         let mut result = Ok(());
         'all: for (lba, phys, len) in reqs {
             for (lba, phys, len) in split(lba, phys, len, self.lba_shift, self.max_transfer) {
@@ -525,16 +519,13 @@ impl<'c, R: Regs> Nvme<'c, R> {
                 }
                 let blocks = (len >> self.lba_shift) as u32;
                 let cmd = Command::rw(opcode, self.nsid, lba, blocks, 0, 0);
-                if let Err(e) = self.queue_command(cmd, Some((phys, len)), idle) {
+                if let Err(e) = self.submit(cmd, Some((phys, len)), idle) {
                     result = Err(e);
                     break 'all;
                 }
             }
         }
-        if wait || result.is_err() || self.io_error.is_some() {
-            return self.finish(result, idle);
-        }
-        Ok(())
+        self.finish(result, idle)
     }
 
     /// Drains the commands in flight and combines the outcome.
@@ -554,8 +545,6 @@ impl<'c, R: Regs> Nvme<'c, R> {
                 warn!("{}: {e}; giving up on the device", self.name);
                 self.dead = Some(e);
             }
-            // Reported with this error: no later call reports it again.
-            self.io_error = None;
             return Err(e);
         }
         self.io_error.take().map_or(Ok(()), Err)
@@ -602,43 +591,25 @@ impl<R: Regs> BlockDevice for Nvme<'_, R> {
         idle: &mut dyn FnMut() -> bool,
     ) -> Result<(), BlockError> {
         let reqs = reqs.iter().map(|r| (r.lba, r.phys, r.len));
-        Ok(self.transfer(NVM_WRITE, reqs, &mut Idle::new(idle), true)?)
-    }
-
-    fn submit(
-        &mut self,
-        reqs: &[WriteReq],
-        idle: &mut dyn FnMut() -> bool,
-    ) -> Result<(), BlockError> {
-        let reqs = reqs.iter().map(|r| (r.lba, r.phys, r.len));
-        Ok(self.transfer(NVM_WRITE, reqs, &mut Idle::new(idle), false)?)
-    }
-
-    fn complete(&mut self, idle: &mut dyn FnMut() -> bool) -> Result<(), BlockError> {
-        if let Some(e) = self.dead {
-            return Err(e.into());
-        }
-        Ok(self.finish(Ok(()), &mut Idle::new(idle))?)
+        Ok(self.transfer(NVM_WRITE, reqs, &mut Idle::new(idle))?)
     }
 
     fn read(&mut self, lba: u64, phys: u64, len: u64) -> Result<(), BlockError> {
         let once = core::iter::once((lba, phys, len));
-        Ok(self.transfer(NVM_READ, once, &mut Idle::new(&mut || false), true)?)
+        Ok(self.transfer(NVM_READ, once, &mut Idle::new(&mut || false))?)
     }
 
     fn flush(&mut self) -> Result<(), BlockError> {
         if let Some(e) = self.dead {
             return Err(e.into());
         }
-        let mut nothing = || false;
-        let mut none = Idle::new(&mut nothing);
-        // A Flush covers the commands completed before it was submitted: the submitted ones
-        // first.
-        self.finish(Ok(()), &mut none)?;
         if !self.vwc {
             return Ok(()); // no volatile cache: completed writes are already durable
         }
-        let r = self.queue_command(Command::flush(self.nsid), None, &mut none);
+        self.io_error = None;
+        let mut nothing = || false;
+        let mut none = Idle::new(&mut nothing);
+        let r = self.submit(Command::flush(self.nsid), None, &mut none);
         Ok(self.finish(r, &mut none)?)
     }
 }
