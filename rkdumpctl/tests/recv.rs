@@ -11,10 +11,7 @@ use common::{rkdumpctl, scratch, text};
 use rkdump_vmcore::kdump;
 use rkdump_vmcore::pages::KeepAll;
 use rkdump_vmcore::stream::{FRAME_HEADER_SIZE, FrameEncoder};
-use rkdump_vmcore::testing::{
-    FakeMemory, VMCOREINFO_TEXT, cpu_note_buffer, header_blob, load_phdr, note_phdr,
-    vmcoreinfo_buffer,
-};
+use rkdump_vmcore::testing::{FakeMemory, crash_notes, header_blob, load_phdr};
 use rkdump_vmcore::{prepare_dump, write_vmcore};
 
 const HDR: u64 = 0x2f00_0000;
@@ -61,15 +58,10 @@ fn kdump_dump() -> (Vec<u8>, Vec<u8>) {
 
 fn old_memory() -> FakeMemory {
     let mut mem = FakeMemory::new();
-    let mut phdrs = Vec::new();
-    for cpu in 0..3u64 {
-        let addr = 0x7e00_0000 + cpu * 0x1000;
-        let regs = (cpu != 1).then_some((4000 + cpu as i32, 0xffff_ffff_8123_4560 + cpu));
-        mem.insert(addr, cpu_note_buffer(regs));
-        phdrs.push(note_phdr(addr, 368));
-    }
-    mem.insert(0x7f00_0000, vmcoreinfo_buffer(VMCOREINFO_TEXT, 4132));
-    phdrs.push(note_phdr(0x7f00_0000, 4132));
+    let cpus: Vec<_> = (0..3u64)
+        .map(|cpu| (cpu != 1).then_some((4000 + cpu as i32, 0xffff_ffff_8123_4560 + cpu)))
+        .collect();
+    let mut phdrs = crash_notes(&mut mem, &cpus);
     phdrs.push(load_phdr(
         0x100_0000,
         0x100_0000,

@@ -14,27 +14,15 @@ use rkdump_devices::label::{
 use rkdump_vmcore::kdump::{self, KdumpFile, read::all_pages};
 use rkdump_vmcore::pages::KeepAll;
 use rkdump_vmcore::prepare_dump;
-use rkdump_vmcore::testing::{
-    FakeMemory, VMCOREINFO_TEXT, cpu_note_buffer, header_blob, load_phdr, note_phdr,
-    vmcoreinfo_buffer,
-};
+use rkdump_vmcore::testing::{FakeMemory, crash_notes, header_blob, load_phdr};
 
 const HDR: u64 = 0x2f00_0000;
 const DM: u64 = 0xffff_8880_0000_0000;
 
 fn old_memory() -> FakeMemory {
     let mut mem = FakeMemory::new();
-    let mut phdrs = Vec::new();
-    for cpu in 0..2u64 {
-        let addr = 0x7e00_0000 + cpu * 0x1000;
-        mem.insert(
-            addr,
-            cpu_note_buffer(Some((4000 + cpu as i32, 0xffff_ffff_8123_4560))),
-        );
-        phdrs.push(note_phdr(addr, 368));
-    }
-    mem.insert(0x7f00_0000, vmcoreinfo_buffer(VMCOREINFO_TEXT, 4132));
-    phdrs.push(note_phdr(0x7f00_0000, 4132));
+    let cpus = [4000, 4001].map(|pid| Some((pid, 0xffff_ffff_8123_4560)));
+    let mut phdrs = crash_notes(&mut mem, &cpus);
     phdrs.push(load_phdr(0x10_0000, 0x10_0000, DM + 0x10_0000, 0x40_0000));
     mem.add_pattern(0x10_0000, 0x50_0000);
     mem.insert(0x20_0000, vec![0; 8 * 4096]);

@@ -196,6 +196,21 @@ pub fn cpu_note_buffer(cpu: Option<(i32, u64)>) -> Vec<u8> {
     v
 }
 
+/// Puts the crash notes of a KF-style crash into `mem`: one [`cpu_note_buffer`] per entry of
+/// `cpus` at `0x7e00_0000 + cpu * 0x1000`, and [`VMCOREINFO_TEXT`] in a 4132-byte buffer at
+/// `0x7f00_0000`; returns their PT_NOTE headers, in that order.
+pub fn crash_notes(mem: &mut FakeMemory, cpus: &[Option<(i32, u64)>]) -> Vec<Elf64_Phdr> {
+    let mut phdrs = Vec::new();
+    for (cpu, regs) in cpus.iter().enumerate() {
+        let addr = 0x7e00_0000 + cpu as u64 * 0x1000;
+        mem.insert(addr, cpu_note_buffer(*regs));
+        phdrs.push(note_phdr(addr, 368));
+    }
+    mem.insert(0x7f00_0000, vmcoreinfo_buffer(VMCOREINFO_TEXT, 4132));
+    phdrs.push(note_phdr(0x7f00_0000, 4132));
+    phdrs
+}
+
 /// A KF-style VMCOREINFO buffer of `capacity` bytes holding `text` and a terminator.
 pub fn vmcoreinfo_buffer(text: &str, capacity: usize) -> Vec<u8> {
     let mut v = note("VMCOREINFO", 0, text.as_bytes());

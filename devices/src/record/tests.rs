@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use rkdump_vmcore::elf::Elf64_Phdr;
 use rkdump_vmcore::testing::{
-    FakeMemory, VMCOREINFO_TEXT, cpu_note_buffer, header_blob, load_phdr, note_phdr,
+    FakeMemory, VMCOREINFO_TEXT, cpu_note_buffer, crash_notes, header_blob, load_phdr, note_phdr,
     plan_and_vmcore, vmcoreinfo_buffer,
 };
 use rkdump_vmcore::{DumpPlan, OldMemError, prepare_dump};
@@ -53,17 +53,8 @@ fn crash(arena: &mut Arena) -> (DumpPlan, Vec<u8>) {
     arena.put(ram, &data);
     let mut mem = FakeMemory::new();
     mem.insert(ram, data);
-    let mut phdrs = Vec::new();
-    for cpu in 0..2u64 {
-        let addr = 0x7e00_0000 + cpu * 0x1000;
-        mem.insert(
-            addr,
-            cpu_note_buffer(Some((100 + cpu as i32, 0xffff_ffff_8100_0000))),
-        );
-        phdrs.push(note_phdr(addr, 368));
-    }
-    mem.insert(0x7f00_0000, vmcoreinfo_buffer(VMCOREINFO_TEXT, 4132));
-    phdrs.push(note_phdr(0x7f00_0000, 4132));
+    let cpus = [100, 101].map(|pid| Some((pid, 0xffff_ffff_8100_0000)));
+    let mut phdrs = crash_notes(&mut mem, &cpus);
     let va = DM + (ram & 0xFFFF_FFFF);
     phdrs.push(load_phdr(ram, ram, va, 32 << 10));
     let hi = ram + (40 << 10);
