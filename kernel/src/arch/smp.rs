@@ -599,10 +599,17 @@ pub enum Join {
 /// [`JOIN_CLOSED`], and the count of APs that joined in the low bits.
 static JOINS: AtomicU64 = AtomicU64::new(0);
 const JOIN_CLOSED: u64 = 1 << 31;
+/// The count of APs that joined, below [`JOIN_CLOSED`].
+const JOIN_COUNT: u64 = JOIN_CLOSED - 1;
+
+/// The high half of [`JOINS`] for the job of `generation`.
+fn join_tag(generation: u64) -> u64 {
+    (generation & 0xFFFF_FFFF) << 32
+}
 
 /// Takes part in the late-skip job of `generation` unless the posting CPU closed it.
 fn join(generation: u64) -> bool {
-    let tag = (generation & 0xFFFF_FFFF) << 32;
+    let tag = join_tag(generation);
     let mut cur = JOINS.load(Ordering::Acquire);
     loop {
         if cur & !0xFFFF_FFFF != tag || cur & JOIN_CLOSED != 0 {
@@ -769,7 +776,7 @@ pub fn run<F: Fn(usize) + Sync>(
         let mut posted = POSTED.lock();
         generation = GENERATION.load(Ordering::Relaxed) + 1;
         DONE.store(0, Ordering::Relaxed);
-        JOINS.store((generation & 0xFFFF_FFFF) << 32, Ordering::Relaxed);
+        JOINS.store(join_tag(generation), Ordering::Relaxed);
         *posted = Some(Posted {
             generation,
             call: call::<F>,
@@ -785,7 +792,7 @@ pub fn run<F: Fn(usize) + Sync>(
     job(0);
     let expected = if late_skip {
         // From here no AP joins: wait for those that did.
-        (JOINS.fetch_or(JOIN_CLOSED, Ordering::AcqRel) & 0xFFFF) as usize
+        (JOINS.fetch_or(JOIN_CLOSED, Ordering::AcqRel) & JOIN_COUNT) as usize
     } else {
         cpus - 1
     };
